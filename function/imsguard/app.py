@@ -1,0 +1,193 @@
+"""The FunctionGraph handler: event -> trigger -> image -> decision -> at most one PATCH.
+
+Each image costs one read and at most one write. Every run re-reads the image
+and patches only the difference, so duplicate events, replays and the traces
+of imsguard's own updates are harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from imsguard import __version__
+from imsguard.context import call_getter, read_credentials
+from imsguard.evaluate import Decision, evaluate
+from imsguard.events import Skip, Trigger, is_image_id, parse_event
+from imsguard.logs import get_logger, log, set_context
+from imsguard.policy import Policy, PolicyError, cached_policy
+from imsguard.settings import Settings, SettingsError, load_settings
+
+OUTCOMES = ("updated", "would_update", "compliant", "non_compliant", "exempt",
+            "not_applicable", "deferred", "error")
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    """FunctionGraph entry point. Returns a JSON-serialisable report; never raises on bad input."""
+    set_context(request_id=call_getter(context, "getRequestID"))
+    try:
+        settings = load_settings(context)
+    except SettingsError as exc:
+        get_logger()
+        return _stop("error", f"configuration: {exc}")
+    get_logger(settings.log_level)
+    try:
+        return _handle(event, context, settings)
+    except Exception as exc:  # a bug must still produce a report and a log line
+        logging.getLogger("imsguard").exception("unexpected failure")
+        return _stop("error", f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _handle(event: Any, context: Any, settings: Settings) -> dict[str, Any]:
+    parsed = parse_event(event)
+    if isinstance(parsed, Skip):
+        log(logging.INFO, "event skipped", status=parsed.status, reason=parsed.reason)
+        return _stop(parsed.status, parsed.reason)
+    try:
+        policy = cached_policy(settings.policy_path)
+    except PolicyError as exc:
+        log(logging.ERROR, "invalid policy", policy=exc.source, problems=exc.problems)
+        return _stop("error", str(exc), problems=exc.problems)
+    if not settings.project_id:
+        return _stop("error", "configuration: no project id (RUNTIME_PROJECT_ID or "
+                              "IMSGUARD_PROJECT_ID)")
+    credentials = read_credentials(context)
+    if credentials is None:
+        return _stop("error", "configuration: no credentials (give the function an agency, or "
+                              "set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK)")
+    from imsguard.ims import gateway_for  # the SDK loads only when there is work to do
+
+    try:
+        gateway = gateway_for(settings.region, settings.ims_endpoint, settings.project_id,
+                              credentials)
+    except ValueError as exc:
+        return _stop("error", f"configuration: {exc}")
+    dry_run = settings.dry_run or parsed.dry_run is True or policy.mode == "audit"
+    run = _Run(gateway, policy, settings.project_id, dry_run)
+    results = run.process(parsed)
+    summary = Counter(r["outcome"] for r in results)
+    return {
+        "status": "ok",
+        "imsguard": __version__,
+        "trigger": parsed.summary,
+        "dry_run": dry_run,
+        "summary": dict(sorted(summary.items())),
+        "results": results,
+    }
+
+
+def _stop(status: str, reason: str, **extra: Any) -> dict[str, Any]:
+    """The answer for an event that leads to no image work."""
+    return {"status": status, "imsguard": __version__, "reason": reason, **extra, "results": []}
+
+
+class _Run:
+    """One invocation's work: resolve jobs to images, then check each image once."""
+
+    def __init__(self, gateway: Any, policy: Policy, project_id: str, dry_run: bool):
+        self.gateway = gateway
+        self.policy = policy
+        self.project_id = project_id
+        self.dry_run = dry_run
+
+    def process(self, trigger: Trigger) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        image_ids = list(trigger.image_ids)
+        for job_id in trigger.job_ids:
+            image_id, unresolved = self._image_of_job(job_id)
+            if unresolved is not None:
+                results.append(_report(unresolved))
+            elif image_id not in image_ids:
+                image_ids.append(image_id)
+        results.extend(_report(self._check_image(image_id)) for image_id in image_ids)
+        return results
+
+    def _image_of_job(self, job_id: str) -> tuple[str, dict[str, Any] | None]:
+        """One read of the creation job. Waiting for slow jobs is not done here."""
+        from imsguard.ims import ImsError
+
+        base = {"image_id": None, "job_id": job_id, "operations": []}
+        try:
+            job = self.gateway.get_job(job_id)
+        except ImsError as exc:
+            outcome = "not_applicable" if exc.kind == "gone" else "error"
+            return "", {**base, "outcome": outcome, "reason": f"job {job_id}: {exc}"}
+        status = str(job.get("status", "")).upper()
+        entities = job.get("entities") if isinstance(job.get("entities"), dict) else {}
+        image_id = entities.get("image_id")
+        if status == "FAIL":
+            reason = job.get("fail_reason") or job.get("error_code") or "no reason given"
+            return "", {**base, "outcome": "not_applicable",
+                        "reason": f"job {job_id} failed ({reason}); no image was created"}
+        if status != "SUCCESS":
+            return "", {**base, "outcome": "deferred",
+                        "reason": f"job {job_id} is {status or 'in an unknown state'}; the image "
+                                  "is not ready yet"}
+        if not is_image_id(image_id):
+            return "", {**base, "outcome": "error",
+                        "reason": f"job {job_id} succeeded but names no image id"}
+        return image_id.lower(), None
+
+    def _check_image(self, image_id: str) -> dict[str, Any]:
+        from imsguard.ims import ImsError
+
+        base: dict[str, Any] = {"image_id": image_id, "operations": []}
+        try:
+            image = self.gateway.get_image(image_id)
+        except ImsError as exc:
+            return {**base, "outcome": _failure_outcome(exc), "reason": str(exc)}
+        if image is None:
+            return {**base, "outcome": "not_applicable",
+                    "reason": "no such image (deleted, or not visible to this project)"}
+        decision = evaluate(self.policy, image, self.project_id)
+        base.update(image_name=image.get("name"), decision=decision)
+        if decision.scope != "in_scope":
+            return {**base, "outcome": decision.scope, "reason": decision.reason}
+        operations = list(decision.operations)
+        if not operations:
+            unfixed = [v for v in decision.verdicts if v.status == "violation"]
+            if unfixed:
+                return {**base, "outcome": "non_compliant",
+                        "reason": "violations imsguard cannot fix: "
+                                  + ", ".join(v.rule for v in unfixed)}
+            return {**base, "outcome": "compliant", "reason": "every applicable rule holds"}
+        base["operations"] = operations
+        if self.dry_run:
+            return {**base, "outcome": "would_update", "reason": "dry run: nothing was sent"}
+        try:
+            updated = self.gateway.update_image(image_id, operations)
+        except ImsError as exc:
+            return {**base, "outcome": _failure_outcome(exc), "reason": f"not updated: {exc}"}
+        left = evaluate(self.policy, updated, self.project_id).operations if updated else ()
+        if left:
+            return {**base, "outcome": "error",
+                    "reason": f"IMS accepted the update but still differs on "
+                              f"{[o['path'] for o in left]}"}
+        return {**base, "outcome": "updated", "reason": f"{len(operations)} attribute(s) changed"}
+
+
+def _failure_outcome(exc: Any) -> str:
+    return "not_applicable" if exc.kind == "gone" else "error"
+
+
+def _report(result: dict[str, Any]) -> dict[str, Any]:
+    """The JSON result entry (with per-rule verdicts) and its one log line."""
+    decision: Decision | None = result.pop("decision", None)
+    outcome = result["outcome"]
+    if decision is not None and decision.verdicts:
+        result["rules"] = [_verdict_entry(v, outcome) for v in decision.verdicts]
+    level = logging.ERROR if outcome == "error" else logging.INFO
+    log(level, f"image {outcome}", **result)
+    return result
+
+
+def _verdict_entry(verdict: Any, outcome: str) -> dict[str, Any]:
+    entry = {"rule": verdict.rule, "verdict": verdict.status, "reason": verdict.reason}
+    if verdict.status == "violation":
+        if not verdict.fixable:
+            entry["fix"] = "cannot_fix"
+        else:
+            fixes = {"updated": "fixed", "would_update": "would_fix"}
+            entry["fix"] = fixes.get(outcome, "not_fixed")
+    return entry

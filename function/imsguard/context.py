@@ -1,0 +1,101 @@
+"""A typed view of FunctionGraph's runtime context, and a local stand-in for it.
+
+FunctionGraph passes an object with Java-style getters (``getUserData``,
+``getSecurityAccessKey`` ...). The handler only relies on the methods in
+:class:`RuntimeContext`, and reads each one defensively: outside FunctionGraph
+(tests, ``imsguard invoke``) a :class:`LocalContext` plays the part.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class RuntimeContext(Protocol):
+    """The subset of FunctionGraph's context object that imsguard uses."""
+
+    def getRequestID(self) -> str: ...
+    def getRemainingTimeInMilliSeconds(self) -> int: ...
+    def getUserData(self, key: str) -> str | None: ...
+    def getSecurityAccessKey(self) -> str | None: ...
+    def getSecuritySecretKey(self) -> str | None: ...
+    def getSecurityToken(self) -> str | None: ...
+
+
+@dataclass
+class LocalContext:
+    """A context for local runs: user data from a dict, no credentials unless given."""
+
+    user_data: dict[str, str] = field(default_factory=dict)
+    access_key: str | None = None
+    secret_key: str | None = None
+    security_token: str | None = None
+    timeout_ms: int = 30_000
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _started: float = field(default_factory=time.monotonic, repr=False)
+
+    def getRequestID(self) -> str:
+        return self.request_id
+
+    def getRemainingTimeInMilliSeconds(self) -> int:
+        elapsed_ms = int((time.monotonic() - self._started) * 1000)
+        return max(0, self.timeout_ms - elapsed_ms)
+
+    def getUserData(self, key: str) -> str | None:
+        return self.user_data.get(key)
+
+    def getSecurityAccessKey(self) -> str | None:
+        return self.access_key
+
+    def getSecuritySecretKey(self) -> str | None:
+        return self.secret_key
+
+    def getSecurityToken(self) -> str | None:
+        return self.security_token
+
+
+def call_getter(context: Any, name: str, *args: Any) -> Any:
+    """Call ``context.<name>(*args)``; None when the context lacks it or it fails.
+
+    Real contexts differ between runtime versions (and a console test may pass
+    ``None``), so a missing getter must never crash the handler.
+    """
+    getter = getattr(context, name, None)
+    if not callable(getter):
+        return None
+    try:
+        value = getter(*args)
+    except Exception:
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str
+    secret_key: str
+    security_token: str | None = None
+
+    def __repr__(self) -> str:  # never print secrets, even by accident
+        return "Credentials(<redacted>)"
+
+
+def read_credentials(context: Any) -> Credentials | None:
+    """The function's temporary agency credentials, else the SDK's own variables."""
+    ak = call_getter(context, "getSecurityAccessKey")
+    sk = call_getter(context, "getSecuritySecretKey")
+    if ak and sk:
+        return Credentials(ak, sk, call_getter(context, "getSecurityToken"))
+    ak = os.environ.get("HUAWEICLOUD_SDK_AK", "").strip()
+    sk = os.environ.get("HUAWEICLOUD_SDK_SK", "").strip()
+    if ak and sk:
+        token = os.environ.get("HUAWEICLOUD_SDK_SECURITY_TOKEN", "").strip() or None
+        return Credentials(ak, sk, token)
+    return None

@@ -1,0 +1,146 @@
+"""The IMS gateway: the only module that imports the Huawei Cloud SDK.
+
+It builds one client per container (rebuilt only when the temporary
+credentials rotate), returns images as the raw JSON IMS sent (the SDK models
+drop unknown keys and coerce types, and policies may name any attribute), and
+turns every SDK or transport failure into one :class:`ImsError` with a kind.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any, Literal
+
+import requests
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.exceptions.exceptions import SdkException, ServiceResponseException
+from huaweicloudsdkcore.http.http_config import HttpConfig
+from huaweicloudsdkims.v2 import (
+    ImsClient,
+    ListImagesRequest,
+    ShowJobRequest,
+    UpdateImageRequest,
+    UpdateImageRequestBody,
+)
+from huaweicloudsdkims.v2.region.ims_region import ImsRegion
+
+from imsguard.context import Credentials
+
+ErrorKind = Literal["transient", "permanent", "gone"]
+GONE_CODES = {"IMG.0027", "IMG.0144"}
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 30
+
+
+class ImsError(Exception):
+    """An IMS call failed. ``kind``: transient (retry may help), permanent, or gone."""
+
+    def __init__(self, kind: ErrorKind, message: str, status: int | None = None,
+                 code: str | None = None, request_id: str | None = None):
+        self.kind = kind
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        details = ", ".join(f"{k} {v}" for k, v in
+                            (("HTTP", status), ("code", code), ("request id", request_id)) if v)
+        super().__init__(f"{message} ({details})" if details else message)
+
+
+class ImsGateway:
+    """Image reads and writes for one project, through one SDK client."""
+
+    def __init__(self, client: ImsClient, project_id: str):
+        self.client = client
+        self.project_id = project_id
+
+    def get_image(self, image_id: str) -> dict[str, Any] | None:
+        """The image as IMS returns it, or None when IMS does not know it."""
+        response = self._call("read image", self.client.list_images,
+                              ListImagesRequest(id=image_id, limit=1))
+        images = _raw(response).get("images") or []
+        return next((i for i in images if isinstance(i, dict) and i.get("id") == image_id), None)
+
+    def update_image(self, image_id: str, operations: list[dict[str, str]]) -> dict[str, Any]:
+        """Send all operations for one image in one PATCH; returns the updated image."""
+        body = [UpdateImageRequestBody(op=o["op"], path=o["path"], value=o["value"])
+                for o in operations]
+        response = self._call("update image", self.client.update_image,
+                              UpdateImageRequest(image_id=image_id, body=body))
+        return _raw(response)
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        """An asynchronous IMS job (``show_job``: deprecated in the SDK, still documented)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            response = self._call("read job", self.client.show_job, ShowJobRequest(job_id=job_id))
+        return _raw(response)
+
+    @staticmethod
+    def _call(what: str, method: Any, request: Any) -> Any:
+        try:
+            return method(request)
+        except ServiceResponseException as exc:
+            raise _classify(what, exc) from None
+        except (SdkException, requests.RequestException) as exc:
+            # Connection failures, and PATCH read timeouts, which escape the SDK unwrapped.
+            raise ImsError("transient", f"{what}: {type(exc).__name__}") from None
+
+
+def _classify(what: str, exc: ServiceResponseException) -> ImsError:
+    status = exc.status_code
+    code = exc.error_code
+    if status == 404 or code in GONE_CODES:
+        kind: ErrorKind = "gone"
+    elif status == 429 or (status or 0) >= 500:
+        kind = "transient"
+    else:
+        kind = "permanent"
+    return ImsError(kind, f"{what}: {exc.error_msg}", status, code, exc.request_id)
+
+
+def _raw(response: Any) -> dict[str, Any]:
+    """The JSON body IMS sent, not the SDK's lossy model."""
+    content = getattr(response, "raw_content", None)
+    if not content:
+        return response.to_dict()
+    data = json.loads(content)
+    return data if isinstance(data, dict) else {}
+
+
+_client_cache: dict[tuple[Any, ...], ImsGateway] = {}
+
+
+def gateway_for(region: str | None, endpoint: str | None, project_id: str,
+                credentials: Credentials) -> ImsGateway:
+    """One client per container; a new one only when settings or credentials change."""
+    key = (region, endpoint, project_id, credentials)
+    gateway = _client_cache.get(key)
+    if gateway is None:
+        _client_cache.clear()
+        gateway = ImsGateway(_build_client(region, endpoint, project_id, credentials), project_id)
+        _client_cache[key] = gateway
+    return gateway
+
+
+def _build_client(region: str | None, endpoint: str | None, project_id: str,
+                  credentials: Credentials) -> ImsClient:
+    # project_id is always passed: without it, build() would ask IAM over the network.
+    basic = BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
+    if credentials.security_token:
+        basic = basic.with_security_token(credentials.security_token)
+    config = HttpConfig.get_default_config()
+    config.timeout = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
+    config.retry_times = 0  # retries are ours to decide (the SDK's never cover PATCH anyway)
+    builder = ImsClient.new_builder().with_credentials(basic).with_http_config(config)
+    if endpoint:
+        builder = builder.with_endpoints([endpoint])
+    elif region:
+        try:
+            builder = builder.with_region(ImsRegion.value_of(region))
+        except (KeyError, ValueError):
+            message = f"IMSGUARD_REGION={region!r} is not a region the IMS SDK knows"
+            raise ValueError(message) from None
+    else:
+        raise ValueError("no region: set IMSGUARD_REGION (or IMSGUARD_IMS_ENDPOINT)")
+    return builder.build()

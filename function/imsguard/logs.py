@@ -1,0 +1,78 @@
+"""Structured logs: one JSON object per line, with the invocation's request id.
+
+FunctionGraph ships stdout to LTS, where JSON lines can be searched by field
+(``image_id``, ``outcome``...). Only fields passed explicitly are logged; the
+handler never passes credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+LOGGER_NAME = "imsguard"
+_context: dict[str, Any] = {}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **_context,
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class _StreamHandler(logging.Handler):
+    """Writes to whatever ``sys.stdout`` (or the chosen stream) is at emit time."""
+
+    def __init__(self, stream_name: str = "stdout"):
+        super().__init__()
+        self.stream_name = stream_name
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = getattr(sys, self.stream_name)
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def get_logger(level: str = "INFO") -> logging.Logger:
+    """The imsguard logger, configured once for JSON lines on stdout."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if not any(isinstance(h, _StreamHandler) for h in logger.handlers):
+        handler = _StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level)
+    return logger
+
+
+def log_to(stream_name: str) -> None:
+    """Send the JSON lines to ``stdout`` or ``stderr`` (the CLI keeps stdout for people)."""
+    for handler in get_logger(logging.getLogger(LOGGER_NAME).level or "INFO").handlers:
+        if isinstance(handler, _StreamHandler):
+            handler.stream_name = stream_name
+
+
+def set_context(**fields: Any) -> None:
+    """Fields added to every line until the next call (e.g. the request id)."""
+    _context.clear()
+    _context.update({k: v for k, v in fields.items() if v is not None})
+
+
+def log(level: int, message: str, **fields: Any) -> None:
+    logging.getLogger(LOGGER_NAME).log(level, message, extra={"fields": fields})
