@@ -1,0 +1,540 @@
+"""A stateful, in-memory fake of the Huawei Cloud IMS API for tests.
+
+The fake speaks HTTP, so tests drive the real ``huaweicloudsdkims`` client
+against it instead of mocking SDK objects: request building, signing, JSON
+decoding and error parsing all run for real. It is wired in either through
+``responses`` (``with fake:``) or through a loopback HTTP server
+(``with fake.serve() as endpoint:``). Both transports call ``dispatch``.
+
+Where the published API reference is silent, the behaviour chosen here is
+marked "assumption" in a comment.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import responses
+
+SAMPLE_PROJECT_ID = "0b1e494e2660441a957313163095fe5c"
+EXAMPLE_IMAGE_ID = "33ad552d-1149-471c-8190-ff6776174a00"
+DEFAULT_REGION = "ap-southeast-1"
+
+_SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+_SAMPLE_FILES = ("example-image.json", "images.json")
+_HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+# Attributes the documented update API lists explicitly.
+PATCHABLE_ATTRIBUTES = frozenset({
+    "name", "__description", "__support_kvm", "__support_xen", "__support_largememory",
+    "__support_diskintensive", "__support_highperformance", "__support_xen_gpu_type",
+    "__support_kvm_gpu_type", "__support_xen_hana", "__is_config_init", "enterprise_project_id",
+    "min_ram", "max_ram", "hw_vif_multiqueue_enabled", "hw_firmware_type",
+    "__support_kvm_infiniband", "__support_fc_inject", "__support_amd",
+    "__support_kvm_hi1822_hisriov", "__support_kvm_hi1822_hivirtionet",
+})
+
+# Attributes managed by the service; they can never be set as extension attributes.
+SYSTEM_ATTRIBUTES = frozenset({
+    "id", "status", "owner", "visibility", "created_at", "updated_at", "deleted", "deleted_at",
+    "active_at", "__imagetype", "__platform", "__os_type", "__os_version", "__os_bit",
+    "virtual_env_type", "checksum", "size", "virtual_size", "min_disk", "self", "file", "schema",
+    "disk_format", "container_format", "protected", "tags", "__image_source_type",
+    "__originalimagename", "__backup_id", "__image_size", "__data_origin", "__isregistered",
+    "__productcode",
+})
+
+# Error messages as worded in the IMS error-code table.
+_MESSAGES = {
+    "IMG.0001": "The request message format is invalid.",
+    "IMG.0002": "The image name contains more than 128 characters.",
+    "IMG.0003": "The image name format is invalid.",
+    "IMG.0004": "The description contains more than 1024 characters.",
+    "IMG.0007": "The request body is empty.",
+    "IMG.0027": "The image ID in the request does not exist.",
+    "IMG.0028": "The image in the request is protected.",
+    "IMG.0046": "The image is unavailable.",
+    "IMG.0047": "This operation can be performed only by the image owner.",
+    "IMG.0054": "The image description format is invalid.",
+    "IMG.0055": "The memory or disk size is invalid.",
+    "IMG.0141": "The value of hw_firmware_type is not uefi or bios.",
+    "IMG.0168": "Data disk images cannot be updated.",
+    "APIGW.0101": "The API does not exist or has not been published",
+    "APIGW.0301": "Incorrect IAM authentication information: verify aksk signature fail",
+}
+
+_NAME_RE = re.compile(r"[A-Za-z0-9\-._ \u4e00-\u9fff]+")
+_DIGITS_RE = re.compile(r"[0-9]+")
+_LIST_FILTERS = ("id", "name", "status", "__imagetype", "__platform", "__os_type",
+                 "visibility", "virtual_env_type", "owner")
+_TIME_OPERATORS: dict[str, Callable[[datetime, datetime], bool]] = {
+    "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
+    "eq": lambda a, b: a == b, "neq": lambda a, b: a != b,
+}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class FakeCall:
+    """One request that reached the fake, with the status it got."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    status: int
+    headers: dict[str, str]
+
+
+class _ApiError(Exception):
+    """Raised inside a handler to turn into an IMS-style error response."""
+
+    def __init__(self, status: int, code: str, message: str | None = None) -> None:
+        super().__init__(code)
+        self.status = status
+        self.code = code
+        self.message = message or _MESSAGES.get(code, code)
+
+
+def _bad_request(code: str = "IMG.0001", message: str | None = None) -> _ApiError:
+    return _ApiError(400, code, message)
+
+
+def sample_images() -> list[dict]:
+    """Fresh copies of the packaged sample images (the example image first)."""
+    images: list[dict] = []
+    for filename in _SAMPLE_FILES:
+        data = json.loads((_SAMPLES_DIR / filename).read_text(encoding="utf-8"))
+        images.extend(data if isinstance(data, list) else [data])
+    return images
+
+
+def _parse_time(value: str) -> datetime:
+    """Parse an ISO 8601 UTC timestamp; Python 3.10 does not accept a trailing 'Z'."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _format_time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sort_key(image: Mapping[str, Any]) -> tuple[float, str]:
+    """Newest first, then by id, so paging order is total and stable."""
+    try:
+        created = _parse_time(image["created_at"])
+    except (KeyError, TypeError, ValueError):
+        created = _EPOCH
+    return (-created.timestamp(), str(image.get("id", "")))
+
+
+def _tag_matches(wanted: str, tags: Any) -> bool:
+    """Match "key=value" against tags stored as "key=value" or the old "key.value".
+
+    assumption: a bare "key" matches that key with any value.
+    """
+    key, _, value = wanted.partition("=")
+    for tag in tags or []:
+        sep = "=" if "=" in tag else "."
+        tag_key, _, tag_value = tag.partition(sep)
+        if tag_key == key and ("=" not in wanted or tag_value == value):
+            return True
+    return False
+
+
+def _time_filter(expression: str) -> Callable[[Any], bool]:
+    """Build a predicate from "op:timestamp", e.g. "gt:2018-10-28T10:00:00Z"."""
+    operator, _, stamp = expression.partition(":")
+    if operator not in _TIME_OPERATORS:
+        raise _bad_request()
+    try:
+        bound = _parse_time(stamp)
+    except ValueError:
+        raise _bad_request() from None
+    compare = _TIME_OPERATORS[operator]
+
+    def predicate(value: Any) -> bool:
+        try:
+            return compare(_parse_time(value), bound)
+        except (TypeError, ValueError):
+            return False
+
+    return predicate
+
+
+def _parse_limit(raw: str | None) -> int:
+    if raw is None:
+        return 500
+    if not _DIGITS_RE.fullmatch(raw) or not 1 <= int(raw) <= 1000:
+        raise _bad_request(message="limit must be an integer from 1 to 1000.")
+    return int(raw)
+
+
+def _validate_value(attr: str, value: str) -> Any:
+    """Check a new attribute value and return it as it is stored."""
+    if attr == "name":
+        if len(value) > 128:
+            raise _bad_request("IMG.0002")
+        if not _NAME_RE.fullmatch(value) or value != value.strip(" "):
+            raise _bad_request("IMG.0003")
+    elif attr == "__description":
+        if len(value) > 1024:
+            raise _bad_request("IMG.0004")
+        # assumption: line feeds are rejected along with the documented carriage return.
+        if any(char in value for char in "\r\n<>"):
+            raise _bad_request("IMG.0054")
+    elif attr == "hw_firmware_type":
+        if value not in ("bios", "uefi"):
+            raise _bad_request("IMG.0141")
+    elif attr == "hw_vif_multiqueue_enabled":
+        # assumption: the flag only takes the two strings the API itself returns.
+        if value not in ("true", "false"):
+            raise _bad_request(message="hw_vif_multiqueue_enabled must be 'true' or 'false'.")
+    elif attr in ("min_ram", "max_ram"):
+        # assumption: max_ram is checked like min_ram but kept as a string (the SDK types it str).
+        if not _DIGITS_RE.fullmatch(value):
+            raise _bad_request("IMG.0055")
+        return int(value) if attr == "min_ram" else value
+    return value
+
+
+def _is_patchable(attr: str) -> bool:
+    """Documented attributes, or extension attributes that don't clash with system ones."""
+    if attr in PATCHABLE_ATTRIBUTES:
+        return True
+    return bool(attr) and attr not in SYSTEM_ATTRIBUTES and attr == attr.lower()
+
+
+def _apply_operation(image: dict, operation: Any) -> None:
+    """Validate one JSON-patch operation against ``image`` and apply it in place."""
+    if not isinstance(operation, dict):
+        raise _bad_request()
+    op, path = operation.get("op"), operation.get("path")
+    if op not in ("add", "replace", "remove"):
+        raise _bad_request(message=f"Unsupported op: {op!r}.")
+    if not isinstance(path, str) or not path.startswith("/") or "/" in path[1:]:
+        raise _bad_request(message=f"Invalid path: {path!r}.")
+    attr = path[1:]
+    if not _is_patchable(attr) or (op == "remove" and attr == "name"):
+        raise _bad_request(message=f"The attribute {attr!r} cannot be updated.")
+    if op in ("replace", "remove") and attr not in image:
+        raise _bad_request(message=f"The attribute {attr!r} does not exist.")
+    if op == "remove":
+        # assumption: a value sent with remove is ignored, as JSON Patch does.
+        del image[attr]
+        return
+    value = operation.get("value")
+    if not isinstance(value, str):
+        raise _bad_request(message="The value must be a string.")
+    image[attr] = _validate_value(attr, value)
+
+
+class FakeIms:
+    """In-memory IMS: images, jobs and a log of every request it answered."""
+
+    def __init__(self, project_id: str = SAMPLE_PROJECT_ID, region: str = DEFAULT_REGION,
+                 endpoint: str | None = None) -> None:
+        self.project_id = project_id
+        self.region = region
+        self.endpoint = (endpoint or f"https://ims.{region}.myhuaweicloud.com").rstrip("/")
+        self.images: dict[str, dict] = {}
+        self.jobs: dict[str, dict] = {}
+        self.calls: list[FakeCall] = []
+        # assumption: a fake clock that ticks one second per use keeps timestamps
+        # deterministic and makes every update visibly newer than what came before.
+        self._clock = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self._lock = threading.RLock()
+        self._mock: responses.RequestsMock | None = None
+        self._routes: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, Any]]]] = [
+            ("GET", re.compile(r"/v2/cloudimages"), self._list_images),
+            ("PATCH", re.compile(r"/v2/cloudimages/([^/]+)"), self._update_image),
+            ("GET", re.compile(r"/v1/([^/]+)/jobs/([^/]+)"), self._show_job),
+        ]
+
+    @classmethod
+    def seeded(cls, project_id: str = SAMPLE_PROJECT_ID,
+               region: str = DEFAULT_REGION) -> FakeIms:
+        """A fake preloaded with the packaged sample images."""
+        fake = cls(project_id=project_id, region=region)
+        for image in sample_images():
+            fake.add_image(image)
+        return fake
+
+    # -- state -------------------------------------------------------------
+
+    def _tick(self) -> str:
+        with self._lock:
+            self._clock += timedelta(seconds=1)
+            return _format_time(self._clock)
+
+    def add_image(self, attrs: Mapping[str, Any]) -> dict:
+        """Store a copy of ``attrs``, completed with the defaults of a private Linux image."""
+        image = copy.deepcopy(dict(attrs))
+        image_id = image.setdefault("id", str(uuid.uuid4()))
+        now = self._tick()
+        defaults = {
+            "name": f"image-{image_id[:8]}", "status": "active", "owner": self.project_id,
+            "__imagetype": "private", "visibility": "private", "created_at": now,
+            "updated_at": now, "min_ram": 0, "min_disk": 40, "tags": [],
+            "virtual_env_type": "FusionCompute", "__os_type": "Linux", "__platform": "Ubuntu",
+            "__os_version": "Ubuntu 22.04 server 64bit", "__os_bit": "64",
+        }
+        for key, value in defaults.items():
+            image.setdefault(key, value)
+        with self._lock:
+            self.images[image_id] = image
+        return image
+
+    def add_job(self, job_id: str, status: str = "SUCCESS", image_id: str | None = None,
+                job_type: str = "createImageByInstance",
+                fail_reason: str | None = None) -> dict:
+        """Store an asynchronous job as ``show_job`` reports it."""
+        begin = self._tick()
+        finished = status in ("SUCCESS", "FAIL")
+        job = {
+            "status": status, "job_id": job_id, "job_type": job_type, "begin_time": begin,
+            "end_time": self._tick() if finished else None, "error_code": None,
+            "fail_reason": fail_reason, "entities": {},
+        }
+        if image_id is not None:
+            job["entities"]["image_id"] = image_id
+        with self._lock:
+            self.jobs[job_id] = job
+        return job
+
+    @property
+    def patches(self) -> list[FakeCall]:
+        return [call for call in self.calls if call.method == "PATCH"]
+
+    @property
+    def reads(self) -> list[FakeCall]:
+        return [call for call in self.calls if call.method == "GET"]
+
+    def reset_calls(self) -> None:
+        with self._lock:
+            self.calls.clear()
+
+    # -- transport-independent core -----------------------------------------
+
+    def dispatch(self, method: str, url: str, headers: Mapping[str, str],
+                 body: bytes | str | None) -> tuple[int, dict[str, str], bytes]:
+        """Answer one HTTP request and record it; returns (status, headers, body)."""
+        method = method.upper()
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        with self._lock:
+            try:
+                status, payload = self._route(method, parts.path, query, headers, text)
+            except _ApiError as error:
+                status = error.status
+                payload = {"error": {"code": error.code, "message": error.message}}
+            self.calls.append(FakeCall(method, parts.path, query, _try_json(text), status,
+                                       dict(headers)))
+        response_headers = {"Content-Type": "application/json",
+                            "X-Request-Id": uuid.uuid4().hex}
+        return status, response_headers, json.dumps(payload).encode("utf-8")
+
+    def _route(self, method: str, path: str, query: dict[str, str],
+               headers: Mapping[str, str], body: str | None) -> tuple[int, Any]:
+        # assumption: like API Gateway, an unknown API is reported before authentication.
+        for route_method, pattern, handler in self._routes:
+            match = pattern.fullmatch(path)
+            if match and route_method == method:
+                self._authenticate(headers)
+                args = [unquote(group) for group in match.groups()]
+                return handler(*args, query=query, body=body)
+        raise _ApiError(404, "APIGW.0101")
+
+    def _authenticate(self, headers: Mapping[str, str]) -> None:
+        """Accept only requests signed the way the SDK's BasicCredentials sign them."""
+        lowered = {key.lower(): value for key, value in headers.items()}
+        authorization = lowered.get("authorization", "")
+        signed = (authorization.startswith("SDK-HMAC-SHA256 ")
+                  and "Access=" in authorization and "Signature=" in authorization)
+        if not signed or lowered.get("x-project-id") != self.project_id:
+            raise _ApiError(401, "APIGW.0301")
+
+    # -- handlers -------------------------------------------------------------
+
+    def _visible(self, image: Mapping[str, Any]) -> bool:
+        """Own images plus public ones; other projects' private images stay hidden."""
+        return (image.get("owner") == self.project_id
+                or image.get("__imagetype") in ("gold", "market")
+                or image.get("visibility") == "public")
+
+    def _list_images(self, *, query: dict[str, str], body: str | None) -> tuple[int, Any]:
+        limit = _parse_limit(query.get("limit"))
+        visible = sorted((img for img in self.images.values() if self._visible(img)),
+                         key=_sort_key)
+        selected = [img for img in visible if self._matches(img, query)]
+        marker = query.get("marker")
+        if marker is not None:
+            marker_image = self.images.get(marker)
+            # assumption: an unknown or hidden marker is a bad request, as in Glance.
+            if marker_image is None or not self._visible(marker_image):
+                raise _bad_request(message=f"Invalid marker: {marker!r}.")
+            after = _sort_key(marker_image)
+            selected = [img for img in selected if _sort_key(img) > after]
+        return 200, {"images": copy.deepcopy(selected[:limit])}
+
+    @staticmethod
+    def _matches(image: Mapping[str, Any], query: dict[str, str]) -> bool:
+        for key in _LIST_FILTERS:
+            if key in query and image.get(key) != query[key]:
+                return False
+        if "created_at" in query and not _time_filter(query["created_at"])(
+                image.get("created_at")):
+            return False
+        return "tag" not in query or _tag_matches(query["tag"], image.get("tags"))
+
+    def _update_image(self, image_id: str, *, query: dict[str, str],
+                      body: str | None) -> tuple[int, Any]:
+        image = self.images.get(image_id)
+        # assumption: a missing image is a 404 carrying IMG.0027.
+        if image is None or not self._visible(image):
+            raise _ApiError(404, "IMG.0027")
+        if image.get("owner") != self.project_id:
+            raise _bad_request("IMG.0047")
+        # assumption: a non-active image gets IMG.0046 ("The image is unavailable").
+        if image.get("status") != "active":
+            raise _bad_request("IMG.0046")
+        if image.get("protected") is True:
+            raise _bad_request("IMG.0028")
+        if image.get("virtual_env_type") == "DataImage":
+            raise _bad_request("IMG.0168")
+        operations = _parse_patch_body(body)
+        # Apply to a copy so that one bad operation leaves the image untouched.
+        updated = copy.deepcopy(image)
+        for operation in operations:
+            _apply_operation(updated, operation)
+        updated["updated_at"] = self._tick()
+        image.clear()
+        image.update(updated)
+        return 200, copy.deepcopy(image)
+
+    def _show_job(self, project_id: str, job_id: str, *, query: dict[str, str],
+                  body: str | None) -> tuple[int, Any]:
+        # assumption: a foreign project in the path fails authentication like a bad header.
+        if project_id != self.project_id:
+            raise _ApiError(401, "APIGW.0301")
+        job = self.jobs.get(job_id)
+        # assumption: an unknown job is a 404 with a generic IMS error code.
+        if job is None:
+            raise _ApiError(404, "IMG.0001", f"The job {job_id} does not exist.")
+        return 200, copy.deepcopy(job)
+
+    # -- transports ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Route every request for ``endpoint`` to the fake; other URLs fail to connect."""
+        if self._mock is not None:
+            return
+        mock = responses.RequestsMock(assert_all_requests_are_fired=False)
+        url = re.compile(re.escape(self.endpoint) + r"(?:[/?#].*)?")
+        for method in _HTTP_METHODS:
+            mock.add_callback(method, url, callback=self._responses_callback)
+        mock.start()
+        self._mock = mock
+
+    def stop(self) -> None:
+        if self._mock is None:
+            return
+        self._mock.stop()
+        self._mock.reset()
+        self._mock = None
+
+    def __enter__(self) -> FakeIms:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _responses_callback(self, request: Any) -> tuple[int, dict[str, str], bytes]:
+        return self.dispatch(request.method, request.url, request.headers, request.body)
+
+    @contextmanager
+    def serve(self) -> Iterator[str]:
+        """Serve the fake over real HTTP on a free loopback port; yields its base URL.
+
+        Use it without ``start()``: while ``responses`` is active it would intercept
+        the loopback calls too.
+        """
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server.daemon_threads = True
+        # A short poll interval keeps shutdown fast (the default waits up to half a second).
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name="fake-ims", daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()
+
+
+def _try_json(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _parse_patch_body(body: str | None) -> list:
+    """The update body must be a non-empty JSON array."""
+    if not body or not body.strip():
+        raise _bad_request("IMG.0007")
+    try:
+        operations = json.loads(body)
+    except ValueError:
+        raise _bad_request() from None
+    if not isinstance(operations, list):
+        raise _bad_request()
+    if not operations:
+        raise _bad_request("IMG.0007")
+    return operations
+
+
+def _handler_for(fake: FakeIms) -> type[BaseHTTPRequestHandler]:
+    """A request handler class bound to ``fake``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, so a benchmark measures the fake
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            host, port = self.server.server_address[:2]
+            url = f"http://{host}:{port}{self.path}"
+            status, headers, payload = fake.dispatch(self.command, url, dict(self.headers), body)
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _handle
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Keep test output quiet."""
+
+    return Handler
