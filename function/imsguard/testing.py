@@ -258,6 +258,7 @@ class FakeIms:
         self._clock = datetime(2026, 1, 1, tzinfo=timezone.utc)
         self._lock = threading.RLock()
         self._mock: responses.RequestsMock | None = None
+        self._failures: list[tuple[str, _ApiError]] = []
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, Any]]]] = [
             ("GET", re.compile(r"/v2/cloudimages"), self._list_images),
             ("PATCH", re.compile(r"/v2/cloudimages/([^/]+)"), self._update_image),
@@ -329,6 +330,19 @@ class FakeIms:
 
     # -- transport-independent core -----------------------------------------
 
+    def fail_next(self, method: str, status: int, code: str, message: str | None = None,
+                  times: int = 1) -> None:
+        """Answer the next ``times`` requests of ``method`` with this IMS error instead."""
+        for _ in range(times):
+            self._failures.append((method.upper(), _ApiError(status, code, message)))
+
+    def _injected_failure(self, method: str) -> _ApiError | None:
+        for index, (failing_method, error) in enumerate(self._failures):
+            if failing_method == method:
+                del self._failures[index]
+                return error
+        return None
+
     def dispatch(self, method: str, url: str, headers: Mapping[str, str],
                  body: bytes | str | None) -> tuple[int, dict[str, str], bytes]:
         """Answer one HTTP request and record it; returns (status, headers, body)."""
@@ -338,6 +352,9 @@ class FakeIms:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         with self._lock:
             try:
+                failure = self._injected_failure(method)
+                if failure is not None:
+                    raise failure
                 status, payload = self._route(method, parts.path, query, headers, text)
             except _ApiError as error:
                 status = error.status

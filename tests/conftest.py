@@ -1,0 +1,47 @@
+"""Shared fixtures: the fake IMS, a FunctionGraph-like context, clean settings, events."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from imsguard import ims, policy
+from imsguard.context import LocalContext
+from imsguard.logs import log_to
+from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+
+EVENTS = Path(__file__).parent / "events"
+SECRETS = ("AK-TEST-0001", "SK-TEST-SECRET-0002", "TOKEN-TEST-SECRET-0003")
+
+
+def load_event(name: str) -> Any:
+    return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts from the region and project of the fake, and nothing else."""
+    for key in ("IMSGUARD_POLICY", "IMSGUARD_DRY_RUN", "IMSGUARD_IMS_ENDPOINT",
+                "IMSGUARD_PROJECT_ID", "IMSGUARD_LOG_LEVEL", "HUAWEICLOUD_SDK_AK",
+                "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("IMSGUARD_REGION", "ap-southeast-1")
+    monkeypatch.setenv("RUNTIME_PROJECT_ID", SAMPLE_PROJECT_ID)
+    ims._client_cache.clear()
+    policy._cache.clear()
+    log_to("stdout")  # the CLI tests send log lines to stderr
+
+
+@pytest.fixture
+def fake() -> Any:
+    with FakeIms.seeded() as ims_fake:
+        yield ims_fake
+
+
+@pytest.fixture
+def context() -> LocalContext:
+    """What FunctionGraph gives a function with an agency: temporary AK/SK and token."""
+    ak, sk, token = SECRETS
+    return LocalContext(access_key=ak, secret_key=sk, security_token=token)

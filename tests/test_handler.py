@@ -1,0 +1,365 @@
+"""End to end: events through the handler and the real SDK, against the fake IMS."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import SECRETS, load_event
+from imsguard.app import handler
+from imsguard.context import LocalContext
+from imsguard.testing import EXAMPLE_IMAGE_ID
+
+DEBIAN = "c5cd3163-9030-43cb-a7c2-640c237702c7"      # compliant with the default policy
+WINDOWS = "d78cf625-30e2-4d93-b5b1-47be6bad25fc"     # "Win2019 Golden", bios
+GOLD = "da07e77d-a235-4013-aad2-c480a949d1ff"        # public image of another project
+DATA_DISK = "69a48be3-bf34-4e0d-88e4-b40b634d76d9"
+QUEUED = "b5d22771-5091-4b3f-b87c-6c1a0bf6c1a4"
+OTHER_PROJECT = "5faaa991-912d-4610-9937-3d3fed62adbe"
+JOB_ID = "ff8080814dbd65d7014dbe0d84db0013"
+SAMPLE_FIX = [
+    {"op": "replace", "path": "/name", "value": "ims-test"},
+    {"op": "replace", "path": "/hw_firmware_type", "value": "uefi"},
+]
+
+
+def test_created_image_gets_one_read_and_one_patch(fake, context):
+    result = handler(load_event("cts_create_image.json"), context)
+
+    assert [c.method for c in fake.calls] == ["GET", "PATCH"]
+    assert fake.patches[0].body == SAMPLE_FIX
+    assert fake.patches[0].path == f"/v2/cloudimages/{EXAMPLE_IMAGE_ID}"
+    (entry,) = result["results"]
+    assert entry["image_id"] == EXAMPLE_IMAGE_ID
+    assert entry["outcome"] == "updated"
+    assert entry["operations"] == SAMPLE_FIX
+    image = fake.images[EXAMPLE_IMAGE_ID]
+    assert (image["name"], image["hw_firmware_type"]) == ("ims-test", "uefi")
+    assert image["hw_vif_multiqueue_enabled"] == "true"
+    verdicts = {r["rule"]: (r["verdict"], r.get("fix")) for r in entry["rules"]}
+    assert verdicts == {"kebab-case-name": ("violation", "fixed"),
+                        "uefi-boot": ("violation", "fixed"),
+                        "nic-multiqueue": ("compliant", None)}
+    json.dumps(result)  # the contract: JSON-serialisable
+
+
+def test_second_invocation_sends_no_patch(fake, context):
+    handler(load_event("cts_create_image.json"), context)
+    fake.reset_calls()
+
+    result = handler(load_event("cts_create_image.json"), context)
+
+    assert [c.method for c in fake.calls] == ["GET"]
+    assert result["results"][0]["outcome"] == "compliant"
+    assert result["results"][0]["operations"] == []
+
+
+def test_own_update_trace_costs_one_read_and_no_patch(fake, context):
+    handler(load_event("cts_create_image.json"), context)
+    fake.reset_calls()
+
+    result = handler(load_event("cts_update_image.json"), context)
+
+    assert [c.method for c in fake.calls] == ["GET"]
+    assert result["results"][0]["outcome"] == "compliant"
+
+
+def test_update_trace_fixes_drift(fake, context):
+    fake.images[DEBIAN]["hw_vif_multiqueue_enabled"] = "false"
+    event = load_event("cts_update_image.json")
+    event["cts"]["resource_id"] = DEBIAN
+    event["cts"]["response"] = {"id": DEBIAN}
+
+    result = handler(event, context)
+
+    assert fake.patches[0].body == [
+        {"op": "replace", "path": "/hw_vif_multiqueue_enabled", "value": "true"}]
+    assert result["results"][0]["outcome"] == "updated"
+
+
+@pytest.mark.parametrize("where", ["env", "user_data"])
+def test_dry_run_setting_sends_no_patch(fake, context, monkeypatch, where):
+    if where == "env":
+        monkeypatch.setenv("IMSGUARD_DRY_RUN", "true")
+    else:
+        context.user_data["IMSGUARD_DRY_RUN"] = "true"
+
+    result = handler(load_event("cts_create_image.json"), context)
+
+    assert fake.patches == []
+    assert result["dry_run"] is True
+    assert result["results"][0]["outcome"] == "would_update"
+    assert result["results"][0]["operations"] == SAMPLE_FIX
+    assert fake.images[EXAMPLE_IMAGE_ID]["name"] == "ims_test"
+
+
+def test_user_data_wins_over_environment(fake, context, monkeypatch):
+    monkeypatch.setenv("IMSGUARD_DRY_RUN", "true")
+    context.user_data["IMSGUARD_DRY_RUN"] = "false"
+
+    result = handler(load_event("direct_image.json"), context)
+
+    assert result["results"][0]["outcome"] == "updated"
+
+
+def test_direct_dry_run_event(fake, context):
+    result = handler(load_event("direct_images_dry_run.json"), context)
+
+    assert fake.patches == []
+    outcomes = {r["image_id"]: r["outcome"] for r in result["results"]}
+    assert outcomes == {EXAMPLE_IMAGE_ID: "would_update", DEBIAN: "compliant"}
+    assert result["summary"] == {"compliant": 1, "would_update": 1}
+
+
+def test_compliant_image_sends_no_patch(fake, context):
+    result = handler({"image_id": DEBIAN}, context)
+
+    assert [c.method for c in fake.calls] == ["GET"]
+    assert result["results"][0]["outcome"] == "compliant"
+
+
+@pytest.mark.parametrize(("image_id", "outcome", "reason"), [
+    (GOLD, "not_applicable", "only private images"),
+    (OTHER_PROJECT, "not_applicable", "not visible to this project"),
+    (DATA_DISK, "not_applicable", "data disk"),
+    (QUEUED, "deferred", "queued"),
+])
+def test_images_out_of_scope_are_never_patched(fake, context, image_id, outcome, reason):
+    result = handler({"image_id": image_id}, context)
+
+    assert fake.patches == []
+    (entry,) = result["results"]
+    assert entry["outcome"] == outcome
+    assert reason in entry["reason"]
+    assert entry["operations"] == []
+
+
+def test_public_image_not_patched_even_when_policy_matches_it(fake, context, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nrules:\n  - name: any-name\n    kind: name\n"
+                      "    match: {imagetype: [gold, private]}\n")
+    context.user_data["IMSGUARD_POLICY"] = str(policy)
+
+    result = handler({"image_ids": [GOLD, OTHER_PROJECT]}, context)
+
+    assert fake.patches == []
+    assert {r["outcome"] for r in result["results"]} == {"not_applicable"}
+
+
+def test_server_error_on_read_is_an_error_result(fake, context):
+    fake.fail_next("GET", 503, "IMG.0002", "Internal error")
+
+    result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+    assert fake.patches == []
+    assert result["results"][0]["outcome"] == "error"
+    assert "IMG.0002" in result["results"][0]["reason"]
+
+
+def test_unknown_image_is_not_applicable(fake, context):
+    result = handler({"image_id": "00000000-0000-4000-8000-000000000000"}, context)
+
+    assert fake.patches == []
+    assert result["results"][0]["outcome"] == "not_applicable"
+    assert "no such image" in result["results"][0]["reason"]
+
+
+def test_windows_name_fixed_but_not_uefi_or_multiqueue(fake, context):
+    result = handler({"image_id": WINDOWS}, context)
+
+    assert fake.patches[0].body == [{"op": "replace", "path": "/name", "value": "win2019-golden"}]
+    rules = {r["rule"]: r["verdict"] for r in result["results"][0]["rules"]}
+    assert rules["uefi-boot"] == rules["nic-multiqueue"] == "not_applicable"
+
+
+def test_job_only_trace_reads_the_job_then_the_image(fake, context):
+    fake.add_job(JOB_ID, status="SUCCESS", image_id=EXAMPLE_IMAGE_ID)
+
+    result = handler(load_event("cts_create_image_job_only.json"), context)
+
+    assert [(c.method, c.path.split("/")[1]) for c in fake.calls] == [
+        ("GET", "v1"), ("GET", "v2"), ("PATCH", "v2")]
+    assert result["results"][0]["image_id"] == EXAMPLE_IMAGE_ID
+    assert result["results"][0]["outcome"] == "updated"
+
+
+@pytest.mark.parametrize(("status", "outcome"), [("RUNNING", "deferred"), ("INIT", "deferred"),
+                                                 ("FAIL", "not_applicable")])
+def test_unfinished_or_failed_job_sends_no_patch(fake, context, status, outcome):
+    fake.add_job(JOB_ID, status=status, image_id=None, fail_reason="disk error")
+
+    result = handler(load_event("cts_create_image_job_only.json"), context)
+
+    assert [c.method for c in fake.calls] == ["GET"]
+    assert result["results"] == [{"image_id": None, "job_id": JOB_ID, "operations": [],
+                                  "outcome": outcome, "reason": result["results"][0]["reason"]}]
+    assert JOB_ID in result["results"][0]["reason"]
+
+
+def test_unknown_job_gives_a_reason_and_no_patch(fake, context):
+    result = handler(load_event("cts_create_image_job_only.json"), context)
+
+    assert fake.patches == []
+    assert result["results"][0]["outcome"] == "not_applicable"
+    assert JOB_ID in result["results"][0]["reason"]
+
+
+def test_successful_job_without_image_id_is_an_error(fake, context):
+    fake.add_job(JOB_ID, status="SUCCESS", image_id=None)
+
+    result = handler(load_event("cts_create_image_job_only.json"), context)
+
+    assert fake.patches == []
+    assert result["results"][0]["outcome"] == "error"
+    assert "names no image id" in result["results"][0]["reason"]
+
+
+def test_finished_job_in_trace_needs_no_job_read(fake, context):
+    result = handler(load_event("cts_create_image_job_done.json"), context)
+
+    assert [c.method for c in fake.calls] == ["GET", "PATCH"]
+    assert result["results"][0]["outcome"] == "updated"
+
+
+def test_rejected_patch_reports_ims_code_and_request_id(fake, context):
+    fake.fail_next("PATCH", 400, "IMG.0035", "An attribute conflict occurred.")
+
+    result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+    (entry,) = result["results"]
+    assert entry["outcome"] == "error"
+    assert "IMG.0035" in entry["reason"] and "request id" in entry["reason"]
+    assert entry["operations"] == SAMPLE_FIX  # what was attempted
+
+
+@pytest.mark.parametrize("name", [
+    "cts_create_image_failed.json", "cts_delete_image.json", "cts_other_service.json",
+    "timer.json",
+])
+def test_irrelevant_events_do_nothing_and_say_why(fake, context, name):
+    result = handler(load_event(name), context)
+
+    assert result["results"] == []
+    assert result["status"] == "ignored"
+    assert result["reason"]
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize("event", [
+    None, "image", [], 42,
+    {"image_id": "not-a-uuid"},
+    {"image_id": "../../v2/cloudimages/33ad552d-1149-471c-8190-ff6776174a00"},
+    {"image_id": "33ad552d-1149-471c-8190-ff6776174a00/../x"},
+    {"image_id": "x" * 1_000_000},
+    {"image_id": 12345},
+    {"image_ids": []},
+    {"image_ids": ["33ad552d-1149-471c-8190-ff6776174a00", None]},
+    {"image_ids": "33ad552d-1149-471c-8190-ff6776174a00"},
+    {"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "dry_run": "yes"},
+    {"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "surprise": 1},
+    {"image_id": "33ad552d-1149-471c-8190-ff6776174a00",
+     "image_ids": ["33ad552d-1149-471c-8190-ff6776174a00"]},
+    {"cts": "not an object"},
+    {"cts": {"service_type": "IMS"}},
+    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": "createImage",
+             "code": "teapot"}},
+    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": "createImage",
+             "resource_id": "../../etc", "response": "{not json"}},
+    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": "createImage",
+             "resource_id": "", "response": {"job_id": "../jobs/1"}}},
+])
+def test_malformed_events_make_no_api_call(fake, context, event):
+    result = handler(event, context)
+
+    assert result["status"] == "invalid"
+    assert result["results"] == []
+    assert len(result["reason"]) < 1000
+    assert fake.calls == []
+
+
+def test_invalid_policy_is_reported_on_every_invocation_and_calls_nothing(fake, context,
+                                                                          tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nrules:\n  - name: uefi-boot\n    kind: set\n"
+                      "    set: {hw_firmware_type: efi}\n")
+    context.user_data["IMSGUARD_POLICY"] = str(policy)
+
+    for _ in range(2):
+        result = handler(load_event("cts_create_image.json"), context)
+        assert result["status"] == "error"
+        assert result["results"] == []
+        assert "uefi-boot" in result["reason"] and "hw_firmware_type" in result["reason"]
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"RUNTIME_PROJECT_ID": None}, "no project id"),
+    ({"RUNTIME_PROJECT_ID": "not-a-project"}, "project id"),
+    ({"IMSGUARD_REGION": "mars-north-9"}, "not a region the IMS SDK knows"),
+    ({"IMSGUARD_REGION": None}, "no region"),
+    ({"IMSGUARD_DRY_RUN": "maybe"}, "IMSGUARD_DRY_RUN"),
+    ({"IMSGUARD_IMS_ENDPOINT": "ftp://x"}, "IMSGUARD_IMS_ENDPOINT"),
+])
+def test_bad_configuration_is_a_clear_error(fake, context, monkeypatch, change, message):
+    for key, value in change.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+
+    result = handler(load_event("cts_create_image.json"), context)
+
+    assert result["status"] == "error"
+    assert message in result["reason"]
+    assert fake.calls == []
+
+
+def test_no_credentials_is_a_clear_error(fake):
+    result = handler(load_event("cts_create_image.json"), LocalContext())
+
+    assert result["status"] == "error"
+    assert "no credentials" in result["reason"]
+    assert fake.calls == []
+
+
+def test_sdk_environment_credentials_work_outside_functiongraph(fake, monkeypatch):
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", "ENV-AK")
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", "ENV-SK")
+
+    result = handler(load_event("cts_create_image.json"), LocalContext())
+
+    assert result["results"][0]["outcome"] == "updated"
+    assert "Access=ENV-AK" in fake.calls[0].headers["Authorization"]
+
+
+def test_requests_are_signed_with_the_context_credentials(fake, context):
+    handler(load_event("cts_create_image.json"), context)
+
+    headers = {k.lower(): v for k, v in fake.patches[0].headers.items()}
+    assert headers["authorization"].startswith("SDK-HMAC-SHA256 Access=AK-TEST-0001")
+    assert headers["x-security-token"] == "TOKEN-TEST-SECRET-0003"
+
+
+def test_one_json_log_line_per_image_without_secrets(fake, context, capsys):
+    context.request_id = "req-123"
+
+    result = handler(load_event("direct_images_dry_run.json"), context)
+
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines()]
+    image_lines = [line for line in lines if "image_id" in line]
+    assert [line["image_id"] for line in image_lines] == [EXAMPLE_IMAGE_ID, DEBIAN]
+    assert image_lines[0]["outcome"] == "would_update"
+    assert image_lines[0]["operations"] == SAMPLE_FIX
+    assert image_lines[0]["request_id"] == "req-123"
+    assert {r["rule"] for r in image_lines[0]["rules"]} == {
+        "kebab-case-name", "uefi-boot", "nic-multiqueue"}
+    assert all(secret not in out and secret not in json.dumps(result) for secret in SECRETS)
+
+
+def test_function_entry_point_is_index_handler(fake, context):
+    import index
+
+    assert index.handler is handler
+    assert index.handler(load_event("direct_image.json"), context)["results"][0]["outcome"] \
+        == "updated"
