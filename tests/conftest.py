@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from imsguard import ims, policy
 from imsguard.context import LocalContext
 from imsguard.logs import log_to

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from conftest import load_event
 from imsguard.events import Skip, Trigger, parse_event
 

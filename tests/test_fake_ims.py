@@ -18,6 +18,7 @@ from huaweicloudsdkims.v2 import (
     UpdateImageRequestBody,
 )
 from huaweicloudsdkims.v2.region.ims_region import ImsRegion
+
 from imsguard.testing import EXAMPLE_IMAGE_ID, SAMPLE_PROJECT_ID, FakeCall, FakeIms, sample_images
 
 DEBIAN_ID = "c5cd3163-9030-43cb-a7c2-640c237702c7"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from conftest import SECRETS, load_event
 from imsguard.app import handler
 from imsguard.context import LocalContext

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from imsguard.evaluate import VALID_IMS_NAME, evaluate, normalize_name, plan_patch
 from imsguard.policy import KEBAB_CASE, PolicyError, load_policy, parse_policy
 from imsguard.settings import DEFAULT_POLICY

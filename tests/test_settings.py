@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from imsguard.context import LocalContext
 from imsguard.settings import DEFAULT_POLICY, SettingsError, load_settings
 
