@@ -229,3 +229,13 @@ def test_default_policy_rules(default_policy):
     assert multiqueue.match.os_type == ["Linux"]
     for rule in (uefi, multiqueue):
         assert rule.match.virtual_env_type == ["FusionCompute", "Ironic"]
+
+
+def test_patchable_attributes_agree_with_the_fake():
+    from imsguard.policy import PATCHABLE, SYSTEM_ATTRIBUTES
+    from imsguard.testing import PATCHABLE_ATTRIBUTES
+    from imsguard.testing import SYSTEM_ATTRIBUTES as FAKE_SYSTEM
+
+    assert PATCHABLE | {"name"} == PATCHABLE_ATTRIBUTES
+    assert not PATCHABLE & FAKE_SYSTEM
+    assert FAKE_SYSTEM - {"deleted", "deleted_at"} <= SYSTEM_ATTRIBUTES | {"name"}

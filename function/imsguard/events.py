@@ -181,7 +181,12 @@ def _embedded_json(value: Any) -> Any:
 
 
 def _ids_in_trace(trace: CtsTrace, response: Any) -> tuple[list[str], list[str]]:
-    """Image ids (resource_id, response id/image_id/entities.image_id) and job ids."""
+    """Image ids (resource_id, response id/image_id/entities.image_id) and job ids.
+
+    Which of these a real IMS createImage trace carries is unconfirmed (no public
+    sample exists), so every plausible place is read; a job id is only kept when
+    no image id was found.
+    """
     image_ids: list[str] = []
     job_ids: list[str] = []
     if is_image_id(trace.resource_id):

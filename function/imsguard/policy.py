@@ -26,6 +26,7 @@ from pydantic import (
 KEBAB_CASE = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 
 # Attributes PATCH /v2/cloudimages/{id} documents as updatable ("name" has its own rule kind).
+# imsguard.testing keeps its own copy on purpose: the fake is an independent model of IMS.
 PATCHABLE = frozenset({
     "__description", "__support_kvm", "__support_xen", "__support_largememory",
     "__support_diskintensive", "__support_highperformance", "__support_xen_gpu_type",
