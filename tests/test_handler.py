@@ -165,6 +165,19 @@ def test_unknown_image_is_not_applicable(fake, context):
     assert "no such image" in result["results"][0]["reason"]
 
 
+def test_violation_without_a_valid_fix_is_non_compliant_and_not_patched(fake, context):
+    image = fake.add_image({"name": "___", "__platform": "Windows", "__os_type": "Windows",
+                            "__os_version": "Windows Server 2019 Standard 64bit"})
+
+    result = handler({"image_id": image["id"]}, context)
+
+    assert fake.patches == []
+    (entry,) = result["results"]
+    assert entry["outcome"] == "non_compliant"
+    assert "kebab-case-name" in entry["reason"]
+    assert entry["rules"][0]["fix"] == "cannot_fix"
+
+
 def test_windows_name_fixed_but_not_uefi_or_multiqueue(fake, context):
     result = handler({"image_id": WINDOWS}, context)
 

@@ -111,8 +111,7 @@ class _Run:
         try:
             job = self.gateway.get_job(job_id)
         except ImsError as exc:
-            outcome = "not_applicable" if exc.kind == "gone" else "error"
-            return "", {**base, "outcome": outcome, "reason": f"job {job_id}: {exc}"}
+            return "", {**base, "outcome": _failure_outcome(exc), "reason": f"job {job_id}: {exc}"}
         status = str(job.get("status", "")).upper()
         entities = job.get("entities") if isinstance(job.get("entities"), dict) else {}
         image_id = entities.get("image_id")
@@ -168,6 +167,7 @@ class _Run:
 
 
 def _failure_outcome(exc: Any) -> str:
+    """A vanished image or job is not applicable; any other IMS failure is an error."""
     return "not_applicable" if exc.kind == "gone" else "error"
 
 
