@@ -17,7 +17,15 @@ def test_invoke_fake_shows_decision_and_the_patch_sent(capsys):
     assert "-> replace /name = 'ims-test'" in out
     assert "PATCH /v2/cloudimages/33ad552d-1149-471c-8190-ff6776174a00 -> 200" in out
     assert '"path": "/hw_firmware_type", "value": "uefi"' in out
-    assert "FAKE-SK" not in out
+
+
+def test_invoke_fake_job_only_event_follows_the_seeded_job(capsys):
+    status = main(["invoke", str(EVENTS / "cts_create_image_job_only.json"), "--fake"])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "GET   /v1/0b1e494e2660441a957313163095fe5c/jobs/ff8080814dbd65d7014dbe0d84db0013" in out
+    assert "UPDATED" in out
 
 
 def test_invoke_fake_dry_run_sends_nothing(capsys):

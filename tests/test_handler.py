@@ -121,7 +121,7 @@ def test_compliant_image_sends_no_patch(fake, context):
 
 @pytest.mark.parametrize(("image_id", "outcome", "reason"), [
     (GOLD, "not_applicable", "only private images"),
-    (OTHER_PROJECT, "not_applicable", "not visible to this project"),
+    (OTHER_PROJECT, "not_applicable", "not visible to this project"),  # IMS hides it
     (DATA_DISK, "not_applicable", "data disk"),
     (QUEUED, "deferred", "queued"),
 ])
@@ -211,6 +211,8 @@ def test_unfinished_or_failed_job_sends_no_patch(fake, context, status, outcome)
 
 
 def test_unknown_job_gives_a_reason_and_no_patch(fake, context):
+    fake.jobs.clear()
+
     result = handler(load_event("cts_create_image_job_only.json"), context)
 
     assert fake.patches == []
@@ -265,6 +267,9 @@ def test_irrelevant_events_do_nothing_and_say_why(fake, context, name):
     {"image_id": "../../v2/cloudimages/33ad552d-1149-471c-8190-ff6776174a00"},
     {"image_id": "33ad552d-1149-471c-8190-ff6776174a00/../x"},
     {"image_id": "x" * 1_000_000},
+    {"image_id": "33ad552d-1149-471c-8190-ff6776174a00\n"},
+    {"image_id": None},
+    {"image_ids": None},
     {"image_id": 12345},
     {"image_ids": []},
     {"image_ids": ["33ad552d-1149-471c-8190-ff6776174a00", None]},
@@ -281,6 +286,13 @@ def test_irrelevant_events_do_nothing_and_say_why(fake, context, name):
              "resource_id": "../../etc", "response": "{not json"}},
     {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": "createImage",
              "resource_id": "", "response": {"job_id": "../jobs/1"}}},
+    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": "createImage",
+             "resource_id": "33ad552d-1149-471c-8190-ff6776174a00\n",
+             "response": {"job_id": "ff8080814dbd65d7014dbe0d84db0013\n"}}},
+    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": "createImage",
+             "response": "[" * 100_000}},
+    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": "createImage",
+             "response": '{"job_id": "' + "0" * (1 << 20) + '"}'}},
 ])
 def test_malformed_events_make_no_api_call(fake, context, event):
     result = handler(event, context)
@@ -313,6 +325,7 @@ def test_invalid_policy_is_reported_on_every_invocation_and_calls_nothing(fake, 
     ({"IMSGUARD_REGION": None}, "no region"),
     ({"IMSGUARD_DRY_RUN": "maybe"}, "IMSGUARD_DRY_RUN"),
     ({"IMSGUARD_IMS_ENDPOINT": "ftp://x"}, "IMSGUARD_IMS_ENDPOINT"),
+    ({"IMSGUARD_POLICY": "~no-such-user-here/policy.yaml"}, "IMSGUARD_POLICY"),
 ])
 def test_bad_configuration_is_a_clear_error(fake, context, monkeypatch, change, message):
     for key, value in change.items():
@@ -377,3 +390,149 @@ def test_function_entry_point_is_index_handler(fake, context):
     assert index.handler is handler
     assert index.handler(load_event("direct_image.json"), context)["results"][0]["outcome"] \
         == "updated"
+
+
+def test_huge_fields_are_not_echoed_back(fake, context):
+    event = load_event("cts_other_service.json")
+    event["cts"]["service_type"] = "S" * 1_000_000
+
+    result = handler(event, context)
+
+    assert result["status"] == "ignored"
+    assert len(json.dumps(result)) < 1000
+
+
+def test_invalid_policy_is_reported_even_for_events_that_need_no_work(fake, context, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 2\nrules: []\n")
+    context.user_data["IMSGUARD_POLICY"] = str(policy)
+
+    result = handler(load_event("timer.json"), context)
+
+    assert result["status"] == "error" and "field version" in result["reason"]
+
+
+def test_policy_is_loaded_once_per_container(fake, context, monkeypatch):
+    from imsguard import policy
+
+    loads = []
+    original = policy.load_policy
+    monkeypatch.setattr(policy, "load_policy", lambda path: loads.append(path) or original(path))
+
+    for _ in range(3):
+        handler(load_event("direct_image.json"), context)
+
+    assert len(loads) == 1
+
+
+def test_audit_mode_policy_sends_nothing(fake, context, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nmode: audit\nrules:\n  - {name: names, kind: name}\n")
+    context.user_data["IMSGUARD_POLICY"] = str(policy)
+
+    result = handler(load_event("direct_image.json"), context)
+
+    assert fake.patches == []
+    assert result["dry_run"] is True
+    assert result["results"][0]["outcome"] == "would_update"
+
+
+def test_patch_that_ims_did_not_apply_is_an_error(fake, context):
+    unchanged = dict(fake.images[EXAMPLE_IMAGE_ID])
+    fake.respond_next("PATCH", 200, unchanged)
+
+    result = handler(load_event("direct_image.json"), context)
+
+    (entry,) = result["results"]
+    assert entry["outcome"] == "error"
+    assert "still differs" in entry["reason"] and "/name" in entry["reason"]
+
+
+def test_patch_read_timeout_is_an_error_not_a_crash(fake, context):
+    import requests
+
+    fake.raise_next("PATCH", requests.exceptions.ReadTimeout("read timed out"))
+
+    result = handler(load_event("direct_image.json"), context)
+
+    (entry,) = result["results"]
+    assert entry["outcome"] == "error"
+    assert "not updated: update image: ReadTimeout" in entry["reason"]
+    assert [c.status for c in fake.calls] == [200, 0]
+
+
+def test_ims_gone_code_means_not_applicable(fake, context):
+    fake.fail_next("PATCH", 400, "IMG.0027", "The image ID in the request does not exist.")
+
+    result = handler(load_event("direct_image.json"), context)
+
+    assert result["results"][0]["outcome"] == "not_applicable"
+
+
+def test_an_unreadable_image_spoils_only_its_own_result(fake, context):
+    odd = fake.add_image({"name": "odd", "min_ram": "lots", "__os_version": 14})
+
+    result = handler({"image_ids": [odd["id"], DEBIAN]}, context)
+
+    outcomes = [r["outcome"] for r in result["results"]]
+    assert outcomes == ["error", "compliant"]
+    assert "unreadable response" in result["results"][0]["reason"]
+
+
+def test_odd_attribute_types_are_evaluated_not_crashed(fake, context):
+    odd = fake.add_image({"name": "odd-types", "__os_version": 14, "__platform": None,
+                          "protected": "false", "hw_vif_multiqueue_enabled": True})
+
+    result = handler({"image_id": odd["id"]}, context)
+
+    assert result["results"][0]["outcome"] == "compliant"
+
+
+def test_owner_is_checked_even_when_ims_shows_another_projects_private_image(fake, context):
+    fake.images[OTHER_PROJECT]["visibility"] = "public"  # visible, still private and foreign
+
+    result = handler({"image_id": OTHER_PROJECT}, context)
+
+    assert fake.patches == []
+    assert result["results"][0]["reason"] == "owned by another project"
+
+
+def test_uefi_refusal_keeps_the_rest_of_the_rule(fake, context, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nrules:\n  - name: boot\n    kind: set\n    set:\n"
+                      "      hw_firmware_type: uefi\n      __support_kvm: 'true'\n")
+    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    old = fake.add_image({"name": "old", "__os_version": "Ubuntu 12.04 server 64bit"})
+
+    result = handler({"image_id": old["id"]}, context)
+
+    assert fake.patches[0].body == [{"op": "add", "path": "/__support_kvm", "value": "true"}]
+    (rule,) = result["results"][0]["rules"]
+    assert rule["fix"] == "partly_fixed"
+    assert "OS not UEFI-capable" in rule["reason"]
+
+
+def test_boot_settings_are_refused_on_non_system_disk_images(fake, context, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nrules:\n  - name: boot\n    kind: set\n"
+                      "    set: {hw_firmware_type: uefi}\n")
+    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    iso = fake.add_image({"name": "iso", "virtual_env_type": "IsoImage"})
+
+    result = handler({"image_id": iso["id"]}, context)
+
+    assert fake.patches == []
+    assert result["results"][0]["outcome"] == "non_compliant"
+    assert "system-disk images only" in result["results"][0]["rules"][0]["reason"]
+
+
+def test_no_secret_on_error_paths(fake, context, capsys):
+    fake.fail_next("GET", 401, "APIGW.0301", "Incorrect IAM authentication information")
+    context.user_data["IMSGUARD_LOG_LEVEL"] = "DEBUG"
+
+    result = handler(load_event("direct_image.json"), context)
+
+    assert result["results"][0]["outcome"] == "error"
+    everything = capsys.readouterr().out + json.dumps(result)
+    assert "APIGW.0301" in everything
+    assert all(secret not in everything for secret in SECRETS)

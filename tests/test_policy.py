@@ -197,6 +197,15 @@ BAD_POLICIES = [
     ({"version": 1, "rules": [{"name": "d", "kind": "set", "set": {"__description": "<b>"}}]},
      ["rule 'd'", "__description"]),
     ({"version": 1, "rules": "none"}, ["field rules"]),
+    ({"version": 1, "rules": [{"name": "m", "kind": "set", "set": {"min_ram": "01024"}}]},
+     ["rule 'm'", "whole number"]),
+    ({"version": 1, "rules": [{"name": "e", "kind": "set", "set": {"x": "1"},
+                               "match": {"platform": None}}]},
+     ["rule 'e' (rules[0]), field match", "platform: empty condition"]),
+    ({"version": 1, "rules": [{"name": "e", "kind": "set", "set": {"x": "1"},
+                               "match": {"os_type": []}}]}, ["os_type: empty condition"]),
+    ({"version": 1, "rules": [{"name": "n", "kind": "set", "set": {"foo\n": "1"}}]},
+     ["rule 'n'", "neither a patchable"]),
     (["not", "a", "mapping"], ["must be a mapping"]),
 ]
 
@@ -209,6 +218,16 @@ def test_load_errors_name_rule_and_field(document, words):
     text = str(error.value)
     for word in words:
         assert word in text
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("version: 1\nrules:\n  - name: a\n    kind: set\n"
+                    "    set: {hw_firmware_type: uefi, hw_firmware_type: bios}\n")
+
+    with pytest.raises(PolicyError, match="duplicate key 'hw_firmware_type'") as error:
+        load_policy(path)
+    assert "dup.yaml" in str(error.value) and "line 5" in str(error.value)
 
 
 def test_unreadable_and_invalid_yaml_files(tmp_path):

@@ -17,7 +17,7 @@ from imsguard.evaluate import Decision, evaluate
 from imsguard.events import Skip, Trigger, is_image_id, parse_event
 from imsguard.logs import get_logger, log, set_context
 from imsguard.policy import Policy, PolicyError, cached_policy
-from imsguard.settings import Settings, SettingsError, load_settings
+from imsguard.settings import SettingsError, load_settings
 
 OUTCOMES = ("updated", "would_update", "compliant", "non_compliant", "exempt",
             "not_applicable", "deferred", "error")
@@ -27,28 +27,28 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     """FunctionGraph entry point. Returns a JSON-serialisable report; never raises on bad input."""
     set_context(request_id=call_getter(context, "getRequestID"))
     try:
+        return _handle(event, context)
+    except Exception as exc:  # a bug must still produce a report and a log line
+        get_logger().exception("unexpected failure")
+        return _stop("error", f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _handle(event: Any, context: Any) -> dict[str, Any]:
+    try:
         settings = load_settings(context)
     except SettingsError as exc:
         get_logger()
         return _stop("error", f"configuration: {exc}")
     get_logger(settings.log_level)
-    try:
-        return _handle(event, context, settings)
-    except Exception as exc:  # a bug must still produce a report and a log line
-        logging.getLogger("imsguard").exception("unexpected failure")
-        return _stop("error", f"internal error: {type(exc).__name__}: {exc}")
-
-
-def _handle(event: Any, context: Any, settings: Settings) -> dict[str, Any]:
-    parsed = parse_event(event)
-    if isinstance(parsed, Skip):
-        log(logging.INFO, "event skipped", status=parsed.status, reason=parsed.reason)
-        return _stop(parsed.status, parsed.reason)
-    try:
+    try:  # before the event: while the policy is broken, every invocation says so
         policy = cached_policy(settings.policy_path)
     except PolicyError as exc:
         log(logging.ERROR, "invalid policy", policy=exc.source, problems=exc.problems)
         return _stop("error", str(exc), problems=exc.problems)
+    parsed = parse_event(event)
+    if isinstance(parsed, Skip):
+        log(logging.INFO, "event skipped", status=parsed.status, reason=parsed.reason)
+        return _stop(parsed.status, parsed.reason)
     if not settings.project_id:
         return _stop("error", "configuration: no project id (RUNTIME_PROJECT_ID or "
                               "IMSGUARD_PROJECT_ID)")
@@ -100,8 +100,17 @@ class _Run:
                 results.append(_report(unresolved))
             elif image_id not in image_ids:
                 image_ids.append(image_id)
-        results.extend(_report(self._check_image(image_id)) for image_id in image_ids)
+        results.extend(_report(self._check_image_safely(image_id)) for image_id in image_ids)
         return results
+
+    def _check_image_safely(self, image_id: str) -> dict[str, Any]:
+        """One odd image must not cost the other images their results."""
+        try:
+            return self._check_image(image_id)
+        except Exception as exc:
+            get_logger().exception("unexpected failure", extra={"fields": {"image_id": image_id}})
+            return {"image_id": image_id, "operations": [], "outcome": "error",
+                    "reason": f"internal error: {type(exc).__name__}: {exc}"}
 
     def _image_of_job(self, job_id: str) -> tuple[str, dict[str, Any] | None]:
         """One read of the creation job. Waiting for slow jobs is not done here."""
@@ -153,7 +162,8 @@ class _Run:
             return {**base, "outcome": "compliant", "reason": "every applicable rule holds"}
         base["operations"] = operations
         if self.dry_run:
-            return {**base, "outcome": "would_update", "reason": "dry run: nothing was sent"}
+            return {**base, "outcome": "would_update",
+                    "reason": "dry run or audit mode: nothing was sent"}
         try:
             updated = self.gateway.update_image(image_id, operations)
         except ImsError as exc:
@@ -189,5 +199,5 @@ def _verdict_entry(verdict: Any, outcome: str) -> dict[str, Any]:
             entry["fix"] = "cannot_fix"
         else:
             fixes = {"updated": "fixed", "would_update": "would_fix"}
-            entry["fix"] = fixes.get(outcome, "not_fixed")
+            entry["fix"] = ("partly_" if verdict.blocked else "") + fixes.get(outcome, "not_fixed")
     return entry

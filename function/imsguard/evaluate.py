@@ -15,7 +15,9 @@ from imsguard.policy import Match, NameRule, Policy, SetRule
 from imsguard.uefi import is_uefi_capable
 
 MAX_NAME = 128
-VALID_IMS_NAME = re.compile(r"^[A-Za-z0-9\u4e00-\u9fff._\- ]{1,128}$")
+VALID_IMS_NAME = re.compile(r"[A-Za-z0-9\u4e00-\u9fff._\- ]{1,128}")  # used with fullmatch
+SYSTEM_DISK_TYPES = {"fusioncompute", "ironic"}
+BOOT_AND_NIC_ATTRIBUTES = ("hw_firmware_type", "hw_vif_multiqueue_enabled")
 
 VerdictStatus = Literal["compliant", "violation", "not_applicable"]
 Scope = Literal["in_scope", "not_applicable", "deferred"]
@@ -23,12 +25,14 @@ Scope = Literal["in_scope", "not_applicable", "deferred"]
 
 @dataclass(frozen=True)
 class Verdict:
-    """One rule's finding. ``changes`` is what would fix it (empty: cannot be fixed)."""
+    """One rule's finding. ``changes`` is what would fix it (empty: cannot be fixed);
+    ``blocked`` is true when part of the fix was refused for safety."""
 
     rule: str
     status: VerdictStatus
     reason: str
     changes: dict[str, str] = field(default_factory=dict)
+    blocked: bool = False
 
     @property
     def fixable(self) -> bool:
@@ -95,7 +99,7 @@ def _scope(image: dict[str, Any], project_id: str | None) -> tuple[Scope, str]:
         return "not_applicable", "owned by another project"
     if image.get("virtual_env_type") == "DataImage":
         return "not_applicable", "a data disk image; IMS does not allow updating those"
-    if image.get("protected") is True:
+    if attribute_text(image.get("protected")) in ("true", "True"):
         return "not_applicable", "a protected image; IMS refuses changes to it"
     status = image.get("status")
     if status in ("killed", "deleted"):
@@ -143,7 +147,7 @@ def _check_name(rule: NameRule, image: dict[str, Any]) -> Verdict:
     if rule.fix == "report":
         return Verdict(rule.name, "violation", f"{problem}; the rule only reports")
     fixed = normalize_name(name)
-    if not fixed or not VALID_IMS_NAME.match(fixed) or not re.search(rule.pattern, fixed):
+    if not fixed or not VALID_IMS_NAME.fullmatch(fixed) or not re.search(rule.pattern, fixed):
         return Verdict(rule.name, "violation",
                        f"{problem}, and normalizing gives no valid name ({fixed!r}); not renamed")
     return Verdict(rule.name, "violation", f"{problem}; rename to {fixed!r}", {"name": fixed})
@@ -159,11 +163,27 @@ def _check_set(rule: SetRule, image: dict[str, Any]) -> Verdict:
     wrong = {k: v for k, v in rule.set.items() if attribute_text(image.get(k)) != v}
     if not wrong:
         return Verdict(rule.name, "compliant", _describe(rule.set, image, "already"))
-    if wrong.get("hw_firmware_type") == "uefi" and not is_uefi_capable(image.get("__os_version")):
-        return Verdict(rule.name, "violation",
-                       f"OS not UEFI-capable: {image.get('__os_version')!r} is not in IMS's list "
-                       "of UEFI boot OS versions; hw_firmware_type left unchanged")
-    return Verdict(rule.name, "violation", _describe(wrong, image, "should be"), wrong)
+    refused = refusals(wrong, image)
+    allowed = {k: v for k, v in wrong.items() if k not in refused}
+    reason = "; ".join([_describe(wrong, image, "should be"), *refused.values()])
+    return Verdict(rule.name, "violation", reason, allowed, blocked=bool(refused))
+
+
+def refusals(wanted: dict[str, str], image: dict[str, Any]) -> dict[str, str]:
+    """Changes imsguard refuses whatever the policy says, because they could brick an image."""
+    refused = {}
+    env_type = attribute_text(image.get("virtual_env_type")) or ""
+    if env_type.lower() not in SYSTEM_DISK_TYPES:
+        for key in BOOT_AND_NIC_ATTRIBUTES:
+            if key in wanted:
+                refused[key] = (f"{key} left unchanged: boot and NIC settings apply to "
+                                f"system-disk images only, not {env_type or 'untyped'} images")
+    os_version = image.get("__os_version")
+    if wanted.get("hw_firmware_type") == "uefi" and not is_uefi_capable(os_version):
+        refused.setdefault("hw_firmware_type",
+                           f"OS not UEFI-capable: {os_version!r} is not in IMS's list of UEFI "
+                           "boot OS versions; hw_firmware_type left unchanged")
+    return refused
 
 
 def _describe(wanted: dict[str, str], image: dict[str, Any], verb: str) -> str:

@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-IMAGE_ID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-JOB_ID = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12})$")
+# Always used with fullmatch: "$" would also accept a trailing newline.
+IMAGE_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+JOB_ID = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 IMS_SERVICE = "ims"
 IMS_RESOURCE_TYPES = {"ims", "image"}  # "image": traces of the glance-native API
 IMAGE_TRACES = {"createImage", "updateImage"}
@@ -43,11 +44,17 @@ class Skip:
 
 
 def is_image_id(value: Any) -> bool:
-    return isinstance(value, str) and IMAGE_ID.match(value) is not None
+    return isinstance(value, str) and IMAGE_ID.fullmatch(value) is not None
 
 
 def is_job_id(value: Any) -> bool:
-    return isinstance(value, str) and JOB_ID.match(value) is not None
+    return isinstance(value, str) and JOB_ID.fullmatch(value) is not None
+
+
+def shorten(value: Any, limit: int = 80) -> str:
+    """repr() for messages, cut short: events may carry megabytes of text."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class CtsTrace(BaseModel):
@@ -132,6 +139,8 @@ def _parse_direct(event: dict[str, Any]) -> Trigger | Skip:
         return Skip("invalid", f"invalid direct invocation: {describe_errors(exc)}")
     if direct.image_id and direct.image_ids:
         return Skip("invalid", "give either image_id or image_ids, not both")
+    if not direct.image_id and not direct.image_ids:
+        return Skip("invalid", "give an image_id or a non-empty image_ids list")
     ids = [direct.image_id] if direct.image_id else list(direct.image_ids or [])
     ids = _unique(i.lower() for i in ids)
     return Trigger("direct", f"direct invocation for {len(ids)} image(s)", tuple(ids),
@@ -144,12 +153,14 @@ def _parse_cts(event: dict[str, Any]) -> Trigger | Skip:
     except ValidationError as exc:
         return Skip("invalid", f"invalid CTS event: {describe_errors(exc)}")
     if trace.service_type.lower() != IMS_SERVICE:
-        return Skip("ignored", f"trace of service {trace.service_type!r}, not IMS")
+        return Skip("ignored", f"trace of service {shorten(trace.service_type)}, not IMS")
     resource_type = (trace.resource_type or "").lower()
     if resource_type not in IMS_RESOURCE_TYPES:
-        return Skip("ignored", f"IMS trace on resource type {trace.resource_type!r}, not an image")
+        return Skip("ignored", f"IMS trace on resource type {shorten(trace.resource_type)}, "
+                               "not an image")
     if trace.trace_name not in IMAGE_TRACES:
-        return Skip("ignored", f"IMS trace {trace.trace_name!r} does not create or change an image")
+        return Skip("ignored", f"IMS trace {shorten(trace.trace_name)} does not create or "
+                               "change an image")
     if trace.code is not None and trace.code >= 400:
         return Skip("ignored", f"the traced {trace.trace_name} call failed (code {trace.code}); "
                                "it changed nothing")
@@ -176,27 +187,27 @@ def _embedded_json(value: Any) -> Any:
         return Skip("invalid", "the trace response is too large to read")
     try:
         return json.loads(value)
-    except ValueError:
-        return Skip("invalid", "the trace response is not valid JSON")
+    except (ValueError, RecursionError):
+        return Skip("invalid", "the trace response is not valid JSON (or nested too deeply)")
 
 
 def _ids_in_trace(trace: CtsTrace, response: Any) -> tuple[list[str], list[str]]:
-    """Image ids (resource_id, response id/image_id/entities.image_id) and job ids.
+    """The image id from resource_id, else from the response (id, image_id,
+    entities.image_id), else the response's job id.
 
     Which of these a real IMS createImage trace carries is unconfirmed (no public
-    sample exists), so every plausible place is read; a job id is only kept when
-    no image id was found.
+    sample exists), so every plausible place is read, in that order.
     """
     image_ids: list[str] = []
     job_ids: list[str] = []
     if is_image_id(trace.resource_id):
         image_ids.append(trace.resource_id)
-    if isinstance(response, dict):
+    elif isinstance(response, dict):
         entities = response.get("entities")
         candidates = [response.get("image_id"), response.get("id")]
         if isinstance(entities, dict):
             candidates.append(entities.get("image_id"))
-        image_ids.extend(c for c in candidates if is_image_id(c))
+        image_ids.extend([c for c in candidates if is_image_id(c)][:1])
         if is_job_id(response.get("job_id")) and not image_ids:
             job_ids.append(response["job_id"])
     return _unique(i.lower() for i in image_ids), _unique(job_ids)

@@ -85,6 +85,9 @@ class ImsGateway:
         except (SdkException, requests.RequestException) as exc:
             # Connection failures, and PATCH read timeouts, which escape the SDK unwrapped.
             raise ImsError("transient", f"{what}: {type(exc).__name__}") from None
+        except (ValueError, TypeError, AttributeError) as exc:
+            # The SDK's models choke on an odd response (e.g. min_ram "abc"): our error, not a bug
+            raise ImsError("permanent", f"{what}: unreadable response ({exc})") from None
 
 
 def _classify(what: str, exc: ServiceResponseException) -> ImsError:

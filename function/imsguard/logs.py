@@ -49,21 +49,23 @@ class _StreamHandler(logging.Handler):
             self.handleError(record)
 
 
-def get_logger(level: str = "INFO") -> logging.Logger:
-    """The imsguard logger, configured once for JSON lines on stdout."""
+def get_logger(level: str | None = None) -> logging.Logger:
+    """The imsguard logger, configured once for JSON lines on stdout (INFO unless told)."""
     logger = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(h, _StreamHandler) for h in logger.handlers):
         handler = _StreamHandler()
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
         logger.propagate = False
-    logger.setLevel(level)
+        logger.setLevel(logging.INFO)
+    if level is not None:
+        logger.setLevel(level)
     return logger
 
 
 def log_to(stream_name: str) -> None:
     """Send the JSON lines to ``stdout`` or ``stderr`` (the CLI keeps stdout for people)."""
-    for handler in get_logger(logging.getLogger(LOGGER_NAME).level or "INFO").handlers:
+    for handler in get_logger().handlers:
         if isinstance(handler, _StreamHandler):
             handler.stream_name = stream_name
 

@@ -47,7 +47,8 @@ SYSTEM_ATTRIBUTES = frozenset({
 TRUE_FALSE_ATTRIBUTES = frozenset({"hw_vif_multiqueue_enabled", "__is_config_init"} | {
     p for p in PATCHABLE if p.startswith("__support_") and not p.endswith("_type")
 })
-EXTENSION_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.:-]{0,63}$")
+EXTENSION_NAME = re.compile(r"[a-z0-9_][a-z0-9_.:-]{0,63}")  # used with fullmatch
+WHOLE_NUMBER = re.compile(r"0|[1-9][0-9]{0,8}")  # as IMS stores it: no sign, no leading 0
 
 
 class PolicyError(ValueError):
@@ -80,6 +81,15 @@ class Match(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_empty_conditions(cls, data: Any) -> Any:
+        # `platform:` with no value would silently match everything, `[]` nothing.
+        for key, value in (data.items() if isinstance(data, dict) else ()):
+            if value is None or value == [] or value == "":
+                raise ValueError(f"{key}: empty condition; give a value or remove the key")
+        return data
 
     platform: Names | None = None
     os_type: Names | None = None
@@ -156,7 +166,7 @@ def check_attribute_value(key: str, value: Any) -> str:
         raise ValueError("set the name with a rule of kind 'name'")
     if key in SYSTEM_ATTRIBUTES:
         raise ValueError(f"{key} is managed by IMS and cannot be changed")
-    if key not in PATCHABLE and not EXTENSION_NAME.match(key):
+    if key not in PATCHABLE and not EXTENSION_NAME.fullmatch(key):
         raise ValueError(f"{key!r} is neither a patchable IMS attribute nor a valid extension "
                          "attribute name (lower case, digits, _ . : -)")
     if not isinstance(value, str):
@@ -166,7 +176,7 @@ def check_attribute_value(key: str, value: Any) -> str:
         raise ValueError(f"hw_firmware_type must be 'bios' or 'uefi', not {value!r}")
     if key in TRUE_FALSE_ATTRIBUTES and value not in ("true", "false"):
         raise ValueError(f"{key} must be 'true' or 'false', not {value!r}")
-    if key in ("min_ram", "max_ram") and not value.isdigit():
+    if key in ("min_ram", "max_ram") and not WHOLE_NUMBER.fullmatch(value):
         raise ValueError(f"{key} must be a whole number of MB as a string, not {value!r}")
     if key == "__description" and (len(value) > 1024 or re.search(r"[\r\n<>]", value)):
         raise ValueError("__description must be at most 1024 characters without <, > or newlines")
@@ -200,15 +210,30 @@ def _describe(error: Any, data: dict[str, Any]) -> str:
     return f"{where}, field {field}: {message}" if field else f"{where}: {message}"
 
 
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe YAML that refuses duplicate keys (plain YAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_policy(path: Path) -> Policy:
     """Read and validate a policy file; PolicyError names every problem."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as stream:  # a stream: YAML errors name the file
+            data = yaml.load(stream, Loader=_StrictLoader)
     except OSError as exc:
         raise PolicyError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except UnicodeDecodeError:
+        raise PolicyError(source, ["the file is not UTF-8 text"]) from None
     except yaml.YAMLError as exc:
         raise PolicyError(source, [f"not valid YAML: {exc}"]) from None
     return parse_policy(data, source)

@@ -27,8 +27,9 @@ DEFAULT_POLICY = CODE_ROOT / "policy.yaml"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-_PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
-_REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
+_PROJECT_ID = re.compile(r"[0-9a-f]{32}")  # patterns here are used with fullmatch
+_REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+")
+_ENDPOINT = re.compile(r"https?://[A-Za-z0-9.\-]+(:\d+)?/?")
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 
 
@@ -68,7 +69,10 @@ def resolve_policy_path(value: str | None) -> Path:
     """Relative paths are tried from the working directory, then from the code root."""
     if not value:
         return DEFAULT_POLICY
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError as exc:  # "~user" for an unknown user
+        raise SettingsError(f"{POLICY}={value!r}: {exc}") from None
     if path.is_absolute() or path.exists():
         return path
     return CODE_ROOT / path
@@ -77,14 +81,14 @@ def resolve_policy_path(value: str | None) -> Path:
 def load_settings(context: Any) -> Settings:
     """Read and check every setting; raise SettingsError naming the bad one."""
     region = read_setting(context, REGION)
-    if region is not None and not _REGION.match(region):
+    if region is not None and not _REGION.fullmatch(region):
         raise SettingsError(f"{REGION}={region!r} is not a region id such as 'ap-southeast-1'")
     project_id = read_setting(context, RUNTIME_PROJECT_ID) or read_setting(context, PROJECT_ID)
-    if project_id is not None and not _PROJECT_ID.match(project_id):
+    if project_id is not None and not _PROJECT_ID.fullmatch(project_id):
         raise SettingsError(f"project id {project_id!r} is not 32 lower-case hex characters")
     endpoint = read_setting(context, IMS_ENDPOINT)
     if endpoint is not None:
-        if not re.match(r"^https?://[A-Za-z0-9.\-]+(:\d+)?/?$", endpoint):
+        if not _ENDPOINT.fullmatch(endpoint):
             raise SettingsError(
                 f"{IMS_ENDPOINT}={endpoint!r} is not an endpoint URL such as "
                 "'https://ims.ap-southeast-1.myhuaweicloud.com'"

@@ -30,6 +30,7 @@ import responses
 
 SAMPLE_PROJECT_ID = "0b1e494e2660441a957313163095fe5c"
 EXAMPLE_IMAGE_ID = "33ad552d-1149-471c-8190-ff6776174a00"
+EXAMPLE_JOB_ID = "ff8080814dbd65d7014dbe0d84db0013"  # the job that created the example image
 DEFAULT_REGION = "ap-southeast-1"
 
 _SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
@@ -258,7 +259,7 @@ class FakeIms:
         self._clock = datetime(2026, 1, 1, tzinfo=timezone.utc)
         self._lock = threading.RLock()
         self._mock: responses.RequestsMock | None = None
-        self._failures: list[tuple[str, _ApiError]] = []
+        self._injected: list[tuple[str, _ApiError | BaseException | tuple[int, Any]]] = []
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, Any]]]] = [
             ("GET", re.compile(r"/v2/cloudimages"), self._list_images),
             ("PATCH", re.compile(r"/v2/cloudimages/([^/]+)"), self._update_image),
@@ -268,10 +269,11 @@ class FakeIms:
     @classmethod
     def seeded(cls, project_id: str = SAMPLE_PROJECT_ID,
                region: str = DEFAULT_REGION) -> FakeIms:
-        """A fake preloaded with the packaged sample images."""
+        """A fake preloaded with the packaged sample images and the example's creation job."""
         fake = cls(project_id=project_id, region=region)
         for image in sample_images():
             fake.add_image(image)
+        fake.add_job(EXAMPLE_JOB_ID, status="SUCCESS", image_id=EXAMPLE_IMAGE_ID)
         return fake
 
     # -- state -------------------------------------------------------------
@@ -334,13 +336,23 @@ class FakeIms:
                   times: int = 1) -> None:
         """Answer the next ``times`` requests of ``method`` with this IMS error instead."""
         for _ in range(times):
-            self._failures.append((method.upper(), _ApiError(status, code, message)))
+            self._injected.append((method.upper(), _ApiError(status, code, message)))
 
-    def _injected_failure(self, method: str) -> _ApiError | None:
-        for index, (failing_method, error) in enumerate(self._failures):
-            if failing_method == method:
-                del self._failures[index]
-                return error
+    def respond_next(self, method: str, status: int, payload: Any) -> None:
+        """Answer the next request of ``method`` with this body, without touching any state
+        (e.g. an IMS that says 200 but did not apply the change)."""
+        self._injected.append((method.upper(), (status, payload)))
+
+    def raise_next(self, method: str, exception: BaseException) -> None:
+        """Make the next request of ``method`` fail in transport, e.g. with
+        ``requests.exceptions.ReadTimeout()`` (only under ``with fake:``)."""
+        self._injected.append((method.upper(), exception))
+
+    def _take_injected(self, method: str) -> Any:
+        for index, (injected_method, action) in enumerate(self._injected):
+            if injected_method == method:
+                del self._injected[index]
+                return action
         return None
 
     def dispatch(self, method: str, url: str, headers: Mapping[str, str],
@@ -352,10 +364,15 @@ class FakeIms:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         with self._lock:
             try:
-                failure = self._injected_failure(method)
-                if failure is not None:
-                    raise failure
-                status, payload = self._route(method, parts.path, query, headers, text)
+                injected = self._take_injected(method)
+                if isinstance(injected, tuple):
+                    status, payload = injected
+                elif injected is not None:  # a transport failure: recorded with status 0
+                    self.calls.append(FakeCall(method, parts.path, query, _try_json(text), 0,
+                                               dict(headers)))
+                    raise injected
+                else:
+                    status, payload = self._route(method, parts.path, query, headers, text)
             except _ApiError as error:
                 status = error.status
                 payload = {"error": {"code": error.code, "message": error.message}}

@@ -29,9 +29,9 @@ _UEFI_CAPABLE = re.compile(
 )
 
 
-def is_uefi_capable(os_version: str | None) -> bool:
+def is_uefi_capable(os_version: object) -> bool:
     """True when IMS lists this ``__os_version`` as UEFI-capable."""
-    if not os_version:
+    if not isinstance(os_version, str):
         return False
     text = " ".join(os_version.lower().split())
     return _UEFI_CAPABLE.match(text) is not None
