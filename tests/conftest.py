@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from imsguard import ims, policy
+from imsguard import app, ims, policy
 from imsguard.context import LocalContext
 from imsguard.logs import log_to
-from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+from imsguard.testing import SAMPLE_PROJECT_ID, FakeClock, FakeIms
 
 EVENTS = Path(__file__).parent / "events"
 SECRETS = ("AK-TEST-0001", "SK-TEST-SECRET-0002", "TOKEN-TEST-SECRET-0003")
@@ -33,6 +33,14 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     ims._client_cache.clear()
     policy._cache.clear()
     log_to("stdout")  # the CLI tests send log lines to stderr
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """Waiting for slow images happens on a fake clock: no test really sleeps."""
+    fake_clock = FakeClock()
+    monkeypatch.setattr(app, "CLOCK", fake_clock)
+    return fake_clock
 
 
 @pytest.fixture

@@ -14,16 +14,17 @@ JOB = "ff8080814dbd65d7014dbe0d84db0013"
 
 
 @pytest.mark.parametrize(("name", "image_ids", "job_ids"), [
-    ("cts_create_image.json", (IMAGE,), ()),          # resource_id wins; the job is not needed
+    ("cts_create_image.json", (IMAGE,), (JOB,)),  # the job is only followed if needed
     ("cts_create_image_job_only.json", (), (JOB,)),
-    ("cts_create_image_job_done.json", (IMAGE,), ()),  # finished job: entities.image_id
+    ("cts_create_image_job_done.json", (IMAGE,), (JOB,)),  # finished job: entities.image_id
     ("cts_update_image.json", (IMAGE,), ()),
 ])
 def test_cts_image_traces(name, image_ids, job_ids):
     trigger = parse_event(load_event(name))
 
     assert isinstance(trigger, Trigger)
-    assert (trigger.source, trigger.image_ids, trigger.job_ids) == ("cts", image_ids, job_ids)
+    (target,) = trigger.targets
+    assert (trigger.source, target.image_ids, target.job_ids) == ("cts", image_ids, job_ids)
 
 
 def test_request_and_response_may_be_json_strings_or_objects():
@@ -31,7 +32,7 @@ def test_request_and_response_may_be_json_strings_or_objects():
     event["cts"]["response"] = json.loads(event["cts"]["response"])
     event["cts"]["request"] = json.loads(event["cts"]["request"])
 
-    assert parse_event(event).job_ids == (JOB,)
+    assert parse_event(event).targets[0].job_ids == (JOB,)
 
 
 def test_code_may_be_a_string():
@@ -46,7 +47,7 @@ def test_glance_resource_type_counts_as_image():
     event = load_event("cts_update_image.json")
     event["cts"]["resource_type"] = "image"
 
-    assert parse_event(event).image_ids == (IMAGE,)
+    assert parse_event(event).targets[0].image_ids == (IMAGE,)
 
 
 def test_failed_job_in_trace_is_ignored():
@@ -57,19 +58,21 @@ def test_failed_job_in_trace_is_ignored():
     assert skip.status == "ignored" and "failed" in skip.reason
 
 
-def test_trace_without_any_id_is_invalid():
+def test_trace_without_any_id_or_name_is_invalid():
     event = load_event("cts_create_image_job_only.json")
     event["cts"]["response"] = {}
+    event["cts"]["request"] = {}
+    event["cts"]["resource_name"] = ""
 
     skip = parse_event(event)
     assert skip.status == "invalid"
-    assert "no image id and no job id" in skip.reason
+    assert "no image id, no job id and no image name" in skip.reason
 
 
 def test_ids_are_normalised_and_deduplicated():
     trigger = parse_event({"image_ids": [IMAGE.upper(), IMAGE]})
 
-    assert trigger.image_ids == (IMAGE,)
+    assert [t.image_ids for t in trigger.targets] == [(IMAGE,)]
 
 
 def test_too_many_images_in_one_event():

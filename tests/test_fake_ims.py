@@ -389,6 +389,32 @@ def test_show_job(client, fake):
     assert info.value.status_code == 404
 
 
+def test_job_moves_init_running_then_final(client, fake):
+    fake.add_job("job-slow", image_id=DEBIAN_ID, pending_reads=3)
+    fake.add_job("job-doomed", status="FAIL", fail_reason="no space", pending_reads=1)
+
+    seen = [raw(client.show_job(ShowJobRequest(job_id="job-slow"))) for _ in range(5)]
+    assert [j["status"] for j in seen] == ["INIT", "RUNNING", "RUNNING", "SUCCESS", "SUCCESS"]
+    assert "image_id" not in seen[1]["entities"]
+    assert seen[3]["entities"]["image_id"] == DEBIAN_ID and seen[3]["end_time"]
+    doomed = [raw(client.show_job(ShowJobRequest(job_id="job-doomed")))["status"]
+              for _ in range(2)]
+    assert doomed == ["INIT", "FAIL"]
+
+
+def test_image_moves_queued_saving_then_final_and_is_patchable_only_when_active(client, fake):
+    slow = fake.add_image({"name": "slow"}, pending_reads=2)
+    broken = fake.add_image({"name": "broken"}, pending_reads=1, final_status="killed")
+
+    def status(image_id):
+        return raw(client.list_images(ListImagesRequest(id=image_id)))["images"][0]["status"]
+
+    assert patch_error(client, slow["id"], ("add", "/x", "1")).error_code == "IMG.0046"
+    assert [status(slow["id"]) for _ in range(3)] == ["queued", "saving", "active"]
+    assert raw(patch(client, slow["id"], ("add", "/x", "1")))["x"] == "1"
+    assert [status(broken["id"]) for _ in range(3)] == ["queued", "killed", "killed"]
+
+
 def test_show_job_for_another_project_is_rejected(fake):
     fake.add_job("job-ok")
     response = requests.get(f"{fake.endpoint}/v1/another-project/jobs/job-ok", headers=SIGNED)

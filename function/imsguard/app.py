@@ -12,13 +12,15 @@ from collections import Counter
 from typing import Any
 
 from imsguard import __version__
+from imsguard.clock import Budget, Clock, SystemClock
 from imsguard.context import call_getter, read_credentials
 from imsguard.evaluate import Decision, evaluate
-from imsguard.events import Skip, Trigger, is_image_id, parse_event
+from imsguard.events import Skip, Target, Trigger, parse_event
 from imsguard.logs import get_logger, log, set_context
 from imsguard.policy import Policy, PolicyError, cached_policy
 from imsguard.settings import SettingsError, load_settings
 
+CLOCK: Clock = SystemClock()  # tests put a FakeClock here: nothing really sleeps
 OUTCOMES = ("updated", "would_update", "compliant", "non_compliant", "exempt",
             "not_applicable", "deferred", "error")
 
@@ -64,10 +66,11 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
     except ValueError as exc:
         return _stop("error", f"configuration: {exc}")
     dry_run = settings.dry_run or parsed.dry_run is True or policy.mode == "audit"
-    run = _Run(gateway, policy, settings.project_id, dry_run)
+    budget = Budget.for_invocation(context, CLOCK, settings.safety_margin_s)
+    run = _Run(gateway, policy, settings.project_id, dry_run, budget)
     results = run.process(parsed)
     summary = Counter(r["outcome"] for r in results)
-    return {
+    report = {
         "status": "ok",
         "imsguard": __version__,
         "trigger": parsed.summary,
@@ -75,6 +78,9 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
         "summary": dict(sorted(summary.items())),
         "results": results,
     }
+    if parsed.skipped:
+        report["skipped"] = list(parsed.skipped)
+    return report
 
 
 def _stop(status: str, reason: str, **extra: Any) -> dict[str, Any]:
@@ -83,73 +89,51 @@ def _stop(status: str, reason: str, **extra: Any) -> dict[str, Any]:
 
 
 class _Run:
-    """One invocation's work: resolve jobs to images, then check each image once."""
+    """One invocation's work: find each target's images, then check each image once."""
 
-    def __init__(self, gateway: Any, policy: Policy, project_id: str, dry_run: bool):
+    def __init__(self, gateway: Any, policy: Policy, project_id: str, dry_run: bool,
+                 budget: Budget):
+        from imsguard.resolve import Resolver
+
         self.gateway = gateway
         self.policy = policy
         self.project_id = project_id
         self.dry_run = dry_run
+        self.resolver = Resolver(gateway, budget, project_id)
 
     def process(self, trigger: Trigger) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
-        image_ids = list(trigger.image_ids)
-        for job_id in trigger.job_ids:
-            image_id, unresolved = self._image_of_job(job_id)
-            if unresolved is not None:
-                results.append(_report(unresolved))
-            elif image_id not in image_ids:
-                image_ids.append(image_id)
-        results.extend(_report(self._check_image_safely(image_id)) for image_id in image_ids)
+        checked: set[str] = set()
+        for target in trigger.targets:
+            images, unresolved = self._resolve_safely(target)
+            results.extend(_report(r) for r in unresolved)
+            for image in images:
+                if image["id"] not in checked:  # a batch may name one image twice
+                    checked.add(image["id"])
+                    results.append(_report(self._check_image_safely(image, target)))
         return results
 
-    def _check_image_safely(self, image_id: str) -> dict[str, Any]:
+    def _resolve_safely(self, target: Target) -> tuple[list[dict[str, Any]], list[Any]]:
+        try:
+            return self.resolver.images_of(target)
+        except Exception as exc:
+            return [], [_internal_error(exc, None)]
+
+    def _check_image_safely(self, image: dict[str, Any], target: Target) -> dict[str, Any]:
         """One odd image must not cost the other images their results."""
         try:
-            return self._check_image(image_id)
+            return self._check_image(image, target)
         except Exception as exc:
-            get_logger().exception("unexpected failure", extra={"fields": {"image_id": image_id}})
-            return {"image_id": image_id, "operations": [], "outcome": "error",
-                    "reason": f"internal error: {type(exc).__name__}: {exc}"}
+            return _internal_error(exc, image["id"])
 
-    def _image_of_job(self, job_id: str) -> tuple[str, dict[str, Any] | None]:
-        """One read of the creation job. Waiting for slow jobs is not done here."""
+    def _check_image(self, image: dict[str, Any], target: Target) -> dict[str, Any]:
         from imsguard.ims import ImsError
+        from imsguard.resolve import failure_outcome
 
-        base = {"image_id": None, "job_id": job_id, "operations": []}
-        try:
-            job = self.gateway.get_job(job_id)
-        except ImsError as exc:
-            return "", {**base, "outcome": _failure_outcome(exc), "reason": f"job {job_id}: {exc}"}
-        status = str(job.get("status", "")).upper()
-        entities = job.get("entities") if isinstance(job.get("entities"), dict) else {}
-        image_id = entities.get("image_id")
-        if status == "FAIL":
-            reason = job.get("fail_reason") or job.get("error_code") or "no reason given"
-            return "", {**base, "outcome": "not_applicable",
-                        "reason": f"job {job_id} failed ({reason}); no image was created"}
-        if status != "SUCCESS":
-            return "", {**base, "outcome": "deferred",
-                        "reason": f"job {job_id} is {status or 'in an unknown state'}; the image "
-                                  "is not ready yet"}
-        if not is_image_id(image_id):
-            return "", {**base, "outcome": "error",
-                        "reason": f"job {job_id} succeeded but names no image id"}
-        return image_id.lower(), None
-
-    def _check_image(self, image_id: str) -> dict[str, Any]:
-        from imsguard.ims import ImsError
-
-        base: dict[str, Any] = {"image_id": image_id, "operations": []}
-        try:
-            image = self.gateway.get_image(image_id)
-        except ImsError as exc:
-            return {**base, "outcome": _failure_outcome(exc), "reason": str(exc)}
-        if image is None:
-            return {**base, "outcome": "not_applicable",
-                    "reason": "no such image (deleted, or not visible to this project)"}
+        image_id = image["id"]
         decision = evaluate(self.policy, image, self.project_id)
-        base.update(image_name=image.get("name"), decision=decision)
+        base: dict[str, Any] = {"image_id": image_id, "image_name": image.get("name"),
+                                "operations": [], "decision": decision}
         if decision.scope != "in_scope":
             return {**base, "outcome": decision.scope, "reason": decision.reason}
         operations = list(decision.operations)
@@ -161,13 +145,19 @@ class _Run:
                                   + ", ".join(v.rule for v in unfixed)}
             return {**base, "outcome": "compliant", "reason": "every applicable rule holds"}
         base["operations"] = operations
+        if target.traced_operations is not None and target.traced_operations == tuple(
+                sorted((o["op"], o["path"], o["value"]) for o in operations)):
+            return {**base, "outcome": "error",
+                    "reason": "this update trace records exactly the patch imsguard would send, "
+                              "yet the image still differs: IMS did not keep it; not sent again "
+                              "(loop guard)"}
         if self.dry_run:
             return {**base, "outcome": "would_update",
                     "reason": "dry run or audit mode: nothing was sent"}
         try:
             updated = self.gateway.update_image(image_id, operations)
         except ImsError as exc:
-            return {**base, "outcome": _failure_outcome(exc), "reason": f"not updated: {exc}"}
+            return {**base, "outcome": failure_outcome(exc), "reason": f"not updated: {exc}"}
         left = evaluate(self.policy, updated, self.project_id).operations if updated else ()
         if left:
             return {**base, "outcome": "error",
@@ -176,9 +166,11 @@ class _Run:
         return {**base, "outcome": "updated", "reason": f"{len(operations)} attribute(s) changed"}
 
 
-def _failure_outcome(exc: Any) -> str:
-    """A vanished image or job is not applicable; any other IMS failure is an error."""
-    return "not_applicable" if exc.kind == "gone" else "error"
+def _internal_error(exc: Exception, image_id: str | None) -> dict[str, Any]:
+    """A bug hit one target or image: log it with its traceback, report it, go on."""
+    get_logger().exception("unexpected failure", extra={"fields": {"image_id": image_id}})
+    return {"image_id": image_id, "operations": [], "outcome": "error",
+            "reason": f"internal error: {type(exc).__name__}: {exc}"}
 
 
 def _report(result: dict[str, Any]) -> dict[str, Any]:

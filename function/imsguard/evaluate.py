@@ -53,7 +53,7 @@ class Decision:
 def evaluate(policy: Policy, image: dict[str, Any], project_id: str | None) -> Decision:
     """Check one image (IMS JSON, keys as the API spells them) against the policy."""
     image_id = str(image.get("id", ""))
-    scope, reason = _scope(image, project_id)
+    scope, reason = scope_of(image, project_id)
     if scope != "in_scope":
         return Decision(image_id, scope, reason)
     verdicts = tuple(_check_rule(rule, image) for rule in policy.rules)
@@ -89,7 +89,7 @@ def attribute_text(value: Any) -> str | None:
     return str(value)
 
 
-def _scope(image: dict[str, Any], project_id: str | None) -> tuple[Scope, str]:
+def scope_of(image: dict[str, Any], project_id: str | None) -> tuple[Scope, str]:
     """imsguard only ever touches active, private images owned by its own project."""
     imagetype = image.get("__imagetype")
     if imagetype != "private":

@@ -1,7 +1,8 @@
 """Event parsing: every envelope imsguard accepts becomes one small Trigger.
 
-Accepted today: a CTS trigger event (``{"cts": {...}}``) for IMS image traces,
-and a direct invocation (``{"image_id": ...}`` / ``{"image_ids": [...]}``).
+Accepted: a CTS trigger event (``{"cts": {...}}``), an EventGrid CloudEvent
+carrying a CTS trace (one, or ``{"events": [...]}``), and a direct invocation
+(``{"image_id": ...}`` / ``{"image_ids": [...]}``). A timer event is recognised.
 Anything else becomes a :class:`Skip` with a reason, never an exception.
 """
 
@@ -14,25 +15,52 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-# Always used with fullmatch: "$" would also accept a trailing newline.
+# IMS identifiers. Always used with fullmatch: "$" would also accept a trailing newline.
 IMAGE_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 JOB_ID = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+IMAGE_NAME = re.compile(r"[A-Za-z0-9\u4e00-\u9fff._\- ]{1,128}")  # IMS's rules, minus the
+# "no leading or trailing space" one, checked in is_image_name
+
 IMS_SERVICE = "ims"
 IMS_RESOURCE_TYPES = {"ims", "image"}  # "image": traces of the glance-native API
-IMAGE_TRACES = {"createImage", "updateImage"}
+IMAGE_TRACES = {"createImage", "updateImage", "copyImage"}
+EVENTGRID_SOURCE = "HC.IMS"  # unconfirmed: IMS as an EventGrid source is inferred, not documented
+EVENTGRID_TYPES = {f"IMS:CloudTrace:{kind}"
+                   for kind in ("ApiCall", "ConsoleAction", "SystemAction")}
 MAX_IMAGES_PER_EVENT = 100
+MAX_EVENTS_PER_BATCH = 100
 MAX_EMBEDDED_JSON = 1 << 20  # request/response strings larger than 1 MiB are not parsed
 
 
 @dataclass(frozen=True)
-class Trigger:
-    """What an event asks for: images to check, or jobs whose image to check."""
+class Target:
+    """One thing an event points at, and every way to find its image.
 
-    source: Literal["cts", "direct"]
-    summary: str
+    Image ids are read first; a job id leads to the image the job creates (for
+    createImage/updateImage only when no image id finds one; for copyImage always,
+    since the copy is a new image); ``name`` is the last resort: private images of
+    that name created in the last hour.
+    """
+
+    label: str
     image_ids: tuple[str, ...] = ()
     job_ids: tuple[str, ...] = ()
+    name: str | None = None
+    follow_jobs: bool = False
+    # updateImage: the patch the trace records. If imsguard would now send exactly the
+    # same patch, IMS did not keep it; sending it again could loop, so it is not resent.
+    traced_operations: tuple[tuple[str, str, str], ...] | None = None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What an event asks for: targets to check, and parts of a batch that were skipped."""
+
+    source: Literal["cts", "eventgrid", "direct"]
+    summary: str
+    targets: tuple[Target, ...]
     dry_run: bool | None = None
+    skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,6 +77,12 @@ def is_image_id(value: Any) -> bool:
 
 def is_job_id(value: Any) -> bool:
     return isinstance(value, str) and JOB_ID.fullmatch(value) is not None
+
+
+def is_image_name(value: Any) -> bool:
+    """A name IMS accepts: 1-128 allowed characters, no leading or trailing space."""
+    return (isinstance(value, str) and IMAGE_NAME.fullmatch(value) is not None
+            and value == value.strip())
 
 
 def shorten(value: Any, limit: int = 80) -> str:
@@ -90,6 +124,17 @@ class CtsEvent(BaseModel):
     cts: CtsTrace
 
 
+class CloudEvent(BaseModel):
+    """An EventGrid event (CloudEvents 1.0); cloud-service events carry a CTS trace in data."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    source: str
+    type: str
+    data: dict[str, Any]
+
+
 class DirectInvocation(BaseModel):
     """A hand-made invocation, e.g. a FunctionGraph console test event."""
 
@@ -121,14 +166,18 @@ def parse_event(event: Any) -> Trigger | Skip:
         return Skip("invalid", f"the event is a {type(event).__name__}, not a JSON object")
     if "cts" in event:
         return _parse_cts(event)
+    if "events" in event:
+        return _parse_eventgrid_batch(event["events"])
+    if "specversion" in event or {"source", "type", "data"} <= event.keys():
+        return _parse_eventgrid(event)
     if "image_id" in event or "image_ids" in event:
         return _parse_direct(event)
     if str(event.get("trigger_type", "")).upper() == "TIMER":
         return Skip("ignored", "timer events (the scheduled sweep) are not handled by this version")
     return Skip(
         "ignored",
-        "not an event imsguard handles: expected a CTS trace {\"cts\": {...}} "
-        "or a direct invocation {\"image_id\": \"...\"}",
+        "not an event imsguard handles: expected a CTS trace {\"cts\": {...}}, an EventGrid "
+        "event, or a direct invocation {\"image_id\": \"...\"}",
     )
 
 
@@ -142,8 +191,8 @@ def _parse_direct(event: dict[str, Any]) -> Trigger | Skip:
     if not direct.image_id and not direct.image_ids:
         return Skip("invalid", "give an image_id or a non-empty image_ids list")
     ids = [direct.image_id] if direct.image_id else list(direct.image_ids or [])
-    ids = _unique(i.lower() for i in ids)
-    return Trigger("direct", f"direct invocation for {len(ids)} image(s)", tuple(ids),
+    targets = tuple(Target(f"image {i}", image_ids=(i,)) for i in _unique(i.lower() for i in ids))
+    return Trigger("direct", f"direct invocation for {len(targets)} image(s)", targets,
                    dry_run=direct.dry_run)
 
 
@@ -152,6 +201,61 @@ def _parse_cts(event: dict[str, Any]) -> Trigger | Skip:
         trace = CtsEvent.model_validate(event).cts
     except ValidationError as exc:
         return Skip("invalid", f"invalid CTS event: {describe_errors(exc)}")
+    target = target_of_trace(trace)
+    if isinstance(target, Skip):
+        return target
+    return Trigger("cts", target.label, (target,))
+
+
+def _parse_eventgrid(event: dict[str, Any]) -> Trigger | Skip:
+    target = _target_of_cloud_event(event)
+    if isinstance(target, Skip):
+        return target
+    return Trigger("eventgrid", f"EventGrid {target.label}", (target,))
+
+
+def _parse_eventgrid_batch(events: Any) -> Trigger | Skip:
+    if not isinstance(events, list) or not events:
+        return Skip("invalid", "'events' must be a non-empty list of EventGrid events")
+    if len(events) > MAX_EVENTS_PER_BATCH:
+        return Skip("invalid", f"more than {MAX_EVENTS_PER_BATCH} events in one batch")
+    targets: list[Target] = []
+    skips: list[Skip] = []
+    for index, item in enumerate(events):
+        found = _target_of_cloud_event(item)
+        if isinstance(found, Skip):
+            skips.append(Skip(found.status, f"events[{index}]: {found.reason}"))
+        else:
+            targets.append(found)
+    if not targets:
+        invalid = [s for s in skips if s.status == "invalid"]
+        return Skip("invalid" if invalid else "ignored", "; ".join(s.reason for s in skips[:5]))
+    return Trigger("eventgrid", f"EventGrid batch of {len(events)} event(s)", tuple(targets),
+                   skipped=tuple(s.reason for s in skips))
+
+
+def _target_of_cloud_event(event: Any) -> Target | Skip:
+    if not isinstance(event, dict):
+        return Skip("invalid", "an EventGrid event must be a JSON object")
+    try:
+        cloud_event = CloudEvent.model_validate(event)
+    except ValidationError as exc:
+        return Skip("invalid", f"invalid EventGrid event: {describe_errors(exc)}")
+    if cloud_event.source.upper() != EVENTGRID_SOURCE:
+        return Skip("ignored", f"EventGrid event from {shorten(cloud_event.source)}, not HC.IMS")
+    if cloud_event.type not in EVENTGRID_TYPES:
+        return Skip("ignored", f"EventGrid event of type {shorten(cloud_event.type)}, "
+                               "not an IMS cloud trace")
+    data = cloud_event.data.get("cts", cloud_event.data)  # the trace, possibly wrapped
+    try:
+        trace = CtsTrace.model_validate(data)
+    except ValidationError as exc:
+        return Skip("invalid", f"invalid CTS trace in EventGrid data: {describe_errors(exc)}")
+    return target_of_trace(trace)
+
+
+def target_of_trace(trace: CtsTrace) -> Target | Skip:
+    """What an IMS trace points at; Skip when it is not about an image it created or changed."""
     if trace.service_type.lower() != IMS_SERVICE:
         return Skip("ignored", f"trace of service {shorten(trace.service_type)}, not IMS")
     resource_type = (trace.resource_type or "").lower()
@@ -161,56 +265,82 @@ def _parse_cts(event: dict[str, Any]) -> Trigger | Skip:
     if trace.trace_name not in IMAGE_TRACES:
         return Skip("ignored", f"IMS trace {shorten(trace.trace_name)} does not create or "
                                "change an image")
+    name = trace.trace_name
     if trace.code is not None and trace.code >= 400:
-        return Skip("ignored", f"the traced {trace.trace_name} call failed (code {trace.code}); "
+        return Skip("ignored", f"the traced {name} call failed (code {trace.code}); "
                                "it changed nothing")
-    response = _embedded_json(trace.response)
-    if isinstance(response, Skip):
-        return response
+    response = _embedded_json("response", trace.response)
+    request = _embedded_json("request", trace.request)
+    for part in (response, request):
+        if isinstance(part, Skip):
+            return part
     if isinstance(response, dict) and str(response.get("status", "")).upper() == "FAIL":
-        return Skip("ignored", f"the {trace.trace_name} job failed; no image was created")
+        reason = response.get("fail_reason") or response.get("error_code") or "no reason given"
+        return Skip("ignored", f"the {name} job failed ({shorten(reason)}); no image was created")
     image_ids, job_ids = _ids_in_trace(trace, response)
-    summary = f"CTS {trace.trace_name}" + (f" ({trace.trace_type})" if trace.trace_type else "")
-    if not image_ids and not job_ids:
-        return Skip("invalid", f"the {trace.trace_name} trace names no image id and no job id "
-                               "(resource_id and response hold neither)")
-    return Trigger("cts", summary, tuple(image_ids), tuple(job_ids))
+    label = f"CTS {name}" + (f" ({trace.trace_type})" if trace.trace_type else "")
+    requested = request.get("name") if isinstance(request, dict) else None
+    requested = requested if requested is not None else trace.resource_name
+    # The requested name of a new image (create, copy) is the last way to find it.
+    lookup = requested if name != "updateImage" and is_image_name(requested) else None
+    if not image_ids and not job_ids and lookup is None:
+        if requested and name != "updateImage":
+            return Skip("invalid", f"the {name} trace names no image id or job id, and the "
+                                   f"requested name {shorten(requested)} is not a valid image "
+                                   "name, so it is not looked up")
+        return Skip("invalid", f"the {name} trace names no image id, no job id and no image "
+                               "name (resource_id, response and request hold none)")
+    return Target(label, tuple(image_ids), tuple(job_ids), lookup,
+                  follow_jobs=name == "copyImage",
+                  traced_operations=_operations(request) if name == "updateImage" else None)
 
 
-def _embedded_json(value: Any) -> Any:
+def _embedded_json(part: str, value: Any) -> Any:
     """CTS may carry request/response as JSON text; decode it, or Skip if unreadable."""
     if not isinstance(value, str):
         return value
     if not value.strip():
         return None
     if len(value) > MAX_EMBEDDED_JSON:
-        return Skip("invalid", "the trace response is too large to read")
+        return Skip("invalid", f"the trace {part} is too large to read")
     try:
         return json.loads(value)
     except (ValueError, RecursionError):
-        return Skip("invalid", "the trace response is not valid JSON (or nested too deeply)")
+        return Skip("invalid", f"the trace {part} is not valid JSON (or nested too deeply)")
 
 
 def _ids_in_trace(trace: CtsTrace, response: Any) -> tuple[list[str], list[str]]:
-    """The image id from resource_id, else from the response (id, image_id,
-    entities.image_id), else the response's job id.
+    """Image ids from resource_id and the response (id, image_id, entities.image_id), and
+    the response's job id.
 
-    Which of these a real IMS createImage trace carries is unconfirmed (no public
-    sample exists), so every plausible place is read, in that order.
+    Which of these a real IMS trace carries is unconfirmed (no public sample exists), so
+    every plausible place is read. For copyImage, resource_id may name the source image.
     """
     image_ids: list[str] = []
     job_ids: list[str] = []
     if is_image_id(trace.resource_id):
         image_ids.append(trace.resource_id)
-    elif isinstance(response, dict):
+    if isinstance(response, dict):
         entities = response.get("entities")
-        candidates = [response.get("image_id"), response.get("id")]
+        candidates = [response.get("id"), response.get("image_id")]
         if isinstance(entities, dict):
             candidates.append(entities.get("image_id"))
         image_ids.extend([c for c in candidates if is_image_id(c)][:1])
-        if is_job_id(response.get("job_id")) and not image_ids:
+        if is_job_id(response.get("job_id")):
             job_ids.append(response["job_id"])
     return _unique(i.lower() for i in image_ids), _unique(job_ids)
+
+
+def _operations(request: Any) -> tuple[tuple[str, str, str], ...] | None:
+    """The JSON Patch an updateImage trace records, if the request is one."""
+    if not isinstance(request, list):
+        return None
+    operations = []
+    for item in request:
+        if not isinstance(item, dict):
+            return None
+        operations.append((str(item.get("op")), str(item.get("path")), str(item.get("value"))))
+    return tuple(sorted(operations))
 
 
 def _unique(items: Any) -> list[str]:

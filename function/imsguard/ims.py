@@ -61,6 +61,14 @@ class ImsGateway:
         images = _raw(response).get("images") or []
         return next((i for i in images if isinstance(i, dict) and i.get("id") == image_id), None)
 
+    def find_images(self, name: str, created_after: str) -> list[dict[str, Any]]:
+        """Private images with this exact name created after ``created_after`` (ISO, UTC)."""
+        request = ListImagesRequest(name=name, imagetype="private",
+                                    created_at=f"gt:{created_after}", limit=100)
+        response = self._call("find images by name", self.client.list_images, request)
+        images = _raw(response).get("images") or []
+        return [i for i in images if isinstance(i, dict) and i.get("name") == name]
+
     def update_image(self, image_id: str, operations: list[dict[str, str]]) -> dict[str, Any]:
         """Send all operations for one image in one PATCH; returns the updated image."""
         body = [UpdateImageRequestBody(op=o["op"], path=o["path"], value=o["value"])

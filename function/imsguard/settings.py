@@ -21,6 +21,8 @@ IMS_ENDPOINT = "IMSGUARD_IMS_ENDPOINT"
 PROJECT_ID = "IMSGUARD_PROJECT_ID"
 RUNTIME_PROJECT_ID = "RUNTIME_PROJECT_ID"  # reserved FunctionGraph variable
 LOG_LEVEL = "IMSGUARD_LOG_LEVEL"
+SAFETY_MARGIN = "IMSGUARD_SAFETY_MARGIN_SECONDS"
+DEFAULT_SAFETY_MARGIN_S = 10.0
 
 CODE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY = CODE_ROOT / "policy.yaml"
@@ -45,6 +47,7 @@ class Settings:
     dry_run: bool
     ims_endpoint: str | None
     log_level: str = "INFO"
+    safety_margin_s: float = DEFAULT_SAFETY_MARGIN_S
 
 
 def read_setting(context: Any, key: str) -> str | None:
@@ -97,6 +100,14 @@ def load_settings(context: Any) -> Settings:
     log_level = (read_setting(context, LOG_LEVEL) or "INFO").upper()
     if log_level not in _LOG_LEVELS:
         raise SettingsError(f"{LOG_LEVEL}={log_level!r} is not one of {sorted(_LOG_LEVELS)}")
+    margin_text = read_setting(context, SAFETY_MARGIN)
+    try:
+        margin = DEFAULT_SAFETY_MARGIN_S if margin_text is None else float(margin_text)
+    except ValueError:
+        margin = -1.0
+    if not 0 <= margin <= 3600:
+        raise SettingsError(f"{SAFETY_MARGIN}={margin_text!r} is not a number of seconds "
+                            "from 0 to 3600")
     return Settings(
         region=region,
         project_id=project_id,
@@ -104,4 +115,5 @@ def load_settings(context: Any) -> Settings:
         dry_run=parse_bool(DRY_RUN, read_setting(context, DRY_RUN)),
         ims_endpoint=endpoint,
         log_level=log_level,
+        safety_margin_s=margin,
     )

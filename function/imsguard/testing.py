@@ -260,6 +260,12 @@ class FakeIms:
         self._lock = threading.RLock()
         self._mock: responses.RequestsMock | None = None
         self._injected: list[tuple[str, _ApiError | BaseException | tuple[int, Any]]] = []
+        # Slow creation: reads seen, reads that still show work in progress, final status.
+        self._image_progress: dict[str, list[Any]] = {}
+        self._job_progress: dict[str, list[Any]] = {}
+        # Called with (method, path) before each request, outside the lock: lets a test
+        # hold requests back (e.g. a threading.Barrier to make two deliveries overlap).
+        self.before_request: Callable[[str, str], None] | None = None
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, Any]]]] = [
             ("GET", re.compile(r"/v2/cloudimages"), self._list_images),
             ("PATCH", re.compile(r"/v2/cloudimages/([^/]+)"), self._update_image),
@@ -283,8 +289,14 @@ class FakeIms:
             self._clock += timedelta(seconds=1)
             return _format_time(self._clock)
 
-    def add_image(self, attrs: Mapping[str, Any]) -> dict:
-        """Store a copy of ``attrs``, completed with the defaults of a private Linux image."""
+    def add_image(self, attrs: Mapping[str, Any], pending_reads: int = 0,
+                  final_status: str = "active") -> dict:
+        """Store a copy of ``attrs``, completed with the defaults of a private Linux image.
+
+        With ``pending_reads`` k > 0 the image is still being created: reads of it by id
+        show ``queued`` (the first) then ``saving``; read k+1 shows ``final_status``
+        (``active``, or ``killed`` for a failed upload), and so does the store from then on.
+        """
         image = copy.deepcopy(dict(attrs))
         image_id = image.setdefault("id", str(uuid.uuid4()))
         now = self._tick()
@@ -299,12 +311,19 @@ class FakeIms:
             image.setdefault(key, value)
         with self._lock:
             self.images[image_id] = image
+            if pending_reads > 0:
+                image["status"] = "queued"
+                self._image_progress[image_id] = [0, pending_reads, final_status]
         return image
 
     def add_job(self, job_id: str, status: str = "SUCCESS", image_id: str | None = None,
                 job_type: str = "createImageByInstance",
-                fail_reason: str | None = None) -> dict:
-        """Store an asynchronous job as ``show_job`` reports it."""
+                fail_reason: str | None = None, pending_reads: int = 0) -> dict:
+        """Store an asynchronous job as ``show_job`` reports it.
+
+        With ``pending_reads`` k > 0 the job is still running: its first read shows
+        ``INIT``, the next ones ``RUNNING`` (without the image id), read k+1 ``status``.
+        """
         begin = self._tick()
         finished = status in ("SUCCESS", "FAIL")
         job = {
@@ -316,6 +335,8 @@ class FakeIms:
             job["entities"]["image_id"] = image_id
         with self._lock:
             self.jobs[job_id] = job
+            if pending_reads > 0:
+                self._job_progress[job_id] = [0, pending_reads, status]
         return job
 
     @property
@@ -360,6 +381,8 @@ class FakeIms:
         """Answer one HTTP request and record it; returns (status, headers, body)."""
         method = method.upper()
         parts = urlsplit(url)
+        if self.before_request is not None:
+            self.before_request(method, parts.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         with self._lock:
@@ -412,6 +435,8 @@ class FakeIms:
 
     def _list_images(self, *, query: dict[str, str], body: str | None) -> tuple[int, Any]:
         limit = _parse_limit(query.get("limit"))
+        if query.get("id") in self._image_progress:
+            self._advance_image(query["id"])
         visible = sorted((img for img in self.images.values() if self._visible(img)),
                          key=_sort_key)
         selected = [img for img in visible if self._matches(img, query)]
@@ -469,7 +494,33 @@ class FakeIms:
         # assumption: an unknown job is a 404 with a generic IMS error code.
         if job is None:
             raise _ApiError(404, "IMG.0001", f"The job {job_id} does not exist.")
-        return 200, copy.deepcopy(job)
+        progress = self._job_progress.get(job_id)
+        if progress is None:
+            return 200, copy.deepcopy(job)
+        progress[0] += 1
+        reads, pending, final_status = progress
+        if reads > pending:
+            del self._job_progress[job_id]
+            job.update(status=final_status, end_time=self._tick())
+            return 200, copy.deepcopy(job)
+        running = copy.deepcopy(job)
+        running.update(status="INIT" if reads == 1 else "RUNNING", end_time=None,
+                       entities={"process_percent": round(reads / (pending + 1), 2)})
+        return 200, running
+
+    def _advance_image(self, image_id: str) -> None:
+        """One read of an image still being created moves it one step on."""
+        progress = self._image_progress[image_id]
+        progress[0] += 1
+        reads, pending, final_status = progress
+        image = self.images.get(image_id)
+        if image is None:  # a test deleted it while it was being created
+            del self._image_progress[image_id]
+        elif reads > pending:
+            del self._image_progress[image_id]
+            image.update(status=final_status, updated_at=self._tick())
+        else:
+            image["status"] = "queued" if reads == 1 else "saving"
 
     # -- transports ------------------------------------------------------------
 
@@ -575,3 +626,26 @@ def _handler_for(fake: FakeIms) -> type[BaseHTTPRequestHandler]:
             """Keep test output quiet."""
 
     return Handler
+
+
+class FakeClock:
+    """Time for tests: ``sleep`` advances it at once, so nothing really waits.
+
+    ``utcnow`` starts half an hour after the fake IMS's own clock, so images the fake
+    creates count as "created in the last hour".
+    """
+
+    def __init__(self, start: datetime = datetime(2026, 1, 1, 0, 30, tzinfo=timezone.utc)):
+        self.start = start
+        self.elapsed = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.elapsed += max(0.0, seconds)
+
+    def utcnow(self) -> datetime:
+        return self.start + timedelta(seconds=self.elapsed)

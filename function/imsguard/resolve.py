@@ -1,0 +1,149 @@
+"""From what an event points at to the images to check, waiting while they are created.
+
+A target's image ids are read first; a creation job is followed (polled until it
+ends) to the image it made; the requested name is the last resort. An image still
+``queued`` or ``saving`` is polled until ``active``. All waiting stays inside the
+invocation's time budget: what is not ready in time is ``deferred``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from imsguard.clock import Budget
+from imsguard.evaluate import scope_of
+from imsguard.events import Target, is_image_id
+from imsguard.ims import ImsError, ImsGateway
+
+NAME_LOOKUP_WINDOW = timedelta(hours=1)
+Result = dict[str, Any]
+
+
+class Resolver:
+    def __init__(self, gateway: ImsGateway, budget: Budget, project_id: str):
+        self.gateway = gateway
+        self.budget = budget
+        self.project_id = project_id
+
+    def images_of(self, target: Target) -> tuple[list[dict[str, Any]], list[Result]]:
+        """The images to evaluate (each read once, and ready), and results for the rest."""
+        found: dict[str, dict[str, Any]] = {}
+        results: list[Result] = []
+        missing: list[str] = []
+        for image_id in target.image_ids:
+            failures = len(results)
+            image = self._read(image_id, results)
+            if image is not None:
+                found[image_id] = image
+            elif len(results) == failures:  # not an error: IMS does not know this id
+                missing.append(image_id)
+        if target.job_ids and (target.follow_jobs or not found):
+            for job_id in target.job_ids:
+                image_id = self._wait_for_job(job_id, results)
+                if image_id is not None and image_id not in found:
+                    image = self._read(image_id, results)
+                    if image is None:
+                        results.append(_job_result(job_id, "not_applicable",
+                                                   f"job {job_id} made image {image_id}, which "
+                                                   "no longer exists"))
+                    else:
+                        found[image_id] = image
+        if not found and not results and target.name:
+            found = {i["id"]: i for i in self._find_by_name(target.name, results)}
+        if not found and not results:
+            results = [_image_result(i, "not_applicable", "no such image (deleted, or not "
+                                     "visible to this project)") for i in missing]
+        ready = []
+        for image in found.values():
+            image = self._wait_until_active(image, results)
+            if image is not None:
+                ready.append(image)
+        return ready, results
+
+    def _read(self, image_id: str, results: list[Result]) -> dict[str, Any] | None:
+        try:
+            return self.gateway.get_image(image_id)
+        except ImsError as exc:
+            results.append(_image_result(image_id, failure_outcome(exc), str(exc)))
+            return None
+
+    def _wait_for_job(self, job_id: str, results: list[Result]) -> str | None:
+        """Poll the job until it ends; its image id, or None with a result explaining why."""
+        attempt = 0
+        while True:
+            try:
+                job = self.gateway.get_job(job_id)
+            except ImsError as exc:
+                results.append(_job_result(job_id, failure_outcome(exc), f"job {job_id}: {exc}"))
+                return None
+            status = str(job.get("status", "")).upper()
+            if status == "SUCCESS":
+                entities = job.get("entities")
+                image_id = entities.get("image_id") if isinstance(entities, dict) else None
+                if is_image_id(image_id):
+                    return image_id.lower()
+                results.append(_job_result(job_id, "error",
+                                           f"job {job_id} succeeded but names no image id"))
+                return None
+            if status == "FAIL":
+                reason = job.get("fail_reason") or job.get("error_code") or "no reason given"
+                results.append(_job_result(job_id, "not_applicable",
+                                           f"job {job_id} failed ({reason}); no image was made"))
+                return None
+            if not self.budget.pause(attempt):
+                results.append(_job_result(
+                    job_id, "deferred", f"job {job_id} is still {status or 'unknown'} after "
+                    f"{attempt + 1} read(s); out of time (a later event or sweep will check it)"))
+                return None
+            attempt += 1
+
+    def _wait_until_active(self, image: dict[str, Any], results: list[Result]
+                           ) -> dict[str, Any] | None:
+        """Poll an image of ours that is still being created; other images pass as they are."""
+        attempt = 0
+        while scope_of(image, self.project_id)[0] == "deferred":
+            if not self.budget.pause(attempt):
+                results.append(_image_result(
+                    image["id"], "deferred", f"the image is still {image.get('status')} after "
+                    f"{attempt + 1} read(s); out of time (a later event or sweep will check it)"))
+                return None
+            attempt += 1
+            failures = len(results)
+            fresh = self._read(image["id"], results)
+            if fresh is None:
+                if len(results) == failures:
+                    results.append(_image_result(image["id"], "not_applicable",
+                                                 "the image disappeared while being created"))
+                return None
+            image = fresh
+        return image
+
+    def _find_by_name(self, name: str, results: list[Result]) -> list[dict[str, Any]]:
+        since = (self.budget.clock.utcnow() - NAME_LOOKUP_WINDOW).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            images = self.gateway.find_images(name, since)
+        except ImsError as exc:
+            results.append({"image_id": None, "name": name, "operations": [],
+                            "outcome": failure_outcome(exc), "reason": f"lookup by name: {exc}"})
+            return []
+        if not images:
+            results.append({"image_id": None, "name": name, "operations": [],
+                            "outcome": "not_applicable",
+                            "reason": f"no private image named {name!r} was created in the "
+                                      "last hour"})
+        return images
+
+
+def failure_outcome(exc: ImsError) -> str:
+    """A vanished image or job is not applicable; any other IMS failure is an error."""
+    return "not_applicable" if exc.kind == "gone" else "error"
+
+
+def _image_result(image_id: str, outcome: str, reason: str) -> Result:
+    return {"image_id": image_id, "operations": [], "outcome": outcome, "reason": reason}
+
+
+def _job_result(job_id: str, outcome: str, reason: str) -> Result:
+    return {"image_id": None, "job_id": job_id, "operations": [], "outcome": outcome,
+            "reason": reason}

@@ -1,0 +1,349 @@
+"""Every way an image appears: slow creation, copies, drift, EventGrid, replays.
+
+All through the handler and the real SDK against the fake IMS; time is a FakeClock.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from conftest import load_event
+from imsguard.app import handler
+from imsguard.context import LocalContext
+from imsguard.testing import EXAMPLE_IMAGE_ID, EXAMPLE_JOB_ID
+
+COPY_JOB = "ff8080814dbd65d7014dbe0d84db0077"
+DEBIAN = "c5cd3163-9030-43cb-a7c2-640c237702c7"
+SAMPLE_FIX = [
+    {"op": "replace", "path": "/name", "value": "ims-test"},
+    {"op": "replace", "path": "/hw_firmware_type", "value": "uefi"},
+]
+
+
+def new_image(fake, pending_reads=0, final_status="active", **attrs):
+    attrs = {"name": "Web_Server_01", "hw_firmware_type": "bios", **attrs}
+    return fake.add_image(attrs, pending_reads=pending_reads, final_status=final_status)
+
+
+def job_only_event(job_id=EXAMPLE_JOB_ID):
+    event = load_event("cts_create_image_job_only.json")
+    event["cts"]["response"] = f'{{"job_id": "{job_id}"}}'
+    return event
+
+
+def kinds(fake):
+    """The requests, as ("job" | "image" | "patch")."""
+    return ["patch" if c.method == "PATCH" else "job" if "/jobs/" in c.path else "image"
+            for c in fake.calls]
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 5])
+def test_image_active_after_k_polls_costs_only_the_polls_and_one_patch(fake, context, clock,
+                                                                      k):
+    image = new_image(fake, pending_reads=k)
+    job = "0123456789abcdef0123456789abcdef"
+    fake.add_job(job, image_id=image["id"], pending_reads=2)
+    context.timeout_ms = 120_000
+
+    result = handler(job_only_event(job), context)
+
+    assert kinds(fake) == ["job"] * 3 + ["image"] * (k + 1) + ["patch"]
+    (entry,) = result["results"]
+    assert entry["outcome"] == "updated"
+    assert clock.monotonic() <= 120 - 10  # the whole wait stayed inside the budget and margin
+    assert len(clock.sleeps) == 2 + k
+
+
+def test_backoff_grows_with_jitter_and_stays_in_the_budget(fake, context, clock):
+    image = new_image(fake, pending_reads=6)
+    context.timeout_ms = 600_000
+
+    handler({"image_id": image["id"]}, context)
+
+    bounds = [(0.5, 1), (1, 2), (2, 4), (4, 8), (8, 16), (10, 20)]
+    assert len(clock.sleeps) == 6
+    for sleep, (low, high) in zip(clock.sleeps, bounds, strict=True):
+        assert low <= sleep <= high
+
+
+def test_not_ready_in_time_is_deferred_before_the_budget_ends(fake, context, clock):
+    image = new_image(fake, pending_reads=1000)
+    context.timeout_ms = 60_000
+    context.user_data["IMSGUARD_SAFETY_MARGIN_SECONDS"] = "15"
+
+    result = handler({"image_id": image["id"]}, context)
+
+    (entry,) = result["results"]
+    assert entry["outcome"] == "deferred"
+    assert "still saving" in entry["reason"] and "out of time" in entry["reason"]
+    assert fake.patches == []
+    assert 44 <= clock.monotonic() <= 60 - 15
+
+
+def test_slow_job_out_of_time_is_deferred(fake, context, clock):
+    fake.add_job("0123456789abcdef0123456789abcdef", image_id=EXAMPLE_IMAGE_ID,
+                 pending_reads=1000)
+    context.timeout_ms = 30_000
+
+    result = handler(job_only_event("0123456789abcdef0123456789abcdef"), context)
+
+    assert result["results"][0]["outcome"] == "deferred"
+    assert "still RUNNING" in result["results"][0]["reason"]
+    assert set(kinds(fake)) == {"job"}
+    assert clock.monotonic() <= 20
+
+
+def test_context_without_a_budget_reads_once_and_defers(fake, context):
+    image = new_image(fake, pending_reads=1)
+    context.timeout_ms = 0
+
+    result = handler({"image_id": image["id"]}, context)
+
+    assert kinds(fake) == ["image"]
+    assert result["results"][0]["outcome"] == "deferred"
+
+
+def test_failed_job_is_not_applicable(fake, context):
+    job = "0123456789abcdef0123456789abcdef"
+    fake.add_job(job, status="FAIL", fail_reason="Ims.0199 disk unreadable", pending_reads=2)
+
+    result = handler(job_only_event(job), context)
+
+    (entry,) = result["results"]
+    assert (entry["outcome"], entry["job_id"]) == ("not_applicable", job)
+    assert "Ims.0199" in entry["reason"]
+    assert fake.patches == []
+
+
+def test_killed_image_is_not_applicable(fake, context):
+    image = new_image(fake, pending_reads=2, final_status="killed")
+
+    result = handler({"image_id": image["id"]}, context)
+
+    assert result["results"][0]["outcome"] == "not_applicable"
+    assert "killed" in result["results"][0]["reason"]
+    assert fake.patches == []
+
+
+def test_image_deleted_while_being_created(fake, context):
+    image = new_image(fake, pending_reads=5)
+    fake.before_request = lambda method, path: (
+        fake.images.pop(image["id"], None) if len(fake.calls) == 2 else None)
+
+    result = handler({"image_id": image["id"]}, context)
+
+    assert result["results"][0]["outcome"] == "not_applicable"
+    assert "disappeared" in result["results"][0]["reason"]
+
+
+def test_finished_job_in_a_system_action_trace(fake, context):
+    result = handler(load_event("cts_create_image_job_done.json"), context)
+
+    assert kinds(fake) == ["image", "patch"]
+    assert result["results"][0]["outcome"] == "updated"
+
+
+def test_failed_job_in_a_system_action_trace_is_ignored(fake, context):
+    result = handler(load_event("cts_create_image_job_failed.json"), context)
+
+    assert result["status"] == "ignored"
+    assert "Ims.0199" in result["reason"]
+    assert fake.calls == []
+
+
+def test_resource_id_that_is_not_an_image_falls_back_to_the_job(fake, context):
+    event = load_event("cts_create_image.json")
+    event["cts"]["resource_id"] = "877a2cda-ba63-4e1e-b95f-e67e48b6129a"  # the server, say
+
+    result = handler(event, context)
+
+    assert kinds(fake) == ["image", "job", "image", "patch"]
+    assert [r["image_id"] for r in result["results"]] == [EXAMPLE_IMAGE_ID]
+
+
+def test_name_only_trace_finds_recent_private_images_of_that_name(fake, context):
+    first = new_image(fake)
+    second = new_image(fake, hw_firmware_type="uefi", hw_vif_multiqueue_enabled="true",
+                       name="web_server_01")
+    new_image(fake, name="web_server_01", __imagetype="gold", owner="f" * 32,
+              visibility="public")
+    fake.images[first["id"]]["name"] = "web_server_01"
+
+    result = handler(load_event("cts_create_image_name_only.json"), context)
+
+    lookup = fake.calls[0]
+    assert lookup.query["name"] == "web_server_01"
+    assert lookup.query["__imagetype"] == "private"
+    assert lookup.query["created_at"] == "gt:2025-12-31T23:30:00Z"  # one hour before now
+    outcomes = {r["image_id"]: r["outcome"] for r in result["results"]}
+    assert outcomes == {first["id"]: "updated", second["id"]: "updated"}
+    assert len(fake.patches) == 2
+
+
+def test_name_only_trace_without_a_match(fake, context):
+    result = handler(load_event("cts_create_image_name_only.json"), context)
+
+    (entry,) = result["results"]
+    assert entry["outcome"] == "not_applicable"
+    assert "no private image named 'web_server_01'" in entry["reason"]
+
+
+@pytest.mark.parametrize("name", ["web*", "web%", "a/b", " padded", "x" * 129])
+def test_name_with_wildcards_or_invalid_characters_is_not_looked_up(fake, context, name):
+    event = load_event("cts_create_image_name_only.json")
+    event["cts"]["request"] = {"name": name}
+
+    result = handler(event, context)
+
+    assert result["status"] == "invalid"
+    assert "not a valid image name" in result["reason"]
+    assert fake.calls == []
+
+
+def test_copy_checks_the_new_image_and_the_source(fake, context):
+    copy = new_image(fake, pending_reads=2, name="ims_test_copy")
+    fake.add_job(COPY_JOB, image_id=copy["id"], job_type="copyImageInRegion", pending_reads=1)
+
+    result = handler(load_event("cts_copy_image.json"), context)
+
+    outcomes = {r["image_id"]: r["outcome"] for r in result["results"]}
+    assert outcomes == {EXAMPLE_IMAGE_ID: "updated", copy["id"]: "updated"}
+    assert fake.images[copy["id"]]["name"] == "ims-test-copy"
+
+
+def test_drift_is_fixed_and_own_update_trace_costs_one_read(fake, context):
+    fake.images[DEBIAN]["hw_vif_multiqueue_enabled"] = "false"   # someone switched it off
+    drift = load_event("cts_update_image.json")
+    drift["cts"]["resource_id"] = DEBIAN
+    drift["cts"]["response"] = {"id": DEBIAN}
+
+    first = handler(drift, context)
+    own = load_event("cts_update_image.json")   # the trace of imsguard's own PATCH
+    own["cts"]["resource_id"] = DEBIAN
+    own["cts"]["request"] = fake.patches[0].body
+    own["cts"]["response"] = {"id": DEBIAN}
+    fake.reset_calls()
+    second = handler(own, context)
+
+    assert first["results"][0]["outcome"] == "updated"
+    assert second["results"][0]["outcome"] == "compliant"
+    assert kinds(fake) == ["image"]
+
+
+def test_loop_guard_when_ims_does_not_keep_an_update(fake, context):
+    own = load_event("cts_update_image.json")
+    own["cts"]["request"] = SAMPLE_FIX  # the image still differs exactly by what was sent
+
+    result = handler(own, context)
+
+    assert fake.patches == []
+    assert result["results"][0]["outcome"] == "error"
+    assert "loop guard" in result["results"][0]["reason"]
+
+
+def test_no_event_loop_can_form(fake, context):
+    """Feed every PATCH's trace back to the handler, as CTS would: it ends at once."""
+    event = load_event("cts_create_image.json")
+    for _ in range(5):
+        before = len(fake.patches)
+        handler(event, context)
+        if len(fake.patches) == before:
+            break
+        event = load_event("cts_update_image.json")
+        event["cts"]["request"] = fake.patches[-1].body
+    assert len(fake.patches) == 1
+
+
+def test_the_same_event_twice_gives_one_patch(fake, context):
+    for _ in range(2):
+        handler(load_event("cts_create_image.json"), context)
+
+    assert len(fake.patches) == 1
+
+
+def test_two_concurrent_deliveries_send_identical_patches(fake):
+    both_read = threading.Barrier(2, timeout=10)
+    fake.before_request = lambda method, path: both_read.wait() if method == "PATCH" else None
+    results = []
+
+    def deliver():
+        context = LocalContext(access_key="AK", secret_key="SK")
+        results.append(handler(load_event("cts_create_image.json"), context))
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+
+    assert [p.body for p in fake.patches] == [SAMPLE_FIX, SAMPLE_FIX]
+    assert [r["results"][0]["outcome"] for r in results] == ["updated", "updated"]
+
+
+def test_eventgrid_single_event(fake, context):
+    result = handler(load_event("eventgrid_create_image.json"), context)
+
+    assert result["trigger"].startswith("EventGrid CTS createImage")
+    assert result["results"][0]["operations"] == SAMPLE_FIX
+    assert kinds(fake) == ["image", "patch"]
+
+
+def test_eventgrid_data_may_wrap_the_trace(fake, context):
+    event = load_event("eventgrid_create_image.json")
+    event["data"] = {"cts": event["data"]}
+
+    result = handler(event, context)
+
+    assert result["results"][0]["outcome"] == "updated"
+
+
+def test_eventgrid_batch_skips_foreign_events_and_says_so(fake, context):
+    result = handler(load_event("eventgrid_batch.json"), context)
+
+    assert [r["outcome"] for r in result["results"]] == ["updated"]
+    assert result["skipped"] == ["events[1]: EventGrid event from 'HC.OBS', not HC.IMS"]
+
+
+@pytest.mark.parametrize(("change", "status"), [
+    ({"source": "HC.OBS"}, "ignored"),
+    ({"type": "IMS:CloudTrace:ObsSDK"}, "ignored"),
+    ({"data": "not an object"}, "invalid"),
+    ({"data": {"service_type": "IMS"}}, "invalid"),
+])
+def test_eventgrid_events_that_are_not_ours_or_broken(fake, context, change, status):
+    event = {**load_event("eventgrid_create_image.json"), **change}
+
+    result = handler(event, context)
+
+    assert result["status"] == status
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize("events", [[], "x", [1, 2]])
+def test_broken_eventgrid_batches(fake, context, events):
+    result = handler({"events": events}, context)
+
+    assert result["status"] == "invalid"
+    assert fake.calls == []
+
+
+def test_timer_event_is_recognised(fake, context):
+    result = handler(load_event("timer.json"), context)
+
+    assert result["results"] == []
+    assert "timer" in result["reason"]
+
+
+@pytest.mark.parametrize("event", [
+    {"image_id": EXAMPLE_JOB_ID},                               # a job id is not an image id
+    {"cts": {**load_event("cts_create_image.json")["cts"], "resource_id": EXAMPLE_JOB_ID,
+             "response": "{\"job_id\": 42}", "request": "{}", "resource_name": ""}},
+    {"cts": {**load_event("cts_create_image.json")["cts"], "response": "{\"job_id\": "}},
+])
+def test_bad_ids_and_broken_responses_make_no_call(fake, context, event):
+    result = handler(event, context)
+
+    assert result["status"] == "invalid"
+    assert fake.calls == []
