@@ -94,7 +94,7 @@ def shorten(value: Any, limit: int = 80) -> str:
 class CtsTrace(BaseModel):
     """A CTS trace as FunctionGraph's CTS trigger delivers it (fields we use)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)  # built on first use
 
     service_type: str
     resource_type: str | None = None
@@ -119,7 +119,7 @@ class CtsTrace(BaseModel):
 
 
 class CtsEvent(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)  # built on first use
 
     cts: CtsTrace
 
@@ -127,7 +127,7 @@ class CtsEvent(BaseModel):
 class CloudEvent(BaseModel):
     """An EventGrid event (CloudEvents 1.0); cloud-service events carry a CTS trace in data."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)  # built on first use
 
     id: str | None = None
     source: str
@@ -138,7 +138,7 @@ class CloudEvent(BaseModel):
 class DirectInvocation(BaseModel):
     """A hand-made invocation, e.g. a FunctionGraph console test event."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     image_id: str | None = Field(default=None, max_length=64)
     image_ids: list[str] | None = Field(default=None, min_length=1, max_length=MAX_IMAGES_PER_EVENT)
