@@ -95,14 +95,69 @@ def test_slow_job_out_of_time_is_deferred(fake, context, clock):
     assert clock.monotonic() <= 20
 
 
-def test_context_without_a_budget_reads_once_and_defers(fake, context):
-    image = new_image(fake, pending_reads=1)
-    context.timeout_ms = 0
+class NoBudgetContext:
+    """A context that does not say how much time is left (e.g. an old runtime)."""
 
-    result = handler({"image_id": image["id"]}, context)
+    def getSecurityAccessKey(self):
+        return "AK"
+
+    def getSecuritySecretKey(self):
+        return "SK"
+
+
+def test_context_without_a_budget_reads_once_and_defers(fake):
+    image = new_image(fake, pending_reads=1)
+
+    result = handler({"image_id": image["id"]}, NoBudgetContext())
 
     assert kinds(fake) == ["image"]
     assert result["results"][0]["outcome"] == "deferred"
+
+
+def test_context_with_no_time_left_calls_nothing(fake, context):
+    context.timeout_ms = 0
+
+    result = handler(load_event("cts_create_image.json"), context)
+
+    assert fake.calls == []
+    assert result["results"][0]["outcome"] == "deferred"
+    assert "about to end" in result["results"][0]["reason"]
+
+
+@pytest.mark.parametrize("remaining", [float("inf"), 10**19, 12 * 3600 * 1000, float("nan"), -5])
+def test_odd_remaining_times_end_in_a_result(fake, context, clock, monkeypatch, remaining):
+    image = new_image(fake, pending_reads=10**6)
+    monkeypatch.setattr(type(context), "getRemainingTimeInMilliSeconds", lambda self: remaining)
+
+    result = handler({"image_id": image["id"]}, context)
+
+    assert result["status"] == "ok"
+    assert result["results"][0]["outcome"] == "deferred"
+    assert clock.monotonic() <= 900  # IMSGUARD_MAX_WAIT_SECONDS bounds any wait
+
+
+def test_no_call_can_outlive_the_invocation(fake, context, clock):
+    """Each request is slow (8 s of fake time); every call's timeouts fit in what is left."""
+    image = new_image(fake, pending_reads=5)
+    context.timeout_ms = 60_000
+    started = clock.monotonic()
+    calls = []
+
+    def slow_request(method, path):
+        import imsguard.ims as ims
+
+        (gateway,) = ims._client_cache.values()
+        connect, read = gateway.config.timeout
+        calls.append((clock.monotonic(), connect + read))
+        clock.elapsed += 8
+
+    fake.before_request = slow_request
+
+    result = handler({"image_id": image["id"]}, context)
+
+    assert result["results"][0]["outcome"] in ("updated", "deferred")
+    for at, longest in calls:
+        assert at + longest <= started + 60
 
 
 def test_failed_job_is_not_applicable(fake, context):
@@ -145,11 +200,12 @@ def test_finished_job_in_a_system_action_trace(fake, context):
     assert result["results"][0]["outcome"] == "updated"
 
 
-def test_failed_job_in_a_system_action_trace_is_ignored(fake, context):
+def test_failed_job_in_a_system_action_trace_is_not_applicable(fake, context):
     result = handler(load_event("cts_create_image_job_failed.json"), context)
 
-    assert result["status"] == "ignored"
-    assert "Ims.0199" in result["reason"]
+    (entry,) = result["results"]
+    assert (entry["outcome"], entry["job_id"]) == ("not_applicable", EXAMPLE_JOB_ID)
+    assert "Ims.0199" in entry["reason"]
     assert fake.calls == []
 
 
@@ -176,7 +232,7 @@ def test_name_only_trace_finds_recent_private_images_of_that_name(fake, context)
     lookup = fake.calls[0]
     assert lookup.query["name"] == "web_server_01"
     assert lookup.query["__imagetype"] == "private"
-    assert lookup.query["created_at"] == "gt:2025-12-31T23:30:00Z"  # one hour before now
+    assert lookup.query["created_at"] == "gt:2025-11-27T07:00:00Z"  # an hour before the trace
     outcomes = {r["image_id"]: r["outcome"] for r in result["results"]}
     assert outcomes == {first["id"]: "updated", second["id"]: "updated"}
     assert len(fake.patches) == 2
@@ -202,15 +258,47 @@ def test_name_with_wildcards_or_invalid_characters_is_not_looked_up(fake, contex
     assert fake.calls == []
 
 
-def test_copy_checks_the_new_image_and_the_source(fake, context):
+def test_copy_follows_its_job_to_the_new_image(fake, context):
     copy = new_image(fake, pending_reads=2, name="ims_test_copy")
     fake.add_job(COPY_JOB, image_id=copy["id"], job_type="copyImageInRegion", pending_reads=1)
 
     result = handler(load_event("cts_copy_image.json"), context)
 
-    outcomes = {r["image_id"]: r["outcome"] for r in result["results"]}
-    assert outcomes == {EXAMPLE_IMAGE_ID: "updated", copy["id"]: "updated"}
+    assert kinds(fake) == ["job", "job", "image", "image", "image", "patch"]
+    assert [(r["image_id"], r["outcome"]) for r in result["results"]] == [(copy["id"], "updated")]
     assert fake.images[copy["id"]]["name"] == "ims-test-copy"
+    assert fake.images[EXAMPLE_IMAGE_ID]["name"] == "ims_test"  # the source is left alone
+
+
+def test_copy_without_a_job_is_found_by_its_name(fake, context):
+    copy = new_image(fake, name="ims_test_copy")
+    event = load_event("cts_copy_image.json")
+    event["cts"]["response"] = ""
+
+    result = handler(event, context)
+
+    assert [(r["image_id"], r["outcome"]) for r in result["results"]] == [(copy["id"], "updated")]
+
+
+def test_copy_with_only_the_source_checks_the_source(fake, context):
+    event = load_event("cts_copy_image.json")
+    event["cts"].update(response="", request="{}", resource_name="")
+
+    result = handler(event, context)
+
+    assert [r["image_id"] for r in result["results"]] == [EXAMPLE_IMAGE_ID]
+
+
+def test_copy_completion_trace_needs_no_job_read(fake, context):
+    copy = new_image(fake, name="ims_test_copy")
+    event = load_event("cts_copy_image_done.json")
+    event["cts"]["response"] = event["cts"]["response"].replace(
+        "4d7c3e1a-5b6f-4a80-9c2d-1e3f5a7b9c0d", copy["id"])
+
+    result = handler(event, context)
+
+    assert kinds(fake) == ["image", "patch"]
+    assert result["results"][0]["image_id"] == copy["id"]
 
 
 def test_drift_is_fixed_and_own_update_trace_costs_one_read(fake, context):
@@ -347,3 +435,14 @@ def test_bad_ids_and_broken_responses_make_no_call(fake, context, event):
 
     assert result["status"] == "invalid"
     assert fake.calls == []
+
+
+def test_max_wait_setting_bounds_the_wait(fake, context, clock):
+    image = new_image(fake, pending_reads=10**6)
+    context.timeout_ms = 3_600_000
+    context.user_data["IMSGUARD_MAX_WAIT_SECONDS"] = "120"
+
+    result = handler({"image_id": image["id"]}, context)
+
+    assert result["results"][0]["outcome"] == "deferred"
+    assert 100 <= clock.monotonic() <= 120

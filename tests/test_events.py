@@ -50,12 +50,12 @@ def test_glance_resource_type_counts_as_image():
     assert parse_event(event).targets[0].image_ids == (IMAGE,)
 
 
-def test_failed_job_in_trace_is_ignored():
+def test_failed_job_in_trace_needs_no_call():
     event = load_event("cts_create_image_job_done.json")
     event["cts"]["response"] = {"status": "FAIL", "job_id": JOB, "entities": {}}
 
-    skip = parse_event(event)
-    assert skip.status == "ignored" and "failed" in skip.reason
+    (target,) = parse_event(event).targets
+    assert target.failure and "failed" in target.failure
 
 
 def test_trace_without_any_id_or_name_is_invalid():

@@ -50,7 +50,9 @@ def test_relative_policy_path_is_found_under_the_code_root():
 @pytest.mark.parametrize(("key", "value"), [
     ("IMSGUARD_DRY_RUN", "perhaps"), ("IMSGUARD_REGION", "Not A Region"),
     ("RUNTIME_PROJECT_ID", "123"), ("IMSGUARD_IMS_ENDPOINT", "ims.example.com"),
-    ("IMSGUARD_LOG_LEVEL", "LOUD"),
+    ("IMSGUARD_LOG_LEVEL", "LOUD"), ("IMSGUARD_SAFETY_MARGIN_SECONDS", "ten"),
+    ("IMSGUARD_SAFETY_MARGIN_SECONDS", "-1"), ("IMSGUARD_SAFETY_MARGIN_SECONDS", "nan"),
+    ("IMSGUARD_MAX_WAIT_SECONDS", "1e9"),
 ])
 def test_bad_values_are_named(monkeypatch, key, value):
     monkeypatch.setenv(key, value)

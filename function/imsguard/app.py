@@ -66,7 +66,8 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
     except ValueError as exc:
         return _stop("error", f"configuration: {exc}")
     dry_run = settings.dry_run or parsed.dry_run is True or policy.mode == "audit"
-    budget = Budget.for_invocation(context, CLOCK, settings.safety_margin_s)
+    budget = Budget.for_invocation(context, CLOCK, settings.safety_margin_s, settings.max_wait_s)
+    gateway.time_left = budget.time_left  # no IMS call may outlive the invocation
     run = _Run(gateway, policy, settings.project_id, dry_run, budget)
     results = run.process(parsed)
     summary = Counter(r["outcome"] for r in results)
@@ -104,7 +105,7 @@ class _Run:
     def process(self, trigger: Trigger) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
         checked: set[str] = set()
-        for target in trigger.targets:
+        for target in dict.fromkeys(trigger.targets):  # a batch may repeat an event
             images, unresolved = self._resolve_safely(target)
             results.extend(_report(r) for r in unresolved)
             for image in images:

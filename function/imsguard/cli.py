@@ -88,8 +88,13 @@ def _print(args: argparse.Namespace, result: dict[str, Any], fake: Any) -> None:
     print(f"  trigger: {result['trigger']}" + ("  [dry run]" if result["dry_run"] else ""))
     for entry in result["results"]:
         name = f" {entry['image_name']!r}" if entry.get("image_name") else ""
-        subject = entry.get("image_id") or f"job {entry.get('job_id')}"
-        print(f"\n  image {subject}{name}: {entry['outcome'].upper()} ({entry['reason']})")
+        if entry.get("image_id"):
+            subject = f"image {entry['image_id']}{name}"
+        elif entry.get("job_id"):
+            subject = f"job {entry['job_id']}"
+        else:
+            subject = f"images named {entry.get('name')!r}"
+        print(f"\n  {subject}: {entry['outcome'].upper()} ({entry['reason']})")
         for verdict in entry.get("rules", []):
             fix = f" [{verdict['fix']}]" if verdict.get("fix") else ""
             print(f"    {verdict['rule']:<24} {verdict['verdict']:<15}{fix} {verdict['reason']}")

@@ -8,6 +8,7 @@ PATCH, and for reporting).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from imsguard.context import call_getter
 
 FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 20.0
+MAX_REMAINING_MS = 259_200_000  # FunctionGraph's longest timeout (72 h)
 
 
 class Clock(Protocol):
@@ -39,24 +41,35 @@ class SystemClock:
 
 @dataclass
 class Budget:
-    """The time this invocation may still spend waiting."""
+    """The invocation's time: ``end`` is when the platform stops the function (None: not
+    known), ``deadline`` when waiting must stop (end minus the safety margin)."""
 
     clock: Clock
     deadline: float
+    end: float | None
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
-    def for_invocation(cls, context: Any, clock: Clock, margin_s: float,
+    def for_invocation(cls, context: Any, clock: Clock, margin_s: float, max_wait_s: float,
                        rng: random.Random | None = None) -> Budget:
-        """Deadline = now + the context's remaining time - margin (no getter: no waiting)."""
+        """From the context's remaining time; a context without one gets no waiting.
+        Waiting stops at the end minus the margin, and after ``max_wait_s`` at most."""
+        now = clock.monotonic()
         remaining_ms = call_getter(context, "getRemainingTimeInMilliSeconds")
         if isinstance(remaining_ms, bool) or not isinstance(remaining_ms, (int, float)):
+            return cls(clock, now, None, rng or random.Random())
+        if math.isnan(remaining_ms):
             remaining_ms = 0
-        deadline = clock.monotonic() + remaining_ms / 1000 - margin_s
-        return cls(clock, deadline, rng or random.Random())
+        end = now + min(max(remaining_ms, 0), MAX_REMAINING_MS) / 1000
+        return cls(clock, min(end - margin_s, now + max_wait_s), end, rng or random.Random())
 
     def remaining(self) -> float:
+        """Seconds left for waiting."""
         return max(0.0, self.deadline - self.clock.monotonic())
+
+    def time_left(self) -> float | None:
+        """Seconds until the function is stopped, or None when the context did not say."""
+        return None if self.end is None else self.end - self.clock.monotonic()
 
     def pause(self, attempt: int) -> bool:
         """Sleep before poll number ``attempt + 1``; False when no time is left for one.
@@ -64,7 +77,7 @@ class Budget:
         Delays grow 1, 2, 4 ... 20 s with "equal jitter" (half fixed, half random), so
         concurrent invocations do not poll in step; the last one is cut to the deadline.
         """
-        ceiling = min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** attempt)
+        ceiling = min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** min(attempt, 10))
         delay = min(ceiling / 2 + self.rng.uniform(0, ceiling / 2), self.remaining())
         if delay <= 0:
             return False

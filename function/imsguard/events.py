@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -36,17 +37,19 @@ MAX_EMBEDDED_JSON = 1 << 20  # request/response strings larger than 1 MiB are no
 class Target:
     """One thing an event points at, and every way to find its image.
 
-    Image ids are read first; a job id leads to the image the job creates (for
-    createImage/updateImage only when no image id finds one; for copyImage always,
-    since the copy is a new image); ``name`` is the last resort: private images of
-    that name created in the last hour.
+    Tried in order until one finds an image: ``image_ids``; ``job_ids`` (followed to
+    the image the job creates); ``name`` (private images of that name created in the
+    hour before ``time``); ``fallback_ids`` (a copy's source image). ``failure`` is set
+    when the trace itself says that nothing was created.
     """
 
     label: str
     image_ids: tuple[str, ...] = ()
     job_ids: tuple[str, ...] = ()
     name: str | None = None
-    follow_jobs: bool = False
+    fallback_ids: tuple[str, ...] = ()
+    time: datetime | None = None
+    failure: str | None = None
     # updateImage: the patch the trace records. If imsguard would now send exactly the
     # same patch, IMS did not keep it; sending it again could loop, so it is not resent.
     traced_operations: tuple[tuple[str, str, str], ...] | None = None
@@ -103,6 +106,7 @@ class CtsTrace(BaseModel):
     resource_id: str | None = None
     resource_name: str | None = None
     trace_id: str | None = None
+    time: Any = None  # epoch milliseconds, or text such as "12/01/2016 11:07:28 GMT+08:00"
     code: int | None = None
     # CTS documents request/response as JSON strings; FunctionGraph's samples show objects.
     request: Any = None
@@ -274,25 +278,44 @@ def target_of_trace(trace: CtsTrace) -> Target | Skip:
     for part in (response, request):
         if isinstance(part, Skip):
             return part
+    label = f"CTS {name}" + (f" ({trace.trace_type})" if trace.trace_type else "")
     if isinstance(response, dict) and str(response.get("status", "")).upper() == "FAIL":
         reason = response.get("fail_reason") or response.get("error_code") or "no reason given"
-        return Skip("ignored", f"the {name} job failed ({shorten(reason)}); no image was created")
+        job_id = response.get("job_id")
+        return Target(label, job_ids=(job_id,) if is_job_id(job_id) else (),
+                      failure=f"the {name} job failed ({shorten(reason)}); no image was created")
     image_ids, job_ids = _ids_in_trace(trace, response)
-    label = f"CTS {name}" + (f" ({trace.trace_type})" if trace.trace_type else "")
+    fallback_ids: list[str] = []
+    if name == "copyImage":  # resource_id is taken to name the source, not the copy
+        fallback_ids = [i for i in image_ids if i == (trace.resource_id or "").lower()]
+        image_ids = [i for i in image_ids if i not in fallback_ids]
     requested = request.get("name") if isinstance(request, dict) else None
     requested = requested if requested is not None else trace.resource_name
     # The requested name of a new image (create, copy) is the last way to find it.
     lookup = requested if name != "updateImage" and is_image_name(requested) else None
-    if not image_ids and not job_ids and lookup is None:
+    if not image_ids and not job_ids and lookup is None and not fallback_ids:
         if requested and name != "updateImage":
             return Skip("invalid", f"the {name} trace names no image id or job id, and the "
                                    f"requested name {shorten(requested)} is not a valid image "
                                    "name, so it is not looked up")
         return Skip("invalid", f"the {name} trace names no image id, no job id and no image "
                                "name (resource_id, response and request hold none)")
-    return Target(label, tuple(image_ids), tuple(job_ids), lookup,
-                  follow_jobs=name == "copyImage",
+    return Target(label, tuple(image_ids), tuple(job_ids), lookup, tuple(fallback_ids),
+                  _trace_time(trace.time),
                   traced_operations=_operations(request) if name == "updateImage" else None)
+
+
+def _trace_time(value: Any) -> datetime | None:
+    """When the traced call happened, if CTS said so in a form we can read."""
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value / 1000, timezone.utc)
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        pass
+    return None
 
 
 def _embedded_json(part: str, value: Any) -> Any:

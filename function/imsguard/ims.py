@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from typing import Any, Literal
 
 import requests
@@ -27,14 +28,16 @@ from huaweicloudsdkims.v2.region.ims_region import ImsRegion
 
 from imsguard.context import Credentials
 
-ErrorKind = Literal["transient", "permanent", "gone"]
+ErrorKind = Literal["transient", "permanent", "gone", "out_of_time"]
 GONE_CODES = {"IMG.0027", "IMG.0144"}
-CONNECT_TIMEOUT_S = 5
-READ_TIMEOUT_S = 30
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 30.0
+MIN_CALL_TIME_S = 1.0  # less time left than this: no call is started
 
 
 class ImsError(Exception):
-    """An IMS call failed. ``kind``: transient (retry may help), permanent, or gone."""
+    """An IMS call failed. ``kind``: transient (retry may help), permanent, gone, or
+    out_of_time (not made: the invocation would end first)."""
 
     def __init__(self, kind: ErrorKind, message: str, status: int | None = None,
                  code: str | None = None, request_id: str | None = None):
@@ -50,9 +53,12 @@ class ImsError(Exception):
 class ImsGateway:
     """Image reads and writes for one project, through one SDK client."""
 
-    def __init__(self, client: ImsClient, project_id: str):
+    def __init__(self, client: ImsClient, project_id: str, config: HttpConfig | None = None):
         self.client = client
         self.project_id = project_id
+        self.config = config  # the client's own HttpConfig: its timeouts apply per call
+        # Seconds until the invocation ends (None: unknown); set for each invocation.
+        self.time_left: Callable[[], float | None] = lambda: None
 
     def get_image(self, image_id: str) -> dict[str, Any] | None:
         """The image as IMS returns it, or None when IMS does not know it."""
@@ -84,8 +90,8 @@ class ImsGateway:
             response = self._call("read job", self.client.show_job, ShowJobRequest(job_id=job_id))
         return _raw(response)
 
-    @staticmethod
-    def _call(what: str, method: Any, request: Any) -> Any:
+    def _call(self, what: str, method: Any, request: Any) -> Any:
+        self._fit_timeouts(what)
         try:
             return method(request)
         except ServiceResponseException as exc:
@@ -96,6 +102,17 @@ class ImsGateway:
         except (ValueError, TypeError, AttributeError) as exc:
             # The SDK's models choke on an odd response (e.g. min_ram "abc"): our error, not a bug
             raise ImsError("permanent", f"{what}: unreadable response ({exc})") from None
+
+
+    def _fit_timeouts(self, what: str) -> None:
+        """No call may outlive the invocation: shrink the timeouts to the time left."""
+        left = self.time_left()
+        if left is None or self.config is None:
+            return
+        if left < MIN_CALL_TIME_S:
+            raise ImsError("out_of_time", f"{what}: not started, the invocation is about to end")
+        connect = min(CONNECT_TIMEOUT_S, left / 3)
+        self.config.timeout = (connect, min(READ_TIMEOUT_S, left - connect - 0.2))
 
 
 def _classify(what: str, exc: ServiceResponseException) -> ImsError:
@@ -129,18 +146,19 @@ def gateway_for(region: str | None, endpoint: str | None, project_id: str,
     gateway = _client_cache.get(key)
     if gateway is None:
         _client_cache.clear()
-        gateway = ImsGateway(_build_client(region, endpoint, project_id, credentials), project_id)
+        config = HttpConfig.get_default_config()
+        client = _build_client(region, endpoint, project_id, credentials, config)
+        gateway = ImsGateway(client, project_id, config)
         _client_cache[key] = gateway
     return gateway
 
 
 def _build_client(region: str | None, endpoint: str | None, project_id: str,
-                  credentials: Credentials) -> ImsClient:
+                  credentials: Credentials, config: HttpConfig) -> ImsClient:
     # project_id is always passed: without it, build() would ask IAM over the network.
     basic = BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
     if credentials.security_token:
         basic = basic.with_security_token(credentials.security_token)
-    config = HttpConfig.get_default_config()
     config.timeout = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
     config.retry_times = 0  # retries are ours to decide (the SDK's never cover PATCH anyway)
     builder = ImsClient.new_builder().with_credentials(basic).with_http_config(config)

@@ -8,7 +8,7 @@ invocation's time budget: what is not ready in time is ``deferred``.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from imsguard.clock import Budget
@@ -28,29 +28,21 @@ class Resolver:
 
     def images_of(self, target: Target) -> tuple[list[dict[str, Any]], list[Result]]:
         """The images to evaluate (each read once, and ready), and results for the rest."""
-        found: dict[str, dict[str, Any]] = {}
+        if target.failure:
+            job_id = target.job_ids[0] if target.job_ids else None
+            return [], [_job_result(job_id, "not_applicable", target.failure)]
         results: list[Result] = []
         missing: list[str] = []
-        for image_id in target.image_ids:
-            failures = len(results)
-            image = self._read(image_id, results)
-            if image is not None:
-                found[image_id] = image
-            elif len(results) == failures:  # not an error: IMS does not know this id
-                missing.append(image_id)
-        if target.job_ids and (target.follow_jobs or not found):
+        found = self._read_all(target.image_ids, results, missing)
+        if not found and not results:
             for job_id in target.job_ids:
                 image_id = self._wait_for_job(job_id, results)
-                if image_id is not None and image_id not in found:
-                    image = self._read(image_id, results)
-                    if image is None:
-                        results.append(_job_result(job_id, "not_applicable",
-                                                   f"job {job_id} made image {image_id}, which "
-                                                   "no longer exists"))
-                    else:
-                        found[image_id] = image
+                if image_id is not None:
+                    found.update(self._read_all((image_id,), results, missing))
         if not found and not results and target.name:
-            found = {i["id"]: i for i in self._find_by_name(target.name, results)}
+            found = {i["id"]: i for i in self._find_by_name(target.name, target.time, results)}
+        if not found and not results:
+            found = self._read_all(target.fallback_ids, results, missing)
         if not found and not results:
             results = [_image_result(i, "not_applicable", "no such image (deleted, or not "
                                      "visible to this project)") for i in missing]
@@ -60,6 +52,19 @@ class Resolver:
             if image is not None:
                 ready.append(image)
         return ready, results
+
+    def _read_all(self, image_ids: tuple[str, ...], results: list[Result],
+                  missing: list[str]) -> dict[str, dict[str, Any]]:
+        """Read each image; ids IMS does not know go to ``missing``, failures to ``results``."""
+        found = {}
+        for image_id in image_ids:
+            failures = len(results)
+            image = self._read(image_id, results)
+            if image is not None:
+                found[image_id] = image
+            elif len(results) == failures:
+                missing.append(image_id)
+        return found
 
     def _read(self, image_id: str, results: list[Result]) -> dict[str, Any] | None:
         try:
@@ -119,8 +124,12 @@ class Resolver:
             image = fresh
         return image
 
-    def _find_by_name(self, name: str, results: list[Result]) -> list[dict[str, Any]]:
-        since = (self.budget.clock.utcnow() - NAME_LOOKUP_WINDOW).strftime("%Y-%m-%dT%H:%M:%SZ")
+    def _find_by_name(self, name: str, traced_at: datetime | None,
+                      results: list[Result]) -> list[dict[str, Any]]:
+        """Private images of that name created in the hour before the trace (or now)."""
+        now = self.budget.clock.utcnow()
+        start = (min(now, traced_at) if traced_at else now) - NAME_LOOKUP_WINDOW
+        since = start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         try:
             images = self.gateway.find_images(name, since)
         except ImsError as exc:
@@ -131,19 +140,19 @@ class Resolver:
             results.append({"image_id": None, "name": name, "operations": [],
                             "outcome": "not_applicable",
                             "reason": f"no private image named {name!r} was created in the "
-                                      "last hour"})
+                                      "hour before the trace (renamed or deleted since?)"})
         return images
 
 
 def failure_outcome(exc: ImsError) -> str:
-    """A vanished image or job is not applicable; any other IMS failure is an error."""
-    return "not_applicable" if exc.kind == "gone" else "error"
+    """Vanished: not applicable; no time left to ask: deferred; any other failure: error."""
+    return {"gone": "not_applicable", "out_of_time": "deferred"}.get(exc.kind, "error")
 
 
 def _image_result(image_id: str, outcome: str, reason: str) -> Result:
     return {"image_id": image_id, "operations": [], "outcome": outcome, "reason": reason}
 
 
-def _job_result(job_id: str, outcome: str, reason: str) -> Result:
+def _job_result(job_id: str | None, outcome: str, reason: str) -> Result:
     return {"image_id": None, "job_id": job_id, "operations": [], "outcome": outcome,
             "reason": reason}

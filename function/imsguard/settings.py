@@ -23,6 +23,8 @@ RUNTIME_PROJECT_ID = "RUNTIME_PROJECT_ID"  # reserved FunctionGraph variable
 LOG_LEVEL = "IMSGUARD_LOG_LEVEL"
 SAFETY_MARGIN = "IMSGUARD_SAFETY_MARGIN_SECONDS"
 DEFAULT_SAFETY_MARGIN_S = 10.0
+MAX_WAIT = "IMSGUARD_MAX_WAIT_SECONDS"
+DEFAULT_MAX_WAIT_S = 900.0  # longer creations are deferred (a later event or sweep checks them)
 
 CODE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY = CODE_ROOT / "policy.yaml"
@@ -48,6 +50,7 @@ class Settings:
     ims_endpoint: str | None
     log_level: str = "INFO"
     safety_margin_s: float = DEFAULT_SAFETY_MARGIN_S
+    max_wait_s: float = DEFAULT_MAX_WAIT_S
 
 
 def read_setting(context: Any, key: str) -> str | None:
@@ -100,14 +103,6 @@ def load_settings(context: Any) -> Settings:
     log_level = (read_setting(context, LOG_LEVEL) or "INFO").upper()
     if log_level not in _LOG_LEVELS:
         raise SettingsError(f"{LOG_LEVEL}={log_level!r} is not one of {sorted(_LOG_LEVELS)}")
-    margin_text = read_setting(context, SAFETY_MARGIN)
-    try:
-        margin = DEFAULT_SAFETY_MARGIN_S if margin_text is None else float(margin_text)
-    except ValueError:
-        margin = -1.0
-    if not 0 <= margin <= 3600:
-        raise SettingsError(f"{SAFETY_MARGIN}={margin_text!r} is not a number of seconds "
-                            "from 0 to 3600")
     return Settings(
         region=region,
         project_id=project_id,
@@ -115,5 +110,19 @@ def load_settings(context: Any) -> Settings:
         dry_run=parse_bool(DRY_RUN, read_setting(context, DRY_RUN)),
         ims_endpoint=endpoint,
         log_level=log_level,
-        safety_margin_s=margin,
+        safety_margin_s=_seconds(context, SAFETY_MARGIN, DEFAULT_SAFETY_MARGIN_S, 3600),
+        max_wait_s=_seconds(context, MAX_WAIT, DEFAULT_MAX_WAIT_S, 259_200),
     )
+
+
+def _seconds(context: Any, key: str, default: float, most: float) -> float:
+    text = read_setting(context, key)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= most:  # also refuses nan
+        raise SettingsError(f"{key}={text!r} is not a number of seconds from 0 to {most:g}")
+    return value

@@ -390,6 +390,8 @@ class FakeIms:
                 injected = self._take_injected(method)
                 if isinstance(injected, tuple):
                     status, payload = injected
+                elif isinstance(injected, _ApiError):
+                    raise injected
                 elif injected is not None:  # a transport failure: recorded with status 0
                     self.calls.append(FakeCall(method, parts.path, query, _try_json(text), 0,
                                                dict(headers)))

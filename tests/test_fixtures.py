@@ -1,0 +1,63 @@
+"""Every event fixture, end to end: the table of event variants and what each yields.
+
+Each fixture runs through the handler and the real SDK against the seeded fake IMS,
+plus the images and jobs some variants need (a copy and its job, an image found by
+name). A new fixture must be added to the table.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import EVENTS, load_event
+from imsguard.app import handler
+
+COPY_ID = "4d7c3e1a-5b6f-4a80-9c2d-1e3f5a7b9c0d"
+COPY_JOB = "ff8080814dbd65d7014dbe0d84db0077"
+
+# fixture: (status, outcomes in order, PATCH requests)
+TABLE = {
+    "cts_create_image.json": ("ok", ["updated"], 1),
+    "cts_create_image_job_only.json": ("ok", ["updated"], 1),
+    "cts_create_image_job_only_objects.json": ("ok", ["updated"], 1),
+    "cts_create_image_job_done.json": ("ok", ["updated"], 1),
+    "cts_create_image_job_failed.json": ("ok", ["not_applicable"], 0),
+    "cts_create_image_name_only.json": ("ok", ["updated"], 1),
+    "cts_create_image_failed.json": ("ignored", [], 0),
+    "cts_copy_image.json": ("ok", ["updated"], 1),
+    "cts_copy_image_done.json": ("ok", ["updated"], 1),
+    "cts_update_image.json": ("ok", ["updated"], 1),
+    "cts_delete_image.json": ("ignored", [], 0),
+    "cts_other_service.json": ("ignored", [], 0),
+    "eventgrid_create_image.json": ("ok", ["updated"], 1),
+    "eventgrid_create_image_systemaction_wrapped.json": ("ok", ["updated"], 1),
+    "eventgrid_update_image_apicall.json": ("ok", ["updated"], 1),
+    "eventgrid_batch.json": ("ok", ["updated"], 1),
+    "direct_image.json": ("ok", ["updated"], 1),
+    "direct_images_dry_run.json": ("ok", ["would_update", "compliant"], 0),
+    "timer.json": ("ignored", [], 0),
+    "bad_resource_id_is_a_job_id.json": ("invalid", [], 0),
+    "bad_path_like_job_id.json": ("invalid", [], 0),
+    "bad_response_not_json.json": ("invalid", [], 0),
+    "bad_wildcard_name.json": ("invalid", [], 0),
+}
+
+
+def test_every_fixture_is_in_the_table():
+    assert {path.name for path in EVENTS.glob("*.json")} == set(TABLE)
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_fixture(fake, context, name):
+    fake.add_image({"id": COPY_ID, "name": "ims_test_copy"}, pending_reads=1)
+    fake.add_job(COPY_JOB, image_id=COPY_ID, job_type="copyImageInRegion", pending_reads=1)
+    fake.add_image({"name": "web_server_01"})
+    status, outcomes, patches = TABLE[name]
+
+    result = handler(load_event(name), context)
+
+    assert result["status"] == status
+    assert [r["outcome"] for r in result["results"]] == outcomes
+    assert len(fake.patches) == patches
+    if status != "ok":
+        assert result["reason"] and fake.calls == []
