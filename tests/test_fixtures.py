@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import EVENTS, load_event
-from imsguard.app import handler
+from imsguard.app import OUTCOMES, handler
 
 COPY_ID = "4d7c3e1a-5b6f-4a80-9c2d-1e3f5a7b9c0d"
 COPY_JOB = "ff8080814dbd65d7014dbe0d84db0077"
@@ -59,5 +59,7 @@ def test_fixture(fake, context, name):
     assert result["status"] == status
     assert [r["outcome"] for r in result["results"]] == outcomes
     assert len(fake.patches) == patches
+    assert all(r["outcome"] in OUTCOMES and "operations" in r and "image_id" in r
+               for r in result["results"])
     if status != "ok":
         assert result["reason"] and fake.calls == []

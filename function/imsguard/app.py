@@ -21,6 +21,7 @@ from imsguard.policy import Policy, PolicyError, cached_policy
 from imsguard.settings import SettingsError, load_settings
 
 CLOCK: Clock = SystemClock()  # tests put a FakeClock here: nothing really sleeps
+# Every outcome a result entry can have ("exempt" comes with exemptions in policies).
 OUTCOMES = ("updated", "would_update", "compliant", "non_compliant", "exempt",
             "not_applicable", "deferred", "error")
 

@@ -21,6 +21,8 @@ Result = dict[str, Any]
 
 
 class Resolver:
+    """Finds a target's images through one gateway, within one invocation's budget."""
+
     def __init__(self, gateway: ImsGateway, budget: Budget, project_id: str):
         self.gateway = gateway
         self.budget = budget
