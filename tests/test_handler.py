@@ -88,8 +88,9 @@ def test_dry_run_setting_sends_no_patch(fake, context, monkeypatch, where):
     result = handler(load_event("cts_create_image.json"), context)
 
     assert fake.patches == []
-    assert result["dry_run"] is True
     assert result["results"][0]["outcome"] == "would_update"
+    assert result["results"][0]["rules"][0]["mode"] == "audit"
+    assert result["results"][0]["rules"][0]["fix"] == "would_fix"
     assert result["results"][0]["operations"] == SAMPLE_FIX
     assert fake.images[EXAMPLE_IMAGE_ID]["name"] == "ims_test"
 
@@ -435,8 +436,9 @@ def test_audit_mode_policy_sends_nothing(fake, context, tmp_path):
     result = handler(load_event("direct_image.json"), context)
 
     assert fake.patches == []
-    assert result["dry_run"] is True
     assert result["results"][0]["outcome"] == "would_update"
+    assert result["results"][0]["rules"][0]["mode"] == "audit"
+    assert result["results"][0]["rules"][0]["fix"] == "would_fix"
 
 
 def test_patch_that_ims_did_not_apply_is_an_error(fake, context):

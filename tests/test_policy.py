@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imsguard.evaluate import VALID_IMS_NAME, evaluate, normalize_name, plan_patch
+from imsguard.evaluate import evaluate, normalize_name, plan_patch
+from imsguard.events import is_image_name
 from imsguard.policy import KEBAB_CASE, PolicyError, load_policy, parse_policy
 from imsguard.settings import DEFAULT_POLICY
 
@@ -81,7 +82,7 @@ def test_normalize_name(name, expected):
 def test_normalized_names_are_valid_and_stable(name):
     fixed = normalize_name(name)
     if fixed:
-        assert VALID_IMS_NAME.match(fixed)
+        assert is_image_name(fixed)
         assert len(fixed) <= 128
         assert normalize_name(fixed) == fixed
 

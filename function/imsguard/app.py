@@ -14,11 +14,12 @@ from typing import Any
 from imsguard import __version__
 from imsguard.clock import Budget, Clock, SystemClock
 from imsguard.context import call_getter, read_credentials
-from imsguard.evaluate import Decision, evaluate
+from imsguard.evaluate import Decision, Verdict, evaluate, fix_label, plan
 from imsguard.events import Skip, Target, Trigger, parse_event
 from imsguard.logs import get_logger, log, set_context
 from imsguard.policy import Policy, PolicyError, cached_policy
 from imsguard.settings import SettingsError, load_settings
+from imsguard.uefi import normalize_os_version
 
 CLOCK: Clock = SystemClock()  # tests put a FakeClock here: nothing really sleeps
 # Every outcome a result entry can have ("exempt" comes with exemptions in policies).
@@ -66,10 +67,11 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
                               credentials)
     except ValueError as exc:
         return _stop("error", f"configuration: {exc}")
-    dry_run = settings.dry_run or parsed.dry_run is True or policy.mode == "audit"
+    dry_run = settings.dry_run or parsed.dry_run is True
     budget = Budget.for_invocation(context, CLOCK, settings.safety_margin_s, settings.max_wait_s)
     gateway.time_left = budget.time_left  # no IMS call may outlive the invocation
-    run = _Run(gateway, policy, settings.project_id, dry_run, budget)
+    uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
+    run = _Run(gateway, policy, settings.project_id, dry_run, budget, uefi_versions)
     results = run.process(parsed)
     summary = Counter(r["outcome"] for r in results)
     report = {
@@ -85,6 +87,21 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
     return report
 
 
+def _uefi_versions(gateway: Any) -> frozenset[str] | None:
+    """IMS's UEFI-capable OS versions, read once per client (so once per container); if
+    IMS cannot say, the built-in table is used and the next invocation asks again."""
+    from imsguard.ims import ImsError
+
+    if gateway.uefi_versions is None:
+        try:
+            listed = gateway.uefi_os_versions()
+        except ImsError as exc:
+            log(logging.WARNING, "UEFI OS list not read; using the built-in table", error=str(exc))
+            return None
+        gateway.uefi_versions = frozenset(normalize_os_version(v) for v in listed)
+    return gateway.uefi_versions
+
+
 def _stop(status: str, reason: str, **extra: Any) -> dict[str, Any]:
     """The answer for an event that leads to no image work."""
     return {"status": status, "imsguard": __version__, "reason": reason, **extra, "results": []}
@@ -94,13 +111,15 @@ class _Run:
     """One invocation's work: find each target's images, then check each image once."""
 
     def __init__(self, gateway: Any, policy: Policy, project_id: str, dry_run: bool,
-                 budget: Budget):
+                 budget: Budget, uefi_versions: frozenset[str] | None):
         from imsguard.resolve import Resolver
 
         self.gateway = gateway
         self.policy = policy
         self.project_id = project_id
         self.dry_run = dry_run
+        self.today = budget.clock.utcnow().date()  # for exemption expiry
+        self.uefi_versions = uefi_versions
         self.resolver = Resolver(gateway, budget, project_id)
 
     def process(self, trigger: Trigger) -> list[dict[str, Any]]:
@@ -133,39 +152,36 @@ class _Run:
         from imsguard.resolve import failure_outcome
 
         image_id = image["id"]
-        decision = evaluate(self.policy, image, self.project_id)
+        decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
+        planned = plan(decision, self.dry_run)
         base: dict[str, Any] = {"image_id": image_id, "image_name": image.get("name"),
-                                "operations": [], "decision": decision}
-        if decision.scope != "in_scope":
-            return {**base, "outcome": decision.scope, "reason": decision.reason}
-        operations = list(decision.operations)
-        if not operations:
-            unfixed = [v for v in decision.verdicts if v.status == "violation"]
-            if unfixed:
-                return {**base, "outcome": "non_compliant",
-                        "reason": "violations imsguard cannot fix: "
-                                  + ", ".join(v.rule for v in unfixed)}
-            return {**base, "outcome": "compliant", "reason": "every applicable rule holds"}
-        base["operations"] = operations
+                                "operations": list(decision.operations), "decision": decision}
+        if decision.notes:
+            base["notes"] = list(decision.notes)
+        send = list(planned.send)
+        if not send:
+            return {**base, "outcome": planned.outcome, "reason": planned.reason}
         if target.traced_operations is not None and target.traced_operations == tuple(
-                sorted((o["op"], o["path"], o["value"]) for o in operations)):
+                sorted((o["op"], o["path"], o["value"]) for o in send)):
             return {**base, "outcome": "error",
                     "reason": "this update trace records exactly the patch imsguard would send, "
                               "yet the image still differs: IMS did not keep it; not sent again "
                               "(loop guard)"}
-        if self.dry_run:
-            return {**base, "outcome": "would_update",
-                    "reason": "dry run or audit mode: nothing was sent"}
+        held_back = [op for op in decision.operations if op not in send]
+        base.update(operations=send, _sent=send)
+        if held_back:
+            base["held_back"] = held_back
         try:
-            updated = self.gateway.update_image(image_id, operations)
+            updated = self.gateway.update_image(image_id, send)
         except ImsError as exc:
-            return {**base, "outcome": failure_outcome(exc), "reason": f"not updated: {exc}"}
-        left = evaluate(self.policy, updated, self.project_id).operations if updated else ()
+            return {**base, "_failed": True, "outcome": failure_outcome(exc),
+                    "reason": f"not updated: {exc}"}
+        after = evaluate(self.policy, updated, self.project_id, self.today, self.uefi_versions)
+        left = sorted({o["path"] for o in after.operations} & {o["path"] for o in send})
         if left:
             return {**base, "outcome": "error",
-                    "reason": f"IMS accepted the update but still differs on "
-                              f"{[o['path'] for o in left]}"}
-        return {**base, "outcome": "updated", "reason": f"{len(operations)} attribute(s) changed"}
+                    "reason": f"IMS accepted the update but still differs on {left}"}
+        return {**base, "outcome": planned.outcome, "reason": planned.reason}
 
 
 def _internal_error(exc: Exception, image_id: str | None) -> dict[str, Any]:
@@ -178,20 +194,23 @@ def _internal_error(exc: Exception, image_id: str | None) -> dict[str, Any]:
 def _report(result: dict[str, Any]) -> dict[str, Any]:
     """The JSON result entry (with per-rule verdicts) and its one log line."""
     decision: Decision | None = result.pop("decision", None)
-    outcome = result["outcome"]
+    sent = [op["path"][1:] for op in result.pop("_sent", ())]
+    failed = result.pop("_failed", False)
     if decision is not None and decision.verdicts:
-        result["rules"] = [_verdict_entry(v, outcome) for v in decision.verdicts]
+        result["rules"] = [verdict_entry(v, sent, failed) for v in decision.verdicts]
+    outcome = result["outcome"]
     level = logging.ERROR if outcome == "error" else logging.INFO
     log(level, f"image {outcome}", **result)
     return result
 
 
-def _verdict_entry(verdict: Any, outcome: str) -> dict[str, Any]:
-    entry = {"rule": verdict.rule, "verdict": verdict.status, "reason": verdict.reason}
-    if verdict.status == "violation":
-        if not verdict.fixable:
-            entry["fix"] = "cannot_fix"
-        else:
-            fixes = {"updated": "fixed", "would_update": "would_fix"}
-            entry["fix"] = ("partly_" if verdict.blocked else "") + fixes.get(outcome, "not_fixed")
+def verdict_entry(verdict: Verdict, sent: list[str], failed: bool = False) -> dict[str, Any]:
+    """A rule's verdict as reported: verdict, reason, mode, and for a violation its fix."""
+    entry: dict[str, Any] = {"rule": verdict.rule, "verdict": verdict.status,
+                             "reason": verdict.reason}
+    if verdict.mode == "audit":
+        entry["mode"] = "audit"
+    fix = fix_label(verdict, sent, failed)
+    if fix:
+        entry["fix"] = fix
     return entry

@@ -1,26 +1,30 @@
-"""Pure policy evaluation: (policy, image, project) -> Decision.
+"""Pure policy evaluation: (policy, image, project, today) -> Decision.
 
-No I/O and no clock: the same inputs always give the same verdicts and the
-same minimal JSON Patch, so this is what tests, ``imsguard invoke`` and the
-function all share.
+No I/O and no clock reads (today's date is an argument): the same inputs always
+give the same verdicts and the same minimal JSON Patch, so the function, the
+CLI's ``test`` and ``explain``, and the tests all share this code.
 """
 
 from __future__ import annotations
 
 import re
+import string
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, Literal
 
-from imsguard.policy import Match, NameRule, Policy, SetRule
+from imsguard.events import is_image_name
+from imsguard.policy import Exemption, Match, Mode, NameRule, Policy, SetRule
 from imsguard.uefi import is_uefi_capable
 
 MAX_NAME = 128
-VALID_IMS_NAME = re.compile(r"[A-Za-z0-9\u4e00-\u9fff._\- ]{1,128}")  # used with fullmatch
 SYSTEM_DISK_TYPES = {"fusioncompute", "ironic"}
 BOOT_AND_NIC_ATTRIBUTES = ("hw_firmware_type", "hw_vif_multiqueue_enabled")
+MAX_ROUNDS = 3  # a rename can make a rule that matches on the name apply: evaluate again
 
-VerdictStatus = Literal["compliant", "violation", "not_applicable"]
-Scope = Literal["in_scope", "not_applicable", "deferred"]
+VerdictStatus = Literal["compliant", "violation", "not_applicable", "exempt", "error"]
+Scope = Literal["in_scope", "not_applicable", "deferred", "exempt"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Verdict:
     reason: str
     changes: dict[str, str] = field(default_factory=dict)
     blocked: bool = False
+    mode: Mode = "enforce"
 
     @property
     def fixable(self) -> bool:
@@ -41,27 +46,92 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Decision:
-    """Everything evaluation found out about one image, and the patch that fixes it."""
+    """Everything evaluation found out about one image, and the patch that fixes it.
+
+    ``operations`` is the whole plan; ``enforced`` the part rules in enforce mode
+    may send (the rest is audit only). ``notes`` are remarks such as expired exemptions.
+    """
 
     image_id: str
     scope: Scope
     reason: str
     verdicts: tuple[Verdict, ...] = ()
     operations: tuple[dict[str, str], ...] = ()
+    enforced: tuple[dict[str, str], ...] = ()
+    notes: tuple[str, ...] = ()
 
 
-def evaluate(policy: Policy, image: dict[str, Any], project_id: str | None) -> Decision:
-    """Check one image (IMS JSON, keys as the API spells them) against the policy."""
+@dataclass(frozen=True)
+class Plan:
+    """What to do about a decision: the outcome if all goes well, and the patch to send."""
+
+    outcome: str
+    reason: str
+    send: tuple[dict[str, str], ...] = ()
+
+
+def evaluate(policy: Policy, image: dict[str, Any], project_id: str | None,
+             today: date | None = None, uefi_versions: Collection[str] | None = None
+             ) -> Decision:
+    """Check one image (IMS JSON, keys as the API spells them) against the policy.
+
+    ``today`` decides which exemptions have expired (None: none has). ``uefi_versions``
+    is IMS's list of UEFI-capable OS versions, when it was read; else a built-in copy.
+    """
     image_id = str(image.get("id", ""))
     scope, reason = scope_of(image, project_id)
     if scope != "in_scope":
         return Decision(image_id, scope, reason)
-    verdicts = tuple(_check_rule(rule, image) for rule in policy.rules)
+    exemptions, notes = exemptions_for(policy, image, today)
+    whole = next((e for e in exemptions if e.rules is None), None)
+    if whole is not None:
+        return Decision(image_id, "exempt", _exempt_reason(whole), notes=notes)
+    exempt_rules = {name: e for e in exemptions for name in e.rules or ()}
+    verdicts, changes, enforced_keys = _settle(policy, image, exempt_rules, uefi_versions)
+    operations = plan_patch(image, changes)
+    enforced = tuple(op for op in operations if op["path"][1:] in enforced_keys)
+    return Decision(image_id, "in_scope", "", verdicts, operations, enforced, notes)
+
+
+def _settle(policy: Policy, image: dict[str, Any], exempt_rules: dict[str, Exemption],
+            uefi_versions: Collection[str] | None
+            ) -> tuple[tuple[Verdict, ...], dict[str, str], set[str]]:
+    """Apply the fixes to a copy of the image until no rule wants more (a rename may
+    bring a rule that matches on the name into play). Verdicts describe the image as
+    it is; a rule that only applies once other fixes are made says so."""
+    virtual = dict(image)
+    verdicts: dict[str, Verdict] = {}
     changes: dict[str, str] = {}
-    for verdict in verdicts:
-        if verdict.fixable:
-            changes.update(verdict.changes)
-    return Decision(image_id, "in_scope", "", verdicts, plan_patch(image, changes))
+    enforced_keys: set[str] = set()
+    for round_number in range(MAX_ROUNDS):
+        changed = False
+        for rule in policy.rules:
+            if rule.name in exempt_rules:
+                verdicts[rule.name] = Verdict(rule.name, "exempt",
+                                              _exempt_reason(exempt_rules[rule.name]))
+                continue
+            verdict = _check_rule(rule, virtual, policy.mode_of(rule), uefi_versions)
+            earlier = verdicts.get(rule.name)
+            if earlier is None:
+                verdicts[rule.name] = verdict
+            elif verdict.status == "violation" and earlier.status != "violation":
+                verdicts[rule.name] = Verdict(
+                    rule.name, "violation", f"{verdict.reason} (once the other fixes are made)",
+                    verdict.changes, verdict.blocked, verdict.mode)
+            if not verdict.fixable:
+                continue
+            for key, value in verdict.changes.items():
+                if verdict.mode == "enforce":
+                    enforced_keys.add(key)
+                if attribute_text(virtual.get(key)) != value:
+                    virtual[key] = value
+                    changes[key] = value
+                    changed = True
+        if not changed:
+            break
+        if round_number == MAX_ROUNDS - 1:  # cannot happen with one fixing name rule
+            raise ValueError("the policy's fixes do not settle")
+    return tuple(verdicts[rule.name] for rule in policy.rules), changes, enforced_keys
 
 
 def plan_patch(image: dict[str, Any], changes: dict[str, str]) -> tuple[dict[str, str], ...]:
@@ -78,6 +148,38 @@ def plan_patch(image: dict[str, Any], changes: dict[str, str]) -> tuple[dict[str
         op = "add" if current is None else "replace"
         operations.append({"op": op, "path": f"/{key}", "value": value})
     return tuple(operations)
+
+
+def plan(decision: Decision, dry_run: bool) -> Plan:
+    """The outcome a decision leads to, and what to send (nothing in a dry run)."""
+    if decision.scope != "in_scope":
+        return Plan(decision.scope, decision.reason)
+    if not decision.operations:
+        unfixed = [v.rule for v in decision.verdicts if v.status in ("violation", "error")]
+        if unfixed:
+            return Plan("non_compliant", "violations imsguard cannot fix: " + ", ".join(unfixed))
+        return Plan("compliant", "every applicable rule holds")
+    send = () if dry_run else decision.enforced
+    if not send:
+        why = "dry run" if dry_run else "the rules that want changes are in audit mode"
+        return Plan("would_update", f"{why}: nothing was sent")
+    held = len(decision.operations) - len(send)
+    audit = f" ({held} more held back by audit mode)" if held else ""
+    return Plan("updated", f"{len(send)} attribute(s) changed{audit}", send)
+
+
+def fix_label(verdict: Verdict, sent: Collection[str], failed: bool = False) -> str | None:
+    """How a violation was dealt with: fixed, would_fix, not_fixed (the update failed) or
+    cannot_fix; partly_... when a safety check held part of the fix back. ``sent``: the
+    attribute names the PATCH carried."""
+    if verdict.status != "violation":
+        return None
+    if not verdict.fixable:
+        return "cannot_fix"
+    prefix = "partly_" if verdict.blocked else ""
+    if failed:
+        return prefix + "not_fixed"
+    return prefix + ("fixed" if set(verdict.changes) <= set(sent) else "would_fix")
 
 
 def attribute_text(value: Any) -> str | None:
@@ -110,47 +212,136 @@ def scope_of(image: dict[str, Any], project_id: str | None) -> tuple[Scope, str]
     return "in_scope", ""
 
 
+def exemptions_for(policy: Policy, image: dict[str, Any], today: date | None
+                   ) -> tuple[list[Exemption], tuple[str, ...]]:
+    """The exemptions that hold for this image today, and notes on those that expired."""
+    holding, notes = [], []
+    for exemption in policy.exemptions:
+        if not _exemption_names(exemption, image):
+            continue
+        if today is not None and exemption.expires is not None and today > exemption.expires:
+            notes.append(f"exemption ({exemption.reason}) expired on {exemption.expires}; "
+                         "the rules apply again")
+        else:
+            holding.append(exemption)
+    return holding, tuple(notes)
+
+
+def _exemption_names(exemption: Exemption, image: dict[str, Any]) -> bool:
+    if exemption.images is not None:
+        return str(image.get("id", "")).lower() in {i.lower() for i in exemption.images}
+    return has_tag(image.get("tags"), exemption.tag or "")
+
+
+def _exempt_reason(exemption: Exemption) -> str:
+    until = f" (until {exemption.expires})" if exemption.expires else ""
+    return f"exempt: {exemption.reason}{until}"
+
+
+def has_tag(tags: Any, wanted: str) -> bool:
+    """``wanted`` is ``key`` (any value) or ``key=value``; IMS tags are "key=value",
+    or "key.value" in images tagged the old way."""
+    if not isinstance(tags, list):
+        return False
+    key, sep, value = wanted.partition("=")
+    for tag in tags:
+        if not isinstance(tag, str):
+            continue
+        if sep and tag in (wanted, f"{key}.{value}"):
+            return True
+        if not sep and (tag == key or tag.startswith((f"{key}=", f"{key}."))):
+            return True
+    return False
+
+
+def architecture_of(image: dict[str, Any]) -> str:
+    """``arm`` when IMS marks the image ``__support_arm`` (the SDK's only architecture field)."""
+    return "arm" if attribute_text(image.get("__support_arm")) == "true" else "x86"
+
+
 def matches(match: Match, image: dict[str, Any]) -> str | None:
     """None when every condition holds, else the first condition that does not."""
-    pairs = (
-        ("platform", match.platform, "__platform"),
-        ("os_type", match.os_type, "__os_type"),
-        ("imagetype", match.imagetype, "__imagetype"),
-        ("virtual_env_type", match.virtual_env_type, "virtual_env_type"),
+    listed = (
+        ("platform", match.platform, attribute_text(image.get("__platform"))),
+        ("os_type", match.os_type, attribute_text(image.get("__os_type"))),
+        ("os_bit", match.os_bit, attribute_text(image.get("__os_bit"))),
+        ("architecture", match.architecture, architecture_of(image)),
+        ("imagetype", match.imagetype, attribute_text(image.get("__imagetype"))),
+        ("virtual_env_type", match.virtual_env_type,
+         attribute_text(image.get("virtual_env_type"))),
     )
-    for label, allowed, key in pairs:
-        if allowed is not None:
-            value = attribute_text(image.get(key)) or ""
-            if value.lower() not in {a.lower() for a in allowed}:
-                return f"{label} is {value or 'not set'!r}, not one of {allowed}"
-    if match.os_version is not None:
-        os_version = attribute_text(image.get("__os_version")) or ""
-        if not re.search(match.os_version, os_version):
-            return f"os_version {os_version!r} does not match {match.os_version!r}"
+    for label, allowed, value in listed:
+        if allowed is not None and (value or "").lower() not in {a.lower() for a in allowed}:
+            return f"{label} is {value or 'not set'!r}, not one of {allowed}"
+    for label, pattern, key in (("os_version", match.os_version, "__os_version"),
+                                ("name", match.name, "name")):
+        text = attribute_text(image.get(key)) or ""
+        if pattern is not None and not re.search(pattern, text):
+            return f"{label} {text!r} does not match {pattern!r}"
+    for tag in match.tags or ():
+        if not has_tag(image.get("tags"), tag):
+            return f"the image has no tag {tag!r}"
+    for sub in match.all or ():
+        failed = matches(sub, image)
+        if failed:
+            return failed
+    if match.any is not None:
+        failures = [matches(sub, image) for sub in match.any]
+        if all(failures):
+            return "none of 'any' holds: " + "; ".join(f for f in failures if f)
+    if match.not_ is not None and matches(match.not_, image) is None:
+        return "a 'not' condition holds"
     return None
 
 
-def _check_rule(rule: NameRule | SetRule, image: dict[str, Any]) -> Verdict:
+def _check_rule(rule: NameRule | SetRule, image: dict[str, Any], mode: Mode,
+                uefi_versions: Collection[str] | None) -> Verdict:
     mismatch = matches(rule.match, image)
     if mismatch:
-        return Verdict(rule.name, "not_applicable", mismatch)
+        return Verdict(rule.name, "not_applicable", mismatch, mode=mode)
+    if rule.exclude is not None and matches(rule.exclude, image) is None:
+        return Verdict(rule.name, "not_applicable", "excluded by the rule's exclude", mode=mode)
     if isinstance(rule, NameRule):
-        return _check_name(rule, image)
-    return _check_set(rule, image)
+        return _check_name(rule, image, mode)
+    return _check_set(rule, image, mode, uefi_versions)
 
 
-def _check_name(rule: NameRule, image: dict[str, Any]) -> Verdict:
+class TemplateError(ValueError):
+    """A template names an attribute this image does not have."""
+
+
+def _check_name(rule: NameRule, image: dict[str, Any], mode: Mode) -> Verdict:
     name = attribute_text(image.get("name")) or ""
     if re.search(rule.pattern, name):
-        return Verdict(rule.name, "compliant", f"name {name!r} matches {rule.pattern!r}")
+        return Verdict(rule.name, "compliant", f"name {name!r} matches {rule.pattern!r}",
+                       mode=mode)
     problem = f"name {name!r} does not match {rule.pattern!r}"
     if rule.fix == "report":
-        return Verdict(rule.name, "violation", f"{problem}; the rule only reports")
-    fixed = normalize_name(name)
-    if not fixed or not VALID_IMS_NAME.fullmatch(fixed) or not re.search(rule.pattern, fixed):
-        return Verdict(rule.name, "violation",
-                       f"{problem}, and normalizing gives no valid name ({fixed!r}); not renamed")
-    return Verdict(rule.name, "violation", f"{problem}; rename to {fixed!r}", {"name": fixed})
+        return Verdict(rule.name, "violation", f"{problem}; the rule only reports", mode=mode)
+    try:
+        fixed = fixed_name(rule, image)
+    except TemplateError as exc:
+        return Verdict(rule.name, "error", f"{problem}, and the template cannot be filled: {exc}",
+                       mode=mode)
+    if fixed is None:
+        return Verdict(rule.name, "violation", f"{problem}, and no valid name that matches it "
+                       f"can be made by {rule.fix}; not renamed", mode=mode)
+    return Verdict(rule.name, "violation", f"{problem}; rename to {fixed!r}", {"name": fixed},
+                   mode=mode)
+
+
+def fixed_name(rule: NameRule, image: dict[str, Any]) -> str | None:
+    """The name the rule's fix gives: a valid IMS name that matches the pattern, or None."""
+    name = attribute_text(image.get("name")) or ""
+    if rule.fix == "template":
+        rendered = render_template(rule.template or "", image)
+        candidates = [_ims_safe(rendered), normalize_name(rendered)]
+    else:
+        candidates = [normalize_name(name)]
+    for candidate in candidates:
+        if is_image_name(candidate) and re.search(rule.pattern, candidate):
+            return candidate
+    return None
 
 
 def normalize_name(name: str) -> str:
@@ -159,17 +350,58 @@ def normalize_name(name: str) -> str:
     return text[:MAX_NAME].rstrip("-")
 
 
-def _check_set(rule: SetRule, image: dict[str, Any]) -> Verdict:
+def _ims_safe(text: str) -> str:
+    """Characters IMS refuses in names become '-'; trimmed to 128 without edge spaces."""
+    text = re.sub(r"[^A-Za-z0-9\u4e00-\u9fff._\- ]+", "-", text)
+    text = re.sub(r"-{2,}", "-", text).strip(" -")
+    return text[:MAX_NAME].rstrip(" -")
+
+
+def render_template(template: str, image: dict[str, Any]) -> str:
+    """Fill ``{platform}``, ``{os_version}``, ``{created:%Y%m%d}``, ``{id8}``... from the image."""
+    def value(key: str) -> str:
+        text = attribute_text(image.get(key))
+        if not text:
+            raise TemplateError(f"the image has no {key}")
+        return text
+
+    def created(spec: str) -> str:
+        raw = value("created_at")
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise TemplateError(f"created_at {raw!r} is not a timestamp") from None
+        return moment.strftime(spec or "%Y%m%d")
+
+    fields = {"platform": "__platform", "os_type": "__os_type", "os_version": "__os_version",
+              "os_bit": "__os_bit", "name": "name"}
+    out = []
+    for literal, field_name, spec, _ in string.Formatter().parse(template):
+        out.append(literal)
+        if field_name is None:
+            continue
+        if field_name == "created":
+            out.append(created(spec or ""))
+        elif field_name == "id8":
+            out.append(value("id")[:8])
+        else:
+            out.append(value(fields[field_name]))
+    return "".join(out)
+
+
+def _check_set(rule: SetRule, image: dict[str, Any], mode: Mode,
+               uefi_versions: Collection[str] | None) -> Verdict:
     wrong = {k: v for k, v in rule.set.items() if attribute_text(image.get(k)) != v}
     if not wrong:
-        return Verdict(rule.name, "compliant", _describe(rule.set, image, "already"))
-    refused = refusals(wrong, image)
+        return Verdict(rule.name, "compliant", _describe(rule.set, image, "already"), mode=mode)
+    refused = refusals(wrong, image, uefi_versions)
     allowed = {k: v for k, v in wrong.items() if k not in refused}
     reason = "; ".join([_describe(wrong, image, "should be"), *refused.values()])
-    return Verdict(rule.name, "violation", reason, allowed, blocked=bool(refused))
+    return Verdict(rule.name, "violation", reason, allowed, blocked=bool(refused), mode=mode)
 
 
-def refusals(wanted: dict[str, str], image: dict[str, Any]) -> dict[str, str]:
+def refusals(wanted: dict[str, str], image: dict[str, Any],
+             uefi_versions: Collection[str] | None = None) -> dict[str, str]:
     """Changes imsguard refuses whatever the policy says, because they could brick an image."""
     refused = {}
     env_type = attribute_text(image.get("virtual_env_type")) or ""
@@ -179,10 +411,14 @@ def refusals(wanted: dict[str, str], image: dict[str, Any]) -> dict[str, str]:
                 refused[key] = (f"{key} left unchanged: boot and NIC settings apply to "
                                 f"system-disk images only, not {env_type or 'untyped'} images")
     os_version = image.get("__os_version")
-    if wanted.get("hw_firmware_type") == "uefi" and not is_uefi_capable(os_version):
+    firmware = wanted.get("hw_firmware_type")
+    if firmware == "uefi" and not is_uefi_capable(os_version, uefi_versions):
         refused.setdefault("hw_firmware_type",
                            f"OS not UEFI-capable: {os_version!r} is not in IMS's list of UEFI "
                            "boot OS versions; hw_firmware_type left unchanged")
+    if firmware == "bios" and architecture_of(image) == "arm":
+        refused.setdefault("hw_firmware_type", "ARM images boot in UEFI mode only; "
+                                               "hw_firmware_type left unchanged")
     return refused
 
 

@@ -20,6 +20,7 @@ from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkims.v2 import (
     ImsClient,
     ListImagesRequest,
+    ListOsVersionsRequest,
     ShowJobRequest,
     UpdateImageRequest,
     UpdateImageRequestBody,
@@ -59,6 +60,7 @@ class ImsGateway:
         self.config = config  # the client's own HttpConfig: its timeouts apply per call
         # Seconds until the invocation ends (None: unknown); set for each invocation.
         self.time_left: Callable[[], float | None] = lambda: None
+        self.uefi_versions: frozenset[str] | None = None  # IMS's UEFI OS list, once read
 
     def get_image(self, image_id: str) -> dict[str, Any] | None:
         """The image as IMS returns it, or None when IMS does not know it."""
@@ -74,6 +76,20 @@ class ImsGateway:
         response = self._call("find images by name", self.client.list_images, request)
         images = _raw(response).get("images") or []
         return [i for i in images if isinstance(i, dict) and i.get("name") == name]
+
+    def uefi_os_versions(self) -> list[str]:
+        """The OS versions IMS lists as UEFI-capable in this region."""
+        response = self._call("list UEFI OS versions", self.client.list_os_versions,
+                              ListOsVersionsRequest(tag="uefi"))
+        content = getattr(response, "raw_content", None)
+        platforms = json.loads(content) if content else []
+        versions = []
+        for platform in platforms if isinstance(platforms, list) else []:
+            entries = platform.get("version_list") if isinstance(platform, dict) else None
+            for entry in entries if isinstance(entries, list) else []:
+                if isinstance(entry, dict) and isinstance(entry.get("os_version"), str):
+                    versions.append(entry["os_version"])
+        return versions
 
     def update_image(self, image_id: str, operations: list[dict[str, str]]) -> dict[str, Any]:
         """Send all operations for one image in one PATCH; returns the updated image."""

@@ -8,6 +8,8 @@ reaches an image.
 from __future__ import annotations
 
 import re
+import string
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -43,6 +45,7 @@ SYSTEM_ATTRIBUTES = frozenset({
     "__platform", "__os_type", "__os_version", "__os_bit", "__image_source_type",
     "__originalimagename", "__backup_id", "__image_size", "__data_origin", "__isregistered",
     "__productcode", "__lazyloading", "__os_feature_list", "__root_origin", "__sequence_num",
+    "__support_arm",
 })
 TRUE_FALSE_ATTRIBUTES = frozenset({"hw_vif_multiqueue_enabled", "__is_config_init"} | {
     p for p in PATCHABLE if p.startswith("__support_") and not p.endswith("_type")
@@ -68,19 +71,59 @@ def _check_regex(value: str) -> str:
     return value
 
 
-# A single string is accepted where a list is expected: `platform: Ubuntu`.
-Names = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
+def _names(value: Any) -> Any:
+    """A single value is accepted where a list is expected (``platform: Ubuntu``)."""
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return [str(value)]
+    return value
+
+
+def _one_of(allowed: dict[str, str], what: str) -> Any:
+    """A validator that maps values (case-insensitively, aliases too) to IMS's spelling."""
+    def check(values: list[str]) -> list[str]:
+        result = []
+        for value in values:
+            spelled = allowed.get(value.lower())
+            if spelled is None:
+                choices = sorted(set(allowed.values()))
+                raise ValueError(f"{value!r} is not {what} (one of {choices})")
+            result.append(spelled)
+        return result
+    return AfterValidator(check)
+
+
+VIRTUAL_ENV_TYPES = {
+    "fusioncompute": "FusionCompute", "ironic": "Ironic", "dataimage": "DataImage",
+    "isoimage": "IsoImage", "system_disk": "FusionCompute", "bare_metal": "Ironic",
+    "data_disk": "DataImage", "iso": "IsoImage",
+}
+OS_TYPES = {"linux": "Linux", "windows": "Windows", "other": "Other"}
+IMAGE_TYPES = {t: t for t in ("gold", "private", "shared", "market")}
+OS_BITS = {"32": "32", "64": "64"}
+ARCHITECTURES = {"x86": "x86", "arm": "arm"}
+TAG = re.compile(r"[^=\s][^=]{0,127}(=[^=]{0,255})?")  # key, or key=value (used with fullmatch)
+
+Names = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_names),
+                  Field(min_length=1)]
 Regex = Annotated[str, AfterValidator(_check_regex)]
+
+
+def _check_tags(values: list[str]) -> list[str]:
+    for value in values:
+        if not TAG.fullmatch(value):
+            raise ValueError(f"{value!r} is not a tag: write key or key=value")
+    return values
 
 
 class Match(BaseModel):
     """Which images a rule applies to; every given condition must hold.
 
-    List conditions match one of their values, case-insensitively; ``os_version``
-    is a regular expression searched in the image's ``__os_version``.
+    Lists match one of their values, case-insensitively; ``os_version`` and ``name``
+    are regular expressions searched in the attribute; ``tags`` must all be present
+    (``key`` or ``key=value``); ``all``/``any``/``not`` combine further conditions.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -92,10 +135,21 @@ class Match(BaseModel):
         return data
 
     platform: Names | None = None
-    os_type: Names | None = None
+    os_type: Annotated[Names, _one_of(OS_TYPES, "an os_type")] | None = None
     os_version: Regex | None = None
-    imagetype: Names | None = None
-    virtual_env_type: Names | None = None
+    os_bit: Annotated[Names, _one_of(OS_BITS, "an os_bit")] | None = None
+    architecture: Annotated[Names, _one_of(ARCHITECTURES, "an architecture")] | None = None
+    imagetype: Annotated[Names, _one_of(IMAGE_TYPES, "an imagetype")] | None = None
+    virtual_env_type: Annotated[
+        Names, _one_of(VIRTUAL_ENV_TYPES, "a virtual_env_type")] | None = None
+    name: Regex | None = None
+    tags: Annotated[Names, AfterValidator(_check_tags)] | None = None
+    all: list[Match] | None = Field(default=None, min_length=1)
+    any: list[Match] | None = Field(default=None, min_length=1)
+    not_: Match | None = Field(default=None, alias="not")
+
+
+Mode = Literal["enforce", "audit"]
 
 
 class _Rule(BaseModel):
@@ -103,15 +157,55 @@ class _Rule(BaseModel):
 
     name: str = Field(pattern=KEBAB_CASE, max_length=64)
     description: str = ""
+    mode: Mode | None = None  # None: the policy's mode
     match: Match = Field(default_factory=Match)
+    exclude: Match | None = None  # images matching this are left out of the rule
 
 
 class NameRule(_Rule):
-    """The image name must match ``pattern``; ``normalize`` fixes it, ``report`` only reports."""
+    """The image name must match ``pattern``. The fix: ``normalize`` (lower-case, runs of
+    other characters become one '-'), ``template`` (built from image attributes), or
+    ``report`` (no fix)."""
 
     kind: Literal["name"]
     pattern: Regex = KEBAB_CASE
-    fix: Literal["normalize", "report"] = "normalize"
+    fix: Literal["normalize", "template", "report"] | None = None
+    template: str | None = Field(default=None, min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _fix_and_template(self) -> NameRule:
+        if self.fix is None:
+            self.fix = "template" if self.template is not None else "normalize"
+        if self.fix == "template" and self.template is None:
+            raise ValueError("fix: template needs a template")
+        if self.fix != "template" and self.template is not None:
+            raise ValueError(f"a template is only used with fix: template, not {self.fix}")
+        if self.template is not None:
+            check_template(self.template)
+        return self
+
+
+TEMPLATE_FIELDS = {"platform", "os_type", "os_version", "os_bit", "created", "id8", "name"}
+
+
+def check_template(template: str) -> None:
+    """Only known fields; a format only for ``created`` (a strftime format)."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"template {template!r}: {exc}") from None
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in TEMPLATE_FIELDS:
+            raise ValueError(f"template field {{{field}}} is unknown; use one of "
+                             f"{sorted(TEMPLATE_FIELDS)}")
+        if conversion:
+            raise ValueError(f"template field {{{field}!{conversion}}}: no conversions")
+        if spec and field != "created":
+            raise ValueError(f"template field {{{field}:{spec}}}: only created takes a format")
+        if field == "created" and spec and not date(2026, 1, 2).strftime(spec).strip():
+            raise ValueError(f"template field {{created:{spec}}} formats to nothing")
 
 
 class SetRule(_Rule):
@@ -133,13 +227,50 @@ class SetRule(_Rule):
 
 
 Rule = Annotated[NameRule | SetRule, Field(discriminator="kind")]
+# pydantic's (Rust) regex: "$" is the very end, no trailing newline slips through
+ImageId = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")]
+DEFAULT_EXEMPT_TAG = "imsguard-exempt"
+
+
+class Exemption(BaseModel):
+    """Images left alone: those with a tag (``key`` or ``key=value``), or listed by id.
+    ``rules`` limits it to some rules; after ``expires`` (a date) it no longer applies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tag: str | None = None
+    images: list[ImageId] | None = Field(default=None, min_length=1)
+    reason: str = Field(min_length=1, max_length=500)
+    expires: date | None = None
+    rules: list[str] | None = Field(default=None, min_length=1)
+
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _date_only(cls, value: Any) -> Any:
+        if isinstance(value, datetime) or (isinstance(value, str) and "T" in value):
+            raise ValueError("give a date such as 2027-03-31, without a time")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Exemption:
+        if (self.tag is None) == (self.images is None):
+            raise ValueError("an exemption names either a tag or images, not both or neither")
+        if self.tag is not None and not TAG.fullmatch(self.tag):
+            raise ValueError(f"{self.tag!r} is not a tag: write key or key=value")
+        return self
+
+
+def _default_exemptions() -> list[Exemption]:
+    return [Exemption(tag=DEFAULT_EXEMPT_TAG, reason=f"the image is tagged {DEFAULT_EXEMPT_TAG}")]
 
 
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: Literal[1]
-    mode: Literal["enforce", "audit"] = "enforce"
+    mode: Mode = "enforce"
+    # Without this key, images tagged imsguard-exempt are exempt; a list replaces that.
+    exemptions: list[Exemption] = Field(default_factory=_default_exemptions)
     rules: list[Rule] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -155,7 +286,18 @@ class Policy(BaseModel):
                 if other[1] != value:
                     raise ValueError(f"rules {other[0]!r} and {rule.name!r} set {key} to "
                                      f"different values ({other[1]!r}, {value!r})")
+        fixers = [r.name for r in self.rules if isinstance(r, NameRule) and r.fix != "report"]
+        if len(fixers) > 1:
+            raise ValueError(f"rules {fixers} would both rename images; keep one name rule "
+                             "that fixes, make the others fix: report")
+        for exemption in self.exemptions:
+            unknown = sorted(set(exemption.rules or ()) - names)
+            if unknown:
+                raise ValueError(f"exemption {exemption.reason!r} names unknown rules {unknown}")
         return self
+
+    def mode_of(self, rule: NameRule | SetRule) -> Mode:
+        return rule.mode or self.mode
 
 
 def check_attribute_value(key: str, value: Any) -> str:
@@ -183,31 +325,50 @@ def check_attribute_value(key: str, value: Any) -> str:
     return value
 
 
-def parse_policy(data: Any, source: str = "<policy>") -> Policy:
-    """Validate an already-parsed document; raise PolicyError with every problem."""
+def parse_policy(data: Any, source: str = "<policy>", node: Any = None) -> Policy:
+    """Validate an already-parsed document; raise PolicyError with every problem.
+    With the YAML ``node`` tree, each problem also gives its line."""
     if not isinstance(data, dict):
         raise PolicyError(source, ["the document must be a mapping with 'version' and 'rules'"])
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(source, [_describe(error, data) for error in exc.errors()]) from None
+        problems = [_describe(error, data, node) for error in exc.errors()]
+        raise PolicyError(source, problems) from None
 
 
-def _describe(error: Any, data: dict[str, Any]) -> str:
-    """'rule "x" (rules[1]), field set.hw_firmware_type: message'."""
+def _describe(error: Any, data: dict[str, Any], node: Any) -> str:
+    """'rule "x" (rules[1]), field set.hw_firmware_type (line 9): message'."""
     loc = list(error["loc"])
+    line = f" (line {_line_of(node, loc)})" if node is not None else ""
     message = error["msg"].removeprefix("Value error, ")
     where = "policy"
-    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
-        rules = data.get("rules") or []
-        raw = rules[loc[1]] if loc[1] < len(rules) else None
+    if len(loc) >= 2 and loc[0] in ("rules", "exemptions") and isinstance(loc[1], int):
+        items = data.get(loc[0]) or []
+        raw = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
         name = raw.get("name") if isinstance(raw, dict) else None
-        where = f"rule {name!r} (rules[{loc[1]}])" if name else f"rules[{loc[1]}]"
+        where = f"rule {name!r} ({loc[0]}[{loc[1]}])" if name else f"{loc[0]}[{loc[1]}]"
         loc = loc[2:]
         if loc and isinstance(raw, dict) and loc[0] == raw.get("kind"):
             loc = loc[1:]  # drop the discriminator pydantic puts in the location
     field = ".".join(str(p) for p in loc)
-    return f"{where}, field {field}: {message}" if field else f"{where}: {message}"
+    return f"{where}, field {field}{line}: {message}" if field else f"{where}{line}: {message}"
+
+
+def _line_of(node: Any, loc: list[Any]) -> int:
+    """The line of the YAML node a pydantic error location points at (as deep as it goes)."""
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            value = next((v for k, v in node.value if k.value == str(part)), None)
+            if value is not None:  # else: a discriminator or model name; stay here
+                node = value
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+        else:
+            break
+    return node.start_mark.line + 1
 
 
 class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -229,6 +390,8 @@ def load_policy(path: Path) -> Policy:
     source = str(path)
     try:
         with open(path, encoding="utf-8") as stream:  # a stream: YAML errors name the file
+            node = yaml.compose(stream, Loader=_StrictLoader)  # for line numbers
+        with open(path, encoding="utf-8") as stream:
             data = yaml.load(stream, Loader=_StrictLoader)
     except OSError as exc:
         raise PolicyError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
@@ -236,7 +399,7 @@ def load_policy(path: Path) -> Policy:
         raise PolicyError(source, ["the file is not UTF-8 text"]) from None
     except yaml.YAMLError as exc:
         raise PolicyError(source, [f"not valid YAML: {exc}"]) from None
-    return parse_policy(data, source)
+    return parse_policy(data, source, node)
 
 
 _cache: dict[tuple[str, int], Policy | PolicyError] = {}

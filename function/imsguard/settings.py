@@ -23,6 +23,7 @@ RUNTIME_PROJECT_ID = "RUNTIME_PROJECT_ID"  # reserved FunctionGraph variable
 LOG_LEVEL = "IMSGUARD_LOG_LEVEL"
 SAFETY_MARGIN = "IMSGUARD_SAFETY_MARGIN_SECONDS"
 DEFAULT_SAFETY_MARGIN_S = 10.0
+UEFI_FROM_IMS = "IMSGUARD_UEFI_FROM_IMS"  # "true": read IMS's UEFI OS list once per container
 MAX_WAIT = "IMSGUARD_MAX_WAIT_SECONDS"
 DEFAULT_MAX_WAIT_S = 900.0  # longer creations are deferred (a later event or sweep checks them)
 
@@ -51,6 +52,7 @@ class Settings:
     log_level: str = "INFO"
     safety_margin_s: float = DEFAULT_SAFETY_MARGIN_S
     max_wait_s: float = DEFAULT_MAX_WAIT_S
+    uefi_from_ims: bool = False
 
 
 def read_setting(context: Any, key: str) -> str | None:
@@ -112,6 +114,7 @@ def load_settings(context: Any) -> Settings:
         log_level=log_level,
         safety_margin_s=_seconds(context, SAFETY_MARGIN, DEFAULT_SAFETY_MARGIN_S, 3600),
         max_wait_s=_seconds(context, MAX_WAIT, DEFAULT_MAX_WAIT_S, 259_200),
+        uefi_from_ims=parse_bool(UEFI_FROM_IMS, read_setting(context, UEFI_FROM_IMS)),
     )
 
 

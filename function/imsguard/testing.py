@@ -270,6 +270,16 @@ class FakeIms:
             ("GET", re.compile(r"/v2/cloudimages"), self._list_images),
             ("PATCH", re.compile(r"/v2/cloudimages/([^/]+)"), self._update_image),
             ("GET", re.compile(r"/v1/([^/]+)/jobs/([^/]+)"), self._show_job),
+            ("GET", re.compile(r"/v1/cloudimages/os_version"), self._list_os_versions),
+        ]
+        # What GET /v1/cloudimages/os_version?tag=uefi lists (IMS's UEFI-capable OSs).
+        self.uefi_os_versions: list[dict[str, str]] = [
+            {"platform": "Ubuntu", "os_version": "Ubuntu 22.04 server 64bit", "os_bit": "64",
+             "os_type": "Linux", "os_version_key": "Ubuntu 22.04 64bit"},
+            {"platform": "Ubuntu", "os_version": "Ubuntu 20.04 server 64bit", "os_bit": "64",
+             "os_type": "Linux", "os_version_key": "Ubuntu 20.04 64bit"},
+            {"platform": "Debian", "os_version": "Debian GNU/Linux 12.0.0 64bit", "os_bit": "64",
+             "os_type": "Linux", "os_version_key": "Debian 12.0.0 64bit"},
         ]
 
     @classmethod
@@ -509,6 +519,15 @@ class FakeIms:
         running.update(status="INIT" if reads == 1 else "RUNNING", end_time=None,
                        entities={"process_percent": round(reads / (pending + 1), 2)})
         return 200, running
+
+    def _list_os_versions(self, *, query: dict[str, str], body: str | None) -> tuple[int, Any]:
+        """OS versions grouped by platform; only the uefi tag is modelled (assumption)."""
+        if query.get("tag") not in (None, "uefi"):
+            return 200, []
+        platforms: dict[str, list[dict[str, str]]] = {}
+        for entry in self.uefi_os_versions:
+            platforms.setdefault(entry["platform"], []).append(dict(entry))
+        return 200, [{"platform": p, "version_list": v} for p, v in platforms.items()]
 
     def _advance_image(self, image_id: str) -> None:
         """One read of an image still being created moves it one step on."""

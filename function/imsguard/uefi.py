@@ -10,6 +10,7 @@ anything not recognised counts as NOT UEFI-capable (the safe side).
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 _UEFI_CAPABLE = re.compile(
     r"^(?:"
@@ -29,9 +30,16 @@ _UEFI_CAPABLE = re.compile(
 )
 
 
-def is_uefi_capable(os_version: object) -> bool:
-    """True when IMS lists this ``__os_version`` as UEFI-capable."""
+def normalize_os_version(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def is_uefi_capable(os_version: object, listed: Collection[str] | None = None) -> bool:
+    """True when IMS lists this ``__os_version`` as UEFI-capable: in ``listed`` (normalized
+    OS versions read from IMS's API) when given, else in the built-in table."""
     if not isinstance(os_version, str):
         return False
-    text = " ".join(os_version.lower().split())
+    text = normalize_os_version(os_version)
+    if listed is not None:
+        return text in listed
     return _UEFI_CAPABLE.match(text) is not None
