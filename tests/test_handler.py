@@ -88,8 +88,8 @@ def test_dry_run_setting_sends_no_patch(fake, context, monkeypatch, where):
     result = handler(load_event("cts_create_image.json"), context)
 
     assert fake.patches == []
+    assert result["dry_run"] is True
     assert result["results"][0]["outcome"] == "would_update"
-    assert result["results"][0]["rules"][0]["mode"] == "audit"
     assert result["results"][0]["rules"][0]["fix"] == "would_fix"
     assert result["results"][0]["operations"] == SAMPLE_FIX
     assert fake.images[EXAMPLE_IMAGE_ID]["name"] == "ims_test"
