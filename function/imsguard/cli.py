@@ -1,9 +1,10 @@
-"""``imsguard`` on the command line: run the function locally on an event file.
+"""``imsguard`` on the command line: run the function locally, and work on policies.
 
 ``imsguard invoke EVENT.json --fake`` runs the real handler, through the real
 SDK, against the built-in fake IMS seeded with sample images, and shows what
 it decided and the exact requests it sent. Without ``--fake`` it talks to the
 cloud with the SDK's credentials (HUAWEICLOUD_SDK_AK/SK) and IMSGUARD_REGION.
+``validate``, ``test``, ``explain`` and ``schema`` work on policy files offline.
 """
 
 from __future__ import annotations
@@ -11,18 +12,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from imsguard import __version__
 from imsguard.context import LocalContext
 from imsguard.logs import log_to
+from imsguard.policy import Policy, PolicyError, load_policy
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imsguard", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"imsguard {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
     invoke = commands.add_parser("invoke", help="run the handler on an event file")
     invoke.add_argument("event", type=Path, help="a JSON event file (as FunctionGraph sends it)")
     invoke.add_argument("--fake", action="store_true",
@@ -30,11 +34,194 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument("--dry-run", action="store_true", help="decide, but send no update")
     invoke.add_argument("--policy", type=Path, help="policy file (default: IMSGUARD_POLICY "
                                                    "or the built-in function/policy.yaml)")
-    invoke.add_argument("--output", choices=("text", "json"), default="text")
     invoke.add_argument("--log-level", default="WARNING",
                         help="level of the JSON log lines, written to stderr (default WARNING)")
+
+    validate = commands.add_parser("validate", help="check a policy file")
+    validate.add_argument("policy", type=Path)
+
+    test = commands.add_parser("test", help="run a policy's declarative test cases")
+    test.add_argument("policy", type=Path)
+    test.add_argument("cases", type=Path, help="YAML file with the cases")
+
+    explain = commands.add_parser("explain", help="per-rule verdicts and the plan for one image")
+    explain.add_argument("policy", type=Path)
+    source = explain.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, help="an image as IMS returns it (JSON file)")
+    source.add_argument("--image-id", help="read the image from IMS (or --fake)")
+    explain.add_argument("--fake", action="store_true", help="with --image-id: the fake IMS")
+    explain.add_argument("--project-id", help="the function's project (default: the image's "
+                                              "owner for --image, the settings for --image-id)")
+    explain.add_argument("--today", type=date.fromisoformat,
+                         help="the date exemptions are checked against (default: today)")
+    explain.add_argument("--dry-run", action="store_true")
+
+    commands.add_parser("schema", help="the JSON Schema of the policy format, for editors")
+
+    schema = commands.choices["schema"]
+    for command in (invoke, validate, test, explain, schema):
+        command.add_argument("--output", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
-    return _invoke(args)
+    return {"invoke": _invoke, "validate": _validate, "test": _test, "explain": _explain,
+            "schema": _schema}[args.command](args)
+
+
+def _load(path: Path, output: str) -> Policy | None:
+    """The policy, or None after printing every problem with it."""
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        if output == "json":
+            _print_json({"policy": str(path), "valid": False, "problems": exc.problems})
+        else:
+            print(f"{path}: invalid policy", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  - {problem}", file=sys.stderr)
+        return None
+
+
+def _validate(args: argparse.Namespace) -> int:
+    policy = _load(args.policy, args.output)
+    if policy is None:
+        return 1
+    rules = [rule.name for rule in policy.rules]
+    if args.output == "json":
+        _print_json({"policy": str(args.policy), "valid": True, "problems": [], "rules": rules})
+    else:
+        print(f"{args.policy}: valid ({len(rules)} rules: {', '.join(rules)}; "
+              f"{len(policy.exemptions)} exemption(s); mode {policy.mode})")
+    return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from imsguard.cases import CasesError, load_cases, run_cases
+
+    policy = _load(args.policy, args.output)
+    if policy is None:
+        return 1
+    try:
+        cases = load_cases(args.cases)
+    except CasesError as exc:
+        print(f"imsguard: {exc}", file=sys.stderr)
+        return 2
+    results = run_cases(policy, cases, date.today())
+    failed = [r for r in results if not r.passed]
+    if args.output == "json":
+        _print_json({"policy": str(args.policy), "cases": str(args.cases),
+                     "passed": len(results) - len(failed), "failed": len(failed),
+                     "results": [{"name": r.name, "passed": r.passed, "failures": r.failures,
+                                  "actual": r.actual} for r in results]})
+    else:
+        for result in results:
+            print(f"{'PASS' if result.passed else 'FAIL'}  {result.name}")
+            for failure in result.failures:
+                print(f"      {failure}")
+        print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from imsguard.app import verdict_entry
+    from imsguard.evaluate import evaluate, plan
+
+    policy = _load(args.policy, args.output)
+    if policy is None:
+        return 1
+    image, project_id = _image_to_explain(args)
+    if image is None:
+        return 2
+    decision = evaluate(policy, image, project_id, args.today or date.today())
+    planned = plan(decision, args.dry_run)
+    sent = [op["path"][1:] for op in planned.send]
+    report = {
+        "image_id": image.get("id"), "image_name": image.get("name"),
+        "outcome": planned.outcome, "reason": planned.reason,
+        "operations": list(decision.operations), "send": list(planned.send),
+        "rules": [verdict_entry(v, sent) for v in decision.verdicts],
+        "notes": list(decision.notes),
+    }
+    if args.output == "json":
+        _print_json(report)
+        return 0
+    print(f"{args.policy} on image {image.get('id')} {image.get('name')!r} "
+          f"({image.get('__os_version')}, {image.get('virtual_env_type')})")
+    for rule in report["rules"]:
+        fix = f"[{rule['fix']}]" if "fix" in rule else ""
+        mode = " (audit)" if rule.get("mode") == "audit" else ""
+        print(f"  {rule['rule']:<24} {rule['verdict']:<15}{fix:<14}{rule['reason']}{mode}")
+    for note in decision.notes:
+        print(f"  note: {note}")
+    print(f"  plan: {planned.outcome} ({planned.reason})")
+    for op in decision.operations:
+        held = "" if op in planned.send else "   (not sent)"
+        print(f"    {op['op']} {op['path']} = {op['value']!r}{held}")
+    return 0
+
+
+def _image_to_explain(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str | None]:
+    """The image and the project to judge it for; (None, None) after saying why not."""
+    if args.image is not None:
+        try:
+            image = json.loads(args.image.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"imsguard: cannot read image {args.image}: {exc}", file=sys.stderr)
+            return None, None
+        if not isinstance(image, dict):
+            print(f"imsguard: {args.image} does not hold one image object", file=sys.stderr)
+            return None, None
+        return image, args.project_id or image.get("owner")
+    return _read_image(args.image_id, args.fake, args.project_id)
+
+
+def _read_image(image_id: str, fake: bool, project_id: str | None
+                ) -> tuple[dict[str, Any] | None, str | None]:
+    from imsguard.context import read_credentials
+    from imsguard.events import is_image_id
+    from imsguard.ims import ImsError, gateway_for
+    from imsguard.settings import SettingsError, load_settings
+
+    if not is_image_id(image_id):
+        print(f"imsguard: {image_id!r} is not an image id (a UUID)", file=sys.stderr)
+        return None, None
+    context = LocalContext()
+    if fake:
+        from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+
+        ims_fake = FakeIms.seeded()
+        context = LocalContext(user_data={"IMSGUARD_IMS_ENDPOINT": ims_fake.endpoint,
+                                          "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID},
+                               access_key="FAKE-AK", secret_key="FAKE-SK")
+        ims_fake.start()
+    try:
+        settings = load_settings(context)
+        credentials = read_credentials(context)
+        if credentials is None or not settings.project_id:
+            raise SettingsError("needs credentials (HUAWEICLOUD_SDK_AK/SK) and a project id "
+                                "(IMSGUARD_PROJECT_ID)")
+        gateway = gateway_for(settings.region, settings.ims_endpoint, settings.project_id,
+                              credentials)
+        image = gateway.get_image(image_id.lower())
+    except (SettingsError, ImsError, ValueError) as exc:
+        print(f"imsguard: cannot read image {image_id}: {exc}", file=sys.stderr)
+        return None, None
+    finally:
+        if fake:
+            ims_fake.stop()
+    if image is None:
+        print(f"imsguard: no image {image_id} is visible to the project", file=sys.stderr)
+        return None, None
+    return image, project_id or settings.project_id
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from imsguard.policy import Policy
+
+    _print_json(Policy.model_json_schema(by_alias=True))
+    return 0
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 def _invoke(args: argparse.Namespace) -> int:
@@ -76,7 +263,7 @@ def _exit_status(result: dict[str, Any]) -> int:
 
 def _print(args: argparse.Namespace, result: dict[str, Any], fake: Any) -> None:
     if args.output == "json":
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        _print_json(result)
         return
     target = f"fake IMS ({len(fake.images)} sample images)" if fake else "the cloud"
     print(f"imsguard {__version__}: {args.event} against {target}")

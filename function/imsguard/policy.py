@@ -177,11 +177,14 @@ class NameRule(_Rule):
         if self.fix is None:
             self.fix = "template" if self.template is not None else "normalize"
         if self.fix == "template" and self.template is None:
-            raise ValueError("fix: template needs a template")
+            raise ValueError("template: fix: template needs a template")
         if self.fix != "template" and self.template is not None:
-            raise ValueError(f"a template is only used with fix: template, not {self.fix}")
+            raise ValueError(f"template: only used with fix: template, not {self.fix}")
         if self.template is not None:
-            check_template(self.template)
+            try:
+                check_template(self.template)
+            except ValueError as exc:
+                raise ValueError(f"template: {exc}") from None
         return self
 
 
@@ -219,10 +222,15 @@ class SetRule(_Rule):
     def _check_attributes(cls, values: Any) -> Any:
         if not isinstance(values, dict):
             return values
-        checked = {}
+        checked, problems = {}, []
         for raw_key, value in values.items():
             key = str(raw_key).removeprefix("/")
-            checked[key] = check_attribute_value(key, value)
+            try:
+                checked[key] = check_attribute_value(key, value)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems))
         return checked
 
 
@@ -340,7 +348,6 @@ def parse_policy(data: Any, source: str = "<policy>", node: Any = None) -> Polic
 def _describe(error: Any, data: dict[str, Any], node: Any) -> str:
     """'rule "x" (rules[1]), field set.hw_firmware_type (line 9): message'."""
     loc = list(error["loc"])
-    line = f" (line {_line_of(node, loc)})" if node is not None else ""
     message = error["msg"].removeprefix("Value error, ")
     where = "policy"
     if len(loc) >= 2 and loc[0] in ("rules", "exemptions") and isinstance(loc[1], int):
@@ -348,10 +355,10 @@ def _describe(error: Any, data: dict[str, Any], node: Any) -> str:
         raw = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
         name = raw.get("name") if isinstance(raw, dict) else None
         where = f"rule {name!r} ({loc[0]}[{loc[1]}])" if name else f"{loc[0]}[{loc[1]}]"
-        loc = loc[2:]
-        if loc and isinstance(raw, dict) and loc[0] == raw.get("kind"):
-            loc = loc[1:]  # drop the discriminator pydantic puts in the location
-    field = ".".join(str(p) for p in loc)
+        if len(loc) > 2 and isinstance(raw, dict) and loc[2] == raw.get("kind"):
+            del loc[2]  # the discriminator pydantic puts in the location
+    line = f" (line {_line_of(node, loc)})" if node is not None else ""
+    field = ".".join(str(p) for p in (loc if where == "policy" else loc[2:]))
     return f"{where}, field {field}{line}: {message}" if field else f"{where}{line}: {message}"
 
 
@@ -371,8 +378,18 @@ def _line_of(node: Any, loc: list[Any]) -> int:
     return node.start_mark.line + 1
 
 
-class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Safe YAML that refuses duplicate keys (plain YAML silently keeps the last one)."""
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_SafeLoader):  # type: ignore[misc,valid-type]
+    """Safe YAML that refuses duplicate keys (plain YAML silently keeps the last one) and
+    leaves dates as text, so that pydantic reports a typo such as 2026-02-30 by field."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers
+                if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in _SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()

@@ -1,0 +1,127 @@
+"""Declarative policy tests (``imsguard test POLICY CASES.yaml``), in the style of
+``kyverno test``: images, and the verdicts, outcome and operations expected of them.
+
+Evaluation is the same pure code the function runs; nothing touches the cloud.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from imsguard.evaluate import evaluate, fix_label, plan
+from imsguard.policy import Policy
+
+CASE_PROJECT = "0" * 32
+
+
+def complete_image(attrs: dict[str, Any], project_id: str) -> dict[str, Any]:
+    """A case's image: what it says, on top of an active private Linux system-disk image
+    owned by the project (so cases only spell out what matters to them)."""
+    image = {
+        "id": "00000000-0000-4000-8000-000000000000", "name": "image", "status": "active",
+        "owner": project_id, "__imagetype": "private", "visibility": "private",
+        "virtual_env_type": "FusionCompute", "__os_type": "Linux", "__platform": "Ubuntu",
+        "__os_version": "Ubuntu 22.04 server 64bit", "__os_bit": "64", "tags": [],
+        "created_at": "2026-01-01T00:00:00Z", "min_ram": 0, "min_disk": 40,
+    }
+    image.update(attrs)
+    return image
+
+
+class Expect(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: str | None = None
+    rules: dict[str, str] | None = None      # rule -> verdict
+    fixes: dict[str, str] | None = None      # rule -> fix label
+    operations: list[dict[str, str]] | None = None
+
+
+class Case(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    image: dict[str, Any]
+    dry_run: bool = False
+    today: date | None = None
+    expect: Expect
+
+
+class CaseFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    project_id: str = Field(default=CASE_PROJECT, pattern=r"^[0-9a-f]{32}$")
+    today: date | None = None
+    cases: list[Case] = Field(min_length=1)
+
+
+@dataclass
+class CaseResult:
+    name: str
+    failures: list[str] = field(default_factory=list)
+    actual: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+class CasesError(ValueError):
+    """The cases file cannot be used; the message says why."""
+
+
+def load_cases(path: Path) -> CaseFile:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream)
+        return CaseFile.model_validate(data)
+    except OSError as exc:
+        raise CasesError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise CasesError(f"{path} is not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors(include_url=False))
+        raise CasesError(f"{path}: {problems}") from None
+
+
+def run_cases(policy: Policy, cases: CaseFile, today: date) -> list[CaseResult]:
+    return [run_case(policy, case, cases.project_id, case.today or cases.today or today)
+            for case in cases.cases]
+
+
+def run_case(policy: Policy, case: Case, project_id: str, today: date) -> CaseResult:
+    image = complete_image(case.image, project_id)
+    decision = evaluate(policy, image, project_id, today)
+    planned = plan(decision, case.dry_run)
+    sent = [op["path"][1:] for op in planned.send]
+    actual = {
+        "outcome": planned.outcome,
+        "rules": {v.rule: v.status for v in decision.verdicts},
+        "fixes": {v.rule: label for v in decision.verdicts
+                  if (label := fix_label(v, sent)) is not None},
+        "operations": list(decision.operations),
+    }
+    result = CaseResult(case.name, actual=actual)
+    expect = case.expect
+    if expect.outcome is not None and expect.outcome != actual["outcome"]:
+        result.failures.append(f"outcome: expected {expect.outcome}, got {actual['outcome']} "
+                               f"({planned.reason})")
+    for key in ("rules", "fixes"):
+        for rule, wanted in (getattr(expect, key) or {}).items():
+            got = actual[key].get(rule)
+            if got != wanted:
+                reason = next((v.reason for v in decision.verdicts if v.rule == rule),
+                              "no such rule")
+                result.failures.append(f"{key[:-1]} {rule}: expected {wanted}, got {got} "
+                                       f"({reason})")
+    if expect.operations is not None and expect.operations != actual["operations"]:
+        result.failures.append(f"operations: expected {expect.operations}, "
+                               f"got {actual['operations']}")
+    return result
