@@ -70,3 +70,103 @@ def test_invoke_unreadable_event_file(tmp_path, capsys):
 
     assert main(["invoke", str(bad), "--fake"]) == 2
     assert "cannot read event" in capsys.readouterr().err
+
+
+ROOT = EVENTS.parents[1]
+SAMPLE_IMAGE = ROOT / "function/imsguard/samples/example-image.json"
+DEFAULT_POLICY = ROOT / "function/policy.yaml"
+
+
+def test_validate_reports_every_problem_with_rule_field_and_line(tmp_path, capsys):
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "version: 1\n"
+        "rules:\n"
+        "  - name: boot\n"
+        "    kind: set\n"
+        "    match:\n"
+        "      platfrom: Ubuntu\n"
+        "    set: {hw_firmware_type: efi}\n"
+        "  - name: names\n"
+        "    kind: name\n"
+        "    template: '{nope}'\n")
+
+    status = main(["validate", str(policy)])
+
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "rule 'boot' (rules[0]), field match.platfrom (line 6): Extra inputs" in err
+    assert "rule 'boot' (rules[0]), field set (line 7): hw_firmware_type must be" in err
+    assert "rule 'names' (rules[1]) (line 8): template: template field {nope} is unknown" in err
+
+
+def test_validate_json_output(capsys):
+    assert main(["validate", str(DEFAULT_POLICY), "--output", "json"]) == 0
+
+    report = json.loads(capsys.readouterr().out)
+    assert report == {"policy": str(DEFAULT_POLICY), "valid": True, "problems": [],
+                      "rules": ["kebab-case-name", "uefi-boot", "nic-multiqueue"]}
+
+
+def test_explain_the_sample_image(capsys):
+    assert main(["explain", str(DEFAULT_POLICY), "--image", str(SAMPLE_IMAGE)]) == 0
+
+    out = capsys.readouterr().out
+    assert "kebab-case-name          violation      [fixed]" in out
+    assert "plan: updated (2 attribute(s) changed)" in out
+    assert "replace /hw_firmware_type = 'uefi'" in out
+
+
+def test_explain_json_from_the_fake_by_id(capsys):
+    status = main(["explain", str(DEFAULT_POLICY), "--image-id",
+                   "33ad552d-1149-471c-8190-ff6776174a00", "--fake", "--output", "json"])
+
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert report["outcome"] == "updated"
+    assert [r["rule"] for r in report["rules"]] == [
+        "kebab-case-name", "uefi-boot", "nic-multiqueue"]
+
+
+def test_explain_for_another_project_and_bad_input(tmp_path, capsys):
+    assert main(["explain", str(DEFAULT_POLICY), "--image", str(SAMPLE_IMAGE),
+                 "--project-id", "f" * 32]) == 0
+    assert "plan: not_applicable (owned by another project)" in capsys.readouterr().out
+    assert main(["explain", str(DEFAULT_POLICY), "--image-id", "nope", "--fake"]) == 2
+    assert main(["explain", str(DEFAULT_POLICY), "--image", str(tmp_path / "none.json")]) == 2
+
+
+def test_test_command_runs_cases_and_fails_on_a_mismatch(tmp_path, capsys):
+    cases = tmp_path / "cases.yaml"
+    cases.write_text("cases:\n"
+                     "  - name: good\n"
+                     "    image: {name: ims_test}\n"
+                     "    expect: {rules: {kebab-case-name: violation}}\n"
+                     "  - name: bad\n"
+                     "    image: {name: ims_test}\n"
+                     "    expect: {outcome: compliant}\n")
+
+    status = main(["test", str(DEFAULT_POLICY), str(cases)])
+
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "PASS  good" in out and "FAIL  bad" in out
+    assert "outcome: expected compliant, got updated" in out
+    assert "1 passed, 1 failed" in out
+
+
+def test_test_command_refuses_a_broken_cases_file(tmp_path, capsys):
+    cases = tmp_path / "cases.yaml"
+    cases.write_text("cases: [{name: x, image: {}, expect: {outcom: y}}]\n")
+
+    assert main(["test", str(DEFAULT_POLICY), str(cases)]) == 2
+    assert "expect.outcom" in capsys.readouterr().err
+
+
+def test_schema_is_json_schema_of_the_policy(capsys):
+    assert main(["schema"]) == 0
+
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "Policy"
+    assert {"version", "mode", "exemptions", "rules"} <= set(schema["properties"])
+    assert "not" in schema["$defs"]["Match"]["properties"]

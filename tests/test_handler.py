@@ -540,3 +540,64 @@ def test_no_secret_on_error_paths(fake, context, capsys):
     everything = capsys.readouterr().out + json.dumps(result)
     assert "APIGW.0301" in everything
     assert all(secret not in everything for secret in SECRETS)
+
+
+def test_uefi_list_can_come_from_ims_once_per_container(fake, context):
+    context.user_data["IMSGUARD_UEFI_FROM_IMS"] = "true"  # the fake lists Ubuntu 20.04/22.04
+
+    first = handler({"image_id": EXAMPLE_IMAGE_ID}, context)   # Ubuntu 14.04: not listed
+    fake.images[DEBIAN]["hw_firmware_type"] = "bios"
+    second = handler({"image_id": DEBIAN}, context)            # Debian 12: listed
+
+    lists = [c for c in fake.calls if c.path == "/v1/cloudimages/os_version"]
+    assert len(lists) == 1 and lists[0].query == {"tag": "uefi"}
+    assert fake.patches[0].body == [{"op": "replace", "path": "/name", "value": "ims-test"}]
+    assert "OS not UEFI-capable" in first["results"][0]["rules"][1]["reason"]
+    assert fake.patches[1].body == [{"op": "replace", "path": "/hw_firmware_type",
+                                     "value": "uefi"}]
+    assert second["results"][0]["outcome"] == "updated"
+
+
+def test_uefi_list_failure_falls_back_to_the_built_in_table(fake, context):
+    context.user_data["IMSGUARD_UEFI_FROM_IMS"] = "true"
+    fake.fail_next("GET", 500, "IMG.0002")  # the first GET is the list
+
+    result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+    assert fake.patches[0].body == SAMPLE_FIX  # the table lists Ubuntu 14.04
+    assert result["results"][0]["outcome"] == "updated"
+
+
+def test_audit_rules_are_held_back_and_reported(fake, context, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nrules:\n  - {name: names, kind: name}\n"
+                      "  - {name: boot, kind: set, mode: audit, set: {hw_firmware_type: uefi}}\n")
+    context.user_data["IMSGUARD_POLICY"] = str(policy)
+
+    result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+    (entry,) = result["results"]
+    assert fake.patches[0].body == SAMPLE_FIX[:1]
+    assert entry["operations"] == SAMPLE_FIX[:1]
+    assert entry["held_back"] == SAMPLE_FIX[1:]
+    assert [r.get("fix") for r in entry["rules"]] == ["fixed", "would_fix"]
+
+
+def test_exempt_and_expired_exemptions_through_the_handler(fake, context, tmp_path, clock):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nexemptions:\n"
+                      "  - {images: [" + EXAMPLE_IMAGE_ID + "], reason: frozen, "
+                      "expires: 2025-12-31}\n"
+                      "  - {tag: team, reason: team images}\n"
+                      "rules:\n  - {name: names, kind: name}\n")
+    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    fake.images[DEBIAN]["tags"] = ["team=platform"]  # the fake's sample already has it
+
+    result = handler({"image_ids": [EXAMPLE_IMAGE_ID, DEBIAN]}, context)
+
+    expired, exempt = result["results"]
+    assert clock.utcnow().date().isoformat() == "2026-01-01"
+    assert expired["outcome"] == "updated"
+    assert expired["notes"] == ["exemption (frozen) expired on 2025-12-31; the rules apply again"]
+    assert (exempt["outcome"], exempt["reason"]) == ("exempt", "exempt: team images")
+    assert len(fake.patches) == 1

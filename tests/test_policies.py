@@ -1,0 +1,33 @@
+"""The example policies under tests/policies/ pass their own `imsguard test` cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imsguard.cli import main
+
+HERE = Path(__file__).parent / "policies"
+ROOT = Path(__file__).parents[1]
+CASES = sorted(HERE.glob("*.cases.yaml"))
+
+
+def policy_for(cases: Path) -> Path:
+    name = cases.name.removesuffix(".cases.yaml")
+    return ROOT / "function/policy.yaml" if name == "default" else HERE / f"{name}.yaml"
+
+
+def test_every_example_policy_has_cases():
+    policies = {p for p in HERE.glob("*.yaml") if not p.name.endswith(".cases.yaml")}
+    assert policies <= {policy_for(c) for c in CASES}
+    assert len(CASES) >= 2
+
+
+@pytest.mark.parametrize("cases", CASES, ids=lambda p: p.name)
+def test_example_policy_passes_its_cases(cases, capsys):
+    status = main(["test", str(policy_for(cases)), str(cases)])
+
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert " 0 failed" in out
