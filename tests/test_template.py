@@ -24,7 +24,7 @@ def test_template_points_at_the_real_handler_and_known_settings():
     assert 3 <= function["timeout"] <= 900 and function["memorySize"] >= 128
     known = {settings.REGION, settings.POLICY, settings.DRY_RUN, settings.IMS_ENDPOINT,
              settings.PROJECT_ID, settings.LOG_LEVEL, settings.SAFETY_MARGIN,
-             settings.MAX_WAIT}
+             settings.MAX_WAIT, settings.UEFI_FROM_IMS}
     assert set(function["settings"]) <= known
     assert (ROOT / function["codeRoot"] / function["settings"]["IMSGUARD_POLICY"]).is_file()
     (trigger,) = template["triggers"]
