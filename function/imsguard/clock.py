@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -39,15 +38,16 @@ class SystemClock:
         return datetime.now(timezone.utc)
 
 
-@dataclass
 class Budget:
     """The invocation's time: ``end`` is when the platform stops the function (None: not
     known), ``deadline`` when waiting must stop (end minus the safety margin)."""
 
-    clock: Clock
-    deadline: float
-    end: float | None
-    rng: random.Random = field(default_factory=random.Random)
+    def __init__(self, clock: Clock, deadline: float, end: float | None,
+                 rng: random.Random | None = None):
+        self.clock = clock
+        self.deadline = deadline
+        self.end = end
+        self.rng = rng or random.Random()
 
     @classmethod
     def for_invocation(cls, context: Any, clock: Clock, margin_s: float, max_wait_s: float,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
 from datetime import date, datetime
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
 
 from imsguard.events import is_image_name
 from imsguard.policy import Exemption, Match, Mode, NameRule, Policy, SetRule
@@ -23,19 +23,19 @@ SYSTEM_DISK_TYPES = {"fusioncompute", "ironic"}
 BOOT_AND_NIC_ATTRIBUTES = ("hw_firmware_type", "hw_vif_multiqueue_enabled")
 MAX_ROUNDS = 3  # a rename can make a rule that matches on the name apply: evaluate again
 
+NO_CHANGES: Mapping[str, str] = MappingProxyType({})
 VerdictStatus = Literal["compliant", "violation", "not_applicable", "exempt", "error"]
 Scope = Literal["in_scope", "not_applicable", "deferred", "exempt"]
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """One rule's finding. ``changes`` is what would fix it (empty: cannot be fixed);
     ``blocked`` is true when part of the fix was refused for safety."""
 
     rule: str
     status: VerdictStatus
     reason: str
-    changes: dict[str, str] = field(default_factory=dict)
+    changes: Mapping[str, str] = NO_CHANGES
     blocked: bool = False
     mode: Mode = "enforce"
 
@@ -44,8 +44,7 @@ class Verdict:
         return self.status == "violation" and bool(self.changes)
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """Everything evaluation found out about one image, and the patch that fixes it.
 
     ``operations`` is the whole plan; ``enforced`` the part rules in enforce mode
@@ -61,8 +60,7 @@ class Decision:
     notes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """What to do about a decision: the outcome if all goes well, and the patch to send."""
 
     outcome: str

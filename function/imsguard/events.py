@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -33,8 +32,7 @@ MAX_EVENTS_PER_BATCH = 100
 MAX_EMBEDDED_JSON = 1 << 20  # request/response strings larger than 1 MiB are not parsed
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """One thing an event points at, and every way to find its image.
 
     Tried in order until one finds an image: ``image_ids``; ``job_ids`` (followed to
@@ -55,8 +53,7 @@ class Target:
     traced_operations: tuple[tuple[str, str, str], ...] | None = None
 
 
-@dataclass(frozen=True)
-class Trigger:
+class Trigger(NamedTuple):
     """What an event asks for: targets to check, and parts of a batch that were skipped."""
 
     source: Literal["cts", "eventgrid", "direct"]
@@ -66,8 +63,7 @@ class Trigger:
     skipped: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Skip:
+class Skip(NamedTuple):
     """An event that leads to no work: ``ignored`` (not ours) or ``invalid`` (malformed)."""
 
     status: Literal["ignored", "invalid"]

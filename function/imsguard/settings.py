@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from imsguard.context import call_getter
 
@@ -42,8 +41,7 @@ class SettingsError(ValueError):
     """A setting has a value imsguard cannot use; the message names it."""
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     region: str | None
     project_id: str | None
     policy_path: Path
