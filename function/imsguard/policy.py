@@ -407,8 +407,6 @@ def load_policy(path: Path) -> Policy:
     source = str(path)
     try:
         with open(path, encoding="utf-8") as stream:  # a stream: YAML errors name the file
-            node = yaml.compose(stream, Loader=_StrictLoader)  # for line numbers
-        with open(path, encoding="utf-8") as stream:
             data = yaml.load(stream, Loader=_StrictLoader)
     except OSError as exc:
         raise PolicyError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
@@ -416,7 +414,12 @@ def load_policy(path: Path) -> Policy:
         raise PolicyError(source, ["the file is not UTF-8 text"]) from None
     except yaml.YAMLError as exc:
         raise PolicyError(source, [f"not valid YAML: {exc}"]) from None
-    return parse_policy(data, source, node)
+    try:
+        return parse_policy(data, source)
+    except PolicyError:
+        with open(path, encoding="utf-8") as stream:  # read again, for the lines of problems
+            node = yaml.compose(stream, Loader=_StrictLoader)
+        return parse_policy(data, source, node)
 
 
 _cache: dict[tuple[str, int], Policy | PolicyError] = {}
