@@ -243,6 +243,13 @@ LOAD_ERRORS = [
     ({"rules": [SET_DESCRIPTION], "mode": "strict"}, "field mode"),
     ({"rules": [{"name": "s", "kind": "set", "set": {"__support_arm": "true"}}]},
      "managed by IMS"),
+    ({"rules": [{**SET_DESCRIPTION, "exclude": {}}]}, "field exclude: empty"),
+    ({"rules": [{**SET_DESCRIPTION, "match": {"not": {}}}]}, "field match.not: empty"),
+    ({"rules": [{**SET_DESCRIPTION, "mode": None}]}, "field mode: empty"),
+    ({"rules": [SET_DESCRIPTION], "exemptions": [{"tag": "x", "reason": "r", "rules": []}]},
+     "exemptions[0], field rules: empty"),
+    ({"rules": [SET_DESCRIPTION], "exemptions": [{"tag": "x", "reason": "r", "expires": None}]},
+     "exemptions[0], field expires: empty"),
 ]
 
 

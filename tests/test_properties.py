@@ -49,9 +49,7 @@ images = st.fixed_dictionaries(
         "__description": st.sampled_from(["", "old"]),
     },
 )
-matches = st.one_of(
-    st.just({}),
-    st.fixed_dictionaries({}, optional={
+conditions = st.fixed_dictionaries({}, optional={
         "platform": st.sampled_from([["Ubuntu"], ["Ubuntu", "Debian"], "Windows"]),
         "os_type": st.sampled_from(["Linux", ["Linux", "Windows"]]),
         "virtual_env_type": st.sampled_from([["system_disk", "bare_metal"], "iso"]),
@@ -60,8 +58,8 @@ matches = st.one_of(
         "architecture": st.sampled_from(["x86", "arm"]),
         "not": st.just({"os_version": "^CentOS 6"}),
         "any": st.just([{"platform": "Debian"}, {"name": "^ubuntu-"}]),
-    }),
-)
+    })
+matches = conditions.map(lambda match: {"match": match} if match else {})
 SET_VALUES = {
     "hw_firmware_type": ["bios", "uefi"],
     "hw_vif_multiqueue_enabled": ["true", "false"],
@@ -81,13 +79,13 @@ def policies(draw):
     if draw(st.booleans()):
         fix = draw(st.sampled_from(["normalize", "template", "report"]))
         rule = {"name": "names", "kind": "name", "pattern": draw(st.sampled_from(PATTERNS)),
-                "fix": fix, "match": draw(matches)}
+                "fix": fix, **draw(matches)}
         if fix == "template":
             rule["template"] = draw(st.sampled_from(TEMPLATES))
         rules.append(rule)
     keys = draw(st.lists(st.sampled_from(sorted(SET_VALUES)), unique=True, max_size=4))
     for index, key in enumerate(keys):
-        rule = {"name": f"set-{index}", "kind": "set", "match": draw(matches),
+        rule = {"name": f"set-{index}", "kind": "set", **draw(matches),
                 "set": {key: draw(st.sampled_from(SET_VALUES[key]))}}
         if draw(st.booleans()):
             rule["mode"] = draw(st.sampled_from(["enforce", "audit"]))
@@ -137,7 +135,8 @@ def test_fixed_names_are_valid_match_and_are_stable(name, image, pattern, templa
         assert is_image_name(fixed) and 1 <= len(fixed) <= 128
         assert fixed == fixed.strip()
         assert re.search(pattern, fixed)
-        policy = parse_policy({"version": 1, "rules": [rule.model_dump(exclude_none=True)]})
+        policy = parse_policy({"version": 1, "rules": [
+            rule.model_dump(exclude_none=True, exclude_defaults=True) | {"kind": "name"}]})
         assert evaluate(policy, {**image, "name": fixed}, PROJECT).operations == ()
 
 

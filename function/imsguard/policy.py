@@ -115,24 +115,17 @@ def _check_tags(values: list[str]) -> list[str]:
     return values
 
 
-class Match(BaseModel):
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Match(_Strict):
     """Which images a rule applies to; every given condition must hold.
 
     Lists match one of their values, case-insensitively; ``os_version`` and ``name``
     are regular expressions searched in the attribute; ``tags`` must all be present
     (``key`` or ``key=value``); ``all``/``any``/``not`` combine further conditions.
     """
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_empty_conditions(cls, data: Any) -> Any:
-        # `platform:` with no value would silently match everything, `[]` nothing.
-        for key, value in (data.items() if isinstance(data, dict) else ()):
-            if value is None or value == [] or value == "":
-                raise ValueError(f"{key}: empty condition; give a value or remove the key")
-        return data
 
     platform: Names | None = None
     os_type: Annotated[Names, _one_of(OS_TYPES, "an os_type")] | None = None
@@ -152,8 +145,7 @@ class Match(BaseModel):
 Mode = Literal["enforce", "audit"]
 
 
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Rule(_Strict):
 
     name: str = Field(pattern=KEBAB_CASE, max_length=64)
     description: str = ""
@@ -240,11 +232,9 @@ ImageId = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[
 DEFAULT_EXEMPT_TAG = "imsguard-exempt"
 
 
-class Exemption(BaseModel):
+class Exemption(_Strict):
     """Images left alone: those with a tag (``key`` or ``key=value``), or listed by id.
     ``rules`` limits it to some rules; after ``expires`` (a date) it no longer applies."""
-
-    model_config = ConfigDict(extra="forbid")
 
     tag: str | None = None
     images: list[ImageId] | None = Field(default=None, min_length=1)
@@ -259,12 +249,17 @@ class Exemption(BaseModel):
             raise ValueError("give a date such as 2027-03-31, without a time")
         return value
 
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str | None) -> str | None:
+        if value is not None and not TAG.fullmatch(value):
+            raise ValueError(f"{value!r} is not a tag: write key or key=value")
+        return value
+
     @model_validator(mode="after")
     def _one_kind(self) -> Exemption:
         if (self.tag is None) == (self.images is None):
             raise ValueError("an exemption names either a tag or images, not both or neither")
-        if self.tag is not None and not TAG.fullmatch(self.tag):
-            raise ValueError(f"{self.tag!r} is not a tag: write key or key=value")
         return self
 
 
@@ -272,8 +267,7 @@ def _default_exemptions() -> list[Exemption]:
     return [Exemption(tag=DEFAULT_EXEMPT_TAG, reason=f"the image is tagged {DEFAULT_EXEMPT_TAG}")]
 
 
-class Policy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Policy(_Strict):
 
     version: Literal[1]
     mode: Mode = "enforce"
@@ -338,11 +332,45 @@ def parse_policy(data: Any, source: str = "<policy>", node: Any = None) -> Polic
     With the YAML ``node`` tree, each problem also gives its line."""
     if not isinstance(data, dict):
         raise PolicyError(source, ["the document must be a mapping with 'version' and 'rules'"])
+    empty = [{"loc": loc, "msg": "empty; give a value or remove the key"}
+             for loc in _empty_values(data)]
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(_without(data, {loc for loc in map(_key, empty)}))
     except ValidationError as exc:
-        problems = [_describe(error, data, node) for error in exc.errors()]
-        raise PolicyError(source, problems) from None
+        errors = empty + exc.errors()
+    else:
+        errors = empty
+    if errors:
+        raise PolicyError(source, [_describe(error, data, node) for error in errors])
+    return policy
+
+
+def _key(error: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(error["loc"])
+
+
+def _empty_values(value: Any, loc: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Where a key is given without a value (``exclude: {}``, ``expires:``, ``rules: []``):
+    left alone, it would quietly mean "everything", "never" or the default."""
+    found: list[tuple[Any, ...]] = []
+    items = value.items() if isinstance(value, dict) else enumerate(
+        value if isinstance(value, list) else ())
+    for key, item in items:
+        if isinstance(value, dict) and (item is None or (
+                isinstance(item, (dict, list, str)) and not item and key != "description")):
+            found.append((*loc, key))
+        elif key != "set":  # attribute values are checked with IMS's own rules
+            found.extend(_empty_values(item, (*loc, key)))
+    return found
+
+
+def _without(value: Any, locations: set[tuple[Any, ...]], loc: tuple[Any, ...] = ()) -> Any:
+    if isinstance(value, dict):
+        return {k: _without(v, locations, (*loc, k)) for k, v in value.items()
+                if (*loc, k) not in locations}
+    if isinstance(value, list):
+        return [_without(v, locations, (*loc, i)) for i, v in enumerate(value)]
+    return value
 
 
 def _describe(error: Any, data: dict[str, Any], node: Any) -> str:
@@ -391,10 +419,28 @@ class _StrictLoader(_SafeLoader):  # type: ignore[misc,valid-type]
         for first, resolvers in _SafeLoader.yaml_implicit_resolvers.items()
     }
 
+    def _claim(self, node: Any) -> None:
+        # An alias (*name) puts one node in two places; refusing aliases refuses "billion
+        # laughs" documents that would expand exponentially when validated.
+        claimed = self.__dict__.setdefault("_claimed", set())
+        if id(node) in claimed:
+            raise yaml.constructor.ConstructorError(
+                None, None, "aliases (*name) are not allowed in policies", node.start_mark)
+        claimed.add(id(node))
+
+    def construct_sequence(self, node: Any, deep: bool = False) -> Any:
+        for child in node.value:
+            self._claim(child)
+        return super().construct_sequence(node, deep)
+
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
-        for key_node, _ in node.value:
+        for key_node, value_node in node.value:
+            self._claim(value_node)
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "keys must be plain text", key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark)
