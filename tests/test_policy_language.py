@@ -259,3 +259,42 @@ def test_load_errors(document, words):
         parse_policy({"version": 1, **document})
 
     assert words in str(error.value)
+
+
+def test_an_audit_rename_never_lets_an_enforced_rule_act_on_the_renamed_image():
+    rules = policy({"name": "names", "kind": "name", "mode": "audit"},
+                   {**SET_DESCRIPTION, "match": {"name": "^web-"}})
+
+    decision = evaluate(rules, image(name="Web_1"), PROJECT)
+    planned = plan(decision, dry_run=False)
+
+    assert [op["path"] for op in decision.operations] == ["/name", "/__description"]
+    assert decision.enforced == () and planned.send == ()
+    assert planned.outcome == "would_update"
+    assert verdict(decision, "describe").reason.endswith("(once the other fixes are made)")
+
+
+@pytest.mark.parametrize(("os_version", "capable"), [
+    ("Ubuntu 14.04 server 64bit", True), ("Ubuntu 14.04 server 32bit", False),
+    ("Windows 10 64bit", True), ("Windows 10 32bit", False),
+    ("Red Hat Linux 6.6 32bit", True), ("Red Hat Linux 6.5 32bit", False),
+    ("CentOS 7.6 64bit", True), ("CentOS 7.2 64bit", False), ("Ubuntu 12.04 server 64bit", False),
+])
+def test_built_in_uefi_table(os_version, capable):
+    from imsguard.uefi import is_uefi_capable
+
+    assert is_uefi_capable(os_version) is capable
+
+
+def test_exemption_ids_match_whatever_their_case():
+    rules = policy(SET_DESCRIPTION, exemptions=[
+        {"images": ["ABCDEF00-0000-4000-8000-000000000000"], "reason": "r"}])
+
+    assert evaluate(rules, image(id="abcdef00-0000-4000-8000-000000000000"), PROJECT).scope \
+        == "exempt"
+
+
+def test_template_date_format_that_gives_nothing_is_refused():
+    with pytest.raises(PolicyError, match="formats to nothing"):
+        parse_policy({"version": 1, "rules": [
+            {"name": "n", "kind": "name", "template": "{created: }"}]})

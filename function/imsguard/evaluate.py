@@ -85,30 +85,37 @@ def evaluate(policy: Policy, image: dict[str, Any], project_id: str | None,
     if whole is not None:
         return Decision(image_id, "exempt", _exempt_reason(whole), notes=notes)
     exempt_rules = {name: e for e in exemptions for name in e.rules or ()}
-    verdicts, changes, enforced_keys = _settle(policy, image, exempt_rules, uefi_versions)
+    verdicts, changes = _settle(policy, image, exempt_rules, uefi_versions, with_audit=True)
     operations = plan_patch(image, changes)
-    enforced = tuple(op for op in operations if op["path"][1:] in enforced_keys)
+    enforced = operations
+    if any(policy.mode_of(rule) == "audit" for rule in policy.rules):
+        # What enforce-mode rules want of the image as it will really be: without the
+        # audit rules' fixes (an audit rename must not bring another rule into play).
+        _, enforced_changes = _settle(policy, image, exempt_rules, uefi_versions,
+                                      with_audit=False)
+        enforced = plan_patch(image, enforced_changes)
     return Decision(image_id, "in_scope", "", verdicts, operations, enforced, notes)
 
 
 def _settle(policy: Policy, image: dict[str, Any], exempt_rules: dict[str, Exemption],
-            uefi_versions: Collection[str] | None
-            ) -> tuple[tuple[Verdict, ...], dict[str, str], set[str]]:
+            uefi_versions: Collection[str] | None, with_audit: bool
+            ) -> tuple[tuple[Verdict, ...], dict[str, str]]:
     """Apply the fixes to a copy of the image until no rule wants more (a rename may
-    bring a rule that matches on the name into play). Verdicts describe the image as
-    it is; a rule that only applies once other fixes are made says so."""
+    bring a rule that matches on the name into play); audit rules' fixes only
+    ``with_audit``. Verdicts describe the image as it is; a rule that only applies once
+    other fixes are made says so."""
     virtual = dict(image)
     verdicts: dict[str, Verdict] = {}
     changes: dict[str, str] = {}
-    enforced_keys: set[str] = set()
     for round_number in range(MAX_ROUNDS):
+        snapshot = dict(virtual)  # every rule of a round sees the same image
         changed = False
         for rule in policy.rules:
             if rule.name in exempt_rules:
                 verdicts[rule.name] = Verdict(rule.name, "exempt",
                                               _exempt_reason(exempt_rules[rule.name]))
                 continue
-            verdict = _check_rule(rule, virtual, policy.mode_of(rule), uefi_versions)
+            verdict = _check_rule(rule, snapshot, policy.mode_of(rule), uefi_versions)
             earlier = verdicts.get(rule.name)
             if earlier is None:
                 verdicts[rule.name] = verdict
@@ -116,11 +123,9 @@ def _settle(policy: Policy, image: dict[str, Any], exempt_rules: dict[str, Exemp
                 verdicts[rule.name] = Verdict(
                     rule.name, "violation", f"{verdict.reason} (once the other fixes are made)",
                     verdict.changes, verdict.blocked, verdict.mode)
-            if not verdict.fixable:
+            if not verdict.fixable or (verdict.mode == "audit" and not with_audit):
                 continue
             for key, value in verdict.changes.items():
-                if verdict.mode == "enforce":
-                    enforced_keys.add(key)
                 if attribute_text(virtual.get(key)) != value:
                     virtual[key] = value
                     changes[key] = value
@@ -129,7 +134,7 @@ def _settle(policy: Policy, image: dict[str, Any], exempt_rules: dict[str, Exemp
             break
         if round_number == MAX_ROUNDS - 1:  # cannot happen with one fixing name rule
             raise ValueError("the policy's fixes do not settle")
-    return tuple(verdicts[rule.name] for rule in policy.rules), changes, enforced_keys
+    return tuple(verdicts[rule.name] for rule in policy.rules), changes
 
 
 def plan_patch(image: dict[str, Any], changes: dict[str, str]) -> tuple[dict[str, str], ...]:

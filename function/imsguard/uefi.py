@@ -30,6 +30,9 @@ _UEFI_CAPABLE = re.compile(
 )
 
 
+_UEFI_32BIT = re.compile(r"^red ?hat(?: enterprise linux| linux)? 6\.6\b")
+
+
 def normalize_os_version(text: str) -> str:
     return " ".join(text.lower().split())
 
@@ -42,4 +45,6 @@ def is_uefi_capable(os_version: object, listed: Collection[str] | None = None) -
     text = normalize_os_version(os_version)
     if listed is not None:
         return text in listed
+    if re.search(r"\b32 ?bit\b", text) and not _UEFI_32BIT.match(text):
+        return False  # the table's entries are 64-bit, but for Red Hat 6.6
     return _UEFI_CAPABLE.match(text) is not None
