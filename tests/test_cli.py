@@ -100,6 +100,24 @@ def test_validate_reports_every_problem_with_rule_field_and_line(tmp_path, capsy
     assert "rule 'names' (rules[1]) (line 8): template: template field {nope} is unknown" in err
 
 
+def test_validate_places_clashing_rules_on_their_lines(tmp_path, capsys):
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\n"
+                      "rules:\n"
+                      "  - {name: a, kind: set, set: {hw_firmware_type: uefi}}\n"
+                      "  - name: b\n"
+                      "    kind: set\n"
+                      "    set:\n"
+                      "      hw_firmware_type: bios\n"
+                      "  - {name: b, kind: name}\n")
+
+    assert main(["validate", str(policy)]) == 1
+
+    err = capsys.readouterr().err
+    assert "rule 'b' (rules[1]), field set.hw_firmware_type (line 7): rules 'a' and 'b'" in err
+    assert "rule 'b' (rules[2]), field name (line 8): two rules are named 'b'" in err
+
+
 def test_validate_json_output(capsys):
     assert main(["validate", str(DEFAULT_POLICY), "--output", "json"]) == 0
 
@@ -113,7 +131,7 @@ def test_explain_the_sample_image(capsys):
 
     out = capsys.readouterr().out
     assert "kebab-case-name          violation      [fixed]" in out
-    assert "plan: updated (2 attribute(s) changed)" in out
+    assert "if the function ran now: updated (2 attribute(s) changed)" in out
     assert "replace /hw_firmware_type = 'uefi'" in out
 
 
@@ -131,7 +149,7 @@ def test_explain_json_from_the_fake_by_id(capsys):
 def test_explain_for_another_project_and_bad_input(tmp_path, capsys):
     assert main(["explain", str(DEFAULT_POLICY), "--image", str(SAMPLE_IMAGE),
                  "--project-id", "f" * 32]) == 0
-    assert "plan: not_applicable (owned by another project)" in capsys.readouterr().out
+    assert "ran now: not_applicable (owned by another project)" in capsys.readouterr().out
     assert main(["explain", str(DEFAULT_POLICY), "--image-id", "nope", "--fake"]) == 2
     assert main(["explain", str(DEFAULT_POLICY), "--image", str(tmp_path / "none.json")]) == 2
 
@@ -169,4 +187,14 @@ def test_schema_is_json_schema_of_the_policy(capsys):
     schema = json.loads(capsys.readouterr().out)
     assert schema["title"] == "Policy"
     assert {"version", "mode", "exemptions", "rules"} <= set(schema["properties"])
-    assert "not" in schema["$defs"]["Match"]["properties"]
+    match = schema["$defs"]["Match"]["properties"]
+    assert "not" in match
+    assert {"type": "string"} in match["os_type"]["anyOf"]  # os_type: Linux is allowed
+
+
+def test_json_output_reports_bad_input_as_json(tmp_path, capsys):
+    status = main(["explain", str(DEFAULT_POLICY), "--image", str(tmp_path / "none.json"),
+                   "--output", "json"])
+
+    assert status == 2
+    assert "cannot read image" in json.loads(capsys.readouterr().out)["error"]

@@ -77,12 +77,16 @@ class CasesError(ValueError):
 
 
 def load_cases(path: Path) -> CaseFile:
+    from imsguard.policy import yaml_loader
+
     try:
         with open(path, encoding="utf-8") as stream:
-            data = yaml.safe_load(stream)
+            data = yaml.load(stream, Loader=yaml_loader())
         return CaseFile.model_validate(data)
     except OSError as exc:
         raise CasesError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CasesError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise CasesError(f"{path} is not valid YAML: {exc}") from None
     except ValidationError as exc:
@@ -113,14 +117,14 @@ def run_case(policy: Policy, case: Case, project_id: str, today: date) -> CaseRe
     if expect.outcome is not None and expect.outcome != actual["outcome"]:
         result.failures.append(f"outcome: expected {expect.outcome}, got {actual['outcome']} "
                                f"({planned.reason})")
-    for key in ("rules", "fixes"):
+    for key, label in (("rules", "rule"), ("fixes", "fix of")):
         for rule, wanted in (getattr(expect, key) or {}).items():
-            got = actual[key].get(rule)
-            if got != wanted:
-                reason = next((v.reason for v in decision.verdicts if v.rule == rule),
-                              "no such rule")
-                result.failures.append(f"{key[:-1]} {rule}: expected {wanted}, got {got} "
-                                       f"({reason})")
+            reason = next((v.reason for v in decision.verdicts if v.rule == rule), None)
+            if reason is None:
+                result.failures.append(f"{label} {rule}: the policy has no rule {rule!r}")
+            elif actual[key].get(rule) != wanted:
+                result.failures.append(f"{label} {rule}: expected {wanted}, got "
+                                       f"{actual[key].get(rule)} ({reason})")
     if expect.operations is not None and expect.operations != actual["operations"]:
         result.failures.append(f"operations: expected {expect.operations}, "
                                f"got {actual['operations']}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +102,8 @@ def _test(args: argparse.Namespace) -> int:
     try:
         cases = load_cases(args.cases)
     except CasesError as exc:
-        print(f"imsguard: {exc}", file=sys.stderr)
-        return 2
-    results = run_cases(policy, cases, date.today())
+        return _fail(args, str(exc))
+    results = run_cases(policy, cases, _today())
     failed = [r for r in results if not r.passed]
     if args.output == "json":
         _print_json({"policy": str(args.policy), "cases": str(args.cases),
@@ -127,10 +126,11 @@ def _explain(args: argparse.Namespace) -> int:
     policy = _load(args.policy, args.output)
     if policy is None:
         return 1
-    image, project_id = _image_to_explain(args)
-    if image is None:
-        return 2
-    decision = evaluate(policy, image, project_id, args.today or date.today())
+    try:
+        image, project_id = _image_to_explain(args)
+    except ValueError as exc:
+        return _fail(args, str(exc))
+    decision = evaluate(policy, image, project_id, args.today or _today())
     planned = plan(decision, args.dry_run)
     sent = [op["path"][1:] for op in planned.send]
     report = {
@@ -151,38 +151,36 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"  {rule['rule']:<24} {rule['verdict']:<15}{fix:<14}{rule['reason']}{mode}")
     for note in decision.notes:
         print(f"  note: {note}")
-    print(f"  plan: {planned.outcome} ({planned.reason})")
+    print(f"  if the function ran now: {planned.outcome} ({planned.reason}); "
+          "explain sends nothing")
     for op in decision.operations:
         held = "" if op in planned.send else "   (not sent)"
         print(f"    {op['op']} {op['path']} = {op['value']!r}{held}")
     return 0
 
 
-def _image_to_explain(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str | None]:
-    """The image and the project to judge it for; (None, None) after saying why not."""
+def _image_to_explain(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
+    """The image and the project to judge it for; ValueError says why there is none."""
     if args.image is not None:
         try:
             image = json.loads(args.image.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            print(f"imsguard: cannot read image {args.image}: {exc}", file=sys.stderr)
-            return None, None
+            raise ValueError(f"cannot read image {args.image}: {exc}") from None
         if not isinstance(image, dict):
-            print(f"imsguard: {args.image} does not hold one image object", file=sys.stderr)
-            return None, None
+            raise ValueError(f"{args.image} does not hold one image object")
         return image, args.project_id or image.get("owner")
     return _read_image(args.image_id, args.fake, args.project_id)
 
 
 def _read_image(image_id: str, fake: bool, project_id: str | None
-                ) -> tuple[dict[str, Any] | None, str | None]:
+                ) -> tuple[dict[str, Any], str | None]:
     from imsguard.context import read_credentials
     from imsguard.events import is_image_id
     from imsguard.ims import ImsError, gateway_for
     from imsguard.settings import SettingsError, load_settings
 
     if not is_image_id(image_id):
-        print(f"imsguard: {image_id!r} is not an image id (a UUID)", file=sys.stderr)
-        return None, None
+        raise ValueError(f"{image_id!r} is not an image id (a UUID)")
     context = LocalContext()
     if fake:
         from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
@@ -202,14 +200,12 @@ def _read_image(image_id: str, fake: bool, project_id: str | None
                               credentials)
         image = gateway.get_image(image_id.lower())
     except (SettingsError, ImsError, ValueError) as exc:
-        print(f"imsguard: cannot read image {image_id}: {exc}", file=sys.stderr)
-        return None, None
+        raise ValueError(f"cannot read image {image_id}: {exc}") from None
     finally:
         if fake:
             ims_fake.stop()
     if image is None:
-        print(f"imsguard: no image {image_id} is visible to the project", file=sys.stderr)
-        return None, None
+        raise ValueError(f"no image {image_id} is visible to the project")
     return image, project_id or settings.project_id
 
 
@@ -220,6 +216,19 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fail(args: argparse.Namespace, message: str) -> int:
+    """Bad input (exit 2): said on stderr, and as JSON on stdout with --output json."""
+    if getattr(args, "output", "text") == "json":
+        _print_json({"error": message})
+    print(f"imsguard: {message}", file=sys.stderr)
+    return 2
+
+
+def _today() -> date:
+    """Today in UTC, as the function sees it (exemptions expire by this date)."""
+    return datetime.now(timezone.utc).date()
+
+
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
@@ -228,8 +237,7 @@ def _invoke(args: argparse.Namespace) -> int:
     try:
         event = json.loads(args.event.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        print(f"imsguard: cannot read event {args.event}: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, f"cannot read event {args.event}: {exc}")
     user_data = {"IMSGUARD_LOG_LEVEL": args.log_level.upper()}
     if args.dry_run:
         user_data["IMSGUARD_DRY_RUN"] = "true"

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -51,6 +52,7 @@ TRUE_FALSE_ATTRIBUTES = frozenset({"hw_vif_multiqueue_enabled", "__is_config_ini
     p for p in PATCHABLE if p.startswith("__support_") and not p.endswith("_type")
 })
 EXTENSION_NAME = re.compile(r"[a-z0-9_][a-z0-9_.:-]{0,63}")  # used with fullmatch
+ENTERPRISE_PROJECT = re.compile(r"0|[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}")  # fullmatch
 WHOLE_NUMBER = re.compile(r"0|[1-9][0-9]{0,8}")  # as IMS stores it: no sign, no leading 0
 
 
@@ -103,8 +105,13 @@ OS_BITS = {"32": "32", "64": "64"}
 ARCHITECTURES = {"x86": "x86", "arm": "arm"}
 TAG = re.compile(r"[^=\s][^=]{0,127}(=[^=]{0,255})?")  # key, or key=value (used with fullmatch)
 
+# For editors: a value or a list (the validator turns a single value into a list).
+_ONE_OR_MORE = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}, {
+    "type": "array", "items": {"type": "string"}, "minItems": 1}]})
 Names = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_names),
-                  Field(min_length=1)]
+                  Field(min_length=1), _ONE_OR_MORE]
+Attributes = Annotated[dict[str, Any], Field(min_length=1), WithJsonSchema(
+    {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1})]
 Regex = Annotated[str, AfterValidator(_check_regex)]
 
 
@@ -180,6 +187,7 @@ class NameRule(_Rule):
         return self
 
 
+STRFTIME = re.compile(r"(?:%[YymdHMSjUWbBaAp%]|[^%{}])+")  # used with fullmatch
 TEMPLATE_FIELDS = {"platform", "os_type", "os_version", "os_bit", "created", "id8", "name"}
 
 
@@ -189,6 +197,8 @@ def check_template(template: str) -> None:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ValueError(f"template {template!r}: {exc}") from None
+    if all(field is None for _, field, _, _ in parts):
+        raise ValueError(f"template {template!r} has no field: every image would get one name")
     for _, field, spec, conversion in parts:
         if field is None:
             continue
@@ -199,6 +209,9 @@ def check_template(template: str) -> None:
             raise ValueError(f"template field {{{field}!{conversion}}}: no conversions")
         if spec and field != "created":
             raise ValueError(f"template field {{{field}:{spec}}}: only created takes a format")
+        if field == "created" and spec and not STRFTIME.fullmatch(spec):
+            raise ValueError(f"template field {{created:{spec}}}: use strftime directives "
+                             "such as %Y, %m, %d, %H, %M")
         if field == "created" and spec and not date(2026, 1, 2).strftime(spec).strip():
             raise ValueError(f"template field {{created:{spec}}} formats to nothing")
 
@@ -207,7 +220,7 @@ class SetRule(_Rule):
     """Image attributes that must hold the given (string) values."""
 
     kind: Literal["set"]
-    set: dict[str, Any] = Field(min_length=1)
+    set: Attributes
 
     @field_validator("set", mode="before")
     @classmethod
@@ -216,7 +229,10 @@ class SetRule(_Rule):
             return values
         checked, problems = {}, []
         for raw_key, value in values.items():
-            key = str(raw_key).removeprefix("/")
+            if not isinstance(raw_key, str):
+                problems.append(f"{raw_key!r}: attribute names are text")
+                continue
+            key = raw_key.removeprefix("/")
             try:
                 checked[key] = check_attribute_value(key, value)
             except ValueError as exc:
@@ -275,31 +291,44 @@ class Policy(_Strict):
     exemptions: list[Exemption] = Field(default_factory=_default_exemptions)
     rules: list[Rule] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _rules_agree(self) -> Policy:
-        names: set[str] = set()
-        owners: dict[str, tuple[str, str]] = {}
-        for rule in self.rules:
-            if rule.name in names:
-                raise ValueError(f"two rules are named {rule.name!r}")
-            names.add(rule.name)
-            for key, value in getattr(rule, "set", {}).items():
-                other = owners.setdefault(key, (rule.name, value))
-                if other[1] != value:
-                    raise ValueError(f"rules {other[0]!r} and {rule.name!r} set {key} to "
-                                     f"different values ({other[1]!r}, {value!r})")
-        fixers = [r.name for r in self.rules if isinstance(r, NameRule) and r.fix != "report"]
-        if len(fixers) > 1:
-            raise ValueError(f"rules {fixers} would both rename images; keep one name rule "
-                             "that fixes, make the others fix: report")
-        for exemption in self.exemptions:
-            unknown = sorted(set(exemption.rules or ()) - names)
-            if unknown:
-                raise ValueError(f"exemption {exemption.reason!r} names unknown rules {unknown}")
-        return self
-
     def mode_of(self, rule: NameRule | SetRule) -> Mode:
         return rule.mode or self.mode
+
+
+def policy_problems(policy: Policy) -> list[dict[str, Any]]:
+    """What no single rule shows: rules that clash, exemptions naming unknown rules.
+    Each problem has the location of the field to change, as pydantic's errors do."""
+    problems: list[dict[str, Any]] = []
+
+    def problem(loc: tuple[Any, ...], message: str) -> None:
+        problems.append({"loc": loc, "msg": message, "placed": True})
+
+    names: dict[str, int] = {}
+    owners: dict[str, tuple[str, str]] = {}
+    fixers: list[str] = []
+    for index, rule in enumerate(policy.rules):
+        if rule.name in names:
+            problem(("rules", index, "name"), f"two rules are named {rule.name!r}")
+        names.setdefault(rule.name, index)
+        if isinstance(rule, NameRule) and rule.fix != "report":
+            fixers.append(rule.name)
+            if len(fixers) == 2:
+                problem(("rules", index, "fix"), f"rules {fixers} would both rename images; "
+                        "keep one name rule that fixes, make the others fix: report")
+        for key, value in getattr(rule, "set", {}).items():
+            other = owners.setdefault(key, (rule.name, value))
+            if other[1] != value:
+                problem(("rules", index, "set", key), f"rules {other[0]!r} and {rule.name!r} "
+                        f"set {key} to different values ({other[1]!r}, {value!r})")
+    ram = {k: (owners[k][1], names[owners[k][0]]) for k in ("min_ram", "max_ram") if k in owners}
+    if len(ram) == 2 and int(ram["min_ram"][0]) > int(ram["max_ram"][0]):
+        problem(("rules", ram["max_ram"][1], "set", "max_ram"),
+                f"max_ram {ram['max_ram'][0]} is below min_ram {ram['min_ram'][0]}")
+    for index, exemption in enumerate(policy.exemptions):
+        unknown = sorted(set(exemption.rules or ()) - set(names))
+        if unknown:
+            problem(("exemptions", index, "rules"), f"names unknown rules {unknown}")
+    return problems
 
 
 def check_attribute_value(key: str, value: Any) -> str:
@@ -324,6 +353,10 @@ def check_attribute_value(key: str, value: Any) -> str:
         raise ValueError(f"{key} must be a whole number of MB as a string, not {value!r}")
     if key == "__description" and (len(value) > 1024 or re.search(r"[\r\n<>]", value)):
         raise ValueError("__description must be at most 1024 characters without <, > or newlines")
+    if key != "__description" and not value.strip():
+        raise ValueError(f"{key}: an empty value")
+    if key == "enterprise_project_id" and not ENTERPRISE_PROJECT.fullmatch(value):
+        raise ValueError(f"enterprise_project_id must be 0 (default) or a UUID, not {value!r}")
     return value
 
 
@@ -339,7 +372,7 @@ def parse_policy(data: Any, source: str = "<policy>", node: Any = None) -> Polic
     except ValidationError as exc:
         errors = empty + exc.errors()
     else:
-        errors = empty
+        errors = empty + policy_problems(policy)
     if errors:
         raise PolicyError(source, [_describe(error, data, node) for error in errors])
     return policy
@@ -383,7 +416,8 @@ def _describe(error: Any, data: dict[str, Any], node: Any) -> str:
         raw = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
         name = raw.get("name") if isinstance(raw, dict) else None
         where = f"rule {name!r} ({loc[0]}[{loc[1]}])" if name else f"{loc[0]}[{loc[1]}]"
-        if len(loc) > 2 and isinstance(raw, dict) and loc[2] == raw.get("kind"):
+        if len(loc) > 2 and not error.get("placed") and isinstance(raw, dict) \
+                and loc[2] == raw.get("kind"):
             del loc[2]  # the discriminator pydantic puts in the location
     line = f" (line {_line_of(node, loc)})" if node is not None else ""
     field = ".".join(str(p) for p in (loc if where == "policy" else loc[2:]))
@@ -446,6 +480,11 @@ class _StrictLoader(_SafeLoader):  # type: ignore[misc,valid-type]
                     None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+def yaml_loader() -> type:
+    """The YAML loader for imsguard's files: safe, no duplicate keys, no aliases, dates as text."""
+    return _StrictLoader
 
 
 def load_policy(path: Path) -> Policy:
