@@ -162,7 +162,17 @@ def test_test_command_runs_cases_and_fails_on_a_mismatch(tmp_path, capsys):
                      "    expect: {rules: {kebab-case-name: violation}}\n"
                      "  - name: bad\n"
                      "    image: {name: ims_test}\n"
-                     "    expect: {outcome: compliant}\n")
+                     "    expect: {outcome: compliant}\n"
+                     "  - name: bad verdict\n"
+                     "    image: {name: ims_test}\n"
+                     "    expect: {rules: {kebab-case-name: compliant}}\n"
+                     "  - name: bad fix\n"
+                     "    image: {name: ims_test}\n"
+                     "    expect: {fixes: {kebab-case-name: would_fix}}\n"
+                     "  - name: bad operations\n"
+                     "    image: {name: ims-test, hw_firmware_type: uefi,\n"
+                     "            hw_vif_multiqueue_enabled: 'true'}\n"
+                     "    expect: {operations: [{op: add, path: /x, value: y}]}\n")
 
     status = main(["test", str(DEFAULT_POLICY), str(cases)])
 
@@ -170,7 +180,10 @@ def test_test_command_runs_cases_and_fails_on_a_mismatch(tmp_path, capsys):
     assert status == 1
     assert "PASS  good" in out and "FAIL  bad" in out
     assert "outcome: expected compliant, got updated" in out
-    assert "1 passed, 1 failed" in out
+    assert "rule kebab-case-name: expected compliant, got violation" in out
+    assert "fix of kebab-case-name: expected would_fix, got fixed" in out
+    assert "operations: expected [{'op': 'add', 'path': '/x', 'value': 'y'}], got []" in out
+    assert "1 passed, 4 failed" in out
 
 
 def test_test_command_refuses_a_broken_cases_file(tmp_path, capsys):
