@@ -9,12 +9,14 @@ PATCH, and for reporting).
 from __future__ import annotations
 
 import math
-import random
 import time
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from imsguard.context import call_getter
+
+if TYPE_CHECKING:
+    import random
 
 FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 20.0
@@ -47,7 +49,7 @@ class Budget:
         self.clock = clock
         self.deadline = deadline
         self.end = end
-        self.rng = rng or random.Random()
+        self.rng = rng  # made when first needed: most invocations never wait
 
     @classmethod
     def for_invocation(cls, context: Any, clock: Clock, margin_s: float, max_wait_s: float,
@@ -57,11 +59,11 @@ class Budget:
         now = clock.monotonic()
         remaining_ms = call_getter(context, "getRemainingTimeInMilliSeconds")
         if isinstance(remaining_ms, bool) or not isinstance(remaining_ms, (int, float)):
-            return cls(clock, now, None, rng or random.Random())
+            return cls(clock, now, None, rng)
         if math.isnan(remaining_ms):
             remaining_ms = 0
         end = now + min(max(remaining_ms, 0), MAX_REMAINING_MS) / 1000
-        return cls(clock, min(end - margin_s, now + max_wait_s), end, rng or random.Random())
+        return cls(clock, min(end - margin_s, now + max_wait_s), end, rng)
 
     def remaining(self) -> float:
         """Seconds left for waiting."""
@@ -77,6 +79,10 @@ class Budget:
         Delays grow 1, 2, 4 ... 20 s with "equal jitter" (half fixed, half random), so
         concurrent invocations do not poll in step; the last one is cut to the deadline.
         """
+        if self.rng is None:
+            import random
+
+            self.rng = random.Random()
         ceiling = min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** min(attempt, 10))
         delay = min(ceiling / 2 + self.rng.uniform(0, ceiling / 2), self.remaining())
         if delay <= 0:

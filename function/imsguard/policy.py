@@ -122,17 +122,18 @@ def _check_tags(values: list[str]) -> list[str]:
     return values
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+STRICT = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class Match(_Strict):
+class Match(BaseModel):
     """Which images a rule applies to; every given condition must hold.
 
     Lists match one of their values, case-insensitively; ``os_version`` and ``name``
     are regular expressions searched in the attribute; ``tags`` must all be present
     (``key`` or ``key=value``); ``all``/``any``/``not`` combine further conditions.
     """
+
+    model_config = STRICT
 
     platform: Names | None = None
     os_type: Annotated[Names, _one_of(OS_TYPES, "an os_type")] | None = None
@@ -152,7 +153,8 @@ class Match(_Strict):
 Mode = Literal["enforce", "audit"]
 
 
-class _Rule(_Strict):
+class _Rule(BaseModel):
+    model_config = STRICT
 
     name: str = Field(pattern=KEBAB_CASE, max_length=64)
     description: str = ""
@@ -248,9 +250,11 @@ ImageId = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[
 DEFAULT_EXEMPT_TAG = "imsguard-exempt"
 
 
-class Exemption(_Strict):
+class Exemption(BaseModel):
     """Images left alone: those with a tag (``key`` or ``key=value``), or listed by id.
     ``rules`` limits it to some rules; after ``expires`` (a date) it no longer applies."""
+
+    model_config = STRICT
 
     tag: str | None = None
     images: list[ImageId] | None = Field(default=None, min_length=1)
@@ -283,7 +287,8 @@ def _default_exemptions() -> list[Exemption]:
     return [Exemption(tag=DEFAULT_EXEMPT_TAG, reason=f"the image is tagged {DEFAULT_EXEMPT_TAG}")]
 
 
-class Policy(_Strict):
+class Policy(BaseModel):
+    model_config = STRICT
 
     version: Literal[1]
     mode: Mode = "enforce"
