@@ -417,13 +417,6 @@ def test_broken_eventgrid_batches(fake, context, events):
     assert fake.calls == []
 
 
-def test_timer_event_is_recognised(fake, context):
-    result = handler(load_event("timer.json"), context)
-
-    assert result["results"] == []
-    assert "timer" in result["reason"]
-
-
 @pytest.mark.parametrize("event", [
     {"image_id": EXAMPLE_JOB_ID},                               # a job id is not an image id
     {"cts": {**load_event("cts_create_image.json")["cts"], "resource_id": EXAMPLE_JOB_ID,

@@ -58,10 +58,10 @@ def test_invoke_with_a_broken_policy_fails(tmp_path, capsys):
 
 
 def test_invoke_ignored_event_succeeds_and_says_why(capsys):
-    status = main(["invoke", str(EVENTS / "timer.json"), "--fake"])
+    status = main(["invoke", str(EVENTS / "cts_delete_image.json"), "--fake"])
 
     assert status == 0
-    assert "ignored: timer events" in capsys.readouterr().out
+    assert "ignored: IMS trace 'deleteImage' does not create or change" in capsys.readouterr().out
 
 
 def test_invoke_unreadable_event_file(tmp_path, capsys):

@@ -35,7 +35,7 @@ TABLE = {
     "eventgrid_batch.json": ("ok", ["updated"], 1),
     "direct_image.json": ("ok", ["updated"], 1),
     "direct_images_dry_run.json": ("ok", ["would_update", "compliant"], 0),
-    "timer.json": ("ignored", [], 0),
+    "timer.json": ("ok", ["compliant", "not_applicable", "updated", "updated", "updated"], 3),
     "bad_resource_id_is_a_job_id.json": ("invalid", [], 0),
     "bad_path_like_job_id.json": ("invalid", [], 0),
     "bad_response_not_json.json": ("invalid", [], 0),

@@ -253,7 +253,6 @@ def test_rejected_patch_reports_ims_code_and_request_id(fake, context):
 
 @pytest.mark.parametrize("name", [
     "cts_create_image_failed.json", "cts_delete_image.json", "cts_other_service.json",
-    "timer.json",
 ])
 def test_irrelevant_events_do_nothing_and_say_why(fake, context, name):
     result = handler(load_event(name), context)

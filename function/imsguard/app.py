@@ -13,15 +13,23 @@ from typing import Any
 
 from imsguard import __version__
 from imsguard.clock import Budget, Clock, SystemClock
-from imsguard.context import call_getter, read_credentials
+from imsguard.context import Credentials, call_getter, read_credentials
 from imsguard.evaluate import Decision, Verdict, evaluate, fix_label, plan
-from imsguard.events import Skip, Target, Trigger, parse_event
+from imsguard.events import Skip, Sweep, Target, Trigger, parse_event
 from imsguard.logs import get_logger, log, set_context
 from imsguard.policy import Policy, PolicyError, cached_policy
-from imsguard.settings import SettingsError, load_settings
+from imsguard.settings import (
+    FUNCTION_URN,
+    SWEEP_CONTINUE,
+    SWEEP_MAX_HOPS,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 from imsguard.uefi import normalize_os_version
 
 CLOCK: Clock = SystemClock()  # tests put a FakeClock here: nothing really sleeps
+PROGRESS: Any = None  # the CLI puts a progress callback here for sweeps
 # Every outcome a result entry can have ("exempt" comes with exemptions in policies).
 OUTCOMES = ("updated", "would_update", "compliant", "non_compliant", "exempt",
             "not_applicable", "deferred", "error")
@@ -67,6 +75,8 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
                               credentials)
     except ValueError as exc:
         return _stop("error", f"configuration: {exc}")
+    if isinstance(parsed, Sweep):
+        return _sweep(parsed, context, settings, policy, gateway, credentials)
     dry_run = settings.dry_run or parsed.dry_run is True
     budget = Budget.for_invocation(context, CLOCK, settings.safety_margin_s, settings.max_wait_s)
     gateway.time_left = budget.time_left  # no IMS call may outlive the invocation
@@ -100,6 +110,60 @@ def _uefi_versions(gateway: Any) -> frozenset[str] | None:
             return None
         gateway.uefi_versions = frozenset(normalize_os_version(v) for v in listed)
     return gateway.uefi_versions
+
+
+def _sweep(sweep: Sweep, context: Any, settings: Settings, policy: Policy, gateway: Any,
+           credentials: Credentials) -> dict[str, Any]:
+    """Check every active private image; continue in a new invocation if time runs out."""
+    from imsguard.clock import RateLimiter
+    from imsguard.sweep import Sweeper
+
+    dry_run = settings.dry_run or sweep.options.dry_run is True
+    budget = Budget.for_invocation(context, CLOCK, settings.safety_margin_s, float("inf"))
+    gateway.time_left = budget.time_left
+    gateway.limiter = RateLimiter(settings.sweep_rate, CLOCK)
+    uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
+    try:
+        report = Sweeper(gateway, policy, gateway.project_id, budget, dry_run, sweep.options,
+                         settings.sweep_page_size, settings.sweep_concurrency,
+                         settings.results_limit, uefi_versions, PROGRESS).run()
+    finally:
+        gateway.limiter = None
+    report = {"imsguard": __version__, "trigger": sweep.summary, "dry_run": dry_run, **report}
+    if "continuation" in report:
+        report["continued"] = _continue(sweep, report["continuation"], settings, credentials)
+    return report
+
+
+def _continue(sweep: Sweep, continuation: dict[str, Any], settings: Settings,
+              credentials: Credentials) -> dict[str, Any]:
+    """Invoke this function again, asynchronously, to sweep on from the marker."""
+    from imsguard.fgs import ContinueError, invoke_async, own_urn
+
+    if not settings.sweep_continue:
+        return {"started": False, "reason": f"{SWEEP_CONTINUE} is not true: run the sweep "
+                                            "again with the continuation's marker"}
+    if continuation["hop"] > settings.sweep_max_hops:
+        return {"started": False, "reason": f"{SWEEP_MAX_HOPS} ({settings.sweep_max_hops}) "
+                                            "continuations already made"}
+    if continuation["marker"] == sweep.options.marker:
+        return {"started": False, "reason": "no progress was made; not continuing"}
+    project_id = settings.project_id or ""
+    urn = settings.function_urn or own_urn(settings.region, project_id)
+    if urn is None:
+        return {"started": False, "reason": f"no function to invoke: set {FUNCTION_URN}"}
+    payload = {"action": "sweep", "hop": continuation["hop"],
+               **sweep.options.model_dump(exclude={"marker", "hop"}, exclude_none=True)}
+    if continuation["marker"]:
+        payload["marker"] = continuation["marker"]
+    try:
+        request_id = invoke_async(urn, payload, settings.region, settings.fgs_endpoint,
+                                  project_id, credentials)
+    except ContinueError as exc:
+        log(logging.ERROR, "sweep not continued", reason=str(exc))
+        return {"started": False, "reason": str(exc)}
+    log(logging.INFO, "sweep continued", function_urn=urn, request_id=request_id, **payload)
+    return {"started": True, "function_urn": urn, "request_id": request_id, "payload": payload}
 
 
 def _stop(status: str, reason: str, **extra: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ PATCH, and for reporting).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
@@ -89,3 +90,28 @@ class Budget:
             return False
         self.clock.sleep(delay)
         return True
+
+
+class RateLimiter:
+    """At most ``rate`` requests a second, for all threads: a token bucket holding one
+    second's worth, so a sweep never bursts past what IMS's API gateway allows."""
+
+    def __init__(self, rate: float, clock: Clock):
+        self.rate = rate
+        self.clock = clock
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.updated = clock.monotonic()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self.lock:
+                now = self.clock.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                wait = (1 - self.tokens) / self.rate
+            self.clock.sleep(wait)

@@ -63,6 +63,14 @@ class Trigger(NamedTuple):
     skipped: tuple[str, ...] = ()
 
 
+class Sweep(NamedTuple):
+    """A request to check every private image of the project (timer, or direct)."""
+
+    source: Literal["timer", "direct"]
+    summary: str
+    options: SweepOptions
+
+
 class Skip(NamedTuple):
     """An event that leads to no work: ``ignored`` (not ours) or ``invalid`` (malformed)."""
 
@@ -160,10 +168,13 @@ class DirectInvocation(BaseModel):
         return value
 
 
-def parse_event(event: Any) -> Trigger | Skip:
-    """Turn a raw FunctionGraph event into a Trigger, or say why there is nothing to do."""
+def parse_event(event: Any) -> Trigger | Sweep | Skip:
+    """Turn a raw FunctionGraph event into a Trigger or a Sweep, or say why there is
+    nothing to do."""
     if not isinstance(event, dict):
         return Skip("invalid", f"the event is a {type(event).__name__}, not a JSON object")
+    if "action" in event:
+        return _parse_action(event)
     if "cts" in event:
         return _parse_cts(event)
     if "events" in event:
@@ -173,12 +184,81 @@ def parse_event(event: Any) -> Trigger | Skip:
     if "image_id" in event or "image_ids" in event:
         return _parse_direct(event)
     if str(event.get("trigger_type", "")).upper() == "TIMER":
-        return Skip("ignored", "timer events (the scheduled sweep) are not handled by this version")
+        return _parse_timer(event)
     return Skip(
         "ignored",
         "not an event imsguard handles: expected a CTS trace {\"cts\": {...}}, an EventGrid "
         "event, or a direct invocation {\"image_id\": \"...\"}",
     )
+
+
+class SweepOptions(BaseModel):
+    """What a sweep may be told: from a timer's ``user_event`` (JSON) or a direct
+    invocation. ``marker`` and ``hop`` continue a sweep that ran out of time."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    dry_run: bool | None = None
+    since: str | None = Field(default=None, max_length=40)  # created after (ISO date/time)
+    limit: int | None = Field(default=None, ge=1, le=1_000_000)  # images to examine at most
+    marker: str | None = None
+    hop: int = Field(default=0, ge=0, le=1000)
+
+    @field_validator("since")
+    @classmethod
+    def _since(cls, value: str | None) -> str | None:
+        if value is not None and parse_time(value) is None:
+            raise ValueError("not a date or time such as 2026-11-01 or 2026-11-01T08:00:00Z")
+        return value
+
+    @field_validator("marker")
+    @classmethod
+    def _marker(cls, value: str | None) -> str | None:
+        if value is not None and not is_image_id(value):
+            raise ValueError("not an image id (a UUID)")
+        return value
+
+
+def parse_time(value: str) -> datetime | None:
+    """An ISO 8601 date or date-time, in UTC when no zone is given; None if not one."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _parse_action(event: dict[str, Any]) -> Sweep | Skip:
+    if event.get("action") != "sweep":
+        return Skip("invalid", f"unknown action {shorten(event.get('action'))}; "
+                               "the only action is 'sweep'")
+    return _sweep("direct", {k: v for k, v in event.items() if k != "action"})
+
+
+def _parse_timer(event: dict[str, Any]) -> Sweep | Skip:
+    """A timer's ``user_event`` ("additional information") holds the options as JSON text."""
+    raw = event.get("user_event")
+    if raw in (None, ""):
+        return _sweep("timer", {})
+    if not isinstance(raw, str) or len(raw) > MAX_EMBEDDED_JSON:
+        return Skip("invalid", "the timer's user_event must be JSON text of at most 1 MiB")
+    try:
+        options = json.loads(raw)
+    except (ValueError, RecursionError):
+        return Skip("invalid", "the timer's user_event is not JSON; give sweep options such "
+                               "as {\"dry_run\": true, \"since\": \"2026-11-01\"}")
+    if not isinstance(options, dict):
+        return Skip("invalid", "the timer's user_event must be a JSON object of sweep options")
+    return _sweep("timer", options)
+
+
+def _sweep(source: Literal["timer", "direct"], options: dict[str, Any]) -> Sweep | Skip:
+    try:
+        parsed = SweepOptions.model_validate(options)
+    except ValidationError as exc:
+        return Skip("invalid", f"invalid sweep options: {describe_errors(exc)}")
+    hop = f", continuation {parsed.hop}" if parsed.hop else ""
+    return Sweep(source, f"sweep ({source}{hop})", parsed)
 
 
 def _parse_direct(event: dict[str, Any]) -> Trigger | Skip:
@@ -303,15 +383,12 @@ def target_of_trace(trace: CtsTrace) -> Target | Skip:
 
 def _trace_time(value: Any) -> datetime | None:
     """When the traced call happened, if CTS said so in a form we can read."""
-    try:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
             return datetime.fromtimestamp(value / 1000, timezone.utc)
-        if isinstance(value, str):
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        pass
-    return None
+        except (ValueError, OverflowError, OSError):
+            return None
+    return parse_time(value) if isinstance(value, str) else None
 
 
 def _embedded_json(part: str, value: Any) -> Any:

@@ -292,6 +292,9 @@ class Policy(BaseModel):
 
     version: Literal[1]
     mode: Mode = "enforce"
+    # Sweep guardrails: a sweep that would change more images than this changes none.
+    max_updates: int | None = Field(default=None, ge=0)
+    max_updates_percent: float | None = Field(default=None, ge=0, le=100)
     # Without this key, images tagged imsguard-exempt are exempt; a list replaces that.
     exemptions: list[Exemption] = Field(default_factory=_default_exemptions)
     rules: list[Rule] = Field(min_length=1)

@@ -24,6 +24,14 @@ SAFETY_MARGIN = "IMSGUARD_SAFETY_MARGIN_SECONDS"
 DEFAULT_SAFETY_MARGIN_S = 10.0
 UEFI_FROM_IMS = "IMSGUARD_UEFI_FROM_IMS"  # "true": read IMS's UEFI OS list once per container
 MAX_WAIT = "IMSGUARD_MAX_WAIT_SECONDS"
+SWEEP_CONCURRENCY = "IMSGUARD_SWEEP_CONCURRENCY"  # PATCHes in flight at once (default 4)
+SWEEP_RATE = "IMSGUARD_SWEEP_RATE"  # IMS requests per second at most (default 20)
+SWEEP_PAGE_SIZE = "IMSGUARD_SWEEP_PAGE_SIZE"  # images per list request (default 500)
+SWEEP_CONTINUE = "IMSGUARD_SWEEP_CONTINUE"  # "true": out of time, invoke itself to go on
+SWEEP_MAX_HOPS = "IMSGUARD_SWEEP_MAX_HOPS"  # at most this many continuations (default 10)
+RESULTS_LIMIT = "IMSGUARD_RESULTS_LIMIT"  # result entries a report lists (default 1000)
+FUNCTION_URN = "IMSGUARD_FUNCTION_URN"  # the function to continue a sweep with
+FGS_ENDPOINT = "IMSGUARD_FGS_ENDPOINT"  # FunctionGraph endpoint URL (default: the region's)
 DEFAULT_MAX_WAIT_S = 900.0  # longer creations are deferred (a later event or sweep checks them)
 
 CODE_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +59,14 @@ class Settings(NamedTuple):
     safety_margin_s: float = DEFAULT_SAFETY_MARGIN_S
     max_wait_s: float = DEFAULT_MAX_WAIT_S
     uefi_from_ims: bool = False
+    sweep_concurrency: int = 4
+    sweep_rate: float = 20.0
+    sweep_page_size: int = 500
+    sweep_continue: bool = False
+    sweep_max_hops: int = 10
+    results_limit: int = 1000
+    function_urn: str | None = None
+    fgs_endpoint: str | None = None
 
 
 def read_setting(context: Any, key: str) -> str | None:
@@ -92,14 +108,7 @@ def load_settings(context: Any) -> Settings:
     project_id = read_setting(context, RUNTIME_PROJECT_ID) or read_setting(context, PROJECT_ID)
     if project_id is not None and not _PROJECT_ID.fullmatch(project_id):
         raise SettingsError(f"project id {project_id!r} is not 32 lower-case hex characters")
-    endpoint = read_setting(context, IMS_ENDPOINT)
-    if endpoint is not None:
-        if not _ENDPOINT.fullmatch(endpoint):
-            raise SettingsError(
-                f"{IMS_ENDPOINT}={endpoint!r} is not an endpoint URL such as "
-                "'https://ims.ap-southeast-1.myhuaweicloud.com'"
-            )
-        endpoint = endpoint.rstrip("/")
+    endpoint = _endpoint(context, IMS_ENDPOINT)
     log_level = (read_setting(context, LOG_LEVEL) or "INFO").upper()
     if log_level not in _LOG_LEVELS:
         raise SettingsError(f"{LOG_LEVEL}={log_level!r} is not one of {sorted(_LOG_LEVELS)}")
@@ -110,20 +119,52 @@ def load_settings(context: Any) -> Settings:
         dry_run=parse_bool(DRY_RUN, read_setting(context, DRY_RUN)),
         ims_endpoint=endpoint,
         log_level=log_level,
-        safety_margin_s=_seconds(context, SAFETY_MARGIN, DEFAULT_SAFETY_MARGIN_S, 3600),
-        max_wait_s=_seconds(context, MAX_WAIT, DEFAULT_MAX_WAIT_S, 259_200),
+        safety_margin_s=_number(context, SAFETY_MARGIN, DEFAULT_SAFETY_MARGIN_S, 0, 3600),
+        max_wait_s=_number(context, MAX_WAIT, DEFAULT_MAX_WAIT_S, 0, 259_200),
         uefi_from_ims=parse_bool(UEFI_FROM_IMS, read_setting(context, UEFI_FROM_IMS)),
+        sweep_concurrency=int(_number(context, SWEEP_CONCURRENCY, 4, 1, 32, whole=True)),
+        sweep_rate=_number(context, SWEEP_RATE, 20, 0.1, 1000),
+        sweep_page_size=int(_number(context, SWEEP_PAGE_SIZE, 500, 1, 1000, whole=True)),
+        sweep_continue=parse_bool(SWEEP_CONTINUE, read_setting(context, SWEEP_CONTINUE)),
+        sweep_max_hops=int(_number(context, SWEEP_MAX_HOPS, 10, 0, 1000, whole=True)),
+        results_limit=int(_number(context, RESULTS_LIMIT, 1000, 0, 100_000, whole=True)),
+        function_urn=_function_urn(context),
+        fgs_endpoint=_endpoint(context, FGS_ENDPOINT),
     )
 
 
-def _seconds(context: Any, key: str, default: float, most: float) -> float:
+def _endpoint(context: Any, key: str) -> str | None:
+    endpoint = read_setting(context, key)
+    if endpoint is not None and not _ENDPOINT.fullmatch(endpoint):
+        raise SettingsError(f"{key}={endpoint!r} is not an endpoint URL such as "
+                            "'https://ims.ap-southeast-1.myhuaweicloud.com'")
+    return endpoint.rstrip("/") if endpoint else None
+
+
+def _number(context: Any, key: str, default: float, least: float, most: float,
+            whole: bool = False) -> float:
     text = read_setting(context, key)
     if text is None:
         return default
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not 0 <= value <= most:  # also refuses nan
-        raise SettingsError(f"{key}={text!r} is not a number of seconds from 0 to {most:g}")
+        value = float("nan")
+    if not least <= value <= most or (whole and not value.is_integer()):
+        kind = "a whole number" if whole else "a number"
+        raise SettingsError(f"{key}={text!r} is not {kind} from {least:g} to {most:g}")
     return value
+
+
+_URN = re.compile(r"urn:fss:[a-z0-9-]+:[0-9a-f]{32}:function:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+"
+                  r"(:[A-Za-z0-9_.-]+)?")
+
+
+def _function_urn(context: Any) -> str | None:
+    urn = read_setting(context, FUNCTION_URN)
+    if urn is not None and not _URN.fullmatch(urn):
+        raise SettingsError(f"{FUNCTION_URN}={urn!r} is not a function URN such as "
+                            "urn:fss:ap-southeast-1:<project id>:function:default:imsguard:latest")
+    return urn
+
+

@@ -12,7 +12,9 @@ marked "assumption" in a comment.
 
 from __future__ import annotations
 
+import bisect
 import copy
+import itertools
 import json
 import re
 import threading
@@ -260,6 +262,11 @@ class FakeIms:
         self._lock = threading.RLock()
         self._mock: responses.RequestsMock | None = None
         self._injected: list[tuple[str, _ApiError | BaseException | tuple[int, Any]]] = []
+        # Listing order, cached: rebuilt when images are added or removed.
+        self._added = 0
+        self._order_stamp: tuple[int, int] | None = None
+        self._order: tuple[list[dict], list[tuple[float, str]]] = ([], [])
+        self.page_info = False  # True: list answers carry page_info, as newer IMS may
         # Slow creation: reads seen, reads that still show work in progress, final status.
         self._image_progress: dict[str, list[Any]] = {}
         self._job_progress: dict[str, list[Any]] = {}
@@ -271,7 +278,13 @@ class FakeIms:
             ("PATCH", re.compile(r"/v2/cloudimages/([^/]+)"), self._update_image),
             ("GET", re.compile(r"/v1/([^/]+)/jobs/([^/]+)"), self._show_job),
             ("GET", re.compile(r"/v1/cloudimages/os_version"), self._list_os_versions),
+            ("POST", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/invocations-async"),
+             self._invoke_async),
         ]
+        # FunctionGraph's asynchronous invocation API, served too: a sweep that runs out of
+        # time invokes its own function through it.
+        self.fgs_endpoint = f"https://functiongraph.{region}.myhuaweicloud.com"
+        self.invocations: list[dict[str, Any]] = []
         # What GET /v1/cloudimages/os_version?tag=uefi lists (IMS's UEFI-capable OSs).
         self.uefi_os_versions: list[dict[str, str]] = [
             {"platform": "Ubuntu", "os_version": "Ubuntu 22.04 server 64bit", "os_bit": "64",
@@ -321,6 +334,7 @@ class FakeIms:
             image.setdefault(key, value)
         with self._lock:
             self.images[image_id] = image
+            self._added += 1
             if pending_reads > 0:
                 image["status"] = "queued"
                 self._image_progress[image_id] = [0, pending_reads, final_status]
@@ -449,18 +463,43 @@ class FakeIms:
         limit = _parse_limit(query.get("limit"))
         if query.get("id") in self._image_progress:
             self._advance_image(query["id"])
-        visible = sorted((img for img in self.images.values() if self._visible(img)),
-                         key=_sort_key)
-        selected = [img for img in visible if self._matches(img, query)]
-        marker = query.get("marker")
-        if marker is not None:
-            marker_image = self.images.get(marker)
-            # assumption: an unknown or hidden marker is a bad request, as in Glance.
-            if marker_image is None or not self._visible(marker_image):
-                raise _bad_request(message=f"Invalid marker: {marker!r}.")
-            after = _sort_key(marker_image)
-            selected = [img for img in selected if _sort_key(img) > after]
-        return 200, {"images": copy.deepcopy(selected[:limit])}
+        if "id" in query:  # the common read of one image: no need to sort the store
+            image = self.images.get(query["id"])
+            order = [image] if image is not None and self._visible(image) else []
+            start = 0
+        else:
+            order, keys = self._sorted_visible()
+            start = 0
+            marker = query.get("marker")
+            if marker is not None:
+                marker_image = self.images.get(marker)
+                # assumption: an unknown or hidden marker is a bad request, as in Glance.
+                if marker_image is None or not self._visible(marker_image):
+                    raise _bad_request(message=f"Invalid marker: {marker!r}.")
+                start = bisect.bisect_right(keys, _sort_key(marker_image))
+        page: list[dict] = []
+        more = False
+        for image in itertools.islice(order, start, None):
+            if self._matches(image, query):
+                if len(page) == limit:
+                    more = True
+                    break
+                page.append(image)
+        # Serialized at once by dispatch, under the lock: no copy needed.
+        payload: dict[str, Any] = {"images": page}
+        if self.page_info:  # assumption: newer IMS answers carry page_info (the SDK models it)
+            payload["page_info"] = {"next_marker": page[-1]["id"]} if more else {}
+        return 200, payload
+
+    def _sorted_visible(self) -> tuple[list[dict], list[tuple[float, str]]]:
+        """Visible images newest first, and their sort keys; rebuilt when images come or go."""
+        stamp = (len(self.images), self._added)
+        if self._order_stamp != stamp:
+            visible = sorted(((_sort_key(img), img) for img in self.images.values()
+                              if self._visible(img)), key=lambda pair: pair[0])
+            self._order = ([img for _, img in visible], [key for key, _ in visible])
+            self._order_stamp = stamp
+        return self._order
 
     @staticmethod
     def _matches(image: Mapping[str, Any], query: dict[str, str]) -> bool:
@@ -520,6 +559,17 @@ class FakeIms:
                        entities={"process_percent": round(reads / (pending + 1), 2)})
         return 200, running
 
+    def _invoke_async(self, project_id: str, function_urn: str, *, query: dict[str, str],
+                      body: str | None) -> tuple[int, Any]:
+        """FunctionGraph: record the invocation; 202 with a request id."""
+        if project_id != self.project_id:
+            raise _ApiError(401, "APIGW.0301")
+        payload = _try_json(body)
+        if not isinstance(payload, dict):
+            raise _ApiError(400, "FSS.0400", "The request body must be a JSON object.")
+        self.invocations.append({"function_urn": function_urn, "body": payload})
+        return 202, {"request_id": uuid.uuid4().hex}
+
     def _list_os_versions(self, *, query: dict[str, str], body: str | None) -> tuple[int, Any]:
         """OS versions grouped by platform; only the uefi tag is modelled (assumption)."""
         if query.get("tag") not in (None, "uefi"):
@@ -550,9 +600,10 @@ class FakeIms:
         if self._mock is not None:
             return
         mock = responses.RequestsMock(assert_all_requests_are_fired=False)
-        url = re.compile(re.escape(self.endpoint) + r"(?:[/?#].*)?")
-        for method in _HTTP_METHODS:
-            mock.add_callback(method, url, callback=self._responses_callback)
+        for endpoint in (self.endpoint, self.fgs_endpoint):
+            url = re.compile(re.escape(endpoint) + r"(?:[/?#].*)?")
+            for method in _HTTP_METHODS:
+                mock.add_callback(method, url, callback=self._responses_callback)
         mock.start()
         self._mock = mock
 

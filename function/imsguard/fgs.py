@@ -1,0 +1,63 @@
+"""Continuing a sweep in a new invocation: the only module importing the FunctionGraph SDK.
+
+A sweep of a large fleet that runs out of time invokes its own function again,
+asynchronously, with the marker where it stopped. It is imported only then, so it
+costs nothing at cold start.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import requests
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.exceptions.exceptions import SdkException
+from huaweicloudsdkcore.http.http_config import HttpConfig
+from huaweicloudsdkfunctiongraph.v2 import AsyncInvokeFunctionRequest, FunctionGraphClient
+from huaweicloudsdkfunctiongraph.v2.region.functiongraph_region import FunctionGraphRegion
+
+from imsguard.context import Credentials
+
+
+class ContinueError(Exception):
+    """The next invocation could not be started; the message says why."""
+
+
+def own_urn(region: str | None, project_id: str) -> str | None:
+    """This function's URN from FunctionGraph's reserved variables (package "default"
+    unless RUNTIME_PACKAGE says otherwise: unconfirmed), or None outside FunctionGraph."""
+    name = os.environ.get("RUNTIME_FUNC_NAME")
+    if not name or not region:
+        return None
+    package = os.environ.get("RUNTIME_PACKAGE") or "default"
+    version = os.environ.get("RUNTIME_FUNC_VERSION") or "latest"
+    return f"urn:fss:{region}:{project_id}:function:{package}:{name}:{version}"
+
+
+def invoke_async(function_urn: str, payload: dict[str, Any], region: str | None,
+                 endpoint: str | None, project_id: str, credentials: Credentials) -> str:
+    """Start ``function_urn`` with ``payload``; returns FunctionGraph's request id."""
+    basic = BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
+    if credentials.security_token:
+        basic = basic.with_security_token(credentials.security_token)
+    config = HttpConfig.get_default_config()
+    config.timeout = (5, 30)
+    config.retry_times = 0
+    builder = FunctionGraphClient.new_builder().with_credentials(basic).with_http_config(config)
+    try:
+        if endpoint:
+            builder = builder.with_endpoints([endpoint])
+        else:
+            builder = builder.with_region(FunctionGraphRegion.value_of(region or ""))
+        client = builder.build()
+        response = client.async_invoke_function(
+            AsyncInvokeFunctionRequest(function_urn=function_urn, body=payload))
+    except (KeyError, ValueError) as exc:
+        raise ContinueError(f"no FunctionGraph endpoint for region {region!r}: {exc}") from None
+    except SdkException as exc:
+        message = getattr(exc, "error_msg", None) or type(exc).__name__
+        raise ContinueError(f"FunctionGraph refused the invocation: {message}") from None
+    except requests.RequestException as exc:
+        raise ContinueError(f"FunctionGraph could not be reached: {type(exc).__name__}") from None
+    return response.request_id or ""

@@ -1,0 +1,248 @@
+"""The fleet sweep: every active private image of the project, checked and fixed.
+
+Two phases. First the images are listed page by page (only the page in hand is
+kept) and evaluated; what needs changing is kept as a small plan (id, name and
+patch). Then the guardrail is checked against all the plans, and only if it
+holds are they applied, a few at a time, under a request rate limit. A sweep that
+runs out of time returns a ``continuation`` marker (and may invoke itself with it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timezone
+from typing import Any, NamedTuple
+
+from imsguard.clock import Budget
+from imsguard.evaluate import evaluate, fix_label, plan
+from imsguard.events import SweepOptions, parse_time
+from imsguard.ims import ImsError, ImsGateway
+from imsguard.logs import log
+from imsguard.policy import Policy
+from imsguard.resolve import failure_outcome
+
+PAGE_RETRIES = 3
+NEEDS_A_HUMAN = {"non_compliant", "error"}
+
+
+class Planned(NamedTuple):
+    """An image that needs changing: kept until every page has been read."""
+
+    image_id: str
+    image_name: Any
+    send: tuple[dict[str, str], ...]
+    page_marker: str | None  # the marker of its page: where a rerun must start to see it
+    fix_labels: dict[str, str]
+
+
+class Report:
+    """Counts for every image, details for the first ``limit`` of them."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.outcomes: Counter[str] = Counter()
+        self.rules: dict[str, Counter[str]] = defaultdict(Counter)
+        self.results: list[dict[str, Any]] = []
+        self.changed: list[dict[str, Any]] = []
+        self.attention: list[dict[str, Any]] = []
+
+    def add(self, entry: dict[str, Any]) -> None:
+        """One image's result: counted, logged, and listed while under the limit."""
+        outcome = entry["outcome"]
+        self.outcomes[outcome] += 1
+        short = {"image_id": entry["image_id"], "image_name": entry.get("image_name"),
+                 "reason": entry["reason"]}
+        if outcome == "updated" and len(self.changed) < self.limit:
+            self.changed.append({**short, "operations": entry["operations"]})
+        if outcome in NEEDS_A_HUMAN and len(self.attention) < self.limit:
+            self.attention.append({**short, "outcome": outcome})
+        if len(self.results) < self.limit:
+            self.results.append(entry)
+        log(logging.ERROR if outcome == "error" else logging.INFO, f"image {outcome}", **entry)
+
+
+class Sweeper:
+    def __init__(self, gateway: ImsGateway, policy: Policy, project_id: str, budget: Budget,
+                 dry_run: bool, options: SweepOptions, page_size: int, concurrency: int,
+                 results_limit: int, uefi_versions: frozenset[str] | None,
+                 progress: Callable[[dict[str, int]], None] | None = None):
+        self.gateway = gateway
+        self.policy = policy
+        self.project_id = project_id
+        self.budget = budget
+        self.dry_run = dry_run
+        self.options = options
+        self.page_size = page_size
+        self.concurrency = concurrency
+        self.uefi_versions = uefi_versions
+        self.progress = progress or (lambda counts: None)
+        self.report = Report(results_limit)
+        self.today = budget.clock.utcnow().date()
+        self.examined = 0
+        self.request_seconds = 0.5  # a guess until requests have been timed
+
+    def run(self) -> dict[str, Any]:
+        plans, continuation, error = self._plan()
+        held = self._guardrail(len(plans))
+        if error is not None:
+            # Nothing is applied: the rerun starts where this run started.
+            self._hold(plans, f"not applied: {error}")
+        elif held:
+            self._hold(plans, held)
+        else:
+            continuation = self._apply(plans) or continuation
+        summary = {
+            "status": "error" if error else "ok",
+            "examined": self.examined,
+            "summary": dict(sorted(self.report.outcomes.items())),
+            "rules": {rule: dict(sorted(c.items())) for rule, c in self.report.rules.items()},
+            "changed": self.report.changed,
+            "needs_attention": self.report.attention,
+            "results": self.report.results,
+            "truncated": sum(self.report.outcomes.values()) > len(self.report.results),
+        }
+        if error is not None:
+            summary["error"] = error
+        if held:
+            summary["guardrail"] = held
+        if continuation is not None:
+            summary["continuation"] = continuation
+        return summary
+
+    # -- phase 1: list and evaluate -----------------------------------------------------
+
+    def _plan(self) -> tuple[list[Planned], dict[str, Any] | None, str | None]:
+        """Plans for every image that needs changing; the continuation if the listing
+        stopped early; an error if a page could not be read."""
+        since = self._since()
+        marker = self.options.marker
+        plans: list[Planned] = []
+        limit = self.options.limit
+        while True:
+            if limit is not None and self.examined >= limit:
+                return plans, self._continuation(marker, "the limit of images was reached"), None
+            if not self._time_for_a_page(len(plans)):
+                return plans, self._continuation(marker, "out of time"), None
+            try:
+                images, more = self._page(marker, since)
+            except ImsError as exc:
+                start = self._continuation(self.options.marker, "a page could not be read")
+                return plans, start, f"listing images after {marker or 'the start'}: {exc}"
+            for image in images[: None if limit is None else limit - self.examined]:
+                self.examined += 1
+                planned = self._evaluate(image, marker)
+                if planned is not None:
+                    plans.append(planned)
+            self.progress({"examined": self.examined, "planned": len(plans)})
+            if not more or not images:
+                return plans, None, None
+            marker = images[-1]["id"]
+
+    def _page(self, marker: str | None, since: str | None) -> tuple[list[dict[str, Any]], bool]:
+        """One page, retried a few times with backoff when IMS fails transiently."""
+        attempt = 0
+        while True:
+            started = self.budget.clock.monotonic()
+            try:
+                page = self.gateway.list_page(marker, self.page_size, since)
+            except ImsError as exc:
+                if exc.kind != "transient" or attempt + 1 >= PAGE_RETRIES:
+                    raise
+                if not self.budget.pause(attempt):
+                    raise
+                attempt += 1
+                continue
+            elapsed = self.budget.clock.monotonic() - started
+            self.request_seconds = max(0.05, 0.7 * self.request_seconds + 0.3 * elapsed)
+            return page
+
+    def _time_for_a_page(self, planned: int) -> bool:
+        """Another page only if the plans so far can still be applied after it."""
+        applying = (planned / self.concurrency + 1) * self.request_seconds * 2
+        return self.budget.remaining() > self.request_seconds * 2 + applying
+
+    def _since(self) -> str | None:
+        if self.options.since is None:
+            return None
+        moment = parse_time(self.options.since)
+        return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+    def _evaluate(self, image: dict[str, Any], page_marker: str | None) -> Planned | None:
+        decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
+        planned = plan(decision, self.dry_run)
+        sent = [op["path"][1:] for op in planned.send]
+        labels = {}
+        for verdict in decision.verdicts:
+            self.report.rules[verdict.rule][verdict.status] += 1
+            label = fix_label(verdict, sent)
+            if label:
+                labels[verdict.rule] = label
+        if planned.send:
+            return Planned(image["id"], image.get("name"), planned.send, page_marker, labels)
+        self.report.add({"image_id": image["id"], "image_name": image.get("name"),
+                         "outcome": planned.outcome, "reason": planned.reason,
+                         "operations": list(decision.operations), "fixes": labels,
+                         **({"notes": list(decision.notes)} if decision.notes else {})})
+        return None
+
+    # -- phase 2: guardrail and apply -----------------------------------------------------
+
+    def _guardrail(self, changes: int) -> str | None:
+        """Why no change may be made, if the plans exceed the policy's limits."""
+        most = self.policy.max_updates
+        percent = self.policy.max_updates_percent
+        if most is not None and changes > most:
+            return (f"guardrail: {changes} images would change, more than max_updates "
+                    f"{most}; nothing was changed")
+        if percent is not None and self.examined and 100 * changes / self.examined > percent:
+            return (f"guardrail: {changes} of {self.examined} images would change "
+                    f"({100 * changes / self.examined:.1f}%), more than max_updates_percent "
+                    f"{percent:g}; nothing was changed")
+        return None
+
+    def _hold(self, plans: list[Planned], reason: str) -> None:
+        for planned in plans:
+            self.report.add(self._entry(planned, "would_update", reason, "would_fix"))
+
+    def _apply(self, plans: list[Planned]) -> dict[str, Any] | None:
+        """PATCH each plan, ``concurrency`` at a time; the continuation if time ran out."""
+        first_late: Planned | None = None
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            for index, (planned, entry) in enumerate(zip(plans, pool.map(self._patch, plans),
+                                                         strict=True)):
+                self.report.add(entry)
+                self.progress({"applied": index + 1})
+                if entry["outcome"] == "deferred" and first_late is None:
+                    first_late = planned
+        return None if first_late is None else self._continuation(first_late.page_marker,
+                                                                  "out of time")
+
+    def _patch(self, planned: Planned) -> dict[str, Any]:
+        if self.budget.remaining() <= 0:  # the margin is for the report and the continuation
+            return self._entry(planned, "deferred", "out of time; the continuation covers it",
+                               "not_fixed")
+        try:
+            self.gateway.update_image(planned.image_id, list(planned.send))
+        except ImsError as exc:
+            outcome = failure_outcome(exc)
+            return self._entry(planned, outcome, f"not updated: {exc}", "not_fixed")
+        except Exception as exc:  # one odd image must not stop the others
+            return self._entry(planned, "error", f"internal error: {type(exc).__name__}: {exc}",
+                               "not_fixed")
+        return self._entry(planned, "updated", f"{len(planned.send)} attribute(s) changed",
+                           "fixed")
+
+    def _entry(self, planned: Planned, outcome: str, reason: str, fixed: str) -> dict[str, Any]:
+        """A planned image's result; its "fixed" labels become ``fixed`` (sent),
+        ``would_fix`` (held back) or ``not_fixed`` (failed)."""
+        fixes = {rule: label.replace("fixed", fixed) if label.endswith("_fixed") or
+                 label == "fixed" else label for rule, label in planned.fix_labels.items()}
+        return {"image_id": planned.image_id, "image_name": planned.image_name,
+                "outcome": outcome, "reason": reason, "operations": list(planned.send),
+                "fixes": fixes}
+
+    def _continuation(self, marker: str | None, why: str) -> dict[str, Any]:
+        return {"marker": marker, "hop": self.options.hop + 1, "reason": why}

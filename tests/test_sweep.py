@@ -1,0 +1,329 @@
+"""The fleet sweep, through the handler and the real SDK against the fake IMS."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+from conftest import load_event
+from imsguard.app import handler
+from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+
+URN = f"urn:fss:ap-southeast-1:{SAMPLE_PROJECT_ID}:function:default:imsguard:latest"
+
+
+@pytest.fixture
+def fleet():
+    """An empty project, to fill with images: a third of them need a change."""
+    with FakeIms(project_id=SAMPLE_PROJECT_ID) as fake:
+        yield fake
+
+
+def fill(fake, count, bad_every=3):
+    ids = []
+    for index in range(count):
+        bad = index % bad_every == 0
+        image = fake.add_image({
+            "name": f"Image_{index:05d}" if bad else f"image-{index:05d}",
+            "hw_firmware_type": "uefi", "hw_vif_multiqueue_enabled": "true"})
+        ids.append((image["id"], bad))
+    return ids
+
+
+def sweep(context, **options):
+    return handler({"action": "sweep", **options}, context)
+
+
+def lists(fake):
+    return [c for c in fake.calls if c.method == "GET"]
+
+
+@pytest.mark.parametrize("page_info", [True, False])
+def test_every_image_is_visited_once_across_pages_while_patching(fleet, context, page_info):
+    fleet.page_info = page_info
+    images = fill(fleet, 57)
+    context.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "10"
+
+    report = sweep(context)
+
+    assert report["status"] == "ok" and report["examined"] == 57
+    assert "continuation" not in report
+    assert len(lists(fleet)) == math.ceil(57 / 10)
+    patched = [c.path.rsplit("/", 1)[1] for c in fleet.patches]
+    assert sorted(patched) == sorted(i for i, bad in images if bad)
+    assert report["summary"] == {"compliant": 38, "updated": 19}
+    assert all(i["name"] == i["name"].lower() for i in fleet.images.values())
+
+
+def test_an_exact_number_of_pages_costs_one_more_request_without_page_info(fleet, context):
+    fill(fleet, 20)
+    context.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "10"
+
+    sweep(context)
+    without = len(lists(fleet))
+    fleet.reset_calls()
+    fleet.page_info = True
+    sweep(context)
+
+    assert (without, len(lists(fleet))) == (3, 2)
+
+
+def test_only_active_private_images_are_listed_and_since_filters_server_side(fleet, context):
+    fill(fleet, 3)
+
+    sweep(context, since="2026-01-01T00:00:01Z")
+
+    query = lists(fleet)[0].query
+    assert query == {"__imagetype": "private", "status": "active", "limit": "500",
+                     "created_at": "gt:2026-01-01T00:00:01Z"}
+
+
+def test_guardrail_count_changes_nothing_and_reports_every_image(fleet, context, tmp_path):
+    fill(fleet, 30)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nmax_updates: 5\nrules:\n  - {name: names, kind: name}\n")
+    context.user_data["IMSGUARD_POLICY"] = str(policy)
+
+    report = sweep(context)
+
+    assert fleet.patches == []
+    assert report["summary"] == {"compliant": 20, "would_update": 10}
+    assert report["guardrail"].startswith("guardrail: 10 images would change, more than "
+                                          "max_updates 5")
+    held = [r for r in report["results"] if r["outcome"] == "would_update"]
+    assert len(held) == 10 and all(r["reason"] == report["guardrail"] for r in held)
+
+
+def test_guardrail_percent(fleet, context, tmp_path):
+    fill(fleet, 30)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nmax_updates_percent: 30\nrules:\n  - {name: n, kind: name}\n")
+    context.user_data["IMSGUARD_POLICY"] = str(policy)
+
+    report = sweep(context)
+
+    assert fleet.patches == [] and "(33.3%), more than max_updates_percent 30" in \
+        report["guardrail"]
+
+
+def test_within_the_guardrail_changes_are_made(fleet, context, tmp_path):
+    fill(fleet, 30)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nmax_updates: 10\nmax_updates_percent: 34\n"
+                      "rules:\n  - {name: n, kind: name}\n")
+    context.user_data["IMSGUARD_POLICY"] = str(policy)
+
+    assert sweep(context)["summary"] == {"compliant": 20, "updated": 10}
+    assert len(fleet.patches) == 10
+
+
+def test_dry_run_sweep_sends_nothing(fleet, context):
+    fill(fleet, 9)
+
+    report = sweep(context, dry_run=True)
+
+    assert fleet.patches == []
+    assert report["dry_run"] is True and report["summary"] == {"compliant": 6,
+                                                               "would_update": 3}
+
+
+def test_out_of_time_returns_a_continuation_and_the_next_run_finishes(fleet, context, clock):
+    images = fill(fleet, 60)
+    context.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "10"
+    context.timeout_ms = 25_000  # 10 s margin: 15 s for requests of 2 s each
+    fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+    seen: set[str] = set()
+    reports = []
+    marker = None
+    for _ in range(10):
+        clock.elapsed = 0
+        options = {"marker": marker} if marker else {}
+        reports.append(sweep(context, **options))
+        assert clock.monotonic() <= 25  # the whole invocation ended inside its 25 s
+        seen.update(r["image_id"] for r in reports[-1]["results"])
+        if "continuation" not in reports[-1]:
+            break
+        marker = reports[-1]["continuation"]["marker"]
+        assert reports[-1]["continued"]["started"] is False  # not enabled in settings
+
+    assert len(reports) > 1
+    assert seen == {i for i, _ in images}
+    assert sorted(c.path for c in fleet.patches) == sorted(
+        f"/v2/cloudimages/{i}" for i, bad in images if bad)
+
+
+def test_continuation_invokes_the_function_again_through_functiongraph(fleet, context, clock):
+    fill(fleet, 30)
+    context.user_data.update(IMSGUARD_SWEEP_PAGE_SIZE="10", IMSGUARD_SWEEP_CONTINUE="true",
+                             IMSGUARD_FUNCTION_URN=URN,
+                             IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint)
+    context.timeout_ms = 17_000
+    fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+
+    first = sweep(context, dry_run=True, since="2025-01-01")
+
+    assert first["continued"]["started"] is True
+    (invocation,) = fleet.invocations
+    assert invocation["function_urn"] == URN
+    assert invocation["body"] == {"action": "sweep", "dry_run": True, "since": "2025-01-01",
+                                  "hop": 1, "marker": first["continuation"]["marker"]}
+    clock.elapsed = 0
+    second = handler(invocation["body"], context)   # what FunctionGraph would deliver
+    assert second["trigger"] == "sweep (direct, continuation 1)"
+    assert {r["image_id"] for r in first["results"]}.isdisjoint(
+        r["image_id"] for r in second["results"])
+
+
+def test_continuations_stop_after_max_hops(fleet, context, clock):
+    fill(fleet, 30)
+    context.user_data.update(IMSGUARD_SWEEP_PAGE_SIZE="10", IMSGUARD_SWEEP_CONTINUE="true",
+                             IMSGUARD_FUNCTION_URN=URN, IMSGUARD_SWEEP_MAX_HOPS="2",
+                             IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint)
+    context.timeout_ms = 17_000
+    fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+    report = sweep(context, hop=2)
+
+    assert report["continued"] == {"started": False, "reason": (
+        "IMSGUARD_SWEEP_MAX_HOPS (2) continuations already made")}
+    assert fleet.invocations == []
+
+
+def test_a_refused_invocation_is_reported(fleet, context, clock):
+    fill(fleet, 30)
+    context.user_data.update(IMSGUARD_SWEEP_PAGE_SIZE="10", IMSGUARD_SWEEP_CONTINUE="true",
+                             IMSGUARD_FUNCTION_URN=URN,
+                             IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint)
+    context.timeout_ms = 17_000
+    fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+    fleet.fail_next("POST", 403, "FSS.1403", "no permission to invoke")
+
+    report = sweep(context)
+
+    assert report["continued"]["started"] is False
+    assert "no permission to invoke" in report["continued"]["reason"]
+
+
+def test_results_are_capped_but_counts_are_whole(fleet, context):
+    fill(fleet, 20)
+    context.user_data["IMSGUARD_RESULTS_LIMIT"] = "5"
+
+    report = sweep(context)
+
+    assert len(report["results"]) == 5 and report["truncated"] is True
+    assert sum(report["summary"].values()) == 20
+    assert report["rules"]["kebab-case-name"] == {"compliant": 13, "violation": 7}
+    assert len(report["changed"]) == 5
+
+
+def test_needs_attention_lists_what_imsguard_cannot_fix(fleet, context):
+    fleet.add_image({"name": "___", "hw_firmware_type": "uefi",
+                     "hw_vif_multiqueue_enabled": "true"})
+    fill(fleet, 2)
+
+    report = sweep(context)
+
+    assert [(r["image_name"], r["outcome"]) for r in report["needs_attention"]] == [
+        ("___", "non_compliant")]
+
+
+def test_rate_limit(fleet, context, clock):
+    fill(fleet, 12, bad_every=1)   # 12 PATCHes after one list request
+    context.user_data["IMSGUARD_SWEEP_RATE"] = "2"
+
+    sweep(context)
+
+    assert len(fleet.calls) == 13
+    assert clock.monotonic() >= (13 - 2) / 2  # two in the bucket at the start, then 2 a second
+
+
+def test_patches_run_concurrently_but_never_more_than_the_setting(context):
+    """Over real loopback HTTP (the in-process mock handles one request at a time)."""
+    fake = FakeIms(project_id=SAMPLE_PROJECT_ID)
+    fill(fake, 16, bad_every=1)
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0, "started": 0}
+    four_at_once = threading.Barrier(4, timeout=10)
+
+    def before(method, path):
+        if method != "PATCH":
+            return
+        with lock:
+            state["now"] += 1
+            state["started"] += 1
+            state["most"] = max(state["most"], state["now"])
+            first_four = state["started"] <= 4
+        if first_four:
+            four_at_once.wait()  # the first four really are in flight together
+        with lock:
+            state["now"] -= 1
+
+    fake.before_request = before
+    context.user_data["IMSGUARD_SWEEP_CONCURRENCY"] = "4"
+    with fake.serve() as endpoint:
+        context.user_data["IMSGUARD_IMS_ENDPOINT"] = endpoint
+        report = sweep(context)
+
+    assert report["summary"] == {"updated": 16}
+    assert state["most"] == 4
+
+
+@pytest.mark.parametrize(("event", "words"), [
+    ({"action": "sweep", "since": "yesterday"}, "since: not a date"),
+    ({"action": "sweep", "limit": -1}, "limit"),
+    ({"action": "sweep", "limit": "10"}, "limit"),
+    ({"action": "sweep", "bogus": 1}, "bogus"),
+    ({"action": "sweep", "marker": "../x"}, "marker: not an image id"),
+    ({"action": "clean"}, "unknown action 'clean'"),
+    ({**load_event("timer.json"), "user_event": "please sweep"}, "user_event is not JSON"),
+    ({**load_event("timer.json"), "user_event": "[1]"}, "must be a JSON object"),
+    ({**load_event("timer.json"), "user_event": "{\"dry_run\": \"yes\"}"}, "dry_run"),
+])
+def test_invalid_sweep_options_change_nothing(fleet, context, event, words):
+    fill(fleet, 3)
+
+    report = handler(event, context)
+
+    assert report["status"] == "invalid" and words in report["reason"]
+    assert fleet.calls == []
+
+
+def test_a_marker_the_api_rejects(fleet, context):
+    fill(fleet, 3)
+
+    report = sweep(context, marker="00000000-0000-4000-8000-000000000000")
+
+    assert report["status"] == "error" and "IMG.0001" in report["error"]
+    assert fleet.patches == []
+    assert report["continuation"]["marker"] == "00000000-0000-4000-8000-000000000000"
+
+
+def test_a_page_failing_after_retries_changes_nothing(fleet, context):
+    fill(fleet, 30)
+    context.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "10"
+    calls = {"n": 0}
+
+    def second_page_down(method, path):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            fleet.fail_next("GET", 503, "APIGW.0203", "Service unavailable", times=3)
+
+    fleet.before_request = second_page_down
+
+    report = sweep(context)
+
+    assert report["status"] == "error" and "APIGW.0203" in report["error"]
+    assert fleet.patches == []  # the first page's plans are not applied either
+    assert report["continuation"]["marker"] is None   # where this run started
+    assert report["summary"]["would_update"] == 3
+    assert len(lists(fleet)) == 4  # the first page, then the second tried three times
+
+
+def test_a_page_that_fails_once_is_retried(fleet, context):
+    fill(fleet, 6)
+    fleet.fail_next("GET", 503, "APIGW.0203", "Service unavailable")
+
+    report = sweep(context)
+
+    assert report["status"] == "ok" and report["summary"] == {"compliant": 4, "updated": 2}
