@@ -22,6 +22,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/sweep.py --images 1000
+	$(BIN)/python bench/sweep.py --images 10000
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info function/*.egg-info .pytest_cache .ruff_cache

@@ -211,3 +211,20 @@ def test_json_output_reports_bad_input_as_json(tmp_path, capsys):
 
     assert status == 2
     assert "cannot read image" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_sweep_command_on_the_fake(capsys):
+    status = main(["sweep", "--fake", "--images", "40"])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "examined 44 image(s)" in out  # 40 generated + the active private samples
+    assert "kebab-case-name" in out and "changed:" in out
+
+
+def test_sweep_command_json_and_a_dry_run(capsys):
+    status = main(["sweep", "--fake", "--images", "10", "--dry-run", "--output", "json"])
+
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0 and report["dry_run"] is True
+    assert "updated" not in report["summary"]

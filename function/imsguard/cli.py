@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -56,14 +57,28 @@ def main(argv: list[str] | None = None) -> int:
                          help="the date exemptions are checked against (default: today)")
     explain.add_argument("--dry-run", action="store_true")
 
+    sweep = commands.add_parser("sweep", help="check every active private image of the project")
+    sweep.add_argument("--fake", action="store_true", help="the fake IMS with sample images")
+    sweep.add_argument("--images", type=int, default=0,
+                       help="with --fake: this many more generated images, ~30%% out of line")
+    sweep.add_argument("--dry-run", action="store_true", help="decide, but send no update")
+    sweep.add_argument("--since", help="only images created after this date or time")
+    sweep.add_argument("--limit", type=int, help="examine at most this many images")
+    sweep.add_argument("--marker", help="continue after this image id (a continuation)")
+    sweep.add_argument("--policy", type=Path, help="policy file (default: the built-in one)")
+    sweep.add_argument("--timeout", type=float, default=3600,
+                       help="seconds the sweep may take (default 3600)")
+    sweep.add_argument("--log-level", default="WARNING",
+                       help="level of the JSON log lines, written to stderr (default WARNING)")
+
     commands.add_parser("schema", help="the JSON Schema of the policy format, for editors")
 
     schema = commands.choices["schema"]
-    for command in (invoke, validate, test, explain, schema):
+    for command in (invoke, validate, test, explain, sweep, schema):
         command.add_argument("--output", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     return {"invoke": _invoke, "validate": _validate, "test": _test, "explain": _explain,
-            "schema": _schema}[args.command](args)
+            "sweep": _sweep, "schema": _schema}[args.command](args)
 
 
 def _load(path: Path, output: str) -> Policy | None:
@@ -207,6 +222,86 @@ def _read_image(image_id: str, fake: bool, project_id: str | None
     if image is None:
         raise ValueError(f"no image {image_id} is visible to the project")
     return image, project_id or settings.project_id
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """A sweep, as the timer would run it: a progress line on a terminal, then a summary."""
+    from imsguard import app
+
+    options = {k: v for k, v in (("dry_run", args.dry_run or None), ("since", args.since),
+                                 ("limit", args.limit), ("marker", args.marker)) if v}
+    user_data = {"IMSGUARD_LOG_LEVEL": args.log_level.upper()}
+    if args.policy:
+        user_data["IMSGUARD_POLICY"] = str(args.policy.resolve())
+    log_to("stderr")
+    context = LocalContext(user_data=user_data, timeout_ms=int(args.timeout * 1000))
+    fake = None
+    if args.fake:
+        from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+
+        fake = FakeIms.seeded()
+        fake.page_info = True
+        fake.add_fleet(max(0, args.images))
+        context.user_data.update(IMSGUARD_REGION=fake.region, IMSGUARD_IMS_ENDPOINT=fake.endpoint,
+                                 RUNTIME_PROJECT_ID=SAMPLE_PROJECT_ID)
+        context.access_key, context.secret_key = "FAKE-AK", "FAKE-SK"
+        if "IMSGUARD_SWEEP_RATE" not in os.environ:  # the fake needs no protecting
+            context.user_data["IMSGUARD_SWEEP_RATE"] = "1000"
+        fake.start()
+    show = args.output == "text" and sys.stderr.isatty()
+    app.PROGRESS = _progress_line if show else None
+    try:
+        report = app.handler({"action": "sweep", **options}, context)
+    finally:
+        app.PROGRESS = None
+        if fake is not None:
+            fake.stop()
+    if show:
+        print(file=sys.stderr)
+    if args.output == "json":
+        _print_json(report)
+    else:
+        _print_sweep(report, fake)
+    return 0 if report.get("status") == "ok" else 1
+
+
+_progress_counts: dict[str, int] = {}
+
+
+def _progress_line(counts: dict[str, int]) -> None:
+    _progress_counts.update(counts)
+    shown = " · ".join(f"{k} {v}" for k, v in _progress_counts.items())
+    print(f"\r  {shown}", end="", file=sys.stderr, flush=True)
+
+
+def _print_sweep(report: dict[str, Any], fake: Any) -> None:
+    target = f"fake IMS ({len(fake.images)} images)" if fake else "the cloud"
+    print(f"imsguard {__version__}: {report.get('trigger', 'sweep')} against {target}")
+    if report.get("status") not in ("ok", "error") or "examined" not in report:
+        print(f"  {report.get('status')}: {report.get('reason')}")
+        return
+    dry = " (dry run)" if report.get("dry_run") else ""
+    print(f"  examined {report['examined']} image(s){dry}")
+    print(f"\n  {'outcome':<16}{'images':>8}")
+    for outcome, count in report["summary"].items():
+        print(f"  {outcome:<16}{count:>8}")
+    statuses = ["compliant", "violation", "not_applicable", "exempt", "error"]
+    print(f"\n  {'rule':<24}" + "".join(f"{s:>16}" for s in statuses))
+    for rule, counts in report["rules"].items():
+        print(f"  {rule:<24}" + "".join(f"{counts.get(s, 0):>16}" for s in statuses))
+    for title, key in (("changed", "changed"), ("needs a human", "needs_attention")):
+        items = report[key]
+        if items:
+            print(f"\n  {title}: {len(items)}" + (" (first 10)" if len(items) > 10 else ""))
+            for item in items[:10]:
+                print(f"    {item['image_id']} {item.get('image_name')!r}: {item['reason']}")
+    for key in ("guardrail", "error"):
+        if key in report:
+            print(f"\n  {key}: {report[key]}")
+    if "continuation" in report:
+        continuation = report["continuation"]
+        print(f"\n  not finished ({continuation['reason']}): continue with "
+              f"--marker {continuation['marker']}")
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -262,20 +262,20 @@ def architecture_of(image: dict[str, Any]) -> str:
     return "arm" if attribute_text(image.get("__support_arm")) == "true" else "x86"
 
 
+_LISTED = (("platform", "__platform"), ("os_type", "__os_type"), ("os_bit", "__os_bit"),
+           ("imagetype", "__imagetype"), ("virtual_env_type", "virtual_env_type"))
+
+
 def matches(match: Match, image: dict[str, Any]) -> str | None:
     """None when every condition holds, else the first condition that does not."""
-    listed = (
-        ("platform", match.platform, attribute_text(image.get("__platform"))),
-        ("os_type", match.os_type, attribute_text(image.get("__os_type"))),
-        ("os_bit", match.os_bit, attribute_text(image.get("__os_bit"))),
-        ("architecture", match.architecture, architecture_of(image)),
-        ("imagetype", match.imagetype, attribute_text(image.get("__imagetype"))),
-        ("virtual_env_type", match.virtual_env_type,
-         attribute_text(image.get("virtual_env_type"))),
-    )
-    for label, allowed, value in listed:
-        if allowed is not None and (value or "").lower() not in {a.lower() for a in allowed}:
-            return f"{label} is {value or 'not set'!r}, not one of {allowed}"
+    for label, key in _LISTED:
+        allowed = getattr(match, label)
+        if allowed is not None:
+            value = attribute_text(image.get(key)) or ""
+            if not any(value.lower() == a.lower() for a in allowed):
+                return f"{label} is {value or 'not set'!r}, not one of {allowed}"
+    if match.architecture is not None and architecture_of(image) not in match.architecture:
+        return f"architecture is {architecture_of(image)!r}, not one of {match.architecture}"
     for label, pattern, key in (("os_version", match.os_version, "__os_version"),
                                 ("name", match.name, "name")):
         text = attribute_text(image.get(key)) or ""

@@ -16,6 +16,7 @@ import bisect
 import copy
 import itertools
 import json
+import random
 import re
 import threading
 import uuid
@@ -339,6 +340,24 @@ class FakeIms:
                 image["status"] = "queued"
                 self._image_progress[image_id] = [0, pending_reads, final_status]
         return image
+
+    def add_fleet(self, count: int, seed: int = 1, bad_ratio: float = 0.3) -> int:
+        """``count`` more private Linux images, a share of them out of line with the default
+        policy (a name to fix, UEFI or multi-queue off); returns how many. Deterministic."""
+        rng = random.Random(seed)
+        bad = 0
+        for index in range(count):
+            wrong = rng.random() < bad_ratio
+            bad += wrong
+            flaw = rng.randrange(3) if wrong else -1
+            self.add_image({
+                "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "name": f"Fleet_{index:06d}" if flaw == 0 else f"fleet-{index:06d}",
+                "__os_version": "Ubuntu 22.04 server 64bit", "__platform": "Ubuntu",
+                "hw_firmware_type": "bios" if flaw == 1 else "uefi",
+                "hw_vif_multiqueue_enabled": "false" if flaw == 2 else "true",
+            })
+        return bad
 
     def add_job(self, job_id: str, status: str = "SUCCESS", image_id: str | None = None,
                 job_type: str = "createImageByInstance",
