@@ -168,7 +168,9 @@ def test_continuation_invokes_the_function_again_through_functiongraph(fleet, co
     (invocation,) = fleet.invocations
     assert invocation["function_urn"] == URN
     assert invocation["body"] == {"action": "sweep", "dry_run": True, "since": "2025-01-01",
-                                  "hop": 1, "marker": first["continuation"]["marker"]}
+                                  "hop": 1, "marker": first["continuation"]["marker"],
+                                  "examined_before": first["examined"],
+                                  "planned_before": first["summary"]["would_update"]}
     clock.elapsed = 0
     second = handler(invocation["body"], context)   # what FunctionGraph would deliver
     assert second["trigger"] == "sweep (direct, continuation 1)"
@@ -228,16 +230,6 @@ def test_needs_attention_lists_what_imsguard_cannot_fix(fleet, context):
         ("___", "non_compliant")]
 
 
-def test_rate_limit(fleet, context, clock):
-    fill(fleet, 12, bad_every=1)   # 12 PATCHes after one list request
-    context.user_data["IMSGUARD_SWEEP_RATE"] = "2"
-
-    sweep(context)
-
-    assert len(fleet.calls) == 13
-    assert clock.monotonic() >= (13 - 2) / 2  # two in the bucket at the start, then 2 a second
-
-
 def test_patches_run_concurrently_but_never_more_than_the_setting(context):
     """Over real loopback HTTP (the in-process mock handles one request at a time)."""
     fake = FakeIms(project_id=SAMPLE_PROJECT_ID)
@@ -289,14 +281,35 @@ def test_invalid_sweep_options_change_nothing(fleet, context, event, words):
     assert fleet.calls == []
 
 
-def test_a_marker_the_api_rejects(fleet, context):
+def test_a_marker_the_api_rejects_starts_the_listing_again(fleet, context):
     fill(fleet, 3)
 
     report = sweep(context, marker="00000000-0000-4000-8000-000000000000")
 
-    assert report["status"] == "error" and "IMG.0001" in report["error"]
-    assert fleet.patches == []
-    assert report["continuation"]["marker"] == "00000000-0000-4000-8000-000000000000"
+    assert report["status"] == "ok" and report["examined"] == 3
+    assert report["notes"] == ["the marker no longer exists; the listing started again from "
+                               "the newest image"]
+    assert [c.query.get("marker") for c in lists(fleet)] == [
+        "00000000-0000-4000-8000-000000000000", None]
+    assert len(fleet.patches) == 1
+
+
+def test_an_image_deleted_under_the_marker_mid_sweep(fleet, context):
+    images = fill(fleet, 30)
+    context.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "10"
+
+    def delete_marker(method, path):
+        if method == "GET" and len(lists(fleet)) == 1:
+            del fleet.images[images[-10][0]]  # the first page's last image
+
+    fleet.before_request = delete_marker
+
+    report = sweep(context)
+
+    assert report["status"] == "ok"
+    assert "continuation" not in report
+    patched = sorted(c.path.rsplit("/", 1)[1] for c in fleet.patches)
+    assert patched == sorted(i for i, bad in images if bad and i in fleet.images)
 
 
 def test_a_page_failing_after_retries_changes_nothing(fleet, context):
@@ -327,3 +340,102 @@ def test_a_page_that_fails_once_is_retried(fleet, context):
     report = sweep(context)
 
     assert report["status"] == "ok" and report["summary"] == {"compliant": 4, "updated": 2}
+
+
+@pytest.mark.parametrize(("count", "limit"), [(30, 15), (25, 23), (30, 10)])
+def test_limit_examines_exactly_so_many_and_resumes_right_after(fleet, context, count, limit):
+    fill(fleet, count)
+    context.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "10"
+    examined: list[str] = []
+    marker = None
+    for _ in range(10):
+        report = sweep(context, limit=limit, **({"marker": marker} if marker else {}))
+        examined += [r["image_id"] for r in report["results"]]
+        assert report["examined"] <= limit
+        if "continuation" not in report:
+            break
+        assert report["continuation"]["cause"] == "limit"
+        assert report["continued"]["started"] is False
+        marker = report["continuation"]["marker"]
+
+    assert len(examined) == count == len(set(examined))
+
+
+def test_the_guardrail_counts_the_whole_sweep_across_hops(fleet, context, clock, tmp_path):
+    fill(fleet, 60)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nmax_updates: 5\nrules:\n  - {name: names, kind: name}\n")
+    context.user_data.update(IMSGUARD_POLICY=str(policy), IMSGUARD_SWEEP_PAGE_SIZE="10",
+                             IMSGUARD_SWEEP_CONTINUE="true", IMSGUARD_FUNCTION_URN=URN,
+                             IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint)
+    context.timeout_ms = 17_000
+    fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+    event = {"action": "sweep"}
+    for _ in range(10):
+        clock.elapsed = 0
+        report = handler(event, context)
+        if not report.get("continued", {}).get("started"):
+            break
+        event = fleet.invocations[-1]["body"]
+
+    assert len(fleet.patches) <= 5
+    assert "guardrail" in report
+
+
+def test_dry_run_reports_the_guardrail_too(fleet, context, tmp_path):
+    fill(fleet, 30)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nmax_updates: 5\nrules:\n  - {name: names, kind: name}\n")
+    context.user_data["IMSGUARD_POLICY"] = str(policy)
+
+    report = sweep(context, dry_run=True)
+
+    assert report["guardrail"].endswith("a real run would change nothing")
+    assert fleet.patches == []
+
+
+def test_a_hop_whose_first_page_ran_out_of_time_still_continues(fleet, context, clock):
+    fill(fleet, 10, bad_every=1)
+    context.user_data.update(IMSGUARD_SWEEP_CONTINUE="true", IMSGUARD_FUNCTION_URN=URN,
+                             IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint,
+                             IMSGUARD_SWEEP_CONCURRENCY="1")
+    context.timeout_ms = 20_000
+    fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 1)
+
+    report = sweep(context)
+
+    updated = report["summary"]["updated"]
+    assert 0 < updated < 10
+    assert report["continued"]["started"] is True
+    assert report["continuation"]["marker"] == fleet.patches[-1].path.rsplit("/", 1)[1]
+
+
+@pytest.mark.parametrize(("hop", "started"), [(1, True), (2, False)])
+def test_max_hops_boundary(fleet, context, clock, hop, started):
+    fill(fleet, 30)
+    context.user_data.update(IMSGUARD_SWEEP_PAGE_SIZE="10", IMSGUARD_SWEEP_CONTINUE="true",
+                             IMSGUARD_FUNCTION_URN=URN, IMSGUARD_SWEEP_MAX_HOPS="2",
+                             IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint)
+    context.timeout_ms = 17_000
+    fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+
+    report = sweep(context, hop=hop)
+
+    assert report["continued"]["started"] is started
+
+
+def test_rate_limit_is_neither_exceeded_nor_overdone(fleet, context, clock):
+    fill(fleet, 30, bad_every=1)   # one list request, then 30 PATCHes
+    context.user_data["IMSGUARD_SWEEP_RATE"] = "5"
+
+    sweep(context)
+
+    assert len(fleet.calls) == 31
+    # a burst of 5, then one every 0.2 s: the 31st request at (31 - 5) * 0.2 s
+    assert clock.monotonic() == pytest.approx((31 - 5) / 5)
+
+
+def test_a_since_out_of_range_is_refused(fleet, context):
+    report = sweep(context, since="0001-01-01T00:00:00+05:00")
+
+    assert report["status"] == "invalid" and "since" in report["reason"]

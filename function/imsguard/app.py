@@ -115,50 +115,52 @@ def _uefi_versions(gateway: Any) -> frozenset[str] | None:
 def _sweep(sweep: Sweep, context: Any, settings: Settings, policy: Policy, gateway: Any,
            credentials: Credentials) -> dict[str, Any]:
     """Check every active private image; continue in a new invocation if time runs out."""
-    from imsguard.clock import RateLimiter
     from imsguard.sweep import Sweeper
 
     dry_run = settings.dry_run or sweep.options.dry_run is True
     budget = Budget.for_invocation(context, CLOCK, settings.safety_margin_s, float("inf"))
     gateway.time_left = budget.time_left
-    gateway.limiter = RateLimiter(settings.sweep_rate, CLOCK)
     uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
-    try:
-        report = Sweeper(gateway, policy, gateway.project_id, budget, dry_run, sweep.options,
-                         settings.sweep_page_size, settings.sweep_concurrency,
-                         settings.results_limit, uefi_versions, PROGRESS).run()
-    finally:
-        gateway.limiter = None
+    report = Sweeper(gateway, policy, gateway.project_id, budget, dry_run, sweep.options,
+                     settings.sweep_page_size, settings.sweep_concurrency, settings.sweep_rate,
+                     settings.results_limit, uefi_versions, PROGRESS).run()
     report = {"imsguard": __version__, "trigger": sweep.summary, "dry_run": dry_run, **report}
     if "continuation" in report:
-        report["continued"] = _continue(sweep, report["continuation"], settings, credentials)
+        report["continued"] = _continue(sweep, report, settings, credentials, budget)
     return report
 
 
-def _continue(sweep: Sweep, continuation: dict[str, Any], settings: Settings,
-              credentials: Credentials) -> dict[str, Any]:
+def _continue(sweep: Sweep, report: dict[str, Any], settings: Settings,
+              credentials: Credentials, budget: Budget) -> dict[str, Any]:
     """Invoke this function again, asynchronously, to sweep on from the marker."""
     from imsguard.fgs import ContinueError, invoke_async, own_urn
 
+    continuation = report["continuation"]
+    if continuation["cause"] != "time":
+        return {"started": False, "reason": f"{continuation['reason']}: rerun the sweep with "
+                                            "the continuation's marker when ready"}
     if not settings.sweep_continue:
         return {"started": False, "reason": f"{SWEEP_CONTINUE} is not true: run the sweep "
                                             "again with the continuation's marker"}
     if continuation["hop"] > settings.sweep_max_hops:
         return {"started": False, "reason": f"{SWEEP_MAX_HOPS} ({settings.sweep_max_hops}) "
                                             "continuations already made"}
-    if continuation["marker"] == sweep.options.marker:
+    progressed = continuation["marker"] != sweep.options.marker or report["summary"].get(
+        "updated")
+    if not progressed:
         return {"started": False, "reason": "no progress was made; not continuing"}
     project_id = settings.project_id or ""
     urn = settings.function_urn or own_urn(settings.region, project_id)
     if urn is None:
         return {"started": False, "reason": f"no function to invoke: set {FUNCTION_URN}"}
-    payload = {"action": "sweep", "hop": continuation["hop"],
-               **sweep.options.model_dump(exclude={"marker", "hop"}, exclude_none=True)}
+    payload = {"action": "sweep", **sweep.options.model_dump(
+        exclude={"marker", "hop", "examined_before", "planned_before"}, exclude_none=True)}
+    payload.update({k: continuation[k] for k in ("hop", "examined_before", "planned_before")})
     if continuation["marker"]:
         payload["marker"] = continuation["marker"]
     try:
         request_id = invoke_async(urn, payload, settings.region, settings.fgs_endpoint,
-                                  project_id, credentials)
+                                  project_id, credentials, budget.time_left())
     except ContinueError as exc:
         log(logging.ERROR, "sweep not continued", reason=str(exc))
         return {"started": False, "reason": str(exc)}

@@ -229,7 +229,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from imsguard import app
 
     options = {k: v for k, v in (("dry_run", args.dry_run or None), ("since", args.since),
-                                 ("limit", args.limit), ("marker", args.marker)) if v}
+                                 ("limit", args.limit), ("marker", args.marker))
+               if v is not None}
     user_data = {"IMSGUARD_LOG_LEVEL": args.log_level.upper()}
     if args.policy:
         user_data["IMSGUARD_POLICY"] = str(args.policy.resolve())

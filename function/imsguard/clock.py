@@ -93,25 +93,20 @@ class Budget:
 
 
 class RateLimiter:
-    """At most ``rate`` requests a second, for all threads: a token bucket holding one
-    second's worth, so a sweep never bursts past what IMS's API gateway allows."""
+    """At most ``rate`` requests a second, for all threads, with bursts of one second's
+    worth: each request takes the next free slot (no busy waiting, exact with a fake clock)."""
 
     def __init__(self, rate: float, clock: Clock):
         self.rate = rate
         self.clock = clock
-        self.capacity = max(1.0, rate)
-        self.tokens = self.capacity
-        self.updated = clock.monotonic()
+        self.burst = max(1.0, rate)
+        self.next_slot = clock.monotonic() - (self.burst - 1) / rate  # a full bucket
         self.lock = threading.Lock()
 
     def acquire(self) -> None:
-        while True:
-            with self.lock:
-                now = self.clock.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                wait = (1 - self.tokens) / self.rate
-            self.clock.sleep(wait)
+        with self.lock:
+            now = self.clock.monotonic()
+            slot = max(self.next_slot, now - (self.burst - 1) / self.rate)
+            self.next_slot = slot + 1 / self.rate
+        if slot > now:
+            self.clock.sleep(slot - now)

@@ -203,11 +203,19 @@ class SweepOptions(BaseModel):
     limit: int | None = Field(default=None, ge=1, le=1_000_000)  # images to examine at most
     marker: str | None = None
     hop: int = Field(default=0, ge=0, le=1000)
+    # Carried from hop to hop, so the guardrail counts the whole sweep.
+    examined_before: int = Field(default=0, ge=0)
+    planned_before: int = Field(default=0, ge=0)
 
     @field_validator("since")
     @classmethod
     def _since(cls, value: str | None) -> str | None:
-        if value is not None and parse_time(value) is None:
+        moment = parse_time(value) if value is not None else None
+        try:
+            usable = moment is not None and moment.astimezone(timezone.utc).year >= 1970
+        except (OverflowError, ValueError):
+            usable = False
+        if value is not None and not usable:
             raise ValueError("not a date or time such as 2026-11-01 or 2026-11-01T08:00:00Z")
         return value
 

@@ -36,13 +36,19 @@ def own_urn(region: str | None, project_id: str) -> str | None:
 
 
 def invoke_async(function_urn: str, payload: dict[str, Any], region: str | None,
-                 endpoint: str | None, project_id: str, credentials: Credentials) -> str:
-    """Start ``function_urn`` with ``payload``; returns FunctionGraph's request id."""
+                 endpoint: str | None, project_id: str, credentials: Credentials,
+                 time_left: float | None = None) -> str:
+    """Start ``function_urn`` with ``payload``; returns FunctionGraph's request id. The
+    call's timeouts fit in ``time_left`` (seconds), so the invocation is never cut off."""
+    left = 35.0 if time_left is None else time_left
+    if left < 1:
+        raise ContinueError("no time left to start the next invocation")
     basic = BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
     if credentials.security_token:
         basic = basic.with_security_token(credentials.security_token)
     config = HttpConfig.get_default_config()
-    config.timeout = (5, 30)
+    connect = min(5.0, left / 3)
+    config.timeout = (connect, min(30.0, left - connect - 0.2))
     config.retry_times = 0
     builder = FunctionGraphClient.new_builder().with_credentials(basic).with_http_config(config)
     try:

@@ -61,7 +61,6 @@ class ImsGateway:
         # Seconds until the invocation ends (None: unknown); set for each invocation.
         self.time_left: Callable[[], float | None] = lambda: None
         self.uefi_versions: frozenset[str] | None = None  # IMS's UEFI OS list, once read
-        self.limiter: Any = None  # a RateLimiter while a sweep runs
 
     def get_image(self, image_id: str) -> dict[str, Any] | None:
         """The image as IMS returns it, or None when IMS does not know it."""
@@ -78,15 +77,15 @@ class ImsGateway:
         images = _raw(response).get("images") or []
         return [i for i in images if isinstance(i, dict) and i.get("name") == name]
 
-    def list_page(self, marker: str | None, page_size: int, created_after: str | None
+    def list_page(self, marker: str | None, page_size: int, created_at: str | None
                   ) -> tuple[list[dict[str, Any]], bool]:
         """One page of active private images (after ``marker``, newest first), and whether
         more may follow. IMS documents no end-of-list field: a ``page_info`` without a
         next marker ends the list; without ``page_info``, only a short page does."""
         request = ListImagesRequest(imagetype="private", status="active", limit=page_size,
                                     marker=marker)
-        if created_after:
-            request.created_at = f"gt:{created_after}"
+        if created_at:  # an IMS filter expression such as "gt:2026-11-01T00:00:00Z"
+            request.created_at = created_at
         data = _raw(self._call("list images", self.client.list_images, request))
         images = [i for i in data.get("images") or [] if isinstance(i, dict) and "id" in i]
         page_info = data.get("page_info")
@@ -125,8 +124,6 @@ class ImsGateway:
 
     def _call(self, what: str, method: Any, request: Any) -> Any:
         self._fit_timeouts(what)
-        if self.limiter is not None:
-            self.limiter.acquire()
         try:
             return method(request)
         except ServiceResponseException as exc:

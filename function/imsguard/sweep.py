@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
 from typing import Any, NamedTuple
 
-from imsguard.clock import Budget
+from imsguard.clock import Budget, RateLimiter
 from imsguard.evaluate import evaluate, fix_label, plan
 from imsguard.events import SweepOptions, parse_time
 from imsguard.ims import ImsError, ImsGateway
@@ -34,7 +34,7 @@ class Planned(NamedTuple):
     image_id: str
     image_name: Any
     send: tuple[dict[str, str], ...]
-    page_marker: str | None  # the marker of its page: where a rerun must start to see it
+    resume_after: str | None  # the image listed just before it: a rerun starts there
     fix_labels: dict[str, str]
 
 
@@ -67,7 +67,7 @@ class Report:
 class Sweeper:
     def __init__(self, gateway: ImsGateway, policy: Policy, project_id: str, budget: Budget,
                  dry_run: bool, options: SweepOptions, page_size: int, concurrency: int,
-                 results_limit: int, uefi_versions: frozenset[str] | None,
+                 rate: float, results_limit: int, uefi_versions: frozenset[str] | None,
                  progress: Callable[[dict[str, int]], None] | None = None):
         self.gateway = gateway
         self.policy = policy
@@ -81,12 +81,16 @@ class Sweeper:
         self.progress = progress or (lambda counts: None)
         self.report = Report(results_limit)
         self.today = budget.clock.utcnow().date()
+        self.limiter = RateLimiter(rate, budget.clock)
         self.examined = 0
+        self.would_change = 0  # images the enforce-mode rules would change (dry run or not)
+        self.restarted = False
+        self.last_created: str | None = None  # created_at of the last image examined
         self.request_seconds = 0.5  # a guess until requests have been timed
 
     def run(self) -> dict[str, Any]:
         plans, continuation, error = self._plan()
-        held = self._guardrail(len(plans))
+        held = self._guardrail()
         if error is not None:
             # Nothing is applied: the rerun starts where this run started.
             self._hold(plans, f"not applied: {error}")
@@ -104,11 +108,20 @@ class Sweeper:
             "results": self.report.results,
             "truncated": sum(self.report.outcomes.values()) > len(self.report.results),
         }
+        if self.restarted:
+            summary["notes"] = ["the marker no longer exists; the listing started again "
+                                "from the newest image"]
         if error is not None:
             summary["error"] = error
         if held:
             summary["guardrail"] = held
+        if continuation is not None and error is None:
+            # What this sweep found so far: the next hop's guardrail counts it too.
+            continuation["examined_before"] = self.options.examined_before + self.examined
+            continuation["planned_before"] = self.options.planned_before + self.would_change
         if continuation is not None:
+            continuation.setdefault("examined_before", self.options.examined_before)
+            continuation.setdefault("planned_before", self.options.planned_before)
             summary["continuation"] = continuation
         return summary
 
@@ -116,39 +129,56 @@ class Sweeper:
 
     def _plan(self) -> tuple[list[Planned], dict[str, Any] | None, str | None]:
         """Plans for every image that needs changing; the continuation if the listing
-        stopped early; an error if a page could not be read."""
+        stopped early (time, or the ``limit`` option); an error if a page could not be read."""
         since = self._since()
         marker = self.options.marker
-        plans: list[Planned] = []
+        plans: dict[str, Planned] = {}  # by id: after a restart an image may come again
         limit = self.options.limit
         while True:
             if limit is not None and self.examined >= limit:
-                return plans, self._continuation(marker, "the limit of images was reached"), None
+                return list(plans.values()), self._continuation(marker, "limit"), None
             if not self._time_for_a_page(len(plans)):
-                return plans, self._continuation(marker, "out of time"), None
+                return list(plans.values()), self._continuation(marker, "time"), None
+            size = self.page_size if limit is None else min(self.page_size, limit - self.examined)
             try:
-                images, more = self._page(marker, since)
+                images, more, marker = self._page(marker, size, since)
             except ImsError as exc:
-                start = self._continuation(self.options.marker, "a page could not be read")
-                return plans, start, f"listing images after {marker or 'the start'}: {exc}"
-            for image in images[: None if limit is None else limit - self.examined]:
+                start = self._continuation(self.options.marker, "error")
+                return (list(plans.values()), start,
+                        f"listing images after {marker or 'the start'}: {exc}")
+            for image in images:
                 self.examined += 1
                 planned = self._evaluate(image, marker)
                 if planned is not None:
-                    plans.append(planned)
+                    plans[planned.image_id] = planned
+                marker, self.last_created = image["id"], image.get("created_at")
             self.progress({"examined": self.examined, "planned": len(plans)})
             if not more or not images:
-                return plans, None, None
-            marker = images[-1]["id"]
+                return list(plans.values()), None, None
 
-    def _page(self, marker: str | None, since: str | None) -> tuple[list[dict[str, Any]], bool]:
-        """One page, retried a few times with backoff when IMS fails transiently."""
+    def _page(self, marker: str | None, size: int, since: str | None
+              ) -> tuple[list[dict[str, Any]], bool, str | None]:
+        """One page (and the marker it was read after), retried a few times with backoff
+        when IMS fails transiently. If IMS refuses the marker (the image was deleted
+        meanwhile), the listing goes on from the marker's creation time, or starts again
+        from the newest image when that is not known: images seen twice are planned once."""
         attempt = 0
+        created = None
         while True:
+            self.limiter.acquire()
             started = self.budget.clock.monotonic()
             try:
-                page = self.gateway.list_page(marker, self.page_size, since)
+                if created is not None:  # IMS filters one created_at operator: since by hand
+                    images, more = self.gateway.list_page(marker, size, f"lte:{created}")
+                    kept = [i for i in images if not since or str(i.get("created_at")) > since]
+                    page = (kept, more and len(kept) == len(images))
+                else:
+                    page = self.gateway.list_page(marker, size, since and f"gt:{since}")
             except ImsError as exc:
+                if exc.kind == "permanent" and marker is not None and not self.restarted:
+                    self.restarted, marker = True, None
+                    created = self.last_created
+                    continue
                 if exc.kind != "transient" or attempt + 1 >= PAGE_RETRIES:
                     raise
                 if not self.budget.pause(attempt):
@@ -157,11 +187,12 @@ class Sweeper:
                 continue
             elapsed = self.budget.clock.monotonic() - started
             self.request_seconds = max(0.05, 0.7 * self.request_seconds + 0.3 * elapsed)
-            return page
+            return (*page, marker)
 
     def _time_for_a_page(self, planned: int) -> bool:
         """Another page only if the plans so far can still be applied after it."""
-        applying = (planned / self.concurrency + 1) * self.request_seconds * 2
+        per_patch = max(self.request_seconds / self.concurrency, 1 / self.limiter.rate)
+        applying = (planned + 1) * per_patch * 2 + self.request_seconds
         return self.budget.remaining() > self.request_seconds * 2 + applying
 
     def _since(self) -> str | None:
@@ -170,7 +201,7 @@ class Sweeper:
         moment = parse_time(self.options.since)
         return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
-    def _evaluate(self, image: dict[str, Any], page_marker: str | None) -> Planned | None:
+    def _evaluate(self, image: dict[str, Any], listed_after: str | None) -> Planned | None:
         decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
         planned = plan(decision, self.dry_run)
         sent = [op["path"][1:] for op in planned.send]
@@ -180,8 +211,10 @@ class Sweeper:
             label = fix_label(verdict, sent)
             if label:
                 labels[verdict.rule] = label
+        if decision.enforced:
+            self.would_change += 1
         if planned.send:
-            return Planned(image["id"], image.get("name"), planned.send, page_marker, labels)
+            return Planned(image["id"], image.get("name"), planned.send, listed_after, labels)
         self.report.add({"image_id": image["id"], "image_name": image.get("name"),
                          "outcome": planned.outcome, "reason": planned.reason,
                          "operations": list(decision.operations), "fixes": labels,
@@ -190,17 +223,21 @@ class Sweeper:
 
     # -- phase 2: guardrail and apply -----------------------------------------------------
 
-    def _guardrail(self, changes: int) -> str | None:
-        """Why no change may be made, if the plans exceed the policy's limits."""
+    def _guardrail(self) -> str | None:
+        """Why no change may be made: the changes this sweep would make (over all its
+        hops so far) exceed the policy's limits."""
+        changes = self.options.planned_before + self.would_change
+        examined = self.options.examined_before + self.examined
         most = self.policy.max_updates
         percent = self.policy.max_updates_percent
+        done = "nothing was changed" if not self.dry_run else "a real run would change nothing"
         if most is not None and changes > most:
             return (f"guardrail: {changes} images would change, more than max_updates "
-                    f"{most}; nothing was changed")
-        if percent is not None and self.examined and 100 * changes / self.examined > percent:
-            return (f"guardrail: {changes} of {self.examined} images would change "
-                    f"({100 * changes / self.examined:.1f}%), more than max_updates_percent "
-                    f"{percent:g}; nothing was changed")
+                    f"{most}; {done}")
+        if percent is not None and examined and 100 * changes / examined > percent:
+            return (f"guardrail: {changes} of {examined} images would change "
+                    f"({100 * changes / examined:.1f}%), more than max_updates_percent "
+                    f"{percent:g}; {done}")
         return None
 
     def _hold(self, plans: list[Planned], reason: str) -> None:
@@ -217,10 +254,11 @@ class Sweeper:
                 self.progress({"applied": index + 1})
                 if entry["outcome"] == "deferred" and first_late is None:
                     first_late = planned
-        return None if first_late is None else self._continuation(first_late.page_marker,
-                                                                  "out of time")
+        return None if first_late is None else self._continuation(first_late.resume_after,
+                                                                  "time")
 
     def _patch(self, planned: Planned) -> dict[str, Any]:
+        self.limiter.acquire()
         if self.budget.remaining() <= 0:  # the margin is for the report and the continuation
             return self._entry(planned, "deferred", "out of time; the continuation covers it",
                                "not_fixed")
@@ -244,5 +282,10 @@ class Sweeper:
                 "outcome": outcome, "reason": reason, "operations": list(planned.send),
                 "fixes": fixes}
 
-    def _continuation(self, marker: str | None, why: str) -> dict[str, Any]:
-        return {"marker": marker, "hop": self.options.hop + 1, "reason": why}
+    def _continuation(self, marker: str | None, cause: str) -> dict[str, Any]:
+        """Where a next run resumes; ``cause``: time (a next hop may follow), limit (the
+        ``limit`` option was reached) or error (rerun from where this run started)."""
+        reasons = {"time": "out of time", "limit": "the limit of images was reached",
+                   "error": "a page could not be read"}
+        return {"marker": marker, "hop": self.options.hop + 1, "cause": cause,
+                "reason": reasons[cause]}

@@ -730,13 +730,15 @@ class FakeClock:
         self.start = start
         self.elapsed = 0.0
         self.sleeps: list[float] = []
+        self._lock = threading.Lock()  # sweeps sleep from several threads
 
     def monotonic(self) -> float:
         return self.elapsed
 
     def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.elapsed += max(0.0, seconds)
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.elapsed += max(0.0, seconds)
 
     def utcnow(self) -> datetime:
         return self.start + timedelta(seconds=self.elapsed)
