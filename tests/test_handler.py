@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import SECRETS, load_event
-from imsguard.app import handler
+from imsguard.app import TransientFailure, handler
 from imsguard.context import LocalContext
 from imsguard.testing import EXAMPLE_IMAGE_ID
 
@@ -148,14 +148,41 @@ def test_public_image_not_patched_even_when_policy_matches_it(fake, context, tmp
     assert {r["outcome"] for r in result["results"]} == {"not_applicable"}
 
 
-def test_server_error_on_read_is_an_error_result(fake, context):
-    fake.fail_next("GET", 503, "IMG.0002", "Internal error")
+def test_a_transient_read_failure_is_retried(fake, context, clock):
+    fake.fail_next("GET", 503, "APIGW.0203", "Service unavailable")
 
     result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
 
-    assert fake.patches == []
-    assert result["results"][0]["outcome"] == "error"
-    assert "IMG.0002" in result["results"][0]["reason"]
+    assert result["results"][0]["outcome"] == "updated"
+    assert [c.status for c in fake.calls] == [503, 200, 200]
+    assert len(clock.sleeps) == 1 and 0 <= clock.sleeps[0] <= 0.5
+
+
+def test_retry_after_is_honoured(fake, context, clock):
+    fake.fail_next("GET", 429, "APIGW.0308", "throttled", retry_after=3)
+
+    handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+    assert clock.sleeps == [3.0]
+
+
+def test_still_failing_after_retries_raises_for_functiongraph_to_retry(fake, context):
+    fake.fail_next("GET", 503, "APIGW.0203", "Service unavailable", times=4)
+
+    with pytest.raises(TransientFailure, match="1 image"):
+        handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+    assert [c.status for c in fake.calls] == [503] * 4 and fake.patches == []
+
+
+def test_a_permanent_error_is_reported_not_retried(fake, context):
+    fake.fail_next("PATCH", 403, "IMG.0047", "This operation can be performed only by the owner.")
+
+    result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+    (entry,) = result["results"]
+    assert entry["outcome"] == "error" and "IMG.0047" in entry["reason"]
+    assert "request id" in entry["reason"] and len(fake.patches) == 1
 
 
 def test_unknown_image_is_not_applicable(fake, context):
@@ -451,17 +478,28 @@ def test_patch_that_ims_did_not_apply_is_an_error(fake, context):
     assert "still differs" in entry["reason"] and "/name" in entry["reason"]
 
 
-def test_patch_read_timeout_is_an_error_not_a_crash(fake, context):
+def test_a_timed_out_patch_is_read_again_then_sent_again(fake, context):
     import requests
 
     fake.raise_next("PATCH", requests.exceptions.ReadTimeout("read timed out"))
 
     result = handler(load_event("direct_image.json"), context)
 
-    (entry,) = result["results"]
-    assert entry["outcome"] == "error"
-    assert "not updated: update image: ReadTimeout" in entry["reason"]
-    assert [c.status for c in fake.calls] == [200, 0]
+    assert result["results"][0]["outcome"] == "updated"
+    assert [(c.method, c.status) for c in fake.calls] == [
+        ("GET", 200), ("PATCH", 0), ("GET", 200), ("PATCH", 200)]
+
+
+def test_a_patch_applied_before_its_timeout_is_not_sent_again(fake, context):
+    import requests
+
+    fake.raise_next("PATCH", requests.exceptions.ReadTimeout("answer lost"), after=True)
+
+    result = handler(load_event("direct_image.json"), context)
+
+    assert result["results"][0]["outcome"] == "updated"
+    assert [c.method for c in fake.calls] == ["GET", "PATCH", "GET"]
+    assert fake.images[EXAMPLE_IMAGE_ID]["name"] == "ims-test"
 
 
 def test_ims_gone_code_means_not_applicable(fake, context):
@@ -559,7 +597,7 @@ def test_uefi_list_can_come_from_ims_once_per_container(fake, context):
 
 def test_uefi_list_failure_falls_back_to_the_built_in_table(fake, context):
     context.user_data["IMSGUARD_UEFI_FROM_IMS"] = "true"
-    fake.fail_next("GET", 500, "IMG.0002")  # the first GET is the list
+    fake.fail_next("GET", 500, "IMG.0002", "Internal error", times=4)  # the list, tried 4 times
 
     result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
 

@@ -320,7 +320,7 @@ def test_a_page_failing_after_retries_changes_nothing(fleet, context):
     def second_page_down(method, path):
         calls["n"] += 1
         if calls["n"] == 2:
-            fleet.fail_next("GET", 503, "APIGW.0203", "Service unavailable", times=3)
+            fleet.fail_next("GET", 503, "APIGW.0203", "Service unavailable", times=4)
 
     fleet.before_request = second_page_down
 
@@ -330,7 +330,7 @@ def test_a_page_failing_after_retries_changes_nothing(fleet, context):
     assert fleet.patches == []  # the first page's plans are not applied either
     assert report["continuation"]["marker"] is None   # where this run started
     assert report["summary"]["would_update"] == 3
-    assert len(lists(fleet)) == 4  # the first page, then the second tried three times
+    assert len(lists(fleet)) == 5  # the first page, then the second tried four times
 
 
 def test_a_page_that_fails_once_is_retried(fleet, context):

@@ -16,7 +16,7 @@ from imsguard.clock import Budget, Clock, SystemClock
 from imsguard.context import Credentials, call_getter, read_credentials
 from imsguard.evaluate import Decision, Verdict, evaluate, fix_label, plan
 from imsguard.events import Skip, Sweep, Target, Trigger, parse_event
-from imsguard.logs import get_logger, log, set_context
+from imsguard.logs import get_logger, keep_secret, log, redact, set_context
 from imsguard.policy import Policy, PolicyError, cached_policy
 from imsguard.settings import (
     FUNCTION_URN,
@@ -35,14 +35,31 @@ OUTCOMES = ("updated", "would_update", "compliant", "non_compliant", "exempt",
             "not_applicable", "deferred", "error")
 
 
+class TransientFailure(RuntimeError):
+    """IMS kept failing transiently (throttling, 5xx, timeouts) after our own retries.
+
+    The one exception the handler raises: FunctionGraph then retries the asynchronous
+    invocation and, in the end, sends the event to the failure destination. Every image
+    is re-read on the next try, so the retry repeats nothing that already succeeded."""
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    """FunctionGraph entry point. Returns a JSON-serialisable report; never raises on bad input."""
+    """FunctionGraph entry point. Returns a JSON-serialisable report; raises only
+    TransientFailure, never on bad input."""
     set_context(request_id=call_getter(context, "getRequestID"))
     try:
-        return _handle(event, context)
+        report = _handle(event, context)
     except Exception as exc:  # a bug must still produce a report and a log line
         get_logger().exception("unexpected failure")
-        return _stop("error", f"internal error: {type(exc).__name__}: {exc}")
+        return _stop("error", f"internal error: {type(exc).__name__}: {redact(str(exc))}")
+    retryable = [r for r in report["results"] if r.get("retryable")]
+    if retryable and report.get("trigger", "").startswith(("CTS", "EventGrid", "direct")):
+        subjects = ", ".join(str(r.get("image_id") or r.get("job_id")) for r in retryable[:10])
+        log(logging.ERROR, "transient IMS failures; raising for FunctionGraph to retry",
+            images=len(retryable))
+        raise TransientFailure(f"IMS failed transiently for {len(retryable)} image(s) after "
+                               f"retries: {subjects}")
+    return report
 
 
 def _handle(event: Any, context: Any) -> dict[str, Any]:
@@ -65,6 +82,8 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
         return _stop("error", "configuration: no project id (RUNTIME_PROJECT_ID or "
                               "IMSGUARD_PROJECT_ID)")
     credentials = read_credentials(context)
+    if credentials is not None:
+        keep_secret(*credentials)
     if credentials is None:
         return _stop("error", "configuration: no credentials (give the function an agency, or "
                               "set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK)")
@@ -79,7 +98,7 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
         return _sweep(parsed, context, settings, policy, gateway, credentials)
     dry_run = settings.dry_run or parsed.dry_run is True
     budget = Budget.for_invocation(context, CLOCK, settings.safety_margin_s, settings.max_wait_s)
-    gateway.time_left = budget.time_left  # no IMS call may outlive the invocation
+    _prepare(gateway, budget)
     uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
     run = _Run(gateway, policy, settings.project_id, dry_run, budget, uefi_versions)
     results = run.process(parsed)
@@ -95,6 +114,13 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
     if parsed.skipped:
         report["skipped"] = list(parsed.skipped)
     return report
+
+
+def _prepare(gateway: Any, budget: Budget) -> None:
+    """The container's client, set up for this invocation's time and clock."""
+    gateway.time_left = budget.time_left  # no IMS call may outlive the invocation
+    gateway.clock = budget.clock
+    gateway.retries = 0
 
 
 def _uefi_versions(gateway: Any) -> frozenset[str] | None:
@@ -119,12 +145,13 @@ def _sweep(sweep: Sweep, context: Any, settings: Settings, policy: Policy, gatew
 
     dry_run = settings.dry_run or sweep.options.dry_run is True
     budget = Budget.for_invocation(context, CLOCK, settings.safety_margin_s, float("inf"))
-    gateway.time_left = budget.time_left
+    _prepare(gateway, budget)
     uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
     report = Sweeper(gateway, policy, gateway.project_id, budget, dry_run, sweep.options,
                      settings.sweep_page_size, settings.sweep_concurrency, settings.sweep_rate,
                      settings.results_limit, uefi_versions, PROGRESS).run()
-    report = {"imsguard": __version__, "trigger": sweep.summary, "dry_run": dry_run, **report}
+    report = {"imsguard": __version__, "trigger": sweep.summary, "dry_run": dry_run, **report,
+              "ims_retries": gateway.retries}
     if "continuation" in report:
         report["continued"] = _continue(sweep, report, settings, credentials, budget)
     return report
@@ -215,7 +242,7 @@ class _Run:
 
     def _check_image(self, image: dict[str, Any], target: Target) -> dict[str, Any]:
         from imsguard.ims import ImsError
-        from imsguard.resolve import failure_outcome
+        from imsguard.resolve import failure
 
         image_id = image["id"]
         decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
@@ -240,7 +267,7 @@ class _Run:
         try:
             updated = self.gateway.update_image(image_id, send)
         except ImsError as exc:
-            return {**base, "_failed": True, "outcome": failure_outcome(exc),
+            return {**base, "_failed": True, **failure(exc),
                     "reason": f"not updated: {exc}"}
         after = evaluate(self.policy, updated, self.project_id, self.today, self.uefi_versions)
         left = sorted({o["path"] for o in after.operations} & {o["path"] for o in send})

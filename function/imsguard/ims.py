@@ -9,12 +9,14 @@ turns every SDK or transport failure into one :class:`ImsError` with a kind.
 from __future__ import annotations
 
 import json
+import random
 import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
 import requests
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.exceptions.exception_handler import DefaultExceptionHandler
 from huaweicloudsdkcore.exceptions.exceptions import SdkException, ServiceResponseException
 from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkims.v2 import (
@@ -26,14 +28,21 @@ from huaweicloudsdkims.v2 import (
     UpdateImageRequestBody,
 )
 from huaweicloudsdkims.v2.region.ims_region import ImsRegion
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
+from imsguard.clock import Clock, SystemClock
 from imsguard.context import Credentials
+from imsguard.logs import redact
 
 ErrorKind = Literal["transient", "permanent", "gone", "out_of_time"]
 GONE_CODES = {"IMG.0027", "IMG.0144"}
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
 MIN_CALL_TIME_S = 1.0  # less time left than this: no call is started
+RETRIES = 3  # after the first try, for transient failures
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 8.0
 
 
 class ImsError(Exception):
@@ -41,11 +50,14 @@ class ImsError(Exception):
     out_of_time (not made: the invocation would end first)."""
 
     def __init__(self, kind: ErrorKind, message: str, status: int | None = None,
-                 code: str | None = None, request_id: str | None = None):
+                 code: str | None = None, request_id: str | None = None,
+                 retry_after: float | None = None):
         self.kind = kind
         self.status = status
         self.code = code
         self.request_id = request_id
+        self.retry_after = retry_after  # seconds IMS asked us to wait (Retry-After)
+        message = redact(message)
         details = ", ".join(f"{k} {v}" for k, v in
                             (("HTTP", status), ("code", code), ("request id", request_id)) if v)
         super().__init__(f"{message} ({details})" if details else message)
@@ -61,6 +73,9 @@ class ImsGateway:
         # Seconds until the invocation ends (None: unknown); set for each invocation.
         self.time_left: Callable[[], float | None] = lambda: None
         self.uefi_versions: frozenset[str] | None = None  # IMS's UEFI OS list, once read
+        self.clock: Clock = SystemClock()  # set for each invocation (tests: a fake clock)
+        self.rng = random.Random()
+        self.retries = 0  # retries made; counted for reports
 
     def get_image(self, image_id: str) -> dict[str, Any] | None:
         """The image as IMS returns it, or None when IMS does not know it."""
@@ -108,12 +123,25 @@ class ImsGateway:
         return versions
 
     def update_image(self, image_id: str, operations: list[dict[str, str]]) -> dict[str, Any]:
-        """Send all operations for one image in one PATCH; returns the updated image."""
+        """Send all operations for one image in one PATCH; returns the updated image.
+
+        A PATCH that fails transiently may still have been applied (a timeout after IMS
+        took it): the image is read again, and the PATCH sent again only if it is not."""
         body = [UpdateImageRequestBody(op=o["op"], path=o["path"], value=o["value"])
                 for o in operations]
-        response = self._call("update image", self.client.update_image,
-                              UpdateImageRequest(image_id=image_id, body=body))
-        return _raw(response)
+        request = UpdateImageRequest(image_id=image_id, body=body)
+        attempt = 0
+        while True:
+            try:
+                return _raw(self._call_once("update image", self.client.update_image, request))
+            except ImsError as exc:
+                self._wait_before_retry(exc, attempt)
+            attempt += 1
+            current = self.get_image(image_id)
+            if current is None:
+                raise ImsError("gone", "update image: the image is gone")
+            if applied(current, operations):
+                return current
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         """An asynchronous IMS job (``show_job``: deprecated in the SDK, still documented)."""
@@ -123,6 +151,30 @@ class ImsGateway:
         return _raw(response)
 
     def _call(self, what: str, method: Any, request: Any) -> Any:
+        """One request, retried on transient failures (429, 5xx, connection, timeout)."""
+        attempt = 0
+        while True:
+            try:
+                return self._call_once(what, method, request)
+            except ImsError as exc:
+                self._wait_before_retry(exc, attempt)
+            attempt += 1
+
+    def _wait_before_retry(self, exc: ImsError, attempt: int) -> None:
+        """Raise ``exc`` unless another try is due: transient, tries left, time left.
+        Exponential backoff with full jitter, or IMS's Retry-After when it gives one."""
+        if exc.kind != "transient" or attempt >= RETRIES:
+            raise exc
+        delay = exc.retry_after
+        if delay is None:
+            delay = self.rng.uniform(0, min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** attempt))
+        left = self.time_left()
+        if left is not None and left - delay < 2 * MIN_CALL_TIME_S:
+            raise exc
+        self.retries += 1
+        self.clock.sleep(delay)
+
+    def _call_once(self, what: str, method: Any, request: Any) -> Any:
         self._fit_timeouts(what)
         try:
             return method(request)
@@ -156,7 +208,43 @@ def _classify(what: str, exc: ServiceResponseException) -> ImsError:
         kind = "transient"
     else:
         kind = "permanent"
-    return ImsError(kind, f"{what}: {exc.error_msg}", status, code, exc.request_id)
+    return ImsError(kind, f"{what}: {exc.error_msg}", status, code, exc.request_id,
+                    getattr(exc, "retry_after", None))
+
+
+def applied(image: dict[str, Any], operations: list[dict[str, str]]) -> bool:
+    """Whether the image already holds what these operations would give it."""
+    for op in operations:
+        key = op["path"][1:]
+        current = image.get(key)
+        if isinstance(current, bool):
+            current = "true" if current else "false"
+        if op["op"] == "remove":
+            if key in image:
+                return False
+        elif current is None or str(current) != op["value"]:
+            return False
+    return True
+
+
+class _RetryAfterHandler(DefaultExceptionHandler):
+    """The SDK's error handling, keeping the Retry-After header a 429 or 503 may carry."""
+
+    def handle_exception(self, request: Any, response: Any) -> None:
+        try:
+            super().handle_exception(request, response)
+        except ServiceResponseException as exc:
+            exc.retry_after = _seconds(response.headers.get("Retry-After"))  # type: ignore
+            raise
+
+
+def _seconds(value: Any) -> float | None:
+    """Retry-After as seconds (a number; HTTP dates are not used by API gateways here)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return min(seconds, MAX_BACKOFF_S * 4) if seconds >= 0 else None
 
 
 def _raw(response: Any) -> dict[str, Any]:
@@ -193,7 +281,8 @@ def _build_client(region: str | None, endpoint: str | None, project_id: str,
         basic = basic.with_security_token(credentials.security_token)
     config.timeout = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
     config.retry_times = 0  # retries are ours to decide (the SDK's never cover PATCH anyway)
-    builder = ImsClient.new_builder().with_credentials(basic).with_http_config(config)
+    builder = (ImsClient.new_builder().with_credentials(basic).with_http_config(config)
+               .with_exception_handler(_RetryAfterHandler()))
     if endpoint:
         builder = builder.with_endpoints([endpoint])
     elif region:
@@ -204,4 +293,21 @@ def _build_client(region: str | None, endpoint: str | None, project_id: str,
             raise ValueError(message) from None
     else:
         raise ValueError("no region: set IMSGUARD_REGION (or IMSGUARD_IMS_ENDPOINT)")
-    return builder.build()
+    client = builder.build()
+    _keep_throttling_answers(client, config)
+    return client
+
+
+def _keep_throttling_answers(client: ImsClient, config: HttpConfig) -> None:
+    """With ``retry_times`` 0 the SDK retries nothing, yet its urllib3 ``Retry`` still turns
+    a 429 to a GET into a RetryError, dropping IMS's answer and its Retry-After header. A
+    Retry without a status list lets the 429 come back whole, to our own retries. (SDK
+    internals of the pinned version; if they change, 429s just lose Retry-After.)"""
+    session = getattr(getattr(client, "_http_client", None), "_session", None)
+    if session is None:
+        return
+    adapter = HTTPAdapter(pool_connections=config.pool_connections,
+                          pool_maxsize=config.pool_maxsize,
+                          max_retries=Retry(total=0, raise_on_status=False))
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)

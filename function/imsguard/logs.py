@@ -15,6 +15,19 @@ from typing import Any
 
 LOGGER_NAME = "imsguard"
 _context: dict[str, Any] = {}
+_secrets: set[str] = set()
+
+
+def keep_secret(*values: str | None) -> None:
+    """Values (AK, SK, token) that must never be written: log lines and errors redact them."""
+    _secrets.update(v for v in values if v and len(v) >= 4)
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,7 +43,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return redact(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 class _StreamHandler(logging.Handler):

@@ -72,7 +72,7 @@ class Resolver:
         try:
             return self.gateway.get_image(image_id)
         except ImsError as exc:
-            results.append(_image_result(image_id, failure_outcome(exc), str(exc)))
+            results.append({**_image_result(image_id, "error", str(exc)), **failure(exc)})
             return None
 
     def _wait_for_job(self, job_id: str, results: list[Result]) -> str | None:
@@ -82,7 +82,8 @@ class Resolver:
             try:
                 job = self.gateway.get_job(job_id)
             except ImsError as exc:
-                results.append(_job_result(job_id, failure_outcome(exc), f"job {job_id}: {exc}"))
+                results.append({**_job_result(job_id, "error", f"job {job_id}: {exc}"),
+                                **failure(exc)})
                 return None
             status = str(job.get("status", "")).upper()
             if status == "SUCCESS":
@@ -136,7 +137,7 @@ class Resolver:
             images = self.gateway.find_images(name, since)
         except ImsError as exc:
             results.append({"image_id": None, "name": name, "operations": [],
-                            "outcome": failure_outcome(exc), "reason": f"lookup by name: {exc}"})
+                            "reason": f"lookup by name: {exc}", **failure(exc)})
             return []
         if not images:
             results.append({"image_id": None, "name": name, "operations": [],
@@ -146,9 +147,12 @@ class Resolver:
         return images
 
 
-def failure_outcome(exc: ImsError) -> str:
-    """Vanished: not applicable; no time left to ask: deferred; any other failure: error."""
-    return {"gone": "not_applicable", "out_of_time": "deferred"}.get(exc.kind, "error")
+def failure(exc: ImsError) -> dict[str, Any]:
+    """A failed call's outcome: vanished, not applicable; no time left to ask, deferred;
+    else error, ``retryable`` when IMS failed transiently even after the retries."""
+    outcome = {"gone": "not_applicable", "out_of_time": "deferred"}.get(exc.kind, "error")
+    return {"outcome": outcome, "retryable": True} if exc.kind == "transient" else {
+        "outcome": outcome}
 
 
 def _image_result(image_id: str, outcome: str, reason: str) -> Result:

@@ -22,9 +22,8 @@ from imsguard.events import SweepOptions, parse_time
 from imsguard.ims import ImsError, ImsGateway
 from imsguard.logs import log
 from imsguard.policy import Policy
-from imsguard.resolve import failure_outcome
+from imsguard.resolve import failure
 
-PAGE_RETRIES = 3
 NEEDS_A_HUMAN = {"non_compliant", "error"}
 
 
@@ -158,11 +157,10 @@ class Sweeper:
 
     def _page(self, marker: str | None, size: int, since: str | None
               ) -> tuple[list[dict[str, Any]], bool, str | None]:
-        """One page (and the marker it was read after), retried a few times with backoff
-        when IMS fails transiently. If IMS refuses the marker (the image was deleted
-        meanwhile), the listing goes on from the marker's creation time, or starts again
-        from the newest image when that is not known: images seen twice are planned once."""
-        attempt = 0
+        """One page (and the marker it was read after); the gateway retries transient
+        failures. If IMS refuses the marker (the image was deleted meanwhile), the listing
+        goes on from the marker's creation time, or starts again from the newest image
+        when that is not known: images seen twice are planned once."""
         created = None
         while True:
             self.limiter.acquire()
@@ -179,12 +177,7 @@ class Sweeper:
                     self.restarted, marker = True, None
                     created = self.last_created
                     continue
-                if exc.kind != "transient" or attempt + 1 >= PAGE_RETRIES:
-                    raise
-                if not self.budget.pause(attempt):
-                    raise
-                attempt += 1
-                continue
+                raise
             elapsed = self.budget.clock.monotonic() - started
             self.request_seconds = max(0.05, 0.7 * self.request_seconds + 0.3 * elapsed)
             return (*page, marker)
@@ -265,8 +258,8 @@ class Sweeper:
         try:
             self.gateway.update_image(planned.image_id, list(planned.send))
         except ImsError as exc:
-            outcome = failure_outcome(exc)
-            return self._entry(planned, outcome, f"not updated: {exc}", "not_fixed")
+            return {**self._entry(planned, "error", f"not updated: {exc}", "not_fixed"),
+                    **failure(exc)}
         except Exception as exc:  # one odd image must not stop the others
             return self._entry(planned, "error", f"internal error: {type(exc).__name__}: {exc}",
                                "not_fixed")

@@ -20,6 +20,7 @@ import random
 import re
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import requests
 import responses
 
 SAMPLE_PROJECT_ID = "0b1e494e2660441a957313163095fe5c"
@@ -38,6 +40,8 @@ DEFAULT_REGION = "ap-southeast-1"
 
 _SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 _SAMPLE_FILES = ("example-image.json", "images.json")
+FAULT_KINDS = ("429", "429-retry-after", "500", "503", "reset", "read-timeout",
+               "timeout-after-patch")
 _HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 # Attributes the documented update API lists explicitly.
@@ -106,11 +110,13 @@ class FakeCall:
 class _ApiError(Exception):
     """Raised inside a handler to turn into an IMS-style error response."""
 
-    def __init__(self, status: int, code: str, message: str | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(code)
         self.status = status
         self.code = code
         self.message = message or _MESSAGES.get(code, code)
+        self.headers = headers or {}
 
 
 def _bad_request(code: str = "IMG.0001", message: str | None = None) -> _ApiError:
@@ -262,7 +268,9 @@ class FakeIms:
         self._clock = datetime(2026, 1, 1, tzinfo=timezone.utc)
         self._lock = threading.RLock()
         self._mock: responses.RequestsMock | None = None
-        self._injected: list[tuple[str, _ApiError | BaseException | tuple[int, Any]]] = []
+        self._injected: list[tuple[str, Any]] = []
+        self._chaos: tuple[float, random.Random, tuple[str, ...]] | None = None
+        self.faults: Counter[str] = Counter()  # faults injected by inject_faults, by kind
         # Listing order, cached: rebuilt when images are added or removed.
         self._added = 0
         self._order_stamp: tuple[int, int] | None = None
@@ -397,20 +405,50 @@ class FakeIms:
     # -- transport-independent core -----------------------------------------
 
     def fail_next(self, method: str, status: int, code: str, message: str | None = None,
-                  times: int = 1) -> None:
-        """Answer the next ``times`` requests of ``method`` with this IMS error instead."""
+                  times: int = 1, retry_after: float | None = None) -> None:
+        """Answer the next ``times`` requests of ``method`` with this IMS error instead
+        (with a Retry-After header when ``retry_after`` is given)."""
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
         for _ in range(times):
-            self._injected.append((method.upper(), _ApiError(status, code, message)))
+            self._injected.append((method.upper(), _ApiError(status, code, message, headers)))
 
     def respond_next(self, method: str, status: int, payload: Any) -> None:
         """Answer the next request of ``method`` with this body, without touching any state
         (e.g. an IMS that says 200 but did not apply the change)."""
         self._injected.append((method.upper(), (status, payload)))
 
-    def raise_next(self, method: str, exception: BaseException) -> None:
+    def raise_next(self, method: str, exception: BaseException, after: bool = False) -> None:
         """Make the next request of ``method`` fail in transport, e.g. with
-        ``requests.exceptions.ReadTimeout()`` (only under ``with fake:``)."""
-        self._injected.append((method.upper(), exception))
+        ``requests.exceptions.ReadTimeout()`` (only under ``with fake:``); ``after``: once
+        the request has been carried out (a PATCH applied, its answer lost)."""
+        self._injected.append((method.upper(), (exception, after)))
+
+    def inject_faults(self, rate: float, seed: int = 1,
+                      kinds: tuple[str, ...] = FAULT_KINDS) -> None:
+        """From now on, fail each request with probability ``rate``, with one of ``kinds``:
+        429 (with or without Retry-After), 500, 503, a connection reset, a read timeout, or
+        a read timeout after a PATCH was applied. Seeded: the same run, the same faults."""
+        self._chaos = (rate, random.Random(seed), kinds)
+
+    def _chaos_fault(self, method: str) -> Any:
+        """The fault chaos picks for this request, in the form of an injected one."""
+        if self._chaos is None:
+            return None
+        rate, rng, kinds = self._chaos
+        if rng.random() >= rate:
+            return None
+        kind = rng.choice([k for k in kinds if k != "timeout-after-patch" or method == "PATCH"])
+        self.faults[kind] += 1
+        return {
+            "429": _ApiError(429, "APIGW.0308", "The throttling threshold has been reached"),
+            "429-retry-after": _ApiError(429, "APIGW.0308", "The throttling threshold has "
+                                         "been reached", {"Retry-After": "1"}),
+            "500": _ApiError(500, "IMG.0500", "Internal error"),
+            "503": _ApiError(503, "APIGW.0203", "Service unavailable"),
+            "reset": (requests.exceptions.ConnectionError("Connection reset by peer"), False),
+            "read-timeout": (requests.exceptions.ReadTimeout("Read timed out"), False),
+            "timeout-after-patch": (requests.exceptions.ReadTimeout("Read timed out"), True),
+        }[kind]
 
     def _take_injected(self, method: str) -> Any:
         for index, (injected_method, action) in enumerate(self._injected):
@@ -429,25 +467,30 @@ class FakeIms:
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         with self._lock:
+            extra_headers: dict[str, str] = {}
             try:
-                injected = self._take_injected(method)
+                injected = self._take_injected(method) or self._chaos_fault(method)
+                if isinstance(injected, tuple) and isinstance(injected[0], BaseException):
+                    exception, after = injected  # a transport failure: recorded as status 0
+                    if after:
+                        self._route(method, parts.path, query, headers, text)
+                    self.calls.append(FakeCall(method, parts.path, query, _try_json(text), 0,
+                                               dict(headers)))
+                    raise exception
                 if isinstance(injected, tuple):
                     status, payload = injected
                 elif isinstance(injected, _ApiError):
-                    raise injected
-                elif injected is not None:  # a transport failure: recorded with status 0
-                    self.calls.append(FakeCall(method, parts.path, query, _try_json(text), 0,
-                                               dict(headers)))
                     raise injected
                 else:
                     status, payload = self._route(method, parts.path, query, headers, text)
             except _ApiError as error:
                 status = error.status
                 payload = {"error": {"code": error.code, "message": error.message}}
+                extra_headers = error.headers
             self.calls.append(FakeCall(method, parts.path, query, _try_json(text), status,
                                        dict(headers)))
         response_headers = {"Content-Type": "application/json",
-                            "X-Request-Id": uuid.uuid4().hex}
+                            "X-Request-Id": uuid.uuid4().hex, **extra_headers}
         return status, response_headers, json.dumps(payload).encode("utf-8")
 
     def _route(self, method: str, path: str, query: dict[str, str],
