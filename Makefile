@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test bench chaos clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "imsguard needs Python 3.10 or newer")'
@@ -24,6 +24,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/sweep.py --images 1000
 	$(BIN)/python bench/sweep.py --images 10000
+
+chaos: $(STAMP)
+	IMSGUARD_CHAOS_IMAGES=5000 $(BIN)/pytest -s tests/test_chaos.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info function/*.egg-info .pytest_cache .ruff_cache

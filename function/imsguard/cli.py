@@ -340,10 +340,13 @@ def _invoke(args: argparse.Namespace) -> int:
     if args.policy:
         user_data["IMSGUARD_POLICY"] = str(args.policy.resolve())
     log_to("stderr")
-    from imsguard.app import handler
+    from imsguard.app import TransientFailure, handler
 
     if not args.fake:
-        result = handler(event, LocalContext(user_data=user_data))
+        try:
+            result = handler(event, LocalContext(user_data=user_data))
+        except TransientFailure as exc:
+            return _fail(args, f"{exc} (FunctionGraph would retry the event)")
         _print(args, result, None)
         return _exit_status(result)
 
@@ -355,7 +358,10 @@ def _invoke(args: argparse.Namespace) -> int:
     context = LocalContext(user_data=user_data, access_key="FAKE-AK", secret_key="FAKE-SK",
                            security_token="FAKE-TOKEN")
     with fake:
-        result = handler(event, context)
+        try:
+            result = handler(event, context)
+        except TransientFailure as exc:
+            return _fail(args, f"{exc} (FunctionGraph would retry the event)")
     _print(args, result, fake)
     return _exit_status(result)
 

@@ -7,6 +7,7 @@ costs nothing at cold start.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -18,6 +19,8 @@ from huaweicloudsdkfunctiongraph.v2 import AsyncInvokeFunctionRequest, FunctionG
 from huaweicloudsdkfunctiongraph.v2.region.functiongraph_region import FunctionGraphRegion
 
 from imsguard.context import Credentials
+
+logging.getLogger("HuaweiCloud-SDK-FunctionGraphClient").addHandler(logging.NullHandler())
 
 
 class ContinueError(Exception):

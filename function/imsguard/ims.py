@@ -9,6 +9,7 @@ turns every SDK or transport failure into one :class:`ImsError` with a kind.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import warnings
 from collections.abc import Callable
@@ -34,6 +35,10 @@ from urllib3.util.retry import Retry
 from imsguard.clock import Clock, SystemClock
 from imsguard.context import Credentials
 from imsguard.logs import redact
+
+# The SDK's own logger has no handler, so Python would print its errors to stderr; the
+# failures reach our JSON log lines (redacted) through ImsError instead.
+logging.getLogger("HuaweiCloud-SDK-ImsClient").addHandler(logging.NullHandler())
 
 ErrorKind = Literal["transient", "permanent", "gone", "out_of_time"]
 GONE_CODES = {"IMG.0027", "IMG.0144"}

@@ -1,0 +1,65 @@
+"""Chaos: a sweep while 30% of IMS requests fail (throttling, 5xx, resets, timeouts).
+
+`make test` runs it on 500 images; `make chaos` on more (IMSGUARD_CHAOS_IMAGES).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+from imsguard.app import handler
+from imsguard.context import LocalContext
+from imsguard.evaluate import evaluate, normalize_name
+from imsguard.policy import load_policy
+from imsguard.settings import DEFAULT_POLICY
+from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+
+IMAGES = int(os.environ.get("IMSGUARD_CHAOS_IMAGES", "500"))
+FAULT_RATE = 0.3
+
+
+def context():
+    return LocalContext(access_key="AK", secret_key="SK", timeout_ms=36_000_000, user_data={
+        "IMSGUARD_SWEEP_RATE": "1000", "IMSGUARD_LOG_LEVEL": "ERROR"})
+
+
+def test_chaos_sweep_ends_consistent_and_a_second_sweep_finishes(capsys):
+    fake = FakeIms(project_id=SAMPLE_PROJECT_ID)
+    fake.page_info = True
+    out_of_line = fake.add_fleet(IMAGES, seed=7)
+    before = copy.deepcopy(fake.images)
+    policy = load_policy(DEFAULT_POLICY)
+    fake.inject_faults(FAULT_RATE, seed=11)
+
+    with fake:
+        first = handler({"action": "sweep"}, context())
+        after_first = {i: dict(image) for i, image in fake.images.items()}
+        requests_first, faults_first = len(fake.calls), sum(fake.faults.values())
+        second = handler({"action": "sweep"}, context())
+
+    # 1. After the first sweep every image is compliant, or the report says what went wrong.
+    reported = {r["image_id"]: r for r in first["results"]}
+    for image_id, image in after_first.items():
+        if evaluate(policy, image, SAMPLE_PROJECT_ID).operations:
+            assert reported[image_id]["outcome"] in ("error", "would_update", "deferred"), \
+                reported[image_id]
+            assert reported[image_id]["reason"]
+    # 2. The second sweep finishes the rest.
+    assert all(not evaluate(policy, image, SAMPLE_PROJECT_ID).operations
+               for image in fake.images.values())
+    # 3. No image ever holds a value the policy did not ask for.
+    wanted = {"hw_firmware_type": "uefi", "hw_vif_multiqueue_enabled": "true"}
+    for image_id, image in fake.images.items():
+        original = before[image_id]
+        for key, value in image.items():
+            if key in ("updated_at",) or value == original.get(key):
+                continue
+            expected = normalize_name(original["name"]) if key == "name" else wanted.get(key)
+            assert value == expected, (image_id, key, value)
+    with capsys.disabled():
+        print(f"\nchaos: {IMAGES} images ({out_of_line} out of line), {FAULT_RATE:.0%} of requests "
+              f"faulted. First sweep: {requests_first} requests, {faults_first} faults "
+              f"({dict(fake.faults)} in all), {first['ims_retries']} retries, "
+              f"outcomes {first['summary']}. Second sweep: {len(fake.calls) - requests_first} "
+              f"requests, {second['ims_retries']} retries, outcomes {second['summary']}.")
