@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-# In CI, property tests draw the same examples every run: a failure there is reproducible.
-settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
-
 from imsguard import app, ims, policy
 from imsguard.context import LocalContext
 from imsguard.logs import log_to
 from imsguard.testing import SAMPLE_PROJECT_ID, FakeClock, FakeIms
+
+# In CI, property tests draw the same examples every run: a failure there is reproducible.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 EVENTS = Path(__file__).parent / "events"
 SECRETS = ("AK-TEST-0001", "SK-TEST-SECRET-0002", "TOKEN-TEST-SECRET-0003")
