@@ -21,7 +21,9 @@ FAULT_RATE = 0.3
 
 def context():
     return LocalContext(access_key="AK", secret_key="SK", timeout_ms=36_000_000, user_data={
-        "IMSGUARD_SWEEP_RATE": "1000", "IMSGUARD_LOG_LEVEL": "ERROR"})
+        "IMSGUARD_SWEEP_RATE": "1000", "IMSGUARD_LOG_LEVEL": "ERROR",
+        "IMSGUARD_SWEEP_CONCURRENCY": "1",  # one request order: the seeded faults repeat
+        "IMSGUARD_RESULTS_LIMIT": str(max(1000, IMAGES))})  # every image in the report
 
 
 def test_chaos_sweep_ends_consistent_and_a_second_sweep_finishes(capsys):
@@ -36,7 +38,10 @@ def test_chaos_sweep_ends_consistent_and_a_second_sweep_finishes(capsys):
         first = handler({"action": "sweep"}, context())
         after_first = {i: dict(image) for i, image in fake.images.items()}
         requests_first, faults_first = len(fake.calls), sum(fake.faults.values())
-        second = handler({"action": "sweep"}, context())
+        later = []
+        while len(later) < 3 and any(evaluate(policy, image, SAMPLE_PROJECT_ID).operations
+                                     for image in fake.images.values()):
+            later.append(handler({"action": "sweep"}, context()))
 
     # 1. After the first sweep every image is compliant, or the report says what went wrong.
     reported = {r["image_id"]: r for r in first["results"]}
@@ -45,9 +50,11 @@ def test_chaos_sweep_ends_consistent_and_a_second_sweep_finishes(capsys):
             assert reported[image_id]["outcome"] in ("error", "would_update", "deferred"), \
                 reported[image_id]
             assert reported[image_id]["reason"]
-    # 2. The second sweep finishes the rest.
+    # 2. A second sweep finishes the rest (at 500 images; a few more may be needed at 5,000,
+    #    where the odds that one image fails all four tries twice are no longer small).
     assert all(not evaluate(policy, image, SAMPLE_PROJECT_ID).operations
                for image in fake.images.values())
+    assert len(later) <= (1 if IMAGES <= 500 else 3)
     # 3. No image ever holds a value the policy did not ask for.
     wanted = {"hw_firmware_type": "uefi", "hw_vif_multiqueue_enabled": "true"}
     for image_id, image in fake.images.items():
@@ -61,5 +68,7 @@ def test_chaos_sweep_ends_consistent_and_a_second_sweep_finishes(capsys):
         print(f"\nchaos: {IMAGES} images ({out_of_line} out of line), {FAULT_RATE:.0%} of requests "
               f"faulted. First sweep: {requests_first} requests, {faults_first} faults "
               f"({dict(fake.faults)} in all), {first['ims_retries']} retries, "
-              f"outcomes {first['summary']}. Second sweep: {len(fake.calls) - requests_first} "
-              f"requests, {second['ims_retries']} retries, outcomes {second['summary']}.")
+              f"outcomes {first['summary']}. Then {len(later)} more sweep(s): "
+              f"{len(fake.calls) - requests_first} requests, "
+              f"{sum(r['ims_retries'] for r in later)} retries, outcomes "
+              f"{[r['summary'] for r in later]}; all images compliant.")
