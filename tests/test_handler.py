@@ -175,6 +175,48 @@ def test_still_failing_after_retries_raises_for_functiongraph_to_retry(fake, con
     assert [c.status for c in fake.calls] == [503] * 4 and fake.patches == []
 
 
+def test_backoff_ceilings_grow_and_jitter_is_full(fake, context, clock, monkeypatch):
+    from imsguard import ims
+
+    monkeypatch.setattr(ims.random.Random, "uniform", lambda self, low, high: high)
+    fake.fail_next("GET", 503, "APIGW.0203", "Service unavailable", times=3)
+
+    handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+    assert clock.sleeps == [0.5, 1.0, 2.0]
+
+
+def test_no_retry_wait_beyond_the_time_budget(fake, context, clock):
+    context.timeout_ms = 20_000  # 10 s margin: 10 s to spend
+    fake.fail_next("GET", 429, "APIGW.0308", "throttled", retry_after=15)
+
+    with pytest.raises(TransientFailure):
+        handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+    assert clock.sleeps == [] and len(fake.calls) == 1
+
+
+def test_a_gateway_404_is_a_wrong_endpoint_not_a_missing_image(fake, context):
+    fake.fail_next("GET", 404, "APIGW.0101", "The API does not exist or has not been published")
+
+    result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+    assert result["results"][0]["outcome"] == "error"
+    assert "APIGW.0101" in result["results"][0]["reason"]
+
+
+def test_the_last_ambiguous_patch_is_still_read_again(fake, context):
+    import requests
+
+    fake.fail_next("PATCH", 429, "APIGW.0308", "throttled", times=3)
+    fake.raise_next("PATCH", requests.exceptions.ReadTimeout("answer lost"), after=True)
+
+    result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+    assert result["results"][0]["outcome"] == "updated"
+    assert fake.images[EXAMPLE_IMAGE_ID]["name"] == "ims-test"
+
+
 def test_a_permanent_error_is_reported_not_retried(fake, context):
     fake.fail_next("PATCH", 403, "IMG.0047", "This operation can be performed only by the owner.")
 

@@ -68,13 +68,52 @@ def test_no_secret_in_the_transient_failure(fake, secret_context, everything, ca
 
 def test_no_secret_when_the_transport_fails(fake, secret_context, everything, capsys):
     fake.raise_next("PATCH", requests.exceptions.ConnectionError(f"reset while sending {SK}"))
-    fake.fail_next("GET", 500, "IMG.0500", TOKEN, times=4)  # the re-read fails too
+    fake.before_request = lambda method, path: (  # after the PATCH, the re-read fails too
+        fake.fail_next("GET", 500, "IMG.0500", TOKEN, times=4) if method == "PATCH" else None)
 
     with pytest.raises(TransientFailure) as failure:
         handler({"image_id": EXAMPLE_IMAGE_ID}, secret_context)
 
     out = capsys.readouterr()
     assert_clean(str(failure.value), out.out, out.err, everything.text)
+    assert [c.method for c in fake.calls][:3] == ["GET", "PATCH", "GET"]
+    assert "may have been applied" in str(failure.value) or "1 image" in str(failure.value)
+
+
+def test_the_sdk_logger_loses_secrets_too(fake, secret_context):
+    """Whatever handler someone attaches to the SDK's own logger sees no secret."""
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    sdk_logger = logging.getLogger("HuaweiCloud-SDK-ImsClient")
+    keep = Keep()
+    sdk_logger.addHandler(keep)
+    try:
+        fake.raise_next("GET", requests.exceptions.ConnectionError(
+            requests.packages.urllib3.exceptions.ProtocolError(f"reset by {SK}")))
+        handler({"image_id": EXAMPLE_IMAGE_ID}, secret_context)
+    finally:
+        sdk_logger.removeHandler(keep)
+    assert records and all(SK not in record for record in records)
+
+
+def test_no_secret_in_a_refused_continuation(fake, secret_context, clock):
+    fake.add_fleet(30)
+    secret_context.user_data.update(
+        IMSGUARD_SWEEP_PAGE_SIZE="10", IMSGUARD_SWEEP_CONTINUE="true",
+        IMSGUARD_FUNCTION_URN=f"urn:fss:ap-southeast-1:{fake.project_id}:function:default:f:1",
+        IMSGUARD_FGS_ENDPOINT=fake.fgs_endpoint, IMSGUARD_LOG_LEVEL="INFO")
+    secret_context.timeout_ms = 17_000
+    fake.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+    fake.fail_next("POST", 403, "FSS.1403", f"key {AK} may not invoke")
+
+    report = handler({"action": "sweep"}, secret_context)
+
+    assert report["continued"]["started"] is False
+    assert_clean(json.dumps(report))
 
 
 def test_no_secret_in_a_sweep_report(fake, secret_context, everything, capsys):

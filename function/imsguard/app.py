@@ -16,7 +16,7 @@ from imsguard.clock import Budget, Clock, SystemClock
 from imsguard.context import Credentials, call_getter, read_credentials
 from imsguard.evaluate import Decision, Verdict, evaluate, fix_label, plan
 from imsguard.events import Skip, Sweep, Target, Trigger, parse_event
-from imsguard.logs import get_logger, keep_secret, log, redact, set_context
+from imsguard.logs import get_logger, keep_secret, log, redact, redact_all, set_context
 from imsguard.policy import Policy, PolicyError, cached_policy
 from imsguard.settings import (
     FUNCTION_URN,
@@ -48,13 +48,14 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     TransientFailure, never on bad input."""
     set_context(request_id=call_getter(context, "getRequestID"))
     try:
-        report = _handle(event, context)
+        report = redact_all(_handle(event, context))
     except Exception as exc:  # a bug must still produce a report and a log line
         get_logger().exception("unexpected failure")
         return _stop("error", f"internal error: {type(exc).__name__}: {redact(str(exc))}")
     retryable = [r for r in report["results"] if r.get("retryable")]
     if retryable and report.get("trigger", "").startswith(("CTS", "EventGrid", "direct")):
-        subjects = ", ".join(str(r.get("image_id") or r.get("job_id")) for r in retryable[:10])
+        subjects = ", ".join(str(r.get("image_id") or r.get("job_id") or r.get("name"))
+                             for r in retryable[:10])
         log(logging.ERROR, "transient IMS failures; raising for FunctionGraph to retry",
             images=len(retryable))
         raise TransientFailure(f"IMS failed transiently for {len(retryable)} image(s) after "
@@ -119,6 +120,7 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
 def _prepare(gateway: Any, budget: Budget) -> None:
     """The container's client, set up for this invocation's time and clock."""
     gateway.time_left = budget.time_left  # no IMS call may outlive the invocation
+    gateway.wait_left = budget.retry_window  # retries wait only up to the safety margin
     gateway.clock = budget.clock
     gateway.retries = 0
 

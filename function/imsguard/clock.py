@@ -70,6 +70,11 @@ class Budget:
         """Seconds left for waiting."""
         return max(0.0, self.deadline - self.clock.monotonic())
 
+    def retry_window(self) -> float | None:
+        """Seconds retries may wait: to the deadline, or None (unbounded) when the context
+        did not say how long the invocation may run."""
+        return None if self.end is None else self.remaining()
+
     def time_left(self) -> float | None:
         """Seconds until the function is stopped, or None when the context did not say."""
         return None if self.end is None else self.end - self.clock.monotonic()

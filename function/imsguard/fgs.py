@@ -19,8 +19,10 @@ from huaweicloudsdkfunctiongraph.v2 import AsyncInvokeFunctionRequest, FunctionG
 from huaweicloudsdkfunctiongraph.v2.region.functiongraph_region import FunctionGraphRegion
 
 from imsguard.context import Credentials
+from imsguard.logs import RedactingFilter, redact
 
 logging.getLogger("HuaweiCloud-SDK-FunctionGraphClient").addHandler(logging.NullHandler())
+logging.getLogger("HuaweiCloud-SDK-FunctionGraphClient").addFilter(RedactingFilter())
 
 
 class ContinueError(Exception):
@@ -66,7 +68,7 @@ def invoke_async(function_urn: str, payload: dict[str, Any], region: str | None,
         raise ContinueError(f"no FunctionGraph endpoint for region {region!r}: {exc}") from None
     except SdkException as exc:
         message = getattr(exc, "error_msg", None) or type(exc).__name__
-        raise ContinueError(f"FunctionGraph refused the invocation: {message}") from None
+        raise ContinueError(redact(f"FunctionGraph refused the invocation: {message}")) from None
     except requests.RequestException as exc:
         raise ContinueError(f"FunctionGraph could not be reached: {type(exc).__name__}") from None
     return response.request_id or ""

@@ -34,11 +34,12 @@ from urllib3.util.retry import Retry
 
 from imsguard.clock import Clock, SystemClock
 from imsguard.context import Credentials
-from imsguard.logs import redact
+from imsguard.logs import RedactingFilter, redact
 
 # The SDK's own logger has no handler, so Python would print its errors to stderr; the
 # failures reach our JSON log lines (redacted) through ImsError instead.
 logging.getLogger("HuaweiCloud-SDK-ImsClient").addHandler(logging.NullHandler())
+logging.getLogger("HuaweiCloud-SDK-ImsClient").addFilter(RedactingFilter())
 
 ErrorKind = Literal["transient", "permanent", "gone", "out_of_time"]
 GONE_CODES = {"IMG.0027", "IMG.0144"}
@@ -77,6 +78,8 @@ class ImsGateway:
         self.config = config  # the client's own HttpConfig: its timeouts apply per call
         # Seconds until the invocation ends (None: unknown); set for each invocation.
         self.time_left: Callable[[], float | None] = lambda: None
+        # Seconds retries may still spend waiting (to the invocation's safety margin).
+        self.wait_left: Callable[[], float | None] = lambda: None
         self.uefi_versions: frozenset[str] | None = None  # IMS's UEFI OS list, once read
         self.clock: Clock = SystemClock()  # set for each invocation (tests: a fake clock)
         self.rng = random.Random()
@@ -140,13 +143,20 @@ class ImsGateway:
             try:
                 return _raw(self._call_once("update image", self.client.update_image, request))
             except ImsError as exc:
-                self._wait_before_retry(exc, attempt)
-            attempt += 1
-            current = self.get_image(image_id)
+                if exc.kind != "transient":
+                    raise
+                failure = exc
+            try:  # applied or not? Read; never repeat blindly.
+                current = self.get_image(image_id)
+            except ImsError:
+                raise ImsError("transient", f"{failure} - it may have been applied: the image "
+                               "could not be read to tell") from None
             if current is None:
                 raise ImsError("gone", "update image: the image is gone")
             if applied(current, operations):
                 return current
+            self._wait_before_retry(failure, attempt)
+            attempt += 1
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         """An asynchronous IMS job (``show_job``: deprecated in the SDK, still documented)."""
@@ -173,8 +183,8 @@ class ImsGateway:
         delay = exc.retry_after
         if delay is None:
             delay = self.rng.uniform(0, min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** attempt))
-        left = self.time_left()
-        if left is not None and left - delay < 2 * MIN_CALL_TIME_S:
+        left = self.wait_left()
+        if left is not None and delay > left:  # IMS asks for more time than there is
             raise exc
         self.retries += 1
         self.clock.sleep(delay)
@@ -185,7 +195,11 @@ class ImsGateway:
             return method(request)
         except ServiceResponseException as exc:
             raise _classify(what, exc) from None
-        except (SdkException, requests.RequestException) as exc:
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema) as exc:
+            raise ImsError("permanent", f"{what}: the endpoint is not usable "
+                                        f"({type(exc).__name__})") from None
+        except (SdkException, requests.RequestException, OSError) as exc:
             # Connection failures, and PATCH read timeouts, which escape the SDK unwrapped.
             raise ImsError("transient", f"{what}: {type(exc).__name__}") from None
         except (ValueError, TypeError, AttributeError) as exc:
@@ -207,8 +221,8 @@ class ImsGateway:
 def _classify(what: str, exc: ServiceResponseException) -> ImsError:
     status = exc.status_code
     code = exc.error_code
-    if status == 404 or code in GONE_CODES:
-        kind: ErrorKind = "gone"
+    if code in GONE_CODES or (status == 404 and str(code).startswith("IMG.")):
+        kind: ErrorKind = "gone"  # a 404 from the API gateway (APIGW.*) is a wrong endpoint
     elif status == 429 or (status or 0) >= 500:
         kind = "transient"
     else:
@@ -249,7 +263,7 @@ def _seconds(value: Any) -> float | None:
         seconds = float(value)
     except (TypeError, ValueError):
         return None
-    return min(seconds, MAX_BACKOFF_S * 4) if seconds >= 0 else None
+    return seconds if 0 <= seconds < float("inf") else None
 
 
 def _raw(response: Any) -> dict[str, Any]:

@@ -30,6 +30,24 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_all(data: Any) -> Any:
+    """A JSON-serialisable value with every secret replaced (for reports)."""
+    text = json.dumps(data, ensure_ascii=False, default=str)
+    cleaned = redact(text)
+    return data if cleaned == text else json.loads(cleaned)
+
+
+class RedactingFilter(logging.Filter):
+    """For loggers not ours (the SDK's): their records lose the secrets too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
