@@ -73,7 +73,8 @@ def test_chaos_sweep_ends_consistent_and_a_second_sweep_finishes(capsys, concurr
             assert value == expected, (image_id, key, value)
     with capsys.disabled():
         print(f"\nchaos (concurrency {concurrency}): {IMAGES} images ({out_of_line} out of "
-              f"line), {FAULT_RATE:.0%} of requests faulted. First sweep: {requests_first} requests, {faults_first} faults "
+              f"line), {FAULT_RATE:.0%} of requests faulted. First sweep: {requests_first} "
+              f"requests, {faults_first} faults "
               f"({dict(fake.faults)} in all), {first['ims_retries']} retries, "
               f"outcomes {first['summary']}. Then {len(later)} more sweep(s): "
               f"{len(fake.calls) - requests_first} requests, "
