@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import SECRETS, load_event
+from conftest import SECRETS, load_event, use_policy
 from imsguard.app import TransientFailure, handler
 from imsguard.context import LocalContext
 from imsguard.testing import EXAMPLE_IMAGE_ID
@@ -137,10 +137,8 @@ def test_images_out_of_scope_are_never_patched(fake, context, image_id, outcome,
 
 
 def test_public_image_not_patched_even_when_policy_matches_it(fake, context, tmp_path):
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nrules:\n  - name: any-name\n    kind: name\n"
-                      "    match: {imagetype: [gold, private]}\n")
-    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: any-name\n    kind: name\n"
+               "    match: {imagetype: [gold, private]}\n")
 
     result = handler({"image_ids": [GOLD, OTHER_PROJECT]}, context)
 
@@ -376,10 +374,8 @@ def test_malformed_events_make_no_api_call(fake, context, event):
 
 def test_invalid_policy_is_reported_on_every_invocation_and_calls_nothing(fake, context,
                                                                           tmp_path):
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nrules:\n  - name: uefi-boot\n    kind: set\n"
-                      "    set: {hw_firmware_type: efi}\n")
-    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: uefi-boot\n    kind: set\n"
+               "    set: {hw_firmware_type: efi}\n")
 
     for _ in range(2):
         result = handler(load_event("cts_create_image.json"), context)
@@ -474,9 +470,7 @@ def test_huge_fields_are_not_echoed_back(fake, context):
 
 
 def test_invalid_policy_is_reported_even_for_events_that_need_no_work(fake, context, tmp_path):
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 2\nrules: []\n")
-    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    use_policy(context, tmp_path, "version: 2\nrules: []\n")
 
     result = handler(load_event("timer.json"), context)
 
@@ -497,9 +491,8 @@ def test_policy_is_loaded_once_per_container(fake, context, monkeypatch):
 
 
 def test_audit_mode_policy_sends_nothing(fake, context, tmp_path):
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nmode: audit\nrules:\n  - {name: names, kind: name}\n")
-    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    use_policy(context, tmp_path,
+               "version: 1\nmode: audit\nrules:\n  - {name: names, kind: name}\n")
 
     result = handler(load_event("direct_image.json"), context)
 
@@ -581,10 +574,8 @@ def test_owner_is_checked_even_when_ims_shows_another_projects_private_image(fak
 
 
 def test_uefi_refusal_keeps_the_rest_of_the_rule(fake, context, tmp_path):
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nrules:\n  - name: boot\n    kind: set\n    set:\n"
-                      "      hw_firmware_type: uefi\n      __support_kvm: 'true'\n")
-    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: boot\n    kind: set\n    set:\n"
+               "      hw_firmware_type: uefi\n      __support_kvm: 'true'\n")
     old = fake.add_image({"name": "old", "__os_version": "Ubuntu 12.04 server 64bit"})
 
     result = handler({"image_id": old["id"]}, context)
@@ -596,10 +587,8 @@ def test_uefi_refusal_keeps_the_rest_of_the_rule(fake, context, tmp_path):
 
 
 def test_boot_settings_are_refused_on_non_system_disk_images(fake, context, tmp_path):
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nrules:\n  - name: boot\n    kind: set\n"
-                      "    set: {hw_firmware_type: uefi}\n")
-    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: boot\n    kind: set\n"
+               "    set: {hw_firmware_type: uefi}\n")
     iso = fake.add_image({"name": "iso", "virtual_env_type": "IsoImage"})
 
     result = handler({"image_id": iso["id"]}, context)
@@ -648,10 +637,8 @@ def test_uefi_list_failure_falls_back_to_the_built_in_table(fake, context):
 
 
 def test_audit_rules_are_held_back_and_reported(fake, context, tmp_path):
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nrules:\n  - {name: names, kind: name}\n"
-                      "  - {name: boot, kind: set, mode: audit, set: {hw_firmware_type: uefi}}\n")
-    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    use_policy(context, tmp_path, "version: 1\nrules:\n  - {name: names, kind: name}\n"
+               "  - {name: boot, kind: set, mode: audit, set: {hw_firmware_type: uefi}}\n")
 
     result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from conftest import load_event
+from conftest import load_event, use_policy
 from imsguard.app import handler
 from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
 
@@ -82,9 +82,8 @@ def test_only_active_private_images_are_listed_and_since_filters_server_side(fle
 
 def test_guardrail_count_changes_nothing_and_reports_every_image(fleet, context, tmp_path):
     fill(fleet, 30)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nmax_updates: 5\nrules:\n  - {name: names, kind: name}\n")
-    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    use_policy(context, tmp_path,
+               "version: 1\nmax_updates: 5\nrules:\n  - {name: names, kind: name}\n")
 
     report = sweep(context)
 
@@ -98,9 +97,8 @@ def test_guardrail_count_changes_nothing_and_reports_every_image(fleet, context,
 
 def test_guardrail_percent(fleet, context, tmp_path):
     fill(fleet, 30)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nmax_updates_percent: 30\nrules:\n  - {name: n, kind: name}\n")
-    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    use_policy(context, tmp_path,
+               "version: 1\nmax_updates_percent: 30\nrules:\n  - {name: n, kind: name}\n")
 
     report = sweep(context)
 
@@ -110,10 +108,8 @@ def test_guardrail_percent(fleet, context, tmp_path):
 
 def test_within_the_guardrail_changes_are_made(fleet, context, tmp_path):
     fill(fleet, 30)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nmax_updates: 10\nmax_updates_percent: 34\n"
-                      "rules:\n  - {name: n, kind: name}\n")
-    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    use_policy(context, tmp_path, "version: 1\nmax_updates: 10\nmax_updates_percent: 34\n"
+               "rules:\n  - {name: n, kind: name}\n")
 
     assert sweep(context)["summary"] == {"compliant": 20, "updated": 10}
     assert len(fleet.patches) == 10
@@ -384,9 +380,8 @@ def test_the_guardrail_counts_the_whole_sweep_across_hops(fleet, context, clock,
 
 def test_dry_run_reports_the_guardrail_too(fleet, context, tmp_path):
     fill(fleet, 30)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nmax_updates: 5\nrules:\n  - {name: names, kind: name}\n")
-    context.user_data["IMSGUARD_POLICY"] = str(policy)
+    use_policy(context, tmp_path,
+               "version: 1\nmax_updates: 5\nrules:\n  - {name: names, kind: name}\n")
 
     report = sweep(context, dry_run=True)
 
