@@ -36,6 +36,15 @@ def sweep(context, **options):
     return handler({"action": "sweep", **options}, context)
 
 
+def short_of_time(fleet, context, clock, **settings):
+    """Sweeps that continue themselves: pages of 10, 17 s to run, each request 2 s long."""
+    context.user_data.update(IMSGUARD_SWEEP_PAGE_SIZE="10", IMSGUARD_SWEEP_CONTINUE="true",
+                             IMSGUARD_FUNCTION_URN=URN, IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint,
+                             **settings)
+    context.timeout_ms = 17_000
+    fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+
+
 def lists(fake):
     return [c for c in fake.calls if c.method == "GET"]
 
@@ -152,11 +161,7 @@ def test_out_of_time_returns_a_continuation_and_the_next_run_finishes(fleet, con
 
 def test_continuation_invokes_the_function_again_through_functiongraph(fleet, context, clock):
     fill(fleet, 30)
-    context.user_data.update(IMSGUARD_SWEEP_PAGE_SIZE="10", IMSGUARD_SWEEP_CONTINUE="true",
-                             IMSGUARD_FUNCTION_URN=URN,
-                             IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint)
-    context.timeout_ms = 17_000
-    fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+    short_of_time(fleet, context, clock)
 
     first = sweep(context, dry_run=True, since="2025-01-01")
 
@@ -176,11 +181,7 @@ def test_continuation_invokes_the_function_again_through_functiongraph(fleet, co
 
 def test_continuations_stop_after_max_hops(fleet, context, clock):
     fill(fleet, 30)
-    context.user_data.update(IMSGUARD_SWEEP_PAGE_SIZE="10", IMSGUARD_SWEEP_CONTINUE="true",
-                             IMSGUARD_FUNCTION_URN=URN, IMSGUARD_SWEEP_MAX_HOPS="2",
-                             IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint)
-    context.timeout_ms = 17_000
-    fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+    short_of_time(fleet, context, clock, IMSGUARD_SWEEP_MAX_HOPS="2")
     report = sweep(context, hop=2)
 
     assert report["continued"] == {"started": False, "reason": (
@@ -190,11 +191,7 @@ def test_continuations_stop_after_max_hops(fleet, context, clock):
 
 def test_a_refused_invocation_is_reported(fleet, context, clock):
     fill(fleet, 30)
-    context.user_data.update(IMSGUARD_SWEEP_PAGE_SIZE="10", IMSGUARD_SWEEP_CONTINUE="true",
-                             IMSGUARD_FUNCTION_URN=URN,
-                             IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint)
-    context.timeout_ms = 17_000
-    fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+    short_of_time(fleet, context, clock)
     fleet.fail_next("POST", 403, "FSS.1403", "no permission to invoke")
 
     report = sweep(context)
@@ -408,11 +405,7 @@ def test_a_hop_whose_first_page_ran_out_of_time_still_continues(fleet, context, 
 @pytest.mark.parametrize(("hop", "started"), [(1, True), (2, False)])
 def test_max_hops_boundary(fleet, context, clock, hop, started):
     fill(fleet, 30)
-    context.user_data.update(IMSGUARD_SWEEP_PAGE_SIZE="10", IMSGUARD_SWEEP_CONTINUE="true",
-                             IMSGUARD_FUNCTION_URN=URN, IMSGUARD_SWEEP_MAX_HOPS="2",
-                             IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint)
-    context.timeout_ms = 17_000
-    fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+    short_of_time(fleet, context, clock, IMSGUARD_SWEEP_MAX_HOPS="2")
 
     report = sweep(context, hop=hop)
 
