@@ -228,3 +228,24 @@ def test_sweep_command_json_and_a_dry_run(capsys):
     report = json.loads(capsys.readouterr().out)
     assert status == 0 and report["dry_run"] is True
     assert "updated" not in report["summary"]
+
+
+def test_package_command_defaults_to_the_templates_python(monkeypatch, capsys, tmp_path):
+    from imsguard import package
+
+    seen = {}
+
+    def fake_build(root, python_version, out_dir=None):
+        seen.update(root=root, version=python_version)
+        return package.PackageResult(tmp_path / "x.zip", 7 * 2**20, 1264, "ab" * 32)
+
+    monkeypatch.setattr(package, "build_package", fake_build)
+
+    assert main(["package"]) == 0
+    assert seen == {"root": ROOT, "version": "3.10"}
+    assert "7.0 MB, 1264 files, Python 3.10" in capsys.readouterr().out
+
+
+def test_package_command_refuses_a_bad_version(capsys):
+    assert main(["package", "--python-version", "2.7"]) == 2
+    assert "2.7" in capsys.readouterr().err

@@ -71,14 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--log-level", default="WARNING",
                        help="level of the JSON log lines, written to stderr (default WARNING)")
 
+    package = commands.add_parser("package", help="build the FunctionGraph ZIP in dist/")
+    package.add_argument("--python-version", help="the runtime's Python, such as 3.10 "
+                                                  "(default: template.yaml's runtime)")
+
     commands.add_parser("schema", help="the JSON Schema of the policy format, for editors")
 
     schema = commands.choices["schema"]
-    for command in (invoke, validate, test, explain, sweep, schema):
+    for command in (invoke, validate, test, explain, sweep, package, schema):
         command.add_argument("--output", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     return {"invoke": _invoke, "validate": _validate, "test": _test, "explain": _explain,
-            "sweep": _sweep, "schema": _schema}[args.command](args)
+            "sweep": _sweep, "package": _package, "schema": _schema}[args.command](args)
 
 
 def _load(path: Path, output: str) -> Policy | None:
@@ -303,6 +307,29 @@ def _print_sweep(report: dict[str, Any], fake: Any) -> None:
         continuation = report["continuation"]
         print(f"\n  not finished ({continuation['reason']}): continue with "
               f"--marker {continuation['marker']}")
+
+
+def _package(args: argparse.Namespace) -> int:
+    """The ZIP to upload: the code root and the runtime dependencies for its Python."""
+    from imsguard.package import PackageError, build_package
+    from imsguard.template import TemplateError, load_template
+
+    root = Path(__file__).resolve().parents[2]  # a source checkout: requirements.txt is there
+    version = args.python_version
+    try:
+        if version is None:
+            version = load_template(root / "template.yaml").function.runtime.removeprefix(
+                "Python")
+        result = build_package(root, version)
+    except (PackageError, TemplateError) as exc:
+        return _fail(args, str(exc))
+    if args.output == "json":
+        _print_json({"path": str(result.path), "size": result.size, "files": result.files,
+                     "sha256": result.sha256, "python_version": version})
+    else:
+        print(f"{result.path}: {result.size / 2**20:.1f} MB, {result.files} files, "
+              f"Python {version}, sha256 {result.sha256}")
+    return 0
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -1,0 +1,213 @@
+"""Build the FunctionGraph code package: ``dist/imsguard-<version>.zip``.
+
+FunctionGraph runs the handler file at the root of the ZIP with the code root on
+``sys.path``, so everything lies at the zip root: the runtime dependencies from
+``requirements.txt`` (Linux x86_64 wheels for the target Python, whatever machine
+builds the package) and the code root ``function/`` without what only tests use.
+
+The zip is reproducible: the same inputs give a byte-identical file (entries sorted,
+fixed timestamps and permissions, fixed compression level, and pip's install-time
+records left out). Only the standard library is used here, and nothing runs on import.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+MAX_ZIP_BYTES = 40 * 1024 * 1024  # the FunctionGraph console's upload limit
+PLATFORM = "manylinux2014_x86_64"  # the FunctionGraph runtimes: Linux on x86_64
+PIP_TIMEOUT_S = 1800
+STDERR_LINES = 20  # lines of pip's stderr a PackageError quotes
+
+_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a ZIP can store
+_FILE_MODE = 0o100644  # regular file, rw-r--r--
+_COMPRESS_LEVEL = 9
+_PYTHON_VERSION = re.compile(r"3\.(\d{2})")  # used with fullmatch: 3.10, 3.12, ...
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*")
+
+# Code root: what goes in, and what under imsguard/ stays out (only tests use it:
+# testing.py imports the dev-only ``responses``; samples/ seeds the fake IMS).
+_CODE_FILES = ("index.py", "policy.yaml")
+_CODE_PACKAGE = "imsguard"
+_TEST_ONLY = ("imsguard/testing.py", "imsguard/samples/")
+# pip writes these at install time; they describe the install (files we drop, the
+# installer, how it was asked for), not the package, and may differ between builds.
+_INSTALL_RECORDS = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
+
+
+class PackageError(Exception):
+    """The package cannot be built; the message says why."""
+
+
+class PackageResult(NamedTuple):
+    path: Path  # the zip
+    size: int  # bytes
+    files: int  # entries in the zip (files only)
+    sha256: str  # hex digest of the zip
+
+
+def build_package(root: Path, python_version: str, out_dir: Path | None = None) -> PackageResult:
+    """Build ``<out_dir>/imsguard-<version>.zip`` for FunctionGraph's ``python_version``
+    ("3.10", "3.12", ...) from the repository at ``root``; ``out_dir`` defaults to
+    ``root / "dist"``. Raises PackageError (and leaves no zip behind) if the version is
+    not a Python 3 minor version from 3.10 on, pip fails, or the zip is over 40 MB."""
+    python_version = check_python_version(python_version)
+    root = Path(root).resolve()
+    code_root = root / "function"
+    requirements = root / "requirements.txt"
+    for needed in (requirements, code_root / "index.py", code_root / _CODE_PACKAGE):
+        if not needed.exists():
+            raise PackageError(f"{needed} is missing; is {root} the imsguard repository?")
+    version = read_version(code_root / _CODE_PACKAGE / "__init__.py")
+    out_dir = Path(out_dir) if out_dir is not None else root / "dist"
+
+    with tempfile.TemporaryDirectory(prefix="imsguard-package-") as work:
+        target = Path(work) / "site"
+        install_dependencies(requirements, python_version, target)
+        entries: dict[str, Path] = {}
+        _add(entries, _dependency_files(target), "the dependencies")
+        _add(entries, _code_files(code_root), "the code root")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"imsguard-{version}.zip"
+        _write_zip(path, entries)
+
+    size = path.stat().st_size
+    if size > MAX_ZIP_BYTES:
+        path.unlink()
+        raise PackageError(f"the package would be {size / 2**20:.1f} MB ({size} bytes), over "
+                           f"FunctionGraph's {MAX_ZIP_BYTES / 2**20:g} MB upload limit")
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    return PackageResult(path=path, size=size, files=len(entries), sha256=sha256)
+
+
+def check_python_version(python_version: str) -> str:
+    """``python_version`` if it is a plain "3.X" from 3.10 on, else PackageError."""
+    if not isinstance(python_version, str):
+        raise PackageError(f"the Python version must be text like 3.10, not "
+                           f"{type(python_version).__name__}")
+    found = _PYTHON_VERSION.fullmatch(python_version)
+    if found is None or int(found.group(1)) < 10:
+        raise PackageError(f"invalid Python version {python_version[:40]!r}: give the "
+                           f"FunctionGraph runtime's version as 3.X, from 3.10 on "
+                           f"(e.g. 3.10 or 3.12)")
+    return python_version
+
+
+def read_version(init_file: Path) -> str:
+    """``__version__`` from the package's ``__init__.py``, read without importing it (the
+    package built is the one under ``root``, not necessarily the one running)."""
+    try:
+        tree = ast.parse(init_file.read_text(encoding="utf-8"), str(init_file))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise PackageError(f"cannot read the version from {init_file}: {exc}") from exc
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                and any(isinstance(t, ast.Name) and t.id == "__version__"
+                        for t in node.targets)):
+            version = node.value.value
+            if isinstance(version, str) and _VERSION.fullmatch(version):
+                return version
+            raise PackageError(f"unusable __version__ {version!r} in {init_file}")
+    raise PackageError(f"no __version__ in {init_file}")
+
+
+def install_dependencies(requirements: Path, python_version: str, target: Path) -> None:
+    """pip-install the pinned wheels for FunctionGraph's platform into ``target``.
+    requirements.txt pins every runtime dependency, transitive ones too: hence --no-deps."""
+    command = [
+        sys.executable, "-m", "pip", "install",
+        "--quiet", "--disable-pip-version-check", "--no-compile", "--no-deps",
+        "--only-binary=:all:", "--platform", PLATFORM, "--implementation", "cp",
+        "--python-version", check_python_version(python_version),
+        "--target", str(target), "-r", str(requirements),
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, errors="replace",
+                              timeout=PIP_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise PackageError(f"pip did not finish in {PIP_TIMEOUT_S} s") from exc
+    except OSError as exc:
+        raise PackageError(f"cannot run pip: {exc}") from exc
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr or done.stdout or "").splitlines()
+                 if line.strip()]
+        tail = "\n".join(lines[-STDERR_LINES:]) or "(no output)"
+        raise PackageError(f"pip failed (exit code {done.returncode}) installing "
+                           f"{requirements.name} for Python {python_version}:\n{tail}")
+
+
+def _dependency_files(target: Path) -> Iterator[tuple[str, Path]]:
+    """What pip installed, minus console scripts, bytecode and pip's install records."""
+    for name, path in _walk(target):
+        top, _, rest = name.partition("/")
+        if top == "bin":
+            continue
+        if top.endswith(".dist-info") and rest in _INSTALL_RECORDS:
+            continue
+        yield name, path
+
+
+def _code_files(code_root: Path) -> Iterator[tuple[str, Path]]:
+    """index.py, policy.yaml and the imsguard package, minus what only tests use."""
+    for name in _CODE_FILES:
+        path = code_root / name
+        if not path.is_file():
+            raise PackageError(f"{path} is missing")
+        yield name, path
+    for name, path in _walk(code_root / _CODE_PACKAGE, _CODE_PACKAGE):
+        if name.startswith(_TEST_ONLY):
+            continue
+        yield name, path
+
+
+def _walk(folder: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:
+    """(zip name, path) of every file under ``folder``, without ``__pycache__``,
+    compiled bytecode or hidden files (editor and OS litter)."""
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
+        relative = Path(parent).relative_to(folder).as_posix()
+        base = "/".join(p for p in (prefix, "" if relative == "." else relative) if p)
+        for file in files:
+            if file.endswith((".pyc", ".pyo")) or file.startswith("."):
+                continue
+            path = Path(parent, file)
+            if path.is_file():
+                yield (f"{base}/{file}" if base else file), path
+
+
+def _add(entries: dict[str, Path], found: Iterator[tuple[str, Path]], source: str) -> None:
+    for name, path in found:
+        if name in entries:
+            raise PackageError(f"{name} from {source} would overwrite {entries[name]}")
+        entries[name] = path
+
+
+def _write_zip(path: Path, entries: dict[str, Path]) -> None:
+    """Write the entries sorted by name with fixed metadata; replace ``path`` only once
+    the zip is complete."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED,
+                             compresslevel=_COMPRESS_LEVEL) as archive:
+            for name in sorted(entries):
+                info = zipfile.ZipInfo(name, date_time=_DATE_TIME)
+                info.create_system = 3  # Unix, whichever system builds it
+                info.external_attr = _FILE_MODE << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, entries[name].read_bytes(),
+                                 compress_type=zipfile.ZIP_DEFLATED,
+                                 compresslevel=_COMPRESS_LEVEL)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,153 @@
+"""`build_package`: the FunctionGraph ZIP runs on its own, holds only what it should, and
+is reproducible. The package is built once per module (pip caches the wheels)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from imsguard import __version__, package
+from imsguard.package import MAX_ZIP_BYTES, PackageError, PackageResult, build_package
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+# Runs in a fresh interpreter whose sys.path is the standard library and the unzipped
+# package, nothing else: what FunctionGraph gives the function.
+RUN_HANDLER = r"""
+import json, sys
+folder, out = sys.argv[1], sys.argv[2]
+sys.path[:] = [folder] + [p for p in sys.path
+                          if "site-packages" not in p and "dist-packages" not in p]
+import index
+results = {
+    "ignored": index.handler({"cts": {"service_type": "FunctionGraph", "resource_type": "graph",
+                                      "trace_name": "deleteGraph"}}, None),
+    "invalid": index.handler({"image_id": "not-a-uuid"}, None),
+}
+import imsguard.fgs, imsguard.ims, imsguard.sweep  # the SDK-backed modules load too
+modules = {}
+for name in ("imsguard", "huaweicloudsdkcore", "huaweicloudsdkims",
+             "huaweicloudsdkfunctiongraph", "pydantic", "pydantic_core", "yaml", "requests",
+             "urllib3"):
+    modules[name] = __import__(name).__file__
+with open(out, "w") as f:
+    json.dump({"results": results, "modules": modules, "path": sys.path}, f)
+"""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> PackageResult:
+    return build_package(ROOT, PYTHON, tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="module")
+def names(built: PackageResult) -> list[str]:
+    with zipfile.ZipFile(built.path) as archive:
+        return archive.namelist()
+
+
+def test_the_unzipped_package_runs_the_handler_on_its_own(built, tmp_path):
+    folder = tmp_path / "code"
+    folder.mkdir()
+    with zipfile.ZipFile(built.path) as archive:
+        archive.extractall(folder)
+    out = tmp_path / "out.json"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("IMSGUARD_", "HUAWEICLOUD_", "RUNTIME_", "PYTHON"))}
+
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", RUN_HANDLER, str(folder), str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(out.read_text())
+    ignored, invalid = seen["results"]["ignored"], seen["results"]["invalid"]
+    assert ignored["status"] == "ignored", ignored
+    assert ignored["results"] == []
+    assert invalid["status"] == "invalid", invalid
+    assert not [p for p in seen["path"] if "site-packages" in p or "dist-packages" in p]
+    for name, file in seen["modules"].items():  # every dependency came from the zip
+        assert file.startswith(str(folder) + os.sep), (name, file)
+
+
+def test_the_zip_holds_the_code_root_and_dependencies_only(built, names):
+    assert built.path == built.path.parent / f"imsguard-{__version__}.zip"
+    assert built.size == built.path.stat().st_size < MAX_ZIP_BYTES
+    assert built.files == len(names) == len(set(names))
+    assert {"index.py", "policy.yaml", "imsguard/__init__.py", "imsguard/app.py",
+            "yaml/__init__.py", "pydantic/__init__.py", "huaweicloudsdkims/__init__.py"} \
+        <= set(names)
+    assert "imsguard/testing.py" not in names
+    assert not [n for n in names if n.startswith(("imsguard/samples/", "tests/", "bin/"))]
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
+    assert not [n for n in names if ".egg-info" in n or n.startswith(("responses", "pytest"))]
+    assert not [n for n in names  # pip's install-time records
+                if n.rsplit("/", 1)[-1] in {"RECORD", "INSTALLER", "REQUESTED",
+                                            "direct_url.json"}]
+    assert [n for n in names if n.endswith(".dist-info/METADATA")]  # importlib.metadata works
+
+
+def test_the_zip_entries_are_sorted_with_fixed_metadata(built, names):
+    assert names == sorted(names)
+    with zipfile.ZipFile(built.path) as archive:
+        infos = archive.infolist()
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {i.external_attr for i in infos} == {0o100644 << 16}
+    assert {i.compress_type for i in infos} == {zipfile.ZIP_DEFLATED}
+    assert not [i for i in infos if i.is_dir()]
+
+
+def test_two_builds_are_byte_identical(built, tmp_path):
+    again = build_package(ROOT, PYTHON, tmp_path)
+
+    assert again.path != built.path
+    assert again.sha256 == built.sha256
+    assert again.path.read_bytes() == built.path.read_bytes()
+
+
+@pytest.mark.parametrize("version", ["2.7", "3", "3.9", "3.10; rm -rf /", "3.10\n", " 3.10",
+                                     "3.1", "3.10.1", "python3.10", "", None])
+def test_a_bad_python_version_is_refused_before_pip_runs(version, tmp_path, monkeypatch):
+    def no_pip(*args, **kwargs):
+        raise AssertionError("pip ran")
+
+    monkeypatch.setattr(package.subprocess, "run", no_pip)
+
+    with pytest.raises(PackageError, match="Python version"):
+        build_package(ROOT, version, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pip_failure_is_reported_with_its_last_lines(tmp_path, monkeypatch):
+    def failing_pip(command, **kwargs):
+        assert command[1:4] == ["-m", "pip", "install"]
+        assert "--no-deps" in command and "--no-compile" in command
+        assert command[command.index("--python-version") + 1] == "3.12"
+        return subprocess.CompletedProcess(command, 1, "", "noise\n" * 50 + "ERROR: no wheel\n")
+
+    monkeypatch.setattr(package.subprocess, "run", failing_pip)
+
+    with pytest.raises(PackageError, match="pip failed") as caught:
+        build_package(ROOT, "3.12", tmp_path)
+    assert str(caught.value).endswith("ERROR: no wheel")
+    assert str(caught.value).count("noise") < 50
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_package_over_the_limit_is_refused_and_removed(tmp_path, monkeypatch):
+    def no_dependencies(command, **kwargs):  # pip "installs" nothing: the code root alone
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(package.subprocess, "run", no_dependencies)
+    monkeypatch.setattr(package, "MAX_ZIP_BYTES", 1000)
+
+    with pytest.raises(PackageError, match=r"MB \(\d+ bytes\), over"):
+        build_package(ROOT, "3.10", tmp_path)
+    assert list(tmp_path.iterdir()) == []
