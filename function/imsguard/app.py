@@ -53,7 +53,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         get_logger().exception("unexpected failure")
         return _stop("error", f"internal error: {type(exc).__name__}: {redact(str(exc))}")
     retryable = [r for r in report["results"] if r.get("retryable")]
-    if retryable and report.get("trigger", "").startswith(("CTS", "EventGrid", "direct")):
+    if retryable and "examined" not in report:  # a sweep reports and goes on; events retry
         subjects = ", ".join(str(r.get("image_id") or r.get("job_id") or r.get("name"))
                              for r in retryable[:10])
         log(logging.ERROR, "transient IMS failures; raising for FunctionGraph to retry",
