@@ -83,7 +83,7 @@ class Sweeper:
         self.limiter = RateLimiter(rate, budget.clock)
         self.examined = 0
         self.would_change = 0  # images the enforce-mode rules would change (dry run or not)
-        self.restarted = False
+        self.restarted = ""  # says how the listing went on when IMS refused a marker
         self.last_created: str | None = None  # created_at of the last image examined
         self.request_seconds = 0.5  # a guess until requests have been timed
 
@@ -108,8 +108,7 @@ class Sweeper:
             "truncated": sum(self.report.outcomes.values()) > len(self.report.results),
         }
         if self.restarted:
-            summary["notes"] = ["the marker no longer exists; the listing started again "
-                                "from the newest image"]
+            summary["notes"] = [self.restarted]
         if error is not None:
             summary["error"] = error
         if held:
@@ -174,8 +173,11 @@ class Sweeper:
                     page = self.gateway.list_page(marker, size, since and f"gt:{since}")
             except ImsError as exc:
                 if exc.kind == "permanent" and marker is not None and not self.restarted:
-                    self.restarted, marker = True, None
-                    created = self.last_created
+                    marker, created = None, self.last_created
+                    self.restarted = (
+                        "the marker's image no longer exists; the listing went on from its "
+                        "creation time" if created else "the marker no longer exists; the "
+                        "listing started again from the newest image")
                     continue
                 raise
             elapsed = self.budget.clock.monotonic() - started
