@@ -300,6 +300,8 @@ def test_an_image_deleted_under_the_marker_mid_sweep(fleet, context):
     report = sweep(context)
 
     assert report["status"] == "ok"
+    assert report["notes"] == ["the marker's image no longer exists; the listing went on "
+                               "from its creation time"]
     assert "continuation" not in report
     patched = sorted(c.path.rsplit("/", 1)[1] for c in fleet.patches)
     assert patched == sorted(i for i, bad in images if bad and i in fleet.images)
