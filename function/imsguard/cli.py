@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from imsguard import __version__
-from imsguard.context import LocalContext
+from imsguard.context import Credentials, LocalContext
 from imsguard.logs import log_to
 from imsguard.policy import Policy, PolicyError, load_policy
 
@@ -75,14 +75,21 @@ def main(argv: list[str] | None = None) -> int:
     package.add_argument("--python-version", help="the runtime's Python, such as 3.10 "
                                                   "(default: template.yaml's runtime)")
 
+    deploy = commands.add_parser("deploy", help="create or update the function from the template")
+    deploy.add_argument("--template", type=Path, help="default: template.yaml in the checkout")
+    deploy.add_argument("--package", type=Path, help="the ZIP to upload (default: build it)")
+    deploy.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    deploy.add_argument("--fake", action="store_true", help="against the fake FunctionGraph")
+
     commands.add_parser("schema", help="the JSON Schema of the policy format, for editors")
 
     schema = commands.choices["schema"]
-    for command in (invoke, validate, test, explain, sweep, package, schema):
+    for command in (invoke, validate, test, explain, sweep, package, deploy, schema):
         command.add_argument("--output", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     return {"invoke": _invoke, "validate": _validate, "test": _test, "explain": _explain,
-            "sweep": _sweep, "package": _package, "schema": _schema}[args.command](args)
+            "sweep": _sweep, "package": _package, "deploy": _deploy,
+            "schema": _schema}[args.command](args)
 
 
 def _load(path: Path, output: str) -> Policy | None:
@@ -330,6 +337,79 @@ def _package(args: argparse.Namespace) -> int:
         print(f"{result.path}: {result.size / 2**20:.1f} MB, {result.files} files, "
               f"Python {version}, sha256 {result.sha256}")
     return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    """Make FunctionGraph match the template: create what is missing, update what differs."""
+    from imsguard.context import read_credentials
+    from imsguard.deploy import Deployer, DeployError, build_client
+    from imsguard.package import PackageError, build_package
+    from imsguard.template import TemplateError, load_template
+
+    root = Path(__file__).resolve().parents[2]
+    try:  # everything is checked before the first API call
+        template = load_template(args.template or root / "template.yaml")
+        package = args.package or build_package(
+            root, template.function.runtime.removeprefix("Python")).path
+    except (TemplateError, PackageError) as exc:
+        return _fail(args, str(exc))
+    region = template.function.settings.get("IMSGUARD_REGION")
+    fake = None
+    if args.fake:
+        from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+
+        fake = FakeIms(project_id=SAMPLE_PROJECT_ID, region=region or "ap-southeast-1")
+        project_id, endpoint = SAMPLE_PROJECT_ID, fake.fgs_endpoint
+        credentials = Credentials("FAKE-AK", "FAKE-SK")
+        fake.start()
+    else:
+        project_id = os.environ.get("IMSGUARD_PROJECT_ID") or os.environ.get(
+            "HUAWEICLOUD_SDK_PROJECT_ID")
+        endpoint = os.environ.get("IMSGUARD_FGS_ENDPOINT")
+        credentials = read_credentials(None)
+        if not project_id or credentials is None or not (region or endpoint):
+            return _fail(args, "deploy needs HUAWEICLOUD_SDK_AK/SK, a project id "
+                               "(IMSGUARD_PROJECT_ID) and IMSGUARD_REGION in the template")
+    try:
+        client = build_client(region, endpoint, project_id, credentials)
+        deployer = Deployer(client, project_id, region or "", template, package)
+        steps = deployer.plan()
+        done = steps if args.dry_run else deployer.apply(steps)
+    except DeployError as exc:
+        _print_steps(args, [], exc)
+        return 1
+    finally:
+        if fake is not None:
+            fake.stop()
+    _print_steps(args, done, None, deployer.urn)
+    return 0
+
+
+def _print_steps(args: argparse.Namespace, steps: list[Any], error: Any,
+                 urn: str | None = None) -> None:
+    writes = [s for s in steps if s.action != "keep"]
+    if args.output == "json":
+        report = {"dry_run": args.dry_run, "function_urn": urn,
+                  "steps": [s.describe() for s in steps], "writes": len(writes)}
+        if error is not None:
+            report.update(error=str(error), done=[s.describe() for s in error.done],
+                          not_done=[s.describe() for s in error.left])
+        _print_json(report)
+        return
+    if error is not None:
+        print(f"imsguard deploy failed: {error}", file=sys.stderr)
+        for label, items in (("done", error.done), ("not done", error.left)):
+            for step in items:
+                print(f"  {label:<9} {step.action:<8} {step.what}: {step.detail}", file=sys.stderr)
+        print("  the function keeps its previous code and settings where not done",
+              file=sys.stderr)
+        return
+    verb = "would" if args.dry_run else "did"
+    print(f"imsguard deploy {'(dry run) ' if args.dry_run else ''}{urn}")
+    for step in steps:
+        print(f"  {step.action:<8} {step.what}: {step.detail}")
+    print(f"  {len(writes)} change(s) {verb} reach FunctionGraph" if writes else
+          "  nothing to change")
 
 
 def _schema(args: argparse.Namespace) -> int:

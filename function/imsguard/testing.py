@@ -12,8 +12,10 @@ marked "assumption" in a comment.
 
 from __future__ import annotations
 
+import base64
 import bisect
 import copy
+import hashlib
 import itertools
 import json
 import random
@@ -289,7 +291,27 @@ class FakeIms:
             ("GET", re.compile(r"/v1/cloudimages/os_version"), self._list_os_versions),
             ("POST", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/invocations-async"),
              self._invoke_async),
+            ("POST", re.compile(r"/v2/([^/]+)/fgs/functions"), self._fgs_create_function),
+            ("GET", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/config"), self._fgs_config),
+            ("PUT", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/config"),
+             self._fgs_update_config),
+            ("PUT", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/code"), self._fgs_update_code),
+            ("GET", re.compile(r"/v2/([^/]+)/fgs/triggers/([^/]+)"), self._fgs_triggers),
+            ("POST", re.compile(r"/v2/([^/]+)/fgs/triggers/([^/]+)"), self._fgs_create_trigger),
+            ("PUT", re.compile(r"/v2/([^/]+)/fgs/triggers/([^/]+)/([^/]+)/([^/]+)"),
+             self._fgs_update_trigger),
+            ("DELETE", re.compile(r"/v2/([^/]+)/fgs/triggers/([^/]+)/([^/]+)/([^/]+)"),
+             self._fgs_delete_trigger),
+            ("GET", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/async-invoke-config"),
+             self._fgs_async_config),
+            ("PUT", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/async-invoke-config"),
+             self._fgs_update_async_config),
         ]
+        # FunctionGraph's function API, for deploy tests: functions by URN, their triggers
+        # and asynchronous invocation settings.
+        self.functions: dict[str, dict[str, Any]] = {}
+        self.function_triggers: dict[str, list[dict[str, Any]]] = {}
+        self.async_configs: dict[str, dict[str, Any]] = {}
         # FunctionGraph's asynchronous invocation API, served too: a sweep that runs out of
         # time invokes its own function through it.
         self.fgs_endpoint = f"https://functiongraph.{region}.myhuaweicloud.com"
@@ -491,7 +513,8 @@ class FakeIms:
                                        dict(headers)))
         response_headers = {"Content-Type": "application/json",
                             "X-Request-Id": uuid.uuid4().hex, **extra_headers}
-        return status, response_headers, json.dumps(payload).encode("utf-8")
+        content = b"" if status == 204 else json.dumps(payload).encode("utf-8")  # no body
+        return status, response_headers, content
 
     def _route(self, method: str, path: str, query: dict[str, str],
                headers: Mapping[str, str], body: str | None) -> tuple[int, Any]:
@@ -632,6 +655,105 @@ class FakeIms:
         self.invocations.append({"function_urn": function_urn, "body": payload})
         return 202, {"request_id": uuid.uuid4().hex}
 
+    # -- FunctionGraph (deploy) ------------------------------------------------------------
+
+    def _fgs_function(self, project_id: str, urn: str) -> dict[str, Any]:
+        if project_id != self.project_id:
+            raise _ApiError(401, "APIGW.0301")
+        function = self.functions.get(urn)
+        if function is None:
+            raise _ApiError(404, "FSS.1051", "Not found the function")
+        return function
+
+    def _fgs_body(self, body: str | None) -> dict[str, Any]:
+        data = _try_json(body)
+        if not isinstance(data, dict):
+            raise _ApiError(400, "FSS.0400", "The request body must be a JSON object.")
+        return data
+
+    def _fgs_create_function(self, project_id: str, *, query: dict[str, str],
+                             body: str | None) -> tuple[int, Any]:
+        if project_id != self.project_id:
+            raise _ApiError(401, "APIGW.0301")
+        data = self._fgs_body(body)
+        urn = (f"urn:fss:{self.region}:{project_id}:function:{data.get('package', 'default')}"
+               f":{data.get('func_name')}:latest")
+        if urn in self.functions:
+            raise _ApiError(409, "FSS.1061", "The function already exists")
+        config = {k: v for k, v in data.items() if k != "func_code"}
+        config.update(func_urn=urn, digest=_digest(data.get("func_code")))
+        self.functions[urn] = config
+        self.function_triggers[urn] = []
+        return 200, config
+
+    def _fgs_config(self, project_id: str, urn: str, *, query: dict[str, str],
+                    body: str | None) -> tuple[int, Any]:
+        return 200, self._fgs_function(project_id, urn)
+
+    def _fgs_update_config(self, project_id: str, urn: str, *, query: dict[str, str],
+                           body: str | None) -> tuple[int, Any]:
+        function = self._fgs_function(project_id, urn)
+        function.update(self._fgs_body(body))
+        return 200, function
+
+    def _fgs_update_code(self, project_id: str, urn: str, *, query: dict[str, str],
+                         body: str | None) -> tuple[int, Any]:
+        function = self._fgs_function(project_id, urn)
+        function["digest"] = _digest(self._fgs_body(body).get("func_code"))
+        return 200, {"func_urn": urn, "digest": function["digest"]}
+
+    def _fgs_triggers(self, project_id: str, urn: str, *, query: dict[str, str],
+                      body: str | None) -> tuple[int, Any]:
+        self._fgs_function(project_id, urn)
+        return 200, self.function_triggers[urn]
+
+    def _fgs_create_trigger(self, project_id: str, urn: str, *, query: dict[str, str],
+                            body: str | None) -> tuple[int, Any]:
+        self._fgs_function(project_id, urn)
+        data = self._fgs_body(body)
+        name = (data.get("event_data") or {}).get("name")
+        if any(t["trigger_type_code"] == data.get("trigger_type_code")
+               and t["event_data"].get("name") == name for t in self.function_triggers[urn]):
+            raise _ApiError(400, "FSS.1069", "A trigger of that name already exists")
+        trigger = {"trigger_id": uuid.uuid4().hex, **data}
+        self.function_triggers[urn].append(trigger)
+        return 200, trigger
+
+    def _fgs_trigger(self, project_id: str, urn: str, type_code: str, trigger_id: str
+                     ) -> dict[str, Any]:
+        self._fgs_function(project_id, urn)
+        for trigger in self.function_triggers[urn]:
+            if trigger["trigger_id"] == trigger_id and trigger["trigger_type_code"] == type_code:
+                return trigger
+        raise _ApiError(404, "FSS.1053", "Not found the trigger")
+
+    def _fgs_update_trigger(self, project_id: str, urn: str, type_code: str, trigger_id: str,
+                            *, query: dict[str, str], body: str | None) -> tuple[int, Any]:
+        trigger = self._fgs_trigger(project_id, urn, type_code, trigger_id)
+        data = self._fgs_body(body)
+        # Like the real API (as the SDK models it): the status changes, event data does not.
+        trigger["trigger_status"] = data.get("trigger_status", trigger["trigger_status"])
+        return 200, trigger
+
+    def _fgs_delete_trigger(self, project_id: str, urn: str, type_code: str, trigger_id: str,
+                            *, query: dict[str, str], body: str | None) -> tuple[int, Any]:
+        trigger = self._fgs_trigger(project_id, urn, type_code, trigger_id)
+        self.function_triggers[urn].remove(trigger)
+        return 204, {}
+
+    def _fgs_async_config(self, project_id: str, urn: str, *, query: dict[str, str],
+                          body: str | None) -> tuple[int, Any]:
+        self._fgs_function(project_id, urn)
+        if urn not in self.async_configs:
+            raise _ApiError(404, "FSS.1051", "No asynchronous invocation settings")
+        return 200, self.async_configs[urn]
+
+    def _fgs_update_async_config(self, project_id: str, urn: str, *, query: dict[str, str],
+                                 body: str | None) -> tuple[int, Any]:
+        self._fgs_function(project_id, urn)
+        self.async_configs[urn] = {"func_urn": urn, **self._fgs_body(body)}
+        return 200, self.async_configs[urn]
+
     def _list_os_versions(self, *, query: dict[str, str], body: str | None) -> tuple[int, Any]:
         """OS versions grouped by platform; only the uefi tag is modelled (assumption)."""
         if query.get("tag") not in (None, "uefi"):
@@ -705,6 +827,13 @@ class FakeIms:
             server.shutdown()
             server.server_close()
             thread.join()
+
+
+def _digest(func_code: Any) -> str | None:
+    """FunctionGraph's code digest: SHA-512 of the ZIP (assumption, as the deploy uses)."""
+    if not isinstance(func_code, dict) or not isinstance(func_code.get("file"), str):
+        return None
+    return hashlib.sha512(base64.b64decode(func_code["file"])).hexdigest()
 
 
 def _try_json(text: str | None) -> Any:

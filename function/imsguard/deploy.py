@@ -1,0 +1,304 @@
+"""imsguard deploy: make FunctionGraph match template.yaml, changing only what differs.
+
+The plan is made from reads alone (function configuration and code digest,
+triggers, asynchronous invocation settings); applying it writes only the steps that
+differ, so a second deploy writes nothing. FunctionGraph's API changes a trigger's
+status in place but has no update for its event data (CTS operations, timer rate):
+such a trigger is replaced (deleted, then created again).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import requests
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.exceptions.exceptions import SdkException, ServiceResponseException
+from huaweicloudsdkcore.http.http_config import HttpConfig
+from huaweicloudsdkfunctiongraph.v2 import (
+    CreateFunctionRequest,
+    CreateFunctionRequestBody,
+    CreateFunctionTriggerRequest,
+    CreateFunctionTriggerRequestBody,
+    DeleteFunctionTriggerRequest,
+    FuncAsyncDestinationConfig,
+    FuncCode,
+    FuncDestinationConfig,
+    FunctionGraphClient,
+    ListFunctionTriggersRequest,
+    ShowFunctionAsyncInvokeConfigRequest,
+    ShowFunctionConfigRequest,
+    TriggerEventDataRequestBody,
+    UpdateFunctionAsyncInvokeConfigRequest,
+    UpdateFunctionAsyncInvokeConfigRequestBody,
+    UpdateFunctionCodeRequest,
+    UpdateFunctionCodeRequestBody,
+    UpdateFunctionConfigRequest,
+    UpdateFunctionConfigRequestBody,
+    UpdateTriggerRequest,
+    UpdateTriggerRequestBody,
+)
+from huaweicloudsdkfunctiongraph.v2.region.functiongraph_region import FunctionGraphRegion
+
+from imsguard.context import Credentials
+from imsguard.logs import RedactingFilter, redact
+from imsguard.template import CtsTrigger, Template, TimerTrigger
+
+logging.getLogger("HuaweiCloud-SDK-FunctionGraphClient").addFilter(RedactingFilter())
+
+PACKAGE = "default"  # FunctionGraph's default application ("package")
+DESTINATION_PARAM = {"SMN": "topic_urn", "OBS": "bucket", "DIS": "stream_name",
+                     "FunctionGraph": "func_urn"}
+
+
+class DeployError(Exception):
+    """A deploy could not be completed; ``done`` and ``left`` say what was and was not."""
+
+    def __init__(self, message: str, done: list[Step] | None = None,
+                 left: list[Step] | None = None):
+        self.done = done or []
+        self.left = left or []
+        super().__init__(message)
+
+
+class Step(NamedTuple):
+    action: str  # create, update, replace, keep
+    what: str
+    detail: str
+    run: Callable[[], Any] | None = None  # None: nothing to write
+
+    def describe(self) -> dict[str, str]:
+        return {"action": self.action, "what": self.what, "detail": self.detail}
+
+
+class Deployer:
+    """Plans (reads only) and applies (writes only what differs) one deployment."""
+
+    def __init__(self, client: FunctionGraphClient, project_id: str, region: str,
+                 template: Template, package: Path):
+        self.client = client
+        self.template = template
+        self.code = package.read_bytes()
+        self.digest = hashlib.sha512(self.code).hexdigest()  # assumption: FG's `digest`
+        function = template.function
+        self.urn = (f"urn:fss:{region}:{project_id}:function:{PACKAGE}:{function.name}"
+                    ":latest")
+
+    def plan(self) -> list[Step]:
+        current = self._call(self.client.show_function_config,
+                             ShowFunctionConfigRequest(function_urn=self.urn), missing_ok=True)
+        if current is None:
+            steps = [Step("create", "function", f"{self.template.function.name}, code "
+                          f"{len(self.code) / 2**20:.1f} MB", self._create_function)]
+            return steps + self._trigger_steps([]) + self._async_steps(None)
+        steps = [self._config_step(current), self._code_step(current)]
+        triggers = self._call(self.client.list_function_triggers,
+                              ListFunctionTriggersRequest(function_urn=self.urn))
+        config = self._call(self.client.show_function_async_invoke_config,
+                            ShowFunctionAsyncInvokeConfigRequest(function_urn=self.urn),
+                            missing_ok=True)
+        return steps + self._trigger_steps(triggers or []) + self._async_steps(config)
+
+    def apply(self, steps: list[Step]) -> list[Step]:
+        done: list[Step] = []
+        for index, step in enumerate(steps):
+            if step.run is None:
+                done.append(step)
+                continue
+            try:
+                step.run()
+            except DeployError as exc:
+                raise DeployError(f"{step.action} {step.what}: {exc}", done,
+                                  steps[index:]) from None
+            done.append(step)
+        return done
+
+    # -- function ---------------------------------------------------------------------
+
+    def _wanted_config(self) -> dict[str, Any]:
+        function = self.template.function
+        return {"runtime": function.runtime, "handler": function.handler,
+                "memory_size": function.memorySize, "timeout": function.timeout,
+                "description": function.description, "xrole": function.agency.name,
+                "user_data": json.dumps(function.settings, sort_keys=True)}
+
+    def _config_step(self, current: dict[str, Any]) -> Step:
+        wanted = self._wanted_config()
+        differs = []
+        for key, value in wanted.items():
+            now = current.get(key)
+            if key == "user_data":  # compared as data: key order and spacing do not matter
+                now, value = _json_or_text(now), json.loads(value)
+            if now != value and (now or value):  # "" and a missing description are alike
+                differs.append(key)
+        if not differs:
+            return Step("keep", "function configuration", "unchanged")
+        return Step("update", "function configuration", ", ".join(differs),
+                    self._update_config)
+
+    def _code_step(self, current: dict[str, Any]) -> Step:
+        if current.get("digest") == self.digest:
+            return Step("keep", "function code", "same package digest")
+        return Step("update", "function code", f"new package ({len(self.code) / 2**20:.1f} MB)",
+                    self._update_code)
+
+    def _create_function(self) -> None:
+        wanted = self._wanted_config()
+        body = CreateFunctionRequestBody(
+            func_name=self.template.function.name, package=PACKAGE, code_type="zip",
+            func_code=FuncCode(file=base64.b64encode(self.code).decode()), **wanted)
+        self._call(self.client.create_function, CreateFunctionRequest(body=body))
+
+    def _update_config(self) -> None:
+        body = UpdateFunctionConfigRequestBody(func_name=self.template.function.name,
+                                               **self._wanted_config())
+        self._call(self.client.update_function_config,
+                   UpdateFunctionConfigRequest(function_urn=self.urn, body=body))
+
+    def _update_code(self) -> None:
+        body = UpdateFunctionCodeRequestBody(
+            code_type="zip", func_code=FuncCode(file=base64.b64encode(self.code).decode()))
+        self._call(self.client.update_function_code,
+                   UpdateFunctionCodeRequest(function_urn=self.urn, body=body))
+
+    # -- triggers ---------------------------------------------------------------------
+
+    def _trigger_steps(self, existing: list[dict[str, Any]]) -> list[Step]:
+        steps = []
+        by_name = {(t.get("trigger_type_code"), (t.get("event_data") or {}).get("name")): t
+                   for t in existing if isinstance(t, dict)}
+        for trigger in self.template.triggers:
+            label = f"{trigger.type} trigger {trigger.name}"
+            current = by_name.get((trigger.type, trigger.name))
+            data = _event_data(trigger)
+            if current is None:
+                steps.append(Step("create", label, _summary(trigger),
+                                  lambda t=trigger: self._create_trigger(t)))
+                continue
+            now = current.get("event_data") or {}
+            if any(now.get(key) != value for key, value in data.items()):
+                steps.append(Step("replace", label, f"event data {_summary(trigger)} (the API "
+                                  "cannot update it in place)",
+                                  lambda t=trigger, c=current: self._replace_trigger(t, c)))
+            elif current.get("trigger_status") != trigger.status:
+                steps.append(Step("update", label, f"status {current.get('trigger_status')} -> "
+                                  f"{trigger.status}",
+                                  lambda t=trigger, c=current: self._update_trigger(t, c)))
+            else:
+                steps.append(Step("keep", label, "unchanged"))
+        return steps
+
+    def _create_trigger(self, trigger: CtsTrigger | TimerTrigger) -> None:
+        body = CreateFunctionTriggerRequestBody(
+            trigger_type_code=trigger.type, trigger_status=trigger.status,
+            event_data=TriggerEventDataRequestBody(**_event_data(trigger)))
+        self._call(self.client.create_function_trigger,
+                   CreateFunctionTriggerRequest(function_urn=self.urn, body=body))
+
+    def _update_trigger(self, trigger: CtsTrigger | TimerTrigger, current: dict[str, Any]
+                        ) -> None:
+        self._call(self.client.update_trigger, UpdateTriggerRequest(
+            function_urn=self.urn, trigger_type_code=trigger.type,
+            trigger_id=current["trigger_id"],
+            body=UpdateTriggerRequestBody(trigger_status=trigger.status)))
+
+    def _replace_trigger(self, trigger: CtsTrigger | TimerTrigger, current: dict[str, Any]
+                         ) -> None:
+        self._call(self.client.delete_function_trigger, DeleteFunctionTriggerRequest(
+            function_urn=self.urn, trigger_type_code=trigger.type,
+            trigger_id=current["trigger_id"]))
+        self._create_trigger(trigger)
+
+    # -- asynchronous invocation --------------------------------------------------------
+
+    def _async_steps(self, current: dict[str, Any] | None) -> list[Step]:
+        wanted = self.template.async_invoke
+        failure = None
+        if wanted.on_failure is not None:
+            failure = {"destination": wanted.on_failure.type, "param": json.dumps(
+                {DESTINATION_PARAM[wanted.on_failure.type]: wanted.on_failure.target})}
+        now = current or {}
+        now_failure = ((now.get("destination_config") or {}).get("on_failure")) or None
+        if (now.get("max_async_retry_attempts") == wanted.max_retries
+                and now.get("max_async_event_age_in_seconds") == wanted.max_event_age_seconds
+                and now_failure == failure):
+            return [Step("keep", "async invocation", "unchanged")]
+        detail = (f"{wanted.max_retries} retries, events up to {wanted.max_event_age_seconds}"
+                  f" s old, on failure {failure['destination'] if failure else 'nothing'}")
+        return [Step("update", "async invocation", detail, lambda: self._update_async(failure))]
+
+    def _update_async(self, failure: dict[str, str] | None) -> None:
+        wanted = self.template.async_invoke
+        destinations = None
+        if failure is not None:
+            destinations = FuncAsyncDestinationConfig(on_failure=FuncDestinationConfig(**failure))
+        body = UpdateFunctionAsyncInvokeConfigRequestBody(
+            max_async_retry_attempts=wanted.max_retries,
+            max_async_event_age_in_seconds=wanted.max_event_age_seconds,
+            destination_config=destinations)
+        self._call(self.client.update_function_async_invoke_config,
+                   UpdateFunctionAsyncInvokeConfigRequest(function_urn=self.urn, body=body))
+
+    # -- calls --------------------------------------------------------------------------
+
+    @staticmethod
+    def _call(method: Any, request: Any, missing_ok: bool = False) -> Any:
+        """The raw JSON answer; None for a 404 when ``missing_ok``."""
+        try:
+            response = method(request)
+        except ServiceResponseException as exc:
+            if missing_ok and exc.status_code == 404:
+                return None
+            raise DeployError(redact(f"FunctionGraph answered {exc.status_code} "
+                                     f"{exc.error_code}: {exc.error_msg} (request id "
+                                     f"{exc.request_id})")) from None
+        except (SdkException, requests.RequestException) as exc:
+            raise DeployError(f"FunctionGraph could not be reached: {type(exc).__name__}"
+                              ) from None
+        content = getattr(response, "raw_content", None)
+        return json.loads(content) if content else None
+
+
+def _event_data(trigger: CtsTrigger | TimerTrigger) -> dict[str, Any]:
+    if isinstance(trigger, CtsTrigger):
+        return {"name": trigger.name, "operations": list(trigger.operations)}
+    return {"name": trigger.name, "schedule_type": "Rate", "schedule": trigger.schedule,
+            "user_event": trigger.user_event}
+
+
+def _summary(trigger: CtsTrigger | TimerTrigger) -> str:
+    if isinstance(trigger, CtsTrigger):
+        return f"operations {', '.join(trigger.operations)}"
+    return f"every {trigger.schedule}, user_event {trigger.user_event}"
+
+
+def _json_or_text(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def build_client(region: str | None, endpoint: str | None, project_id: str,
+                 credentials: Credentials) -> FunctionGraphClient:
+    basic = BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
+    if credentials.security_token:
+        basic = basic.with_security_token(credentials.security_token)
+    config = HttpConfig.get_default_config()
+    config.timeout = (10, 120)  # code uploads are several MB
+    config.retry_times = 0
+    builder = FunctionGraphClient.new_builder().with_credentials(basic).with_http_config(config)
+    if endpoint:
+        return builder.with_endpoints([endpoint]).build()
+    try:
+        return builder.with_region(FunctionGraphRegion.value_of(region or "")).build()
+    except KeyError:
+        raise DeployError(f"no FunctionGraph endpoint for region {region!r}") from None

@@ -1,0 +1,150 @@
+"""imsguard deploy against a faked FunctionGraph API, through the official SDK."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from imsguard.cli import main
+from imsguard.context import Credentials
+from imsguard.deploy import Deployer, DeployError, build_client
+from imsguard.template import load_template
+from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+
+ROOT = Path(__file__).parents[1]
+URN = f"urn:fss:ap-southeast-1:{SAMPLE_PROJECT_ID}:function:default:imsguard:latest"
+
+
+@pytest.fixture
+def fgs():
+    with FakeIms(project_id=SAMPLE_PROJECT_ID) as fake:
+        yield fake
+
+
+@pytest.fixture
+def package(tmp_path):
+    path = tmp_path / "imsguard.zip"
+    path.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty ZIP: the bytes are what counts
+    return path
+
+
+def template(tmp_path, change=None):
+    data = yaml.safe_load((ROOT / "template.yaml").read_text())
+    if change:
+        change(data)
+    path = tmp_path / "template.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_template(path)
+
+
+def deploy(fgs, tmpl, package):
+    client = build_client(None, fgs.fgs_endpoint, SAMPLE_PROJECT_ID, Credentials("AK", "SK"))
+    deployer = Deployer(client, SAMPLE_PROJECT_ID, "ap-southeast-1", tmpl, package)
+    return deployer.apply(deployer.plan())
+
+
+def writes(fgs):
+    return [(c.method, c.path.split("/fgs/")[1].split("/")[0]) for c in fgs.calls
+            if c.method != "GET"]
+
+
+def test_the_first_deploy_creates_everything(fgs, tmp_path, package):
+    steps = deploy(fgs, template(tmp_path), package)
+
+    assert [(s.action, s.what) for s in steps] == [
+        ("create", "function"), ("create", "CTS trigger ims-image-events"),
+        ("create", "TIMER trigger ims-fleet-sweep"), ("update", "async invocation")]
+    function = fgs.functions[URN]
+    assert (function["runtime"], function["handler"], function["memory_size"],
+            function["timeout"], function["xrole"]) == ("Python3.10", "index.handler", 256, 300,
+                                                        "imsguard-agency")
+    assert '"IMSGUARD_REGION": "ap-southeast-1"' in function["user_data"]
+    cts, timer = fgs.function_triggers[URN]
+    assert cts["event_data"]["operations"] == ["IMS:ims:createImage", "IMS:ims:copyImage",
+                                               "IMS:ims:updateImage"]
+    assert timer["event_data"]["schedule"] == "1d"
+    assert fgs.async_configs[URN]["max_async_retry_attempts"] == 2
+
+
+def test_the_second_deploy_writes_nothing(fgs, tmp_path, package):
+    deploy(fgs, template(tmp_path), package)
+    fgs.reset_calls()
+
+    steps = deploy(fgs, template(tmp_path), package)
+
+    assert {s.action for s in steps} == {"keep"}
+    assert writes(fgs) == []
+
+
+def test_a_changed_trigger_status_is_updated_in_place(fgs, tmp_path, package):
+    deploy(fgs, template(tmp_path), package)
+    before = [t["trigger_id"] for t in fgs.function_triggers[URN]]
+    fgs.reset_calls()
+
+    steps = deploy(fgs, template(tmp_path, lambda d: d["triggers"][1].update(
+        status="DISABLED")), package)
+
+    assert [(s.action, s.what) for s in steps if s.action != "keep"] == [
+        ("update", "TIMER trigger ims-fleet-sweep")]
+    assert writes(fgs) == [("PUT", "triggers")]
+    assert [t["trigger_id"] for t in fgs.function_triggers[URN]] == before
+    assert fgs.function_triggers[URN][1]["trigger_status"] == "DISABLED"
+
+
+def test_changed_trigger_event_data_is_replaced(fgs, tmp_path, package):
+    deploy(fgs, template(tmp_path), package)
+    fgs.reset_calls()
+
+    deploy(fgs, template(tmp_path, lambda d: d["triggers"][1].update(schedule="6h")), package)
+
+    assert writes(fgs) == [("DELETE", "triggers"), ("POST", "triggers")]
+    assert fgs.function_triggers[URN][-1]["event_data"]["schedule"] == "6h"
+    assert len(fgs.function_triggers[URN]) == 2  # never a duplicate
+
+
+def test_new_code_and_settings_update_only_what_differs(fgs, tmp_path, package):
+    deploy(fgs, template(tmp_path), package)
+    fgs.reset_calls()
+    package.write_bytes(package.read_bytes() + b"\n")
+
+    steps = deploy(fgs, template(tmp_path, lambda d: d["function"].update(memorySize=512)),
+                   package)
+
+    assert [(s.action, s.what) for s in steps if s.action != "keep"] == [
+        ("update", "function configuration"), ("update", "function code")]
+    assert steps[0].detail == "memory_size"
+    assert writes(fgs) == [("PUT", "functions"), ("PUT", "functions")]
+
+
+def test_a_failure_halfway_says_what_was_and_was_not_done(fgs, tmp_path, package):
+    fgs.before_request = lambda method, path: (
+        fgs.fail_next("PUT", 500, "FSS.0500", "internal error") if method == "POST"
+        and path.endswith("/triggers/" + URN.replace(":", "%3A")) else None)
+
+    with pytest.raises(DeployError) as failure:
+        deploy(fgs, template(tmp_path), package)
+
+    assert [s.what for s in failure.value.done] == [
+        "function", "CTS trigger ims-image-events", "TIMER trigger ims-fleet-sweep"]
+    assert [s.what for s in failure.value.left] == ["async invocation"]
+    assert "FSS.0500" in str(failure.value)
+    assert URN in fgs.functions  # what was done stays working
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(capsys, package):
+    status = main(["deploy", "--fake", "--dry-run", "--package", str(package)])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "create   function: imsguard" in out
+    assert "4 change(s) would reach FunctionGraph" in out
+
+
+def test_a_bad_template_stops_before_any_call(tmp_path, capsys, package):
+    bad = tmp_path / "template.yaml"
+    bad.write_text("templateVersion: 1\nfunction: {}\ntriggers: []\n")
+
+    assert main(["deploy", "--template", str(bad), "--package", str(package)]) == 2
+    assert "invalid template" in capsys.readouterr().err
