@@ -353,7 +353,8 @@ def _deploy(args: argparse.Namespace) -> int:
             root, template.function.runtime.removeprefix("Python")).path
     except (TemplateError, PackageError) as exc:
         return _fail(args, str(exc))
-    region = template.function.settings.get("IMSGUARD_REGION")
+    region = template.function.settings.get("IMSGUARD_REGION") or os.environ.get(
+        "HUAWEICLOUD_SDK_REGION")
     fake = None
     if args.fake:
         from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
