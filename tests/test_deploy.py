@@ -32,6 +32,7 @@ def package(tmp_path):
 
 def template(tmp_path, change=None):
     data = yaml.safe_load((ROOT / "template.yaml").read_text())
+    data["function"]["settings"]["IMSGUARD_POLICY"] = str(ROOT / "function/policy.yaml")
     if change:
         change(data)
     path = tmp_path / "template.yaml"
@@ -104,6 +105,40 @@ def test_changed_trigger_event_data_is_replaced(fgs, tmp_path, package):
     assert len(fgs.function_triggers[URN]) == 2  # never a duplicate
 
 
+def test_a_renamed_trigger_does_not_fire_twice(fgs, tmp_path, package):
+    deploy(fgs, template(tmp_path), package)
+    fgs.reset_calls()
+
+    steps = deploy(fgs, template(tmp_path, lambda d: d["triggers"][0].update(
+        name="ims-events")), package)
+
+    assert [(s.action, s.what) for s in steps if s.action != "keep"] == [
+        ("delete", "CTS trigger ims-image-events"), ("create", "CTS trigger ims-events")]
+    assert sorted(t["event_data"]["name"] for t in fgs.function_triggers[URN]) == [
+        "ims-events", "ims-fleet-sweep"]
+
+
+def test_no_write_for_what_only_looks_different(fgs, tmp_path, package):
+    def change(data):
+        data["triggers"][0]["operations"].reverse()  # the same operations, in another order
+        data["async_invoke"]["on_failure"] = {"type": "SMN", "target": "urn:smn:x:y:z"}
+
+    deploy(fgs, template(tmp_path, change), package)
+    fgs.reset_calls()
+
+    steps = deploy(fgs, template(tmp_path, change), package)
+
+    assert {s.action for s in steps} == {"keep"} and writes(fgs) == []
+
+
+def test_zip_code_is_sent_with_its_file_name(fgs, tmp_path, package):
+    deploy(fgs, template(tmp_path), package)
+
+    (create,) = [c for c in fgs.calls if c.method == "POST" and c.path.endswith("/functions")]
+    assert create.body["code_filename"] == "imsguard.zip"
+    assert create.body["code_type"] == "zip" and create.body["func_code"]["file"]
+
+
 def test_new_code_and_settings_update_only_what_differs(fgs, tmp_path, package):
     deploy(fgs, template(tmp_path), package)
     fgs.reset_calls()
@@ -133,7 +168,25 @@ def test_a_failure_halfway_says_what_was_and_was_not_done(fgs, tmp_path, package
     assert URN in fgs.functions  # what was done stays working
 
 
-def test_dry_run_prints_the_plan_and_changes_nothing(capsys, package):
+def test_a_replacement_that_fails_halfway_is_reported_truly(fgs, tmp_path, package):
+    deploy(fgs, template(tmp_path), package)
+    fgs.fail_next("POST", 500, "FSS.0500", "internal error")
+
+    with pytest.raises(DeployError) as failure:
+        deploy(fgs, template(tmp_path, lambda d: d["triggers"][1].update(schedule="6h")),
+               package)
+
+    last_done, first_left = failure.value.done[-1], failure.value.left[0]
+    assert (last_done.action, last_done.what) == ("delete", "TIMER trigger ims-fleet-sweep")
+    assert (first_left.action, first_left.what) == ("create", "TIMER trigger ims-fleet-sweep")
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(capsys, package, monkeypatch):
+    def no_apply(self, steps):
+        raise AssertionError("a dry run applied the plan")
+
+    monkeypatch.setattr(Deployer, "apply", no_apply)
+
     status = main(["deploy", "--fake", "--dry-run", "--package", str(package)])
 
     out = capsys.readouterr().out
@@ -142,9 +195,28 @@ def test_dry_run_prints_the_plan_and_changes_nothing(capsys, package):
     assert "4 change(s) would reach FunctionGraph" in out
 
 
+def test_a_package_for_another_python_is_refused(tmp_path, capsys, monkeypatch):
+    import zipfile
+
+    package = tmp_path / "imsguard.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("pydantic_core/_pydantic_core.cpython-312-x86_64-linux-gnu.so", b"")
+    monkeypatch.setattr("imsguard.deploy.build_client", lambda *a: pytest.fail("called"))
+
+    assert main(["deploy", "--fake", "--package", str(package)]) == 2
+    assert "built for Python 3.12" in capsys.readouterr().err
+
+
 def test_a_bad_template_stops_before_any_call(tmp_path, capsys, package):
     bad = tmp_path / "template.yaml"
     bad.write_text("templateVersion: 1\nfunction: {}\ntriggers: []\n")
 
-    assert main(["deploy", "--template", str(bad), "--package", str(package)]) == 2
+    with FakeIms(project_id=SAMPLE_PROJECT_ID) as fgs:
+        assert main(["deploy", "--template", str(bad), "--package", str(package)]) == 2
     assert "invalid template" in capsys.readouterr().err
+    assert fgs.calls == []
+
+
+def test_a_missing_package_is_a_clear_error(tmp_path, capsys):
+    assert main(["deploy", "--fake", "--package", str(tmp_path / "none.zip")]) == 2
+    assert "no package at" in capsys.readouterr().err

@@ -34,6 +34,8 @@ def write(tmp_path, change):
     change(data)
     path = tmp_path / "template.yaml"
     path.write_text(yaml.safe_dump(data))
+    (tmp_path / "function").mkdir(exist_ok=True)
+    (tmp_path / "function" / "policy.yaml").write_text("")  # where the template says it is
     return path
 
 
@@ -53,6 +55,11 @@ def write(tmp_path, change):
      "imsguard handles only"),
     (lambda d: d["triggers"][1].update(schedule="every day"), "not a rate"),
     (lambda d: d["triggers"][1].update(schedule="999d"), "not a rate"),
+    (lambda d: d["triggers"][1].update(schedule="61m"), "1-60m, 1-24h or 1-30d"),
+    (lambda d: d["triggers"][1].update(schedule="25h"), "not a rate"),
+    (lambda d: d["triggers"][1].update(schedule="31d"), "not a rate"),
+    (lambda d: d["function"]["settings"].update(IMSGUARD_POLICY="nope.yaml"),
+     "IMSGUARD_POLICY: nope.yaml is not a file"),
     (lambda d: d["triggers"][1].update(user_event="{\"dry_run\": \"yes\"}"), "dry_run"),
     (lambda d: d["triggers"][1].update(type="OBS"), "triggers.1"),
     (lambda d: d["triggers"][1].update(name=d["triggers"][0]["name"]), "share a name"),

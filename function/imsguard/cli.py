@@ -343,23 +343,32 @@ def _deploy(args: argparse.Namespace) -> int:
     """Make FunctionGraph match the template: create what is missing, update what differs."""
     from imsguard.context import read_credentials
     from imsguard.deploy import Deployer, DeployError, build_client
-    from imsguard.package import PackageError, build_package
+    from imsguard.package import PackageError, build_package, python_of
     from imsguard.template import TemplateError, load_template
 
     root = Path(__file__).resolve().parents[2]
     try:  # everything is checked before the first API call
         template = load_template(args.template or root / "template.yaml")
-        package = args.package or build_package(
-            root, template.function.runtime.removeprefix("Python")).path
+        python = template.function.runtime.removeprefix("Python")
+        package = args.package or build_package(root, python).path
     except (TemplateError, PackageError) as exc:
         return _fail(args, str(exc))
+    if not package.is_file():
+        return _fail(args, f"no package at {package}")
+    built_for = python_of(package)
+    if built_for not in (None, python):
+        return _fail(args, f"{package} was built for Python {built_for}, the template's runtime "
+                           f"is {template.function.runtime}: build it with "
+                           f"`imsguard package --python-version {python}`")
     region = template.function.settings.get("IMSGUARD_REGION") or os.environ.get(
         "HUAWEICLOUD_SDK_REGION")
+    if not region:
+        return _fail(args, "no region: set IMSGUARD_REGION in the template's settings")
     fake = None
     if args.fake:
         from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
 
-        fake = FakeIms(project_id=SAMPLE_PROJECT_ID, region=region or "ap-southeast-1")
+        fake = FakeIms(project_id=SAMPLE_PROJECT_ID, region=region)
         project_id, endpoint = SAMPLE_PROJECT_ID, fake.fgs_endpoint
         credentials = Credentials("FAKE-AK", "FAKE-SK")
         fake.start()
@@ -368,12 +377,12 @@ def _deploy(args: argparse.Namespace) -> int:
             "HUAWEICLOUD_SDK_PROJECT_ID")
         endpoint = os.environ.get("IMSGUARD_FGS_ENDPOINT")
         credentials = read_credentials(None)
-        if not project_id or credentials is None or not (region or endpoint):
+        if not project_id or credentials is None:
             return _fail(args, "deploy needs HUAWEICLOUD_SDK_AK/SK, a project id "
                                "(IMSGUARD_PROJECT_ID) and IMSGUARD_REGION in the template")
     try:
         client = build_client(region, endpoint, project_id, credentials)
-        deployer = Deployer(client, project_id, region or "", template, package)
+        deployer = Deployer(client, project_id, region, template, package)
         steps = deployer.plan()
         done = steps if args.dry_run else deployer.apply(steps)
     except DeployError as exc:

@@ -85,6 +85,7 @@ class Deployer:
         self.client = client
         self.template = template
         self.code = package.read_bytes()
+        self.filename = package.name
         self.digest = hashlib.sha512(self.code).hexdigest()  # assumption: FG's `digest`
         function = template.function
         self.urn = (f"urn:fss:{region}:{project_id}:function:{PACKAGE}:{function.name}"
@@ -152,6 +153,7 @@ class Deployer:
         wanted = self._wanted_config()
         body = CreateFunctionRequestBody(
             func_name=self.template.function.name, package=PACKAGE, code_type="zip",
+            code_filename=self.filename,
             func_code=FuncCode(file=base64.b64encode(self.code).decode()), **wanted)
         self._call(self.client.create_function, CreateFunctionRequest(body=body))
 
@@ -163,29 +165,38 @@ class Deployer:
 
     def _update_code(self) -> None:
         body = UpdateFunctionCodeRequestBody(
-            code_type="zip", func_code=FuncCode(file=base64.b64encode(self.code).decode()))
+            code_type="zip", code_filename=self.filename,
+            func_code=FuncCode(file=base64.b64encode(self.code).decode()))
         self._call(self.client.update_function_code,
                    UpdateFunctionCodeRequest(function_urn=self.urn, body=body))
 
     # -- triggers ---------------------------------------------------------------------
 
     def _trigger_steps(self, existing: list[dict[str, Any]]) -> list[Step]:
+        """Triggers as the template has them: CTS and TIMER triggers of this function that
+        it does not name are deleted (else a renamed trigger would fire twice); triggers of
+        other kinds are not imsguard's and are left alone."""
         steps = []
         by_name = {(t.get("trigger_type_code"), (t.get("event_data") or {}).get("name")): t
                    for t in existing if isinstance(t, dict)}
+        wanted = {(t.type, t.name) for t in self.template.triggers}
+        for (kind, name), current in by_name.items():
+            if kind in ("CTS", "TIMER") and (kind, name) not in wanted:
+                steps.append(Step("delete", f"{kind} trigger {name}", "not in the template",
+                                  lambda c=current: self._delete_trigger(c)))
         for trigger in self.template.triggers:
             label = f"{trigger.type} trigger {trigger.name}"
             current = by_name.get((trigger.type, trigger.name))
-            data = _event_data(trigger)
             if current is None:
                 steps.append(Step("create", label, _summary(trigger),
                                   lambda t=trigger: self._create_trigger(t)))
                 continue
-            now = current.get("event_data") or {}
-            if any(now.get(key) != value for key, value in data.items()):
-                steps.append(Step("replace", label, f"event data {_summary(trigger)} (the API "
-                                  "cannot update it in place)",
-                                  lambda t=trigger, c=current: self._replace_trigger(t, c)))
+            if not _same_event_data(current.get("event_data") or {}, _event_data(trigger)):
+                # The API cannot change event data in place: delete, then create again.
+                steps.append(Step("delete", label, "its event data changed",
+                                  lambda c=current: self._delete_trigger(c)))
+                steps.append(Step("create", label, _summary(trigger),
+                                  lambda t=trigger: self._create_trigger(t)))
             elif current.get("trigger_status") != trigger.status:
                 steps.append(Step("update", label, f"status {current.get('trigger_status')} -> "
                                   f"{trigger.status}",
@@ -208,12 +219,10 @@ class Deployer:
             trigger_id=current["trigger_id"],
             body=UpdateTriggerRequestBody(trigger_status=trigger.status)))
 
-    def _replace_trigger(self, trigger: CtsTrigger | TimerTrigger, current: dict[str, Any]
-                         ) -> None:
+    def _delete_trigger(self, current: dict[str, Any]) -> None:
         self._call(self.client.delete_function_trigger, DeleteFunctionTriggerRequest(
-            function_urn=self.urn, trigger_type_code=trigger.type,
+            function_urn=self.urn, trigger_type_code=current["trigger_type_code"],
             trigger_id=current["trigger_id"]))
-        self._create_trigger(trigger)
 
     # -- asynchronous invocation --------------------------------------------------------
 
@@ -225,9 +234,13 @@ class Deployer:
                 {DESTINATION_PARAM[wanted.on_failure.type]: wanted.on_failure.target})}
         now = current or {}
         now_failure = ((now.get("destination_config") or {}).get("on_failure")) or None
+        if now_failure:
+            now_failure = {"destination": now_failure.get("destination"),
+                           "param": _json_or_text(now_failure.get("param"))}
+        wanted_failure = failure and {**failure, "param": json.loads(failure["param"])}
         if (now.get("max_async_retry_attempts") == wanted.max_retries
                 and now.get("max_async_event_age_in_seconds") == wanted.max_event_age_seconds
-                and now_failure == failure):
+                and now_failure == wanted_failure):
             return [Step("keep", "async invocation", "unchanged")]
         detail = (f"{wanted.max_retries} retries, events up to {wanted.max_event_age_seconds}"
                   f" s old, on failure {failure['destination'] if failure else 'nothing'}")
@@ -235,7 +248,7 @@ class Deployer:
 
     def _update_async(self, failure: dict[str, str] | None) -> None:
         wanted = self.template.async_invoke
-        destinations = None
+        destinations = FuncAsyncDestinationConfig()  # empty: no destination any more
         if failure is not None:
             destinations = FuncAsyncDestinationConfig(on_failure=FuncDestinationConfig(**failure))
         body = UpdateFunctionAsyncInvokeConfigRequestBody(
@@ -270,6 +283,17 @@ def _event_data(trigger: CtsTrigger | TimerTrigger) -> dict[str, Any]:
         return {"name": trigger.name, "operations": list(trigger.operations)}
     return {"name": trigger.name, "schedule_type": "Rate", "schedule": trigger.schedule,
             "user_event": trigger.user_event}
+
+
+def _same_event_data(now: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a trigger's event data is what the template wants (operations in any order)."""
+    for key, value in wanted.items():
+        current = now.get(key)
+        if key == "operations":
+            current, value = sorted(current or []), sorted(value)
+        if current != value:
+            return False
+    return True
 
 
 def _summary(trigger: CtsTrigger | TimerTrigger) -> str:

@@ -90,6 +90,21 @@ def build_package(root: Path, python_version: str, out_dir: Path | None = None) 
     return PackageResult(path=path, size=size, files=len(entries), sha256=sha256)
 
 
+def python_of(package: Path) -> str | None:
+    """The Python a package was built for ("3.10"), from its compiled extensions' tags;
+    None when it has none (or is not a ZIP)."""
+    try:
+        with zipfile.ZipFile(package) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return None
+    for name in names:
+        match = re.search(r"\.cpython-3(\d+)-", name)
+        if match:
+            return f"3.{match.group(1)}"
+    return None
+
+
 def check_python_version(python_version: str) -> str:
     """``python_version`` if it is a plain "3.X" from 3.10 on, else PackageError."""
     if not isinstance(python_version, str):

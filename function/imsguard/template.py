@@ -114,10 +114,10 @@ class TimerTrigger(_Strict):
     @classmethod
     def _rate(cls, value: str) -> str:
         match = RATE.fullmatch(value)
-        limits = {"m": 60 * 24 * 365, "h": 24 * 365, "d": 365}
+        limits = {"m": 60, "h": 24, "d": 30}  # FunctionGraph's timer rates
         if match is None or int(match.group(1)) > limits[match.group(2)]:
-            raise ValueError(f"{value!r} is not a rate FunctionGraph accepts, such as 30m, "
-                             "6h or 1d")
+            raise ValueError(f"{value!r} is not a rate FunctionGraph accepts: 1-60m, 1-24h "
+                             "or 1-30d")
         return value
 
     @field_validator("user_event")
@@ -168,5 +168,10 @@ def load_template(path: Path) -> Template:
     names = [t.name for t in template.triggers]
     if len(names) != len(set(names)):
         raise TemplateError(source, [f"triggers: two triggers share a name in {names}"])
+    policy = template.function.settings.get("IMSGUARD_POLICY")
+    code_root = Path(path).parent / template.function.codeRoot
+    if policy and not Path(policy).is_absolute() and not (code_root / policy).is_file():
+        raise TemplateError(source, [f"function.settings.IMSGUARD_POLICY: {policy} is not a "
+                                     f"file under {code_root}"])
     return template
 

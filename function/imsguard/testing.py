@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -680,7 +681,8 @@ class FakeIms:
                f":{data.get('func_name')}:latest")
         if urn in self.functions:
             raise _ApiError(409, "FSS.1061", "The function already exists")
-        config = {k: v for k, v in data.items() if k != "func_code"}
+        _require_code_filename(data)
+        config = _stored_config({k: v for k, v in data.items() if k != "func_code"})
         config.update(func_urn=urn, digest=_digest(data.get("func_code")))
         self.functions[urn] = config
         self.function_triggers[urn] = []
@@ -693,13 +695,15 @@ class FakeIms:
     def _fgs_update_config(self, project_id: str, urn: str, *, query: dict[str, str],
                            body: str | None) -> tuple[int, Any]:
         function = self._fgs_function(project_id, urn)
-        function.update(self._fgs_body(body))
+        function.update(_stored_config(self._fgs_body(body)))
         return 200, function
 
     def _fgs_update_code(self, project_id: str, urn: str, *, query: dict[str, str],
                          body: str | None) -> tuple[int, Any]:
         function = self._fgs_function(project_id, urn)
-        function["digest"] = _digest(self._fgs_body(body).get("func_code"))
+        data = self._fgs_body(body)
+        _require_code_filename(data)
+        function["digest"] = _digest(data.get("func_code"))
         return 200, {"func_urn": urn, "digest": function["digest"]}
 
     def _fgs_triggers(self, project_id: str, urn: str, *, query: dict[str, str],
@@ -827,6 +831,20 @@ class FakeIms:
             server.shutdown()
             server.server_close()
             thread.join()
+
+
+def _stored_config(config: dict[str, Any]) -> dict[str, Any]:
+    """User data kept as data, not as the text sent (spacing and key order may change)."""
+    if isinstance(config.get("user_data"), str):
+        with contextlib.suppress(ValueError):  # not JSON: kept as sent
+            config["user_data"] = json.dumps(json.loads(config["user_data"]), indent=1)
+    return config
+
+
+def _require_code_filename(data: dict[str, Any]) -> None:
+    """The SDK documents code_filename as required for ZIP code."""
+    if data.get("code_type") == "zip" and not data.get("code_filename"):
+        raise _ApiError(400, "FSS.0400", "code_filename is required when code_type is zip")
 
 
 def _digest(func_code: Any) -> str | None:
