@@ -140,8 +140,10 @@ class Deployer:
                 differs.append(key)
         if not differs:
             return Step("keep", "function configuration", "unchanged")
-        return Step("update", "function configuration", ", ".join(differs),
-                    self._update_config)
+        detail = ", ".join(differs)
+        if "runtime" in differs:
+            detail += " (runtime and code change in two calls: not atomic)"
+        return Step("update", "function configuration", detail, self._update_config)
 
     def _code_step(self, current: dict[str, Any]) -> Step:
         if current.get("digest") == self.digest:
