@@ -12,15 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import requests
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import SdkException, ServiceResponseException
-from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkfunctiongraph.v2 import (
     CreateFunctionRequest,
     CreateFunctionRequestBody,
@@ -44,13 +41,11 @@ from huaweicloudsdkfunctiongraph.v2 import (
     UpdateTriggerRequest,
     UpdateTriggerRequestBody,
 )
-from huaweicloudsdkfunctiongraph.v2.region.functiongraph_region import FunctionGraphRegion
 
 from imsguard.context import Credentials
-from imsguard.logs import RedactingFilter, redact
+from imsguard.fgs import client_for
+from imsguard.logs import redact
 from imsguard.template import CtsTrigger, Template, TimerTrigger
-
-logging.getLogger("HuaweiCloud-SDK-FunctionGraphClient").addFilter(RedactingFilter())
 
 PACKAGE = "default"  # FunctionGraph's default application ("package")
 DESTINATION_PARAM = {"SMN": "topic_urn", "OBS": "bucket", "DIS": "stream_name",
@@ -315,16 +310,7 @@ def _json_or_text(value: Any) -> Any:
 
 def build_client(region: str | None, endpoint: str | None, project_id: str,
                  credentials: Credentials) -> FunctionGraphClient:
-    basic = BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
-    if credentials.security_token:
-        basic = basic.with_security_token(credentials.security_token)
-    config = HttpConfig.get_default_config()
-    config.timeout = (10, 120)  # code uploads are several MB
-    config.retry_times = 0
-    builder = FunctionGraphClient.new_builder().with_credentials(basic).with_http_config(config)
-    if endpoint:
-        return builder.with_endpoints([endpoint]).build()
     try:
-        return builder.with_region(FunctionGraphRegion.value_of(region or "")).build()
+        return client_for(region, endpoint, project_id, credentials, (10, 120))  # uploads
     except KeyError:
         raise DeployError(f"no FunctionGraph endpoint for region {region!r}") from None

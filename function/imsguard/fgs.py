@@ -1,8 +1,8 @@
-"""Continuing a sweep in a new invocation: the only module importing the FunctionGraph SDK.
+"""FunctionGraph clients, and continuing a sweep in a new invocation.
 
 A sweep of a large fleet that runs out of time invokes its own function again,
-asynchronously, with the marker where it stopped. It is imported only then, so it
-costs nothing at cold start.
+asynchronously, with the marker where it stopped; ``imsguard deploy`` uses the same
+client. The FunctionGraph SDK loads only then, so it costs nothing at cold start.
 """
 
 from __future__ import annotations
@@ -40,6 +40,22 @@ def own_urn(region: str | None, project_id: str) -> str | None:
     return f"urn:fss:{region}:{project_id}:function:{package}:{name}:{version}"
 
 
+def client_for(region: str | None, endpoint: str | None, project_id: str,
+               credentials: Credentials, timeout: tuple[float, float]) -> FunctionGraphClient:
+    """A FunctionGraph client (project id always given: no IAM look-up); KeyError when
+    the SDK knows no endpoint for the region."""
+    basic = BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
+    if credentials.security_token:
+        basic = basic.with_security_token(credentials.security_token)
+    config = HttpConfig.get_default_config()
+    config.timeout = timeout
+    config.retry_times = 0
+    builder = FunctionGraphClient.new_builder().with_credentials(basic).with_http_config(config)
+    if endpoint:
+        return builder.with_endpoints([endpoint]).build()
+    return builder.with_region(FunctionGraphRegion.value_of(region or "")).build()
+
+
 def invoke_async(function_urn: str, payload: dict[str, Any], region: str | None,
                  endpoint: str | None, project_id: str, credentials: Credentials,
                  time_left: float | None = None) -> str:
@@ -48,20 +64,10 @@ def invoke_async(function_urn: str, payload: dict[str, Any], region: str | None,
     left = 35.0 if time_left is None else time_left
     if left < 1:
         raise ContinueError("no time left to start the next invocation")
-    basic = BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
-    if credentials.security_token:
-        basic = basic.with_security_token(credentials.security_token)
-    config = HttpConfig.get_default_config()
     connect = min(5.0, left / 3)
-    config.timeout = (connect, min(30.0, left - connect - 0.2))
-    config.retry_times = 0
-    builder = FunctionGraphClient.new_builder().with_credentials(basic).with_http_config(config)
     try:
-        if endpoint:
-            builder = builder.with_endpoints([endpoint])
-        else:
-            builder = builder.with_region(FunctionGraphRegion.value_of(region or ""))
-        client = builder.build()
+        client = client_for(region, endpoint, project_id, credentials,
+                            (connect, min(30.0, left - connect - 0.2)))
         response = client.async_invoke_function(
             AsyncInvokeFunctionRequest(function_urn=function_urn, body=payload))
     except (KeyError, ValueError) as exc:
