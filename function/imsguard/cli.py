@@ -209,12 +209,7 @@ def _read_image(image_id: str, fake: bool, project_id: str | None
         raise ValueError(f"{image_id!r} is not an image id (a UUID)")
     context = LocalContext()
     if fake:
-        from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
-
-        ims_fake = FakeIms.seeded()
-        context = LocalContext(user_data={"IMSGUARD_IMS_ENDPOINT": ims_fake.endpoint,
-                                          "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID},
-                               access_key="FAKE-AK", secret_key="FAKE-SK")
+        ims_fake = _point_at_fake(context)
         ims_fake.start()
     try:
         settings = load_settings(context)
@@ -249,14 +244,9 @@ def _sweep(args: argparse.Namespace) -> int:
     context = LocalContext(user_data=user_data, timeout_ms=int(args.timeout * 1000))
     fake = None
     if args.fake:
-        from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
-
-        fake = FakeIms.seeded()
+        fake = _point_at_fake(context)
         fake.page_info = True
         fake.add_fleet(max(0, args.images))
-        context.user_data.update(IMSGUARD_REGION=fake.region, IMSGUARD_IMS_ENDPOINT=fake.endpoint,
-                                 RUNTIME_PROJECT_ID=SAMPLE_PROJECT_ID)
-        context.access_key, context.secret_key = "FAKE-AK", "FAKE-SK"
         if "IMSGUARD_SWEEP_RATE" not in os.environ:  # the fake needs no protecting
             context.user_data["IMSGUARD_SWEEP_RATE"] = "1000"
         fake.start()
@@ -467,13 +457,8 @@ def _invoke(args: argparse.Namespace) -> int:
         _print(args, result, None)
         return _exit_status(result)
 
-    from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
-
-    fake = FakeIms.seeded()
-    user_data.update(IMSGUARD_REGION=fake.region, RUNTIME_PROJECT_ID=SAMPLE_PROJECT_ID,
-                     IMSGUARD_IMS_ENDPOINT=fake.endpoint)
-    context = LocalContext(user_data=user_data, access_key="FAKE-AK", secret_key="FAKE-SK",
-                           security_token="FAKE-TOKEN")
+    context = LocalContext(user_data=user_data)
+    fake = _point_at_fake(context)
     with fake:
         try:
             result = handler(event, context)
@@ -481,6 +466,18 @@ def _invoke(args: argparse.Namespace) -> int:
             return _fail(args, f"{exc} (FunctionGraph would retry the event)")
     _print(args, result, fake)
     return _exit_status(result)
+
+
+def _point_at_fake(context: LocalContext) -> Any:
+    """The fake IMS with the sample images (not started), and the context set to use it."""
+    from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+
+    fake = FakeIms.seeded()
+    context.user_data.update(IMSGUARD_REGION=fake.region, IMSGUARD_IMS_ENDPOINT=fake.endpoint,
+                             RUNTIME_PROJECT_ID=SAMPLE_PROJECT_ID)
+    context.access_key, context.secret_key = "FAKE-AK", "FAKE-SK"
+    context.security_token = "FAKE-TOKEN"
+    return fake
 
 
 def _exit_status(result: dict[str, Any]) -> int:
