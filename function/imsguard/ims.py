@@ -34,6 +34,7 @@ from urllib3.util.retry import Retry
 
 from imsguard.clock import Clock, SystemClock
 from imsguard.context import Credentials
+from imsguard.evaluate import attribute_text
 from imsguard.logs import RedactingFilter, redact
 
 # The SDK's own logger has no handler, so Python would print its errors to stderr; the
@@ -89,16 +90,14 @@ class ImsGateway:
         """The image as IMS returns it, or None when IMS does not know it."""
         response = self._call("read image", self.client.list_images,
                               ListImagesRequest(id=image_id, limit=1))
-        images = _raw(response).get("images") or []
-        return next((i for i in images if isinstance(i, dict) and i.get("id") == image_id), None)
+        return next((i for i in _images(_raw(response)) if i.get("id") == image_id), None)
 
     def find_images(self, name: str, created_after: str) -> list[dict[str, Any]]:
         """Private images with this exact name created after ``created_after`` (ISO, UTC)."""
         request = ListImagesRequest(name=name, imagetype="private",
                                     created_at=f"gt:{created_after}", limit=100)
         response = self._call("find images by name", self.client.list_images, request)
-        images = _raw(response).get("images") or []
-        return [i for i in images if isinstance(i, dict) and i.get("name") == name]
+        return [i for i in _images(_raw(response)) if i.get("name") == name]
 
     def list_page(self, marker: str | None, page_size: int, created_at: str | None
                   ) -> tuple[list[dict[str, Any]], bool]:
@@ -110,7 +109,7 @@ class ImsGateway:
         if created_at:  # an IMS filter expression such as "gt:2026-11-01T00:00:00Z"
             request.created_at = created_at
         data = _raw(self._call("list images", self.client.list_images, request))
-        images = [i for i in data.get("images") or [] if isinstance(i, dict) and "id" in i]
+        images = [i for i in _images(data) if "id" in i]
         page_info = data.get("page_info")
         if isinstance(page_info, dict):
             return images, bool(page_info.get("next_marker")) and bool(images)
@@ -235,13 +234,10 @@ def applied(image: dict[str, Any], operations: list[dict[str, str]]) -> bool:
     """Whether the image already holds what these operations would give it."""
     for op in operations:
         key = op["path"][1:]
-        current = image.get(key)
-        if isinstance(current, bool):
-            current = "true" if current else "false"
         if op["op"] == "remove":
             if key in image:
                 return False
-        elif current is None or str(current) != op["value"]:
+        elif attribute_text(image.get(key)) != op["value"]:
             return False
     return True
 
@@ -264,6 +260,11 @@ def _seconds(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return seconds if 0 <= seconds < float("inf") else None
+
+
+def _images(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The image objects of a list answer's body, skipping anything that is not one."""
+    return [i for i in data.get("images") or [] if isinstance(i, dict)]
 
 
 def _raw(response: Any) -> dict[str, Any]:
