@@ -35,7 +35,7 @@ def job_only_event(job_id=EXAMPLE_JOB_ID):
 
 def kinds(fake):
     """The requests, as ("job" | "image" | "patch")."""
-    return ["patch" if c.method == "PATCH" else "job" if "/jobs/" in c.path else "image"
+    return ["patch" if c.method == "PATCH" else "job" if "/job" in c.path else "image"
             for c in fake.calls]
 
 

@@ -24,7 +24,7 @@ def test_invoke_fake_job_only_event_follows_the_seeded_job(capsys):
 
     out = capsys.readouterr().out
     assert status == 0
-    assert "GET   /v1/0b1e494e2660441a957313163095fe5c/jobs/ff8080814dbd65d7014dbe0d84db0013" in out
+    assert "GET   /v1/cloudimages/job/ff8080814dbd65d7014dbe0d84db0013" in out
     assert "UPDATED" in out
 
 

@@ -6,11 +6,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from huaweicloudsdkcore.exceptions.exceptions import ServiceResponseException
+from huaweicloudsdkfunctiongraph.v2 import (
+    CreateFunctionTriggerRequest,
+    CreateFunctionTriggerRequestBody,
+    TriggerEventDataRequestBody,
+)
 
 from imsguard.cli import main
 from imsguard.context import Credentials
 from imsguard.deploy import Deployer, DeployError, build_client
-from imsguard.template import load_template
+from imsguard.template import TemplateError, load_template
 from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
 
 ROOT = Path(__file__).parents[1]
@@ -55,16 +61,17 @@ def test_the_first_deploy_creates_everything(fgs, tmp_path, package):
     steps = deploy(fgs, template(tmp_path), package)
 
     assert [(s.action, s.what) for s in steps] == [
-        ("create", "function"), ("create", "CTS trigger ims-image-events"),
-        ("create", "TIMER trigger ims-fleet-sweep"), ("update", "async invocation")]
+        ("create", "function"), ("create", "CTS trigger ims_image_events"),
+        ("create", "TIMER trigger ims_fleet_sweep"), ("update", "async invocation")]
     function = fgs.functions[URN]
     assert (function["runtime"], function["handler"], function["memory_size"],
             function["timeout"], function["xrole"]) == ("Python3.10", "index.handler", 256, 300,
                                                         "imsguard-agency")
     assert '"IMSGUARD_REGION": "ap-southeast-1"' in function["user_data"]
     cts, timer = fgs.function_triggers[URN]
-    assert cts["event_data"]["operations"] == ["IMS:ims:createImage", "IMS:ims:copyImage",
-                                               "IMS:ims:updateImage"]
+    assert cts["event_data"]["operations"] == [
+        "IMS:ims:createImage", "IMS:ims:copyImage", "IMS:ims:updateImage",
+        "IMS:image:createImage", "IMS:image:updateImage"]
     assert timer["event_data"]["schedule"] == "1d"
     assert fgs.async_configs[URN]["max_async_retry_attempts"] == 2
 
@@ -88,7 +95,7 @@ def test_a_changed_trigger_status_is_updated_in_place(fgs, tmp_path, package):
         status="DISABLED")), package)
 
     assert [(s.action, s.what) for s in steps if s.action != "keep"] == [
-        ("update", "TIMER trigger ims-fleet-sweep")]
+        ("update", "TIMER trigger ims_fleet_sweep")]
     assert writes(fgs) == [("PUT", "triggers")]
     assert [t["trigger_id"] for t in fgs.function_triggers[URN]] == before
     assert fgs.function_triggers[URN][1]["trigger_status"] == "DISABLED"
@@ -110,12 +117,72 @@ def test_a_renamed_trigger_does_not_fire_twice(fgs, tmp_path, package):
     fgs.reset_calls()
 
     steps = deploy(fgs, template(tmp_path, lambda d: d["triggers"][0].update(
-        name="ims-events")), package)
+        name="ims_events")), package)
+
+    # the new trigger first, then the old one goes: no event falls between them
+    assert [(s.action, s.what) for s in steps if s.action != "keep"] == [
+        ("create", "CTS trigger ims_events"), ("delete", "CTS trigger ims_image_events")]
+    assert sorted(t["event_data"]["name"] for t in fgs.function_triggers[URN]) == [
+        "ims_events", "ims_fleet_sweep"]
+
+
+def test_triggers_of_an_older_deployment_with_hyphenated_names_are_replaced(fgs, tmp_path,
+                                                                          package):
+    deploy(fgs, template(tmp_path), package)
+    old = [{"trigger_id": "old-cts", "trigger_type_code": "CTS", "trigger_status": "ACTIVE",
+            "event_data": {"name": "ims-image-events", "operations": ["IMS:ims:createImage"]}},
+           {"trigger_id": "old-timer", "trigger_type_code": "TIMER", "trigger_status": "ACTIVE",
+            "event_data": {"name": "ims-fleet-sweep", "schedule_type": "Rate",
+                           "schedule": "1d"}}]
+    fgs.function_triggers[URN].extend(old)  # as the deployments of imsguard 0.1 left them
+
+    steps = deploy(fgs, template(tmp_path), package)
 
     assert [(s.action, s.what) for s in steps if s.action != "keep"] == [
-        ("delete", "CTS trigger ims-image-events"), ("create", "CTS trigger ims-events")]
-    assert sorted(t["event_data"]["name"] for t in fgs.function_triggers[URN]) == [
-        "ims-events", "ims-fleet-sweep"]
+        ("delete", "CTS trigger ims-image-events"), ("delete", "TIMER trigger ims-fleet-sweep")]
+    assert sorted((t["trigger_type_code"], t["event_data"]["name"])
+                  for t in fgs.function_triggers[URN]) == [
+        ("CTS", "ims_image_events"), ("TIMER", "ims_fleet_sweep")]
+    assert {s.action for s in deploy(fgs, template(tmp_path), package)} == {"keep"}
+
+
+@pytest.mark.parametrize(("trigger", "change"), [
+    (0, {"name": "ims-image-events"}), (1, {"name": "1-sweep"}),
+    (1, {"user_event": '{"since": "2026-11-01", "dry_run": true}' + " " * 2100}),
+    (0, {"status": "DISABLED"}),
+])
+def test_triggers_functiongraph_would_refuse_are_refused_before_any_call(fgs, tmp_path,
+                                                                        package, trigger,
+                                                                        change):
+    with pytest.raises(TemplateError) as error:
+        template(tmp_path, lambda d: d["triggers"][trigger].update(change))
+
+    assert f"triggers.{trigger}." in str(error.value) and "(line " in str(error.value)
+    assert fgs.calls == []
+
+
+@pytest.mark.parametrize(("event_data", "code"), [
+    ({"name": "ims-image-events", "operations": ["IMS:ims:createImage"]}, "FSS.1319"),
+    ({"name": "ims_image_events_2", "operations": []}, "FSS.1314"),
+    ({"name": "ims_image_events", "operations": ["IMS:ims:createImage"]}, "FSS.1307"),
+    ({"name": "x" * 65, "operations": ["IMS:ims:createImage"]}, "FSS.1317"),
+    ({"name": "ims_2", "operations": ["IMS:ims;image:createImage;updateImage"]}, None),
+])
+def test_the_fake_functiongraph_takes_cts_triggers_as_documented(fgs, tmp_path, package,
+                                                                 event_data, code):
+    deploy(fgs, template(tmp_path), package)
+    client = build_client(None, fgs.fgs_endpoint, SAMPLE_PROJECT_ID, Credentials("AK", "SK"))
+    request = CreateFunctionTriggerRequest(function_urn=URN, body=CreateFunctionTriggerRequestBody(
+        trigger_type_code="CTS", trigger_status="ACTIVE",
+        event_data=TriggerEventDataRequestBody(**event_data)))
+
+    if code is None:
+        client.create_function_trigger(request)
+        return
+    with pytest.raises(ServiceResponseException) as refused:
+        client.create_function_trigger(request)
+
+    assert refused.value.error_code == code
 
 
 def test_no_write_for_what_only_looks_different(fgs, tmp_path, package):
@@ -162,7 +229,7 @@ def test_a_failure_halfway_says_what_was_and_was_not_done(fgs, tmp_path, package
         deploy(fgs, template(tmp_path), package)
 
     assert [s.what for s in failure.value.done] == [
-        "function", "CTS trigger ims-image-events", "TIMER trigger ims-fleet-sweep"]
+        "function", "CTS trigger ims_image_events", "TIMER trigger ims_fleet_sweep"]
     assert [s.what for s in failure.value.left] == ["async invocation"]
     assert "FSS.0500" in str(failure.value)
     assert URN in fgs.functions  # what was done stays working
@@ -177,8 +244,8 @@ def test_a_replacement_that_fails_halfway_is_reported_truly(fgs, tmp_path, packa
                package)
 
     last_done, first_left = failure.value.done[-1], failure.value.left[0]
-    assert (last_done.action, last_done.what) == ("delete", "TIMER trigger ims-fleet-sweep")
-    assert (first_left.action, first_left.what) == ("create", "TIMER trigger ims-fleet-sweep")
+    assert (last_done.action, last_done.what) == ("delete", "TIMER trigger ims_fleet_sweep")
+    assert (first_left.action, first_left.what) == ("create", "TIMER trigger ims_fleet_sweep")
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(capsys, package, monkeypatch):

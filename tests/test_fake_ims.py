@@ -223,8 +223,8 @@ def test_remove_sends_no_value(client, fake):
 
 
 @pytest.mark.parametrize(("image_id", "status", "code"), [
-    ("3f0c9f52-0000-0000-0000-000000000000", 404, "IMG.0027"),
-    (OTHER_TEAM_ID, 404, "IMG.0027"),
+    ("3f0c9f52-0000-0000-0000-000000000000", 400, "IMG.0027"),  # IMS's table: HTTP 400
+    (OTHER_TEAM_ID, 400, "IMG.0027"),
     (GOLD_ID, 400, "IMG.0047"),
     (QUEUED_ID, 400, "IMG.0046"),
     (DATA_DISK_ID, 400, "IMG.0168"),

@@ -273,7 +273,7 @@ def test_unfinished_or_failed_job_sends_no_patch(fake, context, status, outcome)
     result = handler(load_event("cts_create_image_job_only.json"), context)
 
     assert {(c.method, c.path) for c in fake.calls} == {
-        ("GET", f"/v1/{fake.project_id}/jobs/{JOB_ID}")}
+        ("GET", f"/v1/cloudimages/job/{JOB_ID}")}
     assert (len(fake.calls) == 1) == (status == "FAIL")  # unfinished jobs are polled
     assert result["results"] == [{"image_id": None, "job_id": JOB_ID, "operations": [],
                                   "outcome": outcome, "reason": result["results"][0]["reason"]}]

@@ -59,14 +59,14 @@ def test_every_image_is_visited_once_across_pages_while_patching(fleet, context,
 
     assert report["status"] == "ok" and report["examined"] == 57
     assert "continuation" not in report
-    assert len(lists(fleet)) == math.ceil(57 / 10)
+    assert len(lists(fleet)) == math.ceil(57 / 10) + (0 if page_info else 1)  # an empty page
     patched = [c.path.rsplit("/", 1)[1] for c in fleet.patches]
     assert sorted(patched) == sorted(i for i, bad in images if bad)
     assert report["summary"] == {"compliant": 38, "updated": 19}
     assert all(i["name"] == i["name"].lower() for i in fleet.images.values())
 
 
-def test_an_exact_number_of_pages_costs_one_more_request_without_page_info(fleet, context):
+def test_without_page_info_the_listing_ends_only_with_an_empty_page(fleet, context):
     fill(fleet, 20)
     context.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "10"
 
@@ -77,6 +77,20 @@ def test_an_exact_number_of_pages_costs_one_more_request_without_page_info(fleet
     sweep(context)
 
     assert (without, len(lists(fleet))) == (3, 2)
+
+
+@pytest.mark.parametrize("page_info", [True, False])
+def test_a_page_shorter_than_asked_for_is_not_the_end(fleet, context, page_info):
+    fleet.page_info = page_info
+    fleet.max_page_size = 7  # IMS documents no maximum: it may answer with fewer
+    images = fill(fleet, 50)
+
+    report = sweep(context)  # asks for 500 a page
+
+    assert report["examined"] == 50 and report["status"] == "ok"
+    assert sorted(c.path.rsplit("/", 1)[1] for c in fleet.patches) == sorted(
+        i for i, bad in images if bad)
+    assert len(lists(fleet)) == math.ceil(50 / 7) + (0 if page_info else 1)
 
 
 def test_only_active_private_images_are_listed_and_since_filters_server_side(fleet, context):
@@ -282,8 +296,9 @@ def test_a_marker_the_api_rejects_starts_the_listing_again(fleet, context):
     assert report["status"] == "ok" and report["examined"] == 3
     assert report["notes"] == ["the marker no longer exists; the listing started again from "
                                "the newest image"]
-    assert [c.query.get("marker") for c in lists(fleet)] == [
+    assert [c.query.get("marker") for c in lists(fleet)][:2] == [
         "00000000-0000-4000-8000-000000000000", None]
+    assert len(lists(fleet)) == 3  # then on from the last image, to an empty page
     assert len(fleet.patches) == 1
 
 
@@ -415,14 +430,14 @@ def test_max_hops_boundary(fleet, context, clock, hop, started):
 
 
 def test_rate_limit_is_neither_exceeded_nor_overdone(fleet, context, clock):
-    fill(fleet, 30, bad_every=1)   # one list request, then 30 PATCHes
+    fill(fleet, 30, bad_every=1)   # two list requests (the last one empty), then 30 PATCHes
     context.user_data["IMSGUARD_SWEEP_RATE"] = "5"
 
     sweep(context)
 
-    assert len(fleet.calls) == 31
-    # a burst of 5, then one every 0.2 s: the 31st request at (31 - 5) * 0.2 s
-    assert clock.monotonic() == pytest.approx((31 - 5) / 5)
+    assert len(fleet.calls) == 32
+    # a burst of 5, then one every 0.2 s: the 32nd request at (32 - 5) * 0.2 s
+    assert clock.monotonic() == pytest.approx((32 - 5) / 5)
 
 
 def test_a_since_out_of_range_is_refused(fleet, context):

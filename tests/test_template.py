@@ -23,7 +23,9 @@ def test_the_template_is_valid_and_points_at_the_real_handler():
     policy = template.function.settings["IMSGUARD_POLICY"]
     assert (ROOT / template.function.codeRoot / policy).is_file()
     cts, timer = template.triggers
-    assert {op.split(":")[2] for op in cts.operations} == IMAGE_TRACES
+    subscribed = {tuple(op.split(":")[1:]) for op in cts.operations}
+    assert subscribed == {(kind, trace) for kind, traces in IMAGE_TRACES.items()
+                          for trace in traces}
     assert timer.type == "TIMER"
     margin = float(template.function.settings["IMSGUARD_SAFETY_MARGIN_SECONDS"])
     assert template.function.timeout > margin
@@ -40,7 +42,7 @@ def write(tmp_path, change):
 
 
 @pytest.mark.parametrize(("change", "words"), [
-    (lambda d: d.update(extra=1), "extra: Extra inputs"),
+    (lambda d: d.update(extra=1), "extra (line 4): Extra inputs"),
     (lambda d: d["function"].update(runtime="Python2.7"), "function.runtime"),
     (lambda d: d["function"].update(memorySize=300), "not a FunctionGraph memory size"),
     (lambda d: d["function"].update(timeout=1), "function.timeout"),
@@ -48,27 +50,61 @@ def write(tmp_path, change):
     (lambda d: d["function"]["settings"].update(IMSGUARD_DRY_RUN="maybe"), "IMSGUARD_DRY_RUN"),
     (lambda d: d["function"]["settings"].update(OTHER="x"), "not imsguard settings"),
     (lambda d: d["function"]["agency"]["permissions"].append("ims:images:delete"),
-     "not actions imsguard calls"),
+     "['ims:images:delete'] are not actions imsguard's calls need"),
+    (lambda d: d["function"]["agency"]["permissions"].append("ims:osVersions:list"),
+     "['ims:osVersions:list'] are not actions"),  # no such IMS action
+    (lambda d: d["function"]["agency"]["permissions"].append("ims:images:get"),
+     "['ims:images:get'] are not actions"),  # authorizes only GET /v2/images/{id}
+    (lambda d: d["function"]["agency"]["permissions"].remove("ims:images:update"),
+     "['ims:images:update'] are needed and missing"),
+    (lambda d: d["function"]["settings"].update(IMSGUARD_SWEEP_CONTINUE="false"),
+     "['functiongraph:function:invokeAsync'] are not actions"),
     (lambda d: d["triggers"][0].update(operations=["createImage"]),
      "is not IMS:<resource type>:<trace name>"),
     (lambda d: d["triggers"][0].update(operations=["IMS:ims:deleteImage"]),
      "imsguard handles only"),
+    (lambda d: d["triggers"][0].update(operations=["IMS:image:copyImage"]),
+     "imsguard handles only ['createImage', 'updateImage'] on resource type 'image'"),
+    (lambda d: d["triggers"][0].update(operations=["IMS:server:createImage"]),
+     "not 'server'"),
+    (lambda d: d["triggers"][0].update(operations=["IMS:ims:createImage"] * 2),
+     "listed twice"),
+    (lambda d: d["triggers"][0].update(name="ims-image-events"),
+     "triggers.0.name (line 29): 'ims-image-events': FunctionGraph takes only letters, "
+     "digits and underscores in CTS trigger names, at most 64 (try 'ims_image_events')"),
+    (lambda d: d["triggers"][0].update(name="x" * 65), "at most 64"),
+    (lambda d: d["triggers"][0].update(status="DISABLED"), "triggers.0.status (line"),
+    (lambda d: d["triggers"][1].update(name="1_sweep"), "starts with a letter"),
+    (lambda d: d["triggers"][1].update(user_event='{"since": "2026-11-01"}' + " " * 2030),
+     "bytes: FunctionGraph keeps a timer's user_event under 2 KB"),
     (lambda d: d["triggers"][1].update(schedule="every day"), "not a rate"),
     (lambda d: d["triggers"][1].update(schedule="999d"), "not a rate"),
     (lambda d: d["triggers"][1].update(schedule="61m"), "1-60m, 1-24h or 1-30d"),
     (lambda d: d["triggers"][1].update(schedule="25h"), "not a rate"),
     (lambda d: d["triggers"][1].update(schedule="31d"), "not a rate"),
     (lambda d: d["function"]["settings"].update(IMSGUARD_POLICY="nope.yaml"),
-     "IMSGUARD_POLICY: nope.yaml is not a file"),
+     "IMSGUARD_POLICY (line 21): nope.yaml is not a file"),
     (lambda d: d["triggers"][1].update(user_event="{\"dry_run\": \"yes\"}"), "dry_run"),
     (lambda d: d["triggers"][1].update(type="OBS"), "triggers.1"),
-    (lambda d: d["triggers"][1].update(name=d["triggers"][0]["name"]), "share a name"),
+    (lambda d: d["triggers"][1].update(name=d["triggers"][0]["name"]),
+     "triggers.1.name (line 37): two triggers share the name"),
     (lambda d: d.update(async_invoke={"max_retries": 5}), "async_invoke.max_retries"),
     (lambda d: d.update(async_invoke={"on_failure": {"type": "EMAIL", "target": "x"}}),
      "async_invoke.on_failure.type"),
 ])
-def test_bad_templates_are_refused_by_field(tmp_path, change, words):
+def test_bad_templates_are_refused_by_field_and_line(tmp_path, change, words):
     with pytest.raises(TemplateError) as error:
         load_template(write(tmp_path, change))
 
     assert words in str(error.value)
+    assert all("(line " in problem for problem in error.value.problems)
+
+
+def test_the_template_file_is_read_strictly(tmp_path):
+    path = tmp_path / "template.yaml"
+    path.write_text((ROOT / "template.yaml").read_text() + "templateVersion: 1\n")
+
+    with pytest.raises(TemplateError) as error:
+        load_template(path)
+
+    assert "duplicate key 'templateVersion'" in str(error.value)

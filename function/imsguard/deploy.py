@@ -170,17 +170,15 @@ class Deployer:
     # -- triggers ---------------------------------------------------------------------
 
     def _trigger_steps(self, existing: list[dict[str, Any]]) -> list[Step]:
-        """Triggers as the template has them: CTS and TIMER triggers of this function that
-        it does not name are deleted (else a renamed trigger would fire twice); triggers of
-        other kinds are not imsguard's and are left alone."""
+        """Triggers as the template has them. CTS and TIMER triggers of this function that
+        it does not name (say, under an older name) are deleted, else a renamed trigger
+        would fire twice; they go last, so no event falls between the old trigger and the
+        new one (a double delivery is harmless, a missed one is not). Triggers of other
+        kinds are not imsguard's and are left alone."""
         steps = []
         by_name = {(t.get("trigger_type_code"), (t.get("event_data") or {}).get("name")): t
                    for t in existing if isinstance(t, dict)}
         wanted = {(t.type, t.name) for t in self.template.triggers}
-        for (kind, name), current in by_name.items():
-            if kind in ("CTS", "TIMER") and (kind, name) not in wanted:
-                steps.append(Step("delete", f"{kind} trigger {name}", "not in the template",
-                                  lambda c=current: self._delete_trigger(c)))
         for trigger in self.template.triggers:
             label = f"{trigger.type} trigger {trigger.name}"
             current = by_name.get((trigger.type, trigger.name))
@@ -200,6 +198,10 @@ class Deployer:
                                   lambda t=trigger, c=current: self._update_trigger(t, c)))
             else:
                 steps.append(Step("keep", label, "unchanged"))
+        for (kind, name), current in by_name.items():
+            if kind in ("CTS", "TIMER") and (kind, name) not in wanted:
+                steps.append(Step("delete", f"{kind} trigger {name}", "not in the template",
+                                  lambda c=current: self._delete_trigger(c)))
         return steps
 
     def _create_trigger(self, trigger: CtsTrigger | TimerTrigger) -> None:

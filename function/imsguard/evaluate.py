@@ -14,6 +14,7 @@ from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
+from imsguard.attributes import attribute_text, canonical, same_value
 from imsguard.events import is_image_name
 from imsguard.policy import Exemption, Match, Mode, NameRule, Policy, SetRule
 from imsguard.uefi import is_uefi_capable
@@ -126,7 +127,7 @@ def _settle(policy: Policy, image: dict[str, Any], exempt_rules: dict[str, Exemp
             if not verdict.fixable or (verdict.mode == "audit" and not with_audit):
                 continue
             for key, value in verdict.changes.items():
-                if attribute_text(virtual.get(key)) != value:
+                if not same_value(key, virtual.get(key), value):
                     virtual[key] = value
                     changes[key] = value
                     changed = True
@@ -146,7 +147,7 @@ def plan_patch(image: dict[str, Any], changes: dict[str, str]) -> tuple[dict[str
     operations = []
     for key, value in changes.items():
         current = image.get(key)
-        if attribute_text(current) == value:
+        if same_value(key, current, value):
             continue
         op = "add" if current is None else "replace"
         operations.append({"op": op, "path": f"/{key}", "value": value})
@@ -185,15 +186,6 @@ def fix_label(verdict: Verdict, sent: Collection[str], failed: bool = False) -> 
     return prefix + ("fixed" if set(verdict.changes) <= set(sent) else "would_fix")
 
 
-def attribute_text(value: Any) -> str | None:
-    """IMS values as the strings the policy compares with (``min_ram`` comes as a number)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def scope_of(image: dict[str, Any], project_id: str | None) -> tuple[Scope, str]:
     """imsguard only ever touches active, private images owned by its own project."""
     imagetype = image.get("__imagetype")
@@ -204,7 +196,7 @@ def scope_of(image: dict[str, Any], project_id: str | None) -> tuple[Scope, str]
         return "not_applicable", "owned by another project"
     if image.get("virtual_env_type") == "DataImage":
         return "not_applicable", "a data disk image; IMS does not allow updating those"
-    if attribute_text(image.get("protected")) in ("true", "True"):
+    if canonical("protected", image.get("protected")) == "true":
         return "not_applicable", "a protected image; IMS refuses changes to it"
     status = image.get("status")
     if status in ("killed", "deleted"):
@@ -259,7 +251,7 @@ def has_tag(tags: Any, wanted: str) -> bool:
 
 def architecture_of(image: dict[str, Any]) -> str:
     """``arm`` when IMS marks the image ``__support_arm`` (the SDK's only architecture field)."""
-    return "arm" if attribute_text(image.get("__support_arm")) == "true" else "x86"
+    return "arm" if canonical("__support_arm", image.get("__support_arm")) == "true" else "x86"
 
 
 _LISTED = (("platform", "__platform"), ("os_type", "__os_type"), ("os_bit", "__os_bit"),
@@ -394,7 +386,7 @@ def render_template(template: str, image: dict[str, Any]) -> str:
 
 def _check_set(rule: SetRule, image: dict[str, Any], mode: Mode,
                uefi_versions: Collection[str] | None) -> Verdict:
-    wrong = {k: v for k, v in rule.set.items() if attribute_text(image.get(k)) != v}
+    wrong = {k: v for k, v in rule.set.items() if not same_value(k, image.get(k), v)}
     if not wrong:
         return Verdict(rule.name, "compliant", _describe(rule.set, image, "already"), mode=mode)
     refused = refusals(wrong, image, uefi_versions)

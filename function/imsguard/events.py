@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -22,8 +22,12 @@ IMAGE_NAME = re.compile(r"[A-Za-z0-9\u4e00-\u9fff._\- ]{1,128}")  # IMS's rules,
 # "no leading or trailing space" one, checked in is_image_name
 
 IMS_SERVICE = "ims"
-IMS_RESOURCE_TYPES = {"ims", "image"}  # "image": traces of the glance-native API
-IMAGE_TRACES = {"createImage", "updateImage", "copyImage"}
+# The traces that create or change an image, by CTS resource type: "ims" is IMS's own API,
+# "image" the OpenStack-native one, which has no copy (IMS's list of operations CTS records).
+IMAGE_TRACES: dict[str, frozenset[str]] = {
+    "ims": frozenset({"createImage", "updateImage", "copyImage"}),
+    "image": frozenset({"createImage", "updateImage"}),
+}
 EVENTGRID_SOURCE = "HC.IMS"  # unconfirmed: IMS as an EventGrid source is inferred, not documented
 EVENTGRID_TYPES = {f"IMS:CloudTrace:{kind}"
                    for kind in ("ApiCall", "ConsoleAction", "SystemAction")}
@@ -99,31 +103,41 @@ def shorten(value: Any, limit: int = 80) -> str:
 
 
 class CtsTrace(BaseModel):
-    """A CTS trace as FunctionGraph's CTS trigger delivers it (fields we use)."""
+    """A CTS trace as FunctionGraph's CTS trigger delivers it.
+
+    Any JSON type may arrive in any field: FunctionGraph's own sample has
+    ``"resource_id": {}``, CTS's trace structure documents ``time`` as epoch milliseconds
+    and request/response as JSON text, older examples show text times and objects. A
+    field imsguard reads as text is simply absent when it is not text."""
 
     model_config = ConfigDict(extra="allow", defer_build=True)  # built on first use
 
-    service_type: str
+    service_type: str | None
+    trace_name: str | None
     resource_type: str | None = None
-    trace_name: str
     trace_type: str | None = None
     resource_id: str | None = None
     resource_name: str | None = None
     trace_id: str | None = None
     time: Any = None  # epoch milliseconds, or text such as "12/01/2016 11:07:28 GMT+08:00"
-    code: int | None = None
-    # CTS documents request/response as JSON strings; FunctionGraph's samples show objects.
-    request: Any = None
-    response: dict[str, Any] | list[Any] | str | None = None
+    code: int | None = None  # the traced call's HTTP status: a number or text
+    request: Any = None  # JSON text or the object itself
+    response: Any = None
+
+    @field_validator("service_type", "trace_name", "resource_type", "trace_type",
+                     "resource_id", "resource_name", "trace_id", mode="before")
+    @classmethod
+    def _text_or_absent(cls, value: Any) -> str | None:
+        return value if isinstance(value, str) else None
 
     @field_validator("code", mode="before")
     @classmethod
-    def _code_as_int(cls, value: Any) -> Any:
+    def _code_as_int(cls, value: Any) -> int | None:
         if isinstance(value, str) and value.strip().isdigit():
             return int(value)
-        if value == "":
-            return None
-        return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class CtsEvent(BaseModel):
@@ -344,15 +358,16 @@ def _target_of_cloud_event(event: Any) -> Target | Skip:
 
 def target_of_trace(trace: CtsTrace) -> Target | Skip:
     """What an IMS trace points at; Skip when it is not about an image it created or changed."""
-    if trace.service_type.lower() != IMS_SERVICE:
+    if (trace.service_type or "").lower() != IMS_SERVICE:
         return Skip("ignored", f"trace of service {shorten(trace.service_type)}, not IMS")
     resource_type = (trace.resource_type or "").lower()
-    if resource_type not in IMS_RESOURCE_TYPES:
+    if resource_type not in IMAGE_TRACES:
         return Skip("ignored", f"IMS trace on resource type {shorten(trace.resource_type)}, "
                                "not an image")
-    if trace.trace_name not in IMAGE_TRACES:
-        return Skip("ignored", f"IMS trace {shorten(trace.trace_name)} does not create or "
-                               "change an image")
+    native = " on the native image API" if resource_type == "image" else ""
+    if trace.trace_name not in IMAGE_TRACES[resource_type]:
+        return Skip("ignored", f"IMS trace {shorten(trace.trace_name)}{native} does not create "
+                               "or change an image")
     name = trace.trace_name
     if trace.code is not None and trace.code >= 400:
         return Skip("ignored", f"the traced {name} call failed (code {trace.code}); "
@@ -362,7 +377,7 @@ def target_of_trace(trace: CtsTrace) -> Target | Skip:
     for part in (response, request):
         if isinstance(part, Skip):
             return part
-    label = f"CTS {name}" + (f" ({trace.trace_type})" if trace.trace_type else "")
+    label = f"CTS {name}{native}" + (f" ({trace.trace_type})" if trace.trace_type else "")
     if isinstance(response, dict) and str(response.get("status", "")).upper() == "FAIL":
         reason = response.get("fail_reason") or response.get("error_code") or "no reason given"
         job_id = response.get("job_id")
@@ -389,14 +404,36 @@ def target_of_trace(trace: CtsTrace) -> Target | Skip:
                   traced_operations=_operations(request) if name == "updateImage" else None)
 
 
+# CTS's text times, as its examples show them: "2016/12/08 11:07:28 GMT+08:00" and
+# "12/01/2016 11:07:28 GMT+08:00" (month first, as in the English examples).
+_CTS_TIME = re.compile(r"(\d{1,4})/(\d{1,2})/(\d{1,4}) (\d{1,2}):(\d{2}):(\d{2})"
+                       r"(?: ?(?:GMT|UTC)([+-]\d{1,2}):?(\d{2})?)?")
+
+
 def _trace_time(value: Any) -> datetime | None:
-    """When the traced call happened, if CTS said so in a form we can read."""
+    """When the traced call happened, if CTS said so in a form we can read: epoch
+    milliseconds (a number or digits), ISO 8601, or CTS's own text form."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             return datetime.fromtimestamp(value / 1000, timezone.utc)
         except (ValueError, OverflowError, OSError):
             return None
-    return parse_time(value) if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    match = _CTS_TIME.fullmatch(value.strip())
+    if match is None:
+        return parse_time(value)
+    first, second, third, hour, minute, second_of_minute, zone_h, zone_m = match.groups()
+    year, month, day = ((first, second, third) if len(first) == 4 else (third, first, second))
+    try:
+        offset = timedelta(hours=int(zone_h or 0), minutes=int(zone_m or 0) * (
+            -1 if (zone_h or "").startswith("-") else 1))
+        return datetime(int(year), int(month), int(day), int(hour), int(minute),
+                        int(second_of_minute), tzinfo=timezone(offset))
+    except ValueError:
+        return None
 
 
 def _embedded_json(part: str, value: Any) -> Any:

@@ -20,6 +20,7 @@ from huaweicloudsdkfunctiongraph.v2.region.functiongraph_region import FunctionG
 
 from imsguard.context import Credentials
 from imsguard.logs import RedactingFilter, redact
+from imsguard.permissions import INVOKE_ASYNC, requires
 
 logging.getLogger("HuaweiCloud-SDK-FunctionGraphClient").addHandler(logging.NullHandler())
 logging.getLogger("HuaweiCloud-SDK-FunctionGraphClient").addFilter(RedactingFilter())
@@ -56,6 +57,7 @@ def client_for(region: str | None, endpoint: str | None, project_id: str,
     return builder.with_region(FunctionGraphRegion.value_of(region or "")).build()
 
 
+@requires(INVOKE_ASYNC)
 def invoke_async(function_urn: str, payload: dict[str, Any], region: str | None,
                  endpoint: str | None, project_id: str, credentials: Credentials,
                  time_left: float | None = None) -> str:

@@ -13,7 +13,7 @@ import logging
 import random
 import warnings
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import requests
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
@@ -24,6 +24,7 @@ from huaweicloudsdkims.v2 import (
     ImsClient,
     ListImagesRequest,
     ListOsVersionsRequest,
+    ShowJobProgressRequest,
     ShowJobRequest,
     UpdateImageRequest,
     UpdateImageRequestBody,
@@ -32,18 +33,25 @@ from huaweicloudsdkims.v2.region.ims_region import ImsRegion
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from imsguard.attributes import same_value
 from imsguard.clock import Clock, SystemClock
 from imsguard.context import Credentials
-from imsguard.evaluate import attribute_text
+from imsguard.ims_errors import ErrorKind, error_kind
 from imsguard.logs import RedactingFilter, redact
+from imsguard.permissions import (
+    LIST_IMAGES,
+    LIST_OS_VERSIONS,
+    SHOW_JOB,
+    SHOW_JOB_PROGRESS,
+    UPDATE_IMAGE,
+    requires,
+)
 
 # The SDK's own logger has no handler, so Python would print its errors to stderr; the
 # failures reach our JSON log lines (redacted) through ImsError instead.
 logging.getLogger("HuaweiCloud-SDK-ImsClient").addHandler(logging.NullHandler())
 logging.getLogger("HuaweiCloud-SDK-ImsClient").addFilter(RedactingFilter())
 
-ErrorKind = Literal["transient", "permanent", "gone", "out_of_time"]
-GONE_CODES = {"IMG.0027", "IMG.0144"}
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
 MIN_CALL_TIME_S = 1.0  # less time left than this: no call is started
@@ -85,13 +93,16 @@ class ImsGateway:
         self.clock: Clock = SystemClock()  # set for each invocation (tests: a fake clock)
         self.rng = random.Random()
         self.retries = 0  # retries made; counted for reports
+        self.job_progress_missing = False  # this region's gateway lacks ShowJobProgress
 
+    @requires(LIST_IMAGES)
     def get_image(self, image_id: str) -> dict[str, Any] | None:
         """The image as IMS returns it, or None when IMS does not know it."""
         response = self._call("read image", self.client.list_images,
                               ListImagesRequest(id=image_id, limit=1))
         return next((i for i in _images(_raw(response)) if i.get("id") == image_id), None)
 
+    @requires(LIST_IMAGES)
     def find_images(self, name: str, created_after: str) -> list[dict[str, Any]]:
         """Private images with this exact name created after ``created_after`` (ISO, UTC)."""
         request = ListImagesRequest(name=name, imagetype="private",
@@ -99,11 +110,13 @@ class ImsGateway:
         response = self._call("find images by name", self.client.list_images, request)
         return [i for i in _images(_raw(response)) if i.get("name") == name]
 
+    @requires(LIST_IMAGES)
     def list_page(self, marker: str | None, page_size: int, created_at: str | None
                   ) -> tuple[list[dict[str, Any]], bool]:
         """One page of active private images (after ``marker``, newest first), and whether
-        more may follow. IMS documents no end-of-list field: a ``page_info`` without a
-        next marker ends the list; without ``page_info``, only a short page does."""
+        more may follow. IMS documents no end-of-list field and may answer with fewer
+        images than asked for, so a short page ends nothing: the list ends with an empty
+        page, or when a ``page_info`` (which newer IMS may send) names no next marker."""
         request = ListImagesRequest(imagetype="private", status="active", limit=page_size,
                                     marker=marker)
         if created_at:  # an IMS filter expression such as "gt:2026-11-01T00:00:00Z"
@@ -113,8 +126,9 @@ class ImsGateway:
         page_info = data.get("page_info")
         if isinstance(page_info, dict):
             return images, bool(page_info.get("next_marker")) and bool(images)
-        return images, len(images) >= page_size
+        return images, bool(images)
 
+    @requires(LIST_OS_VERSIONS)
     def uefi_os_versions(self) -> list[str]:
         """The OS versions IMS lists as UEFI-capable in this region."""
         response = self._call("list UEFI OS versions", self.client.list_os_versions,
@@ -129,6 +143,7 @@ class ImsGateway:
                     versions.append(entry["os_version"])
         return versions
 
+    @requires(UPDATE_IMAGE, LIST_IMAGES)
     def update_image(self, image_id: str, operations: list[dict[str, str]]) -> dict[str, Any]:
         """Send all operations for one image in one PATCH; returns the updated image.
 
@@ -157,8 +172,18 @@ class ImsGateway:
             self._wait_before_retry(failure, attempt)
             attempt += 1
 
+    @requires(SHOW_JOB_PROGRESS, SHOW_JOB)
     def get_job(self, job_id: str) -> dict[str, Any]:
-        """An asynchronous IMS job (``show_job``: deprecated in the SDK, still documented)."""
+        """An asynchronous IMS job, read with ShowJobProgress (the API IMS recommends); in a
+        region whose gateway does not know that API, with the deprecated ShowJob."""
+        if not self.job_progress_missing:
+            try:
+                return _raw(self._call("read job", self.client.show_job_progress,
+                                       ShowJobProgressRequest(job_id=job_id)))
+            except ImsError as exc:
+                if not _unknown_api(exc):
+                    raise
+                self.job_progress_missing = True
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             response = self._call("read job", self.client.show_job, ShowJobRequest(job_id=job_id))
@@ -218,16 +243,25 @@ class ImsGateway:
 
 
 def _classify(what: str, exc: ServiceResponseException) -> ImsError:
-    status = exc.status_code
+    """IMS's "not found" (a 404 with an IMS code) means gone; throttling and server errors
+    are transient whatever code they carry; IMS's 400 answers go by its error-code table
+    (imsguard.ims_errors: IMG.0060 flow control is transient); anything else is permanent."""
+    status = exc.status_code or 0
     code = exc.error_code
-    if code in GONE_CODES or (status == 404 and str(code).startswith("IMG.")):
-        kind: ErrorKind = "gone"  # a 404 from the API gateway (APIGW.*) is a wrong endpoint
-    elif status == 429 or (status or 0) >= 500:
+    kind: ErrorKind | None
+    if status == 404 and str(code).startswith("IMG."):
+        kind = "gone"  # a 404 from the API gateway (APIGW.*) is a wrong endpoint
+    elif status == 429 or status >= 500:
         kind = "transient"
     else:
-        kind = "permanent"
-    return ImsError(kind, f"{what}: {exc.error_msg}", status, code, exc.request_id,
+        kind = error_kind(code) or "permanent"
+    return ImsError(kind, f"{what}: {exc.error_msg}", exc.status_code, code, exc.request_id,
                     getattr(exc, "retry_after", None))
+
+
+def _unknown_api(exc: ImsError) -> bool:
+    """The API gateway does not know this API here (404 not from IMS itself)."""
+    return exc.status == 404 and not str(exc.code).startswith("IMG.")
 
 
 def applied(image: dict[str, Any], operations: list[dict[str, str]]) -> bool:
@@ -237,7 +271,7 @@ def applied(image: dict[str, Any], operations: list[dict[str, str]]) -> bool:
         if op["op"] == "remove":
             if key in image:
                 return False
-        elif attribute_text(image.get(key)) != op["value"]:
+        elif not same_value(key, image.get(key), op["value"]):
             return False
     return True
 

@@ -26,31 +26,11 @@ from pydantic import (
     model_validator,
 )
 
+from imsguard.attributes import PATCHABLE, SYSTEM_ATTRIBUTES, is_boolean
+
 KEBAB_CASE = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 
-# Attributes PATCH /v2/cloudimages/{id} documents as updatable ("name" has its own rule kind).
-# imsguard.testing keeps its own copy on purpose: the fake is an independent model of IMS.
-PATCHABLE = frozenset({
-    "__description", "__support_kvm", "__support_xen", "__support_largememory",
-    "__support_diskintensive", "__support_highperformance", "__support_xen_gpu_type",
-    "__support_kvm_gpu_type", "__support_xen_hana", "__is_config_init", "enterprise_project_id",
-    "min_ram", "max_ram", "hw_vif_multiqueue_enabled", "hw_firmware_type",
-    "__support_kvm_infiniband", "__support_fc_inject", "__support_amd",
-    "__support_kvm_hi1822_hisriov", "__support_kvm_hi1822_hivirtionet",
-})
-# Attributes IMS manages itself: never settable, not even as extension attributes.
-SYSTEM_ATTRIBUTES = frozenset({
-    "id", "name", "status", "owner", "visibility", "created_at", "updated_at", "active_at",
-    "deleted_at", "checksum", "size", "virtual_size", "min_disk", "self", "file", "schema",
-    "disk_format", "container_format", "protected", "tags", "virtual_env_type", "__imagetype",
-    "__platform", "__os_type", "__os_version", "__os_bit", "__image_source_type",
-    "__originalimagename", "__backup_id", "__image_size", "__data_origin", "__isregistered",
-    "__productcode", "__lazyloading", "__os_feature_list", "__root_origin", "__sequence_num",
-    "__support_arm",
-})
-TRUE_FALSE_ATTRIBUTES = frozenset({"hw_vif_multiqueue_enabled", "__is_config_init"} | {
-    p for p in PATCHABLE if p.startswith("__support_") and not p.endswith("_type")
-})
+TRUE_FALSE_ATTRIBUTES = frozenset(p for p in PATCHABLE if is_boolean(p))
 EXTENSION_NAME = re.compile(r"[a-z0-9_][a-z0-9_.:-]{0,63}")  # used with fullmatch
 ENTERPRISE_PROJECT = re.compile(r"0|[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}")  # fullmatch
 WHOLE_NUMBER = re.compile(r"0|[1-9][0-9]{0,8}")  # as IMS stores it: no sign, no leading 0
@@ -427,12 +407,12 @@ def _describe(error: Any, data: dict[str, Any], node: Any) -> str:
         if len(loc) > 2 and not error.get("placed") and isinstance(raw, dict) \
                 and loc[2] == raw.get("kind"):
             del loc[2]  # the discriminator pydantic puts in the location
-    line = f" (line {_line_of(node, loc)})" if node is not None else ""
+    line = f" (line {line_of(node, loc)})" if node is not None else ""
     field = ".".join(str(p) for p in (loc if where == "policy" else loc[2:]))
     return f"{where}, field {field}{line}: {message}" if field else f"{where}{line}: {message}"
 
 
-def _line_of(node: Any, loc: list[Any]) -> int:
+def line_of(node: Any, loc: list[Any]) -> int:
     """The line of the YAML node a pydantic error location points at (as deep as it goes)."""
     for part in loc:
         if isinstance(node, yaml.MappingNode):

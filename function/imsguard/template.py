@@ -8,24 +8,26 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from imsguard.context import LocalContext
 from imsguard.events import IMAGE_TRACES, Sweep, parse_event
+from imsguard.permissions import actions, all_permissions, needed
+from imsguard.policy import line_of, yaml_loader
 from imsguard.settings import SettingsError, load_settings
 
 MEMORY_SIZES = (128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096)
 # <service>:<resource type>:<trace name>, as FunctionGraph's CTS trigger takes operations.
-CTS_OPERATION = re.compile(r"IMS:(ims|image):([A-Za-z]+)")
+CTS_OPERATION = re.compile(r"IMS:([A-Za-z]+):([A-Za-z]+)")
 RATE = re.compile(r"([1-9][0-9]*)([mhd])")  # FunctionGraph timer rates: minutes, hours, days
-# The IMS actions imsguard calls (fine-grained IAM action names; their exact spelling is
-# unconfirmed in the reference, so the template states them for review).
-IMS_ACTIONS = frozenset({"ims:images:list", "ims:images:update", "ims:images:get",
-                         "ims:jobs:get", "ims:osVersions:list"})
-CONTINUE_ACTION = "functiongraph:function:invokeAsync"
+# FunctionGraph's trigger names: a CTS trigger's only letters (Chinese too), digits and
+# underscores; a timer's starts with a letter.
+CTS_TRIGGER_NAME = re.compile(r"[A-Za-z0-9_\u4e00-\u9fa5]{1,64}")
+TIMER_TRIGGER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+MAX_USER_EVENT_BYTES = 2047  # a timer's user_event must stay under 2 KB
 
 
 class TemplateError(ValueError):
@@ -39,19 +41,11 @@ class _Strict(BaseModel):
 
 
 class Agency(_Strict):
-    """An IAM agency trusted by FunctionGraph (op_svc_cff), with least privilege."""
+    """An IAM agency trusted by FunctionGraph (op_svc_cff), with least privilege: the
+    actions the function's calls declare (``imsguard iam-policy`` prints its policy)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    permissions: list[str] = Field(min_length=1)
-
-    @field_validator("permissions")
-    @classmethod
-    def _least_privilege(cls, actions: list[str]) -> list[str]:
-        extra = sorted(set(actions) - IMS_ACTIONS - {CONTINUE_ACTION})
-        if extra:
-            raise ValueError(f"{extra} are not actions imsguard calls; it needs only "
-                             f"{sorted(IMS_ACTIONS)} (and {CONTINUE_ACTION} to continue sweeps)")
-        return actions
+    permissions: list[str] | None = Field(default=None, min_length=1)
 
 
 class Function(_Strict):
@@ -86,10 +80,22 @@ class Function(_Strict):
 
 
 class CtsTrigger(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    name: str
     type: Literal["CTS"]
-    status: Literal["ACTIVE", "DISABLED"] = "ACTIVE"
-    operations: list[str] = Field(min_length=1)
+    # FunctionGraph lets only some trigger types be disabled (TIMER, DDS, DMS, Kafka, LTS
+    # per the provider's documentation), not CTS: remove the trigger, or use the dry run.
+    status: Literal["ACTIVE"] = "ACTIVE"
+    operations: list[str] = Field(min_length=1, max_length=10)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not CTS_TRIGGER_NAME.fullmatch(value):
+            suggestion = re.sub(r"[^A-Za-z0-9_\u4e00-\u9fa5]", "_", value)[:64] or "imsguard"
+            raise ValueError(f"{value!r}: FunctionGraph takes only letters, digits and "
+                             f"underscores in CTS trigger names, at most 64 (try "
+                             f"{suggestion!r})")
+        return value
 
     @field_validator("operations")
     @classmethod
@@ -98,17 +104,33 @@ class CtsTrigger(_Strict):
             match = CTS_OPERATION.fullmatch(operation)
             if match is None:
                 raise ValueError(f"{operation!r} is not IMS:<resource type>:<trace name>")
-            if match.group(2) not in IMAGE_TRACES:
-                raise ValueError(f"{operation!r}: imsguard handles only {sorted(IMAGE_TRACES)}")
+            resource_type, trace = match.groups()
+            handled = IMAGE_TRACES.get(resource_type)
+            if handled is None:
+                raise ValueError(f"{operation!r}: IMS records image operations under resource "
+                                 f"types {sorted(IMAGE_TRACES)}, not {resource_type!r}")
+            if trace not in handled:
+                raise ValueError(f"{operation!r}: imsguard handles only "
+                                 f"{sorted(handled)} on resource type {resource_type!r}")
+        if len(set(operations)) != len(operations):
+            raise ValueError("an operation is listed twice")
         return operations
 
 
 class TimerTrigger(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    name: str
     type: Literal["TIMER"]
     status: Literal["ACTIVE", "DISABLED"] = "ACTIVE"
     schedule: str
     user_event: str = "{}"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not TIMER_TRIGGER_NAME.fullmatch(value):
+            raise ValueError(f"{value!r}: a TIMER trigger name starts with a letter, then "
+                             "letters, digits, _ or -, at most 64")
+        return value
 
     @field_validator("schedule")
     @classmethod
@@ -123,6 +145,10 @@ class TimerTrigger(_Strict):
     @field_validator("user_event")
     @classmethod
     def _sweep_options(cls, value: str) -> str:
+        size = len(value.encode("utf-8"))
+        if size > MAX_USER_EVENT_BYTES:
+            raise ValueError(f"{size} bytes: FunctionGraph keeps a timer's user_event under "
+                             "2 KB")
         parsed = parse_event({"trigger_type": "TIMER", "user_event": value})
         if not isinstance(parsed, Sweep):
             raise ValueError(parsed.reason)
@@ -153,25 +179,63 @@ class Template(_Strict):
 
 
 def load_template(path: Path) -> Template:
-    """Read and check a template; TemplateError lists every problem by field."""
+    """Read and check a template; TemplateError lists every problem by field and line."""
     source = str(path)
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as stream:  # a stream: YAML errors name the file
+            data = yaml.load(stream, Loader=yaml_loader())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise TemplateError(source, [f"cannot read it: {exc}"]) from None
+    problems: list[tuple[tuple[Any, ...], str]] = []
     try:
         template = Template.model_validate(data)
     except ValidationError as exc:
-        raise TemplateError(source, [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors(include_url=False)]) from None
-    names = [t.name for t in template.triggers]
-    if len(names) != len(set(names)):
-        raise TemplateError(source, [f"triggers: two triggers share a name in {names}"])
-    policy = template.function.settings.get("IMSGUARD_POLICY")
-    code_root = Path(path).parent / template.function.codeRoot
-    if policy and not Path(policy).is_absolute() and not (code_root / policy).is_file():
-        raise TemplateError(source, [f"function.settings.IMSGUARD_POLICY: {policy} is not a "
-                                     f"file under {code_root}"])
+        problems = [(_field(error["loc"]), error["msg"].removeprefix("Value error, "))
+                    for error in exc.errors(include_url=False)]
+    else:
+        problems = _deployment_problems(template, Path(path).parent)
+    if problems:
+        with open(path, encoding="utf-8") as stream:  # again, for the lines of the problems
+            node = yaml.compose(stream, Loader=yaml_loader())
+        raise TemplateError(source, [_describe(loc, message, node) for loc, message in problems])
     return template
 
+
+def _field(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A field's place, without the trigger type pydantic adds to a trigger's fields."""
+    if len(loc) > 2 and loc[0] == "triggers" and loc[2] in ("CTS", "TIMER"):
+        return (*loc[:2], *loc[3:])
+    return tuple(loc)
+
+
+def _describe(loc: tuple[Any, ...], message: str, node: Any) -> str:
+    field = ".".join(str(part) for part in loc) or "template"
+    line = f" (line {line_of(node, list(loc))})" if node is not None else ""
+    return f"{field}{line}: {message}"
+
+
+def _deployment_problems(template: Template, folder: Path) -> list[tuple[tuple[Any, ...], str]]:
+    """What no single field shows: shared trigger names, a policy file that is not there,
+    an agency allowed more or less than the function's calls need."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    names = [t.name for t in template.triggers]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            problems.append((("triggers", index, "name"), f"two triggers share the name {name!r}"))
+    function = template.function
+    policy = function.settings.get("IMSGUARD_POLICY")
+    code_root = folder / function.codeRoot
+    if policy and not Path(policy).is_absolute() and not (code_root / policy).is_file():
+        problems.append((("function", "settings", "IMSGUARD_POLICY"),
+                         f"{policy} is not a file under {code_root}"))
+    listed = function.agency.permissions
+    if listed is not None:
+        wanted = set(actions(needed(all_permissions(), function.settings)))
+        extra, missing = sorted(set(listed) - wanted), sorted(wanted - set(listed))
+        if extra or missing:
+            said = [f"{extra} are not actions imsguard's calls need with these settings"
+                    if extra else "", f"{missing} are needed and missing" if missing else ""]
+            problems.append((("function", "agency", "permissions"),
+                             f"{'; '.join(s for s in said if s)}: the agency needs exactly "
+                             f"{sorted(wanted)} (`imsguard iam-policy` prints its policy)"))
+    return problems

@@ -43,7 +43,7 @@ DEFAULT_REGION = "ap-southeast-1"
 
 _SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 _SAMPLE_FILES = ("example-image.json", "images.json")
-FAULT_KINDS = ("429", "429-retry-after", "500", "503", "reset", "read-timeout",
+FAULT_KINDS = ("429", "429-retry-after", "500", "503", "img-0060", "reset", "read-timeout",
                "timeout-after-patch")
 _HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -80,9 +80,20 @@ _MESSAGES = {
     "IMG.0047": "This operation can be performed only by the image owner.",
     "IMG.0054": "The image description format is invalid.",
     "IMG.0055": "The memory or disk size is invalid.",
+    "IMG.0060": "The number of tasks exceeds the flow control limit.",
     "IMG.0141": "The value of hw_firmware_type is not uefi or bios.",
     "IMG.0168": "Data disk images cannot be updated.",
     "APIGW.0101": "The API does not exist or has not been published",
+    # FunctionGraph's trigger errors, as its API reference words them
+    "FSS.1109": "Invalid timer trigger parameters.",
+    "FSS.1305": "Invalid CTS trigger parameters.",
+    "FSS.1307": "The trigger name already exists.",
+    "FSS.1313": "The number of operation resources has reached the maximum allowed limit.",
+    "FSS.1314": "The operation resource must be specified.",
+    "FSS.1316": "The resource operation has already been selected.",
+    "FSS.1317": "The trigger name is too long.",
+    "FSS.1318": "Invalid trigger operation.",
+    "FSS.1319": "Invalid trigger name.",
     "APIGW.0301": "Incorrect IAM authentication information: verify aksk signature fail",
 }
 
@@ -279,6 +290,11 @@ class FakeIms:
         self._order_stamp: tuple[int, int] | None = None
         self._order: tuple[list[dict], list[tuple[float, str]]] = ([], [])
         self.page_info = False  # True: list answers carry page_info, as newer IMS may
+        # Most images one list answer holds, whatever limit asked for (None: no cap); IMS
+        # documents no maximum, so a short page never means the end of the list.
+        self.max_page_size: int | None = None
+        # False: this region's API gateway does not know ShowJobProgress (404 APIGW.0101).
+        self.job_progress_api = True
         # Slow creation: reads seen, reads that still show work in progress, final status.
         self._image_progress: dict[str, list[Any]] = {}
         self._job_progress: dict[str, list[Any]] = {}
@@ -288,6 +304,7 @@ class FakeIms:
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, Any]]]] = [
             ("GET", re.compile(r"/v2/cloudimages"), self._list_images),
             ("PATCH", re.compile(r"/v2/cloudimages/([^/]+)"), self._update_image),
+            ("GET", re.compile(r"/v1/cloudimages/job/([^/]+)"), self._show_job_progress),
             ("GET", re.compile(r"/v1/([^/]+)/jobs/([^/]+)"), self._show_job),
             ("GET", re.compile(r"/v1/cloudimages/os_version"), self._list_os_versions),
             ("POST", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/invocations-async"),
@@ -468,6 +485,7 @@ class FakeIms:
                                          "been reached", {"Retry-After": "1"}),
             "500": _ApiError(500, "IMG.0500", "Internal error"),
             "503": _ApiError(503, "APIGW.0203", "Service unavailable"),
+            "img-0060": _ApiError(400, "IMG.0060"),
             "reset": (requests.exceptions.ConnectionError("Connection reset by peer"), False),
             "read-timeout": (requests.exceptions.ReadTimeout("Read timed out"), False),
             "timeout-after-patch": (requests.exceptions.ReadTimeout("Read timed out"), True),
@@ -547,6 +565,8 @@ class FakeIms:
 
     def _list_images(self, *, query: dict[str, str], body: str | None) -> tuple[int, Any]:
         limit = _parse_limit(query.get("limit"))
+        if self.max_page_size is not None:
+            limit = min(limit, self.max_page_size)
         if query.get("id") in self._image_progress:
             self._advance_image(query["id"])
         if "id" in query:  # the common read of one image: no need to sort the store
@@ -600,9 +620,9 @@ class FakeIms:
     def _update_image(self, image_id: str, *, query: dict[str, str],
                       body: str | None) -> tuple[int, Any]:
         image = self.images.get(image_id)
-        # assumption: a missing image is a 404 carrying IMG.0027.
+        # IMS's error table answers a missing image with HTTP 400 and IMG.0027.
         if image is None or not self._visible(image):
-            raise _ApiError(404, "IMG.0027")
+            raise _bad_request("IMG.0027")
         if image.get("owner") != self.project_id:
             raise _bad_request("IMG.0047")
         # assumption: a non-active image gets IMG.0046 ("The image is unavailable").
@@ -624,9 +644,20 @@ class FakeIms:
 
     def _show_job(self, project_id: str, job_id: str, *, query: dict[str, str],
                   body: str | None) -> tuple[int, Any]:
+        """ShowJob (deprecated): the job under the project."""
         # assumption: a foreign project in the path fails authentication like a bad header.
         if project_id != self.project_id:
             raise _ApiError(401, "APIGW.0301")
+        return self._job(job_id)
+
+    def _show_job_progress(self, job_id: str, *, query: dict[str, str],
+                           body: str | None) -> tuple[int, Any]:
+        """ShowJobProgress, the job API IMS recommends (no project in the path)."""
+        if not self.job_progress_api:
+            raise _ApiError(404, "APIGW.0101")
+        return self._job(job_id)
+
+    def _job(self, job_id: str) -> tuple[int, Any]:
         job = self.jobs.get(job_id)
         # assumption: an unknown job is a 404 with a generic IMS error code.
         if job is None:
@@ -715,10 +746,11 @@ class FakeIms:
                             body: str | None) -> tuple[int, Any]:
         self._fgs_function(project_id, urn)
         data = self._fgs_body(body)
+        _check_trigger(data)
         name = (data.get("event_data") or {}).get("name")
         if any(t["trigger_type_code"] == data.get("trigger_type_code")
                and t["event_data"].get("name") == name for t in self.function_triggers[urn]):
-            raise _ApiError(400, "FSS.1069", "A trigger of that name already exists")
+            raise _ApiError(400, "FSS.1307")
         trigger = {"trigger_id": uuid.uuid4().hex, **data}
         self.function_triggers[urn].append(trigger)
         return 200, trigger
@@ -839,6 +871,42 @@ def _stored_config(config: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(ValueError):  # not JSON: kept as sent
             config["user_data"] = json.dumps(json.loads(config["user_data"]), indent=1)
     return config
+
+
+# FunctionGraph's trigger rules (its CTS and TIMER event maps) and the error codes its API
+# reference gives for them: CTS names take letters (Chinese too), digits and underscores;
+# timer names start with a letter; a timer's user_event stays under 2 KB; operations are
+# <service>:<resource type>[;<type>]:<trace name>[;<name>], at most 100.
+_TRIGGER_NAME = {"CTS": re.compile(r"[A-Za-z0-9_\u4e00-\u9fa5]+"),
+                 "TIMER": re.compile(r"[A-Za-z][A-Za-z0-9_-]*")}
+_CTS_OPERATION = re.compile(r"[A-Za-z]+:[A-Za-z]+(;[A-Za-z]+)*:[A-Za-z]+(;[A-Za-z]+)*")
+
+
+def _check_trigger(data: dict[str, Any]) -> None:
+    event_data = data.get("event_data")
+    kind = data.get("trigger_type_code")
+    if not isinstance(event_data, dict):
+        raise _ApiError(400, "FSS.1305" if kind == "CTS" else "FSS.1109")
+    name = event_data.get("name")
+    if kind in _TRIGGER_NAME:
+        if not isinstance(name, str) or not _TRIGGER_NAME[kind].fullmatch(name):
+            raise _ApiError(502, "FSS.1319")  # documented with HTTP 502
+        if len(name) > 64:
+            raise _ApiError(400, "FSS.1317")
+    if kind == "CTS":
+        operations = event_data.get("operations")
+        if not isinstance(operations, list) or not operations:
+            raise _ApiError(400, "FSS.1314")
+        if len(operations) > 100:
+            raise _ApiError(400, "FSS.1313")
+        if not all(isinstance(o, str) and _CTS_OPERATION.fullmatch(o) for o in operations):
+            raise _ApiError(400, "FSS.1318")
+        if len(set(operations)) != len(operations):
+            raise _ApiError(400, "FSS.1316")
+        if data.get("trigger_status") == "DISABLED":  # assumption: only some types disable
+            raise _ApiError(400, "FSS.1305")
+    elif kind == "TIMER" and len(str(event_data.get("user_event", "")).encode()) >= 2048:
+        raise _ApiError(400, "FSS.1109")
 
 
 def _require_code_filename(data: dict[str, Any]) -> None:

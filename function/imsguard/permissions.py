@@ -1,0 +1,94 @@
+"""IAM: what each cloud call imsguard makes needs, declared where the call is made.
+
+Each gateway method names its :class:`Permission` with ``@requires``; the agency's
+custom policy (``imsguard iam-policy``), the template's check of the agency and the
+README's table all come from those declarations, so an action is written once, here,
+and only actions Huawei documents are ever asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple, TypeVar
+
+IMS_PERMISSIONS = ("IMS API reference, permissions and supported actions "
+                   "(support.huaweicloud.com/api-ims/ims_03_appendix_05)")
+
+
+class Permission(NamedTuple):
+    """What one API call needs from IAM. ``action`` is None when Huawei documents no action
+    for the call (it then relies on authorization the docs do not describe); ``setting``
+    names the ``IMSGUARD_*`` switch that makes the call happen (None: always)."""
+
+    api: str
+    action: str | None
+    source: str
+    setting: str | None = None
+
+
+LIST_IMAGES = Permission("GET /v2/cloudimages", "ims:images:list", IMS_PERMISSIONS)
+LIST_OS_VERSIONS = Permission("GET /v1/cloudimages/os_version", "ims:images:list",
+                              IMS_PERMISSIONS, "IMSGUARD_UEFI_FROM_IMS")
+UPDATE_IMAGE = Permission("PATCH /v2/cloudimages/{image_id}", "ims:images:update",
+                          IMS_PERMISSIONS)
+SHOW_JOB_PROGRESS = Permission(
+    "GET /v1/cloudimages/job/{job_id}", "ims:imageJobs:getPercentage",
+    "IMS API reference (eu-west-0 edition), API actions, asynchronous job "
+    "(support.huaweicloud.com/intl/en-us/eu-west-0-api-ims/en-us_topic_0118717444.html)")
+SHOW_JOB = Permission("GET /v1/{project_id}/jobs/{job_id}", None,
+                      f"{IMS_PERMISSIONS}: no action listed (deprecated API)")
+INVOKE_ASYNC = Permission(
+    "POST /v2/{project_id}/fgs/functions/{function_urn}/invocations-async",
+    "functiongraph:function:invokeAsync",
+    "FunctionGraph API reference, permissions and supported actions", "IMSGUARD_SWEEP_CONTINUE")
+
+Declared = TypeVar("Declared", bound=Callable[..., Any])
+
+
+def requires(*permissions: Permission) -> Callable[[Declared], Declared]:
+    """Mark a gateway method with the permissions its calls need."""
+    def mark(method: Declared) -> Declared:
+        method.permissions = permissions  # type: ignore[attr-defined]
+        return method
+    return mark
+
+
+def declared_by(*owners: Any) -> list[Permission]:
+    """Every permission declared by these functions, or by the methods of these classes."""
+    found: list[Permission] = []
+    for owner in owners:
+        members = vars(owner).values() if isinstance(owner, type) else [owner]
+        for member in members:
+            found.extend(p for p in getattr(member, "permissions", ()) if p not in found)
+    return found
+
+
+def all_permissions() -> list[Permission]:
+    """Every call imsguard can make in the cloud (loads the SDKs: for tools, not events)."""
+    from imsguard.fgs import invoke_async
+    from imsguard.ims import ImsGateway
+
+    return declared_by(ImsGateway, invoke_async)
+
+
+def needed(permissions: Iterable[Permission], settings: Mapping[str, str]) -> list[Permission]:
+    """The permissions a deployment with these ``IMSGUARD_*`` settings uses."""
+    from imsguard.settings import SettingsError, parse_bool
+
+    def on(key: str) -> bool:
+        try:
+            return parse_bool(key, settings.get(key))
+        except SettingsError:
+            return True  # a broken setting is reported by the settings check itself
+    return [p for p in permissions if p.setting is None or on(p.setting)]
+
+
+def actions(permissions: Iterable[Permission]) -> list[str]:
+    """The IAM actions, sorted, each once (calls without a documented action add none)."""
+    return sorted({p.action for p in permissions if p.action})
+
+
+def policy_document(permissions: Iterable[Permission]) -> dict[str, Any]:
+    """A custom IAM policy (identity policy language 1.1) allowing exactly these actions."""
+    return {"Version": "1.1",
+            "Statement": [{"Effect": "Allow", "Action": actions(permissions)}]}
