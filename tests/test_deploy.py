@@ -71,7 +71,8 @@ def test_the_first_deploy_creates_everything(fgs, tmp_path, package):
     cts, timer = fgs.function_triggers[URN]
     assert cts["event_data"]["operations"] == [
         "IMS:ims:createImage", "IMS:ims:copyImage", "IMS:ims:updateImage",
-        "IMS:image:createImage", "IMS:image:updateImage"]
+        "IMS:image:createImage", "IMS:image:updateImage", "IMS:image:addTag",
+        "IMS:image:deleteTag"]
     assert timer["event_data"]["schedule"] == "1d"
     assert fgs.async_configs[URN]["max_async_retry_attempts"] == 2
 
@@ -287,3 +288,29 @@ def test_a_bad_template_stops_before_any_call(tmp_path, capsys, package):
 def test_a_missing_package_is_a_clear_error(tmp_path, capsys):
     assert main(["deploy", "--fake", "--package", str(tmp_path / "none.zip")]) == 2
     assert "no package at" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("echoed", [True, False])
+def test_a_timers_user_event_is_compared_only_when_functiongraph_returns_it(fgs, tmp_path,
+                                                                           package, echoed):
+    """Every documented TIMER answer leaves user_event out; the SDK's model would carry it."""
+    fgs.echo_user_event = echoed
+    deploy(fgs, template(tmp_path), package)
+    fgs.reset_calls()
+    changed = template(tmp_path, lambda d: d["triggers"][1].update(
+        user_event='{"dry_run": true}'))
+
+    steps = deploy(fgs, changed, package)
+
+    timer = [s for s in steps if s.what == "TIMER trigger ims_fleet_sweep"]
+    if echoed:
+        assert next((s.action, s.detail) for s in timer) == ("delete", "its user_event changed")
+        assert writes(fgs) == [("DELETE", "triggers"), ("POST", "triggers")]
+    else:
+        assert [(s.action, s.detail) for s in timer] == [
+            ("keep", "unchanged (user_event not returned by FunctionGraph, so not compared: "
+                     "to change it, rename the trigger)")]
+        assert writes(fgs) == []
+    fgs.reset_calls()
+    assert {s.action for s in deploy(fgs, changed, package)} == {"keep"}
+    assert writes(fgs) == []

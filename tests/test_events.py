@@ -93,3 +93,84 @@ def test_invalid_events_name_the_field(event, words):
 
     assert skip.status == "invalid"
     assert words in skip.reason
+
+
+JSON_VALUES = [{}, [], {"a": 1}, [1, "x"], 0, 12.5, True, None, "", "text"]
+
+
+@pytest.mark.parametrize("field", ["resource_id", "resource_name", "resource_type",
+                                   "trace_type", "trace_id", "time", "record_time", "user",
+                                   "code", "request", "trace_status", "tracker_name"])
+@pytest.mark.parametrize("value", JSON_VALUES, ids=repr)
+def test_any_json_type_in_a_trace_field_is_never_a_type_error(field, value):
+    """FunctionGraph's own CTS sample has "resource_id": {}; a field imsguard reads as text
+    is absent when it is not text, and the event is judged on what remains."""
+    event = load_event("cts_create_image.json")
+    event["cts"][field] = value
+
+    parsed = parse_event(event)
+
+    assert not (isinstance(parsed, Skip) and "Input should be" in parsed.reason), parsed
+    if field in ("resource_id", "resource_name", "user", "time", "record_time", "trace_id"):
+        (target,) = parsed.targets  # the job id in the response still finds the image
+        assert target.job_ids == (JOB,)
+
+
+def test_the_documented_sample_shape_with_an_object_resource_id_is_followed_by_its_job():
+    trigger = parse_event(load_event("cts_create_image_documented_shape.json"))
+
+    (target,) = trigger.targets
+    assert (target.image_ids, target.job_ids, target.name) == ((), (JOB,), "ims_test")
+
+
+@pytest.mark.parametrize(("value", "iso"), [
+    (1660927593570, "2022-08-19T16:46:33.570000+00:00"),  # CTS's trace structure: epoch ms
+    ("1660927593570", "2022-08-19T16:46:33.570000+00:00"),
+    (1660927593570.0, "2022-08-19T16:46:33.570000+00:00"),
+    ("2016/12/08 11:07:28 GMT+08:00", "2016-12-08T11:07:28+08:00"),  # older trace examples
+    ("12/01/2016 11:07:28 GMT+08:00", "2016-12-01T11:07:28+08:00"),
+    ("2016/12/08 11:07:28 GMT-03:30", "2016-12-08T11:07:28-03:30"),
+    ("2026-11-30T10:00:00Z", "2026-11-30T10:00:00+00:00"),
+    ("", None), ("yesterday", None), ("13/45/2016 11:07:28 GMT+08:00", None), ({}, None),
+    (True, None), (10**30, None),
+])
+def test_trace_times_in_every_documented_form(value, iso):
+    event = load_event("cts_create_image_name_only.json")
+    event["cts"]["time"] = value
+
+    (target,) = parse_event(event).targets
+
+    assert (target.time.isoformat() if target.time else None) == iso
+
+
+@pytest.mark.parametrize(("code", "ignored"), [
+    (200, False), ("200", False), (204.0, False), (" 403 ", True), (403, True), ("403", True),
+    (500.0, True), ("abc", False), ({}, False), (True, False), (None, False),
+])
+def test_code_may_be_a_number_or_text(code, ignored):
+    event = load_event("cts_create_image.json")
+    event["cts"]["code"] = code
+
+    parsed = parse_event(event)
+
+    assert (isinstance(parsed, Skip) and parsed.status == "ignored") is ignored
+
+
+@pytest.mark.parametrize(("resource_type", "trace", "handled"), [
+    ("image", "createImage", True), ("image", "updateImage", True),
+    ("image", "addTag", True), ("image", "deleteTag", True),
+    ("image", "copyImage", False), ("image", "deleteImage", False),
+    ("ims", "addTag", False), ("ims", "copyImage", True), ("Image", "updateImage", True),
+])
+def test_native_image_api_traces(resource_type, trace, handled):
+    event = load_event("cts_update_image.json")
+    event["cts"].update(resource_type=resource_type, trace_name=trace)
+
+    parsed = parse_event(event)
+
+    assert isinstance(parsed, Trigger) is handled
+    if handled:  # a copy's resource_id is its source: found only if nothing else is
+        (target,) = parsed.targets
+        assert (target.fallback_ids if trace == "copyImage" else target.image_ids) == (IMAGE,)
+    else:
+        assert parsed.status == "ignored" and trace in parsed.reason

@@ -375,8 +375,8 @@ def test_show_job(client, fake):
     fake.add_job("job-ok", image_id=DEBIAN_ID)
     fake.add_job("job-failed", status="FAIL", fail_reason="disk too small")
     ok = client.show_job(ShowJobRequest(job_id="job-ok"))
-    assert (ok.status, ok.job_type, ok.entities.image_id) == ("SUCCESS", "createImageByInstance",
-                                                               DEBIAN_ID)
+    assert (ok.status, ok.job_type, ok.entities.image_id) == (
+        "SUCCESS", "imsCreateImageByInstance", DEBIAN_ID)
     assert fake.reads[-1].path == f"/v1/{SAMPLE_PROJECT_ID}/jobs/job-ok"
     failed = raw(client.show_job(ShowJobRequest(job_id="job-failed")))
     assert failed["status"] == "FAIL"
@@ -395,7 +395,9 @@ def test_job_moves_init_running_then_final(client, fake):
 
     seen = [raw(client.show_job(ShowJobRequest(job_id="job-slow"))) for _ in range(5)]
     assert [j["status"] for j in seen] == ["INIT", "RUNNING", "RUNNING", "SUCCESS", "SUCCESS"]
-    assert "image_id" not in seen[1]["entities"]
+    # as ShowJobProgress documents a running job: no end time yet, a progress, a task
+    assert seen[1]["end_time"] == "" and 0 < seen[1]["entities"]["process_percent"] < 1
+    assert seen[1]["entities"]["current_task"]
     assert seen[3]["entities"]["image_id"] == DEBIAN_ID and seen[3]["end_time"]
     doomed = [raw(client.show_job(ShowJobRequest(job_id="job-doomed")))["status"]
               for _ in range(2)]

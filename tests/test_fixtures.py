@@ -14,6 +14,7 @@ from imsguard.app import OUTCOMES, handler
 
 COPY_ID = "4d7c3e1a-5b6f-4a80-9c2d-1e3f5a7b9c0d"
 COPY_JOB = "ff8080814dbd65d7014dbe0d84db0077"
+NATIVE_ID = "8b7e2d2f-3c1a-4f6e-9d0b-5a4c3b2a1f00"  # uploaded through the native API
 
 # fixture: (status, outcomes in order, PATCH requests)
 TABLE = {
@@ -23,6 +24,12 @@ TABLE = {
     "cts_create_image_job_done.json": ("ok", ["updated"], 1),
     "cts_create_image_job_failed.json": ("ok", ["not_applicable"], 0),
     "cts_create_image_name_only.json": ("ok", ["updated"], 1),
+    "cts_create_image_text_time.json": ("ok", ["updated"], 1),
+    "cts_create_image_documented_shape.json": ("ok", ["updated"], 1),  # resource_id {}
+    "cts_native_create_image.json": ("ok", ["updated"], 1),
+    "cts_native_update_image.json": ("ok", ["updated"], 1),
+    "cts_native_delete_tag.json": ("ok", ["updated"], 1),
+    "cts_native_delete_image.json": ("ignored", [], 0),
     "cts_create_image_failed.json": ("ignored", [], 0),
     "cts_copy_image.json": ("ok", ["updated"], 1),
     "cts_copy_image_done.json": ("ok", ["updated"], 1),
@@ -52,6 +59,7 @@ def test_fixture(fake, context, name):
     fake.add_image({"id": COPY_ID, "name": "ims_test_copy"}, pending_reads=1)
     fake.add_job(COPY_JOB, image_id=COPY_ID, job_type="copyImageInRegion", pending_reads=1)
     fake.add_image({"name": "web_server_01"})
+    fake.add_image({"id": NATIVE_ID, "name": "Native_Upload"}, pending_reads=1)
     status, outcomes, patches = TABLE[name]
 
     result = handler(load_event(name), context)

@@ -576,11 +576,12 @@ def test_owner_is_checked_even_when_ims_shows_another_projects_private_image(fak
 def test_uefi_refusal_keeps_the_rest_of_the_rule(fake, context, tmp_path):
     use_policy(context, tmp_path, "version: 1\nrules:\n  - name: boot\n    kind: set\n    set:\n"
                "      hw_firmware_type: uefi\n      __support_kvm: 'true'\n")
-    old = fake.add_image({"name": "old", "__os_version": "Ubuntu 12.04 server 64bit"})
+    old = fake.add_image({"name": "old", "__os_version": "Ubuntu 12.04 server 64bit",
+                          "__support_kvm": "False"})
 
     result = handler({"image_id": old["id"]}, context)
 
-    assert fake.patches[0].body == [{"op": "add", "path": "/__support_kvm", "value": "true"}]
+    assert fake.patches[0].body == [{"op": "replace", "path": "/__support_kvm", "value": "true"}]
     (rule,) = result["results"][0]["rules"]
     assert rule["fix"] == "partly_fixed"
     assert "OS not UEFI-capable" in rule["reason"]

@@ -64,13 +64,14 @@ def write(tmp_path, change):
     (lambda d: d["triggers"][0].update(operations=["IMS:ims:deleteImage"]),
      "imsguard handles only"),
     (lambda d: d["triggers"][0].update(operations=["IMS:image:copyImage"]),
-     "imsguard handles only ['createImage', 'updateImage'] on resource type 'image'"),
+     "imsguard handles only ['addTag', 'createImage', 'deleteTag', 'updateImage'] on "
+     "resource type 'image'"),
     (lambda d: d["triggers"][0].update(operations=["IMS:server:createImage"]),
      "not 'server'"),
     (lambda d: d["triggers"][0].update(operations=["IMS:ims:createImage"] * 2),
      "listed twice"),
     (lambda d: d["triggers"][0].update(name="ims-image-events"),
-     "triggers.0.name (line 29): 'ims-image-events': FunctionGraph takes only letters, "
+     "'ims-image-events': FunctionGraph takes only letters, "
      "digits and underscores in CTS trigger names, at most 64 (try 'ims_image_events')"),
     (lambda d: d["triggers"][0].update(name="x" * 65), "at most 64"),
     (lambda d: d["triggers"][0].update(status="DISABLED"), "triggers.0.status (line"),
@@ -83,11 +84,11 @@ def write(tmp_path, change):
     (lambda d: d["triggers"][1].update(schedule="25h"), "not a rate"),
     (lambda d: d["triggers"][1].update(schedule="31d"), "not a rate"),
     (lambda d: d["function"]["settings"].update(IMSGUARD_POLICY="nope.yaml"),
-     "IMSGUARD_POLICY (line 21): nope.yaml is not a file"),
+     "nope.yaml is not a file"),
     (lambda d: d["triggers"][1].update(user_event="{\"dry_run\": \"yes\"}"), "dry_run"),
     (lambda d: d["triggers"][1].update(type="OBS"), "triggers.1"),
     (lambda d: d["triggers"][1].update(name=d["triggers"][0]["name"]),
-     "triggers.1.name (line 37): two triggers share the name"),
+     "two triggers share the name"),
     (lambda d: d.update(async_invoke={"max_retries": 5}), "async_invoke.max_retries"),
     (lambda d: d.update(async_invoke={"on_failure": {"type": "EMAIL", "target": "x"}}),
      "async_invoke.on_failure.type"),
@@ -98,6 +99,29 @@ def test_bad_templates_are_refused_by_field_and_line(tmp_path, change, words):
 
     assert words in str(error.value)
     assert all("(line " in problem for problem in error.value.problems)
+
+
+@pytest.mark.parametrize(("change", "field", "key"), [
+    (lambda d: d["triggers"][1].update(name="ims_image_events"), "triggers.1.name",
+     "- name: ims_image_events"),
+    (lambda d: d["triggers"][0].update(name="ims-events"), "triggers.0.name",
+     "- name: ims-events"),
+    (lambda d: d["function"]["settings"].update(IMSGUARD_POLICY="nope.yaml"),
+     "function.settings.IMSGUARD_POLICY", "IMSGUARD_POLICY: nope.yaml"),
+    (lambda d: d["function"]["agency"]["permissions"].append("ims:images:get"),
+     "function.agency.permissions", "- ims:images:list"),  # the list's first line
+])
+def test_each_problem_names_the_line_of_its_field(tmp_path, change, field, key):
+    path = write(tmp_path, change)
+    lines = path.read_text().splitlines()
+    wanted = max(number for number, text in enumerate(lines, 1) if text.strip() == key.strip()
+                 or text.strip().startswith(key))
+
+    with pytest.raises(TemplateError) as error:
+        load_template(path)
+
+    assert any(problem.startswith(f"{field} (line {wanted}):")
+               for problem in error.value.problems), error.value.problems
 
 
 def test_the_template_file_is_read_strictly(tmp_path):

@@ -22,12 +22,15 @@ IMAGE_NAME = re.compile(r"[A-Za-z0-9\u4e00-\u9fff._\- ]{1,128}")  # IMS's rules,
 # "no leading or trailing space" one, checked in is_image_name
 
 IMS_SERVICE = "ims"
-# The traces that create or change an image, by CTS resource type: "ims" is IMS's own API,
-# "image" the OpenStack-native one, which has no copy (IMS's list of operations CTS records).
+# The traces that create an image, or change what a policy sees of it (attributes, and the
+# tags exemptions and matches read), by CTS resource type: "ims" is IMS's own API, "image"
+# the OpenStack-native one, which has no copy but records tags (IMS's list of operations
+# CTS records, "key operations": huaweicloudDocs/ims 用户指南/支持审计的关键操作列表.md).
 IMAGE_TRACES: dict[str, frozenset[str]] = {
     "ims": frozenset({"createImage", "updateImage", "copyImage"}),
-    "image": frozenset({"createImage", "updateImage"}),
+    "image": frozenset({"createImage", "updateImage", "addTag", "deleteTag"}),
 }
+CREATING_TRACES = frozenset({"createImage", "copyImage"})  # their image may be found by name
 EVENTGRID_SOURCE = "HC.IMS"  # unconfirmed: IMS as an EventGrid source is inferred, not documented
 EVENTGRID_TYPES = {f"IMS:CloudTrace:{kind}"
                    for kind in ("ApiCall", "ConsoleAction", "SystemAction")}
@@ -388,12 +391,13 @@ def target_of_trace(trace: CtsTrace) -> Target | Skip:
     if name == "copyImage":  # resource_id is taken to name the source, not the copy
         fallback_ids = [i for i in image_ids if i == (trace.resource_id or "").lower()]
         image_ids = [i for i in image_ids if i not in fallback_ids]
+    creating = name in CREATING_TRACES
     requested = request.get("name") if isinstance(request, dict) else None
     requested = requested if requested is not None else trace.resource_name
     # The requested name of a new image (create, copy) is the last way to find it.
-    lookup = requested if name != "updateImage" and is_image_name(requested) else None
+    lookup = requested if creating and is_image_name(requested) else None
     if not image_ids and not job_ids and lookup is None and not fallback_ids:
-        if requested and name != "updateImage":
+        if requested and creating:
             return Skip("invalid", f"the {name} trace names no image id or job id, and the "
                                    f"requested name {shorten(requested)} is not a valid image "
                                    "name, so it is not looked up")

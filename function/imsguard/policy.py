@@ -309,7 +309,8 @@ def policy_problems(policy: Policy) -> list[dict[str, Any]]:
                 problem(("rules", index, "set", key), f"rules {other[0]!r} and {rule.name!r} "
                         f"set {key} to different values ({other[1]!r}, {value!r})")
     ram = {k: (owners[k][1], names[owners[k][0]]) for k in ("min_ram", "max_ram") if k in owners}
-    if len(ram) == 2 and int(ram["min_ram"][0]) > int(ram["max_ram"][0]):
+    # max_ram 0 is "no maximum": real images hold min_ram 1024 beside max_ram "0"
+    if len(ram) == 2 and 0 < int(ram["max_ram"][0]) < int(ram["min_ram"][0]):
         problem(("rules", ram["max_ram"][1], "set", "max_ram"),
                 f"max_ram {ram['max_ram'][0]} is below min_ram {ram['min_ram'][0]}")
     for index, exemption in enumerate(policy.exemptions):

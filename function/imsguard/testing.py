@@ -329,18 +329,20 @@ class FakeIms:
         # and asynchronous invocation settings.
         self.functions: dict[str, dict[str, Any]] = {}
         self.function_triggers: dict[str, list[dict[str, Any]]] = {}
+        self.echo_user_event = False  # see _trigger_answer
         self.async_configs: dict[str, dict[str, Any]] = {}
         # FunctionGraph's asynchronous invocation API, served too: a sweep that runs out of
         # time invokes its own function through it.
         self.fgs_endpoint = f"https://functiongraph.{region}.myhuaweicloud.com"
         self.invocations: list[dict[str, Any]] = []
         # What GET /v1/cloudimages/os_version?tag=uefi lists (IMS's UEFI-capable OSs).
-        self.uefi_os_versions: list[dict[str, str]] = [
-            {"platform": "Ubuntu", "os_version": "Ubuntu 22.04 server 64bit", "os_bit": "64",
+        # (os_bit is a number there, unlike an image's __os_bit.)
+        self.uefi_os_versions: list[dict[str, Any]] = [
+            {"platform": "Ubuntu", "os_version": "Ubuntu 22.04 server 64bit", "os_bit": 64,
              "os_type": "Linux", "os_version_key": "Ubuntu 22.04 64bit"},
-            {"platform": "Ubuntu", "os_version": "Ubuntu 20.04 server 64bit", "os_bit": "64",
+            {"platform": "Ubuntu", "os_version": "Ubuntu 20.04 server 64bit", "os_bit": 64,
              "os_type": "Linux", "os_version_key": "Ubuntu 20.04 64bit"},
-            {"platform": "Debian", "os_version": "Debian GNU/Linux 12.0.0 64bit", "os_bit": "64",
+            {"platform": "Debian", "os_version": "Debian GNU/Linux 12.0.0 64bit", "os_bit": 64,
              "os_type": "Linux", "os_version_key": "Debian 12.0.0 64bit"},
         ]
 
@@ -372,12 +374,23 @@ class FakeIms:
         image = copy.deepcopy(dict(attrs))
         image_id = image.setdefault("id", str(uuid.uuid4()))
         now = self._tick()
+        # Spellings and types as real IMS answers hold them (a recorded list response and
+        # IMS's reference): yes/no flags as "True" as well as "true", a JSON boolean, min_ram
+        # and min_disk as numbers beside max_ram as text.
         defaults = {
             "name": f"image-{image_id[:8]}", "status": "active", "owner": self.project_id,
             "__imagetype": "private", "visibility": "private", "created_at": now,
-            "updated_at": now, "min_ram": 0, "min_disk": 40, "tags": [],
-            "virtual_env_type": "FusionCompute", "__os_type": "Linux", "__platform": "Ubuntu",
-            "__os_version": "Ubuntu 22.04 server 64bit", "__os_bit": "64",
+            "updated_at": now, "active_at": now, "min_ram": 0, "max_ram": "0", "min_disk": 40,
+            "tags": [], "virtual_env_type": "FusionCompute", "__os_type": "Linux",
+            "__platform": "Ubuntu", "__os_version": "Ubuntu 22.04 server 64bit",
+            "__os_bit": "64", "__isregistered": "True", "__lazyloading": "True",
+            "__support_kvm": "True", "__system_support_market": False, "protected": False,
+            "disk_format": "zvhd2", "enterprise_project_id": "0", "container_format": "bare",
+            "__image_source_type": "uds", "schema": "/v2/schemas/image",
+            "self": f"/v2/images/{image_id}", "file": f"/v2/images/{image_id}/file",
+            "checksum": "d41d8cd98f00b204e9800998ecf8427e", "size": 0, "virtual_size": 0,
+            "__originalimagename": image_id, "__backup_id": "", "__productcode": "",
+            "__image_size": "0", "__data_origin": None,
         }
         for key, value in defaults.items():
             image.setdefault(key, value)
@@ -398,17 +411,19 @@ class FakeIms:
             wrong = rng.random() < bad_ratio
             bad += wrong
             flaw = rng.randrange(3) if wrong else -1
+            # multi-queue on or off in each spelling IMS uses; only "off" is out of line
+            spellings = ("False", "false", False) if flaw == 2 else ("True", "true", True)
             self.add_image({
                 "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
                 "name": f"Fleet_{index:06d}" if flaw == 0 else f"fleet-{index:06d}",
                 "__os_version": "Ubuntu 22.04 server 64bit", "__platform": "Ubuntu",
                 "hw_firmware_type": "bios" if flaw == 1 else "uefi",
-                "hw_vif_multiqueue_enabled": "false" if flaw == 2 else "true",
+                "hw_vif_multiqueue_enabled": spellings[index % 3],
             })
         return bad
 
     def add_job(self, job_id: str, status: str = "SUCCESS", image_id: str | None = None,
-                job_type: str = "createImageByInstance",
+                job_type: str = "imsCreateImageByInstance",
                 fail_reason: str | None = None, pending_reads: int = 0) -> dict:
         """Store an asynchronous job as ``show_job`` reports it.
 
@@ -417,13 +432,18 @@ class FakeIms:
         """
         begin = self._tick()
         finished = status in ("SUCCESS", "FAIL")
+        # As ShowJobProgress documents it: ISO times with milliseconds, "" for a job that
+        # has not ended, null error_code and fail_reason when there is none.
         job = {
-            "status": status, "job_id": job_id, "job_type": job_type, "begin_time": begin,
-            "end_time": self._tick() if finished else None, "error_code": None,
-            "fail_reason": fail_reason, "entities": {},
+            "status": status, "job_id": job_id, "job_type": job_type,
+            "begin_time": begin.replace("Z", ".000Z"),
+            "end_time": self._tick().replace("Z", ".000Z") if finished else "",
+            "error_code": None, "fail_reason": fail_reason, "entities": {},
         }
         if image_id is not None:
             job["entities"]["image_id"] = image_id
+            if image_id in self.images:
+                job["entities"]["image_name"] = self.images[image_id].get("name")
         with self._lock:
             self.jobs[job_id] = job
             if pending_reads > 0:
@@ -669,11 +689,13 @@ class FakeIms:
         reads, pending, final_status = progress
         if reads > pending:
             del self._job_progress[job_id]
-            job.update(status=final_status, end_time=self._tick())
+            job.update(status=final_status, end_time=self._tick().replace("Z", ".000Z"))
             return 200, copy.deepcopy(job)
         running = copy.deepcopy(job)
-        running.update(status="INIT" if reads == 1 else "RUNNING", end_time=None,
-                       entities={"process_percent": round(reads / (pending + 1), 2)})
+        running.update(status="INIT" if reads == 1 else "RUNNING", end_time="")
+        # ShowJobProgress's example shows the progress, the task, and the image's name and id
+        running["entities"].update(process_percent=round(reads / (pending + 1), 2),
+                                   current_task="CreateImageTask:")
         return 200, running
 
     def _invoke_async(self, project_id: str, function_urn: str, *, query: dict[str, str],
@@ -740,7 +762,16 @@ class FakeIms:
     def _fgs_triggers(self, project_id: str, urn: str, *, query: dict[str, str],
                       body: str | None) -> tuple[int, Any]:
         self._fgs_function(project_id, urn)
-        return 200, self.function_triggers[urn]
+        return 200, [self._trigger_answer(t) for t in self.function_triggers[urn]]
+
+    def _trigger_answer(self, trigger: dict[str, Any]) -> dict[str, Any]:
+        """A trigger as FunctionGraph's answers show one: every documented TIMER example
+        returns event_data without user_event (``echo_user_event`` sends it back anyway,
+        as the SDK's response model would allow)."""
+        answer = copy.deepcopy(trigger)
+        if answer.get("trigger_type_code") == "TIMER" and not self.echo_user_event:
+            answer["event_data"].pop("user_event", None)
+        return answer
 
     def _fgs_create_trigger(self, project_id: str, urn: str, *, query: dict[str, str],
                             body: str | None) -> tuple[int, Any]:
@@ -751,9 +782,11 @@ class FakeIms:
         if any(t["trigger_type_code"] == data.get("trigger_type_code")
                and t["event_data"].get("name") == name for t in self.function_triggers[urn]):
             raise _ApiError(400, "FSS.1307")
-        trigger = {"trigger_id": uuid.uuid4().hex, **data}
+        now = self._tick().replace("T", " ").removesuffix("Z")  # "2022-11-09 16:37:24"
+        trigger = {"trigger_id": uuid.uuid4().hex, **data, "last_updated_time": now,
+                   "created_time": now}
         self.function_triggers[urn].append(trigger)
-        return 200, trigger
+        return 201, self._trigger_answer(trigger)  # 201, as the current API reference shows
 
     def _fgs_trigger(self, project_id: str, urn: str, type_code: str, trigger_id: str
                      ) -> dict[str, Any]:

@@ -1,0 +1,224 @@
+"""Huawei Cloud as its documents and recorded responses show it: value spellings, flow
+control, the job API, paging. Through the handler and the real SDK against the fake IMS."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import load_event, use_policy
+from imsguard.app import handler
+from imsguard.attributes import same_value
+from imsguard.testing import EXAMPLE_IMAGE_ID, EXAMPLE_JOB_ID, SAMPLE_PROJECT_ID, FakeIms
+
+FIX_SAMPLE = [{"op": "replace", "path": "/name", "value": "ims-test"},
+              {"op": "replace", "path": "/hw_firmware_type", "value": "uefi"}]
+
+
+@pytest.mark.parametrize(("key", "current", "wanted", "same"), [
+    ("hw_vif_multiqueue_enabled", "True", "true", True),
+    ("hw_vif_multiqueue_enabled", True, "true", True),
+    ("hw_vif_multiqueue_enabled", " TRUE ", "true", True),
+    ("hw_vif_multiqueue_enabled", "False", "true", False),
+    ("hw_vif_multiqueue_enabled", False, "false", True),
+    ("hw_vif_multiqueue_enabled", None, "false", False),  # absent is not "false"
+    ("__support_kvm_new_flag", "True", "true", True),  # a flag IMS adds later
+    ("__support_xen_gpu_type", "M60", "m60", False),  # a *_type is text, not a flag
+    ("min_ram", 1024, "1024", True),
+    ("min_ram", "01024", "1024", True),
+    ("min_ram", 1024.0, "1024", True),
+    ("min_ram", 2048, "1024", False),
+    ("max_ram", "0", "0", True),
+    ("min_ram", "²", "2", False),  # not an ASCII digit
+    ("__description", "True", "true", False),  # text compares exactly
+    ("__description", "0010", "10", False),
+    ("custom_team", "Web", "web", False),
+])
+def test_values_compare_by_what_they_mean(key, current, wanted, same):
+    assert same_value(key, current, wanted) is same
+
+
+@pytest.fixture
+def fleet():
+    with FakeIms(project_id=SAMPLE_PROJECT_ID) as fake:
+        yield fake
+
+
+SPELLINGS_POLICY = """\
+version: 1
+rules:
+  - name: multiqueue
+    kind: set
+    set: {hw_vif_multiqueue_enabled: "true", __support_kvm: "true"}
+  - name: memory
+    kind: set
+    set: {min_ram: "1024", max_ram: "0"}
+"""
+
+
+def test_a_fleet_in_imss_own_spellings_is_patched_once_then_never_again(fleet, context,
+                                                                       tmp_path):
+    use_policy(context, tmp_path, SPELLINGS_POLICY)
+    holds = {  # what each image holds, and what a PATCH must change (by meaning)
+        "a": ({"hw_vif_multiqueue_enabled": "True", "__support_kvm": "True",
+               "min_ram": 1024, "max_ram": "0"}, {}),
+        "b": ({"hw_vif_multiqueue_enabled": True, "__support_kvm": "true",
+               "min_ram": "1024", "max_ram": 0}, {}),
+        "c": ({"hw_vif_multiqueue_enabled": "False", "__support_kvm": "True",
+               "min_ram": 1024, "max_ram": "0"}, {"hw_vif_multiqueue_enabled": "true"}),
+        "d": ({"hw_vif_multiqueue_enabled": False, "__support_kvm": "False",
+               "min_ram": 0, "max_ram": "0"},
+              {"hw_vif_multiqueue_enabled": "true", "__support_kvm": "true", "min_ram": "1024"}),
+        "e": ({"hw_vif_multiqueue_enabled": "TRUE", "__support_kvm": True, "min_ram": 2048,
+               "max_ram": "0"}, {"min_ram": "1024"}),
+    }
+    ids = {name: fleet.add_image({"name": name, **attrs})["id"]
+           for name, (attrs, _) in holds.items()}
+
+    first = handler({"action": "sweep"}, context)
+
+    sent = {call.path.rsplit("/", 1)[1]: {op["path"][1:]: op["value"] for op in call.body}
+            for call in fleet.patches}
+    assert sent == {ids[name]: change for name, (_, change) in holds.items() if change}
+    assert first["summary"] == {"compliant": 2, "updated": 3}
+    fleet.reset_calls()
+
+    second = handler({"action": "sweep"}, context)
+
+    assert fleet.patches == []
+    assert second["summary"] == {"compliant": 5}
+
+
+def test_the_generated_fleet_in_mixed_spellings_settles_after_one_sweep(fleet, context):
+    out_of_line = fleet.add_fleet(300, seed=7)
+
+    first = handler({"action": "sweep"}, context)
+    fleet.reset_calls()
+    second = handler({"action": "sweep"}, context)
+
+    assert first["summary"]["updated"] == len(fleet.images) - first["summary"]["compliant"]
+    assert first["summary"]["updated"] == out_of_line
+    assert fleet.patches == [] and second["summary"] == {"compliant": 300}
+
+
+@pytest.mark.parametrize("spelling", ["True", "true", True, "TRUE"])
+def test_an_arm_image_is_known_in_every_spelling_so_bios_is_refused(fake, context, tmp_path,
+                                                                    spelling):
+    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: boot\n    kind: set\n"
+               "    set: {hw_firmware_type: bios}\n")
+    arm = fake.add_image({"__support_arm": spelling, "hw_firmware_type": "uefi"})
+
+    result = handler({"image_id": arm["id"]}, context)
+
+    assert fake.patches == []
+    assert "ARM images boot in UEFI mode only" in result["results"][0]["rules"][0]["reason"]
+
+
+@pytest.mark.parametrize("spelling", ["True", True])
+def test_a_protected_image_is_known_in_every_spelling(fake, context, spelling):
+    image = fake.add_image({"name": "Protected_One", "protected": spelling})
+
+    result = handler({"image_id": image["id"]}, context)
+
+    assert fake.patches == []
+    assert result["results"][0]["outcome"] == "not_applicable"
+
+
+def test_max_ram_zero_means_no_maximum_as_real_images_hold_it():
+    from imsguard.policy import PolicyError, parse_policy
+
+    def policy(max_ram):
+        return {"version": 1, "rules": [
+            {"name": "a", "kind": "set", "set": {"min_ram": "4096"}},
+            {"name": "b", "kind": "set", "set": {"max_ram": max_ram}}]}
+
+    parse_policy(policy("0"))  # real images: min_ram 1024 beside max_ram "0"
+    with pytest.raises(PolicyError, match="max_ram 1024 is below min_ram 4096"):
+        parse_policy(policy("1024"))
+
+
+# -- flow control ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", ["IMG.0060", "IMG.0149", "IMG.0187", "IMG.0061"])
+@pytest.mark.parametrize("method", ["GET", "PATCH"])
+def test_ims_flow_control_is_retried_like_throttling(fake, context, clock, code, method):
+    fake.fail_next(method, 400, code, times=2)
+
+    result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+    assert result["results"][0]["outcome"] == "updated"
+    assert fake.patches[-1].body == FIX_SAMPLE and fake.patches[-1].status == 200
+    assert [c.status for c in fake.calls if c.method == method][:2] == [400, 400]
+    assert len(clock.sleeps) == 2  # a backoff before each retry
+
+
+def test_flow_control_that_persists_raises_for_functiongraph_to_retry(fake, context):
+    from imsguard.app import TransientFailure
+
+    fake.fail_next("PATCH", 400, "IMG.0060", times=4)  # the first try and 3 retries
+
+    with pytest.raises(TransientFailure):
+        handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+
+@pytest.mark.parametrize(("status", "code", "outcome"), [
+    (400, "IMG.0027", "not_applicable"), (404, "IMG.0027", "not_applicable"),
+    (400, "IMG.0144", "not_applicable"), (400, "IMG.0168", "error"),
+    (400, "IMG.0035", "error"), (403, "IMG.0026", "error"), (404, "APIGW.0101", "error"),
+])
+def test_ims_codes_decide_the_outcome_whatever_the_status(fake, context, status, code,
+                                                          outcome):
+    fake.fail_next("PATCH", status, code)
+
+    result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
+
+    assert result["results"][0]["outcome"] == outcome
+    assert len(fake.patches) == 1  # never retried
+
+
+# -- the job API ---------------------------------------------------------------------------
+
+
+def test_jobs_are_read_with_show_job_progress(fake, context):
+    result = handler(load_event("cts_create_image_job_only.json"), context)
+
+    assert next(c.path for c in fake.reads) == f"/v1/cloudimages/job/{EXAMPLE_JOB_ID}"
+    assert not any("/jobs/" in c.path for c in fake.calls)
+    assert result["results"][0]["outcome"] == "updated"
+
+
+def test_a_region_without_show_job_progress_falls_back_to_show_job_once(fake, context):
+    fake.job_progress_api = False
+    event = load_event("cts_create_image_job_only.json")
+
+    first = handler(event, context)
+    paths = [c.path for c in fake.reads]
+    fake.reset_calls()
+    handler(event, context)
+
+    assert paths[:2] == [f"/v1/cloudimages/job/{EXAMPLE_JOB_ID}",
+                         f"/v1/{SAMPLE_PROJECT_ID}/jobs/{EXAMPLE_JOB_ID}"]
+    assert first["results"][0]["outcome"] == "updated"
+    # the container remembers: the next event asks the old API straight away
+    assert fake.reads[0].path == f"/v1/{SAMPLE_PROJECT_ID}/jobs/{EXAMPLE_JOB_ID}"
+
+
+def test_an_unknown_job_is_not_taken_for_a_missing_api(fake, context):
+    fake.jobs.clear()
+
+    result = handler(load_event("cts_create_image_job_only.json"), context)
+
+    assert [c.path for c in fake.reads] == [f"/v1/cloudimages/job/{EXAMPLE_JOB_ID}"]
+    assert result["results"][0]["outcome"] == "not_applicable"
+
+
+def test_a_running_job_reads_as_show_job_progress_documents_it(fake, context, clock):
+    fake.add_job("ff8080814dbd65d7014dbe0d84db0099", image_id=EXAMPLE_IMAGE_ID,
+                 pending_reads=2)
+    event = load_event("cts_create_image_job_only.json")
+    event["cts"]["response"] = '{"job_id": "ff8080814dbd65d7014dbe0d84db0099"}'
+
+    result = handler(event, context)
+
+    job_reads = [c for c in fake.reads if "/job/" in c.path]
+    assert len(job_reads) == 3 and result["results"][0]["outcome"] == "updated"
