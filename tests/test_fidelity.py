@@ -3,12 +3,21 @@ control, the job API, paging. Through the handler and the real SDK against the f
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from conftest import load_event, use_policy
 from imsguard.app import handler
 from imsguard.attributes import same_value
 from imsguard.testing import EXAMPLE_IMAGE_ID, EXAMPLE_JOB_ID, SAMPLE_PROJECT_ID, FakeIms
+from imsguard.uefi import is_uefi_capable
+
+
+def recorded_json(name):
+    return json.loads((Path(__file__).parent / "recorded" / name).read_text(encoding="utf-8"))
 
 FIX_SAMPLE = [{"op": "replace", "path": "/name", "value": "ims-test"},
               {"op": "replace", "path": "/hw_firmware_type", "value": "uefi"}]
@@ -222,3 +231,73 @@ def test_a_running_job_reads_as_show_job_progress_documents_it(fake, context, cl
 
     job_reads = [c for c in fake.reads if "/job/" in c.path]
     assert len(job_reads) == 3 and result["results"][0]["outcome"] == "updated"
+
+
+# -- OS versions and UEFI ------------------------------------------------------------------
+
+UEFI_LISTED = [v for versions in recorded_json("ims_uefi_os_versions.json")["versions"].values()
+               for v in versions]
+VALUE_TABLE = [v for versions in recorded_json("ims_os_version_values.json")["versions"].values()
+               for v in versions]
+
+
+def spellings(version: str) -> list[str]:
+    """The other ways IMS's own documents spell this version."""
+    variants = {version, version.replace(" Server ", " server "),
+                version.replace(" server ", " Server ")}
+    for one, other in (("Red Hat Linux Enterprise", "Redhat Linux Enterprise"),
+                       ("Red Hat Linux Enterprise", "Red Hat Enterprise Linux"),
+                       ("SUSE Linux Enterprise Server", "SUSE Enterprise Linux Server"),
+                       ("SUSE Linux Enterprise Server", "Novell SUSE Linux Enterprise Server"),
+                       ("openSUSE", "OpenSUSE"),
+                       ("Windows Server 2012 Essentials R2", "Windows Server 2012 R2 Essentials")):
+        variants |= {v.replace(one, other) for v in variants}
+    return sorted(variants)
+
+
+@pytest.mark.parametrize("version", sorted({s for v in UEFI_LISTED for s in spellings(v)}))
+def test_every_listed_uefi_version_is_known_in_every_documented_spelling(version):
+    assert is_uefi_capable(version)
+
+
+@pytest.mark.parametrize("version", sorted(set(VALUE_TABLE) - {
+    s for v in UEFI_LISTED for s in spellings(v)} - {
+    # the value table's spellings of listed versions (point releases of listed Ubuntus)
+    v for v in VALUE_TABLE if re.fullmatch(r"Ubuntu (19|18|16|14)\.04\.\d [sS]erver 64bit", v)}))
+def test_a_documented_version_missing_from_the_uefi_list_is_not_uefi_capable(version):
+    assert not is_uefi_capable(version)
+
+
+@pytest.mark.parametrize("version", [
+    "Ubuntu 18.04.2 server 64bit", "Ubuntu 16.04.3 Server 64bit",
+    "Redhat Linux Enterprise 7.4 64bit", "SUSE Enterprise Linux Server 12 SP1 64bit",
+    "Oracle Linux Server release 7.4 64bit",
+    "Red Hat Linux Enterprise 6.6 32bit", "openEuler 22.03 SP1 64bit", "EulerOS 2.10 64bit",
+])
+def test_documented_spellings_named_by_the_issue_are_uefi_capable(version):
+    assert is_uefi_capable(version)
+
+
+@pytest.mark.parametrize("version", [
+    "EulerOS 2.9 64bit",  # in IMS's value table, not in the UEFI list
+    "Huawei Cloud EulerOS 2.0 64bit", "Huawei Cloud EulerOS 1.1 64bit",  # in no list
+    "SUSE Linux Enterprise Server 15 SP1 64bit", "Debian GNU/Linux 10.0.0 64bit",
+    "Ubuntu 24.04 server 64bit", "Rocky Linux 9.2 64bit", "CentOS Stream 9 64bit",
+    "Ubuntu 22.04 server 32bit", "Ubuntu 22.04 server", "Ubuntu 22.04 server 64bit beta",
+    "Windows Server 2012 Essentials 64bit", "Windows Server 2008 R2 Datacenter 64bit",
+    "Other(32 bit)", "", "ubuntu", "Red Hat Linux Enterprise 6.5 32bit",
+    "Redhat Linux Enterprise 6.6 64bit",  # the list has 6.6 as 32bit only
+])
+def test_anything_else_fails_safe(version):
+    assert not is_uefi_capable(version)
+
+
+def test_huawei_cloud_euleros_is_not_taken_for_euleros(fake, context):
+    hce = fake.add_image({"__platform": "EulerOS", "__os_version": "Huawei Cloud EulerOS 2.0 64bit",
+                          "hw_firmware_type": "bios", "name": "hce"})
+
+    result = handler({"image_id": hce["id"]}, context)
+
+    uefi = {r["rule"]: r for r in result["results"][0]["rules"]}["uefi-boot"]
+    assert (uefi["verdict"], uefi["fix"]) == ("violation", "cannot_fix")
+    assert all(c.body is None or "/hw_firmware_type" not in str(c.body) for c in fake.patches)

@@ -2,9 +2,14 @@
 
 Setting ``hw_firmware_type=uefi`` on an image whose OS cannot boot that way
 leaves servers created from it unbootable, so imsguard only does it for OS
-versions in IMS's "OSs Supporting UEFI Boot Mode" list. The table below is
-that list; how each version is spelled in ``__os_version`` is unconfirmed, so
-anything not recognised counts as NOT UEFI-capable (the safe side).
+versions in IMS's "OSs Supporting UEFI Boot Mode" list. The built-in table is
+that list (the Huawei-authored English edition; IMS's own answer to
+``GET /v1/cloudimages/os_version?tag=uefi`` replaces it with
+``IMSGUARD_UEFI_FROM_IMS=true``). IMS's documents spell one OS several ways
+("Redhat Linux Enterprise", "Red Hat Linux Enterprise", "Red Hat Enterprise
+Linux"; "server" and "Server"; "SUSE Linux Enterprise Server" and "SUSE
+Enterprise Linux Server"), so each family accepts every documented spelling
+of its name; anything else, or a version not listed, is NOT UEFI-capable.
 """
 
 from __future__ import annotations
@@ -12,25 +17,28 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
-_UEFI_CAPABLE = re.compile(
-    r"^(?:"
-    r"ubuntu (?:22|20|19|18|16|14)\.04\b"
-    r"|debian(?: gnu/linux)? (?:12\.0\.0|11\.[0-7]\.0|10\.(?:[1-9]|1[0-3])\.0|8\.8\.0)\b"
-    r"|euleros (?:2\.(?:12|11|10|8|7|5|3|2))\b"
-    r"|openeuler (?:22|20)\.03\b"
-    r"|centos (?:8\.[1-5]|7\.[0456]|6\.[69])\b"
-    r"|red ?hat(?: enterprise linux| linux)? (?:9\.[01]|8\.[1-7]|7\.[0134]|6\.[569])\b"
-    r"|oracle linux(?: server release)? (?:7\.4|6\.9)\b"
-    r"|opensuse(?: leap)? (?:15\.[2-5]|42\.1)\b"
-    r"|(?:suse linux enterprise server|sles|suse) (?:15 sp[2-5]|12 sp[15]|11 sp3)\b"
-    r"|fedora (?:3[1-9]|29|24)\b"
-    r"|windows server (?:2022|2019|2016|2012 r2|2012)\b"
-    r"|windows 10\b"
-    r")"
+# (the spellings of a family's name, the versions IMS lists as UEFI-capable), lower case.
+_FAMILIES = (
+    (r"ubuntu", r"(?:22|20|19|18|16|14)\.04(?:\.\d+)?(?: server)?"),
+    (r"debian(?: gnu/linux)?", r"(?:12\.0\.0|11\.[0-7]\.0|10\.(?:[1-9]|1[0-3])\.0|8\.8\.0)"),
+    (r"euleros", r"2\.(?:12|11|10|8|7|5|3|2)"),
+    (r"openeuler", r"(?:22\.03(?: sp1)?|20\.03(?: sp[1-3])?)"),
+    (r"centos", r"(?:8\.[1-5]|7\.[0456]|6\.[69])"),
+    (r"(?:red ?hat(?: linux enterprise| enterprise linux| linux)?|rhel)",
+     r"(?:9\.[01]|8\.[1-7]|7\.[0134]|6\.[59])"),  # and 6.6 32bit only, below
+    (r"oracle linux(?: server)?(?: release)?", r"(?:7\.4|6\.9)"),
+    (r"opensuse(?: leap)?", r"(?:15\.[2-5]|42\.1)"),
+    (r"(?:(?:novell )?suse linux enterprise server|suse enterprise linux server|sles)",
+     r"(?:15 sp[2-5]|12 sp[15]|11 sp3)"),
+    (r"fedora", r"(?:3[1-9]|29|24)"),
+    (r"windows server", r"(?:(?:2022|2019|2016|2012 r2|2012) (?:standard|datacenter)"
+                        r"|2012 essentials r2|2012 r2 essentials)"),
+    (r"windows", r"10"),
 )
-
-
-_UEFI_32BIT = re.compile(r"^red ?hat(?: enterprise linux| linux)? 6\.6\b")
+_UEFI_CAPABLE = re.compile(
+    "(?:" + "|".join(f"{name} {versions}" for name, versions in _FAMILIES) + r") 64 ?bit")
+# The list's only 32-bit entry.
+_UEFI_32BIT = re.compile(r"red ?hat(?: linux enterprise| enterprise linux| linux)? 6\.6 32 ?bit")
 
 
 def normalize_os_version(text: str) -> str:
@@ -45,6 +53,4 @@ def is_uefi_capable(os_version: object, listed: Collection[str] | None = None) -
     text = normalize_os_version(os_version)
     if listed is not None:
         return text in listed
-    if re.search(r"\b32 ?bit\b", text) and not _UEFI_32BIT.match(text):
-        return False  # the table's entries are 64-bit, but for Red Hat 6.6
-    return _UEFI_CAPABLE.match(text) is not None
+    return bool(_UEFI_CAPABLE.fullmatch(text) or _UEFI_32BIT.fullmatch(text))
