@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from conftest import EVENTS
 from imsguard.cli import main
@@ -249,3 +250,45 @@ def test_package_command_defaults_to_the_templates_python(monkeypatch, capsys, t
 def test_package_command_refuses_a_bad_version(capsys):
     assert main(["package", "--python-version", "2.7"]) == 2
     assert "2.7" in capsys.readouterr().err
+
+
+def test_iam_policy_prints_the_agencys_policy_from_the_calls_declarations(capsys):
+    from imsguard.permissions import all_permissions, policy_document
+    from imsguard.template import load_template
+
+    assert main(["iam-policy"]) == 0
+
+    out, err = capsys.readouterr()
+    printed = json.loads(out)  # stdout holds the policy alone: it can go to IAM as it is
+    assert printed == policy_document(all_permissions())
+    assert printed["Version"] == "1.1"
+    (statement,) = printed["Statement"]
+    template = load_template(ROOT / "template.yaml")
+    assert statement["Action"] == sorted(template.function.agency.permissions)
+    assert "ims:osVersions:list" not in out and "ims:images:get" not in out
+    assert re.search(r"GET /v1/\{project_id\}/jobs/\{job_id\} +no IAM action documented", err)
+
+
+def test_iam_policy_follows_the_templates_settings_even_while_its_agency_is_wrong(tmp_path,
+                                                                                  capsys):
+    text = (ROOT / "template.yaml").read_text().replace(
+        'IMSGUARD_SWEEP_CONTINUE: "true"', 'IMSGUARD_SWEEP_CONTINUE: "false"')
+    (tmp_path / "template.yaml").write_text(text)
+
+    assert main(["iam-policy", "--template", str(tmp_path / "template.yaml"),
+                 "--output", "json"]) == 0
+
+    (statement,) = json.loads(capsys.readouterr().out)["Statement"]
+    assert "functiongraph:function:invokeAsync" not in statement["Action"]
+    assert statement["Action"] == ["ims:imageJobs:getPercentage", "ims:images:list",
+                                   "ims:images:update"]
+
+
+def test_iam_policy_refuses_broken_settings(tmp_path, capsys):
+    text = (ROOT / "template.yaml").read_text().replace(
+        'IMSGUARD_SWEEP_CONTINUE: "true"', 'IMSGUARD_SWEEP_CONTINUE: "sure"')
+    (tmp_path / "template.yaml").write_text(text)
+
+    assert main(["iam-policy", "--template", str(tmp_path / "template.yaml")]) == 2
+
+    assert "IMSGUARD_SWEEP_CONTINUE='sure' is not a boolean" in capsys.readouterr().err

@@ -81,15 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     deploy.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     deploy.add_argument("--fake", action="store_true", help="against the fake FunctionGraph")
 
+    iam = commands.add_parser("iam-policy", help="the custom IAM policy for the function's agency")
+    iam.add_argument("--template", type=Path, help="default: template.yaml in the checkout "
+                                                   "(its settings decide the optional calls)")
+
     commands.add_parser("schema", help="the JSON Schema of the policy format, for editors")
 
     schema = commands.choices["schema"]
-    for command in (invoke, validate, test, explain, sweep, package, deploy, schema):
+    for command in (invoke, validate, test, explain, sweep, package, deploy, iam, schema):
         command.add_argument("--output", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     return {"invoke": _invoke, "validate": _validate, "test": _test, "explain": _explain,
             "sweep": _sweep, "package": _package, "deploy": _deploy,
-            "schema": _schema}[args.command](args)
+            "iam-policy": _iam_policy, "schema": _schema}[args.command](args)
 
 
 def _load(path: Path, output: str) -> Policy | None:
@@ -410,6 +414,29 @@ def _print_steps(args: argparse.Namespace, steps: list[Any], error: Any,
         print(f"  {step.action:<8} {step.what}: {step.detail}")
     print(f"  {len(writes)} change(s) {verb} reach FunctionGraph" if writes else
           "  nothing to change")
+
+
+def _iam_policy(args: argparse.Namespace) -> int:
+    """The agency's custom policy (IAM policy language 1.1), from the actions the function's
+    calls declare and the template's settings; on stdout alone, so it can go to IAM as it is."""
+    from imsguard.permissions import all_permissions, needed, policy_document
+    from imsguard.template import TemplateError, template_settings
+
+    path = args.template or Path(__file__).resolve().parents[2] / "template.yaml"
+    try:
+        settings = template_settings(path)
+    except TemplateError as exc:
+        return _fail(args, str(exc))
+    used = needed(all_permissions(), settings)
+    _print_json(policy_document(used))
+    if args.output == "text":
+        print(f"# {path}: the agency's custom policy, exactly the actions imsguard's calls need "
+              "with its settings:", file=sys.stderr)
+        width = max(len(permission.api) for permission in used)
+        for permission in used:
+            action = permission.action or "no IAM action documented"
+            print(f"#   {permission.api:<{width}}  {action}", file=sys.stderr)
+    return 0
 
 
 def _schema(args: argparse.Namespace) -> int:

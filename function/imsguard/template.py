@@ -69,14 +69,19 @@ class Function(_Strict):
     @field_validator("settings")
     @classmethod
     def _settings(cls, values: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(k for k in values if not k.startswith("IMSGUARD_"))
-        if unknown:
-            raise ValueError(f"{unknown} are not imsguard settings (IMSGUARD_*)")
-        try:
-            load_settings(LocalContext(user_data=values))
-        except SettingsError as exc:
-            raise ValueError(str(exc)) from None
-        return values
+        return check_settings(values)
+
+
+def check_settings(values: dict[str, str]) -> dict[str, str]:
+    """The function's settings, as imsguard's own settings loader reads them."""
+    unknown = sorted(k for k in values if not k.startswith("IMSGUARD_"))
+    if unknown:
+        raise ValueError(f"{unknown} are not imsguard settings (IMSGUARD_*)")
+    try:
+        load_settings(LocalContext(user_data=values))
+    except SettingsError as exc:
+        raise ValueError(str(exc)) from None
+    return values
 
 
 class CtsTrigger(_Strict):
@@ -199,6 +204,25 @@ def load_template(path: Path) -> Template:
             node = yaml.compose(stream, Loader=yaml_loader())
         raise TemplateError(source, [_describe(loc, message, node) for loc, message in problems])
     return template
+
+
+def template_settings(path: Path) -> dict[str, str]:
+    """Only the function's settings of a template, checked: enough to know which optional
+    calls the function makes, even while the rest of the template is being fixed."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.load(stream, Loader=yaml_loader())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise TemplateError(str(path), [f"cannot read it: {exc}"]) from None
+    function = data.get("function") if isinstance(data, dict) else None
+    settings = function.get("settings", {}) if isinstance(function, dict) else {}
+    if not isinstance(settings, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in settings.items()):
+        raise TemplateError(str(path), ["function.settings: a mapping of names to text"])
+    try:
+        return check_settings(settings)
+    except ValueError as exc:
+        raise TemplateError(str(path), [f"function.settings: {exc}"]) from None
 
 
 def _field(loc: tuple[Any, ...]) -> tuple[Any, ...]:
