@@ -65,7 +65,7 @@ def test_the_first_deploy_creates_everything(fgs, tmp_path, package):
         ("create", "TIMER trigger ims_fleet_sweep"), ("update", "async invocation")]
     function = fgs.functions[URN]
     assert (function["runtime"], function["handler"], function["memory_size"],
-            function["timeout"], function["xrole"]) == ("Python3.10", "index.handler", 256, 300,
+            function["timeout"], function["xrole"]) == ("Python3.10", "index.handler", 128, 300,
                                                         "imsguard-agency")
     assert '"IMSGUARD_REGION": "ap-southeast-1"' in function["user_data"]
     cts, timer = fgs.function_triggers[URN]
