@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from conftest import EVENTS
 from imsguard.cli import main
 
@@ -292,3 +294,27 @@ def test_iam_policy_refuses_broken_settings(tmp_path, capsys):
     assert main(["iam-policy", "--template", str(tmp_path / "template.yaml")]) == 2
 
     assert "IMSGUARD_SWEEP_CONTINUE='sure' is not a boolean" in capsys.readouterr().err
+
+
+def test_the_readmes_permission_table_is_the_calls_declarations():
+    from imsguard.permissions import all_permissions
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Permissions (IAM)"):readme.index("## Assumptions")]
+    rows = re.findall(r"^\| `([^`]+)` \| (?:`([^`]+)`|none documented) \|", section, re.M)
+
+    assert rows == [(p.api, p.action or "") for p in all_permissions()]
+
+
+@pytest.mark.parametrize("name", ["cts_copy_image.json", "cts_create_image_name_only.json",
+                                  "cts_native_create_image.json", "cts_native_delete_tag.json"])
+def test_invoke_fake_has_what_every_sample_event_points_at(capsys, name, monkeypatch):
+    from imsguard import app
+    from imsguard.testing import FakeClock
+
+    monkeypatch.setattr(app, "CLOCK", FakeClock())  # copies and uploads are polled
+
+    assert main(["invoke", str(EVENTS / name), "--fake"]) == 0
+
+    out = capsys.readouterr().out
+    assert "UPDATED" in out and "ERROR" not in out

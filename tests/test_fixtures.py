@@ -1,8 +1,8 @@
 """Every event fixture, end to end: the table of event variants and what each yields.
 
-Each fixture runs through the handler and the real SDK against the seeded fake IMS,
-plus the images and jobs some variants need (a copy and its job, an image found by
-name). A new fixture must be added to the table.
+Each fixture runs through the handler and the real SDK against the fake IMS that
+``imsguard invoke --fake`` uses: the sample images and what every sample event points
+at (``FakeIms.with_sample_events``). A new fixture must be added to the table.
 """
 
 from __future__ import annotations
@@ -11,10 +11,7 @@ import pytest
 
 from conftest import EVENTS, load_event
 from imsguard.app import OUTCOMES, handler
-
-COPY_ID = "4d7c3e1a-5b6f-4a80-9c2d-1e3f5a7b9c0d"
-COPY_JOB = "ff8080814dbd65d7014dbe0d84db0077"
-NATIVE_ID = "8b7e2d2f-3c1a-4f6e-9d0b-5a4c3b2a1f00"  # uploaded through the native API
+from imsguard.testing import FakeIms
 
 # fixture: (status, outcomes in order, PATCH requests)
 TABLE = {
@@ -54,12 +51,14 @@ def test_every_fixture_is_in_the_table():
     assert {path.name for path in EVENTS.glob("*.json")} == set(TABLE)
 
 
+@pytest.fixture
+def fake():
+    with FakeIms.with_sample_events() as sample_fake:
+        yield sample_fake
+
+
 @pytest.mark.parametrize("name", sorted(TABLE))
 def test_fixture(fake, context, name):
-    fake.add_image({"id": COPY_ID, "name": "ims_test_copy"}, pending_reads=1)
-    fake.add_job(COPY_JOB, image_id=COPY_ID, job_type="copyImageInRegion", pending_reads=1)
-    fake.add_image({"name": "web_server_01"})
-    fake.add_image({"id": NATIVE_ID, "name": "Native_Upload"}, pending_reads=1)
     status, outcomes, patches = TABLE[name]
 
     result = handler(load_event(name), context)

@@ -485,7 +485,7 @@ def _invoke(args: argparse.Namespace) -> int:
         return _exit_status(result)
 
     context = LocalContext(user_data=user_data)
-    fake = _point_at_fake(context)
+    fake = _point_at_fake(context, sample_events=True)
     with fake:
         try:
             result = handler(event, context)
@@ -495,11 +495,12 @@ def _invoke(args: argparse.Namespace) -> int:
     return _exit_status(result)
 
 
-def _point_at_fake(context: LocalContext) -> Any:
-    """The fake IMS with the sample images (not started), and the context set to use it."""
+def _point_at_fake(context: LocalContext, sample_events: bool = False) -> Any:
+    """The fake IMS with the sample images (not started), and the context set to use it;
+    ``sample_events``: also what the sample events in tests/events/ point at."""
     from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
 
-    fake = FakeIms.seeded()
+    fake = FakeIms.with_sample_events() if sample_events else FakeIms.seeded()
     context.user_data.update(IMSGUARD_REGION=fake.region, IMSGUARD_IMS_ENDPOINT=fake.endpoint,
                              RUNTIME_PROJECT_ID=SAMPLE_PROJECT_ID)
     context.access_key, context.secret_key = "FAKE-AK", "FAKE-SK"

@@ -39,6 +39,9 @@ import responses
 SAMPLE_PROJECT_ID = "0b1e494e2660441a957313163095fe5c"
 EXAMPLE_IMAGE_ID = "33ad552d-1149-471c-8190-ff6776174a00"
 EXAMPLE_JOB_ID = "ff8080814dbd65d7014dbe0d84db0013"  # the job that created the example image
+COPY_IMAGE_ID = "4d7c3e1a-5b6f-4a80-9c2d-1e3f5a7b9c0d"  # tests/events/cts_copy_image*.json
+COPY_JOB_ID = "ff8080814dbd65d7014dbe0d84db0077"
+NATIVE_IMAGE_ID = "8b7e2d2f-3c1a-4f6e-9d0b-5a4c3b2a1f00"  # tests/events/cts_native_create_image
 DEFAULT_REGION = "ap-southeast-1"
 
 _SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
@@ -354,6 +357,19 @@ class FakeIms:
         for image in sample_images():
             fake.add_image(image)
         fake.add_job(EXAMPLE_JOB_ID, status="SUCCESS", image_id=EXAMPLE_IMAGE_ID)
+        return fake
+
+    @classmethod
+    def with_sample_events(cls) -> FakeIms:
+        """The seeded fake, plus what the sample events in tests/events/ point at: a copy
+        still being made (and its job), an image found by its name, an image uploaded
+        through the native API. ``imsguard invoke --fake`` runs every sample event on it."""
+        fake = cls.seeded()
+        fake.add_image({"id": COPY_IMAGE_ID, "name": "ims_test_copy"}, pending_reads=1)
+        fake.add_job(COPY_JOB_ID, image_id=COPY_IMAGE_ID, job_type="imsCopyImageInRegionJob",
+                     pending_reads=1)
+        fake.add_image({"name": "web_server_01"})
+        fake.add_image({"id": NATIVE_IMAGE_ID, "name": "Native_Upload"}, pending_reads=1)
         return fake
 
     # -- state -------------------------------------------------------------
