@@ -301,3 +301,31 @@ def test_huawei_cloud_euleros_is_not_taken_for_euleros(fake, context):
     uefi = {r["rule"]: r for r in result["results"][0]["rules"]}["uefi-boot"]
     assert (uefi["verdict"], uefi["fix"]) == ("violation", "cannot_fix")
     assert all(c.body is None or "/hw_firmware_type" not in str(c.body) for c in fake.patches)
+
+
+def test_the_patch_plan_skips_values_the_image_holds_in_another_spelling():
+    from imsguard.evaluate import plan_patch
+
+    image = {"hw_vif_multiqueue_enabled": "True", "min_ram": 2048, "max_ram": "0"}
+
+    assert plan_patch(image, {"hw_vif_multiqueue_enabled": "true", "min_ram": "2048",
+                              "max_ram": "0"}) == ()
+    assert plan_patch(image, {"min_ram": "1024"}) == (
+        {"op": "replace", "path": "/min_ram", "value": "1024"},)
+
+
+def test_a_lost_answer_to_an_applied_patch_is_recognised_in_imss_spelling(fake, context,
+                                                                          tmp_path):
+    """IMS keeps min_ram as a number: the re-read after a timed-out PATCH shows 1024 for the
+    "1024" sent, and that is applied, not a reason to send the PATCH again."""
+    import requests
+
+    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: memory\n    kind: set\n"
+               "    set: {min_ram: '1024'}\n")
+    image = fake.add_image({"min_ram": 0})
+    fake.raise_next("PATCH", requests.exceptions.ReadTimeout(), after=True)
+
+    result = handler({"image_id": image["id"]}, context)
+
+    assert result["results"][0]["outcome"] == "updated"
+    assert len(fake.patches) == 1 and fake.images[image["id"]]["min_ram"] == 1024
