@@ -329,3 +329,41 @@ def test_a_lost_answer_to_an_applied_patch_is_recognised_in_imss_spelling(fake, 
 
     assert result["results"][0]["outcome"] == "updated"
     assert len(fake.patches) == 1 and fake.images[image["id"]]["min_ram"] == 1024
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_job_read_falls_back_to_the_traces_name(fake, context, status):
+    """IMS documents no IAM action for its job APIs: an agency may be refused them."""
+    fake.fail_next("GET", status, "IMS.0003" if status == 403 else "APIGW.0301",
+                   "Policy doesn't allow ims:imageJobs:getPercentage to be performed.")
+    created = fake.add_image({"name": "web_server_01"})
+    event = load_event("cts_create_image_name_only.json")
+    event["cts"]["response"] = json.dumps({"job_id": EXAMPLE_JOB_ID})
+
+    result = handler(event, context)
+
+    assert [(r["image_id"], r["outcome"]) for r in result["results"]] == [
+        (created["id"], "updated")]
+    assert "/job/" in fake.calls[0].path and fake.calls[0].status == status
+
+
+def test_a_refused_job_read_is_reported_when_nothing_else_finds_the_image(fake, context):
+    fake.fail_next("GET", 403, "IMS.0003", "Policy doesn't allow this action.")
+
+    result = handler(load_event("cts_create_image_job_only.json"), context)
+
+    (entry,) = result["results"]
+    assert entry["outcome"] == "error" and entry["job_id"] == EXAMPLE_JOB_ID
+    assert "HTTP 403" in entry["reason"] and "looked for without the job" in entry["reason"]
+    assert fake.patches == []
+
+
+def test_a_transient_failure_of_show_job_progress_is_retried_not_taken_for_a_missing_api(
+        fake, context, clock):
+    fake.fail_next("GET", 503, "APIGW.0203", "Service unavailable")
+
+    result = handler(load_event("cts_create_image_job_only.json"), context)
+
+    job_reads = [c.path for c in fake.reads if "/job" in c.path]
+    assert job_reads == [f"/v1/cloudimages/job/{EXAMPLE_JOB_ID}"] * 2
+    assert result["results"][0]["outcome"] == "updated"

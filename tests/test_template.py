@@ -124,6 +124,15 @@ def test_each_problem_names_the_line_of_its_field(tmp_path, change, field, key):
                for problem in error.value.problems), error.value.problems
 
 
+def test_the_job_action_named_in_one_edition_is_allowed_but_never_required(tmp_path):
+    with_it = load_template(write(tmp_path, lambda d: d["function"]["agency"]["permissions"]
+                                  .append("ims:imageJobs:getPercentage")))
+
+    assert "ims:imageJobs:getPercentage" in with_it.function.agency.permissions
+    assert "ims:imageJobs:getPercentage" not in load_template(
+        ROOT / "template.yaml").function.agency.permissions
+
+
 def test_the_template_file_is_read_strictly(tmp_path):
     path = tmp_path / "template.yaml"
     path.write_text((ROOT / "template.yaml").read_text() + "templateVersion: 1\n")

@@ -435,6 +435,9 @@ def _iam_policy(args: argparse.Namespace) -> int:
         width = max(len(permission.api) for permission in used)
         for permission in used:
             action = permission.action or "no IAM action documented"
+            if permission.unconfirmed:
+                action += (f" ({permission.unconfirmed} in one edition only: add it if your "
+                           "region's IAM knows it)")
             print(f"#   {permission.api:<{width}}  {action}", file=sys.stderr)
     return 0
 

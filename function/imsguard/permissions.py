@@ -16,14 +16,18 @@ IMS_PERMISSIONS = ("IMS API reference, permissions and supported actions "
 
 
 class Permission(NamedTuple):
-    """What one API call needs from IAM. ``action`` is None when Huawei documents no action
-    for the call (it then relies on authorization the docs do not describe); ``setting``
-    names the ``IMSGUARD_*`` switch that makes the call happen (None: always)."""
+    """What one API call needs from IAM. ``action`` is None when IMS's permissions tables
+    document no action for the call (it then relies on authorization the documents do not
+    describe); ``unconfirmed`` names an action seen in only one edition of the documents,
+    which an agency may hold but is never required to (IAM refuses a whole policy over one
+    unknown action); ``setting`` names the ``IMSGUARD_*`` switch that makes the call happen
+    (None: always)."""
 
     api: str
     action: str | None
     source: str
     setting: str | None = None
+    unconfirmed: str | None = None
 
 
 LIST_IMAGES = Permission("GET /v2/cloudimages", "ims:images:list", IMS_PERMISSIONS)
@@ -32,9 +36,10 @@ LIST_OS_VERSIONS = Permission("GET /v1/cloudimages/os_version", "ims:images:list
 UPDATE_IMAGE = Permission("PATCH /v2/cloudimages/{image_id}", "ims:images:update",
                           IMS_PERMISSIONS)
 SHOW_JOB_PROGRESS = Permission(
-    "GET /v1/cloudimages/job/{job_id}", "ims:imageJobs:getPercentage",
-    "IMS API reference (eu-west-0 edition), API actions, asynchronous job "
-    "(support.huaweicloud.com/intl/en-us/eu-west-0-api-ims/en-us_topic_0118717444.html)")
+    "GET /v1/cloudimages/job/{job_id}", None,
+    f"{IMS_PERMISSIONS}: no action listed; ims:imageJobs:getPercentage only in the eu-west-0 "
+    "edition (support.huaweicloud.com/intl/en-us/eu-west-0-api-ims/en-us_topic_0118717444.html)",
+    unconfirmed="ims:imageJobs:getPercentage")
 SHOW_JOB = Permission("GET /v1/{project_id}/jobs/{job_id}", None,
                       f"{IMS_PERMISSIONS}: no action listed (deprecated API)")
 INVOKE_ASYNC = Permission(
@@ -86,6 +91,11 @@ def needed(permissions: Iterable[Permission], settings: Mapping[str, str]) -> li
 def actions(permissions: Iterable[Permission]) -> list[str]:
     """The IAM actions, sorted, each once (calls without a documented action add none)."""
     return sorted({p.action for p in permissions if p.action})
+
+
+def optional_actions(permissions: Iterable[Permission]) -> list[str]:
+    """Actions an agency may also hold: named for these calls in one edition only."""
+    return sorted({p.unconfirmed for p in permissions if p.unconfirmed})
 
 
 def policy_document(permissions: Iterable[Permission]) -> dict[str, Any]:

@@ -35,16 +35,19 @@ class Resolver:
             return [], [_job_result(job_id, "not_applicable", target.failure)]
         results: list[Result] = []
         missing: list[str] = []
+        refused: list[Result] = []  # job reads IAM refused: the other ways are tried first
         found = self._read_all(target.image_ids, results, missing)
         if not found and not results:
             for job_id in target.job_ids:
-                image_id = self._wait_for_job(job_id, results)
+                image_id = self._wait_for_job(job_id, results, refused)
                 if image_id is not None:
                     found.update(self._read_all((image_id,), results, missing))
         if not found and not results and target.name:
             found = {i["id"]: i for i in self._find_by_name(target.name, target.time, results)}
         if not found and not results:
             found = self._read_all(target.fallback_ids, results, missing)
+        if not found and refused:  # the likelier cause than "not found by name"
+            results = refused
         if not found and not results:
             results = [_image_result(i, "not_applicable", "no such image (deleted, or not "
                                      "visible to this project)") for i in missing]
@@ -75,15 +78,24 @@ class Resolver:
             results.append({**_image_result(image_id, "error", str(exc)), **failure(exc)})
             return None
 
-    def _wait_for_job(self, job_id: str, results: list[Result]) -> str | None:
-        """Poll the job until it ends; its image id, or None with a result explaining why."""
+    def _wait_for_job(self, job_id: str, results: list[Result],
+                      refused: list[Result]) -> str | None:
+        """Poll the job until it ends; its image id, or None with a result explaining why
+        (in ``refused`` when IAM refused the read: IMS documents no action for its job
+        APIs, so an agency may lack one, and the image can still be found otherwise)."""
         attempt = 0
         while True:
             try:
                 job = self.gateway.get_job(job_id)
             except ImsError as exc:
-                results.append({**_job_result(job_id, "error", f"job {job_id}: {exc}"),
-                                **failure(exc)})
+                result = {**_job_result(job_id, "error", f"job {job_id}: {exc}"),
+                          **failure(exc)}
+                if exc.status in (401, 403):
+                    result["reason"] += ("; the image was looked for without the job too (by "
+                                         "the trace's name and ids), and not found")
+                    refused.append(result)
+                else:
+                    results.append(result)
                 return None
             status = str(job.get("status", "")).upper()
             if status == "SUCCESS":

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from imsguard.context import LocalContext
 from imsguard.events import IMAGE_TRACES, Sweep, parse_event
-from imsguard.permissions import actions, all_permissions, needed
+from imsguard.permissions import actions, all_permissions, needed, optional_actions
 from imsguard.policy import line_of, yaml_loader
 from imsguard.settings import SettingsError, load_settings
 
@@ -254,8 +254,10 @@ def _deployment_problems(template: Template, folder: Path) -> list[tuple[tuple[A
                          f"{policy} is not a file under {code_root}"))
     listed = function.agency.permissions
     if listed is not None:
-        wanted = set(actions(needed(all_permissions(), function.settings)))
-        extra, missing = sorted(set(listed) - wanted), sorted(wanted - set(listed))
+        used = needed(all_permissions(), function.settings)
+        wanted = set(actions(used))
+        extra = sorted(set(listed) - wanted - set(optional_actions(used)))
+        missing = sorted(wanted - set(listed))
         if extra or missing:
             said = [f"{extra} are not actions imsguard's calls need with these settings"
                     if extra else "", f"{missing} are needed and missing" if missing else ""]
