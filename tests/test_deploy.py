@@ -135,12 +135,16 @@ def test_triggers_of_an_older_deployment_with_hyphenated_names_are_replaced(fgs,
            {"trigger_id": "old-timer", "trigger_type_code": "TIMER", "trigger_status": "ACTIVE",
             "event_data": {"name": "ims-fleet-sweep", "schedule_type": "Rate",
                            "schedule": "1d"}}]
-    fgs.function_triggers[URN].extend(old)  # as the deployments of imsguard 0.1 left them
+    fgs.function_triggers[URN] = old  # as imsguard 0.1's template left them
+    fgs.reset_calls()
 
     steps = deploy(fgs, template(tmp_path), package)
 
+    # the new triggers first, then the old ones go: no event falls between them
     assert [(s.action, s.what) for s in steps if s.action != "keep"] == [
+        ("create", "CTS trigger ims_image_events"), ("create", "TIMER trigger ims_fleet_sweep"),
         ("delete", "CTS trigger ims-image-events"), ("delete", "TIMER trigger ims-fleet-sweep")]
+    assert writes(fgs) == [("POST", "triggers")] * 2 + [("DELETE", "triggers")] * 2
     assert sorted((t["trigger_type_code"], t["event_data"]["name"])
                   for t in fgs.function_triggers[URN]) == [
         ("CTS", "ims_image_events"), ("TIMER", "ims_fleet_sweep")]
@@ -314,3 +318,53 @@ def test_a_timers_user_event_is_compared_only_when_functiongraph_returns_it(fgs,
     fgs.reset_calls()
     assert {s.action for s in deploy(fgs, changed, package)} == {"keep"}
     assert writes(fgs) == []
+
+
+def test_a_timer_answered_with_a_null_user_event_is_not_replaced(fgs, tmp_path, package):
+    deploy(fgs, template(tmp_path), package)
+    timer = next(t for t in fgs.function_triggers[URN] if t["trigger_type_code"] == "TIMER")
+    timer["event_data"]["user_event"] = None  # the SDK's model has the field; it may be null
+    fgs.echo_user_event = True
+    fgs.reset_calls()
+
+    steps = deploy(fgs, template(tmp_path), package)
+
+    assert {s.action for s in steps} == {"keep"} and writes(fgs) == []
+
+
+def test_cts_operations_read_back_in_the_combined_form_are_the_same(fgs, tmp_path, package):
+    deploy(fgs, template(tmp_path), package)
+    cts = next(t for t in fgs.function_triggers[URN] if t["trigger_type_code"] == "CTS")
+    cts["event_data"]["operations"] = ["IMS:ims:createImage;copyImage;updateImage",
+                                       "IMS:image:createImage;updateImage;addTag;deleteTag"]
+    fgs.reset_calls()
+
+    unchanged = deploy(fgs, template(tmp_path), package)
+    fewer = deploy(fgs, template(tmp_path, lambda d: d["triggers"][0]["operations"].pop()),
+                   package)
+
+    assert {s.action for s in unchanged} == {"keep"}
+    assert next((s.action, s.detail) for s in fewer if s.action != "keep") == (
+        "delete", "its operations changed")
+
+
+@pytest.mark.parametrize(("kind", "event_data", "status", "code"), [
+    ("TIMER", {"name": "1-sweep", "schedule_type": "Rate", "schedule": "1d"}, "ACTIVE",
+     "FSS.1109"),
+    ("TIMER", {"name": "sweep", "schedule_type": "Rate", "schedule": "1d",
+               "user_event": "x" * 2048}, "ACTIVE", "FSS.1109"),
+    ("CTS", {"name": "ims_events", "operations": ["IMS:ims:createImage"]}, "DISABLED",
+     "FSS.1305"),
+])
+def test_the_fake_functiongraph_refuses_what_functiongraph_documents_it_refuses(
+        fgs, tmp_path, package, kind, event_data, status, code):
+    deploy(fgs, template(tmp_path), package)
+    client = build_client(None, fgs.fgs_endpoint, SAMPLE_PROJECT_ID, Credentials("AK", "SK"))
+
+    with pytest.raises(ServiceResponseException) as refused:
+        client.create_function_trigger(CreateFunctionTriggerRequest(
+            function_urn=URN, body=CreateFunctionTriggerRequestBody(
+                trigger_type_code=kind, trigger_status=status,
+                event_data=TriggerEventDataRequestBody(**event_data))))
+
+    assert refused.value.error_code == code

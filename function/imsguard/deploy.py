@@ -290,21 +290,34 @@ def _event_data(trigger: CtsTrigger | TimerTrigger) -> dict[str, Any]:
 
 def _event_data_differences(now: dict[str, Any], wanted: dict[str, Any]
                             ) -> tuple[list[str], list[str]]:
-    """The event-data keys that differ from the template (operations in any order), and
-    those FunctionGraph did not return: its documented TIMER answers leave out user_event,
-    and what cannot be read cannot be compared (replacing the trigger on every deploy
-    instead would not be idempotent)."""
+    """The event-data keys that differ from the template, and those FunctionGraph did not
+    return: its documented TIMER answers leave out user_event, and what cannot be read
+    cannot be compared (replacing the trigger on every deploy instead would not be
+    idempotent). Operations compare in any order and either written form."""
     changed, unseen = [], []
     for key, value in wanted.items():
-        if key not in now and key == "user_event":
+        current = now.get(key)
+        if key == "user_event" and current is None:
             unseen.append(key)
             continue
-        current = now.get(key)
         if key == "operations":
-            current, value = sorted(current or []), sorted(value)
+            current, value = operation_set(current), operation_set(value)
         if current != value:
             changed.append(key)
     return changed, unseen
+
+
+def operation_set(operations: Any) -> set[tuple[str, str, str]]:
+    """CTS trigger operations as (service, resource type, trace) triples: FunctionGraph takes
+    one per entry or several at once (``IMS:ims;image:createImage;updateImage``), and may
+    answer in either form."""
+    triples = set()
+    for operation in operations if isinstance(operations, list) else []:
+        service, _, rest = str(operation).partition(":")
+        types, _, traces = rest.partition(":")
+        triples |= {(service, kind, trace) for kind in types.split(";")
+                    for trace in traces.split(";")}
+    return triples
 
 
 def _summary(trigger: CtsTrigger | TimerTrigger) -> str:

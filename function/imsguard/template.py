@@ -87,10 +87,19 @@ def check_settings(values: dict[str, str]) -> dict[str, str]:
 class CtsTrigger(_Strict):
     name: str
     type: Literal["CTS"]
-    # FunctionGraph lets only some trigger types be disabled (TIMER, DDS, DMS, Kafka, LTS
-    # per the provider's documentation), not CTS: remove the trigger, or use the dry run.
-    status: Literal["ACTIVE"] = "ACTIVE"
+    status: str = "ACTIVE"
     operations: list[str] = Field(min_length=1, max_length=10)
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: str) -> str:
+        """FunctionGraph lets only some trigger types be disabled (TIMER, DDS, DMS, Kafka,
+        LTS in its API reference), not CTS."""
+        if value != "ACTIVE":
+            raise ValueError(f"{value!r}: a CTS trigger is ACTIVE (FunctionGraph cannot disable "
+                             "one); to stop imsguard changing images set IMSGUARD_DRY_RUN: "
+                             "\"true\", or remove the trigger from the template")
+        return value
 
     @field_validator("name")
     @classmethod

@@ -937,12 +937,14 @@ def _check_trigger(data: dict[str, Any]) -> None:
     if not isinstance(event_data, dict):
         raise _ApiError(400, "FSS.1305" if kind == "CTS" else "FSS.1109")
     name = event_data.get("name")
-    if kind in _TRIGGER_NAME:
+    if kind == "TIMER" and (not isinstance(name, str) or len(name) > 64
+                            or not _TRIGGER_NAME[kind].fullmatch(name)):
+        raise _ApiError(400, "FSS.1109")  # the timer's own error: invalid parameters
+    if kind == "CTS":
         if not isinstance(name, str) or not _TRIGGER_NAME[kind].fullmatch(name):
             raise _ApiError(502, "FSS.1319")  # documented with HTTP 502
         if len(name) > 64:
             raise _ApiError(400, "FSS.1317")
-    if kind == "CTS":
         operations = event_data.get("operations")
         if not isinstance(operations, list) or not operations:
             raise _ApiError(400, "FSS.1314")
