@@ -286,6 +286,16 @@ def test_iam_policy_follows_the_templates_settings_even_while_its_agency_is_wron
     assert statement["Action"] == ["ims:images:list", "ims:images:update"]
 
 
+@pytest.mark.parametrize("text", ["", "- a list\n", "function: {settings: [1]}\n",
+                                  "function: {settings: {IMSGUARD_X: 1}}\n"])
+def test_iam_policy_refuses_what_is_not_a_template(tmp_path, capsys, text):
+    (tmp_path / "t.yaml").write_text(text)
+
+    assert main(["iam-policy", "--template", str(tmp_path / "t.yaml")]) == 2
+
+    assert "function.settings" in capsys.readouterr().err
+
+
 def test_iam_policy_refuses_broken_settings(tmp_path, capsys):
     text = (ROOT / "template.yaml").read_text().replace(
         'IMSGUARD_SWEEP_CONTINUE: "true"', 'IMSGUARD_SWEEP_CONTINUE: "sure"')

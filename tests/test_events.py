@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import load_event
-from imsguard.events import Skip, Trigger, parse_event
+from imsguard.events import CtsEvent, Skip, Trigger, parse_event
 
 IMAGE = "33ad552d-1149-471c-8190-ff6776174a00"
 JOB = "ff8080814dbd65d7014dbe0d84db0013"
@@ -96,6 +96,7 @@ def test_invalid_events_name_the_field(event, words):
 
 
 JSON_VALUES = [{}, [], {"a": 1}, [1, "x"], 0, 12.5, True, None, "", "text"]
+TEXT_FIELDS = ("resource_id", "resource_name", "resource_type", "trace_type", "trace_id")
 
 
 @pytest.mark.parametrize("field", ["resource_id", "resource_name", "resource_type",
@@ -114,6 +115,11 @@ def test_any_json_type_in_a_trace_field_is_never_a_type_error(field, value):
     if field in ("resource_id", "resource_name", "user", "time", "record_time", "trace_id"):
         (target,) = parsed.targets  # the job id in the response still finds the image
         assert target.job_ids == (JOB,)
+    if field in TEXT_FIELDS:  # read as text: absent when it is not text, never str({})
+        trace = CtsEvent.model_validate(event).cts
+        assert getattr(trace, field) == (value if isinstance(value, str) else None)
+    if field == "resource_id":
+        assert parsed.targets[0].image_ids == ()  # "" and "text" are not image ids either
 
 
 def test_the_documented_sample_shape_with_an_object_resource_id_is_followed_by_its_job():
@@ -130,6 +136,8 @@ def test_the_documented_sample_shape_with_an_object_resource_id_is_followed_by_i
     ("2016/12/08 11:07:28 GMT+08:00", "2016-12-08T11:07:28+08:00"),  # older trace examples
     ("12/01/2016 11:07:28 GMT+08:00", "2016-12-01T11:07:28+08:00"),
     ("2016/12/08 11:07:28 GMT-03:30", "2016-12-08T11:07:28-03:30"),
+    ("2016/12/08 11:07:28 GMT", "2016-12-08T11:07:28+00:00"),  # no offset: UTC
+    ("2016/12/08 11:07:28", "2016-12-08T11:07:28+00:00"),
     ("2026-11-30T10:00:00Z", "2026-11-30T10:00:00+00:00"),
     ("", None), ("yesterday", None), ("13/45/2016 11:07:28 GMT+08:00", None), ({}, None),
     (True, None), (10**30, None),

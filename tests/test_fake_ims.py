@@ -86,6 +86,22 @@ def test_endpoint_defaults_to_region_and_strips_trailing_slash():
     assert FakeIms(endpoint="https://ims.example.test/").endpoint == "https://ims.example.test"
 
 
+def test_new_images_hold_values_as_real_ims_answers_hold_them():
+    """Spellings and types of a recorded real list answer and IMS's field tables: a fake
+    that stored only lower-case text would let spelling bugs pass every test."""
+    image = FakeIms().add_image({})
+
+    assert (image["__isregistered"], image["__lazyloading"], image["__support_kvm"]) == (
+        "True", "True", "True")
+    assert image["__system_support_market"] is False and image["protected"] is False
+    assert isinstance(image["min_ram"], int) and isinstance(image["min_disk"], int)
+    assert isinstance(image["max_ram"], str) and isinstance(image["__image_size"], str)
+    fleet = FakeIms()
+    fleet.add_fleet(30, seed=3, bad_ratio=1.0)
+    spellings = {i["hw_vif_multiqueue_enabled"] for i in fleet.images.values()}
+    assert {"True", True, "False", False} <= spellings
+
+
 def test_sample_images_are_fresh_copies():
     images = sample_images()
     assert images[0]["id"] == EXAMPLE_IMAGE_ID

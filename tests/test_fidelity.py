@@ -38,6 +38,8 @@ FIX_SAMPLE = [{"op": "replace", "path": "/name", "value": "ims-test"},
     ("min_ram", 2048, "1024", False),
     ("max_ram", "0", "0", True),
     ("min_ram", "²", "2", False),  # not an ASCII digit
+    ("min_ram", "0" * 5000 + "7", "7", True),  # longer than int() takes
+    ("min_ram", "1" * 5000, "1" * 4999, False),
     ("__description", "True", "true", False),  # text compares exactly
     ("__description", "0010", "10", False),
     ("custom_team", "Web", "web", False),
@@ -208,7 +210,7 @@ def test_a_region_without_show_job_progress_falls_back_to_show_job_once(fake, co
     assert paths[:2] == [f"/v1/cloudimages/job/{EXAMPLE_JOB_ID}",
                          f"/v1/{SAMPLE_PROJECT_ID}/jobs/{EXAMPLE_JOB_ID}"]
     assert first["results"][0]["outcome"] == "updated"
-    # the container remembers: the next event asks the old API straight away
+    # the client remembers (until the credentials rotate): the next event asks the old API
     assert fake.reads[0].path == f"/v1/{SAMPLE_PROJECT_ID}/jobs/{EXAMPLE_JOB_ID}"
 
 
@@ -367,3 +369,15 @@ def test_a_transient_failure_of_show_job_progress_is_retried_not_taken_for_a_mis
     job_reads = [c.path for c in fake.reads if "/job" in c.path]
     assert job_reads == [f"/v1/cloudimages/job/{EXAMPLE_JOB_ID}"] * 2
     assert result["results"][0]["outcome"] == "updated"
+
+
+def test_show_job_progress_failing_after_retries_is_raised_not_taken_for_a_missing_api(
+        fake, context, clock):
+    from imsguard.app import TransientFailure
+
+    fake.fail_next("GET", 503, "APIGW.0203", "Service unavailable", times=4)
+
+    with pytest.raises(TransientFailure):
+        handler(load_event("cts_create_image_job_only.json"), context)
+
+    assert not any("/jobs/" in c.path for c in fake.calls)  # the deprecated API untouched

@@ -183,7 +183,8 @@ def test_every_documented_error_code_is_classified_once():
     assert {c for c, e in documented.items() if gone.fullmatch(e["message"])} == ims_errors.GONE
 
 
-def test_a_recorded_real_fleet_in_imss_spellings_settles(fake, context):
+def test_recorded_real_images_are_patched_once_then_left_alone(fake, context):
+    """Images as a real (native) list answer holds them, "__lazyloading": "True" included."""
     for image in body("ims_native_list_recorded.json")["images"]:
         fake.add_image({**image, "owner": SAMPLE_PROJECT_ID, "__imagetype": "private",
                         "visibility": "private", "protected": False})  # our own copies

@@ -34,10 +34,11 @@ SYSTEM_ATTRIBUTES = frozenset({
 })
 # Yes/no attributes. IMS documents "true"/"false" and returns "True"/"False" and JSON
 # booleans too (the __lazyloading reference accepts all four spellings).
+# (every __support_* flag too: see is_boolean)
 BOOLEAN = frozenset({
     "hw_vif_multiqueue_enabled", "__is_config_init", "__isregistered", "__lazyloading",
-    "__support_arm", "__system_support_market", "__whole_image", "protected", "deleted",
-} | {p for p in PATCHABLE if p.startswith("__support_") and not p.endswith("_type")})
+    "__system_support_market", "__whole_image", "protected", "deleted",
+})
 # Whole numbers, which IMS returns as numbers (min_ram, min_disk) or as text (max_ram).
 WHOLE_NUMBER = frozenset({"min_ram", "max_ram", "min_disk", "size", "virtual_size",
                           "__image_size"})
@@ -69,8 +70,8 @@ def canonical(key: str, value: Any) -> str | None:
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
         digits = text.strip()
-        if digits.isascii() and digits.isdigit():
-            return str(int(digits))
+        if digits.isascii() and digits.isdigit():  # as text: int() refuses 4,300+ digits
+            return digits.lstrip("0") or "0"
     return text
 
 

@@ -411,7 +411,7 @@ def target_of_trace(trace: CtsTrace) -> Target | Skip:
 # CTS's text times, as its examples show them: "2016/12/08 11:07:28 GMT+08:00" and
 # "12/01/2016 11:07:28 GMT+08:00" (month first, as in the English examples).
 _CTS_TIME = re.compile(r"(\d{1,4})/(\d{1,2})/(\d{1,4}) (\d{1,2}):(\d{2}):(\d{2})"
-                       r"(?: ?(?:GMT|UTC)([+-]\d{1,2}):?(\d{2})?)?")
+                       r"(?: ?(?:GMT|UTC)(?:([+-]\d{1,2}):?(\d{2})?)?)?")
 
 
 def _trace_time(value: Any) -> datetime | None:

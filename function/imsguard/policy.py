@@ -33,7 +33,7 @@ KEBAB_CASE = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 TRUE_FALSE_ATTRIBUTES = frozenset(p for p in PATCHABLE if is_boolean(p))
 EXTENSION_NAME = re.compile(r"[a-z0-9_][a-z0-9_.:-]{0,63}")  # used with fullmatch
 ENTERPRISE_PROJECT = re.compile(r"0|[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}")  # fullmatch
-WHOLE_NUMBER = re.compile(r"0|[1-9][0-9]{0,8}")  # as IMS stores it: no sign, no leading 0
+WHOLE_NUMBER_TEXT = re.compile(r"0|[1-9][0-9]{0,8}")  # as IMS stores it: no sign, no leading 0
 
 
 class PolicyError(ValueError):
@@ -338,7 +338,7 @@ def check_attribute_value(key: str, value: Any) -> str:
         raise ValueError(f"hw_firmware_type must be 'bios' or 'uefi', not {value!r}")
     if key in TRUE_FALSE_ATTRIBUTES and value not in ("true", "false"):
         raise ValueError(f"{key} must be 'true' or 'false', not {value!r}")
-    if key in ("min_ram", "max_ram") and not WHOLE_NUMBER.fullmatch(value):
+    if key in ("min_ram", "max_ram") and not WHOLE_NUMBER_TEXT.fullmatch(value):
         raise ValueError(f"{key} must be a whole number of MB as a string, not {value!r}")
     if key == "__description" and (len(value) > 1024 or re.search(r"[\r\n<>]", value)):
         raise ValueError("__description must be at most 1024 characters without <, > or newlines")

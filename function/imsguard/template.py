@@ -194,12 +194,7 @@ class Template(_Strict):
 
 def load_template(path: Path) -> Template:
     """Read and check a template; TemplateError lists every problem by field and line."""
-    source = str(path)
-    try:
-        with open(path, encoding="utf-8") as stream:  # a stream: YAML errors name the file
-            data = yaml.load(stream, Loader=yaml_loader())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise TemplateError(source, [f"cannot read it: {exc}"]) from None
+    data = _read(path)
     problems: list[tuple[tuple[Any, ...], str]] = []
     try:
         template = Template.model_validate(data)
@@ -211,27 +206,34 @@ def load_template(path: Path) -> Template:
     if problems:
         with open(path, encoding="utf-8") as stream:  # again, for the lines of the problems
             node = yaml.compose(stream, Loader=yaml_loader())
-        raise TemplateError(source, [_describe(loc, message, node) for loc, message in problems])
+        raise TemplateError(str(path), [_describe(loc, message, node)
+                                        for loc, message in problems])
     return template
 
 
 def template_settings(path: Path) -> dict[str, str]:
     """Only the function's settings of a template, checked: enough to know which optional
     calls the function makes, even while the rest of the template is being fixed."""
-    try:
-        with open(path, encoding="utf-8") as stream:
-            data = yaml.load(stream, Loader=yaml_loader())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise TemplateError(str(path), [f"cannot read it: {exc}"]) from None
+    data = _read(path)
     function = data.get("function") if isinstance(data, dict) else None
-    settings = function.get("settings", {}) if isinstance(function, dict) else {}
+    settings = function.get("settings", {}) if isinstance(function, dict) else None
     if not isinstance(settings, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in settings.items()):
-        raise TemplateError(str(path), ["function.settings: a mapping of names to text"])
+        raise TemplateError(str(path), ["function.settings: a mapping of IMSGUARD_* names to "
+                                        "text is needed"])
     try:
         return check_settings(settings)
     except ValueError as exc:
         raise TemplateError(str(path), [f"function.settings: {exc}"]) from None
+
+
+def _read(path: Path) -> Any:
+    """The YAML document, read strictly (the policy's loader: no duplicate keys, aliases)."""
+    try:
+        with open(path, encoding="utf-8") as stream:  # a stream: YAML errors name the file
+            return yaml.load(stream, Loader=yaml_loader())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise TemplateError(str(path), [f"cannot read it: {exc}"]) from None
 
 
 def _field(loc: tuple[Any, ...]) -> tuple[Any, ...]:
