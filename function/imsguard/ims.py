@@ -248,7 +248,7 @@ def _classify(what: str, exc: ServiceResponseException) -> ImsError:
     (imsguard.ims_errors: IMG.0060 flow control is transient); anything else is permanent."""
     status = exc.status_code or 0
     code = exc.error_code
-    kind: ErrorKind | None
+    kind: ErrorKind
     if status == 404 and str(code).startswith("IMG."):
         kind = "gone"  # a 404 from the API gateway (APIGW.*) is a wrong endpoint
     elif status == 429 or status >= 500:

@@ -88,7 +88,7 @@ class CtsTrigger(_Strict):
     name: str
     type: Literal["CTS"]
     status: str = "ACTIVE"
-    operations: list[str] = Field(min_length=1, max_length=10)
+    operations: list[str] = Field(min_length=1)
 
     @field_validator("status")
     @classmethod
