@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import SECRETS, load_event, use_policy
-from imsguard.app import TransientFailure, handler
+from imsguard.app import InvalidPolicy, TransientFailure, handler
 from imsguard.context import LocalContext
 from imsguard.testing import EXAMPLE_IMAGE_ID
 
@@ -377,12 +377,26 @@ def test_invalid_policy_is_reported_on_every_invocation_and_calls_nothing(fake, 
     use_policy(context, tmp_path, "version: 1\nrules:\n  - name: uefi-boot\n    kind: set\n"
                "    set: {hw_firmware_type: efi}\n")
 
-    for _ in range(2):
-        result = handler(load_event("cts_create_image.json"), context)
-        assert result["status"] == "error"
-        assert result["results"] == []
-        assert "uefi-boot" in result["reason"] and "hw_firmware_type" in result["reason"]
+    for _ in range(2):  # raised, so FunctionGraph's retries and failure destination see it
+        with pytest.raises(InvalidPolicy) as raised:
+            handler(load_event("cts_create_image.json"), context)
+        assert "uefi-boot" in str(raised.value) and "hw_firmware_type" in str(raised.value)
+        assert raised.value.problems == [
+            "rule 'uefi-boot' (rules[0]), field set (line 5): hw_firmware_type must be 'bios' "
+            "or 'uefi', not 'efi'"]
     assert fake.calls == []
+
+
+def test_an_invalid_policy_is_an_error_log_line_every_time(fake, context, tmp_path, capsys):
+    use_policy(context, tmp_path, "version: 2\nrules: []\n")
+
+    for _ in range(2):
+        with pytest.raises(InvalidPolicy):
+            handler(load_event("cts_create_image.json"), context)
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    errors = [line for line in lines if line["level"] == "ERROR"]
+    assert len(errors) == 2 and all("field version" in str(e["problems"]) for e in errors)
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -472,9 +486,8 @@ def test_huge_fields_are_not_echoed_back(fake, context):
 def test_invalid_policy_is_reported_even_for_events_that_need_no_work(fake, context, tmp_path):
     use_policy(context, tmp_path, "version: 2\nrules: []\n")
 
-    result = handler(load_event("timer.json"), context)
-
-    assert result["status"] == "error" and "field version" in result["reason"]
+    with pytest.raises(InvalidPolicy, match="field version"):
+        handler(load_event("timer.json"), context)
 
 
 def test_policy_is_loaded_once_per_container(fake, context, monkeypatch):

@@ -72,7 +72,9 @@ def test_applying_the_plan_leaves_nothing_to_do(default_policy):
     ("--a__b--", "a-b"),
     ("already-fine", "already-fine"),
     ("___", ""),
-    ("镜像", ""),
+    ("镜像", "jing-xiang"),  # transliterated, never dropped
+    ("Ünïcödé Ímage", "unicode-image"),
+    ("Web服务器_01", "web-fu-wu-qi-01"),
 ])
 def test_normalize_name(name, expected):
     assert normalize_name(name) == expected
@@ -206,7 +208,7 @@ BAD_POLICIES = [
     ({"version": 1, "rules": [{"name": "e", "kind": "set", "set": {"x": "1"},
                                "match": {"os_type": []}}]}, ["field match.os_type: empty"]),
     ({"version": 1, "rules": [{"name": "n", "kind": "set", "set": {"foo\n": "1"}}]},
-     ["rule 'n'", "neither a patchable"]),
+     ["rule 'n'", "is not an attribute IMS lets a PATCH change"]),
     (["not", "a", "mapping"], ["must be a mapping"]),
 ]
 

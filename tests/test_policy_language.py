@@ -208,7 +208,7 @@ LOAD_ERRORS = [
      "template field {platfrom} is unknown"),
     ({"rules": [{"name": "n", "kind": "name", "template": "{name!r}"}]}, "no conversions"),
     ({"rules": [{"name": "n", "kind": "name", "template": "{name:>9}"}]},
-     "only created takes a format"),
+     "only created (a strftime format) and tag (a tag key) take one"),
     ({"rules": [{"name": "n", "kind": "name", "template": "{"}]}, "template"),
     ({"rules": [{"name": "n", "kind": "name", "fix": "template"}]}, "needs a template"),
     ({"rules": [{"name": "n", "kind": "name", "fix": "report", "template": "{name}"}]},

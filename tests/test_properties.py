@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import string
+import time
 from datetime import date, datetime
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,7 +15,8 @@ from imsguard import app
 from imsguard.context import LocalContext
 from imsguard.evaluate import TemplateError, evaluate, fixed_name, plan
 from imsguard.events import is_image_name
-from imsguard.policy import KEBAB_CASE, NameRule, parse_policy
+from imsguard.patterns import search
+from imsguard.policy import KEBAB_CASE, NameRule, Policy, load_policy, parse_policy
 from imsguard.testing import FakeIms
 
 PROJECT = "0b1e494e2660441a957313163095fe5c"
@@ -64,12 +67,13 @@ SET_VALUES = {
     "hw_firmware_type": ["bios", "uefi"],
     "hw_vif_multiqueue_enabled": ["true", "false"],
     "__description": ["managed", "x y z"],
-    "min_ram": ["0", "1024"],
+    "min_ram": ["0", "1024", {"at_least": "2048"}],
+    "max_ram": ["0", {"at_most": "4096"}, {"at_least": "1024", "at_most": "8192"}],
     "__support_kvm": ["true"],
-    "owner_team": ["platform"],
+    "owner_team": ["platform"],  # an extension attribute of the team's own: declared
 }
 TEMPLATES = ["{platform}-{os_version}", "{platform}-{created:%Y%m%d}-{id8}",
-             "img {name}", "{os_type}_{os_bit}"]
+             "img {name}", "{os_type}_{os_bit}", "{platform}-{os_version_number}-{tag:team}"]
 PATTERNS = [KEBAB_CASE, "^[a-z]", "^img-", "^[a-z0-9 ._-]+$", "^[a-z0-9-]*$"]
 
 
@@ -96,7 +100,7 @@ def policies(draw):
         rules.append({"name": "names", "kind": "name"})
     rules = draw(st.permutations(rules))  # rule order must not matter
     document = {"version": 1, "mode": draw(st.sampled_from(["enforce", "audit"])),
-                "rules": rules}
+                "rules": rules, "custom_attributes": ["owner_team"]}
     if draw(st.booleans()):
         document["exemptions"] = [{"tag": "imsguard-exempt", "reason": "opted out",
                                    "expires": draw(st.dates(date(2025, 1, 1),
@@ -175,3 +179,56 @@ def test_audit_mode_never_sends_a_request_that_changes_anything(policy, image, b
 
     assert [c.method for c in fake.calls] == ["GET"]
     assert result["results"][0]["outcome"] != "updated"
+
+
+# -- names: any Unicode, every example pattern (issue 11) ---------------------------------
+
+POLICY_FILES = [Path(__file__).parents[1] / "function/policy.yaml", *sorted(
+    p for p in (Path(__file__).parent / "policies").glob("*.yaml")
+    if not p.name.endswith(".cases.yaml"))]
+NAME_RULES = [rule for path in POLICY_FILES for rule in load_policy(path).rules
+              if isinstance(rule, NameRule) and rule.fix != "report"]
+
+
+def named(name: str) -> dict:
+    return {"id": "33ad552d-1149-471c-8190-ff6776174a00", "owner": PROJECT,
+            "__imagetype": "private", "status": "active", "name": name,
+            "virtual_env_type": "FusionCompute", "__platform": "Ubuntu", "__os_type": "Linux",
+            "__os_version": "Ubuntu 22.04 server 64bit", "__os_bit": "64",
+            "created_at": "2026-11-20T08:00:00Z", "tags": ["team=web"]}
+
+
+def test_the_example_policies_hold_name_rules_with_several_patterns():
+    assert len({rule.pattern for rule in NAME_RULES}) >= 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300), st.sampled_from(NAME_RULES))
+def test_a_fixed_name_is_a_valid_ims_name_that_matches_and_is_stable(name, rule):
+    fixed = fixed_name(rule, named(name))
+
+    if fixed is not None:
+        assert is_image_name(fixed) and search(rule.pattern, fixed)
+        assert fixed_name(rule, named(fixed)) == (fixed if rule.fix == "normalize" else
+                                                  fixed_name(rule, named(name)))
+        policy = Policy(version=1, rules=[rule])
+        assert evaluate(policy, named(fixed), PROJECT).operations == ()  # nothing more to do
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(min_size=1, max_size=300))
+def test_a_10000_character_name_evaluates_in_linear_time(text):
+    """RE2 and the normalizing never backtrack: whatever the name, every example policy
+    judges a 10,000-character one in well under 50 ms (Python's engine: minutes)."""
+    name = (text * (10_000 // len(text) + 1))[:9_999] + "!"
+    policies = [load_policy(path) for path in POLICY_FILES]
+    for policy in policies:
+        evaluate(policy, named("warm-up é 镜"), PROJECT)  # imports and caches, once
+        fastest = min(_timed(policy, named(name)) for _ in range(2))
+        assert fastest < 0.050, (policy, fastest)
+
+
+def _timed(policy, image):
+    started = time.perf_counter()
+    evaluate(policy, image, PROJECT)
+    return time.perf_counter() - started

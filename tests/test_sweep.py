@@ -112,10 +112,13 @@ def test_guardrail_count_changes_nothing_and_reports_every_image(fleet, context,
 
     assert fleet.patches == []
     assert report["summary"] == {"compliant": 20, "would_update": 10}
-    assert report["guardrail"].startswith("guardrail: 10 images would change, more than "
-                                          "max_updates 5")
+    assert report["guardrail"] == ("10 images would change, more than max_updates 5; nothing "
+                                   "was changed; the changes held back are listed under "
+                                   "would_change")
     held = [r for r in report["results"] if r["outcome"] == "would_update"]
     assert len(held) == 10 and all(r["reason"] == report["guardrail"] for r in held)
+    assert [(c["image_id"], c["before"]) for c in report["would_change"]] == [
+        (r["image_id"], {"name": fleet.images[r["image_id"]]["name"]}) for r in held]
 
 
 def test_guardrail_percent(fleet, context, tmp_path):
@@ -399,7 +402,8 @@ def test_dry_run_reports_the_guardrail_too(fleet, context, tmp_path):
 
     report = sweep(context, dry_run=True)
 
-    assert report["guardrail"].endswith("a real run would change nothing")
+    assert "a real run would change nothing" in report["guardrail"]
+    assert len(report["would_change"]) == 10 and report["changed"] == []
     assert fleet.patches == []
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from imsguard import __version__
 from imsguard.clock import Budget, Clock, SystemClock
 from imsguard.context import Credentials, call_getter, read_credentials
-from imsguard.evaluate import Decision, Verdict, evaluate, fix_label, plan
+from imsguard.evaluate import Decision, Verdict, before, evaluate, fix_label, plan
 from imsguard.events import Skip, Sweep, Target, Trigger, parse_event
 from imsguard.logs import get_logger, keep_secret, log, redact, redact_all, set_context
 from imsguard.policy import Policy, PolicyError, cached_policy
@@ -43,12 +43,24 @@ class TransientFailure(RuntimeError):
     is re-read on the next try, so the retry repeats nothing that already succeeded."""
 
 
+class InvalidPolicy(RuntimeError):
+    """The policy does not load. Raised on every invocation, so that FunctionGraph's retries,
+    failure destination and alarms see it: an error result in an asynchronous invocation's
+    return value is read by nobody. ``problems`` lists every one, by rule, field and line."""
+
+    def __init__(self, message: str, problems: list[str]):
+        self.problems = problems
+        super().__init__(message)
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    """FunctionGraph entry point. Returns a JSON-serialisable report; raises only
-    TransientFailure, never on bad input."""
+    """FunctionGraph entry point. Returns a JSON-serialisable report; raises TransientFailure
+    (IMS kept failing) and InvalidPolicy (the policy does not load), never on bad input."""
     set_context(request_id=call_getter(context, "getRequestID"))
     try:
         report = redact_all(_handle(event, context))
+    except InvalidPolicy:
+        raise
     except Exception as exc:  # a bug must still produce a report and a log line
         get_logger().exception("unexpected failure")
         return _stop("error", f"internal error: {type(exc).__name__}: {redact(str(exc))}")
@@ -70,11 +82,12 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
         get_logger()
         return _stop("error", f"configuration: {exc}")
     get_logger(settings.log_level)
-    try:  # before the event: while the policy is broken, every invocation says so
+    try:  # before the event: while the policy is broken, every invocation says so, loudly
         policy = cached_policy(settings.policy_path)
     except PolicyError as exc:
-        log(logging.ERROR, "invalid policy", policy=exc.source, problems=exc.problems)
-        return _stop("error", str(exc), problems=exc.problems)
+        log(logging.ERROR, "invalid policy: every invocation fails until it is fixed",
+            policy=exc.source, problems=exc.problems)
+        raise InvalidPolicy(redact(str(exc)), [redact(p) for p in exc.problems]) from None
     parsed = parse_event(event)
     if isinstance(parsed, Skip):
         log(logging.INFO, "event skipped", status=parsed.status, reason=parsed.reason)
@@ -255,6 +268,8 @@ class _Run:
             base["notes"] = list(decision.notes)
         send = list(planned.send)
         if not send:
+            if planned.outcome == "would_update":
+                base["before"] = before(image, decision.operations)
             return {**base, "outcome": planned.outcome, "reason": planned.reason}
         if target.traced_operations is not None and target.traced_operations == tuple(
                 sorted((o["op"], o["path"], o["value"]) for o in send)):
@@ -263,7 +278,7 @@ class _Run:
                               "yet the image still differs: IMS did not keep it; not sent again "
                               "(loop guard)"}
         held_back = [op for op in decision.operations if op not in send]
-        base.update(operations=send, _sent=send)
+        base.update(operations=send, _sent=send, before=before(image, send))
         if held_back:
             base["held_back"] = held_back
         try:

@@ -16,7 +16,8 @@ from typing import Any, Literal, NamedTuple
 
 from imsguard.attributes import attribute_text, canonical, same_value
 from imsguard.events import is_image_name
-from imsguard.policy import Exemption, Match, Mode, NameRule, Policy, SetRule
+from imsguard.patterns import search
+from imsguard.policy import Bound, Exemption, Match, Mode, NameRule, Policy, SetRule
 from imsguard.uefi import is_uefi_capable
 
 MAX_NAME = 128
@@ -172,6 +173,12 @@ def plan(decision: Decision, dry_run: bool) -> Plan:
     return Plan("updated", f"{len(send)} attribute(s) changed{audit}", send)
 
 
+def before(image: dict[str, Any], operations: Any) -> dict[str, Any]:
+    """What each attribute a patch changes held before it (None: absent), so that the change
+    can be undone (``imsguard revert``)."""
+    return {op["path"][1:]: image.get(op["path"][1:]) for op in operations}
+
+
 def fix_label(verdict: Verdict, sent: Collection[str], failed: bool = False) -> str | None:
     """How a violation was dealt with: fixed, would_fix, not_fixed (the update failed) or
     cannot_fix; partly_... when a safety check held part of the fix back. ``sent``: the
@@ -264,14 +271,14 @@ def matches(match: Match, image: dict[str, Any]) -> str | None:
         allowed = getattr(match, label)
         if allowed is not None:
             value = attribute_text(image.get(key)) or ""
-            if not any(value.lower() == a.lower() for a in allowed):
+            if not any(_listed(value) == _listed(a) for a in allowed):
                 return f"{label} is {value or 'not set'!r}, not one of {allowed}"
     if match.architecture is not None and architecture_of(image) not in match.architecture:
         return f"architecture is {architecture_of(image)!r}, not one of {match.architecture}"
     for label, pattern, key in (("os_version", match.os_version, "__os_version"),
                                 ("name", match.name, "name")):
         text = attribute_text(image.get(key)) or ""
-        if pattern is not None and not re.search(pattern, text):
+        if pattern is not None and not search(pattern, text):
             return f"{label} {text!r} does not match {pattern!r}"
     for tag in match.tags or ():
         if not has_tag(image.get("tags"), tag):
@@ -287,6 +294,11 @@ def matches(match: Match, image: dict[str, Any]) -> str | None:
     if match.not_ is not None and matches(match.not_, image) is None:
         return "a 'not' condition holds"
     return None
+
+
+def _listed(value: str) -> str:
+    """How listed values compare: "Red Hat", "RedHat" and "redhat" are one platform."""
+    return value.lower().replace(" ", "")
 
 
 def _check_rule(rule: NameRule | SetRule, image: dict[str, Any], mode: Mode,
@@ -307,41 +319,82 @@ class TemplateError(ValueError):
 
 def _check_name(rule: NameRule, image: dict[str, Any], mode: Mode) -> Verdict:
     name = attribute_text(image.get("name")) or ""
-    if re.search(rule.pattern, name):
+    if search(rule.pattern, name):
         return Verdict(rule.name, "compliant", f"name {name!r} matches {rule.pattern!r}",
                        mode=mode)
     problem = f"name {name!r} does not match {rule.pattern!r}"
     if rule.fix == "report":
         return Verdict(rule.name, "violation", f"{problem}; the rule only reports", mode=mode)
     try:
-        fixed = fixed_name(rule, image)
+        fixed, why_not = name_fix(rule, image)
     except TemplateError as exc:
         return Verdict(rule.name, "error", f"{problem}, and the template cannot be filled: {exc}",
                        mode=mode)
     if fixed is None:
-        return Verdict(rule.name, "violation", f"{problem}, and no valid name that matches it "
-                       f"can be made by {rule.fix}; not renamed", mode=mode)
+        return Verdict(rule.name, "violation", f"{problem}, and {rule.fix} makes no valid name "
+                       f"that matches it ({why_not}); not renamed", mode=mode)
     return Verdict(rule.name, "violation", f"{problem}; rename to {fixed!r}", {"name": fixed},
                    mode=mode)
 
 
 def fixed_name(rule: NameRule, image: dict[str, Any]) -> str | None:
     """The name the rule's fix gives: a valid IMS name that matches the pattern, or None."""
+    return name_fix(rule, image)[0]
+
+
+def name_fix(rule: NameRule, image: dict[str, Any]) -> tuple[str | None, str]:
+    """The fixed name, or None and why each candidate could not be used."""
     name = attribute_text(image.get("name")) or ""
-    if rule.fix == "template":
-        rendered = render_template(rule.template or "", image)
-        candidates = [_ims_safe(rendered), normalize_name(rendered)]
-    else:
-        candidates = [normalize_name(name)]
-    for candidate in candidates:
-        if is_image_name(candidate) and re.search(rule.pattern, candidate):
-            return candidate
+    source = render_template(rule.template or "", image) if rule.fix == "template" else name
+    candidates = [_ims_safe(source)] if rule.fix == "template" else []
+    if CJK.search(source):  # kept where the pattern allows them (IMS names may hold them)
+        candidates.append(normalize_name(source, keep_cjk=True))
+    candidates.append(normalize_name(source))
+    reasons = []
+    for candidate in dict.fromkeys(candidates):
+        problem = name_problem(candidate)
+        if problem is None and search(rule.pattern, candidate):
+            return candidate, ""
+        reasons.append(f"{candidate!r} {problem or f'does not match {rule.pattern!r}'}")
+    return None, "; ".join(reasons)
+
+
+CJK = re.compile("[\u4e00-\u9fff]")  # the Chinese characters IMS allows in names
+_NOT_ASCII = re.compile("[^\x00-\x7f]+")
+
+
+def name_problem(name: str) -> str | None:
+    """Why IMS would refuse this name, or None."""
+    if not name:
+        return "is empty"
+    if len(name) > MAX_NAME:
+        return f"is longer than {MAX_NAME} characters"
+    if not is_image_name(name):
+        return "is not a valid IMS name (letters, digits, Chinese, - . _ and inner spaces)"
     return None
 
 
-def normalize_name(name: str) -> str:
-    """Lower-case; every run of characters outside [a-z0-9] becomes one '-'; trimmed."""
-    text = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+def transliterate(text: str, keep_cjk: bool = False) -> str:
+    """ASCII for what is not: "Ünïcödé" becomes "Unicode"; each Chinese character becomes
+    its own syllable ("服务器" -> "fu wu qi"), so words stay readable once normalized."""
+    if text.isascii():
+        return text
+    from anyascii import anyascii  # a 20 ms import: only when a name needs it
+
+    def ascii_of(match: re.Match[str]) -> str:
+        run = match.group()
+        if keep_cjk:
+            return "".join(c if CJK.match(c) else anyascii(c) for c in run)
+        return "".join(f" {anyascii(c)} " if CJK.match(c) else anyascii(c) for c in run)
+    return _NOT_ASCII.sub(ascii_of, text)
+
+
+def normalize_name(name: str, keep_cjk: bool = False) -> str:
+    """Transliterated to ASCII (Chinese kept with ``keep_cjk``), lower-case; every run of
+    other characters becomes one '-'; trimmed."""
+    text = transliterate(name, keep_cjk).lower()
+    other = "[^a-z0-9\u4e00-\u9fff]+" if keep_cjk else "[^a-z0-9]+"
+    text = re.sub(other, "-", text).strip("-")
     return text[:MAX_NAME].rstrip("-")
 
 
@@ -352,8 +405,27 @@ def _ims_safe(text: str) -> str:
     return text[:MAX_NAME].rstrip(" -")
 
 
+def tag_value(tags: Any, key: str) -> str | None:
+    """The value of tag ``key`` ("key=value", or "key.value" as older images hold it)."""
+    for tag in tags if isinstance(tags, list) else []:
+        if isinstance(tag, str):
+            for separator in ("=", "."):
+                tag_key, found, value = tag.partition(separator)
+                if found and tag_key == key:
+                    return value
+    return None
+
+
+def os_version_number(os_version: str) -> str | None:
+    """The version in an ``__os_version``: "Ubuntu 22.04 server 64bit" -> "22.04",
+    "EulerOS 2.9 64bit" -> "2.9" (never the 64 of "64bit")."""
+    match = re.search(r"(?<![\w.])(\d+(?:\.\d+)*)(?![\w.]*\s*bit)", os_version[:200])
+    return match.group(1) if match else None
+
+
 def render_template(template: str, image: dict[str, Any]) -> str:
-    """Fill ``{platform}``, ``{os_version}``, ``{created:%Y%m%d}``, ``{id8}``... from the image."""
+    """Fill ``{platform}``, ``{os_version}``, ``{os_version_number}``, ``{tag:KEY}``,
+    ``{created:%Y%m%d}``, ``{id8}``... from the image."""
     def value(key: str) -> str:
         text = attribute_text(image.get(key))
         if not text:
@@ -368,6 +440,19 @@ def render_template(template: str, image: dict[str, Any]) -> str:
             raise TemplateError(f"created_at {raw!r} is not a timestamp") from None
         return moment.strftime(spec or "%Y%m%d")
 
+    def tag(key: str) -> str:
+        found = tag_value(image.get("tags"), key)
+        if not found:
+            raise TemplateError(f"the image has no tag {key!r} (with a value)")
+        return found
+
+    def version_number() -> str:
+        number = os_version_number(value("__os_version"))
+        if number is None:
+            raise TemplateError(f"__os_version {value('__os_version')!r} holds no version "
+                                "number")
+        return number
+
     fields = {"platform": "__platform", "os_type": "__os_type", "os_version": "__os_version",
               "os_bit": "__os_bit", "name": "name"}
     out = []
@@ -379,6 +464,10 @@ def render_template(template: str, image: dict[str, Any]) -> str:
             out.append(created(spec or ""))
         elif field_name == "id8":
             out.append(value("id")[:8])
+        elif field_name == "tag":
+            out.append(tag(spec or ""))
+        elif field_name == "os_version_number":
+            out.append(version_number())
         else:
             out.append(value(fields[field_name]))
     return "".join(out)
@@ -386,13 +475,33 @@ def render_template(template: str, image: dict[str, Any]) -> str:
 
 def _check_set(rule: SetRule, image: dict[str, Any], mode: Mode,
                uefi_versions: Collection[str] | None) -> Verdict:
-    wrong = {k: v for k, v in rule.set.items() if not same_value(k, image.get(k), v)}
+    wrong = {}
+    for key, wanted in rule.set.items():
+        fix = fix_value(key, image.get(key), wanted)
+        if fix is not None:
+            wrong[key] = fix
     if not wrong:
         return Verdict(rule.name, "compliant", _describe(rule.set, image, "already"), mode=mode)
     refused = refusals(wrong, image, uefi_versions)
     allowed = {k: v for k, v in wrong.items() if k not in refused}
-    reason = "; ".join([_describe(wrong, image, "should be"), *refused.values()])
+    reason = "; ".join([_describe({k: rule.set[k] for k in wrong}, image, "should be"),
+                        *refused.values()])
     return Verdict(rule.name, "violation", reason, allowed, blocked=bool(refused), mode=mode)
+
+
+def fix_value(key: str, current: Any, wanted: str | Bound) -> str | None:
+    """The value a set rule's fix gives the attribute, or None when it already holds: a
+    bound is held by any whole number within it, and its fix is the bound that is broken."""
+    if not isinstance(wanted, Bound):
+        return None if same_value(key, current, wanted) else wanted
+    number = canonical(key, current)
+    if number is None or not number.isdigit():  # absent (or not a number): set the minimum
+        return str(wanted.at_least) if wanted.at_least is not None else None
+    if wanted.at_least is not None and int(number) < wanted.at_least:
+        return str(wanted.at_least)
+    if wanted.at_most is not None and int(number) > wanted.at_most:
+        return str(wanted.at_most)
+    return None
 
 
 def refusals(wanted: dict[str, str], image: dict[str, Any],
@@ -417,7 +526,7 @@ def refusals(wanted: dict[str, str], image: dict[str, Any],
     return refused
 
 
-def _describe(wanted: dict[str, str], image: dict[str, Any], verb: str) -> str:
+def _describe(wanted: Mapping[str, str | Bound], image: dict[str, Any], verb: str) -> str:
     parts = []
     for key, value in wanted.items():
         current = attribute_text(image.get(key))

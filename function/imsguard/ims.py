@@ -149,8 +149,8 @@ class ImsGateway:
 
         A PATCH that fails transiently may still have been applied (a timeout after IMS
         took it): the image is read again, and the PATCH sent again only if it is not."""
-        body = [UpdateImageRequestBody(op=o["op"], path=o["path"], value=o["value"])
-                for o in operations]
+        body = [UpdateImageRequestBody(op=o["op"], path=o["path"], value=o.get("value"))
+                for o in operations]  # a remove has no value (the SDK then sends none)
         request = UpdateImageRequest(image_id=image_id, body=body)
         attempt = 0
         while True:

@@ -7,11 +7,12 @@ reaches an image.
 
 from __future__ import annotations
 
+import difflib
 import re
 import string
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -26,7 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from imsguard.attributes import PATCHABLE, SYSTEM_ATTRIBUTES, is_boolean
+from imsguard.attributes import PATCHABLE, SYSTEM_ATTRIBUTES, WHOLE_NUMBER, is_boolean
+from imsguard.patterns import compiled
 
 KEBAB_CASE = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 
@@ -46,10 +48,7 @@ class PolicyError(ValueError):
 
 
 def _check_regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    compiled(value)  # RE2: linear time, or a ValueError saying why not
     return value
 
 
@@ -61,17 +60,28 @@ def _names(value: Any) -> Any:
 
 
 def _one_of(allowed: dict[str, str], what: str) -> Any:
-    """A validator that maps values (case-insensitively, aliases too) to IMS's spelling."""
+    """A validator that maps values (case-insensitively, aliases too) to IMS's spelling, and
+    refuses the rest with a suggestion: a value IMS never holds would never match."""
     def check(values: list[str]) -> list[str]:
         result = []
         for value in values:
             spelled = allowed.get(value.lower())
             if spelled is None:
                 choices = sorted(set(allowed.values()))
-                raise ValueError(f"{value!r} is not {what} (one of {choices})")
+                raise ValueError(f"{value!r} is not {what}{did_you_mean(value.lower(), allowed)}"
+                                 f" (one of {choices})")
             result.append(spelled)
         return result
     return AfterValidator(check)
+
+
+def did_you_mean(word: str, known: Any) -> str:
+    """"; did you mean 'x'?" for the nearest known word, or nothing."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    spelled = known[close[0]] if isinstance(known, dict) else close[0]
+    return f"; did you mean {spelled!r}?"
 
 
 VIRTUAL_ENV_TYPES = {
@@ -80,6 +90,12 @@ VIRTUAL_ENV_TYPES = {
     "data_disk": "DataImage", "iso": "IsoImage",
 }
 OS_TYPES = {"linux": "Linux", "windows": "Windows", "other": "Other"}
+# __platform as IMS documents it (API reference, image attributes: Windows, Ubuntu, RedHat or
+# Red Hat, SUSE, CentOS, Debian, OpenSUSE, Oracle Linux, Fedora, Other, CoreOS, EulerOS), and
+# openEuler, whose versions IMS's own OS lists hold. Matching ignores case and spaces.
+PLATFORMS = {p.lower(): p for p in (
+    "Windows", "Ubuntu", "Red Hat", "RedHat", "SUSE", "CentOS", "Debian", "OpenSUSE",
+    "Oracle Linux", "Fedora", "Other", "CoreOS", "EulerOS", "openEuler")}
 IMAGE_TYPES = {t: t for t in ("gold", "private", "shared", "market")}
 OS_BITS = {"32": "32", "64": "64"}
 ARCHITECTURES = {"x86": "x86", "arm": "arm"}
@@ -91,7 +107,10 @@ _ONE_OR_MORE = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}
 Names = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_names),
                   Field(min_length=1), _ONE_OR_MORE]
 Attributes = Annotated[dict[str, Any], Field(min_length=1), WithJsonSchema(
-    {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1})]
+    {"type": "object", "minProperties": 1, "additionalProperties": {"anyOf": [
+        {"type": "string"},
+        {"type": "object", "additionalProperties": False, "minProperties": 1,
+         "properties": {"at_least": {"type": "string"}, "at_most": {"type": "string"}}}]}})]
 Regex = Annotated[str, AfterValidator(_check_regex)]
 
 
@@ -115,7 +134,7 @@ class Match(BaseModel):
 
     model_config = STRICT
 
-    platform: Names | None = None
+    platform: Annotated[Names, _one_of(PLATFORMS, "a platform IMS documents")] | None = None
     os_type: Annotated[Names, _one_of(OS_TYPES, "an os_type")] | None = None
     os_version: Regex | None = None
     os_bit: Annotated[Names, _one_of(OS_BITS, "an os_bit")] | None = None
@@ -170,7 +189,8 @@ class NameRule(_Rule):
 
 
 STRFTIME = re.compile(r"(?:%[YymdHMSjUWbBaAp%]|[^%{}])+")  # used with fullmatch
-TEMPLATE_FIELDS = {"platform", "os_type", "os_version", "os_bit", "created", "id8", "name"}
+TEMPLATE_FIELDS = {"platform", "os_type", "os_version", "os_version_number", "os_bit", "created",
+                   "id8", "name", "tag"}
 
 
 def check_template(template: str) -> None:
@@ -189,8 +209,14 @@ def check_template(template: str) -> None:
                              f"{sorted(TEMPLATE_FIELDS)}")
         if conversion:
             raise ValueError(f"template field {{{field}!{conversion}}}: no conversions")
+        if field == "tag":
+            if not spec or not TAG.fullmatch(spec) or "=" in spec:
+                raise ValueError(f"template field {{tag:{spec}}}: name the tag's key, as in "
+                                 "{tag:team}")
+            continue
         if spec and field != "created":
-            raise ValueError(f"template field {{{field}:{spec}}}: only created takes a format")
+            raise ValueError(f"template field {{{field}:{spec}}}: only created (a strftime "
+                             "format) and tag (a tag key) take one")
         if field == "created" and spec and not STRFTIME.fullmatch(spec):
             raise ValueError(f"template field {{created:{spec}}}: use strftime directives "
                              "such as %Y, %m, %d, %H, %M")
@@ -198,8 +224,21 @@ def check_template(template: str) -> None:
             raise ValueError(f"template field {{created:{spec}}} formats to nothing")
 
 
+class Bound(NamedTuple):
+    """Bounds on a whole-number attribute (``{at_least: "2048"}``): compliant while they hold;
+    the fix sets the bound that is broken, so an image above a minimum is never lowered."""
+
+    at_least: int | None = None
+    at_most: int | None = None
+
+    def __repr__(self) -> str:
+        return " and ".join(f"{word.replace('_', ' ')} {value}" for word, value in
+                            (("at_least", self.at_least), ("at_most", self.at_most))
+                            if value is not None)
+
+
 class SetRule(_Rule):
-    """Image attributes that must hold the given (string) values."""
+    """Image attributes that must hold the given (string) values, or stay within bounds."""
 
     kind: Literal["set"]
     set: Attributes
@@ -277,7 +316,19 @@ class Policy(BaseModel):
     max_updates_percent: float | None = Field(default=None, ge=0, le=100)
     # Without this key, images tagged imsguard-exempt are exempt; a list replaces that.
     exemptions: list[Exemption] = Field(default_factory=_default_exemptions)
+    # Extension attributes of the team's own that set rules may write; nothing else is
+    # written that IMS does not document as patchable (a typo would reach every image).
+    custom_attributes: list[str] = Field(default_factory=list)
     rules: list[Rule] = Field(min_length=1)
+
+    @field_validator("custom_attributes")
+    @classmethod
+    def _custom_attributes(cls, names: list[str]) -> list[str]:
+        problems = [problem for name in names for problem in [custom_attribute_problem(name)]
+                    if problem]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return names
 
     def mode_of(self, rule: NameRule | SetRule) -> Mode:
         return rule.mode or self.mode
@@ -304,13 +355,18 @@ def policy_problems(policy: Policy) -> list[dict[str, Any]]:
                 problem(("rules", index, "fix"), f"rules {fixers} would both rename images; "
                         "keep one name rule that fixes, make the others fix: report")
         for key, value in getattr(rule, "set", {}).items():
+            if key not in PATCHABLE and key not in policy.custom_attributes:
+                problem(("rules", index, "set", key), f"{key!r} is not an attribute IMS lets a "
+                        f"PATCH change{did_you_mean(key, DOCUMENTED)}; an extension attribute "
+                        "of your own must be listed in custom_attributes first")
             other = owners.setdefault(key, (rule.name, value))
             if other[1] != value:
                 problem(("rules", index, "set", key), f"rules {other[0]!r} and {rule.name!r} "
                         f"set {key} to different values ({other[1]!r}, {value!r})")
     ram = {k: (owners[k][1], names[owners[k][0]]) for k in ("min_ram", "max_ram") if k in owners}
     # max_ram 0 is "no maximum": real images hold min_ram 1024 beside max_ram "0"
-    if len(ram) == 2 and 0 < int(ram["max_ram"][0]) < int(ram["min_ram"][0]):
+    if len(ram) == 2 and all(isinstance(v, str) for v, _ in ram.values()) \
+            and 0 < int(ram["max_ram"][0]) < int(ram["min_ram"][0]):
         problem(("rules", ram["max_ram"][1], "set", "max_ram"),
                 f"max_ram {ram['max_ram'][0]} is below min_ram {ram['min_ram'][0]}")
     for index, exemption in enumerate(policy.exemptions):
@@ -320,17 +376,49 @@ def policy_problems(policy: Policy) -> list[dict[str, Any]]:
     return problems
 
 
-def check_attribute_value(key: str, value: Any) -> str:
-    """Refuse what IMS would refuse, at load time: unpatchable paths and bad values."""
+DOCUMENTED = PATCHABLE | SYSTEM_ATTRIBUTES  # every attribute name IMS documents
+BOUNDED = WHOLE_NUMBER & PATCHABLE  # attributes a set rule may bound (min_ram, max_ram)
+
+
+def custom_attribute_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an extension attribute of the team's own, or None."""
+    if name in PATCHABLE:
+        return f"{name!r} is documented by IMS: set it without declaring it"
+    if name in SYSTEM_ATTRIBUTES:
+        return f"{name!r} is managed by IMS and cannot be changed"
+    if not EXTENSION_NAME.fullmatch(name):
+        return (f"{name!r} is not an extension attribute name IMS takes (lower case, digits, "
+                "_ . : -, at most 64)")
+    near = next((known for known in sorted(DOCUMENTED) if edit_distance(name, known) <= 2),
+                None)
+    if near is not None:
+        return (f"{name!r} is too close to IMS's own {near!r} (a typo would reach every "
+                "image): choose a name that differs more")
+    return None
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions."""
+    row = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, char_b in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1,
+                                           previous + (char_a != char_b))
+    return row[-1]
+
+
+def check_attribute_value(key: str, value: Any) -> str | Bound:
+    """Refuse what IMS would refuse, at load time: unpatchable paths and bad values. (Whether
+    an undocumented attribute is declared in custom_attributes is the policy's check.)"""
     if "/" in key or not key:
         raise ValueError(f"{key!r} is not an attribute name")
     if key == "name":
         raise ValueError("set the name with a rule of kind 'name'")
     if key in SYSTEM_ATTRIBUTES:
         raise ValueError(f"{key} is managed by IMS and cannot be changed")
-    if key not in PATCHABLE and not EXTENSION_NAME.fullmatch(key):
-        raise ValueError(f"{key!r} is neither a patchable IMS attribute nor a valid extension "
-                         "attribute name (lower case, digits, _ . : -)")
+    if isinstance(value, dict):
+        return _bound(key, value)
     if not isinstance(value, str):
         hint = f' (write "{str(value).lower()}" in quotes)' if isinstance(value, bool) else ""
         raise ValueError(f"{key}: IMS attribute values are strings{hint}")
@@ -347,6 +435,27 @@ def check_attribute_value(key: str, value: Any) -> str:
     if key == "enterprise_project_id" and not ENTERPRISE_PROJECT.fullmatch(value):
         raise ValueError(f"enterprise_project_id must be 0 (default) or a UUID, not {value!r}")
     return value
+
+
+def _bound(key: str, value: dict[Any, Any]) -> Bound:
+    """``{at_least: "2048"}``, ``{at_most: "8192"}`` or both, for a whole-number attribute."""
+    if key not in BOUNDED:
+        raise ValueError(f"{key}: bounds (at_least, at_most) are for whole-number attributes "
+                         f"({sorted(BOUNDED)}); give a value")
+    unknown = sorted(str(k) for k in value if k not in ("at_least", "at_most"))
+    if unknown or not value:
+        raise ValueError(f"{key}: give at_least, at_most or both, not {unknown or 'nothing'}")
+    bounds = {}
+    for word, number in value.items():
+        if not isinstance(number, str) or not WHOLE_NUMBER_TEXT.fullmatch(number):
+            raise ValueError(f"{key}: {word} must be a whole number as a string, such as "
+                             f"\"2048\", not {number!r}")
+        bounds[word] = int(number)
+    bound = Bound(**bounds)
+    if bound.at_least is not None and bound.at_most is not None \
+            and bound.at_least > bound.at_most:
+        raise ValueError(f"{key}: at_least {bound.at_least} is above at_most {bound.at_most}")
+    return bound
 
 
 def parse_policy(data: Any, source: str = "<policy>", node: Any = None) -> Policy:

@@ -17,7 +17,7 @@ from datetime import timezone
 from typing import Any, NamedTuple
 
 from imsguard.clock import Budget, RateLimiter
-from imsguard.evaluate import evaluate, fix_label, plan
+from imsguard.evaluate import before, evaluate, fix_label, plan
 from imsguard.events import SweepOptions, parse_time
 from imsguard.ims import ImsError, ImsGateway
 from imsguard.logs import log
@@ -25,6 +25,7 @@ from imsguard.policy import Policy
 from imsguard.resolve import failure
 
 NEEDS_A_HUMAN = {"non_compliant", "error"}
+WOULD_CHANGE = {"would_update"}  # a dry run, audit mode, or the guardrail held them back
 
 
 class Planned(NamedTuple):
@@ -35,6 +36,7 @@ class Planned(NamedTuple):
     send: tuple[dict[str, str], ...]
     resume_after: str | None  # the image listed just before it: a rerun starts there
     fix_labels: dict[str, str]
+    before: dict[str, Any]  # what the changed attributes held: the change can be undone
 
 
 class Report:
@@ -46,6 +48,7 @@ class Report:
         self.rules: dict[str, Counter[str]] = defaultdict(Counter)
         self.results: list[dict[str, Any]] = []
         self.changed: list[dict[str, Any]] = []
+        self.would_change: list[dict[str, Any]] = []
         self.attention: list[dict[str, Any]] = []
 
     def add(self, entry: dict[str, Any]) -> None:
@@ -54,9 +57,13 @@ class Report:
         self.outcomes[outcome] += 1
         short = {"image_id": entry["image_id"], "image_name": entry.get("image_name"),
                  "reason": entry["reason"]}
+        changes = {**short, "operations": entry["operations"], "before": entry.get("before", {})}
         if outcome == "updated" and len(self.changed) < self.limit:
-            self.changed.append({**short, "operations": entry["operations"]})
-        if outcome in NEEDS_A_HUMAN and len(self.attention) < self.limit:
+            self.changed.append(changes)
+        if outcome in WOULD_CHANGE and len(self.would_change) < self.limit:
+            self.would_change.append(changes)
+        cannot_fix = "cannot_fix" in entry.get("fixes", {}).values()
+        if (outcome in NEEDS_A_HUMAN or cannot_fix) and len(self.attention) < self.limit:
             self.attention.append({**short, "outcome": outcome})
         if len(self.results) < self.limit:
             self.results.append(entry)
@@ -103,6 +110,7 @@ class Sweeper:
             "summary": dict(sorted(self.report.outcomes.items())),
             "rules": {rule: dict(sorted(c.items())) for rule, c in self.report.rules.items()},
             "changed": self.report.changed,
+            "would_change": self.report.would_change,
             "needs_attention": self.report.attention,
             "results": self.report.results,
             "truncated": sum(self.report.outcomes.values()) > len(self.report.results),
@@ -209,11 +217,16 @@ class Sweeper:
         if decision.enforced:
             self.would_change += 1
         if planned.send:
-            return Planned(image["id"], image.get("name"), planned.send, listed_after, labels)
-        self.report.add({"image_id": image["id"], "image_name": image.get("name"),
-                         "outcome": planned.outcome, "reason": planned.reason,
-                         "operations": list(decision.operations), "fixes": labels,
-                         **({"notes": list(decision.notes)} if decision.notes else {})})
+            return Planned(image["id"], image.get("name"), planned.send, listed_after, labels,
+                           before(image, planned.send))
+        entry = {"image_id": image["id"], "image_name": image.get("name"),
+                 "outcome": planned.outcome, "reason": planned.reason,
+                 "operations": list(decision.operations), "fixes": labels}
+        if planned.outcome == "would_update":
+            entry["before"] = before(image, decision.operations)
+        if decision.notes:
+            entry["notes"] = list(decision.notes)
+        self.report.add(entry)
         return None
 
     # -- phase 2: guardrail and apply -----------------------------------------------------
@@ -225,12 +238,12 @@ class Sweeper:
         examined = self.options.examined_before + self.examined
         most = self.policy.max_updates
         percent = self.policy.max_updates_percent
-        done = "nothing was changed" if not self.dry_run else "a real run would change nothing"
+        done = ("nothing was changed" if not self.dry_run else "a real run would change "
+                "nothing") + "; the changes held back are listed under would_change"
         if most is not None and changes > most:
-            return (f"guardrail: {changes} images would change, more than max_updates "
-                    f"{most}; {done}")
+            return f"{changes} images would change, more than max_updates {most}; {done}"
         if percent is not None and examined and 100 * changes / examined > percent:
-            return (f"guardrail: {changes} of {examined} images would change "
+            return (f"{changes} of {examined} images would change "
                     f"({100 * changes / examined:.1f}%), more than max_updates_percent "
                     f"{percent:g}; {done}")
         return None
@@ -275,7 +288,7 @@ class Sweeper:
                  label == "fixed" else label for rule, label in planned.fix_labels.items()}
         return {"image_id": planned.image_id, "image_name": planned.image_name,
                 "outcome": outcome, "reason": reason, "operations": list(planned.send),
-                "fixes": fixes}
+                "fixes": fixes, "before": planned.before}
 
     def _continuation(self, marker: str | None, cause: str) -> dict[str, Any]:
         """Where a next run resumes; ``cause``: time (a next hop may follow), limit (the

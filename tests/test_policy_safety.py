@@ -1,0 +1,373 @@
+"""Issue 11: typos never reach images, patterns cannot stall the function, names keep their
+characters, bounds and template fields teams need. Through the handler and the real SDK
+against the fake IMS where images are reached."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from conftest import use_policy
+from imsguard.app import handler
+from imsguard.evaluate import evaluate
+from imsguard.policy import PolicyError, parse_policy
+from imsguard.testing import FakeIms
+
+PROJECT = "0b1e494e2660441a957313163095fe5c"
+
+
+@pytest.fixture
+def fleet_with_one_to_fix():
+    """A project holding one image whose name needs fixing, and nothing else."""
+    with FakeIms(project_id=PROJECT) as fake:
+        yield fake, fake.add_image({"name": "Web_02", "hw_firmware_type": "uefi",
+                                    "hw_vif_multiqueue_enabled": "true"})
+
+
+def rule_policy(rule: dict, **top) -> dict:
+    return {"version": 1, "rules": [{"name": "r", **rule}], **top}
+
+
+def problems(document: dict) -> str:
+    with pytest.raises(PolicyError) as error:
+        parse_policy(document)
+    return "; ".join(error.value.problems)
+
+
+# -- 1. attribute typos ----------------------------------------------------------------------
+
+
+def test_an_attribute_typo_is_refused_with_a_suggestion():
+    said = problems(rule_policy({"kind": "set", "set": {"hw_firmware_typ": "uefi"}}))
+
+    assert said == ("rule 'r' (rules[0]), field set.hw_firmware_typ: 'hw_firmware_typ' is not "
+                    "an attribute IMS lets a PATCH change; did you mean 'hw_firmware_type'?; an "
+                    "extension attribute of your own must be listed in custom_attributes first")
+
+
+def test_a_typo_never_reaches_an_image(fake, context, tmp_path):
+    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: boot\n    kind: set\n"
+               "    set: {hw_firmware_typ: uefi}\n")
+
+    with pytest.raises(Exception, match="hw_firmware_typ"):
+        handler({"action": "sweep"}, context)
+
+    assert fake.patches == []
+
+
+def test_declared_extension_attributes_are_written():
+    policy = parse_policy(rule_policy({"kind": "set", "set": {"owner_team": "web"}},
+                                      custom_attributes=["owner_team"]))
+
+    decision = evaluate(policy, {"id": "x", "owner": PROJECT, "__imagetype": "private",
+                                 "status": "active", "virtual_env_type": "FusionCompute"},
+                        PROJECT)
+    assert decision.operations == ({"op": "add", "path": "/owner_team", "value": "web"},)
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("hw_firmware_typo", "too close to IMS's own 'hw_firmware_type'"),
+    ("min_rams", "too close to IMS's own 'min_ram'"),
+    ("__support_kvmm", "too close to IMS's own '__support_kvm'"),
+    ("hw_firmware_type", "is documented by IMS: set it without declaring it"),
+    ("status", "managed by IMS"),
+    ("Owner-Team", "not an extension attribute name IMS takes"),
+])
+def test_custom_attributes_never_shadow_documented_ones(name, words):
+    said = problems(rule_policy({"kind": "name"}, custom_attributes=[name]))
+
+    assert "field custom_attributes" in said and words in said
+
+
+# -- 2. unknown match values -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("platform", "Openeular", "'Openeular' is not a platform IMS documents; did you mean "
+                              "'openEuler'?"),
+    ("platform", "Ubunto", "did you mean 'Ubuntu'?"),
+    ("os_type", "Linx", "did you mean 'Linux'?"),
+    ("virtual_env_type", "FusionCompte", "did you mean 'FusionCompute'?"),
+    ("imagetype", "privat", "did you mean 'private'?"),
+    ("architecture", "amd64", "is not an architecture"),
+    ("os_bit", "46", "is not an os_bit"),
+])
+def test_match_values_ims_never_holds_are_refused(field, value, words):
+    said = problems(rule_policy({"kind": "set", "set": {"__support_kvm": "true"},
+                                 "match": {field: value}}))
+
+    assert f"field match.{field}" in said and words in said
+
+
+@pytest.mark.parametrize("spelling", ["Red Hat", "RedHat", "redhat", "RED HAT"])
+def test_documented_platform_spellings_match_one_another(spelling):
+    policy = parse_policy(rule_policy({"kind": "set", "set": {"__support_kvm": "true"},
+                                       "match": {"platform": spelling}}))
+    image = {"id": "x", "owner": PROJECT, "__imagetype": "private", "status": "active",
+             "__platform": "Red Hat" if spelling.islower() else "RedHat"}
+
+    assert evaluate(policy, image, PROJECT).verdicts[0].status == "violation"
+
+
+# -- 3. patterns cannot stall -------------------------------------------------------------------
+
+
+def test_a_backtracking_pattern_runs_in_linear_time(fake, context, tmp_path):
+    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: names\n    kind: name\n"
+               "    pattern: '^([a-z0-9]+-?)+$'\n    fix: report\n")
+    image = fake.add_image({"name": "a" * 120 + "!"})
+
+    started = time.perf_counter()
+    result = handler({"image_id": image["id"]}, context)
+
+    assert time.perf_counter() - started < 2  # Python's engine: longer than the universe
+    assert result["results"][0]["rules"][0]["verdict"] == "violation"
+
+
+@pytest.mark.parametrize(("pattern", "words"), [
+    (r"^(a)\1$", "cannot be run in linear time (RE2: invalid escape sequence: \\1)"),
+    ("^(?=web)", "cannot be run in linear time (RE2: invalid perl operator: (?=)"),
+    ("^(?<!x)web", "cannot be run in linear time"),
+    ("(unclosed", "invalid regular expression '(unclosed'"),
+])
+def test_patterns_re2_cannot_run_are_refused_at_load(pattern, words):
+    said = problems(rule_policy({"kind": "name", "pattern": pattern, "fix": "report"}))
+
+    assert "field pattern" in said and words in said
+    said = problems(rule_policy({"kind": "set", "set": {"__support_kvm": "true"},
+                                 "match": {"name": pattern}}))
+    assert "field match.name" in said
+
+
+# -- 4. renames keep their characters ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "pattern", "fixed"), [
+    ("Ünïcödé Ímage", "^[a-z0-9]+(-[a-z0-9]+)*$", "unicode-image"),
+    ("Web服务器_01", "^[a-z0-9]+(-[a-z0-9]+)*$", "web-fu-wu-qi-01"),
+    ("Web服务器_01", "^[a-z0-9\u4e00-\u9fff]+(-[a-z0-9\u4e00-\u9fff]+)*$", "web服务器-01"),
+])
+def test_renames_transliterate_and_keep_what_the_pattern_allows(fake, context, tmp_path, name,
+                                                               pattern, fixed):
+    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: names\n    kind: name\n"
+               f"    pattern: '{pattern}'\n")
+    image = fake.add_image({"name": name, "hw_firmware_type": "uefi",
+                            "hw_vif_multiqueue_enabled": "true"})
+
+    handler({"image_id": image["id"]}, context)
+
+    assert fake.patches[0].body == [{"op": "replace", "path": "/name", "value": fixed}]
+    assert fake.images[image["id"]]["name"] == fixed
+
+
+# -- 7. bounds ------------------------------------------------------------------------------------
+
+
+BOUNDS_POLICY = """\
+version: 1
+rules:
+  - name: memory
+    kind: set
+    set:
+      min_ram: {at_least: "2048"}
+      max_ram: {at_most: "65536"}
+"""
+
+
+def test_a_bound_is_held_by_any_value_within_it_and_fixed_to_the_bound(fake, context,
+                                                                        tmp_path):
+    use_policy(context, tmp_path, BOUNDS_POLICY)
+    low = fake.add_image({"min_ram": 1024, "max_ram": "131072"})
+    high = fake.add_image({"min_ram": 4096, "max_ram": "0"})  # never lowered
+
+    result = handler({"image_ids": [low["id"], high["id"]]}, context)
+
+    assert [r["outcome"] for r in result["results"]] == ["updated", "compliant"]
+    assert fake.patches[0].body == [
+        {"op": "replace", "path": "/min_ram", "value": "2048"},
+        {"op": "replace", "path": "/max_ram", "value": "65536"}]
+    assert "min_ram is '1024', should be at least 2048" in result["results"][0]["rules"][0][
+        "reason"]
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ({"at_least": 2048}, "at_least must be a whole number as a string"),
+    ({"at_leest": "2048"}, "give at_least, at_most or both"),
+    ({"at_least": "4096", "at_most": "1024"}, "at_least 4096 is above at_most 1024"),
+    ({}, "give at_least, at_most or both"),
+])
+def test_bad_bounds_are_refused(value, words):
+    assert words in problems(rule_policy({"kind": "set", "set": {"min_ram": value}}))
+
+
+def test_bounds_are_for_whole_number_attributes_only():
+    said = problems(rule_policy({"kind": "set", "set": {"__description": {"at_least": "1"}}}))
+
+    assert "bounds (at_least, at_most) are for whole-number attributes" in said
+
+
+# -- 8. template fields -------------------------------------------------------------------------
+
+
+TEMPLATE_POLICY = """\
+version: 1
+rules:
+  - name: names
+    kind: name
+    pattern: '^[a-z]+-[0-9]+(-[0-9]+)*-[a-z]+$'
+    template: '{platform}-{os_version_number}-{tag:team}'
+"""
+
+
+def test_tag_and_version_number_fields(fake, context, tmp_path):
+    use_policy(context, tmp_path, TEMPLATE_POLICY)
+    tagged = fake.add_image({"name": "X", "tags": ["team=web"], "hw_firmware_type": "uefi",
+                             "hw_vif_multiqueue_enabled": "true"})
+    untagged = fake.add_image({"name": "Y"})
+
+    result = handler({"image_ids": [tagged["id"], untagged["id"]]}, context)
+
+    assert fake.patches[0].body == [{"op": "replace", "path": "/name",
+                                     "value": "ubuntu-22-04-web"}]
+    (rule,) = result["results"][1]["rules"]
+    assert "the image has no tag 'team'" in rule["reason"]
+    assert len(fake.patches) == 1
+
+
+def test_a_rendered_name_that_cannot_be_used_is_shown_with_why():
+    policy = parse_policy(rule_policy({"kind": "name", "pattern": "^img-",
+                                       "template": "{platform} {os_version_number}"}))
+    image = {"id": "x", "owner": PROJECT, "__imagetype": "private", "status": "active",
+             "name": "Y", "__platform": "Ubuntu", "__os_version": "Ubuntu 22.04 server 64bit"}
+
+    (verdict,) = evaluate(policy, image, PROJECT).verdicts
+
+    assert verdict.reason == (
+        "name 'Y' does not match '^img-', and template makes no valid name that matches it "
+        "('Ubuntu 22.04' does not match '^img-'; 'ubuntu-22-04' does not match '^img-'); "
+        "not renamed")
+
+
+@pytest.mark.parametrize(("template", "words"), [
+    ("{tag}", "name the tag's key"), ("{tag:a=b}", "name the tag's key"),
+    ("{os_version_number:x}", "only created (a strftime format) and tag (a tag key) take one"),
+])
+def test_bad_template_fields_are_refused(template, words):
+    assert words in problems(rule_policy({"kind": "name", "template": template}))
+
+
+# -- 9. every change can be undone --------------------------------------------------------
+
+
+def test_updated_and_would_update_entries_say_what_each_attribute_held(fake, context,
+                                                                        capsys):
+    image = fake.add_image({"name": "Web_01", "hw_firmware_type": "bios"})  # multiqueue absent
+
+    result = handler({"image_id": image["id"]}, context)
+    dry = handler({"image_ids": [fake.add_image({"name": "Db_01"})["id"]], "dry_run": True},
+                  context)
+
+    assert result["results"][0]["before"] == {"name": "Web_01", "hw_firmware_type": "bios",
+                                              "hw_vif_multiqueue_enabled": None}
+    assert dry["results"][0]["outcome"] == "would_update"
+    assert dry["results"][0]["before"]["name"] == "Db_01"
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert any(line.get("before") == result["results"][0]["before"] for line in logged)
+
+
+def test_sweep_reports_carry_before_in_results_and_changed(fleet_with_one_to_fix, context):
+    _, image = fleet_with_one_to_fix
+
+    report = handler({"action": "sweep"}, context)
+
+    (changed,) = report["changed"]
+    assert changed["before"] == {"name": "Web_02"}
+    assert next(r for r in report["results"] if r["image_id"] == image["id"])["before"] == {
+        "name": "Web_02"}
+
+
+def test_needs_attention_lists_a_cannot_fix_verdict_whatever_the_outcome(fleet_with_one_to_fix,
+                                                                         context, tmp_path):
+    fake, image = fleet_with_one_to_fix
+    fake.images[image["id"]].update(__os_version="Ubuntu 12.04 server 64bit",
+                                    hw_firmware_type="bios")
+    # the name is fixed (updated) but UEFI cannot be: a person must look at it
+
+    report = handler({"action": "sweep"}, context)
+
+    assert report["summary"] == {"updated": 1}
+    assert [a["image_id"] for a in report["needs_attention"]] == [image["id"]]
+
+
+@pytest.fixture
+def gateway(fake):
+    from imsguard.context import Credentials
+    from imsguard.ims import gateway_for
+
+    return gateway_for(None, fake.endpoint, PROJECT, Credentials("AK", "SK"))
+
+
+def test_revert_restores_what_each_attribute_held(fake, context, gateway):
+    from imsguard.revert import changes_in, revert
+
+    image = fake.add_image({"name": "Web_01", "hw_firmware_type": "bios"})
+    report = handler({"image_id": image["id"]}, context)  # renamed, uefi, multiqueue added
+    fake.reset_calls()
+
+    (undo,) = changes_in(json.loads(json.dumps(report)))
+    result = revert(undo, gateway, dry_run=False)
+
+    assert result["outcome"] == "reverted"
+    assert fake.patches[0].body == [
+        {"op": "replace", "path": "/name", "value": "Web_01"},
+        {"op": "replace", "path": "/hw_firmware_type", "value": "bios"},
+        {"op": "remove", "path": "/hw_vif_multiqueue_enabled"}]
+    restored = fake.images[image["id"]]
+    assert (restored["name"], restored["hw_firmware_type"]) == ("Web_01", "bios")
+    assert "hw_vif_multiqueue_enabled" not in restored
+
+
+def test_revert_leaves_an_image_changed_since_alone(fake, context, gateway):
+    from imsguard.revert import changes_in, revert
+
+    image = fake.add_image({"name": "Web_01"})
+    report = handler({"image_id": image["id"]}, context)
+    fake.images[image["id"]]["name"] = "renamed-by-a-person"
+    fake.reset_calls()
+
+    (undo,) = changes_in(report)
+    result = revert(undo, gateway, dry_run=False)
+
+    assert (result["outcome"], fake.patches) == ("changed_since", [])
+    assert "name changed since imsguard set them" in result["reason"]
+
+
+def test_a_dry_run_revert_sends_nothing(fake, context, gateway):
+    from imsguard.revert import changes_in, revert
+
+    image = fake.add_image({"name": "Web_01"})
+    (undo,) = changes_in(handler({"image_id": image["id"]}, context))
+    fake.reset_calls()
+
+    result = revert(undo, gateway, dry_run=True)
+
+    assert result["outcome"] == "would_revert" and result["operations"]
+    assert fake.patches == []
+
+
+@pytest.mark.parametrize(("report", "words"), [
+    ([], "a report is a JSON object"),
+    ({"results": [{"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "outcome": "updated",
+                   "operations": [{"op": "add", "path": "/x", "value": "1"}]}]},
+     "lacks an image id, its operations or its before values"),
+    ({"results": [{"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "outcome": "updated",
+                   "operations": [{"op": "add", "path": "/x", "value": "1"}], "before": {}}]},
+     "has no before value"),
+])
+def test_reports_that_cannot_be_reverted_are_refused(report, words):
+    from imsguard.revert import changes_in
+
+    with pytest.raises(ValueError, match=words):
+        changes_in(report)
