@@ -238,14 +238,15 @@ def test_package_command_defaults_to_the_templates_python(monkeypatch, capsys, t
 
     seen = {}
 
-    def fake_build(root, python_version, out_dir=None):
-        seen.update(root=root, version=python_version)
+    def fake_build(root, python_version, out_dir=None, policy=None, policy_name=None):
+        seen.update(root=root, version=python_version, policy=policy, name=policy_name)
         return package.PackageResult(tmp_path / "x.zip", 7 * 2**20, 1264, "ab" * 32)
 
     monkeypatch.setattr(package, "build_package", fake_build)
 
     assert main(["package"]) == 0
-    assert seen == {"root": ROOT, "version": "3.10"}
+    assert seen == {"root": ROOT, "version": "3.10", "policy": DEFAULT_POLICY,
+                    "name": "policy.yaml"}
     assert "7.0 MB, 1264 files, Python 3.10" in capsys.readouterr().out
 
 

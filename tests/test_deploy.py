@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,10 @@ def fgs():
 
 @pytest.fixture
 def package(tmp_path):
+    """A ZIP holding only the policy the template names: the bytes are what counts."""
     path = tmp_path / "imsguard.zip"
-    path.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty ZIP: the bytes are what counts
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("policy.yaml", (ROOT / "function/policy.yaml").read_bytes())
     return path
 
 
@@ -268,8 +271,6 @@ def test_dry_run_prints_the_plan_and_changes_nothing(capsys, package, monkeypatc
 
 
 def test_a_package_for_another_python_is_refused(tmp_path, capsys, monkeypatch):
-    import zipfile
-
     package = tmp_path / "imsguard.zip"
     with zipfile.ZipFile(package, "w") as archive:
         archive.writestr("pydantic_core/_pydantic_core.cpython-312-x86_64-linux-gnu.so", b"")

@@ -42,8 +42,46 @@ with open(out, "w") as f:
 """
 
 
+PROBE_TIMEOUT_S = 60
+
+
+def index_unreachable(folder: Path) -> str | None:
+    """Why pip cannot fetch the runtime wheels here (no network, the index is down), or
+    None: one small download, as the build makes them (pip's own configuration: index,
+    mirrors, proxies, cache), with a short timeout and no retries."""
+    requirement = next(line.split("#")[0].strip()
+                       for line in (ROOT / "requirements.txt").read_text().splitlines()
+                       if line.split("#")[0].strip())
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+               "--disable-pip-version-check", "--only-binary=:all:",
+               *(f"--platform={p}" for p in package.PLATFORMS), "--implementation", "cp",
+               "--python-version", PYTHON,
+               "--timeout", "10", "--retries", "0", "--dest", str(folder), requirement]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, errors="replace",
+                              timeout=PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return (f"the package index did not answer in {PROBE_TIMEOUT_S} s (pip download "
+                f"{requirement}): the package build tests need it")
+    if done.returncode != 0:
+        said = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        return (f"the package index is unreachable (pip download {requirement}: "
+                f"{said[-1] if said else f'exit code {done.returncode}'}): the package build "
+                "tests need it")
+    return None
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> PackageResult:
+def index(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Skips, saying why, the tests that build a real package when pip cannot reach the
+    package index (offline): they need its wheels. Probed once per run of this module."""
+    reason = index_unreachable(tmp_path_factory.mktemp("probe"))
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def built(index: None, tmp_path_factory: pytest.TempPathFactory) -> PackageResult:
     return build_package(ROOT, PYTHON, tmp_path_factory.mktemp("dist"))
 
 
@@ -102,6 +140,32 @@ def test_the_zip_entries_are_sorted_with_fixed_metadata(built, names):
     assert {i.external_attr for i in infos} == {0o100644 << 16}
     assert {i.compress_type for i in infos} == {zipfile.ZIP_DEFLATED}
     assert not [i for i in infos if i.is_dir()]
+
+
+def test_the_index_probe_says_why_the_build_tests_are_skipped(tmp_path, monkeypatch):
+    calls = []
+
+    def pip(command, **kwargs):
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 1, "", "WARNING: Retrying\nERROR: No "
+                                                           "matching distribution found\n")
+
+    monkeypatch.setattr(subprocess, "run", pip)
+    reason = index_unreachable(tmp_path)
+
+    assert reason == ("the package index is unreachable (pip download huaweicloudsdkcore==3.1.219"
+                      ": ERROR: No matching distribution found): the package build tests need it")
+    assert calls[0][1:4] == ["-m", "pip", "download"] and "--timeout" in calls[0]
+
+    def slow(command, **kwargs):
+        raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+
+    monkeypatch.setattr(subprocess, "run", slow)
+    assert "did not answer in 60 s" in index_unreachable(tmp_path)
+
+    monkeypatch.setattr(subprocess, "run",
+                        lambda command, **kw: subprocess.CompletedProcess(command, 0, "", ""))
+    assert index_unreachable(tmp_path) is None
 
 
 def test_two_builds_are_byte_identical(built, tmp_path):

@@ -63,3 +63,50 @@ def test_bad_values_are_named(monkeypatch, key, value):
 
 def test_a_context_without_getters_is_tolerated():
     assert load_settings(object()).region == "ap-southeast-1"
+
+
+def test_every_imsguard_setting_constant_is_a_known_setting():
+    from imsguard import settings
+
+    constants = {value for name, value in vars(settings).items()
+                 if name.isupper() and isinstance(value, str) and value.startswith("IMSGUARD_")}
+
+    assert constants == set(settings.KNOWN_SETTINGS)
+
+
+def test_the_environment_read_is_the_one_given(monkeypatch):
+    monkeypatch.setenv("IMSGUARD_DRY_RUN", "maybe")
+    monkeypatch.setenv("IMSGUARD_LOG_LEVEL", "LOUD")
+    context = LocalContext(user_data={"IMSGUARD_REGION": "eu-west-101", "IMSGUARD_DRY_RUN": ""})
+
+    only_given = load_settings(context, environ={})
+    other = load_settings(context, environ={"IMSGUARD_DRY_RUN": "true"})
+
+    assert (only_given.region, only_given.dry_run, only_given.project_id) == (
+        "eu-west-101", False, None)
+    assert other.dry_run is True
+    with pytest.raises(SettingsError, match="IMSGUARD_LOG_LEVEL"):
+        load_settings(context)  # the default is still the process's environment
+
+
+@pytest.mark.parametrize(("name", "suggestion"), [
+    ("IMSGUARD_DRYRUN", "IMSGUARD_DRY_RUN"), ("imsguard_dry_run", "IMSGUARD_DRY_RUN"),
+    ("IMSGUARD_SAFETY_MARGIN", "IMSGUARD_SAFETY_MARGIN_SECONDS"),
+    ("IMSGUARD_REGOIN", "IMSGUARD_REGION"), ("IMSGUARD_SWEEP_CONTINUES", "IMSGUARD_SWEEP_CONTINUE"),
+    ("IMSGUARD_POLICY_FILE", "IMSGUARD_POLICY"), ("IMSGUARD_PROJECTID", "IMSGUARD_PROJECT_ID"),
+])
+def test_a_near_miss_gets_the_setting_it_resembles(name, suggestion):
+    from imsguard.settings import setting_name_problem
+
+    assert setting_name_problem(name) == (f"{name!r} is not a known imsguard setting; did you "
+                                          f"mean {suggestion}?")
+
+
+def test_names_unlike_any_setting_get_no_guess():
+    from imsguard.settings import KNOWN_SETTINGS, setting_name_problem
+
+    assert setting_name_problem("IMSGUARD_COLOUR") == (
+        "'IMSGUARD_COLOUR' is not a known imsguard setting (the README's Settings lists them)")
+    assert setting_name_problem("PATH") == (
+        "'PATH' is not an imsguard setting (those are IMSGUARD_*)")
+    assert [n for n in KNOWN_SETTINGS if setting_name_problem(n)] == []

@@ -48,7 +48,8 @@ def write(tmp_path, change):
     (lambda d: d["function"].update(timeout=1), "function.timeout"),
     (lambda d: d["function"].update(handler="main.run"), "function.handler"),
     (lambda d: d["function"]["settings"].update(IMSGUARD_DRY_RUN="maybe"), "IMSGUARD_DRY_RUN"),
-    (lambda d: d["function"]["settings"].update(OTHER="x"), "not imsguard settings"),
+    (lambda d: d["function"]["settings"].update(OTHER="x"),
+     "function.settings.OTHER (line 25): 'OTHER' is not an imsguard setting"),
     (lambda d: d["function"]["agency"]["permissions"].append("ims:images:delete"),
      "['ims:images:delete'] are not actions imsguard's calls need"),
     (lambda d: d["function"]["agency"]["permissions"].append("ims:osVersions:list"),
@@ -141,3 +142,70 @@ def test_the_template_file_is_read_strictly(tmp_path):
         load_template(path)
 
     assert "duplicate key 'templateVersion'" in str(error.value)
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("IMSGUARD_DRYRUN", "'IMSGUARD_DRYRUN' is not a known imsguard setting; did you mean "
+                        "IMSGUARD_DRY_RUN?"),
+    ("IMSGUARD_Dry_Run", "did you mean IMSGUARD_DRY_RUN?"),
+    ("IMSGUARD_COLOUR", "'IMSGUARD_COLOUR' is not a known imsguard setting"),
+])
+def test_a_mistyped_setting_is_refused_by_name_and_line(tmp_path, name, words):
+    """The README's emergency brake, mistyped, must not deploy a function that enforces."""
+    path = write(tmp_path, lambda d: d["function"]["settings"].update({name: "true"}))
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1)
+                if text.strip().startswith(f"{name}:"))
+
+    with pytest.raises(TemplateError) as error:
+        load_template(path)
+
+    (problem,) = error.value.problems
+    assert problem.startswith(f"function.settings.{name} (line {line}): ")
+    assert words in problem
+
+
+def test_every_mistyped_setting_is_reported(tmp_path):
+    path = write(tmp_path, lambda d: d["function"]["settings"].update(
+        IMSGUARD_DRYRUN="true", IMSGUARD_REGOIN="eu-west-101"))
+
+    with pytest.raises(TemplateError) as error:
+        load_template(path)
+
+    assert [p.split(" (line")[0] for p in error.value.problems] == [
+        "function.settings.IMSGUARD_DRYRUN", "function.settings.IMSGUARD_REGOIN"]
+
+
+def test_a_setting_given_twice_is_refused_with_its_line(tmp_path):
+    text = (ROOT / "template.yaml").read_text()
+    text = text.replace('    IMSGUARD_DRY_RUN: "false"', '    IMSGUARD_DRY_RUN: "true"\n'
+                                                        '    IMSGUARD_DRY_RUN: "false"')
+    path = tmp_path / "template.yaml"
+    path.write_text(text)
+    line = next(n for n, t in enumerate(text.splitlines(), 1)
+                if t.startswith('    IMSGUARD_DRY_RUN: "false"'))
+
+    with pytest.raises(TemplateError) as error:
+        load_template(path)
+
+    assert "duplicate key 'IMSGUARD_DRY_RUN'" in str(error.value)
+    assert f"line {line}" in str(error.value)
+
+
+@pytest.mark.parametrize("environment", [
+    {"IMSGUARD_PROJECT_ID": "not-a-project"}, {"IMSGUARD_DRY_RUN": "maybe"},
+    {"IMSGUARD_LOG_LEVEL": "LOUD"}, {"IMSGUARD_FUNCTION_URN": "nope"},
+    {"IMSGUARD_SWEEP_RATE": "-1"}, {"IMSGUARD_REGION": "Not A Region"},
+])
+def test_the_developers_shell_never_changes_template_validation(tmp_path, monkeypatch,
+                                                               environment):
+    from imsguard.template import template_settings
+
+    monkeypatch.delenv("RUNTIME_PROJECT_ID")
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    # an empty value means "not set": the function then reads its own environment, not ours
+    path = write(tmp_path, lambda d: d["function"]["settings"].update(IMSGUARD_DRY_RUN=""))
+
+    assert load_template(ROOT / "template.yaml").function.settings["IMSGUARD_DRY_RUN"] == "false"
+    assert load_template(path).function.settings["IMSGUARD_DRY_RUN"] == ""
+    assert template_settings(ROOT / "template.yaml")["IMSGUARD_REGION"] == "ap-southeast-1"

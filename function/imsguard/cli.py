@@ -10,7 +10,9 @@ cloud with the SDK's credentials (HUAWEICLOUD_SDK_AK/SK) and IMSGUARD_REGION.
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import math
 import os
 import sys
 from datetime import date, datetime, timezone
@@ -21,9 +23,66 @@ from imsguard import __version__
 from imsguard.context import Credentials, LocalContext
 from imsguard.logs import log_to
 from imsguard.policy import Policy, PolicyError, load_policy
+from imsguard.settings import LOG_LEVELS
+
+RESULTS_SHOWN = 10  # entries of each list a sweep's text output shows
+DEFAULT_SWEEP_TIMEOUT_S = 3600.0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; its output stops quietly when the reader goes (``| head``)."""
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _QuietStream(sys.stdout), _QuietStream(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
+
+
+class _QuietStream(io.TextIOBase):
+    """A stream that stops writing, without a traceback, once its reader has gone
+    (``imsguard sweep | head``): the command finishes and exits with its usual status."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self._stream.write(text)
+            except BrokenPipeError:
+                self._went()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._went()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def writable(self) -> bool:
+        return True
+
+    def _went(self) -> None:
+        """Later writes are dropped; what the interpreter still holds for the descriptor
+        goes to /dev/null when it flushes on exit (else it prints the error there)."""
+        self.gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="imsguard", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"imsguard {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -35,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument("--dry-run", action="store_true", help="decide, but send no update")
     invoke.add_argument("--policy", type=Path, help="policy file (default: IMSGUARD_POLICY "
                                                    "or the built-in function/policy.yaml)")
-    invoke.add_argument("--log-level", default="WARNING",
-                        help="level of the JSON log lines, written to stderr (default WARNING)")
+    _log_level_option(invoke)
 
     validate = commands.add_parser("validate", help="check a policy file")
     validate.add_argument("policy", type=Path)
@@ -66,18 +124,22 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--limit", type=int, help="examine at most this many images")
     sweep.add_argument("--marker", help="continue after this image id (a continuation)")
     sweep.add_argument("--policy", type=Path, help="policy file (default: the built-in one)")
-    sweep.add_argument("--timeout", type=float, default=3600,
-                       help="seconds the sweep may take (default 3600)")
-    sweep.add_argument("--log-level", default="WARNING",
-                       help="level of the JSON log lines, written to stderr (default WARNING)")
+    sweep.add_argument("--timeout", type=float, default=DEFAULT_SWEEP_TIMEOUT_S,
+                       help=f"seconds the sweep may take (default {DEFAULT_SWEEP_TIMEOUT_S:g})")
+    _log_level_option(sweep)
 
     package = commands.add_parser("package", help="build the FunctionGraph ZIP in dist/")
     package.add_argument("--python-version", help="the runtime's Python, such as 3.10 "
                                                   "(default: template.yaml's runtime)")
+    package.add_argument("--policy", type=Path, help="ship this policy file (default: the one "
+                                                    "template.yaml's IMSGUARD_POLICY names)")
 
     deploy = commands.add_parser("deploy", help="create or update the function from the template")
     deploy.add_argument("--template", type=Path, help="default: template.yaml in the checkout")
-    deploy.add_argument("--package", type=Path, help="the ZIP to upload (default: build it)")
+    shipped = deploy.add_mutually_exclusive_group()
+    shipped.add_argument("--package", type=Path, help="the ZIP to upload (default: build it)")
+    shipped.add_argument("--policy", type=Path, help="build the package with this policy file "
+                                                    "(default: the one the template names)")
     deploy.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     deploy.add_argument("--fake", action="store_true", help="against the fake FunctionGraph")
 
@@ -94,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     return {"invoke": _invoke, "validate": _validate, "test": _test, "explain": _explain,
             "sweep": _sweep, "package": _package, "deploy": _deploy,
             "iam-policy": _iam_policy, "schema": _schema}[args.command](args)
+
+
+def _log_level_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS,
+                         help="level of the JSON log lines, written to stderr (any case; "
+                              "default WARNING)")
 
 
 def _load(path: Path, output: str) -> Policy | None:
@@ -157,7 +225,7 @@ def _explain(args: argparse.Namespace) -> int:
     if policy is None:
         return 1
     try:
-        image, project_id = _image_to_explain(args)
+        image, project_id, assumed = _image_to_explain(args)
     except ValueError as exc:
         return _fail(args, str(exc))
     decision = evaluate(policy, image, project_id, args.today or _today())
@@ -168,13 +236,15 @@ def _explain(args: argparse.Namespace) -> int:
         "outcome": planned.outcome, "reason": planned.reason,
         "operations": list(decision.operations), "send": list(planned.send),
         "rules": [verdict_entry(v, sent) for v in decision.verdicts],
-        "notes": list(decision.notes),
+        "notes": list(decision.notes), "assumed": assumed,
     }
     if args.output == "json":
         _print_json(report)
         return 0
-    print(f"{args.policy} on image {image.get('id')} {image.get('name')!r} "
-          f"({image.get('__os_version')}, {image.get('virtual_env_type')})")
+    print(f"{args.policy} on image {_shown(image.get('id'))} {_name(image.get('name'))} "
+          f"({_shown(image.get('__os_version'))}, {_shown(image.get('virtual_env_type'))})")
+    if assumed:
+        print(f"  not in the file, taken as in test cases: {', '.join(sorted(assumed))}")
     for rule in report["rules"]:
         fix = f"[{rule['fix']}]" if "fix" in rule else ""
         mode = " (audit)" if rule.get("mode") == "audit" else ""
@@ -189,17 +259,25 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _image_to_explain(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
-    """The image and the project to judge it for; ValueError says why there is none."""
-    if args.image is not None:
-        try:
-            image = json.loads(args.image.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read image {args.image}: {exc}") from None
-        if not isinstance(image, dict):
-            raise ValueError(f"{args.image} does not hold one image object")
-        return image, args.project_id or image.get("owner")
-    return _read_image(args.image_id, args.fake, args.project_id)
+def _image_to_explain(args: argparse.Namespace
+                      ) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
+    """The image, the project to judge it for, and the fields filled in because an image
+    file left them out; ValueError says why there is none. A file's image is completed as a
+    test case's is (an active private Ubuntu system-disk image of the project), so the two
+    commands agree on the same few lines of YAML or JSON."""
+    from imsguard.cases import CASE_PROJECT, complete_image
+
+    if args.image is None:
+        return (*_read_image(args.image_id, args.fake, args.project_id), {})
+    try:
+        given = json.loads(args.image.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read image {args.image}: {exc}") from None
+    if not isinstance(given, dict):
+        raise ValueError(f"{args.image} does not hold one image object")
+    project_id = args.project_id or given.get("owner") or CASE_PROJECT
+    image = complete_image(given, project_id)
+    return image, project_id, {k: v for k, v in image.items() if k not in given}
 
 
 def _read_image(image_id: str, fake: bool, project_id: str | None
@@ -244,6 +322,9 @@ def _sweep(args: argparse.Namespace) -> int:
     user_data = {"IMSGUARD_LOG_LEVEL": args.log_level.upper()}
     if args.policy:
         user_data["IMSGUARD_POLICY"] = str(args.policy.resolve())
+    problem = _sweep_time_problem(args.timeout, LocalContext(user_data=user_data))
+    if problem:
+        return _fail(args, problem)
     log_to("stderr")
     context = LocalContext(user_data=user_data, timeout_ms=int(args.timeout * 1000))
     fake = None
@@ -257,7 +338,7 @@ def _sweep(args: argparse.Namespace) -> int:
     show = args.output == "text" and sys.stderr.isatty()
     app.PROGRESS = _progress_line if show else None
     try:
-        report = app.handler({"action": "sweep", **options}, context)
+        report = _call_handler({"action": "sweep", **options}, context)
     finally:
         app.PROGRESS = None
         if fake is not None:
@@ -267,8 +348,37 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.output == "json":
         _print_json(report)
     else:
-        _print_sweep(report, fake)
+        _print_sweep(report, fake, _resume_command(args), args.timeout)
     return 0 if report.get("status") == "ok" else 1
+
+
+def _sweep_time_problem(timeout: float, context: LocalContext) -> str | None:
+    """Why a sweep could not do anything in ``timeout`` seconds: the safety margin it keeps
+    back for the report takes all of it."""
+    from imsguard.settings import SAFETY_MARGIN, SettingsError, load_settings
+
+    try:
+        margin = load_settings(context).safety_margin_s
+    except SettingsError:
+        return None  # the handler reports broken settings, as in the cloud
+    if not math.isfinite(timeout) or timeout <= margin:
+        return (f"--timeout {timeout:g} s leaves no time: the sweep keeps the last "
+                f"{margin:g} s ({SAFETY_MARGIN}) for its report, so give a --timeout longer "
+                f"than {margin:g} s")
+    return None
+
+
+def _resume_command(args: argparse.Namespace) -> list[str]:
+    """The options to run this sweep again with, without its --marker and --timeout."""
+    command = ["imsguard", "sweep"]
+    if args.fake:
+        command += ["--fake"] + (["--images", str(args.images)] if args.images else [])
+    command += ["--dry-run"] if args.dry_run else []
+    for flag, value in (("--since", args.since), ("--limit", args.limit),
+                        ("--policy", args.policy)):
+        if value is not None:
+            command += [flag, str(value)]
+    return command
 
 
 _progress_counts: dict[str, int] = {}
@@ -280,57 +390,153 @@ def _progress_line(counts: dict[str, int]) -> None:
     print(f"\r  {shown}", end="", file=sys.stderr, flush=True)
 
 
-def _print_sweep(report: dict[str, Any], fake: Any) -> None:
+def _print_sweep(report: dict[str, Any], fake: Any, command: list[str], timeout: float
+                 ) -> None:
+    """Counts come from the report's summary, which counts every image; its lists stop at
+    IMSGUARD_RESULTS_LIMIT entries, and this shows the first few of each."""
     target = f"fake IMS ({len(fake.images)} images)" if fake else "the cloud"
     print(f"imsguard {__version__}: {report.get('trigger', 'sweep')} against {target}")
     if report.get("status") not in ("ok", "error") or "examined" not in report:
         print(f"  {report.get('status')}: {report.get('reason')}")
+        for problem in report.get("problems", []):
+            print(f"    - {problem}")
         return
     dry = " (dry run)" if report.get("dry_run") else ""
     print(f"  examined {report['examined']} image(s){dry}")
-    print(f"\n  {'outcome':<16}{'images':>8}")
-    for outcome, count in report["summary"].items():
-        print(f"  {outcome:<16}{count:>8}")
+    summary = report["summary"]
+    if summary:
+        print(f"\n  {'outcome':<16}{'images':>8}")
+        for outcome, count in summary.items():
+            print(f"  {outcome:<16}{count:>8}")
     statuses = ["compliant", "violation", "not_applicable", "exempt", "error"]
-    print(f"\n  {'rule':<24}" + "".join(f"{s:>16}" for s in statuses))
+    if report["rules"]:
+        print(f"\n  {'rule':<24}" + "".join(f"{s:>16}" for s in statuses))
     for rule, counts in report["rules"].items():
         print(f"  {rule:<24}" + "".join(f"{counts.get(s, 0):>16}" for s in statuses))
-    for title, key in (("changed", "changed"), ("needs a human", "needs_attention")):
-        items = report[key]
-        if items:
-            print(f"\n  {title}: {len(items)}" + (" (first 10)" if len(items) > 10 else ""))
-            for item in items[:10]:
-                print(f"    {item['image_id']} {item.get('image_name')!r}: {item['reason']}")
+    truncated = bool(report.get("truncated"))
+    _print_images("changed", report.get("changed", []), summary.get("updated", 0))
+    _print_images("would change", report.get("would_change", []),
+                  summary.get("would_update", 0))
+    attention = report.get("needs_attention", [])
+    _print_images("needs a human", attention, None if truncated else len(attention))
+    if truncated:
+        print(f"\n  the report's lists stop at {len(report.get('results', []))} entries "
+              "(IMSGUARD_RESULTS_LIMIT); the counts above and the log cover every image")
     for key in ("guardrail", "error"):
         if key in report:
             print(f"\n  {key}: {report[key]}")
     if "continuation" in report:
-        continuation = report["continuation"]
-        print(f"\n  not finished ({continuation['reason']}): continue with "
-              f"--marker {continuation['marker']}")
+        _print_resume(report, command, timeout)
+
+
+def _print_images(title: str, items: list[dict[str, Any]], total: int | None) -> None:
+    """A list of images: how many there are (None: not known, as the list was cut), and
+    the first few."""
+    if not items and not total:
+        return
+    if total is None:
+        count = f"{len(items)} listed, perhaps more (the report's lists are truncated)"
+    elif len(items) < total:
+        count = f"{total} (the report lists {len(items)})"
+    else:
+        count = str(total)
+    shown = items[:RESULTS_SHOWN]
+    first = f", the first {len(shown)}" if len(shown) < len(items) else ""
+    print(f"\n  {title}: {count}{first}:")
+    for item in shown:
+        operations = ", ".join(f"{op.get('op')} {op.get('path')} = {op.get('value')!r}"
+                               for op in item.get("operations") or [])
+        print(f"    {item.get('image_id')} {_name(item.get('image_name'))}: {item.get('reason')}"
+              + (f" ({operations})" if operations else ""))
+
+
+def _print_resume(report: dict[str, Any], command: list[str], timeout: float) -> None:
+    """How to go on: the marker to resume at, or (none: nothing was finished) a rerun."""
+    continuation = report["continuation"]
+    continued = report.get("continued") or {}
+    if continued.get("started"):
+        print(f"\n  not finished ({continuation['reason']}): continued in a new invocation "
+              f"(request id {continued.get('request_id')})")
+        return
+    marker = continuation.get("marker")
+    if marker:
+        if timeout != DEFAULT_SWEEP_TIMEOUT_S:
+            command = [*command, "--timeout", f"{timeout:g}"]
+        how = f"continue with: {' '.join(command)} --marker {marker}"
+    elif continuation.get("cause") == "time":
+        how = (f"no image was finished in time: run `{' '.join(command)}` again with a "
+               f"--timeout longer than {timeout:g} s")
+    else:
+        how = f"run the sweep again from the start: {' '.join(command)}"
+    print(f"\n  not finished ({continuation['reason']}): {how}")
 
 
 def _package(args: argparse.Namespace) -> int:
-    """The ZIP to upload: the code root and the runtime dependencies for its Python."""
-    from imsguard.package import PackageError, build_package
+    """The ZIP to upload: the code root, the policy (checked first) and the runtime
+    dependencies for the template's Python."""
+    from imsguard.package import PackageError, build_package, check_python_version
     from imsguard.template import TemplateError, load_template
 
-    root = Path(__file__).resolve().parents[2]  # a source checkout: requirements.txt is there
-    version = args.python_version
+    root = _checkout()
     try:
-        if version is None:
-            version = load_template(root / "template.yaml").function.runtime.removeprefix(
-                "Python")
-        result = build_package(root, version)
+        template = load_template(root / "template.yaml")
+        version = check_python_version(args.python_version or
+                                       template.function.runtime.removeprefix("Python"))
+        name, source = _shipped_policy(args, template, root)
     except (PackageError, TemplateError) as exc:
+        return _fail(args, str(exc))
+    checked, problems = _check_shipped_policy(name, source)
+    if problems:
+        return _fail(args, problems[0], problems[1:])
+    try:
+        result = build_package(root, version, policy=source, policy_name=name)
+    except PackageError as exc:
         return _fail(args, str(exc))
     if args.output == "json":
         _print_json({"path": str(result.path), "size": result.size, "files": result.files,
-                     "sha256": result.sha256, "python_version": version})
+                     "sha256": result.sha256, "python_version": version, "policy": checked})
     else:
         print(f"{result.path}: {result.size / 2**20:.1f} MB, {result.files} files, "
               f"Python {version}, sha256 {result.sha256}")
+        print(f"  {_policy_line(checked)}")
     return 0
+
+
+def _checkout() -> Path:
+    """The source checkout this runs from: template.yaml and requirements.txt are there."""
+    return Path(__file__).resolve().parents[2]
+
+
+def _shipped_policy(args: argparse.Namespace, template: Any, root: Path) -> tuple[str, Path]:
+    """The policy a package holds: its name inside the package (the template's
+    IMSGUARD_POLICY, relative to the code root; the function loads that) and the file whose
+    bytes go in (--policy, else that file in the checkout's code root)."""
+    from imsguard.package import DEFAULT_POLICY_NAME, check_policy_name
+    from imsguard.settings import POLICY
+
+    function = template.function
+    name = check_policy_name(function.settings.get(POLICY) or DEFAULT_POLICY_NAME)
+    return name, args.policy or root / function.codeRoot / name
+
+
+def _check_shipped_policy(name: str, source: Path) -> tuple[dict[str, Any], list[str]]:
+    """What shipping the policy ``source`` as ``name`` would ship, and every reason it must
+    not: it does not load, or a case in the cases file beside it fails."""
+    from imsguard.cases import check_policy
+
+    checked = check_policy(source, _today())
+    why = "does not load" if checked.cases is None else "fails its cases"
+    problems = [f"the policy {source} {why}: nothing was built or deployed",
+                *checked.problems] if checked.problems else []
+    return {"file": str(source), "packaged_as": name,
+            "cases": str(checked.cases) if checked.cases else None,
+            "cases_passed": checked.passed}, problems
+
+
+def _policy_line(checked: dict[str, Any]) -> str:
+    cases = (f"{checked['cases_passed']} case(s) of {checked['cases']} pass" if checked["cases"]
+             else "no cases file beside it")
+    return f"policy {checked['file']} (as {checked['packaged_as']}): valid, {cases}"
 
 
 def _deploy(args: argparse.Namespace) -> int:
@@ -340,11 +546,18 @@ def _deploy(args: argparse.Namespace) -> int:
     from imsguard.package import PackageError, build_package, python_of
     from imsguard.template import TemplateError, load_template
 
-    root = Path(__file__).resolve().parents[2]
+    root = _checkout()
+    checked = None
     try:  # everything is checked before the first API call
         template = load_template(args.template or root / "template.yaml")
         python = template.function.runtime.removeprefix("Python")
-        package = args.package or build_package(root, python).path
+        name, source = _shipped_policy(args, template, root)
+        if args.package is None:  # a package's policy was checked when it was built
+            checked, problems = _check_shipped_policy(name, source)
+            if problems:
+                return _fail(args, problems[0], problems[1:])
+        package = args.package or build_package(root, python, policy=source,
+                                                policy_name=name).path
     except (TemplateError, PackageError) as exc:
         return _fail(args, str(exc))
     if not package.is_file():
@@ -354,6 +567,9 @@ def _deploy(args: argparse.Namespace) -> int:
         return _fail(args, f"{package} was built for Python {built_for}, the template's runtime "
                            f"is {template.function.runtime}: build it with "
                            f"`imsguard package --python-version {python}`")
+    missing = _not_in_package(package, name)
+    if missing:
+        return _fail(args, missing)
     region = template.function.settings.get("IMSGUARD_REGION") or os.environ.get(
         "HUAWEICLOUD_SDK_REGION")
     if not region:
@@ -385,16 +601,33 @@ def _deploy(args: argparse.Namespace) -> int:
     finally:
         if fake is not None:
             fake.stop()
-    _print_steps(args, done, None, deployer.urn)
+    _print_steps(args, done, None, deployer.urn, checked)
     return 0
 
 
+def _not_in_package(package: Path, name: str) -> str | None:
+    """Why the function could not run from this package: it is no ZIP, or it lacks the
+    policy the settings name (every invocation would then fail)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(package) as archive:
+            names = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        return f"{package} is not a ZIP package: {exc}"
+    if name not in names:
+        return (f"{package} holds no {name}, the policy the template's IMSGUARD_POLICY names: "
+                "build the package with `imsguard package`")
+    return None
+
+
 def _print_steps(args: argparse.Namespace, steps: list[Any], error: Any,
-                 urn: str | None = None) -> None:
+                 urn: str | None = None, policy: dict[str, Any] | None = None) -> None:
     writes = [s for s in steps if s.action != "keep"]
     if args.output == "json":
         report = {"dry_run": args.dry_run, "function_urn": urn,
-                  "steps": [s.describe() for s in steps], "writes": len(writes)}
+                  "steps": [s.describe() for s in steps], "writes": len(writes),
+                  "policy": policy}
         if error is not None:
             report.update(error=str(error), done=[s.describe() for s in error.done],
                           not_done=[s.describe() for s in error.left])
@@ -410,6 +643,8 @@ def _print_steps(args: argparse.Namespace, steps: list[Any], error: Any,
         return
     verb = "would" if args.dry_run else "did"
     print(f"imsguard deploy {'(dry run) ' if args.dry_run else ''}{urn}")
+    if policy is not None:
+        print(f"  {_policy_line(policy)}")
     for step in steps:
         print(f"  {step.action:<8} {step.what}: {step.detail}")
     print(f"  {len(writes)} change(s) {verb} reach FunctionGraph" if writes else
@@ -449,12 +684,25 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fail(args: argparse.Namespace, message: str) -> int:
-    """Bad input (exit 2): said on stderr, and as JSON on stdout with --output json."""
+def _fail(args: argparse.Namespace, message: str, problems: list[str] | None = None) -> int:
+    """Bad input (exit 2): said on stderr, every problem on a line of its own, and as JSON
+    on stdout with --output json."""
     if getattr(args, "output", "text") == "json":
-        _print_json({"error": message})
+        _print_json({"error": message, **({"problems": problems} if problems else {})})
     print(f"imsguard: {message}", file=sys.stderr)
+    for problem in problems or ():
+        print(f"  - {problem}", file=sys.stderr)
     return 2
+
+
+def _shown(value: Any) -> str:
+    """A value for people: "not set" rather than None."""
+    return "not set" if value is None else str(value)
+
+
+def _name(value: Any) -> str:
+    """An image's name for people, quoted; "(no name)" when it has none."""
+    return "(no name)" if value is None else repr(value)
 
 
 def _today() -> date:
@@ -468,7 +716,7 @@ def _print_json(data: Any) -> None:
 
 def _invoke(args: argparse.Namespace) -> int:
     try:
-        event = json.loads(args.event.read_text(encoding="utf-8"))
+        event = json.loads(args.event.read_text(encoding="utf-8-sig"))  # a BOM is fine
     except (OSError, ValueError) as exc:
         return _fail(args, f"cannot read event {args.event}: {exc}")
     user_data = {"IMSGUARD_LOG_LEVEL": args.log_level.upper()}
@@ -477,11 +725,11 @@ def _invoke(args: argparse.Namespace) -> int:
     if args.policy:
         user_data["IMSGUARD_POLICY"] = str(args.policy.resolve())
     log_to("stderr")
-    from imsguard.app import TransientFailure, handler
+    from imsguard.app import TransientFailure
 
     if not args.fake:
         try:
-            result = handler(event, LocalContext(user_data=user_data))
+            result = _call_handler(event, LocalContext(user_data=user_data))
         except TransientFailure as exc:
             return _fail(args, f"{exc} (FunctionGraph would retry the event)")
         _print(args, result, None)
@@ -491,11 +739,24 @@ def _invoke(args: argparse.Namespace) -> int:
     fake = _point_at_fake(context, sample_events=True)
     with fake:
         try:
-            result = handler(event, context)
+            result = _call_handler(event, context)
         except TransientFailure as exc:
             return _fail(args, f"{exc} (FunctionGraph would retry the event)")
     _print(args, result, fake)
     return _exit_status(result)
+
+
+def _call_handler(event: Any, context: LocalContext) -> dict[str, Any]:
+    """The handler's report; when it raises InvalidPolicy (as it does on every invocation
+    while the policy does not load), a report saying so, with every problem."""
+    from imsguard import app
+
+    try:
+        return app.handler(event, context)
+    except app.InvalidPolicy as exc:
+        return {"status": "error", "reason": f"{exc} (the handler raised: in FunctionGraph "
+                                             "every invocation fails until the policy is fixed)",
+                "problems": exc.problems, "results": []}
 
 
 def _point_at_fake(context: LocalContext, sample_events: bool = False) -> Any:
@@ -535,7 +796,7 @@ def _print(args: argparse.Namespace, result: dict[str, Any], fake: Any) -> None:
         elif entry.get("job_id"):
             subject = f"job {entry['job_id']}"
         else:
-            subject = f"images named {entry.get('name')!r}"
+            subject = f"images named {_name(entry.get('name'))}"
         print(f"\n  {subject}: {entry['outcome'].upper()} ({entry['reason']})")
         for verdict in entry.get("rules", []):
             fix = f" [{verdict['fix']}]" if verdict.get("fix") else ""

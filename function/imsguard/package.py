@@ -21,11 +21,14 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 MAX_ZIP_BYTES = 40 * 1024 * 1024  # the FunctionGraph console's upload limit
-PLATFORM = "manylinux2014_x86_64"  # the FunctionGraph runtimes: Linux on x86_64
+# The FunctionGraph runtimes: Linux on x86_64. Wheels for glibc 2.17 (manylinux2014) are
+# preferred; a dependency that ships only glibc 2.28 wheels (google-re2) is taken as such,
+# so the runtime's glibc must be 2.28 or newer (an assumption: FunctionGraph does not say).
+PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 PIP_TIMEOUT_S = 1800
 STDERR_LINES = 20  # lines of pip's stderr a PackageError quotes
 
@@ -36,8 +39,10 @@ _PYTHON_VERSION = re.compile(r"3\.(\d{2})")  # used with fullmatch: 3.10, 3.12, 
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*")
 
 # Code root: what goes in, and what under imsguard/ stays out (only tests use it:
-# testing.py imports the dev-only ``responses``; samples/ seeds the fake IMS).
-_CODE_FILES = ("index.py", "policy.yaml")
+# testing.py imports the dev-only ``responses``; samples/ seeds the fake IMS). The policy
+# goes in as the template's IMSGUARD_POLICY names it (default policy.yaml).
+_CODE_FILES = ("index.py",)
+DEFAULT_POLICY_NAME = "policy.yaml"
 _CODE_PACKAGE = "imsguard"
 _TEST_ONLY = ("imsguard/testing.py", "imsguard/samples/")
 # pip writes these at install time; they describe the install (files we drop, the
@@ -56,18 +61,27 @@ class PackageResult(NamedTuple):
     sha256: str  # hex digest of the zip
 
 
-def build_package(root: Path, python_version: str, out_dir: Path | None = None) -> PackageResult:
+def build_package(root: Path, python_version: str, out_dir: Path | None = None,
+                  policy: Path | None = None,
+                  policy_name: str = DEFAULT_POLICY_NAME) -> PackageResult:
     """Build ``<out_dir>/imsguard-<version>.zip`` for FunctionGraph's ``python_version``
     ("3.10", "3.12", ...) from the repository at ``root``; ``out_dir`` defaults to
-    ``root / "dist"``. Raises PackageError (and leaves no zip behind) if the version is
-    not a Python 3 minor version from 3.10 on, pip fails, or the zip is over 40 MB."""
+    ``root / "dist"``. The policy file ``policy`` (default: the code root's ``policy_name``)
+    goes in as ``policy_name``, the path the function's IMSGUARD_POLICY names, relative to
+    the code root; checking it is the caller's (this module needs the standard library
+    alone). Raises PackageError (and leaves no zip behind) if the version is not a Python 3
+    minor version from 3.10 on, pip fails, or the zip is over 40 MB."""
     python_version = check_python_version(python_version)
+    policy_name = check_policy_name(policy_name)
     root = Path(root).resolve()
     code_root = root / "function"
     requirements = root / "requirements.txt"
     for needed in (requirements, code_root / "index.py", code_root / _CODE_PACKAGE):
         if not needed.exists():
             raise PackageError(f"{needed} is missing; is {root} the imsguard repository?")
+    policy = Path(policy) if policy is not None else code_root / policy_name
+    if not policy.is_file():
+        raise PackageError(f"no policy file at {policy}")
     version = read_version(code_root / _CODE_PACKAGE / "__init__.py")
     out_dir = Path(out_dir) if out_dir is not None else root / "dist"
 
@@ -77,6 +91,7 @@ def build_package(root: Path, python_version: str, out_dir: Path | None = None) 
         entries: dict[str, Path] = {}
         _add(entries, _dependency_files(target), "the dependencies")
         _add(entries, _code_files(code_root), "the code root")
+        _add(entries, iter([(policy_name, policy)]), "the policy")
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"imsguard-{version}.zip"
         _write_zip(path, entries)
@@ -103,6 +118,18 @@ def python_of(package: Path) -> str | None:
         if match:
             return f"3.{match.group(1)}"
     return None
+
+
+def check_policy_name(name: str) -> str:
+    """The policy's path inside the package ("policy.yaml", "policies/team.yaml"), as
+    IMSGUARD_POLICY gives it relative to the code root; PackageError for a path the
+    package cannot hold (absolute, or leaving the code root)."""
+    path = PurePosixPath(name) if isinstance(name, str) else None
+    if (path is None or not name.strip() or path.is_absolute() or "\\" in name
+            or ".." in path.parts or path.name in ("", ".")):
+        raise PackageError(f"IMSGUARD_POLICY={name!r}: the policy ships inside the package, so "
+                           "it must be a path relative to the code root, such as policy.yaml")
+    return path.as_posix()
 
 
 def check_python_version(python_version: str) -> str:
@@ -142,7 +169,7 @@ def install_dependencies(requirements: Path, python_version: str, target: Path) 
     command = [
         sys.executable, "-m", "pip", "install",
         "--quiet", "--disable-pip-version-check", "--no-compile", "--no-deps",
-        "--only-binary=:all:", "--platform", PLATFORM, "--implementation", "cp",
+        "--only-binary=:all:", *(f"--platform={p}" for p in PLATFORMS), "--implementation", "cp",
         "--python-version", check_python_version(python_version),
         "--target", str(target), "-r", str(requirements),
     ]
@@ -173,7 +200,8 @@ def _dependency_files(target: Path) -> Iterator[tuple[str, Path]]:
 
 
 def _code_files(code_root: Path) -> Iterator[tuple[str, Path]]:
-    """index.py, policy.yaml and the imsguard package, minus what only tests use."""
+    """index.py and the imsguard package, minus what only tests use (the policy is added
+    on its own, under the name the settings give it)."""
     for name in _CODE_FILES:
         path = code_root / name
         if not path.is_file():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -34,6 +35,14 @@ FUNCTION_URN = "IMSGUARD_FUNCTION_URN"  # the function to continue a sweep with
 FGS_ENDPOINT = "IMSGUARD_FGS_ENDPOINT"  # FunctionGraph endpoint URL (default: the region's)
 DEFAULT_MAX_WAIT_S = 900.0  # longer creations are deferred (a later event or sweep checks them)
 
+# Every IMSGUARD_* setting, in one place: the template refuses any other IMSGUARD_* name, so
+# a typo such as IMSGUARD_DRYRUN cannot deploy a function that silently enforces.
+KNOWN_SETTINGS = frozenset({
+    REGION, POLICY, DRY_RUN, IMS_ENDPOINT, PROJECT_ID, LOG_LEVEL, SAFETY_MARGIN, UEFI_FROM_IMS,
+    MAX_WAIT, SWEEP_CONCURRENCY, SWEEP_RATE, SWEEP_PAGE_SIZE, SWEEP_CONTINUE, SWEEP_MAX_HOPS,
+    RESULTS_LIMIT, FUNCTION_URN, FGS_ENDPOINT,
+})
+
 CODE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY = CODE_ROOT / "policy.yaml"
 
@@ -42,7 +51,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 _PROJECT_ID = re.compile(r"[0-9a-f]{32}")  # patterns here are used with fullmatch
 _REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+")
 _ENDPOINT = re.compile(r"https?://[A-Za-z0-9.\-]+(:\d+)?/?")
-_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_LOG_LEVELS = set(LOG_LEVELS)
 
 
 class SettingsError(ValueError):
@@ -69,13 +79,30 @@ class Settings(NamedTuple):
     fgs_endpoint: str | None = None
 
 
-def read_setting(context: Any, key: str) -> str | None:
-    """User data wins over the environment; empty values count as unset."""
+def read_setting(context: Any, key: str, environ: Mapping[str, str] | None = None
+                 ) -> str | None:
+    """User data wins over the environment (``environ``, default ``os.environ``); empty
+    values count as unset."""
     value = call_getter(context, "getUserData", key)
     if isinstance(value, str) and value:
         return value
-    value = os.environ.get(key, "").strip()
+    value = (os.environ if environ is None else environ).get(key, "").strip()
     return value or None
+
+
+def setting_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a known setting (with the known name it is probably a typo of),
+    or None when it is one."""
+    import difflib  # only tools check names: kept out of the function's cold start
+
+    if name in KNOWN_SETTINGS:
+        return None
+    close = difflib.get_close_matches(name.upper(), sorted(KNOWN_SETTINGS), n=1, cutoff=0.8)
+    if close:
+        return f"{name!r} is not a known imsguard setting; did you mean {close[0]}?"
+    if not name.startswith("IMSGUARD_"):
+        return f"{name!r} is not an imsguard setting (those are IMSGUARD_*)"
+    return f"{name!r} is not a known imsguard setting (the README's Settings lists them)"
 
 
 def parse_bool(key: str, value: str | None) -> bool:
@@ -100,50 +127,59 @@ def resolve_policy_path(value: str | None) -> Path:
     return CODE_ROOT / path
 
 
-def load_settings(context: Any) -> Settings:
-    """Read and check every setting; raise SettingsError naming the bad one."""
-    region = read_setting(context, REGION)
+def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting; raise SettingsError naming the bad one. ``environ``
+    (default ``os.environ``) is where unset user data falls back to: ``{}`` checks the given
+    values alone, as the template check does (never the developer's shell)."""
+
+    def read(key: str) -> str | None:
+        return read_setting(context, key, environ)
+
+    region = read(REGION)
     if region is not None and not _REGION.fullmatch(region):
         raise SettingsError(f"{REGION}={region!r} is not a region id such as 'ap-southeast-1'")
-    project_id = read_setting(context, RUNTIME_PROJECT_ID) or read_setting(context, PROJECT_ID)
+    project_id = read(RUNTIME_PROJECT_ID) or read(PROJECT_ID)
     if project_id is not None and not _PROJECT_ID.fullmatch(project_id):
         raise SettingsError(f"project id {project_id!r} is not 32 lower-case hex characters")
-    endpoint = _endpoint(context, IMS_ENDPOINT)
-    log_level = (read_setting(context, LOG_LEVEL) or "INFO").upper()
+    endpoint = _endpoint(read, IMS_ENDPOINT)
+    log_level = (read(LOG_LEVEL) or "INFO").upper()
     if log_level not in _LOG_LEVELS:
         raise SettingsError(f"{LOG_LEVEL}={log_level!r} is not one of {sorted(_LOG_LEVELS)}")
     return Settings(
         region=region,
         project_id=project_id,
-        policy_path=resolve_policy_path(read_setting(context, POLICY)),
-        dry_run=parse_bool(DRY_RUN, read_setting(context, DRY_RUN)),
+        policy_path=resolve_policy_path(read(POLICY)),
+        dry_run=parse_bool(DRY_RUN, read(DRY_RUN)),
         ims_endpoint=endpoint,
         log_level=log_level,
-        safety_margin_s=_number(context, SAFETY_MARGIN, DEFAULT_SAFETY_MARGIN_S, 0, 3600),
-        max_wait_s=_number(context, MAX_WAIT, DEFAULT_MAX_WAIT_S, 0, 259_200),
-        uefi_from_ims=parse_bool(UEFI_FROM_IMS, read_setting(context, UEFI_FROM_IMS)),
-        sweep_concurrency=int(_number(context, SWEEP_CONCURRENCY, 4, 1, 32, whole=True)),
-        sweep_rate=_number(context, SWEEP_RATE, 20, 0.1, 1000),
-        sweep_page_size=int(_number(context, SWEEP_PAGE_SIZE, 500, 1, 1000, whole=True)),
-        sweep_continue=parse_bool(SWEEP_CONTINUE, read_setting(context, SWEEP_CONTINUE)),
-        sweep_max_hops=int(_number(context, SWEEP_MAX_HOPS, 10, 0, 1000, whole=True)),
-        results_limit=int(_number(context, RESULTS_LIMIT, 1000, 0, 100_000, whole=True)),
-        function_urn=_function_urn(context),
-        fgs_endpoint=_endpoint(context, FGS_ENDPOINT),
+        safety_margin_s=_number(read, SAFETY_MARGIN, DEFAULT_SAFETY_MARGIN_S, 0, 3600),
+        max_wait_s=_number(read, MAX_WAIT, DEFAULT_MAX_WAIT_S, 0, 259_200),
+        uefi_from_ims=parse_bool(UEFI_FROM_IMS, read(UEFI_FROM_IMS)),
+        sweep_concurrency=int(_number(read, SWEEP_CONCURRENCY, 4, 1, 32, whole=True)),
+        sweep_rate=_number(read, SWEEP_RATE, 20, 0.1, 1000),
+        sweep_page_size=int(_number(read, SWEEP_PAGE_SIZE, 500, 1, 1000, whole=True)),
+        sweep_continue=parse_bool(SWEEP_CONTINUE, read(SWEEP_CONTINUE)),
+        sweep_max_hops=int(_number(read, SWEEP_MAX_HOPS, 10, 0, 1000, whole=True)),
+        results_limit=int(_number(read, RESULTS_LIMIT, 1000, 0, 100_000, whole=True)),
+        function_urn=_function_urn(read),
+        fgs_endpoint=_endpoint(read, FGS_ENDPOINT),
     )
 
 
-def _endpoint(context: Any, key: str) -> str | None:
-    endpoint = read_setting(context, key)
+Reader = Callable[[str], str | None]
+
+
+def _endpoint(read: Reader, key: str) -> str | None:
+    endpoint = read(key)
     if endpoint is not None and not _ENDPOINT.fullmatch(endpoint):
         raise SettingsError(f"{key}={endpoint!r} is not an endpoint URL such as "
                             "'https://ims.ap-southeast-1.myhuaweicloud.com'")
     return endpoint.rstrip("/") if endpoint else None
 
 
-def _number(context: Any, key: str, default: float, least: float, most: float,
+def _number(read: Reader, key: str, default: float, least: float, most: float,
             whole: bool = False) -> float:
-    text = read_setting(context, key)
+    text = read(key)
     if text is None:
         return default
     try:
@@ -160,8 +196,8 @@ _URN = re.compile(r"urn:fss:[a-z0-9-]+:[0-9a-f]{32}:function:[A-Za-z0-9_-]+:[A-Z
                   r"(:[A-Za-z0-9_.-]+)?")
 
 
-def _function_urn(context: Any) -> str | None:
-    urn = read_setting(context, FUNCTION_URN)
+def _function_urn(read: Reader) -> str | None:
+    urn = read(FUNCTION_URN)
     if urn is not None and not _URN.fullmatch(urn):
         raise SettingsError(f"{FUNCTION_URN}={urn!r} is not a function URN such as "
                             "urn:fss:ap-southeast-1:<project id>:function:default:imsguard:latest")

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from imsguard.context import LocalContext
 from imsguard.events import IMAGE_TRACES, Sweep, parse_event
 from imsguard.permissions import actions, all_permissions, needed, optional_actions
 from imsguard.policy import line_of, yaml_loader
-from imsguard.settings import SettingsError, load_settings
+from imsguard.settings import SettingsError, load_settings, setting_name_problem
 
 MEMORY_SIZES = (128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096)
 # <service>:<resource type>:<trace name>, as FunctionGraph's CTS trigger takes operations.
@@ -34,6 +34,17 @@ class TemplateError(ValueError):
     def __init__(self, source: str, problems: list[str]):
         self.problems = problems
         super().__init__(f"invalid template {source}: " + "; ".join(problems))
+
+
+def _setting_name(name: str) -> str:
+    problem = setting_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+# A settings key: reported by name and line when it is not a known IMSGUARD_* setting.
+SettingName = Annotated[str, AfterValidator(_setting_name)]
 
 
 class _Strict(BaseModel):
@@ -57,7 +68,7 @@ class Function(_Strict):
     memorySize: int
     timeout: int = Field(ge=3, le=259_200)
     agency: Agency
-    settings: dict[str, str] = Field(default_factory=dict)
+    settings: dict[SettingName, str] = Field(default_factory=dict)
 
     @field_validator("memorySize")
     @classmethod
@@ -73,12 +84,14 @@ class Function(_Strict):
 
 
 def check_settings(values: dict[str, str]) -> dict[str, str]:
-    """The function's settings, as imsguard's own settings loader reads them."""
-    unknown = sorted(k for k in values if not k.startswith("IMSGUARD_"))
-    if unknown:
-        raise ValueError(f"{unknown} are not imsguard settings (IMSGUARD_*)")
+    """The function's settings: known names, values as imsguard's own settings loader reads
+    them. Only these values count: the developer's shell environment is never read (the
+    function will not have it)."""
+    problems = [p for p in map(setting_name_problem, sorted(values)) if p is not None]
+    if problems:
+        raise ValueError("; ".join(problems))
     try:
-        load_settings(LocalContext(user_data=values))
+        load_settings(LocalContext(user_data=values), environ={})
     except SettingsError as exc:
         raise ValueError(str(exc)) from None
     return values
@@ -237,7 +250,10 @@ def _read(path: Path) -> Any:
 
 
 def _field(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A field's place, without the trigger type pydantic adds to a trigger's fields."""
+    """A field's place, without the trigger type pydantic adds to a trigger's fields, nor
+    the "[key]" it adds to a mapping key's."""
+    if loc and loc[-1] == "[key]":
+        loc = loc[:-1]
     if len(loc) > 2 and loc[0] == "triggers" and loc[2] in ("CTS", "TIMER"):
         return (*loc[:2], *loc[3:])
     return tuple(loc)
