@@ -31,3 +31,12 @@ def test_example_policy_passes_its_cases(cases, capsys):
     out = capsys.readouterr().out
     assert status == 0, out
     assert " 0 failed" in out
+
+
+def test_the_readmes_complete_example_is_the_example_policy():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    head = "### A complete example (`tests/policies/platform-team.yaml`)\n\n```yaml\n"
+    start = readme.index(head) + len(head)
+
+    assert readme[start:readme.index("```", start)] == (HERE / "platform-team.yaml").read_text(
+        encoding="utf-8")

@@ -347,7 +347,7 @@ def name_fix(rule: NameRule, image: dict[str, Any]) -> tuple[str | None, str]:
     name = attribute_text(image.get("name")) or ""
     source = render_template(rule.template or "", image) if rule.fix == "template" else name
     candidates = [_ims_safe(source)] if rule.fix == "template" else []
-    if CJK.search(source):  # kept where the pattern allows them (IMS names may hold them)
+    if re.search(CJK, source):  # kept where the pattern allows them (IMS names may hold them)
         candidates.append(normalize_name(source, keep_cjk=True))
     candidates.append(normalize_name(source))
     reasons = []
@@ -359,8 +359,9 @@ def name_fix(rule: NameRule, image: dict[str, Any]) -> tuple[str | None, str]:
     return None, "; ".join(reasons)
 
 
-CJK = re.compile("[\u4e00-\u9fff]")  # the Chinese characters IMS allows in names
-_NOT_ASCII = re.compile("[^\x00-\x7f]+")
+# Compiled on first use (re caches them): a Unicode class costs a millisecond to compile.
+CJK = "[\u4e00-\u9fff]"  # the Chinese characters IMS allows in names
+NOT_ASCII = "[^\x00-\x7f]+"
 
 
 def name_problem(name: str) -> str | None:
@@ -384,9 +385,9 @@ def transliterate(text: str, keep_cjk: bool = False) -> str:
     def ascii_of(match: re.Match[str]) -> str:
         run = match.group()
         if keep_cjk:
-            return "".join(c if CJK.match(c) else anyascii(c) for c in run)
-        return "".join(f" {anyascii(c)} " if CJK.match(c) else anyascii(c) for c in run)
-    return _NOT_ASCII.sub(ascii_of, text)
+            return "".join(c if re.match(CJK, c) else anyascii(c) for c in run)
+        return "".join(f" {anyascii(c)} " if re.match(CJK, c) else anyascii(c) for c in run)
+    return re.sub(NOT_ASCII, ascii_of, text)
 
 
 def normalize_name(name: str, keep_cjk: bool = False) -> str:

@@ -7,7 +7,6 @@ reaches an image.
 
 from __future__ import annotations
 
-import difflib
 import re
 import string
 from datetime import date, datetime
@@ -77,6 +76,8 @@ def _one_of(allowed: dict[str, str], what: str) -> Any:
 
 def did_you_mean(word: str, known: Any) -> str:
     """"; did you mean 'x'?" for the nearest known word, or nothing."""
+    import difflib  # only when a policy is wrong
+
     close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
     if not close:
         return ""

@@ -35,10 +35,11 @@ _FAMILIES = (
                         r"|2012 essentials r2|2012 r2 essentials)"),
     (r"windows", r"10"),
 )
-_UEFI_CAPABLE = re.compile(
-    "(?:" + "|".join(f"{name} {versions}" for name, versions in _FAMILIES) + r") 64 ?bit")
+# Compiled on first use (re caches it): only images a UEFI rule would change need it.
+_UEFI_CAPABLE = ("(?:" + "|".join(f"{name} {versions}" for name, versions in _FAMILIES)
+                 + r") 64 ?bit")
 # The list's only 32-bit entry.
-_UEFI_32BIT = re.compile(r"red ?hat(?: linux enterprise| enterprise linux| linux)? 6\.6 32 ?bit")
+_UEFI_32BIT = r"red ?hat(?: linux enterprise| enterprise linux| linux)? 6\.6 32 ?bit"
 
 
 def normalize_os_version(text: str) -> str:
@@ -53,4 +54,4 @@ def is_uefi_capable(os_version: object, listed: Collection[str] | None = None) -
     text = normalize_os_version(os_version)
     if listed is not None:
         return text in listed
-    return bool(_UEFI_CAPABLE.fullmatch(text) or _UEFI_32BIT.fullmatch(text))
+    return bool(re.fullmatch(_UEFI_CAPABLE, text) or re.fullmatch(_UEFI_32BIT, text))
