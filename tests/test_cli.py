@@ -330,3 +330,54 @@ def test_invoke_fake_has_what_every_sample_event_points_at(capsys, name, monkeyp
 
     out = capsys.readouterr().out
     assert "UPDATED" in out and "ERROR" not in out
+
+
+@pytest.fixture
+def cloud_settings(monkeypatch, fake):
+    """The command's own settings (as from a shell) pointing at the fake IMS."""
+    monkeypatch.setenv("IMSGUARD_IMS_ENDPOINT", fake.endpoint)
+    monkeypatch.setenv("IMSGUARD_PROJECT_ID", fake.project_id)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", "AK")
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", "SK")
+    return fake
+
+
+def test_revert_undoes_a_sweep_image_by_image(cloud_settings, tmp_path, capsys):
+    fake = cloud_settings
+    main(["sweep", "--output", "json"])  # the sample images, against the same fake
+    report = tmp_path / "report.json"
+    report.write_text(capsys.readouterr().out)
+    changed = json.loads(report.read_text())["changed"]
+    moved = changed[0]["image_id"]
+    key = next(iter(changed[0]["before"]))
+    fake.images[moved][key] = "changed-by-hand"  # a person changed it since
+    fake.reset_calls()
+
+    dry = main(["revert", str(report), "--dry-run", "--output", "json"])
+    would = json.loads(capsys.readouterr().out)
+    status = main(["revert", str(report)])
+
+    out = capsys.readouterr().out
+    assert (dry, status) == (0, 0)
+    assert would["summary"] == {"changed_since": 1, "would_revert": len(changed) - 1}
+    assert len(fake.patches) == len(changed) - 1  # the dry run sent nothing
+    assert f"{moved}: changed_since" in out
+    for entry in changed:
+        if entry["image_id"] != moved:
+            image = fake.images[entry["image_id"]]
+            assert all(image.get(key) == value for key, value in entry["before"].items()
+                       if value is not None)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("{", "cannot revert"), ("[]", "a report is a JSON object"),
+    ('{"results": [{"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "outcome": "updated",'
+     ' "operations": [{"op": "add", "path": "/x", "value": "1"}]}]}', "before values"),
+])
+def test_revert_refuses_what_it_cannot_use_and_changes_nothing(cloud_settings, tmp_path,
+                                                              capsys, text, words):
+    (tmp_path / "r.json").write_text(text)
+
+    assert main(["revert", str(tmp_path / "r.json")]) == 2
+
+    assert words in capsys.readouterr().err and cloud_settings.calls == []

@@ -371,3 +371,14 @@ def test_reports_that_cannot_be_reverted_are_refused(report, words):
 
     with pytest.raises(ValueError, match=words):
         changes_in(report)
+
+
+def test_an_absent_attribute_is_said_to_be_not_set():
+    policy = parse_policy(rule_policy({"kind": "set",
+                                       "set": {"hw_vif_multiqueue_enabled": "true"}}))
+    image = {"id": "x", "owner": PROJECT, "__imagetype": "private", "status": "active",
+             "virtual_env_type": "FusionCompute"}
+
+    (verdict,) = evaluate(policy, image, PROJECT).verdicts
+
+    assert verdict.reason == "hw_vif_multiqueue_enabled is not set, should be 'true'"

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+from collections import Counter
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,11 @@ def _main(argv: list[str] | None) -> int:
     deploy.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     deploy.add_argument("--fake", action="store_true", help="against the fake FunctionGraph")
 
+    undo = commands.add_parser("revert", help="undo what a result or sweep report says "
+                                              "imsguard changed")
+    undo.add_argument("report", type=Path, help="a result or sweep report (JSON, --output json)")
+    undo.add_argument("--dry-run", action="store_true", help="say what would be restored")
+
     iam = commands.add_parser("iam-policy", help="the custom IAM policy for the function's agency")
     iam.add_argument("--template", type=Path, help="default: template.yaml in the checkout "
                                                    "(its settings decide the optional calls)")
@@ -150,12 +156,13 @@ def _main(argv: list[str] | None) -> int:
     commands.add_parser("schema", help="the JSON Schema of the policy format, for editors")
 
     schema = commands.choices["schema"]
-    for command in (invoke, validate, test, explain, sweep, package, deploy, iam, schema):
+    for command in (invoke, validate, test, explain, sweep, package, deploy, undo, iam, schema):
         command.add_argument("--output", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     return {"invoke": _invoke, "validate": _validate, "test": _test, "explain": _explain,
             "sweep": _sweep, "package": _package, "deploy": _deploy,
-            "iam-policy": _iam_policy, "schema": _schema}[args.command](args)
+            "revert": _revert, "iam-policy": _iam_policy,
+            "schema": _schema}[args.command](args)
 
 
 def _log_level_option(command: argparse.ArgumentParser) -> None:
@@ -282,10 +289,8 @@ def _image_to_explain(args: argparse.Namespace
 
 def _read_image(image_id: str, fake: bool, project_id: str | None
                 ) -> tuple[dict[str, Any], str | None]:
-    from imsguard.context import read_credentials
     from imsguard.events import is_image_id
-    from imsguard.ims import ImsError, gateway_for
-    from imsguard.settings import SettingsError, load_settings
+    from imsguard.ims import ImsError
 
     if not is_image_id(image_id):
         raise ValueError(f"{image_id!r} is not an image id (a UUID)")
@@ -294,22 +299,62 @@ def _read_image(image_id: str, fake: bool, project_id: str | None
         ims_fake = _point_at_fake(context)
         ims_fake.start()
     try:
-        settings = load_settings(context)
-        credentials = read_credentials(context)
-        if credentials is None or not settings.project_id:
-            raise SettingsError("needs credentials (HUAWEICLOUD_SDK_AK/SK) and a project id "
-                                "(IMSGUARD_PROJECT_ID)")
-        gateway = gateway_for(settings.region, settings.ims_endpoint, settings.project_id,
-                              credentials)
+        gateway = _gateway(context)
         image = gateway.get_image(image_id.lower())
-    except (SettingsError, ImsError, ValueError) as exc:
+    except (ImsError, ValueError) as exc:
         raise ValueError(f"cannot read image {image_id}: {exc}") from None
     finally:
         if fake:
             ims_fake.stop()
     if image is None:
         raise ValueError(f"no image {image_id} is visible to the project")
-    return image, project_id or settings.project_id
+    return image, project_id or gateway.project_id
+
+
+def _gateway(context: LocalContext) -> Any:
+    """The IMS gateway the function would use, from the settings (user data, else the
+    environment) and the SDK's credentials; ValueError says what is missing."""
+    from imsguard.context import read_credentials
+    from imsguard.ims import gateway_for
+    from imsguard.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(context)
+    except SettingsError as exc:
+        raise ValueError(str(exc)) from None
+    credentials = read_credentials(context)
+    if credentials is None or not settings.project_id:
+        raise ValueError("needs credentials (HUAWEICLOUD_SDK_AK/SK) and a project id "
+                         "(IMSGUARD_PROJECT_ID)")
+    return gateway_for(settings.region, settings.ims_endpoint, settings.project_id, credentials)
+
+
+def _revert(args: argparse.Namespace) -> int:
+    """Undo what a report says imsguard changed, image by image, only where the image still
+    holds what imsguard set."""
+    from imsguard.revert import changes_in, revert
+
+    try:
+        report = json.loads(args.report.read_text(encoding="utf-8-sig"))
+        undos = changes_in(report)
+        gateway = _gateway(LocalContext()) if undos else None
+    except (OSError, ValueError) as exc:
+        return _fail(args, f"cannot revert {args.report}: {exc}")
+    results = [revert(undo, gateway, args.dry_run) for undo in undos]
+    summary = dict(sorted(Counter(r["outcome"] for r in results).items()))
+    if args.output == "json":
+        _print_json({"report": str(args.report), "dry_run": args.dry_run, "summary": summary,
+                     "results": results})
+    else:
+        print(f"imsguard revert {args.report}{' (dry run)' if args.dry_run else ''}: "
+              f"{len(results)} updated image(s) in the report")
+        for result in results:
+            print(f"  {result['image_id']}: {result['outcome']} ({result['reason']})")
+            for op in result["operations"]:
+                value = f" = {op['value']!r}" if "value" in op else ""
+                print(f"    -> {op['op']} {op['path']}{value}")
+        print(f"  summary: {summary or 'nothing to revert'}")
+    return 1 if summary.get("error") else 0
 
 
 def _sweep(args: argparse.Namespace) -> int:

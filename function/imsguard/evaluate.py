@@ -531,8 +531,9 @@ def _describe(wanted: Mapping[str, str | Bound], image: dict[str, Any], verb: st
     parts = []
     for key, value in wanted.items():
         current = attribute_text(image.get(key))
+        shown = "not set" if current is None else repr(current)
         if verb == "already":
             parts.append(f"{key} is {value!r}")
         else:
-            parts.append(f"{key} is {current!r}, {verb} {value!r}")
+            parts.append(f"{key} is {shown}, {verb} {value!r}")
     return "; ".join(parts)
