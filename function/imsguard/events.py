@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # IMS identifiers. Always used with fullmatch: "$" would also accept a trailing newline.
 IMAGE_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 JOB_ID = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
-IMAGE_NAME = re.compile(r"[A-Za-z0-9\u4e00-\u9fff._\- ]{1,128}")  # IMS's rules, minus the
+# IMS's name rules (compiled on first use: a Unicode class costs a millisecond), minus the
 # "no leading or trailing space" one, checked in is_image_name
+IMAGE_NAME = r"[A-Za-z0-9\u4e00-\u9fff._\- ]{1,128}"
 
 IMS_SERVICE = "ims"
 # The traces that create an image, or change what a policy sees of it (attributes, and the
@@ -95,7 +96,7 @@ def is_job_id(value: Any) -> bool:
 
 def is_image_name(value: Any) -> bool:
     """A name IMS accepts: 1-128 allowed characters, no leading or trailing space."""
-    return (isinstance(value, str) and IMAGE_NAME.fullmatch(value) is not None
+    return (isinstance(value, str) and re.fullmatch(IMAGE_NAME, value) is not None
             and value == value.strip())
 
 
