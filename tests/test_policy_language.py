@@ -258,7 +258,7 @@ LOAD_ERRORS = [
     ({"rules": [{"name": "a", "kind": "set", "set": {"min_ram": "4096"}},
                 {"name": "b", "kind": "set", "set": {"max_ram": "1024"}}]},
      "rule 'b' (rules[1]), field set.max_ram: max_ram 1024 is below min_ram 4096"),
-    ({"rules": [SET_DESCRIPTION, {**SET_DESCRIPTION, "set": {"x": "1"}}]},
+    ({"rules": [SET_DESCRIPTION, {**SET_DESCRIPTION, "set": {"__support_kvm": "true"}}]},
      "rule 'describe' (rules[1]), field name: two rules are named 'describe'"),
     ({"rules": [{**SET_DESCRIPTION, "match": {"not": {}}}]}, "field match.not: empty"),
     ({"rules": [{**SET_DESCRIPTION, "mode": None}]}, "field mode: empty"),

@@ -42,9 +42,19 @@ def problems(document: dict) -> str:
 def test_an_attribute_typo_is_refused_with_a_suggestion():
     said = problems(rule_policy({"kind": "set", "set": {"hw_firmware_typ": "uefi"}}))
 
-    assert said == ("rule 'r' (rules[0]), field set.hw_firmware_typ: 'hw_firmware_typ' is not "
-                    "an attribute IMS lets a PATCH change; did you mean 'hw_firmware_type'?; an "
-                    "extension attribute of your own must be listed in custom_attributes first")
+    assert said == ("rule 'r' (rules[0]), field set: 'hw_firmware_typ' is not an attribute "
+                    "IMS lets a PATCH change; did you mean 'hw_firmware_type'?; an extension "
+                    "attribute of your own must be listed in custom_attributes first")
+
+
+def test_a_typo_is_reported_with_every_other_problem():
+    said = problems({"version": 1, "rules": [
+        {"name": "boot", "kind": "set", "match": {"platform": "Openeular"},
+         "set": {"hw_firmware_typ": "uefi"}},
+        {"name": "names", "kind": "name", "pattern": "^(web)-\\1$"}]})
+
+    assert "did you mean 'openEuler'?" in said and "did you mean 'hw_firmware_type'?" in said
+    assert "cannot be run in linear time" in said
 
 
 def test_a_typo_never_reaches_an_image(fake, context, tmp_path):

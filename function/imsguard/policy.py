@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -246,9 +247,12 @@ class SetRule(_Rule):
 
     @field_validator("set", mode="before")
     @classmethod
-    def _check_attributes(cls, values: Any) -> Any:
+    def _check_attributes(cls, values: Any, info: ValidationInfo) -> Any:
+        """Only attributes IMS documents as patchable, or declared in the policy's
+        custom_attributes (given as validation context), with values IMS takes."""
         if not isinstance(values, dict):
             return values
+        declared = (info.context or {}).get("custom_attributes", ())
         checked, problems = {}, []
         for raw_key, value in values.items():
             if not isinstance(raw_key, str):
@@ -259,6 +263,11 @@ class SetRule(_Rule):
                 checked[key] = check_attribute_value(key, value)
             except ValueError as exc:
                 problems.append(str(exc))
+                continue
+            if key not in PATCHABLE and key not in declared:
+                problems.append(f"{key!r} is not an attribute IMS lets a PATCH change"
+                                f"{did_you_mean(key, DOCUMENTED)}; an extension attribute of "
+                                "your own must be listed in custom_attributes first")
         if problems:
             raise ValueError("; ".join(problems))
         return checked
@@ -356,10 +365,6 @@ def policy_problems(policy: Policy) -> list[dict[str, Any]]:
                 problem(("rules", index, "fix"), f"rules {fixers} would both rename images; "
                         "keep one name rule that fixes, make the others fix: report")
         for key, value in getattr(rule, "set", {}).items():
-            if key not in PATCHABLE and key not in policy.custom_attributes:
-                problem(("rules", index, "set", key), f"{key!r} is not an attribute IMS lets a "
-                        f"PATCH change{did_you_mean(key, DOCUMENTED)}; an extension attribute "
-                        "of your own must be listed in custom_attributes first")
             other = owners.setdefault(key, (rule.name, value))
             if other[1] != value:
                 problem(("rules", index, "set", key), f"rules {other[0]!r} and {rule.name!r} "
@@ -467,7 +472,13 @@ def parse_policy(data: Any, source: str = "<policy>", node: Any = None) -> Polic
     empty = [{"loc": loc, "msg": "empty; give a value or remove the key"}
              for loc in _empty_values(data)]
     try:
-        policy = Policy.model_validate(_without(data, {loc for loc in map(_key, empty)}))
+        # Each set rule checks its attribute names against the declared custom_attributes,
+        # so that a typo is reported with every other problem, not after them.
+        declared = data.get("custom_attributes")
+        context = {"custom_attributes": [n for n in declared if isinstance(n, str)]
+                   if isinstance(declared, list) else []}
+        policy = Policy.model_validate(_without(data, {loc for loc in map(_key, empty)}),
+                                       context=context)
     except ValidationError as exc:
         errors = empty + exc.errors()
     else:
