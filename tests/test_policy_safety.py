@@ -80,7 +80,7 @@ def test_declared_extension_attributes_are_written():
 @pytest.mark.parametrize(("name", "words"), [
     ("hw_firmware_typo", "too close to IMS's own 'hw_firmware_type'"),
     ("min_rams", "too close to IMS's own 'min_ram'"),
-    ("__support_kvmm", "too close to IMS's own '__support_kvm'"),
+    ("__support_kvmm", "names starting with __ are IMS's own"),
     ("hw_firmware_type", "is documented by IMS: set it without declaring it"),
     ("status", "managed by IMS"),
     ("Owner-Team", "not an extension attribute name IMS takes"),
@@ -190,7 +190,7 @@ def test_a_bound_is_held_by_any_value_within_it_and_fixed_to_the_bound(fake, con
                                                                         tmp_path):
     use_policy(context, tmp_path, BOUNDS_POLICY)
     low = fake.add_image({"min_ram": 1024, "max_ram": "131072"})
-    high = fake.add_image({"min_ram": 4096, "max_ram": "0"})  # never lowered
+    high = fake.add_image({"min_ram": 4096, "max_ram": "32768"})  # never lowered
 
     result = handler({"image_ids": [low["id"], high["id"]]}, context)
 
@@ -392,3 +392,78 @@ def test_an_absent_attribute_is_said_to_be_not_set():
     (verdict,) = evaluate(policy, image, PROJECT).verdicts
 
     assert verdict.reason == "hw_vif_multiqueue_enabled is not set, should be 'true'"
+
+
+@pytest.mark.parametrize(("key", "current", "wanted", "fix"), [
+    ("max_ram", "0", {"at_least": "4096"}, None),  # 0 is no maximum: never lowered
+    ("max_ram", "0", {"at_most": "65536"}, "65536"),  # no maximum breaks an upper bound
+    ("max_ram", 0, {"at_least": "1024", "at_most": "65536"}, "65536"),
+    ("min_ram", 0, {"at_least": "1024"}, "1024"),  # min_ram 0 is zero
+    ("min_ram", None, {"at_least": "1024"}, "1024"),  # absent: the minimum is set
+    ("min_ram", None, {"at_most": "4096"}, None),  # absent: nothing to lower
+    ("min_ram", "lots", {"at_least": "1024"}, "1024"),  # not a number: the minimum is set
+    ("min_ram", "9" * 5000, {"at_most": "4096"}, "4096"),  # huge, never int()-ed
+    ("min_ram", "²", {"at_least": "2"}, "2"),
+    ("min_ram", 2048.0, {"at_least": "1024", "at_most": "4096"}, None),
+])
+def test_bound_fixes_for_every_kind_of_value(key, current, wanted, fix):
+    from imsguard.evaluate import fix_value
+    from imsguard.policy import Bound
+
+    assert fix_value(key, current, Bound(**{k: int(v) for k, v in wanted.items()})) == fix
+
+
+@pytest.mark.parametrize(("min_ram", "max_ram", "refused"), [
+    ({"at_least": "8192"}, {"at_most": "4096"}, True),
+    ({"at_least": "8192"}, "4096", True),
+    ("8192", {"at_most": "4096"}, True),
+    ({"at_least": "2048"}, {"at_most": "4096"}, False),
+    ({"at_least": "8192"}, "0", False),  # no maximum
+    ({"at_most": "8192"}, {"at_most": "4096"}, False),  # min_ram may be anything up to 8192
+])
+def test_memory_bounds_that_cannot_both_hold_are_refused(min_ram, max_ram, refused):
+    document = {"version": 1, "rules": [
+        {"name": "a", "kind": "set", "set": {"min_ram": min_ram}},
+        {"name": "b", "kind": "set", "set": {"max_ram": max_ram}}]}
+
+    if refused:
+        assert "is below min_ram" in problems(document)
+    else:
+        parse_policy(document)
+
+
+def test_imss_own_attribute_names_are_known_to_imsguard():
+    """Every attribute of the SDK's image model is either patchable or IMS's own, so none
+    can be claimed as an extension attribute of a team."""
+    from huaweicloudsdkims.v2.model.image_info import ImageInfo
+
+    from imsguard.attributes import PATCHABLE, SYSTEM_ATTRIBUTES
+
+    assert set(ImageInfo.attribute_map.values()) - PATCHABLE - SYSTEM_ATTRIBUTES == set()
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("__system_support_market", "managed by IMS"),
+    ("os_shutdown_timeout", "managed by IMS"),
+    ("__my_flag", "names starting with __ are IMS's own"),
+    ("hw_firmwar_typ", "too close to IMS's own 'hw_firmware_type'"),  # two edits away
+    ("min_rams_x", None),  # three edits from min_ram: a name of its own
+])
+def test_custom_attributes_that_are_or_resemble_imss_own(name, words):
+    document = rule_policy({"kind": "name"}, custom_attributes=[name])
+
+    if words is None:
+        parse_policy(document)
+    else:
+        assert words in problems(document)
+
+
+@pytest.mark.parametrize(("key", "words"), [
+    ("__support_kvmm", "did you mean '__support_kvm'?"),
+    ("owner_tem", "did you mean 'owner_team'?"),  # a declared name, not IMS's 'owner'
+])
+def test_undeclared_names_get_suggestions_they_can_use(key, words):
+    said = problems(rule_policy({"kind": "set", "set": {key: "x"}},
+                                custom_attributes=["owner_team"]))
+
+    assert words in said

@@ -22,15 +22,18 @@ PATCHABLE = frozenset({
     "__support_kvm_infiniband", "__support_fc_inject", "__support_amd",
     "__support_kvm_hi1822_hisriov", "__support_kvm_hi1822_hivirtionet",
 })
-# Attributes IMS manages itself: never settable, not even as extension attributes.
+# Attributes IMS manages itself: never settable, not even as extension attributes. Every
+# attribute of the SDK's image model that a PATCH may not change is here (a test checks).
 SYSTEM_ATTRIBUTES = frozenset({
     "id", "name", "status", "owner", "visibility", "created_at", "updated_at", "active_at",
-    "deleted_at", "checksum", "size", "virtual_size", "min_disk", "self", "file", "schema",
-    "disk_format", "container_format", "protected", "tags", "virtual_env_type", "__imagetype",
-    "__platform", "__os_type", "__os_version", "__os_bit", "__image_source_type",
+    "deleted_at", "deleted", "checksum", "size", "virtual_size", "min_disk", "self", "file",
+    "schema", "disk_format", "container_format", "protected", "tags", "virtual_env_type",
+    "__imagetype", "__platform", "__os_type", "__os_version", "__os_bit", "__image_source_type",
     "__originalimagename", "__backup_id", "__image_size", "__data_origin", "__isregistered",
     "__productcode", "__lazyloading", "__os_feature_list", "__root_origin", "__sequence_num",
-    "__support_arm",
+    "__support_arm", "__whole_image", "__system_support_market", "__is_offshelved",
+    "__system__cmkid", "__account_code", "__image_displayname", "__support_agent_list",
+    "os_shutdown_timeout",
 })
 # Yes/no attributes. IMS documents "true"/"false" and returns "True"/"False" and JSON
 # booleans too (the __lazyloading reference accepts all four spellings).

@@ -492,17 +492,23 @@ def _check_set(rule: SetRule, image: dict[str, Any], mode: Mode,
 
 def fix_value(key: str, current: Any, wanted: str | Bound) -> str | None:
     """The value a set rule's fix gives the attribute, or None when it already holds: a
-    bound is held by any whole number within it, and its fix is the bound that is broken."""
+    bound is held by any whole number within it, and its fix is the bound that is broken.
+    A max_ram of 0 is "no maximum": above any at_most, never below an at_least."""
     if not isinstance(wanted, Bound):
         return None if same_value(key, current, wanted) else wanted
-    number = canonical(key, current)
-    if number is None or not number.isdigit():  # absent (or not a number): set the minimum
-        return str(wanted.at_least) if wanted.at_least is not None else None
-    if wanted.at_least is not None and int(number) < wanted.at_least:
+    digits = canonical(key, current)
+    if digits is None or not (digits.isascii() and digits.isdigit()):
+        return str(wanted.at_least) if wanted.at_least is not None else None  # set a minimum
+    unlimited = key == "max_ram" and digits == "0"
+    number = HUGE if unlimited or len(digits) >= 19 else int(digits)  # never int() on 5,000
+    if wanted.at_least is not None and number < wanted.at_least:
         return str(wanted.at_least)
-    if wanted.at_most is not None and int(number) > wanted.at_most:
+    if wanted.at_most is not None and number > wanted.at_most:
         return str(wanted.at_most)
     return None
+
+
+HUGE = 10**19  # above any bound (bounds have at most 9 digits)
 
 
 def refusals(wanted: dict[str, str], image: dict[str, Any],

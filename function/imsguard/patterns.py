@@ -10,6 +10,7 @@ when it loads.
 from __future__ import annotations
 
 import re
+import string
 from functools import lru_cache
 from typing import Any
 
@@ -33,23 +34,58 @@ def compiled(pattern: str) -> Any:
     except re.error as exc:
         raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
     raise ValueError(f"the regular expression {pattern!r} cannot be run in linear time "
-                     f"(RE2: {detail}): backreferences, lookaround ((?=...), (?!...), "
-                     "(?<=...)) and the like are not supported, as image names come from "
-                     "anyone")
+                     f"(RE2: {detail}): imsguard runs patterns with RE2, as image names come "
+                     "from anyone, and RE2 has no backreferences, lookaround ((?=...), (?!...), "
+                     "(?<=...)), verbose mode or repeats over 1000")
 
 
-_PYTHON_ESCAPE = re.compile(r"(\\\\)|\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})")
+# What Python's escapes mean, in RE2's terms: RE2's \\d, \\w and \\s are ASCII only, so a
+# pattern such as ^[\\w-]+$ would stop matching "Web服务器" (and the image be renamed).
+_IN_CLASS = {"d": r"\p{Nd}", "w": r"\p{L}\p{N}_", "s": r"\s\p{Z}", "D": r"\P{Nd}"}
+_ALONE = {"d": r"\p{Nd}", "w": r"[\p{L}\p{N}_]", "s": r"[\s\p{Z}]", "D": r"\P{Nd}",
+          "W": r"[^\p{L}\p{N}_]", "S": r"[^\s\p{Z}]", "Z": r"\z"}
 
 
 def _re2_escapes(pattern: str) -> str:
-    """Python's \\uXXXX escapes, as policies write them, in RE2's spelling \\x{XXXX}."""
-    def spell(match: re.Match[str]) -> str:
-        if match.group(1):  # an escaped backslash stays as it is
-            return match.group(1)
-        return "\\x{" + (match.group(2) or match.group(3)) + "}"
-    return _PYTHON_ESCAPE.sub(spell, pattern)
+    """A pattern written for Python's engine, as RE2 must read it to match the same text:
+    \\uXXXX and \\UXXXXXXXX as \\x{...}, \\Z as \\z, and \\d \\w \\s (\\D \\W \\S) as the
+    Unicode classes they are in Python. Escaped backslashes and everything else stay."""
+    out, index, in_class = [], 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            code = pattern[index + 1]
+            width = {"u": 4, "U": 8}.get(code)
+            digits = pattern[index + 2:index + 2 + width] if width else ""
+            if width and len(digits) == width and all(c in string.hexdigits for c in digits):
+                out.append("\\x{" + digits + "}")
+                index += 2 + width
+                continue
+            table = _IN_CLASS if in_class else _ALONE
+            out.append(table.get(code, char + code))
+            index += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+            out.append(char)
+            index += 1
+            for literal in ("^", "]"):  # "[]...]" and "[^]...]" hold a literal ]
+                if pattern.startswith(literal, index):
+                    out.append(literal)
+                    index += 1
+            continue
+        if char == "]" and in_class:
+            in_class = False
+        out.append(char)
+        index += 1
+    return "".join(out)
 
 
 def search(pattern: str, text: str) -> bool:
-    """Whether the pattern matches somewhere in the text (as ``re.search``)."""
-    return compiled(pattern).search(text) is not None
+    """Whether the pattern matches somewhere in the text (as ``re.search``). RE2 reads
+    UTF-8, so a lone surrogate (which no real name holds) is read as U+FFFD."""
+    try:
+        return compiled(pattern).search(text) is not None
+    except UnicodeEncodeError:
+        clean = text.encode("utf-8", "replace").decode("utf-8")
+        return compiled(pattern).search(clean) is not None

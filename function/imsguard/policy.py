@@ -266,8 +266,8 @@ class SetRule(_Rule):
                 continue
             if key not in PATCHABLE and key not in declared:
                 problems.append(f"{key!r} is not an attribute IMS lets a PATCH change"
-                                f"{did_you_mean(key, DOCUMENTED)}; an extension attribute of "
-                                "your own must be listed in custom_attributes first")
+                                f"{did_you_mean(key, PATCHABLE | set(declared))}; an extension "
+                                "attribute of your own must be listed in custom_attributes first")
         if problems:
             raise ValueError("; ".join(problems))
         return checked
@@ -370,11 +370,12 @@ def policy_problems(policy: Policy) -> list[dict[str, Any]]:
                 problem(("rules", index, "set", key), f"rules {other[0]!r} and {rule.name!r} "
                         f"set {key} to different values ({other[1]!r}, {value!r})")
     ram = {k: (owners[k][1], names[owners[k][0]]) for k in ("min_ram", "max_ram") if k in owners}
-    # max_ram 0 is "no maximum": real images hold min_ram 1024 beside max_ram "0"
-    if len(ram) == 2 and all(isinstance(v, str) for v, _ in ram.values()) \
-            and 0 < int(ram["max_ram"][0]) < int(ram["min_ram"][0]):
-        problem(("rules", ram["max_ram"][1], "set", "max_ram"),
-                f"max_ram {ram['max_ram'][0]} is below min_ram {ram['min_ram'][0]}")
+    if len(ram) == 2:
+        lowest, highest = _least(ram["min_ram"][0]), _most(ram["max_ram"][0])
+        # max_ram 0 is "no maximum": real images hold min_ram 1024 beside max_ram "0"
+        if lowest is not None and highest and highest < lowest:
+            problem(("rules", ram["max_ram"][1], "set", "max_ram"),
+                    f"max_ram {ram['max_ram'][0]} is below min_ram {ram['min_ram'][0]}")
     for index, exemption in enumerate(policy.exemptions):
         unknown = sorted(set(exemption.rules or ()) - set(names))
         if unknown:
@@ -392,6 +393,8 @@ def custom_attribute_problem(name: str) -> str | None:
         return f"{name!r} is documented by IMS: set it without declaring it"
     if name in SYSTEM_ATTRIBUTES:
         return f"{name!r} is managed by IMS and cannot be changed"
+    if name.startswith("__"):
+        return f"{name!r}: names starting with __ are IMS's own; choose another"
     if not EXTENSION_NAME.fullmatch(name):
         return (f"{name!r} is not an extension attribute name IMS takes (lower case, digits, "
                 "_ . : -, at most 64)")
@@ -412,6 +415,16 @@ def edit_distance(a: str, b: str) -> int:
             previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1,
                                            previous + (char_a != char_b))
     return row[-1]
+
+
+def _least(wanted: str | Bound) -> int | None:
+    """The smallest value a rule lets an attribute hold."""
+    return wanted.at_least if isinstance(wanted, Bound) else int(wanted)
+
+
+def _most(wanted: str | Bound) -> int | None:
+    """The largest value a rule lets an attribute hold (None or 0: no maximum)."""
+    return wanted.at_most if isinstance(wanted, Bound) else int(wanted)
 
 
 def check_attribute_value(key: str, value: Any) -> str | Bound:

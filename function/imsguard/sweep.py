@@ -154,7 +154,7 @@ class Sweeper:
                         f"listing images after {marker or 'the start'}: {exc}")
             for image in images:
                 self.examined += 1
-                planned = self._evaluate(image, marker)
+                planned = self._evaluate_safely(image, marker)
                 if planned is not None:
                     plans[planned.image_id] = planned
                 marker, self.last_created = image["id"], image.get("created_at")
@@ -203,6 +203,19 @@ class Sweeper:
             return None
         moment = parse_time(self.options.since)
         return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+    def _evaluate_safely(self, image: dict[str, Any], listed_after: str | None
+                         ) -> Planned | None:
+        """One odd image must not stop the sweep: its error is its result, the rest go on."""
+        try:
+            return self._evaluate(image, listed_after)
+        except Exception as exc:
+            log(logging.ERROR, "unexpected failure", image_id=image.get("id"),
+                error=f"{type(exc).__name__}: {exc}")
+            self.report.add({"image_id": image.get("id"), "image_name": image.get("name"),
+                             "outcome": "error", "operations": [],
+                             "reason": f"internal error: {type(exc).__name__}: {exc}"})
+            return None
 
     def _evaluate(self, image: dict[str, Any], listed_after: str | None) -> Planned | None:
         decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
