@@ -467,3 +467,43 @@ def test_undeclared_names_get_suggestions_they_can_use(key, words):
                                 custom_attributes=["owner_team"]))
 
     assert words in said
+
+
+def test_revert_checks_every_attribute_not_only_the_first(fake, context, gateway):
+    from imsguard.revert import changes_in, revert
+
+    image = fake.add_image({"name": "Web_01", "hw_firmware_type": "bios"})
+    (undo,) = changes_in(handler({"image_id": image["id"]}, context))
+    fake.images[image["id"]]["hw_firmware_type"] = "bios"  # the second attribute, by hand
+    fake.reset_calls()
+
+    result = revert(undo, gateway, dry_run=False)
+
+    assert result["outcome"] == "changed_since" and "hw_firmware_type" in result["reason"]
+    assert fake.patches == []
+
+
+def test_revert_from_the_functions_log_lines(fake, context, gateway, capsys):
+    from imsguard.revert import changes_in, read_report, revert
+
+    image = fake.add_image({"name": "Web_01"})
+    handler({"image_id": image["id"]}, context)
+    lines = capsys.readouterr().out  # what LTS keeps of an enforcing timer sweep
+
+    (undo,) = changes_in(read_report(lines))
+
+    assert revert(undo, gateway, dry_run=False)["outcome"] == "reverted"
+    assert fake.images[image["id"]]["name"] == "Web_01"
+
+
+@pytest.mark.parametrize(("report", "words"), [
+    ({"summary": {"updated": 3}, "results": [], "changed": []}, "lists 0 of the 3 images"),
+    ({"results": [{"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "outcome": "updated",
+                   "operations": [{"op": "add", "path": "/x"}], "before": {"x": None}}]},
+     "is not one imsguard sends"),
+])
+def test_reports_that_would_be_reverted_wrongly_or_in_part_are_refused(report, words):
+    from imsguard.revert import changes_in
+
+    with pytest.raises(ValueError, match=words):
+        changes_in(report)

@@ -251,3 +251,18 @@ def test_deploy_takes_a_policy_or_a_package_not_both(tmp_path, capsys):
 
     assert exited.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_deploy_refuses_a_package_whose_policy_does_not_load(tmp_path, capsys, monkeypatch):
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("index.py", "")
+        archive.writestr("policy.yaml", "version: 1\nrules:\n  - name: boot\n    kind: set\n"
+                                        "    set: {hw_firmware_typ: uefi}\n")
+    monkeypatch.setattr("imsguard.deploy.build_client", lambda *a: pytest.fail("called"))
+
+    assert main(["deploy", "--fake", "--dry-run", "--package", str(broken)]) == 2
+
+    err = capsys.readouterr().err
+    assert "its policy.yaml does not load, so every invocation would fail" in err
+    assert "did you mean 'hw_firmware_type'?" in err

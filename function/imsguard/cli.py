@@ -146,7 +146,8 @@ def _main(argv: list[str] | None) -> int:
 
     undo = commands.add_parser("revert", help="undo what a result or sweep report says "
                                               "imsguard changed")
-    undo.add_argument("report", type=Path, help="a result or sweep report (JSON, --output json)")
+    undo.add_argument("report", type=Path, help="a result or sweep report (JSON, --output json), "
+                                                "or the function's JSON log lines")
     undo.add_argument("--dry-run", action="store_true", help="say what would be restored")
 
     iam = commands.add_parser("iam-policy", help="the custom IAM policy for the function's agency")
@@ -332,11 +333,10 @@ def _gateway(context: LocalContext) -> Any:
 def _revert(args: argparse.Namespace) -> int:
     """Undo what a report says imsguard changed, image by image, only where the image still
     holds what imsguard set."""
-    from imsguard.revert import changes_in, revert
+    from imsguard.revert import changes_in, read_report, revert
 
     try:
-        report = json.loads(args.report.read_text(encoding="utf-8-sig"))
-        undos = changes_in(report)
+        undos = changes_in(read_report(args.report.read_text(encoding="utf-8-sig")))
         gateway = _gateway(LocalContext()) if undos else None
     except (OSError, ValueError) as exc:
         return _fail(args, f"cannot revert {args.report}: {exc}")
@@ -652,17 +652,26 @@ def _deploy(args: argparse.Namespace) -> int:
 
 def _not_in_package(package: Path, name: str) -> str | None:
     """Why the function could not run from this package: it is no ZIP, or it lacks the
-    policy the settings name (every invocation would then fail)."""
+    policy the settings name, or that policy does not load (every invocation would fail)."""
+    import tempfile
     import zipfile
 
     try:
         with zipfile.ZipFile(package) as archive:
-            names = set(archive.namelist())
+            if name not in set(archive.namelist()):
+                return (f"{package} holds no {name}, the policy the template's IMSGUARD_POLICY "
+                        "names: build the package with `imsguard package`")
+            shipped = archive.read(name)
     except (OSError, zipfile.BadZipFile) as exc:
         return f"{package} is not a ZIP package: {exc}"
-    if name not in names:
-        return (f"{package} holds no {name}, the policy the template's IMSGUARD_POLICY names: "
-                "build the package with `imsguard package`")
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / Path(name).name
+        copy.write_bytes(shipped)
+        try:
+            load_policy(copy)
+        except PolicyError as exc:
+            return (f"{package}: its {name} does not load, so every invocation would fail: "
+                    + "; ".join(exc.problems))
     return None
 
 

@@ -8,6 +8,7 @@ changed since is left alone and said so, so a revert never overwrites a person's
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
 from imsguard.attributes import attribute_text, same_value
@@ -23,9 +24,27 @@ class Undo(NamedTuple):
     before: dict[str, Any]
 
 
+def read_report(text: str) -> Any:
+    """A report as JSON, or the function's JSON log lines (one object a line, as LTS keeps
+    them: an enforcing timer sweep leaves no other record of what it changed)."""
+    try:
+        report = json.loads(text)
+    except ValueError:  # several lines
+        report = None
+    log_line = isinstance(report, dict) and "message" in report and "results" not in report
+    if report is not None and not log_line:
+        return report
+    try:
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError:
+        raise ValueError("neither a JSON report nor JSON log lines") from None
+    return {"results": [line for line in lines if isinstance(line, dict)
+                        and line.get("message") == "image updated"]}
+
+
 def changes_in(report: Any) -> list[Undo]:
     """The updated images a report lists (in ``results`` and a sweep's ``changed``), each
-    once; ValueError says why the report cannot be used."""
+    once; ValueError says why the report cannot be used, or cannot be used whole."""
     if not isinstance(report, dict):
         raise ValueError("a report is a JSON object (an imsguard result or sweep report)")
     entries = [e for key in ("results", "changed") for e in report.get(key) or []
@@ -39,9 +58,16 @@ def changes_in(report: Any) -> list[Undo]:
             raise ValueError(f"entry for {image_id!r} lacks an image id, its operations or its "
                              "before values (reports from imsguard 0.1 have none)")
         for op in sent:
-            if not isinstance(op, dict) or str(op.get("path", ""))[1:] not in held:
-                raise ValueError(f"entry for {image_id}: operation {op!r} has no before value")
+            if not (isinstance(op, dict) and op.get("op") in ("add", "replace")
+                    and isinstance(op.get("value"), str) and str(op.get("path"))[1:] in held):
+                raise ValueError(f"entry for {image_id}: operation {op!r} is not one imsguard "
+                                 "sends, or has no before value")
         undos[image_id] = Undo(image_id, tuple(sent), held)
+    updated = (report.get("summary") or {}).get("updated")
+    if isinstance(updated, int) and updated > len(undos):
+        raise ValueError(f"the report lists {len(undos)} of the {updated} images it updated "
+                         "(its lists stop at IMSGUARD_RESULTS_LIMIT): revert from the "
+                         "function's log lines, which hold every image")
     return list(undos.values())
 
 
