@@ -507,3 +507,92 @@ def test_reports_that_would_be_reverted_wrongly_or_in_part_are_refused(report, w
 
     with pytest.raises(ValueError, match=words):
         changes_in(report)
+
+
+# -- the regular-expression engine ------------------------------------------------------------
+
+
+def finishes_within(seconds: float, work) -> bool:
+    """Whether ``work()`` ends in time (a daemon thread: a stalled engine cannot hang the
+    suite, the test fails instead)."""
+    import threading
+
+    done = threading.Event()
+    threading.Thread(target=lambda: (work(), done.set()), daemon=True).start()
+    return done.wait(seconds)
+
+
+@pytest.mark.parametrize("name", ["a" * 40 + "!", "a-" * 40 + "!", "a" * 10_000 + "!",
+                                  "a-" * 5_000 + "--!"])
+def test_adversarial_names_against_nested_quantifiers_end_at_once(name):
+    policy = parse_policy(rule_policy({"kind": "name", "pattern": "^([a-z0-9]+-?)+$"},
+                                      ))
+    image = {"id": "x", "owner": PROJECT, "__imagetype": "private", "status": "active",
+             "name": name}
+
+    assert finishes_within(2.0, lambda: evaluate(policy, image, PROJECT))  # Python's re: never
+
+
+PATTERNS_AND_NAMES = [
+    (r"^[\w-]+$", ["Web服务器", "web-01", "a b", "Ünïcödé", "x!"]),
+    (r"^\d+$", ["123", "٣٤", "1.2", ""]),
+    (r"^\w+\Z", ["abc", "abc\n", "é"]),
+    (r"^\S+$", ["a b", "a\u3000b", "ab"]),
+    (r"\s", ["a\u3000b", "ab", "a\tb"]),
+    (r"^[^\d_]+$", ["abc", "ab1", "é"]),
+    (r"^Ubuntu 22\b", ["Ubuntu 22.04", "Ubuntu 220"]),
+    (r"^[a-z\u4e00-\u9fff]+$", ["ab镜", "AB"]),
+    (r"\\u4e00", ["\\u4e00", "\u4e00"]),  # an escaped backslash stays a backslash
+    (r"(?i)^web", ["WEB-1", "xweb"]),
+]
+
+
+@pytest.mark.parametrize(("pattern", "names"), PATTERNS_AND_NAMES)
+def test_patterns_match_in_re2_what_they_match_in_python(pattern, names):
+    """Existing policies keep matching the same names: Python's \\w \\d \\s are Unicode."""
+    import re
+
+    from imsguard.patterns import search
+
+    for name in names:
+        assert search(pattern, name) == (re.search(pattern, name) is not None), (pattern, name)
+
+
+def test_a_complemented_class_inside_brackets_is_refused_not_misread():
+    said = problems(rule_policy({"kind": "name", "pattern": r"^[^\W\d]+$"}))
+
+    assert "uses \\W inside [...]" in said
+
+
+@pytest.mark.parametrize(("os_version", "number"), [
+    ("Ubuntu 22.04 server 64bit", "22.04"), ("Ubuntu 18.04.2 server 64bit", "18.04.2"),
+    ("EulerOS 2.9 64bit", "2.9"), ("Debian GNU/Linux 12.0.0 64bit", "12.0.0"),
+    ("Windows Server 2019 Standard 64bit", "2019"), ("CentOS 7.3 64bit", "7.3"),
+    ("SUSE Linux Enterprise Server 15 SP1 64bit", "15"), ("Other(32 bit)", None),
+    ("Huawei Cloud EulerOS 2.0 64bit", "2.0"), ("Fedora 39 64bit", "39"), ("", None),
+])
+def test_the_version_number_of_each_documented_spelling(os_version, number):
+    from imsguard.evaluate import os_version_number
+
+    assert os_version_number(os_version) == number
+
+
+@pytest.mark.parametrize(("tags", "wanted", "has", "value"), [
+    (["team=web"], "team", True, "web"),
+    (["team.web"], "team", True, "web"),  # images tagged the old way
+    (["cost.center=fin"], "cost", False, None),  # the key is cost.center
+    (["cost.center=fin"], "cost.center", True, "fin"),
+    (["team"], "team", True, None),
+    (["team=web"], "team=web", True, "web"),
+    (["team=web"], "team=ops", False, "web"),
+])
+def test_tags_are_read_one_way_for_matching_and_for_templates(tags, wanted, has, value):
+    from imsguard.evaluate import has_tag, tag_value
+
+    assert has_tag(tags, wanted) is has
+    assert tag_value(tags, wanted.partition("=")[0]) == value
+
+
+def test_platform_names_are_accepted_as_they_are_compared():
+    parse_policy(rule_policy({"kind": "set", "set": {"__support_kvm": "true"},
+                              "match": {"platform": ["OracleLinux", "red hat", "OPENEULER"]}}))

@@ -240,20 +240,22 @@ def _exempt_reason(exemption: Exemption) -> str:
     return f"exempt: {exemption.reason}{until}"
 
 
+def tag_pairs(tags: Any) -> list[tuple[str, str | None]]:
+    """An image's tags as (key, value): "key=value", or "key.value" as images tagged the old
+    way hold them (only when there is no "="), or a bare "key"."""
+    pairs: list[tuple[str, str | None]] = []
+    for tag in tags if isinstance(tags, list) else []:
+        if isinstance(tag, str):
+            separator = "=" if "=" in tag else "." if "." in tag else None
+            key, _, value = tag.partition(separator) if separator else (tag, "", None)
+            pairs.append((key, value))
+    return pairs
+
+
 def has_tag(tags: Any, wanted: str) -> bool:
-    """``wanted`` is ``key`` (any value) or ``key=value``; IMS tags are "key=value",
-    or "key.value" in images tagged the old way."""
-    if not isinstance(tags, list):
-        return False
+    """``wanted`` is ``key`` (any value) or ``key=value``."""
     key, sep, value = wanted.partition("=")
-    for tag in tags:
-        if not isinstance(tag, str):
-            continue
-        if sep and tag in (wanted, f"{key}.{value}"):
-            return True
-        if not sep and (tag == key or tag.startswith((f"{key}=", f"{key}."))):
-            return True
-    return False
+    return any(k == key and (not sep or v == value) for k, v in tag_pairs(tags))
 
 
 def architecture_of(image: dict[str, Any]) -> str:
@@ -407,14 +409,8 @@ def _ims_safe(text: str) -> str:
 
 
 def tag_value(tags: Any, key: str) -> str | None:
-    """The value of tag ``key`` ("key=value", or "key.value" as older images hold it)."""
-    for tag in tags if isinstance(tags, list) else []:
-        if isinstance(tag, str):
-            for separator in ("=", "."):
-                tag_key, found, value = tag.partition(separator)
-                if found and tag_key == key:
-                    return value
-    return None
+    """The value of tag ``key``, if the image has it with a value."""
+    return next((v for k, v in tag_pairs(tags) if k == key and v), None)
 
 
 def os_version_number(os_version: str) -> str | None:

@@ -61,6 +61,10 @@ def _re2_escapes(pattern: str) -> str:
                 out.append("\\x{" + digits + "}")
                 index += 2 + width
                 continue
+            if in_class and code in "WS":  # a class cannot hold the complement of a class
+                raise ValueError(f"the regular expression {pattern!r} uses \\{code} inside "
+                                 "[...], which RE2 cannot give its Unicode meaning: write the "
+                                 f"class the other way round, with \\{code.lower()} in [^...]")
             table = _IN_CLASS if in_class else _ALONE
             out.append(table.get(code, char + code))
             index += 2

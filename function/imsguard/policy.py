@@ -64,8 +64,9 @@ def _one_of(allowed: dict[str, str], what: str) -> Any:
     refuses the rest with a suggestion: a value IMS never holds would never match."""
     def check(values: list[str]) -> list[str]:
         result = []
+        spaceless = {key.replace(" ", ""): spelled for key, spelled in allowed.items()}
         for value in values:
-            spelled = allowed.get(value.lower())
+            spelled = spaceless.get(value.lower().replace(" ", ""))  # as matching compares
             if spelled is None:
                 choices = sorted(set(allowed.values()))
                 raise ValueError(f"{value!r} is not {what}{did_you_mean(value.lower(), allowed)}"
