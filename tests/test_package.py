@@ -91,6 +91,7 @@ def names(built: PackageResult) -> list[str]:
         return archive.namelist()
 
 
+@pytest.mark.network  # needs the package index: skipped with the reason offline
 def test_the_unzipped_package_runs_the_handler_on_its_own(built, tmp_path):
     folder = tmp_path / "code"
     folder.mkdir()
@@ -115,6 +116,7 @@ def test_the_unzipped_package_runs_the_handler_on_its_own(built, tmp_path):
         assert file.startswith(str(folder) + os.sep), (name, file)
 
 
+@pytest.mark.network  # needs the package index: skipped with the reason offline
 def test_the_zip_holds_the_code_root_and_dependencies_only(built, names):
     assert built.path == built.path.parent / f"imsguard-{__version__}.zip"
     assert built.size == built.path.stat().st_size < MAX_ZIP_BYTES
@@ -132,6 +134,7 @@ def test_the_zip_holds_the_code_root_and_dependencies_only(built, names):
     assert [n for n in names if n.endswith(".dist-info/METADATA")]  # importlib.metadata works
 
 
+@pytest.mark.network  # needs the package index: skipped with the reason offline
 def test_the_zip_entries_are_sorted_with_fixed_metadata(built, names):
     assert names == sorted(names)
     with zipfile.ZipFile(built.path) as archive:
@@ -168,6 +171,7 @@ def test_the_index_probe_says_why_the_build_tests_are_skipped(tmp_path, monkeypa
     assert index_unreachable(tmp_path) is None
 
 
+@pytest.mark.network  # needs the package index: skipped with the reason offline
 def test_two_builds_are_byte_identical(built, tmp_path):
     again = build_package(ROOT, PYTHON, tmp_path)
 
