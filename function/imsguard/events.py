@@ -101,9 +101,14 @@ def is_image_name(value: Any) -> bool:
 
 
 def shorten(value: Any, limit: int = 80) -> str:
-    """repr() for messages, cut short: events may carry megabytes of text."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+    """repr() for messages, bounded: events may carry megabytes of text, or lists nested
+    thousands deep (a plain repr() would raise RecursionError)."""
+    import reprlib
+
+    bounded = reprlib.Repr()
+    bounded.maxlevel, bounded.maxstring, bounded.maxother = 3, limit, limit
+    text = bounded.repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... (cut)"
 
 
 class CtsTrace(BaseModel):

@@ -36,6 +36,7 @@ from urllib3.util.retry import Retry
 from imsguard.attributes import same_value
 from imsguard.clock import Clock, SystemClock
 from imsguard.context import Credentials
+from imsguard.events import is_image_id, shorten
 from imsguard.ims_errors import ErrorKind, error_kind
 from imsguard.logs import RedactingFilter, redact
 from imsguard.permissions import (
@@ -98,6 +99,7 @@ class ImsGateway:
     @requires(LIST_IMAGES)
     def get_image(self, image_id: str) -> dict[str, Any] | None:
         """The image as IMS returns it, or None when IMS does not know it."""
+        _check_id(image_id)
         response = self._call("read image", self.client.list_images,
                               ListImagesRequest(id=image_id, limit=1))
         return next((i for i in _images(_raw(response)) if i.get("id") == image_id), None)
@@ -121,8 +123,16 @@ class ImsGateway:
                                     marker=marker)
         if created_at:  # an IMS filter expression such as "gt:2026-11-01T00:00:00Z"
             request.created_at = created_at
-        data = _raw(self._call("list images", self.client.list_images, request))
-        images = [i for i in _images(data) if "id" in i]
+        data = _raw(self._call("list images", self.client.list_images, request), "list images")
+        listed = data.get("images")
+        if not isinstance(listed, list):
+            raise ImsError("permanent", "list images: the answer holds no list of images "
+                                        f"({shorten(listed)}); the listing cannot go on")
+        images = [i for i in listed if isinstance(i, dict) and is_image_id(i.get("id"))]
+        if len(images) != len(listed):
+            raise ImsError("permanent", f"list images: {len(listed) - len(images)} of "
+                                        f"{len(listed)} entries are not images with an id; "
+                                        "the listing cannot go on")
         page_info = data.get("page_info")
         if isinstance(page_info, dict):
             return images, bool(page_info.get("next_marker")) and bool(images)
@@ -149,6 +159,7 @@ class ImsGateway:
 
         A PATCH that fails transiently may still have been applied (a timeout after IMS
         took it): the image is read again, and the PATCH sent again only if it is not."""
+        _check_id(image_id)  # ids come from answers too: never an unchecked one in a URL
         body = [UpdateImageRequestBody(op=o["op"], path=o["path"], value=o.get("value"))
                 for o in operations]  # a remove has no value (the SDK then sends none)
         request = UpdateImageRequest(image_id=image_id, body=body)
@@ -259,6 +270,13 @@ def _classify(what: str, exc: ServiceResponseException) -> ImsError:
                     getattr(exc, "retry_after", None))
 
 
+def _check_id(image_id: Any) -> None:
+    """Refuse an id that is not an image id before it builds a URL (``..`` would make
+    ``PATCH /v2/cloudimages/..`` a request for another resource)."""
+    if not is_image_id(image_id):
+        raise ImsError("permanent", f"refused: {shorten(image_id)} is not an image id")
+
+
 def _unknown_api(exc: ImsError) -> bool:
     """The API gateway does not know this API here (404 not from IMS itself)."""
     return exc.status == 404 and not str(exc.code).startswith("IMG.")
@@ -301,12 +319,15 @@ def _images(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [i for i in data.get("images") or [] if isinstance(i, dict)]
 
 
-def _raw(response: Any) -> dict[str, Any]:
-    """The JSON body IMS sent, not the SDK's lossy model."""
+def _raw(response: Any, what: str = "IMS") -> dict[str, Any]:
+    """The JSON body IMS sent, not the SDK's lossy model; ImsError when it is not JSON."""
     content = getattr(response, "raw_content", None)
     if not content:
         return response.to_dict()
-    data = json.loads(content)
+    try:
+        data = json.loads(content)
+    except (ValueError, RecursionError):
+        raise ImsError("permanent", f"{what}: the answer is not JSON") from None
     return data if isinstance(data, dict) else {}
 
 

@@ -89,6 +89,7 @@ class Sweeper:
         self.today = budget.clock.utcnow().date()
         self.limiter = RateLimiter(rate, budget.clock)
         self.examined = 0
+        self.seen: set[str] = set()  # ids examined by this run: each counted once
         self.would_change = 0  # images the enforce-mode rules would change (dry run or not)
         self.restarted = ""  # says how the listing went on when IMS refused a marker
         self.last_created: str | None = None  # created_at of the last image examined
@@ -139,6 +140,7 @@ class Sweeper:
         since = self._since()
         marker = self.options.marker
         plans: dict[str, Planned] = {}  # by id: after a restart an image may come again
+        previous: list[str] = []  # the last page's ids: IMS must not answer it again
         limit = self.options.limit
         while True:
             if limit is not None and self.examined >= limit:
@@ -152,7 +154,17 @@ class Sweeper:
                 start = self._continuation(self.options.marker, "error")
                 return (list(plans.values()), start,
                         f"listing images after {marker or 'the start'}: {exc}")
+            ids = [image["id"] for image in images]
+            if ids and (ids == previous or ids[-1] == marker):  # no continuation: it would loop
+                return (list(plans.values()), None,
+                        f"IMS answered the same page again after {marker or 'the start'}: it "
+                        "does not page with marker, so the listing cannot go on")
+            previous = ids
             for image in images:
+                if image["id"] in self.seen:  # listed again after a restart: counted once
+                    marker = image["id"]
+                    continue
+                self.seen.add(image["id"])
                 self.examined += 1
                 planned = self._evaluate_safely(image, marker)
                 if planned is not None:
@@ -180,7 +192,8 @@ class Sweeper:
                 else:
                     page = self.gateway.list_page(marker, size, since and f"gt:{since}")
             except ImsError as exc:
-                if exc.kind == "permanent" and marker is not None and not self.restarted:
+                refused = exc.kind == "permanent" and exc.status in (400, 404)  # IMS's answer
+                if refused and marker is not None and not self.restarted:
                     marker, created = None, self.last_created
                     self.restarted = (
                         "the marker's image no longer exists; the listing went on from its "

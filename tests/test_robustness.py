@@ -1,0 +1,158 @@
+"""Issue 12: an IMS that misbehaves, hostile input, and secrets the process can see. Each
+test was written to fail on the code before its fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from imsguard.app import handler
+from imsguard.events import parse_event
+
+
+def deep(levels: int) -> list:
+    value: list = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+# -- 9. deep input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event", [
+    {"action": deep(5_000)},
+    {"image_id": deep(5_000)},
+    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": deep(5_000)}},
+    {"cts": {"service_type": deep(5_000), "trace_name": "createImage"}},
+    {"specversion": "1.0", "source": deep(5_000), "type": "x", "data": {}},
+])
+def test_deep_input_is_invalid_or_ignored_never_an_internal_error(fake, context, event):
+    skip = parse_event(event)
+    result = handler(event, context)
+
+    assert skip.status in ("invalid", "ignored") and len(skip.reason) < 400
+    assert result["status"] in ("invalid", "ignored") and "internal error" not in result["reason"]
+    assert fake.calls == []
+
+
+# -- 6. and 8. what IMS answers is checked before it is used --------------------------------
+
+
+@pytest.fixture
+def fleet():
+    from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+
+    with FakeIms(project_id=SAMPLE_PROJECT_ID) as fake:
+        for index in range(30):
+            fake.add_image({"name": f"Image_{index:02d}", "hw_firmware_type": "uefi",
+                            "hw_vif_multiqueue_enabled": "true"})
+        yield fake
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    ({"images": "x"}, "the answer holds no list of images"),
+    ({"images": [1, "a", None, {}]}, "4 of 4 entries are not images with an id"),
+    ([], "the answer holds no list of images"),
+    ({"images": [{"id": "..", "name": "x"}]}, "1 of 1 entries are not images with an id"),
+])
+def test_a_malformed_page_is_an_ims_error_that_keeps_what_was_done(fleet, context, answer,
+                                                                   words):
+    context.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "10"
+    pages = []
+
+    def second_page_is_malformed(method, path):
+        if method == "GET" and path == "/v2/cloudimages":
+            pages.append(path)
+            if len(pages) == 2:
+                fleet.respond_next("GET", 200, answer)
+
+    fleet.before_request = second_page_is_malformed
+
+    report = handler({"action": "sweep"}, context)
+
+    assert report["status"] == "error" and words in report["error"]
+    assert report["examined"] == 10  # the first page, kept
+    assert report["continuation"]["cause"] == "error"
+    assert not any(c.path.endswith("/cloudimages/..") or c.path == "/v2/" for c in fleet.calls)
+    assert fleet.patches == []  # as for a page IMS fails on: nothing is applied
+
+
+def test_an_answer_that_is_not_json_is_an_ims_error():
+    from types import SimpleNamespace
+
+    from imsguard.ims import ImsError, _raw
+
+    with pytest.raises(ImsError, match="list images: the answer is not JSON"):
+        _raw(SimpleNamespace(raw_content=b"<html>gateway</html>"), "list images")
+
+
+@pytest.mark.parametrize("image_id", ["..", "../jobs/1", "", "33ad552d", None])
+def test_an_id_that_is_not_an_image_id_never_builds_a_url(fake, image_id):
+    from imsguard.context import Credentials
+    from imsguard.ims import ImsError, gateway_for
+
+    gateway = gateway_for(None, fake.endpoint, fake.project_id, Credentials("AK", "SK"))
+
+    for call in (lambda: gateway.update_image(image_id, [{"op": "add", "path": "/x",
+                                                           "value": "1"}]),
+                 lambda: gateway.get_image(image_id)):
+        with pytest.raises(ImsError, match="is not an image id"):
+            call()
+    assert fake.calls == []
+
+
+# -- 5. and 7. an IMS that does not page, and images listed twice ------------------------------
+
+
+def test_an_ims_that_ignores_marker_ends_the_sweep_with_an_error(fleet, context):
+    context.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "10"
+    first_page = []
+
+    def ignore_marker(method, path):
+        lists = [c for c in fleet.calls if c.path == "/v2/cloudimages"]
+        if method == "GET" and path == "/v2/cloudimages" and lists:
+            if not first_page:
+                first_page.extend(json_page(fleet))
+            fleet.respond_next("GET", 200, {"images": first_page})
+
+    fleet.before_request = ignore_marker
+
+    report = handler({"action": "sweep"}, context)
+
+    assert report["status"] == "error" and "does not page with marker" in report["error"]
+    assert "continuation" not in report and report["examined"] == 10
+    assert len([c for c in fleet.calls if c.path == "/v2/cloudimages"]) == 2
+
+
+def json_page(fleet):
+    """The first page as IMS would send it (newest first)."""
+    ordered = sorted(fleet.images.values(), key=lambda i: (i["created_at"], i["id"]),
+                     reverse=True)
+    return [dict(image) for image in ordered[:10]]
+
+
+def test_images_listed_again_after_a_restart_are_counted_once(fleet, context):
+    for image in fleet.images.values():
+        image["created_at"] = "2026-01-01T00:00:00Z"  # all in one second
+    context.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "10"
+    deleted = []
+
+    def delete_the_marker(method, path):
+        lists = [c for c in fleet.calls if c.path == "/v2/cloudimages"]
+        if method == "GET" and len(lists) == 1 and not deleted:
+            marker = json_page_ids(fleet)[9]
+            deleted.append(marker)
+            del fleet.images[marker]
+
+    fleet.before_request = delete_the_marker
+
+    report = handler({"action": "sweep"}, context)
+
+    assert report["examined"] == 30  # 30 images were listed; one was deleted meanwhile
+    assert sum(report["summary"].values()) == 30
+    assert len({c.path for c in fleet.patches}) == len(fleet.patches)  # each patched once
+
+
+def json_page_ids(fleet):
+    return [i["id"] for i in sorted(fleet.images.values(),
+                                    key=lambda i: (-0, i["id"]))]
