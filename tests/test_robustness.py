@@ -156,3 +156,30 @@ def test_images_listed_again_after_a_restart_are_counted_once(fleet, context):
 def json_page_ids(fleet):
     return [i["id"] for i in sorted(fleet.images.values(),
                                     key=lambda i: (-0, i["id"]))]
+
+
+# -- 10. every secret the process can see ------------------------------------------------------
+
+
+ENV_SK = "ENV-ONLY-SECRET-KEY-778899"
+
+
+@pytest.mark.parametrize("echoed", [
+    ENV_SK,  # in the environment, unused: the context supplies the credentials
+    "base64:" + __import__("base64").b64encode(ENV_SK.encode()).decode(),
+    "SK-TEST-SECRET-0002"[:12] + "…",  # a cut-off context secret
+    __import__("base64").b64encode(b"TOKEN-TEST-SECRET-0003").decode().rstrip("="),
+])
+def test_secrets_in_any_form_never_reach_a_result_or_a_log_line(fake, context, monkeypatch,
+                                                                 capsys, echoed):
+    import json
+
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", ENV_SK)
+    fake.fail_next("PATCH", 400, "IMG.0001", f"refused for {echoed}")
+
+    result = handler({"image_id": "33ad552d-1149-471c-8190-ff6776174a00"}, context)
+
+    text = json.dumps(result) + capsys.readouterr().out
+    assert "***" in result["results"][0]["reason"]
+    assert echoed not in text and echoed[:10] not in text
+    assert fake.patches[0].status == 400  # the fault was hit

@@ -8,6 +8,7 @@ of imsguard's own updates are harmless.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from typing import Any
 
@@ -30,6 +31,8 @@ from imsguard.uefi import normalize_os_version
 
 CLOCK: Clock = SystemClock()  # tests put a FakeClock here: nothing really sleeps
 PROGRESS: Any = None  # the CLI puts a progress callback here for sweeps
+# Credentials the process may see besides the context's: redacted whether used or not.
+ENVIRONMENT_SECRETS = ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN")
 # Every outcome a result entry can have ("exempt" comes with exemptions in policies).
 OUTCOMES = ("updated", "would_update", "compliant", "non_compliant", "exempt",
             "not_applicable", "deferred", "error")
@@ -98,6 +101,7 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
     credentials = read_credentials(context)
     if credentials is not None:
         keep_secret(*credentials)
+    keep_secret(*(os.environ.get(key) for key in ENVIRONMENT_SECRETS))  # even if unused
     if credentials is None:
         return _stop("error", "configuration: no credentials (give the function an agency, or "
                               "set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK)")

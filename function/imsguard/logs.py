@@ -18,16 +18,40 @@ _context: dict[str, Any] = {}
 _secrets: set[str] = set()
 
 
+PREFIX = 10  # a secret's first 10 characters are already too many to show
+
+
 def keep_secret(*values: str | None) -> None:
-    """Values (AK, SK, token) that must never be written: log lines and errors redact them."""
-    _secrets.update(v for v in values if v and len(v) >= 4)
+    """Values (AK, SK, token) that must never be written: log lines and errors redact them,
+    and their base64 forms (headers and tokens carry them so)."""
+    import base64
+
+    for value in values:
+        if value and len(value) >= 4:
+            encoded = base64.b64encode(value.encode()).decode()
+            _secrets.update({value, encoded, encoded.rstrip("="),
+                             base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")})
 
 
 def redact(text: str) -> str:
+    """Every kept secret, and every run of 10 or more of its first characters, as ***."""
     for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
+        head = secret[:PREFIX] if len(secret) >= PREFIX else secret
+        if head in text:
+            text = _hide(text, secret, head)
     return text
+
+
+def _hide(text: str, secret: str, head: str) -> str:
+    """Each occurrence of ``head`` and as much of the secret as follows it, as ***."""
+    out, start = [], 0
+    while (found := text.find(head, start)) != -1:
+        end = found + len(head)
+        while end < len(text) and end - found < len(secret) and text[end] == secret[end - found]:
+            end += 1
+        out.append(text[start:found] + "***")
+        start = end
+    return "".join(out) + text[start:]
 
 
 def redact_all(data: Any) -> Any:
