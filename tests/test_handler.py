@@ -523,7 +523,8 @@ def test_patch_that_ims_did_not_apply_is_an_error(fake, context):
 
     (entry,) = result["results"]
     assert entry["outcome"] == "error"
-    assert "still differs" in entry["reason"] and "/name" in entry["reason"]
+    assert "IMS answered 200 but did not keep the change to" in entry["reason"]
+    assert "'name'" in entry["reason"]
 
 
 def test_a_timed_out_patch_is_read_again_then_sent_again(fake, context):

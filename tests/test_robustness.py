@@ -183,3 +183,49 @@ def test_secrets_in_any_form_never_reach_a_result_or_a_log_line(fake, context, m
     assert "***" in result["results"][0]["reason"]
     assert echoed not in text and echoed[:10] not in text
     assert fake.patches[0].status == 400  # the fault was hit
+
+
+# -- weak spots: a 200 is not proof ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("answer", [{}, None, {"id": "4d7c3e1a-5b6f-4a80-9c2d-1e3f5a7b9c0d"}])
+def test_a_patch_answer_that_is_not_the_image_is_checked_by_reading_it(fake, context, answer):
+    fake.respond_next("PATCH", 200, answer)  # IMS kept nothing: the answer is not the image
+
+    result = handler({"image_id": "33ad552d-1149-471c-8190-ff6776174a00"}, context)
+
+    (entry,) = result["results"]
+    assert entry["outcome"] == "error" and "did not keep" in entry["reason"]
+    assert [c.method for c in fake.calls] == ["GET", "PATCH", "GET"]  # read again to tell
+
+
+def test_a_sweep_does_not_count_a_change_ims_did_not_keep(fleet, context):
+    fleet.respond_next("PATCH", 200, {})
+
+    report = handler({"action": "sweep"}, context)
+
+    assert report["summary"] == {"error": 1, "updated": 29}
+    assert "did not keep" in report["needs_attention"][0]["reason"]
+
+
+def test_a_job_not_found_right_after_creation_is_read_again(fake, context, clock):
+    from conftest import load_event
+
+    fake.fail_next("GET", 404, "IMG.0001", "The job does not exist.")  # not there yet
+
+    result = handler(load_event("cts_create_image_job_only.json"), context)
+
+    assert result["results"][0]["outcome"] == "updated"
+    assert [c.status for c in fake.calls if "/job/" in c.path] == [404, 200]
+    assert len(clock.sleeps) == 1
+
+
+def test_a_job_that_stays_missing_is_not_applicable_within_the_budget(fake, context, clock):
+    from conftest import load_event
+
+    fake.jobs.clear()
+
+    result = handler(load_event("cts_create_image_job_only.json"), context)
+
+    assert result["results"][0]["outcome"] == "not_applicable"
+    assert len([c for c in fake.calls if "/job/" in c.path]) == 3

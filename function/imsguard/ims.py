@@ -166,7 +166,8 @@ class ImsGateway:
         attempt = 0
         while True:
             try:
-                return _raw(self._call_once("update image", self.client.update_image, request))
+                answer = _raw(self._call_once("update image", self.client.update_image, request))
+                return self._kept(image_id, operations, answer)
             except ImsError as exc:
                 if exc.kind != "transient":
                     raise
@@ -182,6 +183,18 @@ class ImsGateway:
                 return current
             self._wait_before_retry(failure, attempt)
             attempt += 1
+
+    def _kept(self, image_id: str, operations: list[dict[str, str]],
+              answer: dict[str, Any]) -> dict[str, Any]:
+        """The image after a PATCH IMS answered 200 to: its answer when that is the image,
+        else the image read again; ImsError when IMS did not keep what was asked."""
+        image = answer if answer.get("id") == image_id else self.get_image(image_id)
+        if image is None:
+            raise ImsError("gone", "update image: the image is gone")
+        if not applied(image, operations):
+            raise ImsError("permanent", "update image: IMS answered 200 but did not keep the "
+                                        f"change to {sorted(o['path'][1:] for o in operations)}")
+        return image
 
     @requires(SHOW_JOB_PROGRESS, SHOW_JOB)
     def get_job(self, job_id: str) -> dict[str, Any]:

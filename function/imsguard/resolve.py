@@ -17,6 +17,7 @@ from imsguard.events import Target, is_image_id
 from imsguard.ims import ImsError, ImsGateway
 
 NAME_LOOKUP_WINDOW = timedelta(hours=1)
+JOB_NOT_FOUND_READS = 3  # a new job may answer 404 at first: this many reads before "gone"
 Result = dict[str, Any]
 
 
@@ -88,6 +89,12 @@ class Resolver:
             try:
                 job = self.gateway.get_job(job_id)
             except ImsError as exc:
+                # A job IMS has only just created may not be found yet (eventual
+                # consistency): ask again, within the budget, before concluding it is gone.
+                if exc.kind == "gone" and attempt < JOB_NOT_FOUND_READS - 1 \
+                        and self.budget.pause(attempt):
+                    attempt += 1
+                    continue
                 result = {**_job_result(job_id, "error", f"job {job_id}: {exc}"),
                           **failure(exc)}
                 if exc.status in (401, 403):
