@@ -54,6 +54,8 @@ def test_no_secret_in_logs_or_results(fake, secret_context, everything, capsys, 
     out = capsys.readouterr()
     assert_clean(out.out, out.err, everything.text, json.dumps(result))
     assert fake.calls  # the requests were signed with the secrets: they were used
+    if fault:  # the fault was hit: its message, holding a secret, reached the handler
+        assert any((c.method, c.status) == fault[:2] for c in fake.calls)
 
 
 def test_no_secret_in_the_transient_failure(fake, secret_context, everything, capsys):
@@ -123,3 +125,5 @@ def test_no_secret_in_a_sweep_report(fake, secret_context, everything, capsys):
 
     out = capsys.readouterr()
     assert_clean(json.dumps(report), out.out, out.err, everything.text)
+    assert next(c.status for c in fake.patches) == 400  # the echoing fault was hit
+    assert report["summary"].get("error") == 1

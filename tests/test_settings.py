@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imsguard.context import LocalContext
-from imsguard.settings import DEFAULT_POLICY, SettingsError, load_settings
+from imsguard.settings import CODE_ROOT, DEFAULT_POLICY, SettingsError, load_settings
 
 
 def test_defaults(monkeypatch):
@@ -42,9 +42,10 @@ def test_project_id_from_imsguard_variable(monkeypatch):
 
 
 def test_relative_policy_path_is_found_under_the_code_root():
-    settings = load_settings(LocalContext(user_data={"IMSGUARD_POLICY": "policy.yaml"}))
+    relative = "imsguard/samples/example-image.json"  # under the code root, not the default
+    settings = load_settings(LocalContext(user_data={"IMSGUARD_POLICY": relative}))
 
-    assert settings.policy_path.is_file()
+    assert settings.policy_path == CODE_ROOT / relative and settings.policy_path.is_file()
 
 
 @pytest.mark.parametrize(("key", "value"), [
