@@ -229,3 +229,51 @@ def test_a_job_that_stays_missing_is_not_applicable_within_the_budget(fake, cont
 
     assert result["results"][0]["outcome"] == "not_applicable"
     assert len([c for c in fake.calls if "/job/" in c.path]) == 3
+
+
+# -- 3. log lines name their own invocation ------------------------------------------------------
+
+
+def test_concurrent_invocations_log_their_own_request_ids(capsys):
+    """20 invocations at once in one process, as one FunctionGraph instance may run them,
+    over a real loopback IMS: every per-image line names the invocation that wrote it."""
+    import json
+    import threading
+
+    from imsguard.context import LocalContext
+    from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+
+    fake = FakeIms(project_id=SAMPLE_PROJECT_ID)
+    images = [fake.add_image({"name": f"Image_{i:02d}"})["id"] for i in range(20)]
+    start = threading.Barrier(20)
+    with fake.serve() as endpoint:
+        def invoke(index: int) -> None:
+            context = LocalContext(access_key="AK", secret_key="SK", request_id=f"req-{index:02d}",
+                                   user_data={"IMSGUARD_IMS_ENDPOINT": endpoint})
+            start.wait()
+            handler({"image_id": images[index]}, context)
+
+        threads = [threading.Thread(target=invoke, args=(i,)) for i in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    per_image = [line for line in lines if line.get("image_id") in images]
+    assert len(per_image) == 20
+    assert all(line["request_id"] == f"req-{images.index(line['image_id']):02d}"
+               for line in per_image)
+
+
+def test_sweep_workers_log_the_sweeps_request_id(fleet, context, capsys):
+    import json
+
+    context.request_id = "sweep-request"
+    context.user_data["IMSGUARD_SWEEP_CONCURRENCY"] = "4"
+
+    handler({"action": "sweep"}, context)
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    updated = [line for line in lines if line["message"] == "image updated"]
+    assert len(updated) == 30 and {line["request_id"] for line in updated} == {"sweep-request"}

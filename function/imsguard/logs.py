@@ -11,10 +11,16 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 
 LOGGER_NAME = "imsguard"
-_context: dict[str, Any] = {}
+# The invocation's fields (its request id): one per invocation, not one per module, as one
+# FunctionGraph instance may run several at once. Threads a sweep starts copy it (in_context).
+_context: ContextVar[Mapping[str, Any]] = ContextVar("imsguard_log_context",
+                                                     default=MappingProxyType({}))
 _secrets: set[str] = set()
 
 
@@ -80,7 +86,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            **_context,
+            **_context.get(),
             **getattr(record, "fields", {}),
         }
         if record.exc_info:
@@ -126,9 +132,18 @@ def log_to(stream_name: str) -> None:
 
 
 def set_context(**fields: Any) -> None:
-    """Fields added to every line until the next call (e.g. the request id)."""
-    _context.clear()
-    _context.update({k: v for k, v in fields.items() if v is not None})
+    """Fields added to every line of this invocation (e.g. the request id)."""
+    _context.set({k: v for k, v in fields.items() if v is not None})
+
+
+def in_context(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` as it should run in another thread: with this invocation's log fields."""
+    fields = _context.get()
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        _context.set(fields)
+        return function(*args, **kwargs)
+    return run
 
 
 def log(level: int, message: str, **fields: Any) -> None:

@@ -20,7 +20,7 @@ from imsguard.clock import Budget, RateLimiter
 from imsguard.evaluate import before, evaluate, fix_label, plan
 from imsguard.events import SweepOptions, parse_time
 from imsguard.ims import ImsError, ImsGateway
-from imsguard.logs import log
+from imsguard.logs import in_context, log
 from imsguard.policy import Policy
 from imsguard.resolve import failure
 
@@ -282,7 +282,8 @@ class Sweeper:
         """PATCH each plan, ``concurrency`` at a time; the continuation if time ran out."""
         first_late: Planned | None = None
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            for index, (planned, entry) in enumerate(zip(plans, pool.map(self._patch, plans),
+            patch = in_context(self._patch)  # the workers log this invocation's request id
+            for index, (planned, entry) in enumerate(zip(plans, pool.map(patch, plans),
                                                          strict=True)):
                 self.report.add(entry)
                 self.progress({"applied": index + 1})
