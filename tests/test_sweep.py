@@ -448,3 +448,31 @@ def test_a_since_out_of_range_is_refused(fleet, context):
     report = sweep(context, since="0001-01-01T00:00:00+05:00")
 
     assert report["status"] == "invalid" and "since" in report["reason"]
+
+
+def test_images_deferred_while_applying_are_counted_once_by_the_guardrail(fleet, context, clock,
+                                                                        tmp_path):
+    """Issue 12, point 4: a hop that runs out of time while applying hands its deferred
+    images on; the next hop lists them again and must not count them a second time."""
+    fill(fleet, 300, bad_every=3)  # 100 out of line
+    use_policy(context, tmp_path, "version: 1\nmax_updates: 100\n"
+               "rules:\n  - {name: names, kind: name}\n")
+    context.user_data.update(IMSGUARD_SWEEP_PAGE_SIZE="100", IMSGUARD_SWEEP_CONTINUE="true",
+                             IMSGUARD_FUNCTION_URN=URN, IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint,
+                             IMSGUARD_SWEEP_RATE="1000")
+    context.timeout_ms = 40_000
+    fleet.before_request = lambda method, path: setattr(
+        clock, "elapsed", clock.elapsed + (2 if method == "GET" else 0.6))
+    event = {"action": "sweep"}
+    reports = []
+    for _ in range(10):
+        clock.elapsed = 0
+        reports.append(handler(event, context))
+        if not reports[-1].get("continued", {}).get("started"):
+            break
+        event = fleet.invocations[-1]["body"]
+
+    assert len(reports) >= 2 and any(r["summary"].get("deferred") for r in reports)
+    assert not any("guardrail" in r for r in reports)
+    assert len({c.path for c in fleet.patches}) == len(fleet.patches) == 100
+    assert all(name == name.lower() for name in (i["name"] for i in fleet.images.values()))

@@ -37,6 +37,8 @@ class Planned(NamedTuple):
     resume_after: str | None  # the image listed just before it: a rerun starts there
     fix_labels: dict[str, str]
     before: dict[str, Any]  # what the changed attributes held: the change can be undone
+    examined_at: int  # images this hop examined before it, and of those, the ones
+    changes_at: int  # it would change: a hop that defers it hands these counts on
 
 
 class Report:
@@ -97,6 +99,10 @@ class Sweeper:
 
     def run(self) -> dict[str, Any]:
         plans, continuation, error = self._plan()
+        if continuation is not None and error is None:
+            # What this sweep found so far: the next hop's guardrail counts it too.
+            continuation["examined_before"] = self.options.examined_before + self.examined
+            continuation["planned_before"] = self.options.planned_before + self.would_change
         held = self._guardrail()
         if error is not None:
             # Nothing is applied: the rerun starts where this run started.
@@ -122,10 +128,6 @@ class Sweeper:
             summary["error"] = error
         if held:
             summary["guardrail"] = held
-        if continuation is not None and error is None:
-            # What this sweep found so far: the next hop's guardrail counts it too.
-            continuation["examined_before"] = self.options.examined_before + self.examined
-            continuation["planned_before"] = self.options.planned_before + self.would_change
         if continuation is not None:
             continuation.setdefault("examined_before", self.options.examined_before)
             continuation.setdefault("planned_before", self.options.planned_before)
@@ -231,6 +233,7 @@ class Sweeper:
             return None
 
     def _evaluate(self, image: dict[str, Any], listed_after: str | None) -> Planned | None:
+        examined_at, changes_at = self.examined - 1, self.would_change
         decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
         planned = plan(decision, self.dry_run)
         sent = [op["path"][1:] for op in planned.send]
@@ -244,7 +247,7 @@ class Sweeper:
             self.would_change += 1
         if planned.send:
             return Planned(image["id"], image.get("name"), planned.send, listed_after, labels,
-                           before(image, planned.send))
+                           before(image, planned.send), examined_at, changes_at)
         entry = {"image_id": image["id"], "image_name": image.get("name"),
                  "outcome": planned.outcome, "reason": planned.reason,
                  "operations": list(decision.operations), "fixes": labels}
@@ -279,8 +282,12 @@ class Sweeper:
             self.report.add(self._entry(planned, "would_update", reason, "would_fix"))
 
     def _apply(self, plans: list[Planned]) -> dict[str, Any] | None:
-        """PATCH each plan, ``concurrency`` at a time; the continuation if time ran out."""
+        """PATCH each plan, ``concurrency`` at a time; the continuation if time ran out.
+        The next hop lists the deferred images again, so the continuation counts for the
+        guardrail only what this hop examined before the first of them, plus the changes
+        made after it (those images will no longer need changing)."""
         first_late: Planned | None = None
+        changed_after = 0
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             patch = in_context(self._patch)  # the workers log this invocation's request id
             for index, (planned, entry) in enumerate(zip(plans, pool.map(patch, plans),
@@ -289,8 +296,15 @@ class Sweeper:
                 self.progress({"applied": index + 1})
                 if entry["outcome"] == "deferred" and first_late is None:
                     first_late = planned
-        return None if first_late is None else self._continuation(first_late.resume_after,
-                                                                  "time")
+                elif entry["outcome"] == "updated" and first_late is not None:
+                    changed_after += 1
+        if first_late is None:
+            return None
+        continuation = self._continuation(first_late.resume_after, "time")
+        continuation["examined_before"] = self.options.examined_before + first_late.examined_at
+        continuation["planned_before"] = (self.options.planned_before + first_late.changes_at
+                                          + changed_after)
+        return continuation
 
     def _patch(self, planned: Planned) -> dict[str, Any]:
         self.limiter.acquire()
