@@ -146,8 +146,7 @@ def test_no_call_can_outlive_the_invocation(fake, context, clock):
     def slow_request(method, path):
         import imsguard.ims as ims
 
-        (gateway,) = ims._client_cache.values()
-        connect, read = gateway.config.timeout
+        connect, read = ims.call_timeouts()  # this call's, not the shared client's
         calls.append((clock.monotonic(), connect + read))
         clock.elapsed += 8
 

@@ -277,3 +277,34 @@ def test_sweep_workers_log_the_sweeps_request_id(fleet, context, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     updated = [line for line in lines if line["message"] == "image updated"]
     assert len(updated) == 30 and {line["request_id"] for line in updated} == {"sweep-request"}
+
+
+# -- 1. a hard deadline, however the bytes arrive ------------------------------------------------
+
+
+@pytest.mark.parametrize("event", [{"image_id": "IMAGE"}, {"action": "sweep"}],
+                         ids=["event", "sweep"])
+def test_an_answer_that_trickles_in_ends_with_the_invocation(event):
+    """IMS sends the headers at once, then the body a byte every 0.3 s: no read timeout
+    fires, yet the invocation (5 s, over a real loopback IMS) ends on time."""
+    import time
+
+    from imsguard.context import LocalContext
+    from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+
+    fake = FakeIms(project_id=SAMPLE_PROJECT_ID)
+    image = fake.add_image({"name": "Trickled_Image"})["id"]
+    fake.trickle_seconds = 0.3
+    event = {key: image if value == "IMAGE" else value for key, value in event.items()}
+    with fake.serve() as endpoint:
+        context = LocalContext(access_key="AK", secret_key="SK", timeout_ms=5_000,
+                               user_data={"IMSGUARD_IMS_ENDPOINT": endpoint,
+                                          "IMSGUARD_SAFETY_MARGIN_SECONDS": "1"})
+        started = time.monotonic()
+        result = handler(event, context)
+        took = time.monotonic() - started
+
+    assert took <= 5.0, f"ran {took:.1f} s of a 5 s invocation"
+    outcomes = [r["outcome"] for r in result["results"]]
+    assert outcomes in (["deferred"], ["error"]) or result.get("status") == "error", result
+    assert fake.images[image]["name"] == "Trickled_Image"

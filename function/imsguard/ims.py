@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 import warnings
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import requests
@@ -56,9 +58,17 @@ logging.getLogger("HuaweiCloud-SDK-ImsClient").addFilter(RedactingFilter())
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
 MIN_CALL_TIME_S = 1.0  # less time left than this: no call is started
+REPORT_TIME_S = 0.3  # every call ends this long before the invocation does: time to report
 RETRIES = 3  # after the first try, for transient failures
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 8.0
+BODY_CHUNK_BYTES = 64 * 1024
+
+# This call's (connect, read) timeouts and its deadline (time.monotonic()), set by the
+# thread making the call: the client and its HttpConfig are shared by every invocation
+# the instance runs at once, so nothing per call may live on them.
+_call_limits: ContextVar[tuple[tuple[float, float], float] | None] = ContextVar(
+    "imsguard_call_limits", default=None)
 
 
 class ImsError(Exception):
@@ -256,14 +266,62 @@ class ImsGateway:
 
 
     def _fit_timeouts(self, what: str) -> None:
-        """No call may outlive the invocation: shrink the timeouts to the time left."""
+        """No call may outlive the invocation: the timeouts shrink to the time left, and
+        the whole answer must arrive before the invocation's deadline."""
         left = self.time_left()
-        if left is None or self.config is None:
+        if left is None:
+            _call_limits.set(None)
             return
         if left < MIN_CALL_TIME_S:
             raise ImsError("out_of_time", f"{what}: not started, the invocation is about to end")
         connect = min(CONNECT_TIMEOUT_S, left / 3)
-        self.config.timeout = (connect, min(READ_TIMEOUT_S, left - connect - 0.2))
+        _call_limits.set(((connect, min(READ_TIMEOUT_S, left - connect - REPORT_TIME_S)),
+                          time.monotonic() + left - REPORT_TIME_S))
+
+
+def call_timeouts() -> tuple[float, float] | None:
+    """The (connect, read) timeouts of the call this thread is making (None: the client's)."""
+    limits = _call_limits.get()
+    return None if limits is None else limits[0]
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """Reads each answer against the call's deadline. A read timeout bounds one wait for
+    bytes, not the whole answer: a body trickling in a byte at a time would run on."""
+
+    def send(self, request: Any, stream: bool = False, timeout: Any = None,
+             **kwargs: Any) -> requests.Response:
+        limits = _call_limits.get()
+        if limits is None:
+            return super().send(request, stream=stream, timeout=timeout, **kwargs)
+        timeouts, deadline = limits
+        response = super().send(request, stream=True, timeout=timeouts, **kwargs)
+        if not stream:
+            response._content = _read_before(response, deadline)  # what requests would read
+        return response
+
+
+def _read_before(response: requests.Response, deadline: float) -> bytes:
+    """The whole body, or a ReadTimeout once the deadline passes (the connection closed)."""
+    chunks = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise requests.exceptions.ReadTimeout(
+                    "the answer was still arriving at the invocation's deadline")
+            sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+            if sock is not None:  # no single wait for bytes may pass the deadline either
+                sock.settimeout(min(left, sock.gettimeout() or left))
+            chunk = response.raw.read1(BODY_CHUNK_BYTES, decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except Exception:
+        response.close()
+        raise
+    response.raw.release_conn()
+    return b"".join(chunks)
 
 
 def _classify(what: str, exc: ServiceResponseException) -> ImsError:
@@ -394,8 +452,8 @@ def _keep_throttling_answers(client: ImsClient, config: HttpConfig) -> None:
     session = getattr(getattr(client, "_http_client", None), "_session", None)
     if session is None:
         return
-    adapter = HTTPAdapter(pool_connections=config.pool_connections,
-                          pool_maxsize=config.pool_maxsize,
-                          max_retries=Retry(total=0, raise_on_status=False))
+    adapter = _DeadlineAdapter(pool_connections=config.pool_connections,
+                               pool_maxsize=config.pool_maxsize,
+                               max_retries=Retry(total=0, raise_on_status=False))
     session.mount("https://", adapter)
     session.mount("http://", adapter)

@@ -22,6 +22,7 @@ import json
 import random
 import re
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -304,6 +305,8 @@ class FakeIms:
         # Called with (method, path) before each request, outside the lock: lets a test
         # hold requests back (e.g. a threading.Barrier to make two deliveries overlap).
         self.before_request: Callable[[str, str], None] | None = None
+        # Served over HTTP (serve()): answers' bodies go out one byte per this many seconds.
+        self.trickle_seconds = 0.0
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, Any]]]] = [
             ("GET", re.compile(r"/v2/cloudimages"), self._list_images),
             ("PATCH", re.compile(r"/v2/cloudimages/([^/]+)"), self._update_image),
@@ -1018,7 +1021,20 @@ def _handler_for(fake: FakeIms) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             if self.command != "HEAD":
+                self._write(payload)
+
+        def _write(self, payload: bytes) -> None:
+            if not fake.trickle_seconds:
                 self.wfile.write(payload)
+                return
+            self.wfile.flush()  # the headers at once, then the body byte by byte
+            try:
+                for index in range(len(payload)):
+                    time.sleep(fake.trickle_seconds)
+                    self.wfile.write(payload[index:index + 1])
+                    self.wfile.flush()
+            except OSError:  # the client gave up and closed the connection
+                self.close_connection = True
 
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _handle
 
