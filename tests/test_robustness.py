@@ -282,9 +282,18 @@ def test_sweep_workers_log_the_sweeps_request_id(fleet, context, capsys):
 # -- 1. a hard deadline, however the bytes arrive ------------------------------------------------
 
 
+@pytest.fixture
+def real_clock(monkeypatch):
+    """Invocations that really take seconds: their budgets must count real time."""
+    from imsguard import app
+    from imsguard.clock import SystemClock
+
+    monkeypatch.setattr(app, "CLOCK", SystemClock())
+
+
 @pytest.mark.parametrize("event", [{"image_id": "IMAGE"}, {"action": "sweep"}],
                          ids=["event", "sweep"])
-def test_an_answer_that_trickles_in_ends_with_the_invocation(event):
+def test_an_answer_that_trickles_in_ends_with_the_invocation(event, real_clock):
     """IMS sends the headers at once, then the body a byte every 0.3 s: no read timeout
     fires, yet the invocation (5 s, over a real loopback IMS) ends on time."""
     import time
@@ -308,3 +317,67 @@ def test_an_answer_that_trickles_in_ends_with_the_invocation(event):
     outcomes = [r["outcome"] for r in result["results"]]
     assert outcomes in (["deferred"], ["error"]) or result.get("status") == "error", result
     assert fake.images[image]["name"] == "Trickled_Image"
+
+
+# -- 2. each invocation keeps its own budget -------------------------------------------------------
+
+
+@pytest.mark.parametrize("slow", ["short", "long"])
+def test_concurrent_invocations_keep_their_own_budgets(slow, real_clock):
+    """A 4 s and a 600 s invocation run at once in one process, through the one cached
+    client, over a real loopback IMS; the ``slow`` one's PATCH takes 6 s and is sent only
+    after the other has begun. The short one still ends within its 4 s; the long one
+    still waits for its answer."""
+    import threading
+    import time
+
+    from imsguard.app import TransientFailure
+    from imsguard.context import LocalContext
+    from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+
+    fake = FakeIms(project_id=SAMPLE_PROJECT_ID)
+    images = {name: fake.add_image({"name": f"Image_{name}"})["id"] for name in ("short", "long")}
+    other_began = threading.Event()
+    reads = []
+
+    def before_request(method: str, path: str) -> None:
+        if method == "GET":
+            reads.append(path)
+            if len(reads) == 2:  # both invocations have begun
+                other_began.set()
+            other_began.wait(5)  # the first read is answered only then
+        elif path.endswith(images[slow]):
+            time.sleep(6)
+
+    fake.before_request = before_request
+    results, took = {}, {}
+    with fake.serve() as endpoint:
+        def invoke(name: str, timeout_ms: int) -> None:
+            context = LocalContext(access_key="AK", secret_key="SK", timeout_ms=timeout_ms,
+                                   user_data={"IMSGUARD_IMS_ENDPOINT": endpoint,
+                                              "IMSGUARD_SAFETY_MARGIN_SECONDS": "1"})
+            started = time.monotonic()
+            try:
+                results[name] = handler({"image_id": images[name]}, context)["results"][0]
+            except TransientFailure:  # raised for FunctionGraph to retry the event
+                results[name] = {"outcome": "raised TransientFailure"}
+            took[name] = time.monotonic() - started
+
+        first, second = ("short", "long") if slow == "short" else ("long", "short")
+        threads = [threading.Thread(target=invoke, args=(name, 4_000 if name == "short"
+                                                         else 600_000))
+                   for name in (first, second)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.2)
+        for thread in threads:
+            thread.join()
+
+    assert took["short"] <= 4.0, took
+    outcomes = {name: result["outcome"] for name, result in results.items()}
+    if slow == "short":
+        assert outcomes["long"] == "updated", results
+        assert outcomes["short"] in ("deferred", "error", "raised TransientFailure"), results
+    else:
+        assert outcomes == {"short": "updated", "long": "updated"}, results
+        assert took["long"] >= 6

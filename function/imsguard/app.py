@@ -135,11 +135,9 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
 
 
 def _prepare(gateway: Any, budget: Budget) -> None:
-    """The container's client, set up for this invocation's time and clock."""
-    gateway.time_left = budget.time_left  # no IMS call may outlive the invocation
-    gateway.wait_left = budget.retry_window  # retries wait only up to the safety margin
-    gateway.clock = budget.clock
-    gateway.retries = 0
+    """This invocation's limits for the container's client: no IMS call may outlive the
+    invocation, and retries wait only up to the safety margin."""
+    gateway.begin(budget.time_left, budget.retry_window, budget.clock)
 
 
 def _uefi_versions(gateway: Any) -> frozenset[str] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -96,15 +97,24 @@ class ImsGateway:
         self.client = client
         self.project_id = project_id
         self.config = config  # the client's own HttpConfig: its timeouts apply per call
-        # Seconds until the invocation ends (None: unknown); set for each invocation.
-        self.time_left: Callable[[], float | None] = lambda: None
-        # Seconds retries may still spend waiting (to the invocation's safety margin).
-        self.wait_left: Callable[[], float | None] = lambda: None
         self.uefi_versions: frozenset[str] | None = None  # IMS's UEFI OS list, once read
-        self.clock: Clock = SystemClock()  # set for each invocation (tests: a fake clock)
         self.rng = random.Random()
-        self.retries = 0  # retries made; counted for reports
         self.job_progress_missing = False  # this region's gateway lacks ShowJobProgress
+
+    @staticmethod
+    def begin(time_left: Callable[[], float | None], wait_left: Callable[[], float | None],
+              clock: Clock) -> Invocation:
+        """This invocation's limits, for the calls made from this thread (and the threads
+        it hands its context to): instances may run several invocations at once, all
+        through this one gateway."""
+        invocation = Invocation(time_left, wait_left, clock)
+        _invocation.set(invocation)
+        return invocation
+
+    @property
+    def retries(self) -> int:
+        """Retries made for the current invocation; counted for reports."""
+        return _current().retries
 
     @requires(LIST_IMAGES)
     def get_image(self, image_id: str) -> dict[str, Any] | None:
@@ -241,11 +251,12 @@ class ImsGateway:
         delay = exc.retry_after
         if delay is None:
             delay = self.rng.uniform(0, min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** attempt))
-        left = self.wait_left()
+        invocation = _current()
+        left = invocation.wait_left()
         if left is not None and delay > left:  # IMS asks for more time than there is
             raise exc
-        self.retries += 1
-        self.clock.sleep(delay)
+        invocation.count_retry()
+        invocation.clock.sleep(delay)
 
     def _call_once(self, what: str, method: Any, request: Any) -> Any:
         self._fit_timeouts(what)
@@ -268,7 +279,7 @@ class ImsGateway:
     def _fit_timeouts(self, what: str) -> None:
         """No call may outlive the invocation: the timeouts shrink to the time left, and
         the whole answer must arrive before the invocation's deadline."""
-        left = self.time_left()
+        left = _current().time_left()
         if left is None:
             _call_limits.set(None)
             return
@@ -277,6 +288,36 @@ class ImsGateway:
         connect = min(CONNECT_TIMEOUT_S, left / 3)
         _call_limits.set(((connect, min(READ_TIMEOUT_S, left - connect - REPORT_TIME_S)),
                           time.monotonic() + left - REPORT_TIME_S))
+
+
+class Invocation:
+    """What one invocation allows its IMS calls: time to the end, time retries may wait
+    (to the safety margin), the clock (tests: a fake one), and the retries it made."""
+
+    def __init__(self, time_left: Callable[[], float | None] = lambda: None,
+                 wait_left: Callable[[], float | None] = lambda: None,
+                 clock: Clock | None = None):
+        self.time_left = time_left
+        self.wait_left = wait_left
+        self.clock = clock or SystemClock()
+        self.retries = 0
+        self._lock = threading.Lock()  # sweep workers retry at once
+
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+
+_invocation: ContextVar[Invocation | None] = ContextVar("imsguard_invocation", default=None)
+
+
+def _current() -> Invocation:
+    """The invocation this thread works for; outside one (a script), no limits."""
+    invocation = _invocation.get()
+    if invocation is None:
+        invocation = Invocation()
+        _invocation.set(invocation)
+    return invocation
 
 
 def call_timeouts() -> tuple[float, float] | None:

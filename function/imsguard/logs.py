@@ -7,6 +7,7 @@ handler never passes credentials.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -137,12 +138,12 @@ def set_context(**fields: Any) -> None:
 
 
 def in_context(function: Callable[..., Any]) -> Callable[..., Any]:
-    """``function`` as it should run in another thread: with this invocation's log fields."""
-    fields = _context.get()
+    """``function`` as it should run in another thread: in this invocation's context (its
+    log fields, its IMS limits); each call gets its own copy, as threads may run at once."""
+    context = contextvars.copy_context()
 
     def run(*args: Any, **kwargs: Any) -> Any:
-        _context.set(fields)
-        return function(*args, **kwargs)
+        return context.copy().run(function, *args, **kwargs)
     return run
 
 
