@@ -8,9 +8,11 @@ turns every SDK or transport failure into one :class:`ImsError` with a kind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
+import socket
 import threading
 import time
 import warnings
@@ -19,6 +21,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import requests
+import urllib3.exceptions
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exception_handler import DefaultExceptionHandler
 from huaweicloudsdkcore.exceptions.exceptions import SdkException, ServiceResponseException
@@ -34,6 +37,8 @@ from huaweicloudsdkims.v2 import (
 )
 from huaweicloudsdkims.v2.region.ims_region import ImsRegion
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from imsguard.attributes import same_value
@@ -268,7 +273,8 @@ class ImsGateway:
                 requests.exceptions.InvalidSchema) as exc:
             raise ImsError("permanent", f"{what}: the endpoint is not usable "
                                         f"({type(exc).__name__})") from None
-        except (SdkException, requests.RequestException, OSError) as exc:
+        except (SdkException, requests.RequestException, urllib3.exceptions.HTTPError,
+                OSError) as exc:
             # Connection failures, and PATCH read timeouts, which escape the SDK unwrapped.
             raise ImsError("transient", f"{what}: {type(exc).__name__}") from None
         except (ValueError, TypeError, AttributeError) as exc:
@@ -328,7 +334,13 @@ def call_timeouts() -> tuple[float, float] | None:
 
 class _DeadlineAdapter(HTTPAdapter):
     """Reads each answer against the call's deadline. A read timeout bounds one wait for
-    bytes, not the whole answer: a body trickling in a byte at a time would run on."""
+    bytes, not the whole answer: headers or a body trickling in a byte at a time would run
+    on."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _DeadlineHttpPool,
+                                                   "https": _DeadlineHttpsPool}
 
     def send(self, request: Any, stream: bool = False, timeout: Any = None,
              **kwargs: Any) -> requests.Response:
@@ -337,13 +349,55 @@ class _DeadlineAdapter(HTTPAdapter):
             return super().send(request, stream=stream, timeout=timeout, **kwargs)
         timeouts, deadline = limits
         response = super().send(request, stream=True, timeout=timeouts, **kwargs)
-        if not stream:
-            response._content = _read_before(response, deadline)  # what requests would read
+        if not stream:  # what requests would read, against the deadline
+            response._content = _read_before(response, deadline)
+            response._content_consumed = True
         return response
 
 
+class _DeadlineConnection:
+    """Waits for the status line and headers only until the call's deadline: then the
+    socket is shut down, and the wait ends as a transient failure."""
+
+    sock: Any
+
+    def getresponse(self) -> Any:
+        limits = _call_limits.get()
+        if limits is None or self.sock is None:
+            return super().getresponse()  # type: ignore[misc]
+        watchdog = threading.Timer(max(0.0, limits[1] - time.monotonic()), _shut, (self.sock,))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        finally:
+            watchdog.cancel()
+
+
+def _shut(sock: Any) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _DeadlineHttpConnection(_DeadlineConnection, HTTPConnection):
+    pass
+
+
+class _DeadlineHttpsConnection(_DeadlineConnection, HTTPSConnection):
+    pass
+
+
+class _DeadlineHttpPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHttpConnection
+
+
+class _DeadlineHttpsPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHttpsConnection
+
+
 def _read_before(response: requests.Response, deadline: float) -> bytes:
-    """The whole body, or a ReadTimeout once the deadline passes (the connection closed)."""
+    """The whole body, or a ReadTimeout once the deadline passes (the connection closed).
+    urllib3's own errors become requests' ones, as requests' reading would make them."""
     chunks = []
     try:
         while True:
@@ -358,6 +412,15 @@ def _read_before(response: requests.Response, deadline: float) -> bytes:
             if not chunk:
                 break
             chunks.append(chunk)
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        response.close()
+        raise requests.exceptions.ReadTimeout(str(exc)) from None
+    except urllib3.exceptions.DecodeError as exc:
+        response.close()
+        raise requests.exceptions.ContentDecodingError(str(exc)) from None
+    except urllib3.exceptions.HTTPError as exc:  # the connection dropped mid-body
+        response.close()
+        raise requests.exceptions.ChunkedEncodingError(str(exc)) from None
     except Exception:
         response.close()
         raise

@@ -305,8 +305,10 @@ class FakeIms:
         # Called with (method, path) before each request, outside the lock: lets a test
         # hold requests back (e.g. a threading.Barrier to make two deliveries overlap).
         self.before_request: Callable[[str, str], None] | None = None
-        # Served over HTTP (serve()): answers' bodies go out one byte per this many seconds.
+        # Served over HTTP (serve()): answers' bodies go out one byte per this many seconds
+        # (the status line and headers too, with trickle_headers).
         self.trickle_seconds = 0.0
+        self.trickle_headers = False
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, Any]]]] = [
             ("GET", re.compile(r"/v2/cloudimages"), self._list_images),
             ("PATCH", re.compile(r"/v2/cloudimages/([^/]+)"), self._update_image),
@@ -1019,15 +1021,21 @@ def _handler_for(fake: FakeIms) -> type[BaseHTTPRequestHandler]:
             for key, value in headers.items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(payload)))
+            if self.command == "HEAD":
+                payload = b""
+            if fake.trickle_headers:  # the status line and headers too, byte by byte
+                self._headers_buffer.append(b"\r\n")
+                head, self._headers_buffer = b"".join(self._headers_buffer), []
+                self._write(head + payload)
+                return
             self.end_headers()
-            if self.command != "HEAD":
-                self._write(payload)
+            self._write(payload)
 
         def _write(self, payload: bytes) -> None:
             if not fake.trickle_seconds:
                 self.wfile.write(payload)
                 return
-            self.wfile.flush()  # the headers at once, then the body byte by byte
+            self.wfile.flush()  # what was written before at once, then byte by byte
             try:
                 for index in range(len(payload)):
                     time.sleep(fake.trickle_seconds)
