@@ -98,10 +98,9 @@ class ImsError(Exception):
 class ImsGateway:
     """Image reads and writes for one project, through one SDK client."""
 
-    def __init__(self, client: ImsClient, project_id: str, config: HttpConfig | None = None):
+    def __init__(self, client: ImsClient, project_id: str):
         self.client = client
         self.project_id = project_id
-        self.config = config  # the client's own HttpConfig: its timeouts apply per call
         self.uefi_versions: frozenset[str] | None = None  # IMS's UEFI OS list, once read
         self.rng = random.Random()
         self.job_progress_missing = False  # this region's gateway lacks ShowJobProgress
@@ -518,7 +517,7 @@ def gateway_for(region: str | None, endpoint: str | None, project_id: str,
         _client_cache.clear()
         config = HttpConfig.get_default_config()
         client = _build_client(region, endpoint, project_id, credentials, config)
-        gateway = ImsGateway(client, project_id, config)
+        gateway = ImsGateway(client, project_id)
         _client_cache[key] = gateway
     return gateway
 
