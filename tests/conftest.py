@@ -62,6 +62,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 def fake() -> Any:
     with FakeIms.seeded() as ims_fake:
         yield ims_fake
+    # A fault a test injected and no request met proves nothing: the test must say so.
+    assert not ims_fake._injected, f"injected answers never used: {ims_fake._injected}"
 
 
 @pytest.fixture
