@@ -47,7 +47,7 @@ def fleet():
             fake.add_image({"name": f"Image_{index:02d}", "hw_firmware_type": "uefi",
                             "hw_vif_multiqueue_enabled": "true"})
         yield fake
-    assert not fake._injected, f"injected answers never used: {fake._injected}"
+    fake.assert_injections_met()
 
 
 @pytest.mark.parametrize(("answer", "words"), [

@@ -19,7 +19,7 @@ def fleet():
     """An empty project, to fill with images: a third of them need a change."""
     with FakeIms(project_id=SAMPLE_PROJECT_ID) as fake:
         yield fake
-    assert not fake._injected, f"injected answers never used: {fake._injected}"
+    fake.assert_injections_met()
 
 
 def fill(fake, count, bad_every=3):

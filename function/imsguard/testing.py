@@ -493,6 +493,11 @@ class FakeIms:
         for _ in range(times):
             self._injected.append((method.upper(), _ApiError(status, code, message, headers)))
 
+    def assert_injections_met(self) -> None:
+        """Fail if an answer injected with fail_next, respond_next or raise_next was never
+        met by a request: a fault test whose fault was not hit proves nothing."""
+        assert not self._injected, f"injected answers never used: {self._injected}"
+
     def respond_next(self, method: str, status: int, payload: Any) -> None:
         """Answer the next request of ``method`` with this body, without touching any state
         (e.g. an IMS that says 200 but did not apply the change)."""
