@@ -6,11 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test bench chaos clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml tools/pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "imsguard needs Python 3.10 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e . -e tools
 	touch $@
 
 demo: $(STAMP)
@@ -18,6 +18,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -30,4 +32,4 @@ chaos: $(STAMP)
 	IMSGUARD_CHAOS_IMAGES=5000 $(BIN)/pytest -s tests/test_chaos.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info function/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info function/*.egg-info tools/*.egg-info .pytest_cache .ruff_cache

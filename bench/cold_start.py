@@ -59,7 +59,7 @@ EVENT_PATH = ROOT / "tests" / "events" / "cts_create_image.json"
 POLICY_PATH = FUNCTION_DIR / "policy.yaml"
 
 sys.path.insert(0, str(FUNCTION_DIR))
-from imsguard.testing import EXAMPLE_IMAGE_ID, SAMPLE_PROJECT_ID, FakeIms  # noqa: E402
+from imsguard_tools.testing import EXAMPLE_IMAGE_ID, SAMPLE_PROJECT_ID, FakeIms  # noqa: E402
 
 TARGET_RATIO = 1.15
 RESULT_MARKER = "COLD_START_RESULT "  # the prefix _REPORT prints

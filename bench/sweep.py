@@ -43,7 +43,7 @@ PAGE_SIZE = 500
 SERVER = """\
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from imsguard.testing import FakeIms
+from imsguard_tools.testing import FakeIms
 fake = FakeIms(project_id=sys.argv[2])
 bad = fake.add_fleet(int(sys.argv[3]))
 with fake.serve() as endpoint:

@@ -13,7 +13,7 @@ from hypothesis import settings
 from imsguard import app, ims, policy
 from imsguard.context import LocalContext
 from imsguard.logs import log_to
-from imsguard.testing import SAMPLE_PROJECT_ID, FakeClock, FakeIms
+from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeClock, FakeIms
 
 # In CI, property tests draw the same examples every run: a failure there is reproducible.
 settings.register_profile("ci", derandomize=True, print_blob=True)

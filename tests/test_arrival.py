@@ -12,7 +12,7 @@ import pytest
 from conftest import load_event
 from imsguard.app import handler
 from imsguard.context import LocalContext
-from imsguard.testing import EXAMPLE_IMAGE_ID, EXAMPLE_JOB_ID
+from imsguard_tools.testing import EXAMPLE_IMAGE_ID, EXAMPLE_JOB_ID
 
 COPY_JOB = "ff8080814dbd65d7014dbe0d84db0077"
 DEBIAN = "c5cd3163-9030-43cb-a7c2-640c237702c7"

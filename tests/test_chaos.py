@@ -15,7 +15,7 @@ from imsguard.context import LocalContext
 from imsguard.evaluate import evaluate, normalize_name
 from imsguard.policy import load_policy
 from imsguard.settings import DEFAULT_POLICY
-from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
 IMAGES = int(os.environ.get("IMSGUARD_CHAOS_IMAGES", "500"))
 FAULT_RATE = 0.3

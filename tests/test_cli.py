@@ -8,7 +8,7 @@ import re
 import pytest
 
 from conftest import EVENTS
-from imsguard.cli import main
+from imsguard_tools.cli import main
 
 
 def test_invoke_fake_shows_decision_and_the_patch_sent(capsys):
@@ -76,7 +76,7 @@ def test_invoke_unreadable_event_file(tmp_path, capsys):
 
 
 ROOT = EVENTS.parents[1]
-SAMPLE_IMAGE = ROOT / "function/imsguard/samples/example-image.json"
+SAMPLE_IMAGE = ROOT / "tools/imsguard_tools/samples/example-image.json"
 DEFAULT_POLICY = ROOT / "function/policy.yaml"
 
 
@@ -234,18 +234,18 @@ def test_sweep_command_json_and_a_dry_run(capsys):
 
 
 def test_package_command_defaults_to_the_templates_python(monkeypatch, capsys, tmp_path):
-    from imsguard import package
+    from imsguard_tools import package
 
     seen = {}
 
-    def fake_build(root, python_version, out_dir=None, policy=None, policy_name=None):
-        seen.update(root=root, version=python_version, policy=policy, name=policy_name)
+    def fake_build(python_version, out_dir=None, policy=None, policy_name=None):
+        seen.update(version=python_version, policy=policy, name=policy_name)
         return package.PackageResult(tmp_path / "x.zip", 7 * 2**20, 1264, "ab" * 32)
 
     monkeypatch.setattr(package, "build_package", fake_build)
 
     assert main(["package"]) == 0
-    assert seen == {"root": ROOT, "version": "3.10", "policy": DEFAULT_POLICY,
+    assert seen == {"version": "3.10", "policy": DEFAULT_POLICY,
                     "name": "policy.yaml"}
     assert "7.0 MB, 1264 files, Python 3.10" in capsys.readouterr().out
 
@@ -257,7 +257,7 @@ def test_package_command_refuses_a_bad_version(capsys):
 
 def test_iam_policy_prints_the_agencys_policy_from_the_calls_declarations(capsys):
     from imsguard.permissions import all_permissions, policy_document
-    from imsguard.template import load_template
+    from imsguard_tools.template import load_template
 
     assert main(["iam-policy"]) == 0
 
@@ -322,7 +322,7 @@ def test_the_readmes_permission_table_is_the_calls_declarations():
                                   "cts_native_create_image.json", "cts_native_delete_tag.json"])
 def test_invoke_fake_has_what_every_sample_event_points_at(capsys, name, monkeypatch):
     from imsguard import app
-    from imsguard.testing import FakeClock
+    from imsguard_tools.testing import FakeClock
 
     monkeypatch.setattr(app, "CLOCK", FakeClock())  # copies and uploads are polled
 

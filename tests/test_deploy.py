@@ -14,11 +14,11 @@ from huaweicloudsdkfunctiongraph.v2 import (
     TriggerEventDataRequestBody,
 )
 
-from imsguard.cli import main
 from imsguard.context import Credentials
-from imsguard.deploy import Deployer, DeployError, build_client
-from imsguard.template import TemplateError, load_template
-from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+from imsguard_tools.cli import main
+from imsguard_tools.deploy import Deployer, DeployError, build_client
+from imsguard_tools.template import TemplateError, load_template
+from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
 ROOT = Path(__file__).parents[1]
 URN = f"urn:fss:ap-southeast-1:{SAMPLE_PROJECT_ID}:function:default:imsguard:latest"
@@ -274,7 +274,7 @@ def test_a_package_for_another_python_is_refused(tmp_path, capsys, monkeypatch):
     package = tmp_path / "imsguard.zip"
     with zipfile.ZipFile(package, "w") as archive:
         archive.writestr("pydantic_core/_pydantic_core.cpython-312-x86_64-linux-gnu.so", b"")
-    monkeypatch.setattr("imsguard.deploy.build_client", lambda *a: pytest.fail("called"))
+    monkeypatch.setattr("imsguard_tools.deploy.build_client", lambda *a: pytest.fail("called"))
 
     assert main(["deploy", "--fake", "--package", str(package)]) == 2
     assert "built for Python 3.12" in capsys.readouterr().err

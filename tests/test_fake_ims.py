@@ -19,7 +19,13 @@ from huaweicloudsdkims.v2 import (
 )
 from huaweicloudsdkims.v2.region.ims_region import ImsRegion
 
-from imsguard.testing import EXAMPLE_IMAGE_ID, SAMPLE_PROJECT_ID, FakeCall, FakeIms, sample_images
+from imsguard_tools.testing import (
+    EXAMPLE_IMAGE_ID,
+    SAMPLE_PROJECT_ID,
+    FakeCall,
+    FakeIms,
+    sample_images,
+)
 
 DEBIAN_ID = "c5cd3163-9030-43cb-a7c2-640c237702c7"
 WINDOWS_ID = "d78cf625-30e2-4d93-b5b1-47be6bad25fc"

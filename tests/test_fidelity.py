@@ -12,8 +12,8 @@ import pytest
 from conftest import load_event, use_policy
 from imsguard.app import handler
 from imsguard.attributes import same_value
-from imsguard.testing import EXAMPLE_IMAGE_ID, EXAMPLE_JOB_ID, SAMPLE_PROJECT_ID, FakeIms
 from imsguard.uefi import is_uefi_capable
+from imsguard_tools.testing import EXAMPLE_IMAGE_ID, EXAMPLE_JOB_ID, SAMPLE_PROJECT_ID, FakeIms
 
 
 def recorded_json(name):

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import EVENTS, load_event
 from imsguard.app import OUTCOMES, handler
-from imsguard.testing import FakeIms
+from imsguard_tools.testing import FakeIms
 
 # fixture: (status, outcomes in order, PATCH requests)
 TABLE = {

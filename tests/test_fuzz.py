@@ -12,7 +12,7 @@ from conftest import EVENTS
 from imsguard.app import InvalidPolicy, TransientFailure, handler
 from imsguard.context import LocalContext
 from imsguard.policy import PolicyError, load_policy, parse_policy
-from imsguard.testing import FakeIms
+from imsguard_tools.testing import FakeIms
 
 FIXTURES = [json.loads(p.read_text()) for p in sorted(EVENTS.glob("*.json"))]
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")

@@ -9,7 +9,7 @@ import pytest
 from conftest import SECRETS, load_event, use_policy
 from imsguard.app import InvalidPolicy, TransientFailure, handler
 from imsguard.context import LocalContext
-from imsguard.testing import EXAMPLE_IMAGE_ID
+from imsguard_tools.testing import EXAMPLE_IMAGE_ID
 
 DEBIAN = "c5cd3163-9030-43cb-a7c2-640c237702c7"      # compliant with the default policy
 WINDOWS = "d78cf625-30e2-4d93-b5b1-47be6bad25fc"     # "Win2019 Golden", bios

@@ -12,11 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from imsguard import __version__, package
-from imsguard.package import MAX_ZIP_BYTES, PackageError, PackageResult, build_package
+from imsguard import __version__
+from imsguard_tools import package
+from imsguard_tools.package import (
+    MAX_ZIP_BYTES,
+    PackageError,
+    PackageResult,
+    build_package,
+    bundled_sources,
+    code_files,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+# What of imsguard's own a package holds, and nothing more: the handler file, the policy and
+# the runtime package's modules (listed from the source tree, not from the builder).
+ALLOWED = {"index.py", "policy.yaml", *(
+    f"imsguard/{p.relative_to(ROOT / 'function/imsguard').as_posix()}"
+    for p in (ROOT / "function/imsguard").rglob("*.py") if "__pycache__" not in p.parts)}
 
 # Runs in a fresh interpreter whose sys.path is the standard library and the unzipped
 # package, nothing else: what FunctionGraph gives the function.
@@ -82,7 +95,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="module")
 def built(index: None, tmp_path_factory: pytest.TempPathFactory) -> PackageResult:
-    return build_package(ROOT, PYTHON, tmp_path_factory.mktemp("dist"))
+    return build_package(PYTHON, tmp_path_factory.mktemp("dist"))
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +137,25 @@ def test_the_zip_holds_the_code_root_and_dependencies_only(built, names):
     assert {"index.py", "policy.yaml", "imsguard/__init__.py", "imsguard/app.py",
             "yaml/__init__.py", "pydantic/__init__.py", "huaweicloudsdkims/__init__.py"} \
         <= set(names)
-    assert "imsguard/testing.py" not in names
-    assert not [n for n in names if n.startswith(("imsguard/samples/", "tests/", "bin/"))]
+    assert not [n for n in names if n.startswith(("imsguard_tools", "tests/", "bin/"))]
+    ours = {n for n in names if n in ("index.py", "policy.yaml") or n.startswith("imsguard/")}
+    assert ours == ALLOWED
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
     assert not [n for n in names if ".egg-info" in n or n.startswith(("responses", "pytest"))]
     assert not [n for n in names  # pip's install-time records
                 if n.rsplit("/", 1)[-1] in {"RECORD", "INSTALLER", "REQUESTED",
                                             "direct_url.json"}]
     assert [n for n in names if n.endswith(".dist-info/METADATA")]  # importlib.metadata works
+
+
+def test_the_code_root_is_an_allow_list_of_the_runtime_modules():
+    """No tooling module goes in: the code is index.py and the runtime package's modules."""
+    files = {name for name, _ in code_files(bundled_sources())}
+
+    assert files | {"policy.yaml"} == ALLOWED
+    tools = {p.stem for p in (ROOT / "tools/imsguard_tools").glob("*.py")} - {"__init__"}
+    assert {"cli", "cases", "template", "package", "deploy", "testing", "revert"} <= tools
+    assert not [f for f in files if f.rsplit("/", 1)[-1].removesuffix(".py") in tools]
 
 
 @pytest.mark.network  # needs the package index: skipped with the reason offline
@@ -173,7 +197,7 @@ def test_the_index_probe_says_why_the_build_tests_are_skipped(tmp_path, monkeypa
 
 @pytest.mark.network  # needs the package index: skipped with the reason offline
 def test_two_builds_are_byte_identical(built, tmp_path):
-    again = build_package(ROOT, PYTHON, tmp_path)
+    again = build_package(PYTHON, tmp_path)
 
     assert again.path != built.path
     assert again.sha256 == built.sha256
@@ -189,7 +213,7 @@ def test_a_bad_python_version_is_refused_before_pip_runs(version, tmp_path, monk
     monkeypatch.setattr(package.subprocess, "run", no_pip)
 
     with pytest.raises(PackageError, match="Python version"):
-        build_package(ROOT, version, tmp_path)
+        build_package(version, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -203,7 +227,7 @@ def test_a_pip_failure_is_reported_with_its_last_lines(tmp_path, monkeypatch):
     monkeypatch.setattr(package.subprocess, "run", failing_pip)
 
     with pytest.raises(PackageError, match="pip failed") as caught:
-        build_package(ROOT, "3.12", tmp_path)
+        build_package("3.12", tmp_path)
     assert str(caught.value).endswith("ERROR: no wheel")
     assert str(caught.value).count("noise") < 50
     assert list(tmp_path.iterdir()) == []
@@ -217,5 +241,5 @@ def test_a_package_over_the_limit_is_refused_and_removed(tmp_path, monkeypatch):
     monkeypatch.setattr(package, "MAX_ZIP_BYTES", 1000)
 
     with pytest.raises(PackageError, match=r"MB \(\d+ bytes\), over"):
-        build_package(ROOT, "3.10", tmp_path)
+        build_package("3.10", tmp_path)
     assert list(tmp_path.iterdir()) == []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imsguard.cli import main
+from imsguard_tools.cli import main
 
 HERE = Path(__file__).parent / "policies"
 ROOT = Path(__file__).parents[1]

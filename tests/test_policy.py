@@ -16,7 +16,7 @@ from imsguard.policy import KEBAB_CASE, PolicyError, load_policy, parse_policy
 from imsguard.settings import DEFAULT_POLICY
 
 PROJECT = "0b1e494e2660441a957313163095fe5c"
-SAMPLE = json.loads((Path(__file__).parents[1] / "function/imsguard/samples/example-image.json")
+SAMPLE = json.loads((Path(__file__).parents[1] / "tools/imsguard_tools/samples/example-image.json")
                     .read_text())
 
 
@@ -255,8 +255,8 @@ def test_default_policy_rules(default_policy):
 
 def test_patchable_attributes_agree_with_the_fake():
     from imsguard.policy import PATCHABLE, SYSTEM_ATTRIBUTES
-    from imsguard.testing import PATCHABLE_ATTRIBUTES
-    from imsguard.testing import SYSTEM_ATTRIBUTES as FAKE_SYSTEM
+    from imsguard_tools.testing import PATCHABLE_ATTRIBUTES
+    from imsguard_tools.testing import SYSTEM_ATTRIBUTES as FAKE_SYSTEM
 
     assert PATCHABLE | {"name"} == PATCHABLE_ATTRIBUTES
     assert not PATCHABLE & FAKE_SYSTEM

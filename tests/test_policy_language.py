@@ -6,9 +6,9 @@ from datetime import date
 
 import pytest
 
-from imsguard.cases import complete_image
 from imsguard.evaluate import evaluate, plan, render_template
 from imsguard.policy import PolicyError, parse_policy
+from imsguard_tools.cases import complete_image
 
 PROJECT = "0b1e494e2660441a957313163095fe5c"
 TODAY = date(2026, 11, 27)

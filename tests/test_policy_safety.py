@@ -13,7 +13,7 @@ from conftest import use_policy
 from imsguard.app import handler
 from imsguard.evaluate import evaluate
 from imsguard.policy import PolicyError, parse_policy
-from imsguard.testing import FakeIms
+from imsguard_tools.testing import FakeIms
 
 PROJECT = "0b1e494e2660441a957313163095fe5c"
 
@@ -320,7 +320,7 @@ def gateway(fake):
 
 
 def test_revert_restores_what_each_attribute_held(fake, context, gateway):
-    from imsguard.revert import changes_in, revert
+    from imsguard_tools.revert import changes_in, revert
 
     image = fake.add_image({"name": "Web_01", "hw_firmware_type": "bios"})
     report = handler({"image_id": image["id"]}, context)  # renamed, uefi, multiqueue added
@@ -340,7 +340,7 @@ def test_revert_restores_what_each_attribute_held(fake, context, gateway):
 
 
 def test_revert_leaves_an_image_changed_since_alone(fake, context, gateway):
-    from imsguard.revert import changes_in, revert
+    from imsguard_tools.revert import changes_in, revert
 
     image = fake.add_image({"name": "Web_01"})
     report = handler({"image_id": image["id"]}, context)
@@ -355,7 +355,7 @@ def test_revert_leaves_an_image_changed_since_alone(fake, context, gateway):
 
 
 def test_a_dry_run_revert_sends_nothing(fake, context, gateway):
-    from imsguard.revert import changes_in, revert
+    from imsguard_tools.revert import changes_in, revert
 
     image = fake.add_image({"name": "Web_01"})
     (undo,) = changes_in(handler({"image_id": image["id"]}, context))
@@ -377,7 +377,7 @@ def test_a_dry_run_revert_sends_nothing(fake, context, gateway):
      "has no before value"),
 ])
 def test_reports_that_cannot_be_reverted_are_refused(report, words):
-    from imsguard.revert import changes_in
+    from imsguard_tools.revert import changes_in
 
     with pytest.raises(ValueError, match=words):
         changes_in(report)
@@ -470,7 +470,7 @@ def test_undeclared_names_get_suggestions_they_can_use(key, words):
 
 
 def test_revert_checks_every_attribute_not_only_the_first(fake, context, gateway):
-    from imsguard.revert import changes_in, revert
+    from imsguard_tools.revert import changes_in, revert
 
     image = fake.add_image({"name": "Web_01", "hw_firmware_type": "bios"})
     (undo,) = changes_in(handler({"image_id": image["id"]}, context))
@@ -484,7 +484,7 @@ def test_revert_checks_every_attribute_not_only_the_first(fake, context, gateway
 
 
 def test_revert_from_the_functions_log_lines(fake, context, gateway, capsys):
-    from imsguard.revert import changes_in, read_report, revert
+    from imsguard_tools.revert import changes_in, read_report, revert
 
     image = fake.add_image({"name": "Web_01"})
     handler({"image_id": image["id"]}, context)
@@ -503,7 +503,7 @@ def test_revert_from_the_functions_log_lines(fake, context, gateway, capsys):
      "is not one imsguard sends"),
 ])
 def test_reports_that_would_be_reverted_wrongly_or_in_part_are_refused(report, words):
-    from imsguard.revert import changes_in
+    from imsguard_tools.revert import changes_in
 
     with pytest.raises(ValueError, match=words):
         changes_in(report)

@@ -17,7 +17,7 @@ from imsguard.evaluate import TemplateError, evaluate, fixed_name, plan
 from imsguard.events import is_image_name
 from imsguard.patterns import search
 from imsguard.policy import KEBAB_CASE, NameRule, Policy, load_policy, parse_policy
-from imsguard.testing import FakeIms
+from imsguard_tools.testing import FakeIms
 
 PROJECT = "0b1e494e2660441a957313163095fe5c"
 OS_VERSIONS = ["Ubuntu 22.04 server 64bit", "Ubuntu 12.04 server 64bit",

@@ -27,8 +27,8 @@ from conftest import use_policy
 from imsguard import ims_errors
 from imsguard.app import handler
 from imsguard.context import Credentials
-from imsguard.deploy import build_client
-from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+from imsguard_tools.deploy import build_client
+from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
 RECORDED = Path(__file__).parent / "recorded"
 ENDPOINT = "https://ims.recorded.example"

@@ -40,7 +40,7 @@ def test_deep_input_is_invalid_or_ignored_never_an_internal_error(fake, context,
 
 @pytest.fixture
 def fleet():
-    from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+    from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
     with FakeIms(project_id=SAMPLE_PROJECT_ID) as fake:
         for index in range(30):
@@ -242,7 +242,7 @@ def test_concurrent_invocations_log_their_own_request_ids(capsys):
     import threading
 
     from imsguard.context import LocalContext
-    from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+    from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
     fake = FakeIms(project_id=SAMPLE_PROJECT_ID)
     images = [fake.add_image({"name": f"Image_{i:02d}"})["id"] for i in range(20)]
@@ -305,7 +305,7 @@ def test_an_answer_that_trickles_in_ends_with_the_invocation(event, seconds, hea
 
     from imsguard.app import TransientFailure
     from imsguard.context import LocalContext
-    from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+    from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
     fake = FakeIms(project_id=SAMPLE_PROJECT_ID)
     image = fake.add_image({"name": "Trickled_Image"})["id"]
@@ -346,7 +346,7 @@ def test_concurrent_invocations_keep_their_own_budgets(slow, real_clock):
 
     from imsguard.app import TransientFailure
     from imsguard.context import LocalContext
-    from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+    from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
     fake = FakeIms(project_id=SAMPLE_PROJECT_ID)
     images = {name: fake.add_image({"name": f"Image_{name}"})["id"] for name in ("short", "long")}

@@ -11,7 +11,7 @@ import requests
 from conftest import load_event
 from imsguard.app import TransientFailure, handler
 from imsguard.context import LocalContext
-from imsguard.testing import EXAMPLE_IMAGE_ID
+from imsguard_tools.testing import EXAMPLE_IMAGE_ID
 
 AK, SK, TOKEN = "AKFAKE00SECRETACCESS", "SKFAKE00SECRETSECRET0000", "TOKENFAKE00SECRETTOKEN"
 

@@ -42,7 +42,7 @@ def test_project_id_from_imsguard_variable(monkeypatch):
 
 
 def test_relative_policy_path_is_found_under_the_code_root():
-    relative = "imsguard/samples/example-image.json"  # under the code root, not the default
+    relative = "imsguard/__init__.py"  # under the code root, not the default
     settings = load_settings(LocalContext(user_data={"IMSGUARD_POLICY": relative}))
 
     assert settings.policy_path == CODE_ROOT / relative and settings.policy_path.is_file()

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import load_event, use_policy
 from imsguard.app import handler
-from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
 URN = f"urn:fss:ap-southeast-1:{SAMPLE_PROJECT_ID}:function:default:imsguard:latest"
 

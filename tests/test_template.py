@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from imsguard.events import IMAGE_TRACES
-from imsguard.template import TemplateError, load_template
+from imsguard_tools.template import TemplateError, load_template
 
 ROOT = Path(__file__).parents[1]
 
@@ -198,7 +198,7 @@ def test_a_setting_given_twice_is_refused_with_its_line(tmp_path):
 ])
 def test_the_developers_shell_never_changes_template_validation(tmp_path, monkeypatch,
                                                                environment):
-    from imsguard.template import template_settings
+    from imsguard_tools.template import template_settings
 
     monkeypatch.delenv("RUNTIME_PROJECT_ID")
     for key, value in environment.items():

@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from conftest import EVENTS
-from imsguard.cases import complete_image
-from imsguard.cli import main
+from imsguard_tools.cases import complete_image
+from imsguard_tools.cli import main
 
 ROOT = EVENTS.parents[1]
 DEFAULT_POLICY = ROOT / "function/policy.yaml"
@@ -23,7 +23,7 @@ SAMPLE_IMAGE_ID = "33ad552d-1149-471c-8190-ff6776174a00"
 
 def run_until_the_reader_goes(*args: str) -> subprocess.CompletedProcess[bytes]:
     """Run the CLI with stdout on a pipe whose reader closes it after 100 bytes (``| head``)."""
-    command = [sys.executable, "-m", "imsguard.cli", *args]
+    command = [sys.executable, "-m", "imsguard_tools.cli", *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=os.environ.copy())
     assert process.stdout is not None and process.stderr is not None
@@ -131,8 +131,8 @@ def test_the_sweep_text_lists_what_the_report_holds(capsys, monkeypatch):
 
 
 def test_explain_completes_an_image_file_as_test_cases_do(tmp_path, capsys):
-    from imsguard.cases import CASE_PROJECT, load_cases, run_cases
     from imsguard.policy import load_policy
+    from imsguard_tools.cases import CASE_PROJECT, load_cases, run_cases
 
     image = tmp_path / "image.json"
     image.write_text('{"name": "ims_test"}')
@@ -164,7 +164,7 @@ def test_explain_text_says_what_it_assumed_and_never_none(tmp_path, capsys):
 
 
 def test_explain_keeps_the_files_owner(capsys):
-    sample = ROOT / "function/imsguard/samples/example-image.json"
+    sample = ROOT / "tools/imsguard_tools/samples/example-image.json"
 
     assert main(["explain", str(DEFAULT_POLICY), "--image", str(sample), "--project-id",
                  "f" * 32]) == 0
@@ -233,7 +233,7 @@ def test_files_with_a_byte_order_mark_are_read(tmp_path, capsys):
 def test_quiet_stream_passes_everything_through_until_the_reader_goes():
     import io
 
-    from imsguard.cli import _QuietStream
+    from imsguard_tools.cli import _QuietStream
 
     class Closing(io.StringIO):
         def write(self, text):
@@ -258,7 +258,7 @@ def test_quiet_stream_passes_everything_through_until_the_reader_goes():
 
 def test_after_the_reader_goes_the_interpreters_last_flush_is_quiet():
     """What is still buffered when the reader goes must not fail again at exit."""
-    from imsguard.cli import _QuietStream
+    from imsguard_tools.cli import _QuietStream
 
     read_end, write_end = os.pipe()
     with open(write_end, "w", encoding="utf-8") as stream:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imsguard import cli, package
-from imsguard.cli import main
-from imsguard.deploy import Deployer
-from imsguard.package import PackageError, build_package
+from imsguard_tools import cli, package
+from imsguard_tools.cli import main
+from imsguard_tools.deploy import Deployer
+from imsguard_tools.package import PackageError, build_package
 
 ROOT = Path(__file__).parents[1]
 DEFAULT_POLICY = ROOT / "function/policy.yaml"
@@ -40,7 +40,7 @@ CASES = ("cases:\n"
 def no_build(monkeypatch):
     """Building the package (pip) and reaching FunctionGraph fail the test."""
     monkeypatch.setattr(package, "build_package", lambda *a, **k: pytest.fail("built"))
-    monkeypatch.setattr("imsguard.deploy.build_client", lambda *a: pytest.fail("called"))
+    monkeypatch.setattr("imsguard_tools.deploy.build_client", lambda *a: pytest.fail("called"))
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def checkout(tmp_path, monkeypatch):
     data = yaml.safe_load((ROOT / "template.yaml").read_text())
     data["function"]["settings"]["IMSGUARD_POLICY"] = "team.yaml"
     (root / "template.yaml").write_text(yaml.safe_dump(data))
-    monkeypatch.setattr(cli, "_checkout", lambda: root)
+    monkeypatch.setattr(cli, "_template_path", lambda given: given or root / "template.yaml")
     return root
 
 
@@ -127,7 +127,7 @@ def test_a_policy_that_passes_is_built_and_reported(checkout, capsys, monkeypatc
     cases = write(checkout / "function", "team.cases.yaml", CASES % "updated")
     seen = {}
 
-    def fake_build(root, python_version, out_dir=None, policy=None, policy_name=None):
+    def fake_build(python_version, out_dir=None, policy=None, policy_name=None):
         seen.update(policy=policy, name=policy_name)
         return package.PackageResult(tmp_path / "x.zip", 2**20, 10, "ab" * 32)
 
@@ -162,7 +162,7 @@ def test_the_policy_goes_in_under_the_name_the_settings_give(tmp_path, monkeypat
     given = write(tmp_path, "mine.yaml", GOOD)
     no_pip(monkeypatch)
 
-    built = build_package(ROOT, "3.10", tmp_path / "dist", policy=given,
+    built = build_package("3.10", tmp_path / "dist", policy=given,
                           policy_name="./policies/team.yaml")
 
     with zipfile.ZipFile(built.path) as archive:
@@ -178,7 +178,7 @@ def test_a_policy_name_the_package_cannot_hold_is_refused_before_pip(tmp_path, m
     monkeypatch.setattr(package.subprocess, "run", lambda *a, **k: pytest.fail("pip ran"))
 
     with pytest.raises(PackageError, match="relative to the code root"):
-        build_package(ROOT, "3.10", tmp_path, policy_name=name)
+        build_package("3.10", tmp_path, policy_name=name)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -186,7 +186,7 @@ def test_a_policy_name_that_would_replace_code_is_refused(tmp_path, monkeypatch)
     no_pip(monkeypatch)
 
     with pytest.raises(PackageError, match=r"imsguard/app\.py from the policy would overwrite"):
-        build_package(ROOT, "3.10", tmp_path, policy=DEFAULT_POLICY,
+        build_package("3.10", tmp_path, policy=DEFAULT_POLICY,
                       policy_name="imsguard/app.py")
 
 
@@ -231,7 +231,7 @@ def test_deploy_refuses_a_package_without_the_policy_the_settings_name(tmp_path,
     empty = tmp_path / "empty.zip"
     with zipfile.ZipFile(empty, "w") as archive:
         archive.writestr("index.py", "")
-    monkeypatch.setattr("imsguard.deploy.build_client", lambda *a: pytest.fail("called"))
+    monkeypatch.setattr("imsguard_tools.deploy.build_client", lambda *a: pytest.fail("called"))
 
     assert main(["deploy", "--fake", "--dry-run", "--package", str(empty)]) == 2
     assert (f"{empty} holds no policy.yaml, the policy the template's IMSGUARD_POLICY names"
@@ -259,7 +259,7 @@ def test_deploy_refuses_a_package_whose_policy_does_not_load(tmp_path, capsys, m
         archive.writestr("index.py", "")
         archive.writestr("policy.yaml", "version: 1\nrules:\n  - name: boot\n    kind: set\n"
                                         "    set: {hw_firmware_typ: uefi}\n")
-    monkeypatch.setattr("imsguard.deploy.build_client", lambda *a: pytest.fail("called"))
+    monkeypatch.setattr("imsguard_tools.deploy.build_client", lambda *a: pytest.fail("called"))
 
     assert main(["deploy", "--fake", "--dry-run", "--package", str(broken)]) == 2
 

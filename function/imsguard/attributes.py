@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 # Attributes PATCH /v2/cloudimages/{id} documents as updatable ("name" has its own rule kind).
-# imsguard.testing keeps its own copy on purpose: the fake is an independent model of IMS.
+# imsguard_tools.testing keeps its own copy on purpose: the fake is an independent model of IMS.
 PATCHABLE = frozenset({
     "__description", "__support_kvm", "__support_xen", "__support_largememory",
     "__support_diskintensive", "__support_highperformance", "__support_xen_gpu_type",

@@ -45,7 +45,7 @@ from huaweicloudsdkfunctiongraph.v2 import (
 from imsguard.context import Credentials
 from imsguard.fgs import client_for
 from imsguard.logs import redact
-from imsguard.template import CtsTrigger, Template, TimerTrigger
+from imsguard_tools.template import CtsTrigger, Template, TimerTrigger
 
 PACKAGE = "default"  # FunctionGraph's default application ("package")
 DESTINATION_PARAM = {"SMN": "topic_urn", "OBS": "bucket", "DIS": "stream_name",

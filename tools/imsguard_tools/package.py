@@ -3,7 +3,8 @@
 FunctionGraph runs the handler file at the root of the ZIP with the code root on
 ``sys.path``, so everything lies at the zip root: the runtime dependencies from
 ``requirements.txt`` (Linux x86_64 wheels for the target Python, whatever machine
-builds the package) and the code root ``function/`` without what only tests use.
+builds the package) and, from an allow-list, the handler file, the policy and the runtime
+package ``imsguard`` (never the tools).
 
 The zip is reproducible: the same inputs give a byte-identical file (entries sorted,
 fixed timestamps and permissions, fixed compression level, and pip's install-time
@@ -38,13 +39,12 @@ _COMPRESS_LEVEL = 9
 _PYTHON_VERSION = re.compile(r"3\.(\d{2})")  # used with fullmatch: 3.10, 3.12, ...
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*")
 
-# Code root: what goes in, and what under imsguard/ stays out (only tests use it:
-# testing.py imports the dev-only ``responses``; samples/ seeds the fake IMS). The policy
-# goes in as the template's IMSGUARD_POLICY names it (default policy.yaml).
-_CODE_FILES = ("index.py",)
+# The code root is built from an allow-list: index.py, the policy (as the template's
+# IMSGUARD_POLICY names it, default policy.yaml) and the runtime package's own modules.
+# Nothing else of the checkout or of the tools goes in.
 DEFAULT_POLICY_NAME = "policy.yaml"
 _CODE_PACKAGE = "imsguard"
-_TEST_ONLY = ("imsguard/testing.py", "imsguard/samples/")
+_RUNTIME_FILES = ("*.py",)  # relative to the runtime package, searched recursively
 # pip writes these at install time; they describe the install (files we drop, the
 # installer, how it was asked for), not the package, and may differ between builds.
 _INSTALL_RECORDS = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
@@ -61,36 +61,50 @@ class PackageResult(NamedTuple):
     sha256: str  # hex digest of the zip
 
 
-def build_package(root: Path, python_version: str, out_dir: Path | None = None,
-                  policy: Path | None = None,
-                  policy_name: str = DEFAULT_POLICY_NAME) -> PackageResult:
+class Sources(NamedTuple):
+    """What a package is built from: the handler file, the runtime package's folder and the
+    pinned runtime requirements (the tools' bundled copies, see imsguard_tools.bundled)."""
+
+    index: Path
+    runtime_package: Path
+    requirements: Path
+
+
+def bundled_sources() -> Sources:
+    from imsguard_tools.bundled import INDEX, REQUIREMENTS, runtime_package
+
+    return Sources(INDEX, runtime_package(), REQUIREMENTS)
+
+
+def build_package(python_version: str, out_dir: Path | None = None,
+                  policy: Path | None = None, policy_name: str = DEFAULT_POLICY_NAME,
+                  sources: Sources | None = None) -> PackageResult:
     """Build ``<out_dir>/imsguard-<version>.zip`` for FunctionGraph's ``python_version``
-    ("3.10", "3.12", ...) from the repository at ``root``; ``out_dir`` defaults to
-    ``root / "dist"``. The policy file ``policy`` (default: the code root's ``policy_name``)
-    goes in as ``policy_name``, the path the function's IMSGUARD_POLICY names, relative to
-    the code root; checking it is the caller's (this module needs the standard library
-    alone). Raises PackageError (and leaves no zip behind) if the version is not a Python 3
-    minor version from 3.10 on, pip fails, or the zip is over 40 MB."""
+    ("3.10", "3.12", ...); ``out_dir`` defaults to ``dist`` in the working directory. The
+    policy file ``policy`` (default: the bundled default policy) goes in as ``policy_name``,
+    the path the function's IMSGUARD_POLICY names, relative to the code root; checking it is
+    the caller's. Raises PackageError (and leaves no zip behind) if the version is not a
+    Python 3 minor version from 3.10 on, pip fails, or the zip is over 40 MB."""
     python_version = check_python_version(python_version)
     policy_name = check_policy_name(policy_name)
-    root = Path(root).resolve()
-    code_root = root / "function"
-    requirements = root / "requirements.txt"
-    for needed in (requirements, code_root / "index.py", code_root / _CODE_PACKAGE):
+    sources = sources or bundled_sources()
+    for needed in sources:
         if not needed.exists():
-            raise PackageError(f"{needed} is missing; is {root} the imsguard repository?")
-    policy = Path(policy) if policy is not None else code_root / policy_name
+            raise PackageError(f"{needed} is missing; is imsguard installed completely?")
+    if policy is None:
+        from imsguard_tools.bundled import DEFAULT_POLICY as policy
+    policy = Path(policy)
     if not policy.is_file():
         raise PackageError(f"no policy file at {policy}")
-    version = read_version(code_root / _CODE_PACKAGE / "__init__.py")
-    out_dir = Path(out_dir) if out_dir is not None else root / "dist"
+    version = read_version(sources.runtime_package / "__init__.py")
+    out_dir = Path(out_dir) if out_dir is not None else Path.cwd() / "dist"
 
     with tempfile.TemporaryDirectory(prefix="imsguard-package-") as work:
         target = Path(work) / "site"
-        install_dependencies(requirements, python_version, target)
+        install_dependencies(sources.requirements, python_version, target)
         entries: dict[str, Path] = {}
         _add(entries, _dependency_files(target), "the dependencies")
-        _add(entries, _code_files(code_root), "the code root")
+        _add(entries, code_files(sources), "the code root")
         _add(entries, iter([(policy_name, policy)]), "the policy")
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"imsguard-{version}.zip"
@@ -199,18 +213,17 @@ def _dependency_files(target: Path) -> Iterator[tuple[str, Path]]:
         yield name, path
 
 
-def _code_files(code_root: Path) -> Iterator[tuple[str, Path]]:
-    """index.py and the imsguard package, minus what only tests use (the policy is added
-    on its own, under the name the settings give it)."""
-    for name in _CODE_FILES:
-        path = code_root / name
-        if not path.is_file():
-            raise PackageError(f"{path} is missing")
-        yield name, path
-    for name, path in _walk(code_root / _CODE_PACKAGE, _CODE_PACKAGE):
-        if name.startswith(_TEST_ONLY):
-            continue
-        yield name, path
+def code_files(sources: Sources) -> Iterator[tuple[str, Path]]:
+    """The allow-list: index.py and the runtime package's modules (the policy is added on
+    its own, under the name the settings give it)."""
+    if not sources.index.is_file():
+        raise PackageError(f"{sources.index} is missing")
+    yield "index.py", sources.index
+    for pattern in _RUNTIME_FILES:
+        for path in sorted(sources.runtime_package.rglob(pattern)):
+            relative = path.relative_to(sources.runtime_package)
+            if "__pycache__" not in relative.parts and not relative.name.startswith("."):
+                yield f"{_CODE_PACKAGE}/{relative.as_posix()}", path
 
 
 def _walk(folder: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:

@@ -25,6 +25,7 @@ from imsguard.context import Credentials, LocalContext
 from imsguard.logs import log_to
 from imsguard.policy import Policy, PolicyError, load_policy
 from imsguard.settings import LOG_LEVELS
+from imsguard_tools import bundled
 
 RESULTS_SHOWN = 10  # entries of each list a sweep's text output shows
 DEFAULT_SWEEP_TIMEOUT_S = 3600.0
@@ -94,7 +95,7 @@ def _main(argv: list[str] | None) -> int:
                         help="use the built-in fake IMS with sample images instead of the cloud")
     invoke.add_argument("--dry-run", action="store_true", help="decide, but send no update")
     invoke.add_argument("--policy", type=Path, help="policy file (default: IMSGUARD_POLICY "
-                                                   "or the built-in function/policy.yaml)")
+                                                   "or the bundled default policy)")
     _log_level_option(invoke)
 
     validate = commands.add_parser("validate", help="check a policy file")
@@ -136,7 +137,7 @@ def _main(argv: list[str] | None) -> int:
                                                     "template.yaml's IMSGUARD_POLICY names)")
 
     deploy = commands.add_parser("deploy", help="create or update the function from the template")
-    deploy.add_argument("--template", type=Path, help="default: template.yaml in the checkout")
+    deploy.add_argument("--template", type=Path, help="default: the bundled template.yaml")
     shipped = deploy.add_mutually_exclusive_group()
     shipped.add_argument("--package", type=Path, help="the ZIP to upload (default: build it)")
     shipped.add_argument("--policy", type=Path, help="build the package with this policy file "
@@ -151,7 +152,7 @@ def _main(argv: list[str] | None) -> int:
     undo.add_argument("--dry-run", action="store_true", help="say what would be restored")
 
     iam = commands.add_parser("iam-policy", help="the custom IAM policy for the function's agency")
-    iam.add_argument("--template", type=Path, help="default: template.yaml in the checkout "
+    iam.add_argument("--template", type=Path, help="default: the bundled template.yaml "
                                                    "(its settings decide the optional calls)")
 
     commands.add_parser("schema", help="the JSON Schema of the policy format, for editors")
@@ -200,7 +201,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from imsguard.cases import CasesError, load_cases, run_cases
+    from imsguard_tools.cases import CasesError, load_cases, run_cases
 
     policy = _load(args.policy, args.output)
     if policy is None:
@@ -273,7 +274,7 @@ def _image_to_explain(args: argparse.Namespace
     file left them out; ValueError says why there is none. A file's image is completed as a
     test case's is (an active private Ubuntu system-disk image of the project), so the two
     commands agree on the same few lines of YAML or JSON."""
-    from imsguard.cases import CASE_PROJECT, complete_image
+    from imsguard_tools.cases import CASE_PROJECT, complete_image
 
     if args.image is None:
         return (*_read_image(args.image_id, args.fake, args.project_id), {})
@@ -333,7 +334,7 @@ def _gateway(context: LocalContext) -> Any:
 def _revert(args: argparse.Namespace) -> int:
     """Undo what a report says imsguard changed, image by image, only where the image still
     holds what imsguard set."""
-    from imsguard.revert import changes_in, read_report, revert
+    from imsguard_tools.revert import changes_in, read_report, revert
 
     try:
         undos = changes_in(read_report(args.report.read_text(encoding="utf-8-sig")))
@@ -365,8 +366,7 @@ def _sweep(args: argparse.Namespace) -> int:
                                  ("limit", args.limit), ("marker", args.marker))
                if v is not None}
     user_data = {"IMSGUARD_LOG_LEVEL": args.log_level.upper()}
-    if args.policy:
-        user_data["IMSGUARD_POLICY"] = str(args.policy.resolve())
+    user_data.update(_policy_setting(args.policy))
     problem = _sweep_time_problem(args.timeout, LocalContext(user_data=user_data))
     if problem:
         return _fail(args, problem)
@@ -519,22 +519,22 @@ def _print_resume(report: dict[str, Any], command: list[str], timeout: float) ->
 def _package(args: argparse.Namespace) -> int:
     """The ZIP to upload: the code root, the policy (checked first) and the runtime
     dependencies for the template's Python."""
-    from imsguard.package import PackageError, build_package, check_python_version
-    from imsguard.template import TemplateError, load_template
+    from imsguard_tools.package import PackageError, build_package, check_python_version
+    from imsguard_tools.template import TemplateError, load_template
 
-    root = _checkout()
+    path = _template_path(None)
     try:
-        template = load_template(root / "template.yaml")
+        template = load_template(path)
         version = check_python_version(args.python_version or
                                        template.function.runtime.removeprefix("Python"))
-        name, source = _shipped_policy(args, template, root)
+        name, source = _shipped_policy(args, template, path.parent)
     except (PackageError, TemplateError) as exc:
         return _fail(args, str(exc))
     checked, problems = _check_shipped_policy(name, source)
     if problems:
         return _fail(args, problems[0], problems[1:])
     try:
-        result = build_package(root, version, policy=source, policy_name=name)
+        result = build_package(version, policy=source, policy_name=name)
     except PackageError as exc:
         return _fail(args, str(exc))
     if args.output == "json":
@@ -547,27 +547,35 @@ def _package(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkout() -> Path:
-    """The source checkout this runs from: template.yaml and requirements.txt are there."""
-    return Path(__file__).resolve().parents[2]
+def _policy_setting(policy: Path | None) -> dict[str, str]:
+    """IMSGUARD_POLICY for a local run: --policy, else the environment's, else the bundled
+    default policy (an installed runtime has no code root holding one)."""
+    if policy is None and os.environ.get("IMSGUARD_POLICY"):
+        return {}
+    return {"IMSGUARD_POLICY": str((policy or bundled.DEFAULT_POLICY).resolve())}
 
 
-def _shipped_policy(args: argparse.Namespace, template: Any, root: Path) -> tuple[str, Path]:
+def _template_path(given: Path | None) -> Path:
+    """--template, else the bundled template.yaml (in a checkout: the repository's)."""
+    return given or bundled.TEMPLATE.resolve()
+
+
+def _shipped_policy(args: argparse.Namespace, template: Any, folder: Path) -> tuple[str, Path]:
     """The policy a package holds: its name inside the package (the template's
     IMSGUARD_POLICY, relative to the code root; the function loads that) and the file whose
-    bytes go in (--policy, else that file in the checkout's code root)."""
-    from imsguard.package import DEFAULT_POLICY_NAME, check_policy_name
+    bytes go in (--policy, else that file under the code root beside the template)."""
     from imsguard.settings import POLICY
+    from imsguard_tools.package import DEFAULT_POLICY_NAME, check_policy_name
 
     function = template.function
     name = check_policy_name(function.settings.get(POLICY) or DEFAULT_POLICY_NAME)
-    return name, args.policy or root / function.codeRoot / name
+    return name, args.policy or folder / function.codeRoot / name
 
 
 def _check_shipped_policy(name: str, source: Path) -> tuple[dict[str, Any], list[str]]:
     """What shipping the policy ``source`` as ``name`` would ship, and every reason it must
     not: it does not load, or a case in the cases file beside it fails."""
-    from imsguard.cases import check_policy
+    from imsguard_tools.cases import check_policy
 
     checked = check_policy(source, _today())
     why = "does not load" if checked.cases is None else "fails its cases"
@@ -587,21 +595,21 @@ def _policy_line(checked: dict[str, Any]) -> str:
 def _deploy(args: argparse.Namespace) -> int:
     """Make FunctionGraph match the template: create what is missing, update what differs."""
     from imsguard.context import read_credentials
-    from imsguard.deploy import Deployer, DeployError, build_client
-    from imsguard.package import PackageError, build_package, python_of
-    from imsguard.template import TemplateError, load_template
+    from imsguard_tools.deploy import Deployer, DeployError, build_client
+    from imsguard_tools.package import PackageError, build_package, python_of
+    from imsguard_tools.template import TemplateError, load_template
 
-    root = _checkout()
+    path = _template_path(args.template)
     checked = None
     try:  # everything is checked before the first API call
-        template = load_template(args.template or root / "template.yaml")
+        template = load_template(path)
         python = template.function.runtime.removeprefix("Python")
-        name, source = _shipped_policy(args, template, root)
+        name, source = _shipped_policy(args, template, path.parent)
         if args.package is None:  # a package's policy was checked when it was built
             checked, problems = _check_shipped_policy(name, source)
             if problems:
                 return _fail(args, problems[0], problems[1:])
-        package = args.package or build_package(root, python, policy=source,
+        package = args.package or build_package(python, policy=source,
                                                 policy_name=name).path
     except (TemplateError, PackageError) as exc:
         return _fail(args, str(exc))
@@ -621,7 +629,7 @@ def _deploy(args: argparse.Namespace) -> int:
         return _fail(args, "no region: set IMSGUARD_REGION in the template's settings")
     fake = None
     if args.fake:
-        from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+        from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
         fake = FakeIms(project_id=SAMPLE_PROJECT_ID, region=region)
         project_id, endpoint = SAMPLE_PROJECT_ID, fake.fgs_endpoint
@@ -709,9 +717,9 @@ def _iam_policy(args: argparse.Namespace) -> int:
     """The agency's custom policy (IAM policy language 1.1), from the actions the function's
     calls declare and the template's settings; on stdout alone, so it can go to IAM as it is."""
     from imsguard.permissions import all_permissions, needed, policy_document
-    from imsguard.template import TemplateError, template_settings
+    from imsguard_tools.template import TemplateError, template_settings
 
-    path = args.template or Path(__file__).resolve().parents[2] / "template.yaml"
+    path = _template_path(args.template)
     try:
         settings = template_settings(path)
     except TemplateError as exc:
@@ -776,8 +784,7 @@ def _invoke(args: argparse.Namespace) -> int:
     user_data = {"IMSGUARD_LOG_LEVEL": args.log_level.upper()}
     if args.dry_run:
         user_data["IMSGUARD_DRY_RUN"] = "true"
-    if args.policy:
-        user_data["IMSGUARD_POLICY"] = str(args.policy.resolve())
+    user_data.update(_policy_setting(args.policy))
     log_to("stderr")
     from imsguard.app import TransientFailure
 
@@ -816,7 +823,7 @@ def _call_handler(event: Any, context: LocalContext) -> dict[str, Any]:
 def _point_at_fake(context: LocalContext, sample_events: bool = False) -> Any:
     """The fake IMS with the sample images (not started), and the context set to use it;
     ``sample_events``: also what the sample events in tests/events/ point at."""
-    from imsguard.testing import SAMPLE_PROJECT_ID, FakeIms
+    from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
     fake = FakeIms.with_sample_events() if sample_events else FakeIms.seeded()
     context.user_data.update(IMSGUARD_REGION=fake.region, IMSGUARD_IMS_ENDPOINT=fake.endpoint,
