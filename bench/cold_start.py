@@ -77,7 +77,8 @@ print("COLD_START_RESULT " + json.dumps({
 }), flush=True)
 """
 
-BASELINE_CHILD = """\
+BASELINE_CHILD = (
+    """\
 import time
 t0 = time.perf_counter()
 import huaweicloudsdkims.v2
@@ -93,10 +94,13 @@ class Probe(BaseModel):
 Probe(name="probe", size=1)
 t_end = time.perf_counter()
 outcome = None
-""" + _REPORT
+"""
+    + _REPORT
+)
 
 # argv: the function directory (FunctionGraph's code root), then the event file.
-FUNCTION_CHILD = """\
+FUNCTION_CHILD = (
+    """\
 import time
 t0 = time.perf_counter()
 import sys
@@ -110,12 +114,15 @@ with open(sys.argv[2], encoding="utf-8") as f:
 result = index.handler(event, LocalContext())
 t_end = time.perf_counter()
 outcome = (result.get("results") or [{}])[0].get("outcome")
-""" + _REPORT + """
+"""
+    + _REPORT
+    + """
 if outcome != "updated":
     print("handler did not update the image: " + json.dumps(result, default=str),
           file=sys.stderr)
     sys.exit(3)
 """
+)
 
 
 class RunFailed(Exception):
@@ -125,10 +132,10 @@ class RunFailed(Exception):
 def base_env() -> dict[str, str]:
     """The parent's environment without anything that would change what is measured."""
     env = {
-        key: value for key, value in os.environ.items()
+        key: value
+        for key, value in os.environ.items()
         if not key.startswith(("IMSGUARD_", "HUAWEICLOUD_SDK_"))
-        and key not in ("RUNTIME_PROJECT_ID", "PYTHONDONTWRITEBYTECODE",
-                        "PYTHONPROFILEIMPORTTIME")
+        and key not in ("RUNTIME_PROJECT_ID", "PYTHONDONTWRITEBYTECODE", "PYTHONPROFILEIMPORTTIME")
     }
     # Never send the loopback calls through a proxy.
     for key in ("NO_PROXY", "no_proxy"):
@@ -138,17 +145,19 @@ def base_env() -> dict[str, str]:
 
 def function_env(endpoint: str) -> dict[str, str]:
     env = base_env()
-    env.update({
-        "IMSGUARD_REGION": "ap-southeast-1",
-        "IMSGUARD_PROJECT_ID": SAMPLE_PROJECT_ID,
-        "IMSGUARD_IMS_ENDPOINT": endpoint,
-        "IMSGUARD_DRY_RUN": "false",
-        "IMSGUARD_POLICY": str(POLICY_PATH),
-        "IMSGUARD_LOG_LEVEL": "INFO",
-        "HUAWEICLOUD_SDK_AK": "BENCH-AK",
-        "HUAWEICLOUD_SDK_SK": "BENCH-SK",
-        "HUAWEICLOUD_SDK_SECURITY_TOKEN": "BENCH-TOKEN",
-    })
+    env.update(
+        {
+            "IMSGUARD_REGION": "ap-southeast-1",
+            "IMSGUARD_PROJECT_ID": SAMPLE_PROJECT_ID,
+            "IMSGUARD_IMS_ENDPOINT": endpoint,
+            "IMSGUARD_DRY_RUN": "false",
+            "IMSGUARD_POLICY": str(POLICY_PATH),
+            "IMSGUARD_LOG_LEVEL": "INFO",
+            "HUAWEICLOUD_SDK_AK": "BENCH-AK",
+            "HUAWEICLOUD_SDK_SK": "BENCH-SK",
+            "HUAWEICLOUD_SDK_SECURITY_TOKEN": "BENCH-TOKEN",
+        }
+    )
     return env
 
 
@@ -156,8 +165,14 @@ def run_child(code: str, env: dict[str, str], *args: str) -> dict[str, Any]:
     """Run one fresh interpreter; return its reported figures plus the parent's wall time."""
     start = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
         raise RunFailed(f"child timed out after {CHILD_TIMEOUT_S} s") from None
     wall_ms = (time.perf_counter() - start) * 1000
@@ -165,7 +180,7 @@ def run_child(code: str, env: dict[str, str], *args: str) -> dict[str, Any]:
     if proc.returncode != 0 or not lines:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise RunFailed(f"child exited with status {proc.returncode}:\n{tail}")
-    sample = json.loads(lines[-1][len(RESULT_MARKER):])
+    sample = json.loads(lines[-1][len(RESULT_MARKER) :])
     sample["wall_ms"] = wall_ms
     if sys.platform == "darwin":  # ru_maxrss is bytes on macOS, KiB on Linux
         sample["maxrss_kb"] /= 1024
@@ -227,30 +242,39 @@ def measure(runs: int) -> dict[str, Any]:
 
 
 def print_table(figures: dict[str, Any]) -> None:
-    print(f"imsguard cold start: {figures['python']}, {figures['runs']} runs each "
-          "(alternating, fresh interpreter per run)")
+    print(
+        f"imsguard cold start: {figures['python']}, {figures['runs']} runs each "
+        "(alternating, fresh interpreter per run)"
+    )
     print()
     print(f"{'':<10} {'wall ms (parent)':^26}  {'in-child ms':>11}  {'peak RSS MB':>11}")
     print(f"{'':<10} {'median':>8} {'min':>8} {'max':>8}  {'median':>11}  {'median':>11}")
     for label, key in (("deps-only", "baseline"), ("function", "function")):
         row = figures[key]
-        print(f"{label:<10} {row['wall_ms_median']:>8.1f} {row['wall_ms_min']:>8.1f} "
-              f"{row['wall_ms_max']:>8.1f}  {row['child_ms_median']:>11.1f}  "
-              f"{row['peak_rss_mb_median']:>11.1f}")
+        print(
+            f"{label:<10} {row['wall_ms_median']:>8.1f} {row['wall_ms_min']:>8.1f} "
+            f"{row['wall_ms_max']:>8.1f}  {row['child_ms_median']:>11.1f}  "
+            f"{row['peak_rss_mb_median']:>11.1f}"
+        )
     function = figures["function"]
     print()
-    print(f"function in-child split (median): import index {function['import_ms_median']:.1f} ms, "
-          f"handler {function['child_ms_median'] - function['import_ms_median']:.1f} ms")
-    print(f"ratio (median wall, function / deps-only): {figures['ratio_wall']:.2f}  "
-          f"target <= {TARGET_RATIO:.2f}")
+    print(
+        f"function in-child split (median): import index {function['import_ms_median']:.1f} ms, "
+        f"handler {function['child_ms_median'] - function['import_ms_median']:.1f} ms"
+    )
+    print(
+        f"ratio (median wall, function / deps-only): {figures['ratio_wall']:.2f}  "
+        f"target <= {TARGET_RATIO:.2f}"
+    )
     print(f"ratio (median in-child, function / deps-only): {figures['ratio_in_child']:.2f}")
     print(f"ratio (median peak RSS, function / deps-only): {figures['ratio_rss']:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=15,
-                        help="timed runs of each kind (default: 15)")
+    parser.add_argument(
+        "--runs", type=int, default=15, help="timed runs of each kind (default: 15)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.runs < 1:

@@ -45,26 +45,31 @@ def measure(images: int, runs: int) -> dict[str, Any]:
         env = cold_start.function_env(endpoint)
         cold_start.run_child(cold_start.BASELINE_CHILD, cold_start.base_env())  # warm-up
         for _ in range(runs):
-            peaks["deps-only"].append(cold_start.run_child(
-                cold_start.BASELINE_CHILD, cold_start.base_env())["maxrss_kb"] / 1024)
-            peaks["event"].append(cold_start.run_function(fake, original, env)["maxrss_kb"]
-                                  / 1024)
+            peaks["deps-only"].append(
+                cold_start.run_child(cold_start.BASELINE_CHILD, cold_start.base_env())["maxrss_kb"]
+                / 1024
+            )
+            peaks["event"].append(cold_start.run_function(fake, original, env)["maxrss_kb"] / 1024)
     with tempfile.TemporaryDirectory() as tmp:
         workdir, recorded = Path(tmp), Path(tmp) / "patches.json"
         for _ in range(runs):
-            peaks["sweep"].append(sweep.run("sweep", images, 4, recorded, workdir)["rss_kb"]
-                                  / 1024)
-            peaks["bare SDK"].append(sweep.run("baseline", images, 1, recorded, workdir)
-                                     ["rss_kb"] / 1024)
+            peaks["sweep"].append(sweep.run("sweep", images, 4, recorded, workdir)["rss_kb"] / 1024)
+            peaks["bare SDK"].append(
+                sweep.run("baseline", images, 1, recorded, workdir)["rss_kb"] / 1024
+            )
     floor = statistics.median(peaks["deps-only"])
     return {
-        "python": sys.version.split()[0], "runs": runs, "images": images,
+        "python": sys.version.split()[0],
+        "runs": runs,
+        "images": images,
         "budget_mb": BUDGET_MB,
-        "peak_rss_mb": {kind: round(statistics.median(values), 1)
-                        for kind, values in peaks.items()},
+        "peak_rss_mb": {
+            kind: round(statistics.median(values), 1) for kind, values in peaks.items()
+        },
         "peak_rss_mb_max": {kind: round(max(values), 1) for kind, values in peaks.items()},
-        "ratio_to_deps_only": {kind: round(statistics.median(values) / floor, 2)
-                               for kind, values in peaks.items()},
+        "ratio_to_deps_only": {
+            kind: round(statistics.median(values) / floor, 2) for kind, values in peaks.items()
+        },
     }
 
 
@@ -78,20 +83,28 @@ def main() -> int:
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
-    print(f"imsguard peak memory: CPython {figures['python']}, {args.runs} run(s) each, "
-          "fresh interpreter per run (ru_maxrss)")
+    print(
+        f"imsguard peak memory: CPython {figures['python']}, {args.runs} run(s) each, "
+        "fresh interpreter per run (ru_maxrss)"
+    )
     print(f"\n{'':<34}{'median MB':>10}{'max MB':>8}{'/ deps-only':>13}{'/ 128 MB':>10}")
-    labels = {"deps-only": "deps-only (SDK, pydantic, YAML)",
-              "event": "one CTS event (GET + PATCH)",
-              "sweep": f"sweep of {args.images:,} images",
-              "bare SDK": f"bare SDK, same {args.images:,} requests"}
+    labels = {
+        "deps-only": "deps-only (SDK, pydantic, YAML)",
+        "event": "one CTS event (GET + PATCH)",
+        "sweep": f"sweep of {args.images:,} images",
+        "bare SDK": f"bare SDK, same {args.images:,} requests",
+    }
     for kind, label in labels.items():
         median = figures["peak_rss_mb"][kind]
-        print(f"{label:<34}{median:>10.1f}{figures['peak_rss_mb_max'][kind]:>8.1f}"
-              f"{figures['ratio_to_deps_only'][kind]:>13.2f}{median / BUDGET_MB:>10.2f}")
+        print(
+            f"{label:<34}{median:>10.1f}{figures['peak_rss_mb_max'][kind]:>8.1f}"
+            f"{figures['ratio_to_deps_only'][kind]:>13.2f}{median / BUDGET_MB:>10.2f}"
+        )
     worst = max(figures["peak_rss_mb_max"].values())
-    print(f"\nheadroom at 128 MB for the runtime's own process: {BUDGET_MB - worst:.0f} MB "
-          f"(the largest peak: {worst:.1f} MB)")
+    print(
+        f"\nheadroom at 128 MB for the runtime's own process: {BUDGET_MB - worst:.0f} MB "
+        f"(the largest peak: {worst:.1f} MB)"
+    )
     return 0
 
 

@@ -106,31 +106,57 @@ print(json.dumps({"wall": wall, "rss_kb": resource.getrusage(resource.RUSAGE_SEL
 
 
 def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("IMSGUARD_", "HUAWEICLOUD_SDK_", "RUNTIME_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("IMSGUARD_", "HUAWEICLOUD_SDK_", "RUNTIME_"))
+    }
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["NO_PROXY"] = ",".join(filter(None, [env.get("NO_PROXY"), "127.0.0.1", "localhost"]))
     return env
 
 
-def run(kind: str, images: int, concurrency: int, recorded: Path | None,
-        workdir: Path) -> dict[str, Any]:
+def run(
+    kind: str, images: int, concurrency: int, recorded: Path | None, workdir: Path
+) -> dict[str, Any]:
     """One measured run against a fresh fake; the fake's request counts come back too."""
     counts_file = workdir / f"counts-{kind}.json"
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(ROOT / "function"), PROJECT, str(images),
-         str(counts_file)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env())
+        [
+            sys.executable,
+            "-c",
+            SERVER,
+            str(ROOT / "function"),
+            PROJECT,
+            str(images),
+            str(counts_file),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
     try:
         started = json.loads(server.stdout.readline())
         endpoint = started["endpoint"]
         if kind == "baseline":
-            argv = [BASELINE, str(ROOT / "function"), endpoint, PROJECT, str(recorded),
-                    str(PAGE_SIZE)]
+            argv = [
+                BASELINE,
+                str(ROOT / "function"),
+                endpoint,
+                PROJECT,
+                str(recorded),
+                str(PAGE_SIZE),
+            ]
         else:
             argv = [SWEEP, str(ROOT / "function"), endpoint, PROJECT, str(concurrency)]
-        done = subprocess.run([sys.executable, "-c", *argv], capture_output=True, text=True,
-                              env=child_env(), timeout=1800)
+        done = subprocess.run(
+            [sys.executable, "-c", *argv],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=1800,
+        )
         if done.returncode != 0:
             raise SystemExit(f"{kind} run failed:\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -154,17 +180,23 @@ def measure(images: int, runs: int) -> dict[str, Any]:
             samples["sweep-c1"].append(run("sweep", images, 1, None, workdir))
             samples["baseline"].append(run("baseline", images, 1, recorded, workdir))
     expected_lists = math.ceil(images / PAGE_SIZE) + 1  # the last page is empty
-    figures: dict[str, Any] = {"images": images, "runs": runs, "page_size": PAGE_SIZE,
-                               "expected_lists": expected_lists}
+    figures: dict[str, Any] = {
+        "images": images,
+        "runs": runs,
+        "page_size": PAGE_SIZE,
+        "expected_lists": expected_lists,
+    }
     for kind, runs_of_kind in samples.items():
         first = runs_of_kind[0]
         figures[kind] = {
             "wall_s_median": statistics.median(r["wall"] for r in runs_of_kind),
             "peak_rss_mb": max(r["rss_kb"] for r in runs_of_kind) / 1024,
-            "list_requests": first["lists"], "patch_requests": first["patches"],
+            "list_requests": first["lists"],
+            "patch_requests": first["patches"],
             "out_of_line": first["bad"],
-            "counts_ok": all(r["lists"] == expected_lists and r["patches"] == r["bad"]
-                             for r in runs_of_kind),
+            "counts_ok": all(
+                r["lists"] == expected_lists and r["patches"] == r["bad"] for r in runs_of_kind
+            ),
         }
     base = figures["baseline"]["wall_s_median"]
     figures["ratio"] = figures["sweep"]["wall_s_median"] / base
@@ -182,22 +214,30 @@ def main() -> int:
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
-    print(f"imsguard sweep: {args.images} images, page size {PAGE_SIZE}, {args.runs} run(s) "
-          f"each, CPython {sys.version.split()[0]}")
+    print(
+        f"imsguard sweep: {args.images} images, page size {PAGE_SIZE}, {args.runs} run(s) "
+        f"each, CPython {sys.version.split()[0]}"
+    )
     print(f"\n{'':<22}{'lists':>7}{'PATCHes':>9}{'wall s':>9}{'peak RSS MB':>13}")
-    for kind, label in (("sweep", "sweep (concurrency 4)"), ("sweep-c1", "sweep (concurrency 1)"),
-                        ("baseline", "bare SDK baseline")):
+    for kind, label in (
+        ("sweep", "sweep (concurrency 4)"),
+        ("sweep-c1", "sweep (concurrency 1)"),
+        ("baseline", "bare SDK baseline"),
+    ):
         f = figures[kind]
-        print(f"{label:<22}{f['list_requests']:>7}{f['patch_requests']:>9}"
-              f"{f['wall_s_median']:>9.2f}{f['peak_rss_mb']:>13.1f}")
+        print(
+            f"{label:<22}{f['list_requests']:>7}{f['patch_requests']:>9}"
+            f"{f['wall_s_median']:>9.2f}{f['peak_rss_mb']:>13.1f}"
+        )
     sweep = figures["sweep"]
-    print(f"\nlist requests {sweep['list_requests']}, expected ceil({args.images}/{PAGE_SIZE})"
-          f" + 1 = {figures['expected_lists']}; PATCH requests {sweep['patch_requests']}, "
-          f"images out of line {sweep['out_of_line']}: "
-          f"{'ok' if sweep['counts_ok'] else 'MISMATCH'}")
+    print(
+        f"\nlist requests {sweep['list_requests']}, expected ceil({args.images}/{PAGE_SIZE})"
+        f" + 1 = {figures['expected_lists']}; PATCH requests {sweep['patch_requests']}, "
+        f"images out of line {sweep['out_of_line']}: "
+        f"{'ok' if sweep['counts_ok'] else 'MISMATCH'}"
+    )
     print(f"ratio (median wall, sweep / bare SDK): {figures['ratio']:.2f}  target <= 1.5")
-    print(f"ratio with concurrency 1 (the machinery alone): "
-          f"{figures['ratio_concurrency_1']:.2f}")
+    print(f"ratio with concurrency 1 (the machinery alone): {figures['ratio_concurrency_1']:.2f}")
     print(f"peak RSS of the sweep: {sweep['peak_rss_mb']:.1f} MB  target < 150")
     return 0 if all(figures[k]["counts_ok"] for k in ("sweep", "sweep-c1", "baseline")) else 1
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import settings
 
+from helpers import SECRETS
 from imsguard import app, ims, policy
 from imsguard.context import LocalContext
 from imsguard.logs import log_to
@@ -20,28 +19,20 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-EVENTS = Path(__file__).parent / "events"
-SECRETS = ("AK-TEST-0001", "SK-TEST-SECRET-0002", "TOKEN-TEST-SECRET-0003")
-
-
-def use_policy(context: LocalContext, folder: Path, text: str) -> Path:
-    """Write a policy file and make the context's function use it."""
-    path = folder / "policy.yaml"
-    path.write_text(text)
-    context.user_data["IMSGUARD_POLICY"] = str(path)
-    return path
-
-
-def load_event(name: str) -> Any:
-    return json.loads((EVENTS / name).read_text(encoding="utf-8"))
-
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts from the region and project of the fake, and nothing else."""
-    for key in ("IMSGUARD_POLICY", "IMSGUARD_DRY_RUN", "IMSGUARD_IMS_ENDPOINT",
-                "IMSGUARD_PROJECT_ID", "IMSGUARD_LOG_LEVEL", "HUAWEICLOUD_SDK_AK",
-                "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN"):
+    for key in (
+        "IMSGUARD_POLICY",
+        "IMSGUARD_DRY_RUN",
+        "IMSGUARD_IMS_ENDPOINT",
+        "IMSGUARD_PROJECT_ID",
+        "IMSGUARD_LOG_LEVEL",
+        "HUAWEICLOUD_SDK_AK",
+        "HUAWEICLOUD_SDK_SK",
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+    ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("IMSGUARD_REGION", "ap-southeast-1")
     monkeypatch.setenv("RUNTIME_PROJECT_ID", SAMPLE_PROJECT_ID)

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from conftest import load_event
+from helpers import load_event
 from imsguard.app import handler
 from imsguard.context import LocalContext
 from imsguard_tools.testing import EXAMPLE_IMAGE_ID, EXAMPLE_JOB_ID
@@ -35,13 +35,14 @@ def job_only_event(job_id=EXAMPLE_JOB_ID):
 
 def kinds(fake):
     """The requests, as ("job" | "image" | "patch")."""
-    return ["patch" if c.method == "PATCH" else "job" if "/job" in c.path else "image"
-            for c in fake.calls]
+    return [
+        "patch" if c.method == "PATCH" else "job" if "/job" in c.path else "image"
+        for c in fake.calls
+    ]
 
 
 @pytest.mark.parametrize("k", [0, 1, 3, 5])
-def test_image_active_after_k_polls_costs_only_the_polls_and_one_patch(fake, context, clock,
-                                                                      k):
+def test_image_active_after_k_polls_costs_only_the_polls_and_one_patch(fake, context, clock, k):
     image = new_image(fake, pending_reads=k)
     job = "0123456789abcdef0123456789abcdef"
     fake.add_job(job, image_id=image["id"], pending_reads=2)
@@ -83,8 +84,7 @@ def test_not_ready_in_time_is_deferred_before_the_budget_ends(fake, context, clo
 
 
 def test_slow_job_out_of_time_is_deferred(fake, context, clock):
-    fake.add_job("0123456789abcdef0123456789abcdef", image_id=EXAMPLE_IMAGE_ID,
-                 pending_reads=1000)
+    fake.add_job("0123456789abcdef0123456789abcdef", image_id=EXAMPLE_IMAGE_ID, pending_reads=1000)
     context.timeout_ms = 30_000
 
     result = handler(job_only_event("0123456789abcdef0123456789abcdef"), context)
@@ -184,7 +184,8 @@ def test_killed_image_is_not_applicable(fake, context):
 def test_image_deleted_while_being_created(fake, context):
     image = new_image(fake, pending_reads=5)
     fake.before_request = lambda method, path: (
-        fake.images.pop(image["id"], None) if len(fake.calls) == 2 else None)
+        fake.images.pop(image["id"], None) if len(fake.calls) == 2 else None
+    )
 
     result = handler({"image_id": image["id"]}, context)
 
@@ -220,10 +221,10 @@ def test_resource_id_that_is_not_an_image_falls_back_to_the_job(fake, context):
 
 def test_name_only_trace_finds_recent_private_images_of_that_name(fake, context):
     first = new_image(fake)
-    second = new_image(fake, hw_firmware_type="uefi", hw_vif_multiqueue_enabled="true",
-                       name="web_server_01")
-    new_image(fake, name="web_server_01", __imagetype="gold", owner="f" * 32,
-              visibility="public")
+    second = new_image(
+        fake, hw_firmware_type="uefi", hw_vif_multiqueue_enabled="true", name="web_server_01"
+    )
+    new_image(fake, name="web_server_01", __imagetype="gold", owner="f" * 32, visibility="public")
     fake.images[first["id"]]["name"] = "web_server_01"
 
     result = handler(load_event("cts_create_image_name_only.json"), context)
@@ -292,7 +293,8 @@ def test_copy_completion_trace_needs_no_job_read(fake, context):
     copy = new_image(fake, name="ims_test_copy")
     event = load_event("cts_copy_image_done.json")
     event["cts"]["response"] = event["cts"]["response"].replace(
-        "4d7c3e1a-5b6f-4a80-9c2d-1e3f5a7b9c0d", copy["id"])
+        "4d7c3e1a-5b6f-4a80-9c2d-1e3f5a7b9c0d", copy["id"]
+    )
 
     result = handler(event, context)
 
@@ -301,13 +303,13 @@ def test_copy_completion_trace_needs_no_job_read(fake, context):
 
 
 def test_drift_is_fixed_and_own_update_trace_costs_one_read(fake, context):
-    fake.images[DEBIAN]["hw_vif_multiqueue_enabled"] = "false"   # someone switched it off
+    fake.images[DEBIAN]["hw_vif_multiqueue_enabled"] = "false"  # someone switched it off
     drift = load_event("cts_update_image.json")
     drift["cts"]["resource_id"] = DEBIAN
     drift["cts"]["response"] = {"id": DEBIAN}
 
     first = handler(drift, context)
-    own = load_event("cts_update_image.json")   # the trace of imsguard's own PATCH
+    own = load_event("cts_update_image.json")  # the trace of imsguard's own PATCH
     own["cts"]["resource_id"] = DEBIAN
     own["cts"]["request"] = fake.patches[0].body
     own["cts"]["response"] = {"id": DEBIAN}
@@ -393,12 +395,15 @@ def test_eventgrid_batch_skips_foreign_events_and_says_so(fake, context):
     assert result["skipped"] == ["events[1]: EventGrid event from 'HC.OBS', not HC.IMS"]
 
 
-@pytest.mark.parametrize(("change", "status"), [
-    ({"source": "HC.OBS"}, "ignored"),
-    ({"type": "IMS:CloudTrace:ObsSDK"}, "ignored"),
-    ({"data": "not an object"}, "invalid"),
-    ({"data": {"service_type": "IMS"}}, "invalid"),
-])
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ({"source": "HC.OBS"}, "ignored"),
+        ({"type": "IMS:CloudTrace:ObsSDK"}, "ignored"),
+        ({"data": "not an object"}, "invalid"),
+        ({"data": {"service_type": "IMS"}}, "invalid"),
+    ],
+)
 def test_eventgrid_events_that_are_not_ours_or_broken(fake, context, change, status):
     event = {**load_event("eventgrid_create_image.json"), **change}
 
@@ -416,12 +421,22 @@ def test_broken_eventgrid_batches(fake, context, events):
     assert fake.calls == []
 
 
-@pytest.mark.parametrize("event", [
-    {"image_id": EXAMPLE_JOB_ID},                               # a job id is not an image id
-    {"cts": {**load_event("cts_create_image.json")["cts"], "resource_id": EXAMPLE_JOB_ID,
-             "response": "{\"job_id\": 42}", "request": "{}", "resource_name": ""}},
-    {"cts": {**load_event("cts_create_image.json")["cts"], "response": "{\"job_id\": "}},
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"image_id": EXAMPLE_JOB_ID},  # a job id is not an image id
+        {
+            "cts": {
+                **load_event("cts_create_image.json")["cts"],
+                "resource_id": EXAMPLE_JOB_ID,
+                "response": '{"job_id": 42}',
+                "request": "{}",
+                "resource_name": "",
+            }
+        },
+        {"cts": {**load_event("cts_create_image.json")["cts"], "response": '{"job_id": '}},
+    ],
+)
 def test_bad_ids_and_broken_responses_make_no_call(fake, context, event):
     result = handler(event, context)
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import EVENTS
+from helpers import EVENTS
 from imsguard_tools.cli import main
 
 
@@ -52,8 +52,7 @@ def test_invoke_with_a_broken_policy_fails(tmp_path, capsys):
     policy = tmp_path / "p.yaml"
     policy.write_text("version: 1\nrules: [{name: x, kind: set, set: {min_ram: big}}]\n")
 
-    status = main(["invoke", str(EVENTS / "direct_image.json"), "--fake", "--policy",
-                   str(policy)])
+    status = main(["invoke", str(EVENTS / "direct_image.json"), "--fake", "--policy", str(policy)])
 
     out = capsys.readouterr().out
     assert status == 1
@@ -92,7 +91,8 @@ def test_validate_reports_every_problem_with_rule_field_and_line(tmp_path, capsy
         "    set: {hw_firmware_type: efi}\n"
         "  - name: names\n"
         "    kind: name\n"
-        "    template: '{nope}'\n")
+        "    template: '{nope}'\n"
+    )
 
     status = main(["validate", str(policy)])
 
@@ -105,14 +105,16 @@ def test_validate_reports_every_problem_with_rule_field_and_line(tmp_path, capsy
 
 def test_validate_places_clashing_rules_on_their_lines(tmp_path, capsys):
     policy = tmp_path / "p.yaml"
-    policy.write_text("version: 1\n"
-                      "rules:\n"
-                      "  - {name: a, kind: set, set: {hw_firmware_type: uefi}}\n"
-                      "  - name: b\n"
-                      "    kind: set\n"
-                      "    set:\n"
-                      "      hw_firmware_type: bios\n"
-                      "  - {name: b, kind: name}\n")
+    policy.write_text(
+        "version: 1\n"
+        "rules:\n"
+        "  - {name: a, kind: set, set: {hw_firmware_type: uefi}}\n"
+        "  - name: b\n"
+        "    kind: set\n"
+        "    set:\n"
+        "      hw_firmware_type: bios\n"
+        "  - {name: b, kind: name}\n"
+    )
 
     assert main(["validate", str(policy)]) == 1
 
@@ -125,8 +127,12 @@ def test_validate_json_output(capsys):
     assert main(["validate", str(DEFAULT_POLICY), "--output", "json"]) == 0
 
     report = json.loads(capsys.readouterr().out)
-    assert report == {"policy": str(DEFAULT_POLICY), "valid": True, "problems": [],
-                      "rules": ["kebab-case-name", "uefi-boot", "nic-multiqueue"]}
+    assert report == {
+        "policy": str(DEFAULT_POLICY),
+        "valid": True,
+        "problems": [],
+        "rules": ["kebab-case-name", "uefi-boot", "nic-multiqueue"],
+    }
 
 
 def test_explain_the_sample_image(capsys):
@@ -139,19 +145,35 @@ def test_explain_the_sample_image(capsys):
 
 
 def test_explain_json_from_the_fake_by_id(capsys):
-    status = main(["explain", str(DEFAULT_POLICY), "--image-id",
-                   "33ad552d-1149-471c-8190-ff6776174a00", "--fake", "--output", "json"])
+    status = main(
+        [
+            "explain",
+            str(DEFAULT_POLICY),
+            "--image-id",
+            "33ad552d-1149-471c-8190-ff6776174a00",
+            "--fake",
+            "--output",
+            "json",
+        ]
+    )
 
     report = json.loads(capsys.readouterr().out)
     assert status == 0
     assert report["outcome"] == "updated"
     assert [r["rule"] for r in report["rules"]] == [
-        "kebab-case-name", "uefi-boot", "nic-multiqueue"]
+        "kebab-case-name",
+        "uefi-boot",
+        "nic-multiqueue",
+    ]
 
 
 def test_explain_for_another_project_and_bad_input(tmp_path, capsys):
-    assert main(["explain", str(DEFAULT_POLICY), "--image", str(SAMPLE_IMAGE),
-                 "--project-id", "f" * 32]) == 0
+    assert (
+        main(
+            ["explain", str(DEFAULT_POLICY), "--image", str(SAMPLE_IMAGE), "--project-id", "f" * 32]
+        )
+        == 0
+    )
     assert "ran now: not_applicable (owned by another project)" in capsys.readouterr().out
     assert main(["explain", str(DEFAULT_POLICY), "--image-id", "nope", "--fake"]) == 2
     assert main(["explain", str(DEFAULT_POLICY), "--image", str(tmp_path / "none.json")]) == 2
@@ -159,23 +181,25 @@ def test_explain_for_another_project_and_bad_input(tmp_path, capsys):
 
 def test_test_command_runs_cases_and_fails_on_a_mismatch(tmp_path, capsys):
     cases = tmp_path / "cases.yaml"
-    cases.write_text("cases:\n"
-                     "  - name: good\n"
-                     "    image: {name: ims_test}\n"
-                     "    expect: {rules: {kebab-case-name: violation}}\n"
-                     "  - name: bad\n"
-                     "    image: {name: ims_test}\n"
-                     "    expect: {outcome: compliant}\n"
-                     "  - name: bad verdict\n"
-                     "    image: {name: ims_test}\n"
-                     "    expect: {rules: {kebab-case-name: compliant}}\n"
-                     "  - name: bad fix\n"
-                     "    image: {name: ims_test}\n"
-                     "    expect: {fixes: {kebab-case-name: would_fix}}\n"
-                     "  - name: bad operations\n"
-                     "    image: {name: ims-test, hw_firmware_type: uefi,\n"
-                     "            hw_vif_multiqueue_enabled: 'true'}\n"
-                     "    expect: {operations: [{op: add, path: /x, value: y}]}\n")
+    cases.write_text(
+        "cases:\n"
+        "  - name: good\n"
+        "    image: {name: ims_test}\n"
+        "    expect: {rules: {kebab-case-name: violation}}\n"
+        "  - name: bad\n"
+        "    image: {name: ims_test}\n"
+        "    expect: {outcome: compliant}\n"
+        "  - name: bad verdict\n"
+        "    image: {name: ims_test}\n"
+        "    expect: {rules: {kebab-case-name: compliant}}\n"
+        "  - name: bad fix\n"
+        "    image: {name: ims_test}\n"
+        "    expect: {fixes: {kebab-case-name: would_fix}}\n"
+        "  - name: bad operations\n"
+        "    image: {name: ims-test, hw_firmware_type: uefi,\n"
+        "            hw_vif_multiqueue_enabled: 'true'}\n"
+        "    expect: {operations: [{op: add, path: /x, value: y}]}\n"
+    )
 
     status = main(["test", str(DEFAULT_POLICY), str(cases)])
 
@@ -209,8 +233,9 @@ def test_schema_is_json_schema_of_the_policy(capsys):
 
 
 def test_json_output_reports_bad_input_as_json(tmp_path, capsys):
-    status = main(["explain", str(DEFAULT_POLICY), "--image", str(tmp_path / "none.json"),
-                   "--output", "json"])
+    status = main(
+        ["explain", str(DEFAULT_POLICY), "--image", str(tmp_path / "none.json"), "--output", "json"]
+    )
 
     assert status == 2
     assert "cannot read image" in json.loads(capsys.readouterr().out)["error"]
@@ -245,8 +270,7 @@ def test_package_command_defaults_to_the_templates_python(monkeypatch, capsys, t
     monkeypatch.setattr(package, "build_package", fake_build)
 
     assert main(["package"]) == 0
-    assert seen == {"version": "3.10", "policy": DEFAULT_POLICY,
-                    "name": "policy.yaml"}
+    assert seen == {"version": "3.10", "policy": DEFAULT_POLICY, "name": "policy.yaml"}
     assert "7.0 MB, 1264 files, Python 3.10" in capsys.readouterr().out
 
 
@@ -265,30 +289,46 @@ def test_iam_policy_prints_the_agencys_policy_from_the_calls_declarations(capsys
     printed = json.loads(out)  # stdout holds the policy alone: it can go to IAM as it is
     assert printed == policy_document(all_permissions())
     # exactly the actions IMS's and FunctionGraph's permissions tables document
-    assert printed == {"Version": "1.1", "Statement": [{"Effect": "Allow", "Action": [
-        "functiongraph:function:invokeAsync", "ims:images:list", "ims:images:update"]}]}
+    assert printed == {
+        "Version": "1.1",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "functiongraph:function:invokeAsync",
+                    "ims:images:list",
+                    "ims:images:update",
+                ],
+            }
+        ],
+    }
     template = load_template(ROOT / "template.yaml")
     assert printed["Statement"][0]["Action"] == sorted(template.function.agency.permissions)
     assert re.search(r"GET /v1/\{project_id\}/jobs/\{job_id\} +no IAM action documented", err)
     assert "ims:imageJobs:getPercentage in one edition only" in err
 
 
-def test_iam_policy_follows_the_templates_settings_even_while_its_agency_is_wrong(tmp_path,
-                                                                                  capsys):
-    text = (ROOT / "template.yaml").read_text().replace(
-        'IMSGUARD_SWEEP_CONTINUE: "true"', 'IMSGUARD_SWEEP_CONTINUE: "false"')
+def test_iam_policy_follows_the_templates_settings_even_while_its_agency_is_wrong(tmp_path, capsys):
+    text = (
+        (ROOT / "template.yaml")
+        .read_text()
+        .replace('IMSGUARD_SWEEP_CONTINUE: "true"', 'IMSGUARD_SWEEP_CONTINUE: "false"')
+    )
     (tmp_path / "template.yaml").write_text(text)
 
-    assert main(["iam-policy", "--template", str(tmp_path / "template.yaml"),
-                 "--output", "json"]) == 0
+    assert (
+        main(["iam-policy", "--template", str(tmp_path / "template.yaml"), "--output", "json"]) == 0
+    )
 
     (statement,) = json.loads(capsys.readouterr().out)["Statement"]
     assert "functiongraph:function:invokeAsync" not in statement["Action"]
     assert statement["Action"] == ["ims:images:list", "ims:images:update"]
 
 
-@pytest.mark.parametrize("text", ["", "- a list\n", "function: {settings: [1]}\n",
-                                  "function: {settings: {IMSGUARD_X: 1}}\n"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "- a list\n", "function: {settings: [1]}\n", "function: {settings: {IMSGUARD_X: 1}}\n"],
+)
 def test_iam_policy_refuses_what_is_not_a_template(tmp_path, capsys, text):
     (tmp_path / "t.yaml").write_text(text)
 
@@ -298,8 +338,11 @@ def test_iam_policy_refuses_what_is_not_a_template(tmp_path, capsys, text):
 
 
 def test_iam_policy_refuses_broken_settings(tmp_path, capsys):
-    text = (ROOT / "template.yaml").read_text().replace(
-        'IMSGUARD_SWEEP_CONTINUE: "true"', 'IMSGUARD_SWEEP_CONTINUE: "sure"')
+    text = (
+        (ROOT / "template.yaml")
+        .read_text()
+        .replace('IMSGUARD_SWEEP_CONTINUE: "true"', 'IMSGUARD_SWEEP_CONTINUE: "sure"')
+    )
     (tmp_path / "template.yaml").write_text(text)
 
     assert main(["iam-policy", "--template", str(tmp_path / "template.yaml")]) == 2
@@ -311,15 +354,23 @@ def test_the_readmes_permission_table_is_the_calls_declarations():
     from imsguard.permissions import all_permissions
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Permissions (IAM)"):readme.index("## Assumptions")]
-    rows = re.findall(r"^\| `([^`]+)` \| (?:`([^`]+)`|none documented(?: \(`([^`]+)`[^|]*)?) \|",
-                      section, re.M)
+    section = readme[readme.index("## Permissions (IAM)") : readme.index("## Assumptions")]
+    rows = re.findall(
+        r"^\| `([^`]+)` \| (?:`([^`]+)`|none documented(?: \(`([^`]+)`[^|]*)?) \|", section, re.M
+    )
 
     assert rows == [(p.api, p.action or "", p.unconfirmed or "") for p in all_permissions()]
 
 
-@pytest.mark.parametrize("name", ["cts_copy_image.json", "cts_create_image_name_only.json",
-                                  "cts_native_create_image.json", "cts_native_delete_tag.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cts_copy_image.json",
+        "cts_create_image_name_only.json",
+        "cts_native_create_image.json",
+        "cts_native_delete_tag.json",
+    ],
+)
 def test_invoke_fake_has_what_every_sample_event_points_at(capsys, name, monkeypatch):
     from imsguard import app
     from imsguard_tools.testing import FakeClock
@@ -365,17 +416,28 @@ def test_revert_undoes_a_sweep_image_by_image(cloud_settings, tmp_path, capsys):
     for entry in changed:
         if entry["image_id"] != moved:
             image = fake.images[entry["image_id"]]
-            assert all(image.get(key) == value for key, value in entry["before"].items()
-                       if value is not None)
+            assert all(
+                image.get(key) == value
+                for key, value in entry["before"].items()
+                if value is not None
+            )
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ("{", "cannot revert"), ("[]", "a report is a JSON object"),
-    ('{"results": [{"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "outcome": "updated",'
-     ' "operations": [{"op": "add", "path": "/x", "value": "1"}]}]}', "before values"),
-])
-def test_revert_refuses_what_it_cannot_use_and_changes_nothing(cloud_settings, tmp_path,
-                                                              capsys, text, words):
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("{", "cannot revert"),
+        ("[]", "a report is a JSON object"),
+        (
+            '{"results": [{"image_id": "33ad552d-1149-471c-8190-ff6776174a00", '
+            '"outcome": "updated", "operations": [{"op": "add", "path": "/x", "value": "1"}]}]}',
+            "before values",
+        ),
+    ],
+)
+def test_revert_refuses_what_it_cannot_use_and_changes_nothing(
+    cloud_settings, tmp_path, capsys, text, words
+):
     (tmp_path / "r.json").write_text(text)
 
     assert main(["revert", str(tmp_path / "r.json")]) == 2

@@ -6,19 +6,22 @@ import json
 
 import pytest
 
-from conftest import load_event
+from helpers import load_event
 from imsguard.events import CtsEvent, Skip, Trigger, parse_event
 
 IMAGE = "33ad552d-1149-471c-8190-ff6776174a00"
 JOB = "ff8080814dbd65d7014dbe0d84db0013"
 
 
-@pytest.mark.parametrize(("name", "image_ids", "job_ids"), [
-    ("cts_create_image.json", (IMAGE,), (JOB,)),  # the job is only followed if needed
-    ("cts_create_image_job_only.json", (), (JOB,)),
-    ("cts_create_image_job_done.json", (IMAGE,), (JOB,)),  # finished job: entities.image_id
-    ("cts_update_image.json", (IMAGE,), ()),
-])
+@pytest.mark.parametrize(
+    ("name", "image_ids", "job_ids"),
+    [
+        ("cts_create_image.json", (IMAGE,), (JOB,)),  # the job is only followed if needed
+        ("cts_create_image_job_only.json", (), (JOB,)),
+        ("cts_create_image_job_done.json", (IMAGE,), (JOB,)),  # finished job: entities.image_id
+        ("cts_update_image.json", (IMAGE,), ()),
+    ],
+)
 def test_cts_image_traces(name, image_ids, job_ids):
     trigger = parse_event(load_event(name))
 
@@ -40,7 +43,8 @@ def test_code_may_be_a_string():
     event["cts"]["code"] = "403"
 
     assert parse_event(event) == Skip(
-        "ignored", "the traced createImage call failed (code 403); it changed nothing")
+        "ignored", "the traced createImage call failed (code 403); it changed nothing"
+    )
 
 
 def test_glance_resource_type_counts_as_image():
@@ -81,13 +85,16 @@ def test_too_many_images_in_one_event():
     assert skip.status == "invalid" and "image_ids" in skip.reason
 
 
-@pytest.mark.parametrize(("event", "words"), [
-    ({"image_id": "abc"}, "image_id: not an image id"),
-    ({"image_ids": [IMAGE, "x"]}, "item 1 is not an image id"),
-    ({"image_id": IMAGE, "dry_run": "true"}, "dry_run"),
-    ({"image_id": IMAGE, "extra": 1}, "extra"),
-    ({"cts": {"trace_name": "createImage"}}, "service_type"),
-])
+@pytest.mark.parametrize(
+    ("event", "words"),
+    [
+        ({"image_id": "abc"}, "image_id: not an image id"),
+        ({"image_ids": [IMAGE, "x"]}, "item 1 is not an image id"),
+        ({"image_id": IMAGE, "dry_run": "true"}, "dry_run"),
+        ({"image_id": IMAGE, "extra": 1}, "extra"),
+        ({"cts": {"trace_name": "createImage"}}, "service_type"),
+    ],
+)
 def test_invalid_events_name_the_field(event, words):
     skip = parse_event(event)
 
@@ -99,9 +106,23 @@ JSON_VALUES = [{}, [], {"a": 1}, [1, "x"], 0, 12.5, True, None, "", "text"]
 TEXT_FIELDS = ("resource_id", "resource_name", "resource_type", "trace_type", "trace_id")
 
 
-@pytest.mark.parametrize("field", ["resource_id", "resource_name", "resource_type",
-                                   "trace_type", "trace_id", "time", "record_time", "user",
-                                   "code", "request", "trace_status", "tracker_name"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "resource_id",
+        "resource_name",
+        "resource_type",
+        "trace_type",
+        "trace_id",
+        "time",
+        "record_time",
+        "user",
+        "code",
+        "request",
+        "trace_status",
+        "tracker_name",
+    ],
+)
 @pytest.mark.parametrize("value", JSON_VALUES, ids=repr)
 def test_any_json_type_in_a_trace_field_is_never_a_type_error(field, value):
     """FunctionGraph's own CTS sample has "resource_id": {}; a field imsguard reads as text
@@ -129,19 +150,26 @@ def test_the_documented_sample_shape_with_an_object_resource_id_is_followed_by_i
     assert (target.image_ids, target.job_ids, target.name) == ((), (JOB,), "ims_test")
 
 
-@pytest.mark.parametrize(("value", "iso"), [
-    (1660927593570, "2022-08-19T16:46:33.570000+00:00"),  # CTS's trace structure: epoch ms
-    ("1660927593570", "2022-08-19T16:46:33.570000+00:00"),
-    (1660927593570.0, "2022-08-19T16:46:33.570000+00:00"),
-    ("2016/12/08 11:07:28 GMT+08:00", "2016-12-08T11:07:28+08:00"),  # older trace examples
-    ("12/01/2016 11:07:28 GMT+08:00", "2016-12-01T11:07:28+08:00"),
-    ("2016/12/08 11:07:28 GMT-03:30", "2016-12-08T11:07:28-03:30"),
-    ("2016/12/08 11:07:28 GMT", "2016-12-08T11:07:28+00:00"),  # no offset: UTC
-    ("2016/12/08 11:07:28", "2016-12-08T11:07:28+00:00"),
-    ("2026-11-30T10:00:00Z", "2026-11-30T10:00:00+00:00"),
-    ("", None), ("yesterday", None), ("13/45/2016 11:07:28 GMT+08:00", None), ({}, None),
-    (True, None), (10**30, None),
-])
+@pytest.mark.parametrize(
+    ("value", "iso"),
+    [
+        (1660927593570, "2022-08-19T16:46:33.570000+00:00"),  # CTS's trace structure: epoch ms
+        ("1660927593570", "2022-08-19T16:46:33.570000+00:00"),
+        (1660927593570.0, "2022-08-19T16:46:33.570000+00:00"),
+        ("2016/12/08 11:07:28 GMT+08:00", "2016-12-08T11:07:28+08:00"),  # older trace examples
+        ("12/01/2016 11:07:28 GMT+08:00", "2016-12-01T11:07:28+08:00"),
+        ("2016/12/08 11:07:28 GMT-03:30", "2016-12-08T11:07:28-03:30"),
+        ("2016/12/08 11:07:28 GMT", "2016-12-08T11:07:28+00:00"),  # no offset: UTC
+        ("2016/12/08 11:07:28", "2016-12-08T11:07:28+00:00"),
+        ("2026-11-30T10:00:00Z", "2026-11-30T10:00:00+00:00"),
+        ("", None),
+        ("yesterday", None),
+        ("13/45/2016 11:07:28 GMT+08:00", None),
+        ({}, None),
+        (True, None),
+        (10**30, None),
+    ],
+)
 def test_trace_times_in_every_documented_form(value, iso):
     event = load_event("cts_create_image_name_only.json")
     event["cts"]["time"] = value
@@ -151,10 +179,22 @@ def test_trace_times_in_every_documented_form(value, iso):
     assert (target.time.isoformat() if target.time else None) == iso
 
 
-@pytest.mark.parametrize(("code", "ignored"), [
-    (200, False), ("200", False), (204.0, False), (" 403 ", True), (403, True), ("403", True),
-    (500.0, True), ("abc", False), ({}, False), (True, False), (None, False),
-])
+@pytest.mark.parametrize(
+    ("code", "ignored"),
+    [
+        (200, False),
+        ("200", False),
+        (204.0, False),
+        (" 403 ", True),
+        (403, True),
+        ("403", True),
+        (500.0, True),
+        ("abc", False),
+        ({}, False),
+        (True, False),
+        (None, False),
+    ],
+)
 def test_code_may_be_a_number_or_text(code, ignored):
     event = load_event("cts_create_image.json")
     event["cts"]["code"] = code
@@ -164,12 +204,20 @@ def test_code_may_be_a_number_or_text(code, ignored):
     assert (isinstance(parsed, Skip) and parsed.status == "ignored") is ignored
 
 
-@pytest.mark.parametrize(("resource_type", "trace", "handled"), [
-    ("image", "createImage", True), ("image", "updateImage", True),
-    ("image", "addTag", True), ("image", "deleteTag", True),
-    ("image", "copyImage", False), ("image", "deleteImage", False),
-    ("ims", "addTag", False), ("ims", "copyImage", True), ("Image", "updateImage", True),
-])
+@pytest.mark.parametrize(
+    ("resource_type", "trace", "handled"),
+    [
+        ("image", "createImage", True),
+        ("image", "updateImage", True),
+        ("image", "addTag", True),
+        ("image", "deleteTag", True),
+        ("image", "copyImage", False),
+        ("image", "deleteImage", False),
+        ("ims", "addTag", False),
+        ("ims", "copyImage", True),
+        ("Image", "updateImage", True),
+    ],
+)
 def test_native_image_api_traces(resource_type, trace, handled):
     event = load_event("cts_update_image.json")
     event["cts"].update(resource_type=resource_type, trace_name=trace)

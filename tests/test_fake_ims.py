@@ -33,8 +33,10 @@ GOLD_ID = "da07e77d-a235-4013-aad2-c480a949d1ff"
 DATA_DISK_ID = "69a48be3-bf34-4e0d-88e4-b40b634d76d9"
 QUEUED_ID = "b5d22771-5091-4b3f-b87c-6c1a0bf6c1a4"
 OTHER_TEAM_ID = "5faaa991-912d-4610-9937-3d3fed62adbe"
-SIGNED = {"Authorization": "SDK-HMAC-SHA256 Access=AK, SignedHeaders=host, Signature=00",
-          "X-Project-Id": SAMPLE_PROJECT_ID}
+SIGNED = {
+    "Authorization": "SDK-HMAC-SHA256 Access=AK, SignedHeaders=host, Signature=00",
+    "X-Project-Id": SAMPLE_PROJECT_ID,
+}
 
 
 def build_client(endpoint: str | None = None) -> ImsClient:
@@ -98,7 +100,10 @@ def test_new_images_hold_values_as_real_ims_answers_hold_them():
     image = FakeIms().add_image({})
 
     assert (image["__isregistered"], image["__lazyloading"], image["__support_kvm"]) == (
-        "True", "True", "True")
+        "True",
+        "True",
+        "True",
+    )
     assert image["__system_support_market"] is False and image["protected"] is False
     assert isinstance(image["min_ram"], int) and isinstance(image["min_disk"], int)
     assert isinstance(image["max_ram"], str) and isinstance(image["__image_size"], str)
@@ -149,22 +154,25 @@ def test_list_shows_own_and_public_images_only(client, fake):
     assert len(ids) == len(fake.images) - 1
 
 
-@pytest.mark.parametrize(("kwargs", "expected"), [
-    ({"name": "debian-12-base"}, [DEBIAN_ID]),
-    ({"status": "queued"}, [QUEUED_ID]),
-    ({"imagetype": "gold"}, [GOLD_ID]),
-    ({"platform": "Windows"}, [WINDOWS_ID]),
-    ({"os_type": "Other"}, [DATA_DISK_ID]),
-    ({"visibility": "public"}, [GOLD_ID]),
-    ({"virtual_env_type": "DataImage"}, [DATA_DISK_ID]),
-    ({"owner": SAMPLE_PROJECT_ID, "platform": "Ubuntu"}, [EXAMPLE_IMAGE_ID]),
-    ({"name": "Other_Team"}, []),
-    ({"tag": "team=platform"}, [DEBIAN_ID]),
-    ({"tag": "team=windows"}, [WINDOWS_ID]),
-    ({"created_at": "gt:2025-03-01T00:00:00Z"}, [QUEUED_ID, DEBIAN_ID]),
-    ({"created_at": "lte:2015-12-04T09:45:33Z"}, [EXAMPLE_IMAGE_ID]),
-    ({"created_at": "eq:2025-01-28T10:44:19Z"}, [DATA_DISK_ID]),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"name": "debian-12-base"}, [DEBIAN_ID]),
+        ({"status": "queued"}, [QUEUED_ID]),
+        ({"imagetype": "gold"}, [GOLD_ID]),
+        ({"platform": "Windows"}, [WINDOWS_ID]),
+        ({"os_type": "Other"}, [DATA_DISK_ID]),
+        ({"visibility": "public"}, [GOLD_ID]),
+        ({"virtual_env_type": "DataImage"}, [DATA_DISK_ID]),
+        ({"owner": SAMPLE_PROJECT_ID, "platform": "Ubuntu"}, [EXAMPLE_IMAGE_ID]),
+        ({"name": "Other_Team"}, []),
+        ({"tag": "team=platform"}, [DEBIAN_ID]),
+        ({"tag": "team=windows"}, [WINDOWS_ID]),
+        ({"created_at": "gt:2025-03-01T00:00:00Z"}, [QUEUED_ID, DEBIAN_ID]),
+        ({"created_at": "lte:2015-12-04T09:45:33Z"}, [EXAMPLE_IMAGE_ID]),
+        ({"created_at": "eq:2025-01-28T10:44:19Z"}, [DATA_DISK_ID]),
+    ],
+)
 def test_list_filters(client, fake, kwargs, expected):
     assert list_ids(client, **kwargs) == expected
 
@@ -179,9 +187,15 @@ def test_list_sorts_newest_first_then_by_id(client):
         assert list_ids(client) == ["a", "b", "c", "old"]
 
 
-@pytest.mark.parametrize("kwargs", [{"limit": 0}, {"limit": 1001},
-                                    {"marker": "no-such-image"},
-                                    {"created_at": "after:2025-01-01T00:00:00Z"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"limit": 0},
+        {"limit": 1001},
+        {"marker": "no-such-image"},
+        {"created_at": "after:2025-01-01T00:00:00Z"},
+    ],
+)
 def test_list_rejects_bad_paging_and_filters(client, fake, kwargs):
     with pytest.raises(ClientRequestException) as info:
         client.list_images(ListImagesRequest(**kwargs))
@@ -213,23 +227,35 @@ def test_paging_visits_every_image_once_despite_patches(client):
 
 def test_replace_returns_full_image_and_updates_store(client, fake):
     before = copy.deepcopy(fake.images[EXAMPLE_IMAGE_ID])
-    response = patch(client, EXAMPLE_IMAGE_ID, ("replace", "/name", "ims test 2"),
-                     ("replace", "/hw_firmware_type", "uefi"))
+    response = patch(
+        client,
+        EXAMPLE_IMAGE_ID,
+        ("replace", "/name", "ims test 2"),
+        ("replace", "/hw_firmware_type", "uefi"),
+    )
     body = raw(response)
     stored = fake.images[EXAMPLE_IMAGE_ID]
     assert body == stored
     assert (response.name, response.hw_firmware_type) == ("ims test 2", "uefi")
     assert stored["updated_at"] > before["updated_at"]
-    unchanged = {k: v for k, v in stored.items() if k not in ("name", "hw_firmware_type",
-                                                              "updated_at")}
+    unchanged = {
+        k: v for k, v in stored.items() if k not in ("name", "hw_firmware_type", "updated_at")
+    }
     assert unchanged == {k: v for k, v in before.items() if k in unchanged}
 
 
 def test_add_creates_or_overwrites_and_remove_deletes(client, fake):
-    patch(client, WINDOWS_ID, ("add", "/hw_vif_multiqueue_enabled", "false"),
-          ("add", "/hw_firmware_type", "uefi"), ("add", "/owner_team", "windows"),
-          ("replace", "/owner_team", "win"), ("remove", "/__description", None),
-          ("add", "/min_ram", "2048"), ("add", "/name", "名字 Win-2019_v1.0"))
+    patch(
+        client,
+        WINDOWS_ID,
+        ("add", "/hw_vif_multiqueue_enabled", "false"),
+        ("add", "/hw_firmware_type", "uefi"),
+        ("add", "/owner_team", "windows"),
+        ("replace", "/owner_team", "win"),
+        ("remove", "/__description", None),
+        ("add", "/min_ram", "2048"),
+        ("add", "/name", "名字 Win-2019_v1.0"),
+    )
     image = fake.images[WINDOWS_ID]
     assert image["hw_vif_multiqueue_enabled"] == "false"
     assert image["hw_firmware_type"] == "uefi"
@@ -244,13 +270,16 @@ def test_remove_sends_no_value(client, fake):
     assert fake.patches[-1].body == [{"op": "remove", "path": "/hw_vif_multiqueue_enabled"}]
 
 
-@pytest.mark.parametrize(("image_id", "status", "code"), [
-    ("3f0c9f52-0000-0000-0000-000000000000", 400, "IMG.0027"),  # IMS's table: HTTP 400
-    (OTHER_TEAM_ID, 400, "IMG.0027"),
-    (GOLD_ID, 400, "IMG.0047"),
-    (QUEUED_ID, 400, "IMG.0046"),
-    (DATA_DISK_ID, 400, "IMG.0168"),
-])
+@pytest.mark.parametrize(
+    ("image_id", "status", "code"),
+    [
+        ("3f0c9f52-0000-0000-0000-000000000000", 400, "IMG.0027"),  # IMS's table: HTTP 400
+        (OTHER_TEAM_ID, 400, "IMG.0027"),
+        (GOLD_ID, 400, "IMG.0047"),
+        (QUEUED_ID, 400, "IMG.0046"),
+        (DATA_DISK_ID, 400, "IMG.0168"),
+    ],
+)
 def test_image_level_errors(client, fake, image_id, status, code):
     error = patch_error(client, image_id, ("replace", "/name", "x"))
     assert (error.status_code, error.error_code) == (status, code)
@@ -263,49 +292,61 @@ def test_protected_image_is_rejected(client, fake):
     assert (error.status_code, error.error_code) == (400, "IMG.0028")
 
 
-@pytest.mark.parametrize(("triple", "code"), [
-    (("move", "/name", "x"), "IMG.0001"),
-    (("replace", "name", "x"), "IMG.0001"),
-    (("replace", "/name/first", "x"), "IMG.0001"),
-    (("replace", "/", "x"), "IMG.0001"),
-    (("replace", "/status", "deleted"), "IMG.0001"),
-    (("add", "/owner", SAMPLE_PROJECT_ID), "IMG.0001"),
-    (("add", "/__os_version", "Debian 13"), "IMG.0001"),
-    (("add", "/CostCenter", "42"), "IMG.0001"),
-    (("remove", "/name", None), "IMG.0001"),
-    (("replace", "/not_there", "x"), "IMG.0001"),
-    (("remove", "/not_there", None), "IMG.0001"),
-    (("add", "/__description", None), "IMG.0001"),
-    (("add", "/__description", 5), "IMG.0001"),
-    (("add", "/hw_vif_multiqueue_enabled", True), "IMG.0001"),
-    (("add", "/hw_vif_multiqueue_enabled", "yes"), "IMG.0001"),
-    (("replace", "/name", "n" * 129), "IMG.0002"),
-    (("replace", "/name", ""), "IMG.0003"),
-    (("replace", "/name", " padded"), "IMG.0003"),
-    (("replace", "/name", "padded "), "IMG.0003"),
-    (("replace", "/name", "bad/name"), "IMG.0003"),
-    (("replace", "/__description", "d" * 1025), "IMG.0004"),
-    (("replace", "/__description", "<b>bold</b>"), "IMG.0054"),
-    (("replace", "/__description", "line\r\nbreak"), "IMG.0054"),
-    (("add", "/hw_firmware_type", "UEFI"), "IMG.0141"),
-    (("replace", "/min_ram", "1GB"), "IMG.0055"),
-    (("add", "/max_ram", "-1"), "IMG.0055"),
-])
+@pytest.mark.parametrize(
+    ("triple", "code"),
+    [
+        (("move", "/name", "x"), "IMG.0001"),
+        (("replace", "name", "x"), "IMG.0001"),
+        (("replace", "/name/first", "x"), "IMG.0001"),
+        (("replace", "/", "x"), "IMG.0001"),
+        (("replace", "/status", "deleted"), "IMG.0001"),
+        (("add", "/owner", SAMPLE_PROJECT_ID), "IMG.0001"),
+        (("add", "/__os_version", "Debian 13"), "IMG.0001"),
+        (("add", "/CostCenter", "42"), "IMG.0001"),
+        (("remove", "/name", None), "IMG.0001"),
+        (("replace", "/not_there", "x"), "IMG.0001"),
+        (("remove", "/not_there", None), "IMG.0001"),
+        (("add", "/__description", None), "IMG.0001"),
+        (("add", "/__description", 5), "IMG.0001"),
+        (("add", "/hw_vif_multiqueue_enabled", True), "IMG.0001"),
+        (("add", "/hw_vif_multiqueue_enabled", "yes"), "IMG.0001"),
+        (("replace", "/name", "n" * 129), "IMG.0002"),
+        (("replace", "/name", ""), "IMG.0003"),
+        (("replace", "/name", " padded"), "IMG.0003"),
+        (("replace", "/name", "padded "), "IMG.0003"),
+        (("replace", "/name", "bad/name"), "IMG.0003"),
+        (("replace", "/__description", "d" * 1025), "IMG.0004"),
+        (("replace", "/__description", "<b>bold</b>"), "IMG.0054"),
+        (("replace", "/__description", "line\r\nbreak"), "IMG.0054"),
+        (("add", "/hw_firmware_type", "UEFI"), "IMG.0141"),
+        (("replace", "/min_ram", "1GB"), "IMG.0055"),
+        (("add", "/max_ram", "-1"), "IMG.0055"),
+    ],
+)
 def test_operation_errors(client, fake, triple, code):
     error = patch_error(client, EXAMPLE_IMAGE_ID, triple)
     assert (error.status_code, error.error_code) == (400, code)
 
 
 def test_limits_are_inclusive(client, fake):
-    patch(client, EXAMPLE_IMAGE_ID, ("replace", "/name", "n" * 128),
-          ("replace", "/__description", "d" * 1024))
+    patch(
+        client,
+        EXAMPLE_IMAGE_ID,
+        ("replace", "/name", "n" * 128),
+        ("replace", "/__description", "d" * 1024),
+    )
     assert len(fake.images[EXAMPLE_IMAGE_ID]["name"]) == 128
 
 
 def test_one_bad_operation_changes_nothing(client, fake):
     before = copy.deepcopy(fake.images[EXAMPLE_IMAGE_ID])
-    error = patch_error(client, EXAMPLE_IMAGE_ID, ("replace", "/name", "good"),
-                        ("add", "/hw_firmware_type", "uefi"), ("add", "/hw_firmware_type", "efi"))
+    error = patch_error(
+        client,
+        EXAMPLE_IMAGE_ID,
+        ("replace", "/name", "good"),
+        ("add", "/hw_firmware_type", "uefi"),
+        ("add", "/hw_firmware_type", "efi"),
+    )
     assert error.error_code == "IMG.0141"
     assert fake.images[EXAMPLE_IMAGE_ID] == before
 
@@ -316,12 +357,15 @@ def test_empty_operation_list(client, fake):
     assert (info.value.status_code, info.value.error_code) == (400, "IMG.0007")
 
 
-@pytest.mark.parametrize(("body", "code"), [
-    (b"", "IMG.0007"),
-    (b"{not json", "IMG.0001"),
-    (b'{"op": "replace", "path": "/name", "value": "x"}', "IMG.0001"),
-    (b'["replace"]', "IMG.0001"),
-])
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"", "IMG.0007"),
+        (b"{not json", "IMG.0001"),
+        (b'{"op": "replace", "path": "/name", "value": "x"}', "IMG.0001"),
+        (b'["replace"]', "IMG.0001"),
+    ],
+)
 def test_malformed_bodies(body, code):
     fake = FakeIms.seeded()
     url = f"{fake.endpoint}/v2/cloudimages/{EXAMPLE_IMAGE_ID}"
@@ -355,8 +399,10 @@ def test_unknown_api_and_foreign_urls(fake):
     response = requests.get(f"{fake.endpoint}/v2/images/{EXAMPLE_IMAGE_ID}", headers=SIGNED)
     assert response.status_code == 404
     error = response.json()["error"]
-    assert error == {"code": "APIGW.0101",
-                     "message": "The API does not exist or has not been published"}
+    assert error == {
+        "code": "APIGW.0101",
+        "message": "The API does not exist or has not been published",
+    }
     with pytest.raises(requests.ConnectionError):
         requests.get("https://ecs.ap-southeast-1.myhuaweicloud.com/v1/servers")
 
@@ -365,8 +411,11 @@ def test_calls_are_recorded(client, fake):
     list_ids(client, id=EXAMPLE_IMAGE_ID)
     patch(client, EXAMPLE_IMAGE_ID, ("replace", "/name", "recorded"))
     patch_error(client, GOLD_ID, ("replace", "/name", "nope"))
-    assert [(c.method, c.status) for c in fake.calls] == [("GET", 200), ("PATCH", 200),
-                                                            ("PATCH", 400)]
+    assert [(c.method, c.status) for c in fake.calls] == [
+        ("GET", 200),
+        ("PATCH", 200),
+        ("PATCH", 400),
+    ]
     read = fake.reads[0]
     assert isinstance(read, FakeCall)
     assert (read.path, read.query, read.body) == ("/v2/cloudimages", {"id": EXAMPLE_IMAGE_ID}, None)
@@ -398,14 +447,25 @@ def test_show_job(client, fake):
     fake.add_job("job-failed", status="FAIL", fail_reason="disk too small")
     ok = client.show_job(ShowJobRequest(job_id="job-ok"))
     assert (ok.status, ok.job_type, ok.entities.image_id) == (
-        "SUCCESS", "imsCreateImageByInstance", DEBIAN_ID)
+        "SUCCESS",
+        "imsCreateImageByInstance",
+        DEBIAN_ID,
+    )
     assert fake.reads[-1].path == f"/v1/{SAMPLE_PROJECT_ID}/jobs/job-ok"
     failed = raw(client.show_job(ShowJobRequest(job_id="job-failed")))
     assert failed["status"] == "FAIL"
     assert failed["fail_reason"] == "disk too small"
     assert failed["entities"] == {}
-    assert set(failed) == {"status", "job_id", "job_type", "begin_time", "end_time",
-                           "error_code", "fail_reason", "entities"}
+    assert set(failed) == {
+        "status",
+        "job_id",
+        "job_type",
+        "begin_time",
+        "end_time",
+        "error_code",
+        "fail_reason",
+        "entities",
+    }
     with pytest.raises(ClientRequestException) as info:
         client.show_job(ShowJobRequest(job_id="missing"))
     assert info.value.status_code == 404
@@ -421,8 +481,7 @@ def test_job_moves_init_running_then_final(client, fake):
     assert seen[1]["end_time"] == "" and 0 < seen[1]["entities"]["process_percent"] < 1
     assert seen[1]["entities"]["current_task"]
     assert seen[3]["entities"]["image_id"] == DEBIAN_ID and seen[3]["end_time"]
-    doomed = [raw(client.show_job(ShowJobRequest(job_id="job-doomed")))["status"]
-              for _ in range(2)]
+    doomed = [raw(client.show_job(ShowJobRequest(job_id="job-doomed")))["status"] for _ in range(2)]
     assert doomed == ["INIT", "FAIL"]
 
 
@@ -454,7 +513,8 @@ def test_serve_works_with_the_sdk():
         assert endpoint.startswith("http://127.0.0.1:")
         loopback_client = build_client(endpoint)
         assert loopback_client.list_images(ListImagesRequest(id=DEBIAN_ID)).images[0].name == (
-            "debian-12-base")
+            "debian-12-base"
+        )
         patch(loopback_client, DEBIAN_ID, ("replace", "/name", "debian-12-served"))
         error = patch_error(loopback_client, GOLD_ID, ("replace", "/name", "x"))
         assert (error.status_code, error.error_code) == (400, "IMG.0047")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_event, use_policy
+from helpers import load_event, use_policy
 from imsguard.app import handler
 from imsguard.attributes import same_value
 from imsguard.uefi import is_uefi_capable
@@ -19,31 +19,37 @@ from imsguard_tools.testing import EXAMPLE_IMAGE_ID, EXAMPLE_JOB_ID, SAMPLE_PROJ
 def recorded_json(name):
     return json.loads((Path(__file__).parent / "recorded" / name).read_text(encoding="utf-8"))
 
-FIX_SAMPLE = [{"op": "replace", "path": "/name", "value": "ims-test"},
-              {"op": "replace", "path": "/hw_firmware_type", "value": "uefi"}]
+
+FIX_SAMPLE = [
+    {"op": "replace", "path": "/name", "value": "ims-test"},
+    {"op": "replace", "path": "/hw_firmware_type", "value": "uefi"},
+]
 
 
-@pytest.mark.parametrize(("key", "current", "wanted", "same"), [
-    ("hw_vif_multiqueue_enabled", "True", "true", True),
-    ("hw_vif_multiqueue_enabled", True, "true", True),
-    ("hw_vif_multiqueue_enabled", " TRUE ", "true", True),
-    ("hw_vif_multiqueue_enabled", "False", "true", False),
-    ("hw_vif_multiqueue_enabled", False, "false", True),
-    ("hw_vif_multiqueue_enabled", None, "false", False),  # absent is not "false"
-    ("__support_kvm_new_flag", "True", "true", True),  # a flag IMS adds later
-    ("__support_xen_gpu_type", "M60", "m60", False),  # a *_type is text, not a flag
-    ("min_ram", 1024, "1024", True),
-    ("min_ram", "01024", "1024", True),
-    ("min_ram", 1024.0, "1024", True),
-    ("min_ram", 2048, "1024", False),
-    ("max_ram", "0", "0", True),
-    ("min_ram", "²", "2", False),  # not an ASCII digit
-    ("min_ram", "0" * 5000 + "7", "7", True),  # longer than int() takes
-    ("min_ram", "1" * 5000, "1" * 4999, False),
-    ("__description", "True", "true", False),  # text compares exactly
-    ("__description", "0010", "10", False),
-    ("custom_team", "Web", "web", False),
-])
+@pytest.mark.parametrize(
+    ("key", "current", "wanted", "same"),
+    [
+        ("hw_vif_multiqueue_enabled", "True", "true", True),
+        ("hw_vif_multiqueue_enabled", True, "true", True),
+        ("hw_vif_multiqueue_enabled", " TRUE ", "true", True),
+        ("hw_vif_multiqueue_enabled", "False", "true", False),
+        ("hw_vif_multiqueue_enabled", False, "false", True),
+        ("hw_vif_multiqueue_enabled", None, "false", False),  # absent is not "false"
+        ("__support_kvm_new_flag", "True", "true", True),  # a flag IMS adds later
+        ("__support_xen_gpu_type", "M60", "m60", False),  # a *_type is text, not a flag
+        ("min_ram", 1024, "1024", True),
+        ("min_ram", "01024", "1024", True),
+        ("min_ram", 1024.0, "1024", True),
+        ("min_ram", 2048, "1024", False),
+        ("max_ram", "0", "0", True),
+        ("min_ram", "²", "2", False),  # not an ASCII digit
+        ("min_ram", "0" * 5000 + "7", "7", True),  # longer than int() takes
+        ("min_ram", "1" * 5000, "1" * 4999, False),
+        ("__description", "True", "true", False),  # text compares exactly
+        ("__description", "0010", "10", False),
+        ("custom_team", "Web", "web", False),
+    ],
+)
 def test_values_compare_by_what_they_mean(key, current, wanted, same):
     assert same_value(key, current, wanted) is same
 
@@ -66,29 +72,65 @@ rules:
 """
 
 
-def test_a_fleet_in_imss_own_spellings_is_patched_once_then_never_again(fleet, context,
-                                                                       tmp_path):
+def test_a_fleet_in_imss_own_spellings_is_patched_once_then_never_again(fleet, context, tmp_path):
     use_policy(context, tmp_path, SPELLINGS_POLICY)
     holds = {  # what each image holds, and what a PATCH must change (by meaning)
-        "a": ({"hw_vif_multiqueue_enabled": "True", "__support_kvm": "True",
-               "min_ram": 1024, "max_ram": "0"}, {}),
-        "b": ({"hw_vif_multiqueue_enabled": True, "__support_kvm": "true",
-               "min_ram": "1024", "max_ram": 0}, {}),
-        "c": ({"hw_vif_multiqueue_enabled": "False", "__support_kvm": "True",
-               "min_ram": 1024, "max_ram": "0"}, {"hw_vif_multiqueue_enabled": "true"}),
-        "d": ({"hw_vif_multiqueue_enabled": False, "__support_kvm": "False",
-               "min_ram": 0, "max_ram": "0"},
-              {"hw_vif_multiqueue_enabled": "true", "__support_kvm": "true", "min_ram": "1024"}),
-        "e": ({"hw_vif_multiqueue_enabled": "TRUE", "__support_kvm": True, "min_ram": 2048,
-               "max_ram": "0"}, {"min_ram": "1024"}),
+        "a": (
+            {
+                "hw_vif_multiqueue_enabled": "True",
+                "__support_kvm": "True",
+                "min_ram": 1024,
+                "max_ram": "0",
+            },
+            {},
+        ),
+        "b": (
+            {
+                "hw_vif_multiqueue_enabled": True,
+                "__support_kvm": "true",
+                "min_ram": "1024",
+                "max_ram": 0,
+            },
+            {},
+        ),
+        "c": (
+            {
+                "hw_vif_multiqueue_enabled": "False",
+                "__support_kvm": "True",
+                "min_ram": 1024,
+                "max_ram": "0",
+            },
+            {"hw_vif_multiqueue_enabled": "true"},
+        ),
+        "d": (
+            {
+                "hw_vif_multiqueue_enabled": False,
+                "__support_kvm": "False",
+                "min_ram": 0,
+                "max_ram": "0",
+            },
+            {"hw_vif_multiqueue_enabled": "true", "__support_kvm": "true", "min_ram": "1024"},
+        ),
+        "e": (
+            {
+                "hw_vif_multiqueue_enabled": "TRUE",
+                "__support_kvm": True,
+                "min_ram": 2048,
+                "max_ram": "0",
+            },
+            {"min_ram": "1024"},
+        ),
     }
-    ids = {name: fleet.add_image({"name": name, **attrs})["id"]
-           for name, (attrs, _) in holds.items()}
+    ids = {
+        name: fleet.add_image({"name": name, **attrs})["id"] for name, (attrs, _) in holds.items()
+    }
 
     first = handler({"action": "sweep"}, context)
 
-    sent = {call.path.rsplit("/", 1)[1]: {op["path"][1:]: op["value"] for op in call.body}
-            for call in fleet.patches}
+    sent = {
+        call.path.rsplit("/", 1)[1]: {op["path"][1:]: op["value"] for op in call.body}
+        for call in fleet.patches
+    }
     assert sent == {ids[name]: change for name, (_, change) in holds.items() if change}
     assert first["summary"] == {"compliant": 2, "updated": 3}
     fleet.reset_calls()
@@ -112,10 +154,14 @@ def test_the_generated_fleet_in_mixed_spellings_settles_after_one_sweep(fleet, c
 
 
 @pytest.mark.parametrize("spelling", ["True", "true", True, "TRUE"])
-def test_an_arm_image_is_known_in_every_spelling_so_bios_is_refused(fake, context, tmp_path,
-                                                                    spelling):
-    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: boot\n    kind: set\n"
-               "    set: {hw_firmware_type: bios}\n")
+def test_an_arm_image_is_known_in_every_spelling_so_bios_is_refused(
+    fake, context, tmp_path, spelling
+):
+    use_policy(
+        context,
+        tmp_path,
+        "version: 1\nrules:\n  - name: boot\n    kind: set\n    set: {hw_firmware_type: bios}\n",
+    )
     arm = fake.add_image({"__support_arm": spelling, "hw_firmware_type": "uefi"})
 
     result = handler({"image_id": arm["id"]}, context)
@@ -138,9 +184,13 @@ def test_max_ram_zero_means_no_maximum_as_real_images_hold_it():
     from imsguard.policy import PolicyError, parse_policy
 
     def policy(max_ram):
-        return {"version": 1, "rules": [
-            {"name": "a", "kind": "set", "set": {"min_ram": "4096"}},
-            {"name": "b", "kind": "set", "set": {"max_ram": max_ram}}]}
+        return {
+            "version": 1,
+            "rules": [
+                {"name": "a", "kind": "set", "set": {"min_ram": "4096"}},
+                {"name": "b", "kind": "set", "set": {"max_ram": max_ram}},
+            ],
+        }
 
     parse_policy(policy("0"))  # real images: min_ram 1024 beside max_ram "0"
     with pytest.raises(PolicyError, match="max_ram 1024 is below min_ram 4096"):
@@ -172,13 +222,19 @@ def test_flow_control_that_persists_raises_for_functiongraph_to_retry(fake, cont
         handler({"image_id": EXAMPLE_IMAGE_ID}, context)
 
 
-@pytest.mark.parametrize(("status", "code", "outcome"), [
-    (400, "IMG.0027", "not_applicable"), (404, "IMG.0027", "not_applicable"),
-    (400, "IMG.0144", "not_applicable"), (400, "IMG.0168", "error"),
-    (400, "IMG.0035", "error"), (403, "IMG.0026", "error"), (404, "APIGW.0101", "error"),
-])
-def test_ims_codes_decide_the_outcome_whatever_the_status(fake, context, status, code,
-                                                          outcome):
+@pytest.mark.parametrize(
+    ("status", "code", "outcome"),
+    [
+        (400, "IMG.0027", "not_applicable"),
+        (404, "IMG.0027", "not_applicable"),
+        (400, "IMG.0144", "not_applicable"),
+        (400, "IMG.0168", "error"),
+        (400, "IMG.0035", "error"),
+        (403, "IMG.0026", "error"),
+        (404, "APIGW.0101", "error"),
+    ],
+)
+def test_ims_codes_decide_the_outcome_whatever_the_status(fake, context, status, code, outcome):
     fake.fail_next("PATCH", status, code)
 
     result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
@@ -207,8 +263,10 @@ def test_a_region_without_show_job_progress_falls_back_to_show_job_once(fake, co
     fake.reset_calls()
     handler(event, context)
 
-    assert paths[:2] == [f"/v1/cloudimages/job/{EXAMPLE_JOB_ID}",
-                         f"/v1/{SAMPLE_PROJECT_ID}/jobs/{EXAMPLE_JOB_ID}"]
+    assert paths[:2] == [
+        f"/v1/cloudimages/job/{EXAMPLE_JOB_ID}",
+        f"/v1/{SAMPLE_PROJECT_ID}/jobs/{EXAMPLE_JOB_ID}",
+    ]
     assert first["results"][0]["outcome"] == "updated"
     # the client remembers (until the credentials rotate): the next event asks the old API
     assert fake.reads[0].path == f"/v1/{SAMPLE_PROJECT_ID}/jobs/{EXAMPLE_JOB_ID}"
@@ -225,8 +283,7 @@ def test_an_unknown_job_is_not_taken_for_a_missing_api(fake, context):
 
 
 def test_a_running_job_reads_as_show_job_progress_documents_it(fake, context, clock):
-    fake.add_job("ff8080814dbd65d7014dbe0d84db0099", image_id=EXAMPLE_IMAGE_ID,
-                 pending_reads=2)
+    fake.add_job("ff8080814dbd65d7014dbe0d84db0099", image_id=EXAMPLE_IMAGE_ID, pending_reads=2)
     event = load_event("cts_create_image_job_only.json")
     event["cts"]["response"] = '{"job_id": "ff8080814dbd65d7014dbe0d84db0099"}'
 
@@ -238,22 +295,33 @@ def test_a_running_job_reads_as_show_job_progress_documents_it(fake, context, cl
 
 # -- OS versions and UEFI ------------------------------------------------------------------
 
-UEFI_LISTED = [v for versions in recorded_json("ims_uefi_os_versions.json")["versions"].values()
-               for v in versions]
-VALUE_TABLE = [v for versions in recorded_json("ims_os_version_values.json")["versions"].values()
-               for v in versions]
+UEFI_LISTED = [
+    v
+    for versions in recorded_json("ims_uefi_os_versions.json")["versions"].values()
+    for v in versions
+]
+VALUE_TABLE = [
+    v
+    for versions in recorded_json("ims_os_version_values.json")["versions"].values()
+    for v in versions
+]
 
 
 def spellings(version: str) -> list[str]:
     """The other ways IMS's own documents spell this version."""
-    variants = {version, version.replace(" Server ", " server "),
-                version.replace(" server ", " Server ")}
-    for one, other in (("Red Hat Linux Enterprise", "Redhat Linux Enterprise"),
-                       ("Red Hat Linux Enterprise", "Red Hat Enterprise Linux"),
-                       ("SUSE Linux Enterprise Server", "SUSE Enterprise Linux Server"),
-                       ("SUSE Linux Enterprise Server", "Novell SUSE Linux Enterprise Server"),
-                       ("openSUSE", "OpenSUSE"),
-                       ("Windows Server 2012 Essentials R2", "Windows Server 2012 R2 Essentials")):
+    variants = {
+        version,
+        version.replace(" Server ", " server "),
+        version.replace(" server ", " Server "),
+    }
+    for one, other in (
+        ("Red Hat Linux Enterprise", "Redhat Linux Enterprise"),
+        ("Red Hat Linux Enterprise", "Red Hat Enterprise Linux"),
+        ("SUSE Linux Enterprise Server", "SUSE Enterprise Linux Server"),
+        ("SUSE Linux Enterprise Server", "Novell SUSE Linux Enterprise Server"),
+        ("openSUSE", "OpenSUSE"),
+        ("Windows Server 2012 Essentials R2", "Windows Server 2012 R2 Essentials"),
+    ):
         variants |= {v.replace(one, other) for v in variants}
     return sorted(variants)
 
@@ -263,41 +331,76 @@ def test_every_listed_uefi_version_is_known_in_every_documented_spelling(version
     assert is_uefi_capable(version)
 
 
-@pytest.mark.parametrize("version", sorted(set(VALUE_TABLE) - {
-    s for v in UEFI_LISTED for s in spellings(v)} - {
-    # the value table's spellings of listed versions (point releases of listed Ubuntus)
-    v for v in VALUE_TABLE if re.fullmatch(r"Ubuntu (19|18|16|14)\.04\.\d [sS]erver 64bit", v)}))
+@pytest.mark.parametrize(
+    "version",
+    sorted(
+        set(VALUE_TABLE)
+        - {s for v in UEFI_LISTED for s in spellings(v)}
+        - {
+            # the value table's spellings of listed versions (point releases of listed Ubuntus)
+            v
+            for v in VALUE_TABLE
+            if re.fullmatch(r"Ubuntu (19|18|16|14)\.04\.\d [sS]erver 64bit", v)
+        }
+    ),
+)
 def test_a_documented_version_missing_from_the_uefi_list_is_not_uefi_capable(version):
     assert not is_uefi_capable(version)
 
 
-@pytest.mark.parametrize("version", [
-    "Ubuntu 18.04.2 server 64bit", "Ubuntu 16.04.3 Server 64bit",
-    "Redhat Linux Enterprise 7.4 64bit", "SUSE Enterprise Linux Server 12 SP1 64bit",
-    "Oracle Linux Server release 7.4 64bit",
-    "Red Hat Linux Enterprise 6.6 32bit", "openEuler 22.03 SP1 64bit", "EulerOS 2.10 64bit",
-])
+@pytest.mark.parametrize(
+    "version",
+    [
+        "Ubuntu 18.04.2 server 64bit",
+        "Ubuntu 16.04.3 Server 64bit",
+        "Redhat Linux Enterprise 7.4 64bit",
+        "SUSE Enterprise Linux Server 12 SP1 64bit",
+        "Oracle Linux Server release 7.4 64bit",
+        "Red Hat Linux Enterprise 6.6 32bit",
+        "openEuler 22.03 SP1 64bit",
+        "EulerOS 2.10 64bit",
+    ],
+)
 def test_documented_spellings_named_by_the_issue_are_uefi_capable(version):
     assert is_uefi_capable(version)
 
 
-@pytest.mark.parametrize("version", [
-    "EulerOS 2.9 64bit",  # in IMS's value table, not in the UEFI list
-    "Huawei Cloud EulerOS 2.0 64bit", "Huawei Cloud EulerOS 1.1 64bit",  # in no list
-    "SUSE Linux Enterprise Server 15 SP1 64bit", "Debian GNU/Linux 10.0.0 64bit",
-    "Ubuntu 24.04 server 64bit", "Rocky Linux 9.2 64bit", "CentOS Stream 9 64bit",
-    "Ubuntu 22.04 server 32bit", "Ubuntu 22.04 server", "Ubuntu 22.04 server 64bit beta",
-    "Windows Server 2012 Essentials 64bit", "Windows Server 2008 R2 Datacenter 64bit",
-    "Other(32 bit)", "", "ubuntu", "Red Hat Linux Enterprise 6.5 32bit",
-    "Redhat Linux Enterprise 6.6 64bit",  # the list has 6.6 as 32bit only
-])
+@pytest.mark.parametrize(
+    "version",
+    [
+        "EulerOS 2.9 64bit",  # in IMS's value table, not in the UEFI list
+        "Huawei Cloud EulerOS 2.0 64bit",
+        "Huawei Cloud EulerOS 1.1 64bit",  # in no list
+        "SUSE Linux Enterprise Server 15 SP1 64bit",
+        "Debian GNU/Linux 10.0.0 64bit",
+        "Ubuntu 24.04 server 64bit",
+        "Rocky Linux 9.2 64bit",
+        "CentOS Stream 9 64bit",
+        "Ubuntu 22.04 server 32bit",
+        "Ubuntu 22.04 server",
+        "Ubuntu 22.04 server 64bit beta",
+        "Windows Server 2012 Essentials 64bit",
+        "Windows Server 2008 R2 Datacenter 64bit",
+        "Other(32 bit)",
+        "",
+        "ubuntu",
+        "Red Hat Linux Enterprise 6.5 32bit",
+        "Redhat Linux Enterprise 6.6 64bit",  # the list has 6.6 as 32bit only
+    ],
+)
 def test_anything_else_fails_safe(version):
     assert not is_uefi_capable(version)
 
 
 def test_huawei_cloud_euleros_is_not_taken_for_euleros(fake, context):
-    hce = fake.add_image({"__platform": "EulerOS", "__os_version": "Huawei Cloud EulerOS 2.0 64bit",
-                          "hw_firmware_type": "bios", "name": "hce"})
+    hce = fake.add_image(
+        {
+            "__platform": "EulerOS",
+            "__os_version": "Huawei Cloud EulerOS 2.0 64bit",
+            "hw_firmware_type": "bios",
+            "name": "hce",
+        }
+    )
 
     result = handler({"image_id": hce["id"]}, context)
 
@@ -311,20 +414,25 @@ def test_the_patch_plan_skips_values_the_image_holds_in_another_spelling():
 
     image = {"hw_vif_multiqueue_enabled": "True", "min_ram": 2048, "max_ram": "0"}
 
-    assert plan_patch(image, {"hw_vif_multiqueue_enabled": "true", "min_ram": "2048",
-                              "max_ram": "0"}) == ()
+    assert (
+        plan_patch(image, {"hw_vif_multiqueue_enabled": "true", "min_ram": "2048", "max_ram": "0"})
+        == ()
+    )
     assert plan_patch(image, {"min_ram": "1024"}) == (
-        {"op": "replace", "path": "/min_ram", "value": "1024"},)
+        {"op": "replace", "path": "/min_ram", "value": "1024"},
+    )
 
 
-def test_a_lost_answer_to_an_applied_patch_is_recognised_in_imss_spelling(fake, context,
-                                                                          tmp_path):
+def test_a_lost_answer_to_an_applied_patch_is_recognised_in_imss_spelling(fake, context, tmp_path):
     """IMS keeps min_ram as a number: the re-read after a timed-out PATCH shows 1024 for the
     "1024" sent, and that is applied, not a reason to send the PATCH again."""
     import requests
 
-    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: memory\n    kind: set\n"
-               "    set: {min_ram: '1024'}\n")
+    use_policy(
+        context,
+        tmp_path,
+        "version: 1\nrules:\n  - name: memory\n    kind: set\n    set: {min_ram: '1024'}\n",
+    )
     image = fake.add_image({"min_ram": 0})
     fake.raise_next("PATCH", requests.exceptions.ReadTimeout(), after=True)
 
@@ -337,8 +445,12 @@ def test_a_lost_answer_to_an_applied_patch_is_recognised_in_imss_spelling(fake, 
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_refused_job_read_falls_back_to_the_traces_name(fake, context, status):
     """IMS documents no IAM action for its job APIs: an agency may be refused them."""
-    fake.fail_next("GET", status, "IMS.0003" if status == 403 else "APIGW.0301",
-                   "Policy doesn't allow ims:imageJobs:getPercentage to be performed.")
+    fake.fail_next(
+        "GET",
+        status,
+        "IMS.0003" if status == 403 else "APIGW.0301",
+        "Policy doesn't allow ims:imageJobs:getPercentage to be performed.",
+    )
     created = fake.add_image({"name": "web_server_01"})
     event = load_event("cts_create_image_name_only.json")
     event["cts"]["response"] = json.dumps({"job_id": EXAMPLE_JOB_ID})
@@ -346,7 +458,8 @@ def test_a_refused_job_read_falls_back_to_the_traces_name(fake, context, status)
     result = handler(event, context)
 
     assert [(r["image_id"], r["outcome"]) for r in result["results"]] == [
-        (created["id"], "updated")]
+        (created["id"], "updated")
+    ]
     assert "/job/" in fake.calls[0].path and fake.calls[0].status == status
 
 
@@ -362,7 +475,8 @@ def test_a_refused_job_read_is_reported_when_nothing_else_finds_the_image(fake, 
 
 
 def test_a_transient_failure_of_show_job_progress_is_retried_not_taken_for_a_missing_api(
-        fake, context, clock):
+    fake, context, clock
+):
     fake.fail_next("GET", 503, "APIGW.0203", "Service unavailable")
 
     result = handler(load_event("cts_create_image_job_only.json"), context)
@@ -373,7 +487,8 @@ def test_a_transient_failure_of_show_job_progress_is_retried_not_taken_for_a_mis
 
 
 def test_show_job_progress_failing_after_retries_is_raised_not_taken_for_a_missing_api(
-        fake, context, clock):
+    fake, context, clock
+):
     from imsguard.app import TransientFailure
 
     fake.fail_next("GET", 503, "APIGW.0203", "Service unavailable", times=4)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import EVENTS, load_event
+from helpers import EVENTS, load_event
 from imsguard.app import OUTCOMES, handler
 from imsguard_tools.testing import FakeIms
 
@@ -66,7 +66,9 @@ def test_fixture(fake, context, name):
     assert result["status"] == status
     assert [r["outcome"] for r in result["results"]] == outcomes
     assert len(fake.patches) == patches
-    assert all(r["outcome"] in OUTCOMES and "operations" in r and "image_id" in r
-               for r in result["results"])
+    assert all(
+        r["outcome"] in OUTCOMES and "operations" in r and "image_id" in r
+        for r in result["results"]
+    )
     if status != "ok":
         assert result["reason"] and fake.calls == []

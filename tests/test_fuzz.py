@@ -8,7 +8,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import EVENTS
+from helpers import EVENTS
 from imsguard.app import InvalidPolicy, TransientFailure, handler
 from imsguard.context import LocalContext
 from imsguard.policy import PolicyError, load_policy, parse_policy
@@ -17,14 +17,28 @@ from imsguard_tools.testing import FakeIms
 FIXTURES = [json.loads(p.read_text()) for p in sorted(EVENTS.glob("*.json"))]
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 SECRET = "SK-FUZZ-SECRET-9876"
-text = st.one_of(st.text(max_size=50), st.text(max_size=5000),
-                 st.sampled_from(["", "\x00", "../../", "%2e%2e", "é" * 300, "33ad552d-1149-471c"
-                                  "-8190-ff6776174a00\n", "ff8080814dbd65d7014dbe0d84db0013"]))
+text = st.one_of(
+    st.text(max_size=50),
+    st.text(max_size=5000),
+    st.sampled_from(
+        [
+            "",
+            "\x00",
+            "../../",
+            "%2e%2e",
+            "é" * 300,
+            "33ad552d-1149-471c-8190-ff6776174a00\n",
+            "ff8080814dbd65d7014dbe0d84db0013",
+        ]
+    ),
+)
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), text),
-    lambda children: st.one_of(st.lists(children, max_size=5),
-                               st.dictionaries(text, children, max_size=5)),
-    max_leaves=30)
+    lambda children: st.one_of(
+        st.lists(children, max_size=5), st.dictionaries(text, children, max_size=5)
+    ),
+    max_leaves=30,
+)
 
 
 @st.composite
@@ -72,8 +86,11 @@ def run(event):
     return result, fake
 
 
-FUZZ = settings(max_examples=250, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+FUZZ = settings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 @FUZZ
@@ -124,8 +141,11 @@ def test_random_policy_files_through_the_handler(tmp_path_factory, content):
         assert exc.problems
         valid = False
     fake = FakeIms.seeded()
-    context = LocalContext(access_key="AK-FUZZ", secret_key=SECRET,
-                           user_data={"IMSGUARD_POLICY": str(path), "IMSGUARD_DRY_RUN": "true"})
+    context = LocalContext(
+        access_key="AK-FUZZ",
+        secret_key=SECRET,
+        user_data={"IMSGUARD_POLICY": str(path), "IMSGUARD_DRY_RUN": "true"},
+    )
     with fake:
         try:
             result = handler({"image_id": "33ad552d-1149-471c-8190-ff6776174a00"}, context)

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from conftest import SECRETS, load_event, use_policy
+from helpers import SECRETS, load_event, use_policy
 from imsguard.app import InvalidPolicy, TransientFailure, handler
 from imsguard.context import LocalContext
 from imsguard_tools.testing import EXAMPLE_IMAGE_ID
 
-DEBIAN = "c5cd3163-9030-43cb-a7c2-640c237702c7"      # compliant with the default policy
-WINDOWS = "d78cf625-30e2-4d93-b5b1-47be6bad25fc"     # "Win2019 Golden", bios
-GOLD = "da07e77d-a235-4013-aad2-c480a949d1ff"        # public image of another project
+DEBIAN = "c5cd3163-9030-43cb-a7c2-640c237702c7"  # compliant with the default policy
+WINDOWS = "d78cf625-30e2-4d93-b5b1-47be6bad25fc"  # "Win2019 Golden", bios
+GOLD = "da07e77d-a235-4013-aad2-c480a949d1ff"  # public image of another project
 DATA_DISK = "69a48be3-bf34-4e0d-88e4-b40b634d76d9"
 QUEUED = "b5d22771-5091-4b3f-b87c-6c1a0bf6c1a4"
 OTHER_PROJECT = "5faaa991-912d-4610-9937-3d3fed62adbe"
@@ -38,9 +38,11 @@ def test_created_image_gets_one_read_and_one_patch(fake, context):
     assert (image["name"], image["hw_firmware_type"]) == ("ims-test", "uefi")
     assert image["hw_vif_multiqueue_enabled"] == "true"
     verdicts = {r["rule"]: (r["verdict"], r.get("fix")) for r in entry["rules"]}
-    assert verdicts == {"kebab-case-name": ("violation", "fixed"),
-                        "uefi-boot": ("violation", "fixed"),
-                        "nic-multiqueue": ("compliant", None)}
+    assert verdicts == {
+        "kebab-case-name": ("violation", "fixed"),
+        "uefi-boot": ("violation", "fixed"),
+        "nic-multiqueue": ("compliant", None),
+    }
     json.dumps(result)  # the contract: JSON-serialisable
 
 
@@ -74,7 +76,8 @@ def test_update_trace_fixes_drift(fake, context):
     result = handler(event, context)
 
     assert fake.patches[0].body == [
-        {"op": "replace", "path": "/hw_vif_multiqueue_enabled", "value": "true"}]
+        {"op": "replace", "path": "/hw_vif_multiqueue_enabled", "value": "true"}
+    ]
     assert result["results"][0]["outcome"] == "updated"
 
 
@@ -120,12 +123,15 @@ def test_compliant_image_sends_no_patch(fake, context):
     assert result["results"][0]["outcome"] == "compliant"
 
 
-@pytest.mark.parametrize(("image_id", "outcome", "reason"), [
-    (GOLD, "not_applicable", "only private images"),
-    (OTHER_PROJECT, "not_applicable", "not visible to this project"),  # IMS hides it
-    (DATA_DISK, "not_applicable", "data disk"),
-    (QUEUED, "deferred", "queued"),
-])
+@pytest.mark.parametrize(
+    ("image_id", "outcome", "reason"),
+    [
+        (GOLD, "not_applicable", "only private images"),
+        (OTHER_PROJECT, "not_applicable", "not visible to this project"),  # IMS hides it
+        (DATA_DISK, "not_applicable", "data disk"),
+        (QUEUED, "deferred", "queued"),
+    ],
+)
 def test_images_out_of_scope_are_never_patched(fake, context, image_id, outcome, reason):
     result = handler({"image_id": image_id}, context)
 
@@ -137,8 +143,12 @@ def test_images_out_of_scope_are_never_patched(fake, context, image_id, outcome,
 
 
 def test_public_image_not_patched_even_when_policy_matches_it(fake, context, tmp_path):
-    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: any-name\n    kind: name\n"
-               "    match: {imagetype: [gold, private]}\n")
+    use_policy(
+        context,
+        tmp_path,
+        "version: 1\nrules:\n  - name: any-name\n    kind: name\n"
+        "    match: {imagetype: [gold, private]}\n",
+    )
 
     result = handler({"image_ids": [GOLD, OTHER_PROJECT]}, context)
 
@@ -234,8 +244,14 @@ def test_unknown_image_is_not_applicable(fake, context):
 
 
 def test_violation_without_a_valid_fix_is_non_compliant_and_not_patched(fake, context):
-    image = fake.add_image({"name": "___", "__platform": "Windows", "__os_type": "Windows",
-                            "__os_version": "Windows Server 2019 Standard 64bit"})
+    image = fake.add_image(
+        {
+            "name": "___",
+            "__platform": "Windows",
+            "__os_type": "Windows",
+            "__os_version": "Windows Server 2019 Standard 64bit",
+        }
+    )
 
     result = handler({"image_id": image["id"]}, context)
 
@@ -260,23 +276,34 @@ def test_job_only_trace_reads_the_job_then_the_image(fake, context):
     result = handler(load_event("cts_create_image_job_only.json"), context)
 
     assert [(c.method, c.path.split("/")[1]) for c in fake.calls] == [
-        ("GET", "v1"), ("GET", "v2"), ("PATCH", "v2")]
+        ("GET", "v1"),
+        ("GET", "v2"),
+        ("PATCH", "v2"),
+    ]
     assert result["results"][0]["image_id"] == EXAMPLE_IMAGE_ID
     assert result["results"][0]["outcome"] == "updated"
 
 
-@pytest.mark.parametrize(("status", "outcome"), [("RUNNING", "deferred"), ("INIT", "deferred"),
-                                                 ("FAIL", "not_applicable")])
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [("RUNNING", "deferred"), ("INIT", "deferred"), ("FAIL", "not_applicable")],
+)
 def test_unfinished_or_failed_job_sends_no_patch(fake, context, status, outcome):
     fake.add_job(JOB_ID, status=status, image_id=None, fail_reason="disk error")
 
     result = handler(load_event("cts_create_image_job_only.json"), context)
 
-    assert {(c.method, c.path) for c in fake.calls} == {
-        ("GET", f"/v1/cloudimages/job/{JOB_ID}")}
+    assert {(c.method, c.path) for c in fake.calls} == {("GET", f"/v1/cloudimages/job/{JOB_ID}")}
     assert (len(fake.calls) == 1) == (status == "FAIL")  # unfinished jobs are polled
-    assert result["results"] == [{"image_id": None, "job_id": JOB_ID, "operations": [],
-                                  "outcome": outcome, "reason": result["results"][0]["reason"]}]
+    assert result["results"] == [
+        {
+            "image_id": None,
+            "job_id": JOB_ID,
+            "operations": [],
+            "outcome": outcome,
+            "reason": result["results"][0]["reason"],
+        }
+    ]
     assert JOB_ID in result["results"][0]["reason"]
 
 
@@ -318,9 +345,14 @@ def test_rejected_patch_reports_ims_code_and_request_id(fake, context):
     assert entry["operations"] == SAMPLE_FIX  # what was attempted
 
 
-@pytest.mark.parametrize("name", [
-    "cts_create_image_failed.json", "cts_delete_image.json", "cts_other_service.json",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cts_create_image_failed.json",
+        "cts_delete_image.json",
+        "cts_other_service.json",
+    ],
+)
 def test_irrelevant_events_do_nothing_and_say_why(fake, context, name):
     result = handler(load_event(name), context)
 
@@ -330,39 +362,85 @@ def test_irrelevant_events_do_nothing_and_say_why(fake, context, name):
     assert fake.calls == []
 
 
-@pytest.mark.parametrize("event", [
-    None, "image", [], 42,
-    {"image_id": "not-a-uuid"},
-    {"image_id": "../../v2/cloudimages/33ad552d-1149-471c-8190-ff6776174a00"},
-    {"image_id": "33ad552d-1149-471c-8190-ff6776174a00/../x"},
-    {"image_id": "x" * 1_000_000},
-    {"image_id": "33ad552d-1149-471c-8190-ff6776174a00\n"},
-    {"image_id": None},
-    {"image_ids": None},
-    {"image_id": 12345},
-    {"image_ids": []},
-    {"image_ids": ["33ad552d-1149-471c-8190-ff6776174a00", None]},
-    {"image_ids": "33ad552d-1149-471c-8190-ff6776174a00"},
-    {"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "dry_run": "yes"},
-    {"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "surprise": 1},
-    {"image_id": "33ad552d-1149-471c-8190-ff6776174a00",
-     "image_ids": ["33ad552d-1149-471c-8190-ff6776174a00"]},
-    {"cts": "not an object"},
-    {"cts": {"service_type": "IMS"}},
-    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": "createImage",
-             "code": "teapot"}},
-    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": "createImage",
-             "resource_id": "../../etc", "response": "{not json"}},
-    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": "createImage",
-             "resource_id": "", "response": {"job_id": "../jobs/1"}}},
-    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": "createImage",
-             "resource_id": "33ad552d-1149-471c-8190-ff6776174a00\n",
-             "response": {"job_id": "ff8080814dbd65d7014dbe0d84db0013\n"}}},
-    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": "createImage",
-             "response": "[" * 100_000}},
-    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": "createImage",
-             "response": '{"job_id": "' + "0" * (1 << 20) + '"}'}},
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        "image",
+        [],
+        42,
+        {"image_id": "not-a-uuid"},
+        {"image_id": "../../v2/cloudimages/33ad552d-1149-471c-8190-ff6776174a00"},
+        {"image_id": "33ad552d-1149-471c-8190-ff6776174a00/../x"},
+        {"image_id": "x" * 1_000_000},
+        {"image_id": "33ad552d-1149-471c-8190-ff6776174a00\n"},
+        {"image_id": None},
+        {"image_ids": None},
+        {"image_id": 12345},
+        {"image_ids": []},
+        {"image_ids": ["33ad552d-1149-471c-8190-ff6776174a00", None]},
+        {"image_ids": "33ad552d-1149-471c-8190-ff6776174a00"},
+        {"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "dry_run": "yes"},
+        {"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "surprise": 1},
+        {
+            "image_id": "33ad552d-1149-471c-8190-ff6776174a00",
+            "image_ids": ["33ad552d-1149-471c-8190-ff6776174a00"],
+        },
+        {"cts": "not an object"},
+        {"cts": {"service_type": "IMS"}},
+        {
+            "cts": {
+                "service_type": "IMS",
+                "resource_type": "ims",
+                "trace_name": "createImage",
+                "code": "teapot",
+            }
+        },
+        {
+            "cts": {
+                "service_type": "IMS",
+                "resource_type": "ims",
+                "trace_name": "createImage",
+                "resource_id": "../../etc",
+                "response": "{not json",
+            }
+        },
+        {
+            "cts": {
+                "service_type": "IMS",
+                "resource_type": "ims",
+                "trace_name": "createImage",
+                "resource_id": "",
+                "response": {"job_id": "../jobs/1"},
+            }
+        },
+        {
+            "cts": {
+                "service_type": "IMS",
+                "resource_type": "ims",
+                "trace_name": "createImage",
+                "resource_id": "33ad552d-1149-471c-8190-ff6776174a00\n",
+                "response": {"job_id": "ff8080814dbd65d7014dbe0d84db0013\n"},
+            }
+        },
+        {
+            "cts": {
+                "service_type": "IMS",
+                "resource_type": "ims",
+                "trace_name": "createImage",
+                "response": "[" * 100_000,
+            }
+        },
+        {
+            "cts": {
+                "service_type": "IMS",
+                "resource_type": "ims",
+                "trace_name": "createImage",
+                "response": '{"job_id": "' + "0" * (1 << 20) + '"}',
+            }
+        },
+    ],
+)
 def test_malformed_events_make_no_api_call(fake, context, event):
     result = handler(event, context)
 
@@ -372,10 +450,13 @@ def test_malformed_events_make_no_api_call(fake, context, event):
     assert fake.calls == []
 
 
-def test_invalid_policy_is_reported_on_every_invocation_and_calls_nothing(fake, context,
-                                                                          tmp_path):
-    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: uefi-boot\n    kind: set\n"
-               "    set: {hw_firmware_type: efi}\n")
+def test_invalid_policy_is_reported_on_every_invocation_and_calls_nothing(fake, context, tmp_path):
+    use_policy(
+        context,
+        tmp_path,
+        "version: 1\nrules:\n  - name: uefi-boot\n    kind: set\n"
+        "    set: {hw_firmware_type: efi}\n",
+    )
 
     for _ in range(2):  # raised, so FunctionGraph's retries and failure destination see it
         with pytest.raises(InvalidPolicy) as raised:
@@ -383,7 +464,8 @@ def test_invalid_policy_is_reported_on_every_invocation_and_calls_nothing(fake, 
         assert "uefi-boot" in str(raised.value) and "hw_firmware_type" in str(raised.value)
         assert raised.value.problems == [
             "rule 'uefi-boot' (rules[0]), field set (line 5): hw_firmware_type must be 'bios' "
-            "or 'uefi', not 'efi'"]
+            "or 'uefi', not 'efi'"
+        ]
     assert fake.calls == []
 
 
@@ -399,15 +481,18 @@ def test_an_invalid_policy_is_an_error_log_line_every_time(fake, context, tmp_pa
     assert len(errors) == 2 and all("field version" in str(e["problems"]) for e in errors)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"RUNTIME_PROJECT_ID": None}, "no project id"),
-    ({"RUNTIME_PROJECT_ID": "not-a-project"}, "project id"),
-    ({"IMSGUARD_REGION": "mars-north-9"}, "not a region the IMS SDK knows"),
-    ({"IMSGUARD_REGION": None}, "no region"),
-    ({"IMSGUARD_DRY_RUN": "maybe"}, "IMSGUARD_DRY_RUN"),
-    ({"IMSGUARD_IMS_ENDPOINT": "ftp://x"}, "IMSGUARD_IMS_ENDPOINT"),
-    ({"IMSGUARD_POLICY": "~no-such-user-here/policy.yaml"}, "IMSGUARD_POLICY"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"RUNTIME_PROJECT_ID": None}, "no project id"),
+        ({"RUNTIME_PROJECT_ID": "not-a-project"}, "project id"),
+        ({"IMSGUARD_REGION": "mars-north-9"}, "not a region the IMS SDK knows"),
+        ({"IMSGUARD_REGION": None}, "no region"),
+        ({"IMSGUARD_DRY_RUN": "maybe"}, "IMSGUARD_DRY_RUN"),
+        ({"IMSGUARD_IMS_ENDPOINT": "ftp://x"}, "IMSGUARD_IMS_ENDPOINT"),
+        ({"IMSGUARD_POLICY": "~no-such-user-here/policy.yaml"}, "IMSGUARD_POLICY"),
+    ],
+)
 def test_bad_configuration_is_a_clear_error(fake, context, monkeypatch, change, message):
     for key, value in change.items():
         if value is None:
@@ -461,7 +546,10 @@ def test_one_json_log_line_per_image_without_secrets(fake, context, capsys):
     assert image_lines[0]["operations"] == SAMPLE_FIX
     assert image_lines[0]["request_id"] == "req-123"
     assert {r["rule"] for r in image_lines[0]["rules"]} == {
-        "kebab-case-name", "uefi-boot", "nic-multiqueue"}
+        "kebab-case-name",
+        "uefi-boot",
+        "nic-multiqueue",
+    }
     assert all(secret not in out and secret not in json.dumps(result) for secret in SECRETS)
 
 
@@ -469,8 +557,10 @@ def test_function_entry_point_is_index_handler(fake, context):
     import index
 
     assert index.handler is handler
-    assert index.handler(load_event("direct_image.json"), context)["results"][0]["outcome"] \
+    assert (
+        index.handler(load_event("direct_image.json"), context)["results"][0]["outcome"]
         == "updated"
+    )
 
 
 def test_huge_fields_are_not_echoed_back(fake, context):
@@ -504,8 +594,9 @@ def test_policy_is_loaded_once_per_container(fake, context, monkeypatch):
 
 
 def test_audit_mode_policy_sends_nothing(fake, context, tmp_path):
-    use_policy(context, tmp_path,
-               "version: 1\nmode: audit\nrules:\n  - {name: names, kind: name}\n")
+    use_policy(
+        context, tmp_path, "version: 1\nmode: audit\nrules:\n  - {name: names, kind: name}\n"
+    )
 
     result = handler(load_event("direct_image.json"), context)
 
@@ -536,7 +627,11 @@ def test_a_timed_out_patch_is_read_again_then_sent_again(fake, context):
 
     assert result["results"][0]["outcome"] == "updated"
     assert [(c.method, c.status) for c in fake.calls] == [
-        ("GET", 200), ("PATCH", 0), ("GET", 200), ("PATCH", 200)]
+        ("GET", 200),
+        ("PATCH", 0),
+        ("GET", 200),
+        ("PATCH", 200),
+    ]
 
 
 def test_a_patch_applied_before_its_timeout_is_not_sent_again(fake, context):
@@ -570,8 +665,15 @@ def test_an_unreadable_image_spoils_only_its_own_result(fake, context):
 
 
 def test_odd_attribute_types_are_evaluated_not_crashed(fake, context):
-    odd = fake.add_image({"name": "odd-types", "__os_version": 14, "__platform": None,
-                          "protected": "false", "hw_vif_multiqueue_enabled": True})
+    odd = fake.add_image(
+        {
+            "name": "odd-types",
+            "__os_version": 14,
+            "__platform": None,
+            "protected": "false",
+            "hw_vif_multiqueue_enabled": True,
+        }
+    )
 
     result = handler({"image_id": odd["id"]}, context)
 
@@ -588,10 +690,15 @@ def test_owner_is_checked_even_when_ims_shows_another_projects_private_image(fak
 
 
 def test_uefi_refusal_keeps_the_rest_of_the_rule(fake, context, tmp_path):
-    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: boot\n    kind: set\n    set:\n"
-               "      hw_firmware_type: uefi\n      __support_kvm: 'true'\n")
-    old = fake.add_image({"name": "old", "__os_version": "Ubuntu 12.04 server 64bit",
-                          "__support_kvm": "False"})
+    use_policy(
+        context,
+        tmp_path,
+        "version: 1\nrules:\n  - name: boot\n    kind: set\n    set:\n"
+        "      hw_firmware_type: uefi\n      __support_kvm: 'true'\n",
+    )
+    old = fake.add_image(
+        {"name": "old", "__os_version": "Ubuntu 12.04 server 64bit", "__support_kvm": "False"}
+    )
 
     result = handler({"image_id": old["id"]}, context)
 
@@ -602,8 +709,11 @@ def test_uefi_refusal_keeps_the_rest_of_the_rule(fake, context, tmp_path):
 
 
 def test_boot_settings_are_refused_on_non_system_disk_images(fake, context, tmp_path):
-    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: boot\n    kind: set\n"
-               "    set: {hw_firmware_type: uefi}\n")
+    use_policy(
+        context,
+        tmp_path,
+        "version: 1\nrules:\n  - name: boot\n    kind: set\n    set: {hw_firmware_type: uefi}\n",
+    )
     iso = fake.add_image({"name": "iso", "virtual_env_type": "IsoImage"})
 
     result = handler({"image_id": iso["id"]}, context)
@@ -628,16 +738,15 @@ def test_no_secret_on_error_paths(fake, context, capsys):
 def test_uefi_list_can_come_from_ims_once_per_container(fake, context):
     context.user_data["IMSGUARD_UEFI_FROM_IMS"] = "true"  # the fake lists Ubuntu 20.04/22.04
 
-    first = handler({"image_id": EXAMPLE_IMAGE_ID}, context)   # Ubuntu 14.04: not listed
+    first = handler({"image_id": EXAMPLE_IMAGE_ID}, context)  # Ubuntu 14.04: not listed
     fake.images[DEBIAN]["hw_firmware_type"] = "bios"
-    second = handler({"image_id": DEBIAN}, context)            # Debian 12: listed
+    second = handler({"image_id": DEBIAN}, context)  # Debian 12: listed
 
     lists = [c for c in fake.calls if c.path == "/v1/cloudimages/os_version"]
     assert len(lists) == 1 and lists[0].query == {"tag": "uefi"}
     assert fake.patches[0].body == [{"op": "replace", "path": "/name", "value": "ims-test"}]
     assert "OS not UEFI-capable" in first["results"][0]["rules"][1]["reason"]
-    assert fake.patches[1].body == [{"op": "replace", "path": "/hw_firmware_type",
-                                     "value": "uefi"}]
+    assert fake.patches[1].body == [{"op": "replace", "path": "/hw_firmware_type", "value": "uefi"}]
     assert second["results"][0]["outcome"] == "updated"
 
 
@@ -652,8 +761,12 @@ def test_uefi_list_failure_falls_back_to_the_built_in_table(fake, context):
 
 
 def test_audit_rules_are_held_back_and_reported(fake, context, tmp_path):
-    use_policy(context, tmp_path, "version: 1\nrules:\n  - {name: names, kind: name}\n"
-               "  - {name: boot, kind: set, mode: audit, set: {hw_firmware_type: uefi}}\n")
+    use_policy(
+        context,
+        tmp_path,
+        "version: 1\nrules:\n  - {name: names, kind: name}\n"
+        "  - {name: boot, kind: set, mode: audit, set: {hw_firmware_type: uefi}}\n",
+    )
 
     result = handler({"image_id": EXAMPLE_IMAGE_ID}, context)
 
@@ -666,11 +779,13 @@ def test_audit_rules_are_held_back_and_reported(fake, context, tmp_path):
 
 def test_exempt_and_expired_exemptions_through_the_handler(fake, context, tmp_path, clock):
     policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nexemptions:\n"
-                      "  - {images: [" + EXAMPLE_IMAGE_ID + "], reason: frozen, "
-                      "expires: 2025-12-31}\n"
-                      "  - {tag: team, reason: team images}\n"
-                      "rules:\n  - {name: names, kind: name}\n")
+    policy.write_text(
+        "version: 1\nexemptions:\n"
+        "  - {images: [" + EXAMPLE_IMAGE_ID + "], reason: frozen, "
+        "expires: 2025-12-31}\n"
+        "  - {tag: team, reason: team images}\n"
+        "rules:\n  - {name: names, kind: name}\n"
+    )
     context.user_data["IMSGUARD_POLICY"] = str(policy)
     fake.images[DEBIAN]["tags"] = ["team=platform"]  # the fake's sample already has it
 

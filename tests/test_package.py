@@ -27,9 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 # What of imsguard's own a package holds, and nothing more: the handler file, the policy and
 # the runtime package's modules (listed from the source tree, not from the builder).
-ALLOWED = {"index.py", "policy.yaml", *(
-    f"imsguard/{p.relative_to(ROOT / 'function/imsguard').as_posix()}"
-    for p in (ROOT / "function/imsguard").rglob("*.py") if "__pycache__" not in p.parts)}
+ALLOWED = {
+    "index.py",
+    "policy.yaml",
+    *(
+        f"imsguard/{p.relative_to(ROOT / 'function/imsguard').as_posix()}"
+        for p in (ROOT / "function/imsguard").rglob("*.py")
+        if "__pycache__" not in p.parts
+    ),
+}
 
 # Runs in a fresh interpreter whose sys.path is the standard library and the unzipped
 # package, nothing else: what FunctionGraph gives the function.
@@ -62,25 +68,54 @@ def index_unreachable(folder: Path) -> str | None:
     """Why pip cannot fetch the runtime wheels here (no network, the index is down), or
     None: one small download, as the build makes them (pip's own configuration: index,
     mirrors, proxies, cache), with a short timeout and no retries."""
-    requirement = next(line.split("#")[0].strip()
-                       for line in (ROOT / "requirements.txt").read_text().splitlines()
-                       if line.split("#")[0].strip())
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-               "--disable-pip-version-check", "--only-binary=:all:",
-               *(f"--platform={p}" for p in package.PLATFORMS), "--implementation", "cp",
-               "--python-version", PYTHON,
-               "--timeout", "10", "--retries", "0", "--dest", str(folder), requirement]
+    requirement = next(
+        line.split("#")[0].strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.split("#")[0].strip()
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        *(f"--platform={p}" for p in package.PLATFORMS),
+        "--implementation",
+        "cp",
+        "--python-version",
+        PYTHON,
+        "--timeout",
+        "10",
+        "--retries",
+        "0",
+        "--dest",
+        str(folder),
+        requirement,
+    ]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, errors="replace",
-                              timeout=PROBE_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PROBE_TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
-        return (f"the package index did not answer in {PROBE_TIMEOUT_S} s (pip download "
-                f"{requirement}): the package build tests need it")
+        return (
+            f"the package index did not answer in {PROBE_TIMEOUT_S} s (pip download "
+            f"{requirement}): the package build tests need it"
+        )
     if done.returncode != 0:
         said = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        return (f"the package index is unreachable (pip download {requirement}: "
-                f"{said[-1] if said else f'exit code {done.returncode}'}): the package build "
-                "tests need it")
+        return (
+            f"the package index is unreachable (pip download {requirement}: "
+            f"{said[-1] if said else f'exit code {done.returncode}'}): the package build "
+            "tests need it"
+        )
     return None
 
 
@@ -111,12 +146,21 @@ def test_the_unzipped_package_runs_the_handler_on_its_own(built, tmp_path):
     with zipfile.ZipFile(built.path) as archive:
         archive.extractall(folder)
     out = tmp_path / "out.json"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("IMSGUARD_", "HUAWEICLOUD_", "RUNTIME_", "PYTHON"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("IMSGUARD_", "HUAWEICLOUD_", "RUNTIME_", "PYTHON"))
+    }
 
-    done = subprocess.run([sys.executable, "-I", "-S", "-c", RUN_HANDLER, str(folder), str(out)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", RUN_HANDLER, str(folder), str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
     assert done.returncode == 0, done.stderr
     seen = json.loads(out.read_text())
@@ -134,17 +178,25 @@ def test_the_zip_holds_the_code_root_and_dependencies_only(built, names):
     assert built.path == built.path.parent / f"imsguard-{__version__}.zip"
     assert built.size == built.path.stat().st_size < MAX_ZIP_BYTES
     assert built.files == len(names) == len(set(names))
-    assert {"index.py", "policy.yaml", "imsguard/__init__.py", "imsguard/app.py",
-            "yaml/__init__.py", "pydantic/__init__.py", "huaweicloudsdkims/__init__.py"} \
-        <= set(names)
+    assert {
+        "index.py",
+        "policy.yaml",
+        "imsguard/__init__.py",
+        "imsguard/app.py",
+        "yaml/__init__.py",
+        "pydantic/__init__.py",
+        "huaweicloudsdkims/__init__.py",
+    } <= set(names)
     assert not [n for n in names if n.startswith(("imsguard_tools", "tests/", "bin/"))]
     ours = {n for n in names if n in ("index.py", "policy.yaml") or n.startswith("imsguard/")}
     assert ours == ALLOWED
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
     assert not [n for n in names if ".egg-info" in n or n.startswith(("responses", "pytest"))]
-    assert not [n for n in names  # pip's install-time records
-                if n.rsplit("/", 1)[-1] in {"RECORD", "INSTALLER", "REQUESTED",
-                                            "direct_url.json"}]
+    assert not [
+        n
+        for n in names  # pip's install-time records
+        if n.rsplit("/", 1)[-1] in {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+    ]
     assert [n for n in names if n.endswith(".dist-info/METADATA")]  # importlib.metadata works
 
 
@@ -174,14 +226,17 @@ def test_the_index_probe_says_why_the_build_tests_are_skipped(tmp_path, monkeypa
 
     def pip(command, **kwargs):
         calls.append(command)
-        return subprocess.CompletedProcess(command, 1, "", "WARNING: Retrying\nERROR: No "
-                                                           "matching distribution found\n")
+        return subprocess.CompletedProcess(
+            command, 1, "", "WARNING: Retrying\nERROR: No matching distribution found\n"
+        )
 
     monkeypatch.setattr(subprocess, "run", pip)
     reason = index_unreachable(tmp_path)
 
-    assert reason == ("the package index is unreachable (pip download huaweicloudsdkcore==3.1.219"
-                      ": ERROR: No matching distribution found): the package build tests need it")
+    assert reason == (
+        "the package index is unreachable (pip download huaweicloudsdkcore==3.1.219"
+        ": ERROR: No matching distribution found): the package build tests need it"
+    )
     assert calls[0][1:4] == ["-m", "pip", "download"] and "--timeout" in calls[0]
 
     def slow(command, **kwargs):
@@ -190,8 +245,9 @@ def test_the_index_probe_says_why_the_build_tests_are_skipped(tmp_path, monkeypa
     monkeypatch.setattr(subprocess, "run", slow)
     assert "did not answer in 60 s" in index_unreachable(tmp_path)
 
-    monkeypatch.setattr(subprocess, "run",
-                        lambda command, **kw: subprocess.CompletedProcess(command, 0, "", ""))
+    monkeypatch.setattr(
+        subprocess, "run", lambda command, **kw: subprocess.CompletedProcess(command, 0, "", "")
+    )
     assert index_unreachable(tmp_path) is None
 
 
@@ -204,8 +260,22 @@ def test_two_builds_are_byte_identical(built, tmp_path):
     assert again.path.read_bytes() == built.path.read_bytes()
 
 
-@pytest.mark.parametrize("version", ["2.7", "3", "3.9", "3.10; rm -rf /", "3.10\n", " 3.10",
-                                     "3.1", "3.10.1", "python3.10", "", None])
+@pytest.mark.parametrize(
+    "version",
+    [
+        "2.7",
+        "3",
+        "3.9",
+        "3.10; rm -rf /",
+        "3.10\n",
+        " 3.10",
+        "3.1",
+        "3.10.1",
+        "python3.10",
+        "",
+        None,
+    ],
+)
 def test_a_bad_python_version_is_refused_before_pip_runs(version, tmp_path, monkeypatch):
     def no_pip(*args, **kwargs):
         raise AssertionError("pip ran")

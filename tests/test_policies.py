@@ -38,5 +38,6 @@ def test_the_readmes_complete_example_is_the_example_policy():
     head = "### A complete example (`tests/policies/platform-team.yaml`)\n\n```yaml\n"
     start = readme.index(head) + len(head)
 
-    assert readme[start:readme.index("```", start)] == (HERE / "platform-team.yaml").read_text(
-        encoding="utf-8")
+    assert readme[start : readme.index("```", start)] == (HERE / "platform-team.yaml").read_text(
+        encoding="utf-8"
+    )

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import use_policy
+from helpers import use_policy
 from imsguard.app import handler
 from imsguard.evaluate import evaluate
 from imsguard.policy import PolicyError, parse_policy
@@ -22,8 +22,12 @@ PROJECT = "0b1e494e2660441a957313163095fe5c"
 def fleet_with_one_to_fix():
     """A project holding one image whose name needs fixing, and nothing else."""
     with FakeIms(project_id=PROJECT) as fake:
-        yield fake, fake.add_image({"name": "Web_02", "hw_firmware_type": "uefi",
-                                    "hw_vif_multiqueue_enabled": "true"})
+        yield (
+            fake,
+            fake.add_image(
+                {"name": "Web_02", "hw_firmware_type": "uefi", "hw_vif_multiqueue_enabled": "true"}
+            ),
+        )
 
 
 def rule_policy(rule: dict, **top) -> dict:
@@ -42,24 +46,39 @@ def problems(document: dict) -> str:
 def test_an_attribute_typo_is_refused_with_a_suggestion():
     said = problems(rule_policy({"kind": "set", "set": {"hw_firmware_typ": "uefi"}}))
 
-    assert said == ("rule 'r' (rules[0]), field set: 'hw_firmware_typ' is not an attribute "
-                    "IMS lets a PATCH change; did you mean 'hw_firmware_type'?; an extension "
-                    "attribute of your own must be listed in custom_attributes first")
+    assert said == (
+        "rule 'r' (rules[0]), field set: 'hw_firmware_typ' is not an attribute "
+        "IMS lets a PATCH change; did you mean 'hw_firmware_type'?; an extension "
+        "attribute of your own must be listed in custom_attributes first"
+    )
 
 
 def test_a_typo_is_reported_with_every_other_problem():
-    said = problems({"version": 1, "rules": [
-        {"name": "boot", "kind": "set", "match": {"platform": "Openeular"},
-         "set": {"hw_firmware_typ": "uefi"}},
-        {"name": "names", "kind": "name", "pattern": "^(web)-\\1$"}]})
+    said = problems(
+        {
+            "version": 1,
+            "rules": [
+                {
+                    "name": "boot",
+                    "kind": "set",
+                    "match": {"platform": "Openeular"},
+                    "set": {"hw_firmware_typ": "uefi"},
+                },
+                {"name": "names", "kind": "name", "pattern": "^(web)-\\1$"},
+            ],
+        }
+    )
 
     assert "did you mean 'openEuler'?" in said and "did you mean 'hw_firmware_type'?" in said
     assert "cannot be run in linear time" in said
 
 
 def test_a_typo_never_reaches_an_image(fake, context, tmp_path):
-    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: boot\n    kind: set\n"
-               "    set: {hw_firmware_typ: uefi}\n")
+    use_policy(
+        context,
+        tmp_path,
+        "version: 1\nrules:\n  - name: boot\n    kind: set\n    set: {hw_firmware_typ: uefi}\n",
+    )
 
     with pytest.raises(Exception, match="hw_firmware_typ"):
         handler({"action": "sweep"}, context)
@@ -68,23 +87,35 @@ def test_a_typo_never_reaches_an_image(fake, context, tmp_path):
 
 
 def test_declared_extension_attributes_are_written():
-    policy = parse_policy(rule_policy({"kind": "set", "set": {"owner_team": "web"}},
-                                      custom_attributes=["owner_team"]))
+    policy = parse_policy(
+        rule_policy({"kind": "set", "set": {"owner_team": "web"}}, custom_attributes=["owner_team"])
+    )
 
-    decision = evaluate(policy, {"id": "x", "owner": PROJECT, "__imagetype": "private",
-                                 "status": "active", "virtual_env_type": "FusionCompute"},
-                        PROJECT)
+    decision = evaluate(
+        policy,
+        {
+            "id": "x",
+            "owner": PROJECT,
+            "__imagetype": "private",
+            "status": "active",
+            "virtual_env_type": "FusionCompute",
+        },
+        PROJECT,
+    )
     assert decision.operations == ({"op": "add", "path": "/owner_team", "value": "web"},)
 
 
-@pytest.mark.parametrize(("name", "words"), [
-    ("hw_firmware_typo", "too close to IMS's own 'hw_firmware_type'"),
-    ("min_rams", "too close to IMS's own 'min_ram'"),
-    ("__support_kvmm", "names starting with __ are IMS's own"),
-    ("hw_firmware_type", "is documented by IMS: set it without declaring it"),
-    ("status", "managed by IMS"),
-    ("Owner-Team", "not an extension attribute name IMS takes"),
-])
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("hw_firmware_typo", "too close to IMS's own 'hw_firmware_type'"),
+        ("min_rams", "too close to IMS's own 'min_ram'"),
+        ("__support_kvmm", "names starting with __ are IMS's own"),
+        ("hw_firmware_type", "is documented by IMS: set it without declaring it"),
+        ("status", "managed by IMS"),
+        ("Owner-Team", "not an extension attribute name IMS takes"),
+    ],
+)
 def test_custom_attributes_never_shadow_documented_ones(name, words):
     said = problems(rule_policy({"kind": "name"}, custom_attributes=[name]))
 
@@ -94,29 +125,44 @@ def test_custom_attributes_never_shadow_documented_ones(name, words):
 # -- 2. unknown match values -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "value", "words"), [
-    ("platform", "Openeular", "'Openeular' is not a platform IMS documents; did you mean "
-                              "'openEuler'?"),
-    ("platform", "Ubunto", "did you mean 'Ubuntu'?"),
-    ("os_type", "Linx", "did you mean 'Linux'?"),
-    ("virtual_env_type", "FusionCompte", "did you mean 'FusionCompute'?"),
-    ("imagetype", "privat", "did you mean 'private'?"),
-    ("architecture", "amd64", "is not an architecture"),
-    ("os_bit", "46", "is not an os_bit"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        (
+            "platform",
+            "Openeular",
+            "'Openeular' is not a platform IMS documents; did you mean 'openEuler'?",
+        ),
+        ("platform", "Ubunto", "did you mean 'Ubuntu'?"),
+        ("os_type", "Linx", "did you mean 'Linux'?"),
+        ("virtual_env_type", "FusionCompte", "did you mean 'FusionCompute'?"),
+        ("imagetype", "privat", "did you mean 'private'?"),
+        ("architecture", "amd64", "is not an architecture"),
+        ("os_bit", "46", "is not an os_bit"),
+    ],
+)
 def test_match_values_ims_never_holds_are_refused(field, value, words):
-    said = problems(rule_policy({"kind": "set", "set": {"__support_kvm": "true"},
-                                 "match": {field: value}}))
+    said = problems(
+        rule_policy({"kind": "set", "set": {"__support_kvm": "true"}, "match": {field: value}})
+    )
 
     assert f"field match.{field}" in said and words in said
 
 
 @pytest.mark.parametrize("spelling", ["Red Hat", "RedHat", "redhat", "RED HAT"])
 def test_documented_platform_spellings_match_one_another(spelling):
-    policy = parse_policy(rule_policy({"kind": "set", "set": {"__support_kvm": "true"},
-                                       "match": {"platform": spelling}}))
-    image = {"id": "x", "owner": PROJECT, "__imagetype": "private", "status": "active",
-             "__platform": "Red Hat" if spelling.islower() else "RedHat"}
+    policy = parse_policy(
+        rule_policy(
+            {"kind": "set", "set": {"__support_kvm": "true"}, "match": {"platform": spelling}}
+        )
+    )
+    image = {
+        "id": "x",
+        "owner": PROJECT,
+        "__imagetype": "private",
+        "status": "active",
+        "__platform": "Red Hat" if spelling.islower() else "RedHat",
+    }
 
     assert evaluate(policy, image, PROJECT).verdicts[0].status == "violation"
 
@@ -125,8 +171,12 @@ def test_documented_platform_spellings_match_one_another(spelling):
 
 
 def test_a_backtracking_pattern_runs_in_linear_time(fake, context, tmp_path):
-    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: names\n    kind: name\n"
-               "    pattern: '^([a-z0-9]+-?)+$'\n    fix: report\n")
+    use_policy(
+        context,
+        tmp_path,
+        "version: 1\nrules:\n  - name: names\n    kind: name\n"
+        "    pattern: '^([a-z0-9]+-?)+$'\n    fix: report\n",
+    )
     image = fake.add_image({"name": "a" * 120 + "!"})
 
     started = time.perf_counter()
@@ -136,35 +186,47 @@ def test_a_backtracking_pattern_runs_in_linear_time(fake, context, tmp_path):
     assert result["results"][0]["rules"][0]["verdict"] == "violation"
 
 
-@pytest.mark.parametrize(("pattern", "words"), [
-    (r"^(a)\1$", "cannot be run in linear time (RE2: invalid escape sequence: \\1)"),
-    ("^(?=web)", "cannot be run in linear time (RE2: invalid perl operator: (?=)"),
-    ("^(?<!x)web", "cannot be run in linear time"),
-    ("(unclosed", "invalid regular expression '(unclosed'"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "words"),
+    [
+        (r"^(a)\1$", "cannot be run in linear time (RE2: invalid escape sequence: \\1)"),
+        ("^(?=web)", "cannot be run in linear time (RE2: invalid perl operator: (?=)"),
+        ("^(?<!x)web", "cannot be run in linear time"),
+        ("(unclosed", "invalid regular expression '(unclosed'"),
+    ],
+)
 def test_patterns_re2_cannot_run_are_refused_at_load(pattern, words):
     said = problems(rule_policy({"kind": "name", "pattern": pattern, "fix": "report"}))
 
     assert "field pattern" in said and words in said
-    said = problems(rule_policy({"kind": "set", "set": {"__support_kvm": "true"},
-                                 "match": {"name": pattern}}))
+    said = problems(
+        rule_policy({"kind": "set", "set": {"__support_kvm": "true"}, "match": {"name": pattern}})
+    )
     assert "field match.name" in said
 
 
 # -- 4. renames keep their characters ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "pattern", "fixed"), [
-    ("Ünïcödé Ímage", "^[a-z0-9]+(-[a-z0-9]+)*$", "unicode-image"),
-    ("Web服务器_01", "^[a-z0-9]+(-[a-z0-9]+)*$", "web-fu-wu-qi-01"),
-    ("Web服务器_01", "^[a-z0-9\u4e00-\u9fff]+(-[a-z0-9\u4e00-\u9fff]+)*$", "web服务器-01"),
-])
-def test_renames_transliterate_and_keep_what_the_pattern_allows(fake, context, tmp_path, name,
-                                                               pattern, fixed):
-    use_policy(context, tmp_path, "version: 1\nrules:\n  - name: names\n    kind: name\n"
-               f"    pattern: '{pattern}'\n")
-    image = fake.add_image({"name": name, "hw_firmware_type": "uefi",
-                            "hw_vif_multiqueue_enabled": "true"})
+@pytest.mark.parametrize(
+    ("name", "pattern", "fixed"),
+    [
+        ("Ünïcödé Ímage", "^[a-z0-9]+(-[a-z0-9]+)*$", "unicode-image"),
+        ("Web服务器_01", "^[a-z0-9]+(-[a-z0-9]+)*$", "web-fu-wu-qi-01"),
+        ("Web服务器_01", "^[a-z0-9\u4e00-\u9fff]+(-[a-z0-9\u4e00-\u9fff]+)*$", "web服务器-01"),
+    ],
+)
+def test_renames_transliterate_and_keep_what_the_pattern_allows(
+    fake, context, tmp_path, name, pattern, fixed
+):
+    use_policy(
+        context,
+        tmp_path,
+        f"version: 1\nrules:\n  - name: names\n    kind: name\n    pattern: '{pattern}'\n",
+    )
+    image = fake.add_image(
+        {"name": name, "hw_firmware_type": "uefi", "hw_vif_multiqueue_enabled": "true"}
+    )
 
     handler({"image_id": image["id"]}, context)
 
@@ -186,8 +248,7 @@ rules:
 """
 
 
-def test_a_bound_is_held_by_any_value_within_it_and_fixed_to_the_bound(fake, context,
-                                                                        tmp_path):
+def test_a_bound_is_held_by_any_value_within_it_and_fixed_to_the_bound(fake, context, tmp_path):
     use_policy(context, tmp_path, BOUNDS_POLICY)
     low = fake.add_image({"min_ram": 1024, "max_ram": "131072"})
     high = fake.add_image({"min_ram": 4096, "max_ram": "32768"})  # never lowered
@@ -197,17 +258,22 @@ def test_a_bound_is_held_by_any_value_within_it_and_fixed_to_the_bound(fake, con
     assert [r["outcome"] for r in result["results"]] == ["updated", "compliant"]
     assert fake.patches[0].body == [
         {"op": "replace", "path": "/min_ram", "value": "2048"},
-        {"op": "replace", "path": "/max_ram", "value": "65536"}]
-    assert "min_ram is '1024', should be at least 2048" in result["results"][0]["rules"][0][
-        "reason"]
+        {"op": "replace", "path": "/max_ram", "value": "65536"},
+    ]
+    assert (
+        "min_ram is '1024', should be at least 2048" in result["results"][0]["rules"][0]["reason"]
+    )
 
 
-@pytest.mark.parametrize(("value", "words"), [
-    ({"at_least": 2048}, "at_least must be a whole number as a string"),
-    ({"at_leest": "2048"}, "give at_least, at_most or both"),
-    ({"at_least": "4096", "at_most": "1024"}, "at_least 4096 is above at_most 1024"),
-    ({}, "give at_least, at_most or both"),
-])
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ({"at_least": 2048}, "at_least must be a whole number as a string"),
+        ({"at_leest": "2048"}, "give at_least, at_most or both"),
+        ({"at_least": "4096", "at_most": "1024"}, "at_least 4096 is above at_most 1024"),
+        ({}, "give at_least, at_most or both"),
+    ],
+)
 def test_bad_bounds_are_refused(value, words):
     assert words in problems(rule_policy({"kind": "set", "set": {"min_ram": value}}))
 
@@ -233,37 +299,57 @@ rules:
 
 def test_tag_and_version_number_fields(fake, context, tmp_path):
     use_policy(context, tmp_path, TEMPLATE_POLICY)
-    tagged = fake.add_image({"name": "X", "tags": ["team=web"], "hw_firmware_type": "uefi",
-                             "hw_vif_multiqueue_enabled": "true"})
+    tagged = fake.add_image(
+        {
+            "name": "X",
+            "tags": ["team=web"],
+            "hw_firmware_type": "uefi",
+            "hw_vif_multiqueue_enabled": "true",
+        }
+    )
     untagged = fake.add_image({"name": "Y"})
 
     result = handler({"image_ids": [tagged["id"], untagged["id"]]}, context)
 
-    assert fake.patches[0].body == [{"op": "replace", "path": "/name",
-                                     "value": "ubuntu-22-04-web"}]
+    assert fake.patches[0].body == [{"op": "replace", "path": "/name", "value": "ubuntu-22-04-web"}]
     (rule,) = result["results"][1]["rules"]
     assert "the image has no tag 'team'" in rule["reason"]
     assert len(fake.patches) == 1
 
 
 def test_a_rendered_name_that_cannot_be_used_is_shown_with_why():
-    policy = parse_policy(rule_policy({"kind": "name", "pattern": "^img-",
-                                       "template": "{platform} {os_version_number}"}))
-    image = {"id": "x", "owner": PROJECT, "__imagetype": "private", "status": "active",
-             "name": "Y", "__platform": "Ubuntu", "__os_version": "Ubuntu 22.04 server 64bit"}
+    policy = parse_policy(
+        rule_policy(
+            {"kind": "name", "pattern": "^img-", "template": "{platform} {os_version_number}"}
+        )
+    )
+    image = {
+        "id": "x",
+        "owner": PROJECT,
+        "__imagetype": "private",
+        "status": "active",
+        "name": "Y",
+        "__platform": "Ubuntu",
+        "__os_version": "Ubuntu 22.04 server 64bit",
+    }
 
     (verdict,) = evaluate(policy, image, PROJECT).verdicts
 
     assert verdict.reason == (
         "name 'Y' does not match '^img-', and template makes no valid name that matches it "
         "('Ubuntu 22.04' does not match '^img-'; 'ubuntu-22-04' does not match '^img-'); "
-        "not renamed")
+        "not renamed"
+    )
 
 
-@pytest.mark.parametrize(("template", "words"), [
-    ("{tag}", "name the tag's key"), ("{tag:a=b}", "name the tag's key"),
-    ("{os_version_number:x}", "only created (a strftime format) and tag (a tag key) take one"),
-])
+@pytest.mark.parametrize(
+    ("template", "words"),
+    [
+        ("{tag}", "name the tag's key"),
+        ("{tag:a=b}", "name the tag's key"),
+        ("{os_version_number:x}", "only created (a strftime format) and tag (a tag key) take one"),
+    ],
+)
 def test_bad_template_fields_are_refused(template, words):
     assert words in problems(rule_policy({"kind": "name", "template": template}))
 
@@ -271,16 +357,19 @@ def test_bad_template_fields_are_refused(template, words):
 # -- 9. every change can be undone --------------------------------------------------------
 
 
-def test_updated_and_would_update_entries_say_what_each_attribute_held(fake, context,
-                                                                        capsys):
+def test_updated_and_would_update_entries_say_what_each_attribute_held(fake, context, capsys):
     image = fake.add_image({"name": "Web_01", "hw_firmware_type": "bios"})  # multiqueue absent
 
     result = handler({"image_id": image["id"]}, context)
-    dry = handler({"image_ids": [fake.add_image({"name": "Db_01"})["id"]], "dry_run": True},
-                  context)
+    dry = handler(
+        {"image_ids": [fake.add_image({"name": "Db_01"})["id"]], "dry_run": True}, context
+    )
 
-    assert result["results"][0]["before"] == {"name": "Web_01", "hw_firmware_type": "bios",
-                                              "hw_vif_multiqueue_enabled": None}
+    assert result["results"][0]["before"] == {
+        "name": "Web_01",
+        "hw_firmware_type": "bios",
+        "hw_vif_multiqueue_enabled": None,
+    }
     assert dry["results"][0]["outcome"] == "would_update"
     assert dry["results"][0]["before"]["name"] == "Db_01"
     logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -295,14 +384,17 @@ def test_sweep_reports_carry_before_in_results_and_changed(fleet_with_one_to_fix
     (changed,) = report["changed"]
     assert changed["before"] == {"name": "Web_02"}
     assert next(r for r in report["results"] if r["image_id"] == image["id"])["before"] == {
-        "name": "Web_02"}
+        "name": "Web_02"
+    }
 
 
-def test_needs_attention_lists_a_cannot_fix_verdict_whatever_the_outcome(fleet_with_one_to_fix,
-                                                                         context, tmp_path):
+def test_needs_attention_lists_a_cannot_fix_verdict_whatever_the_outcome(
+    fleet_with_one_to_fix, context, tmp_path
+):
     fake, image = fleet_with_one_to_fix
-    fake.images[image["id"]].update(__os_version="Ubuntu 12.04 server 64bit",
-                                    hw_firmware_type="bios")
+    fake.images[image["id"]].update(
+        __os_version="Ubuntu 12.04 server 64bit", hw_firmware_type="bios"
+    )
     # the name is fixed (updated) but UEFI cannot be: a person must look at it
 
     report = handler({"action": "sweep"}, context)
@@ -333,7 +425,8 @@ def test_revert_restores_what_each_attribute_held(fake, context, gateway):
     assert fake.patches[0].body == [
         {"op": "replace", "path": "/name", "value": "Web_01"},
         {"op": "replace", "path": "/hw_firmware_type", "value": "bios"},
-        {"op": "remove", "path": "/hw_vif_multiqueue_enabled"}]
+        {"op": "remove", "path": "/hw_vif_multiqueue_enabled"},
+    ]
     restored = fake.images[image["id"]]
     assert (restored["name"], restored["hw_firmware_type"]) == ("Web_01", "bios")
     assert "hw_vif_multiqueue_enabled" not in restored
@@ -367,15 +460,37 @@ def test_a_dry_run_revert_sends_nothing(fake, context, gateway):
     assert fake.patches == []
 
 
-@pytest.mark.parametrize(("report", "words"), [
-    ([], "a report is a JSON object"),
-    ({"results": [{"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "outcome": "updated",
-                   "operations": [{"op": "add", "path": "/x", "value": "1"}]}]},
-     "lacks an image id, its operations or its before values"),
-    ({"results": [{"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "outcome": "updated",
-                   "operations": [{"op": "add", "path": "/x", "value": "1"}], "before": {}}]},
-     "has no before value"),
-])
+@pytest.mark.parametrize(
+    ("report", "words"),
+    [
+        ([], "a report is a JSON object"),
+        (
+            {
+                "results": [
+                    {
+                        "image_id": "33ad552d-1149-471c-8190-ff6776174a00",
+                        "outcome": "updated",
+                        "operations": [{"op": "add", "path": "/x", "value": "1"}],
+                    }
+                ]
+            },
+            "lacks an image id, its operations or its before values",
+        ),
+        (
+            {
+                "results": [
+                    {
+                        "image_id": "33ad552d-1149-471c-8190-ff6776174a00",
+                        "outcome": "updated",
+                        "operations": [{"op": "add", "path": "/x", "value": "1"}],
+                        "before": {},
+                    }
+                ]
+            },
+            "has no before value",
+        ),
+    ],
+)
 def test_reports_that_cannot_be_reverted_are_refused(report, words):
     from imsguard_tools.revert import changes_in
 
@@ -384,28 +499,37 @@ def test_reports_that_cannot_be_reverted_are_refused(report, words):
 
 
 def test_an_absent_attribute_is_said_to_be_not_set():
-    policy = parse_policy(rule_policy({"kind": "set",
-                                       "set": {"hw_vif_multiqueue_enabled": "true"}}))
-    image = {"id": "x", "owner": PROJECT, "__imagetype": "private", "status": "active",
-             "virtual_env_type": "FusionCompute"}
+    policy = parse_policy(
+        rule_policy({"kind": "set", "set": {"hw_vif_multiqueue_enabled": "true"}})
+    )
+    image = {
+        "id": "x",
+        "owner": PROJECT,
+        "__imagetype": "private",
+        "status": "active",
+        "virtual_env_type": "FusionCompute",
+    }
 
     (verdict,) = evaluate(policy, image, PROJECT).verdicts
 
     assert verdict.reason == "hw_vif_multiqueue_enabled is not set, should be 'true'"
 
 
-@pytest.mark.parametrize(("key", "current", "wanted", "fix"), [
-    ("max_ram", "0", {"at_least": "4096"}, None),  # 0 is no maximum: never lowered
-    ("max_ram", "0", {"at_most": "65536"}, "65536"),  # no maximum breaks an upper bound
-    ("max_ram", 0, {"at_least": "1024", "at_most": "65536"}, "65536"),
-    ("min_ram", 0, {"at_least": "1024"}, "1024"),  # min_ram 0 is zero
-    ("min_ram", None, {"at_least": "1024"}, "1024"),  # absent: the minimum is set
-    ("min_ram", None, {"at_most": "4096"}, None),  # absent: nothing to lower
-    ("min_ram", "lots", {"at_least": "1024"}, "1024"),  # not a number: the minimum is set
-    ("min_ram", "9" * 5000, {"at_most": "4096"}, "4096"),  # huge, never int()-ed
-    ("min_ram", "²", {"at_least": "2"}, "2"),
-    ("min_ram", 2048.0, {"at_least": "1024", "at_most": "4096"}, None),
-])
+@pytest.mark.parametrize(
+    ("key", "current", "wanted", "fix"),
+    [
+        ("max_ram", "0", {"at_least": "4096"}, None),  # 0 is no maximum: never lowered
+        ("max_ram", "0", {"at_most": "65536"}, "65536"),  # no maximum breaks an upper bound
+        ("max_ram", 0, {"at_least": "1024", "at_most": "65536"}, "65536"),
+        ("min_ram", 0, {"at_least": "1024"}, "1024"),  # min_ram 0 is zero
+        ("min_ram", None, {"at_least": "1024"}, "1024"),  # absent: the minimum is set
+        ("min_ram", None, {"at_most": "4096"}, None),  # absent: nothing to lower
+        ("min_ram", "lots", {"at_least": "1024"}, "1024"),  # not a number: the minimum is set
+        ("min_ram", "9" * 5000, {"at_most": "4096"}, "4096"),  # huge, never int()-ed
+        ("min_ram", "²", {"at_least": "2"}, "2"),
+        ("min_ram", 2048.0, {"at_least": "1024", "at_most": "4096"}, None),
+    ],
+)
 def test_bound_fixes_for_every_kind_of_value(key, current, wanted, fix):
     from imsguard.evaluate import fix_value
     from imsguard.policy import Bound
@@ -413,18 +537,25 @@ def test_bound_fixes_for_every_kind_of_value(key, current, wanted, fix):
     assert fix_value(key, current, Bound(**{k: int(v) for k, v in wanted.items()})) == fix
 
 
-@pytest.mark.parametrize(("min_ram", "max_ram", "refused"), [
-    ({"at_least": "8192"}, {"at_most": "4096"}, True),
-    ({"at_least": "8192"}, "4096", True),
-    ("8192", {"at_most": "4096"}, True),
-    ({"at_least": "2048"}, {"at_most": "4096"}, False),
-    ({"at_least": "8192"}, "0", False),  # no maximum
-    ({"at_most": "8192"}, {"at_most": "4096"}, False),  # min_ram may be anything up to 8192
-])
+@pytest.mark.parametrize(
+    ("min_ram", "max_ram", "refused"),
+    [
+        ({"at_least": "8192"}, {"at_most": "4096"}, True),
+        ({"at_least": "8192"}, "4096", True),
+        ("8192", {"at_most": "4096"}, True),
+        ({"at_least": "2048"}, {"at_most": "4096"}, False),
+        ({"at_least": "8192"}, "0", False),  # no maximum
+        ({"at_most": "8192"}, {"at_most": "4096"}, False),  # min_ram may be anything up to 8192
+    ],
+)
 def test_memory_bounds_that_cannot_both_hold_are_refused(min_ram, max_ram, refused):
-    document = {"version": 1, "rules": [
-        {"name": "a", "kind": "set", "set": {"min_ram": min_ram}},
-        {"name": "b", "kind": "set", "set": {"max_ram": max_ram}}]}
+    document = {
+        "version": 1,
+        "rules": [
+            {"name": "a", "kind": "set", "set": {"min_ram": min_ram}},
+            {"name": "b", "kind": "set", "set": {"max_ram": max_ram}},
+        ],
+    }
 
     if refused:
         assert "is below min_ram" in problems(document)
@@ -442,13 +573,16 @@ def test_imss_own_attribute_names_are_known_to_imsguard():
     assert set(ImageInfo.attribute_map.values()) - PATCHABLE - SYSTEM_ATTRIBUTES == set()
 
 
-@pytest.mark.parametrize(("name", "words"), [
-    ("__system_support_market", "managed by IMS"),
-    ("os_shutdown_timeout", "managed by IMS"),
-    ("__my_flag", "names starting with __ are IMS's own"),
-    ("hw_firmwar_typ", "too close to IMS's own 'hw_firmware_type'"),  # two edits away
-    ("min_rams_x", None),  # three edits from min_ram: a name of its own
-])
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("__system_support_market", "managed by IMS"),
+        ("os_shutdown_timeout", "managed by IMS"),
+        ("__my_flag", "names starting with __ are IMS's own"),
+        ("hw_firmwar_typ", "too close to IMS's own 'hw_firmware_type'"),  # two edits away
+        ("min_rams_x", None),  # three edits from min_ram: a name of its own
+    ],
+)
 def test_custom_attributes_that_are_or_resemble_imss_own(name, words):
     document = rule_policy({"kind": "name"}, custom_attributes=[name])
 
@@ -458,13 +592,17 @@ def test_custom_attributes_that_are_or_resemble_imss_own(name, words):
         assert words in problems(document)
 
 
-@pytest.mark.parametrize(("key", "words"), [
-    ("__support_kvmm", "did you mean '__support_kvm'?"),
-    ("owner_tem", "did you mean 'owner_team'?"),  # a declared name, not IMS's 'owner'
-])
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        ("__support_kvmm", "did you mean '__support_kvm'?"),
+        ("owner_tem", "did you mean 'owner_team'?"),  # a declared name, not IMS's 'owner'
+    ],
+)
 def test_undeclared_names_get_suggestions_they_can_use(key, words):
-    said = problems(rule_policy({"kind": "set", "set": {key: "x"}},
-                                custom_attributes=["owner_team"]))
+    said = problems(
+        rule_policy({"kind": "set", "set": {key: "x"}}, custom_attributes=["owner_team"])
+    )
 
     assert words in said
 
@@ -496,12 +634,25 @@ def test_revert_from_the_functions_log_lines(fake, context, gateway, capsys):
     assert fake.images[image["id"]]["name"] == "Web_01"
 
 
-@pytest.mark.parametrize(("report", "words"), [
-    ({"summary": {"updated": 3}, "results": [], "changed": []}, "lists 0 of the 3 images"),
-    ({"results": [{"image_id": "33ad552d-1149-471c-8190-ff6776174a00", "outcome": "updated",
-                   "operations": [{"op": "add", "path": "/x"}], "before": {"x": None}}]},
-     "is not one imsguard sends"),
-])
+@pytest.mark.parametrize(
+    ("report", "words"),
+    [
+        ({"summary": {"updated": 3}, "results": [], "changed": []}, "lists 0 of the 3 images"),
+        (
+            {
+                "results": [
+                    {
+                        "image_id": "33ad552d-1149-471c-8190-ff6776174a00",
+                        "outcome": "updated",
+                        "operations": [{"op": "add", "path": "/x"}],
+                        "before": {"x": None},
+                    }
+                ]
+            },
+            "is not one imsguard sends",
+        ),
+    ],
+)
 def test_reports_that_would_be_reverted_wrongly_or_in_part_are_refused(report, words):
     from imsguard_tools.revert import changes_in
 
@@ -522,13 +673,22 @@ def finishes_within(seconds: float, work) -> bool:
     return done.wait(seconds)
 
 
-@pytest.mark.parametrize("name", ["a" * 40 + "!", "a-" * 40 + "!", "a" * 10_000 + "!",
-                                  "a-" * 5_000 + "--!"])
+@pytest.mark.parametrize(
+    "name", ["a" * 40 + "!", "a-" * 40 + "!", "a" * 10_000 + "!", "a-" * 5_000 + "--!"]
+)
 def test_adversarial_names_against_nested_quantifiers_end_at_once(name):
-    policy = parse_policy(rule_policy({"kind": "name", "pattern": "^([a-z0-9]+-?)+$"},
-                                      ))
-    image = {"id": "x", "owner": PROJECT, "__imagetype": "private", "status": "active",
-             "name": name}
+    policy = parse_policy(
+        rule_policy(
+            {"kind": "name", "pattern": "^([a-z0-9]+-?)+$"},
+        )
+    )
+    image = {
+        "id": "x",
+        "owner": PROJECT,
+        "__imagetype": "private",
+        "status": "active",
+        "name": name,
+    }
 
     assert finishes_within(2.0, lambda: evaluate(policy, image, PROJECT))  # Python's re: never
 
@@ -564,28 +724,40 @@ def test_a_complemented_class_inside_brackets_is_refused_not_misread():
     assert "uses \\W inside [...]" in said
 
 
-@pytest.mark.parametrize(("os_version", "number"), [
-    ("Ubuntu 22.04 server 64bit", "22.04"), ("Ubuntu 18.04.2 server 64bit", "18.04.2"),
-    ("EulerOS 2.9 64bit", "2.9"), ("Debian GNU/Linux 12.0.0 64bit", "12.0.0"),
-    ("Windows Server 2019 Standard 64bit", "2019"), ("CentOS 7.3 64bit", "7.3"),
-    ("SUSE Linux Enterprise Server 15 SP1 64bit", "15"), ("Other(32 bit)", None),
-    ("Huawei Cloud EulerOS 2.0 64bit", "2.0"), ("Fedora 39 64bit", "39"), ("", None),
-])
+@pytest.mark.parametrize(
+    ("os_version", "number"),
+    [
+        ("Ubuntu 22.04 server 64bit", "22.04"),
+        ("Ubuntu 18.04.2 server 64bit", "18.04.2"),
+        ("EulerOS 2.9 64bit", "2.9"),
+        ("Debian GNU/Linux 12.0.0 64bit", "12.0.0"),
+        ("Windows Server 2019 Standard 64bit", "2019"),
+        ("CentOS 7.3 64bit", "7.3"),
+        ("SUSE Linux Enterprise Server 15 SP1 64bit", "15"),
+        ("Other(32 bit)", None),
+        ("Huawei Cloud EulerOS 2.0 64bit", "2.0"),
+        ("Fedora 39 64bit", "39"),
+        ("", None),
+    ],
+)
 def test_the_version_number_of_each_documented_spelling(os_version, number):
     from imsguard.evaluate import os_version_number
 
     assert os_version_number(os_version) == number
 
 
-@pytest.mark.parametrize(("tags", "wanted", "has", "value"), [
-    (["team=web"], "team", True, "web"),
-    (["team.web"], "team", True, "web"),  # images tagged the old way
-    (["cost.center=fin"], "cost", False, None),  # the key is cost.center
-    (["cost.center=fin"], "cost.center", True, "fin"),
-    (["team"], "team", True, None),
-    (["team=web"], "team=web", True, "web"),
-    (["team=web"], "team=ops", False, "web"),
-])
+@pytest.mark.parametrize(
+    ("tags", "wanted", "has", "value"),
+    [
+        (["team=web"], "team", True, "web"),
+        (["team.web"], "team", True, "web"),  # images tagged the old way
+        (["cost.center=fin"], "cost", False, None),  # the key is cost.center
+        (["cost.center=fin"], "cost.center", True, "fin"),
+        (["team"], "team", True, None),
+        (["team=web"], "team=web", True, "web"),
+        (["team=web"], "team=ops", False, "web"),
+    ],
+)
 def test_tags_are_read_one_way_for_matching_and_for_templates(tags, wanted, has, value):
     from imsguard.evaluate import has_tag, tag_value
 
@@ -594,5 +766,12 @@ def test_tags_are_read_one_way_for_matching_and_for_templates(tags, wanted, has,
 
 
 def test_platform_names_are_accepted_as_they_are_compared():
-    parse_policy(rule_policy({"kind": "set", "set": {"__support_kvm": "true"},
-                              "match": {"platform": ["OracleLinux", "red hat", "OPENEULER"]}}))
+    parse_policy(
+        rule_policy(
+            {
+                "kind": "set",
+                "set": {"__support_kvm": "true"},
+                "match": {"platform": ["OracleLinux", "red hat", "OPENEULER"]},
+            }
+        )
+    )

@@ -20,9 +20,16 @@ from imsguard.policy import KEBAB_CASE, NameRule, Policy, load_policy, parse_pol
 from imsguard_tools.testing import FakeIms
 
 PROJECT = "0b1e494e2660441a957313163095fe5c"
-OS_VERSIONS = ["Ubuntu 22.04 server 64bit", "Ubuntu 12.04 server 64bit",
-               "Debian GNU/Linux 11.3.0 64bit", "CentOS 6.8 64bit", "EulerOS 2.5 64bit",
-               "Windows Server 2019 Standard 64bit", "Other", ""]
+OS_VERSIONS = [
+    "Ubuntu 22.04 server 64bit",
+    "Ubuntu 12.04 server 64bit",
+    "Debian GNU/Linux 11.3.0 64bit",
+    "CentOS 6.8 64bit",
+    "EulerOS 2.5 64bit",
+    "Windows Server 2019 Standard 64bit",
+    "Other",
+    "",
+]
 NAME_CHARACTERS = string.ascii_letters + string.digits + "-_. 镜像/*#é"
 
 names = st.text(alphabet=NAME_CHARACTERS, min_size=0, max_size=140)
@@ -33,16 +40,20 @@ images = st.fixed_dictionaries(
         "status": st.just("active"),
         "owner": st.just(PROJECT),
         "__imagetype": st.just("private"),
-        "__platform": st.sampled_from(["Ubuntu", "Debian", "CentOS", "EulerOS", "Windows",
-                                       "Other"]),
+        "__platform": st.sampled_from(
+            ["Ubuntu", "Debian", "CentOS", "EulerOS", "Windows", "Other"]
+        ),
         "__os_type": st.sampled_from(["Linux", "Windows", "Other"]),
         "__os_version": st.sampled_from(OS_VERSIONS),
         "__os_bit": st.sampled_from(["32", "64"]),
         "virtual_env_type": st.sampled_from(["FusionCompute", "Ironic", "IsoImage"]),
-        "created_at": st.datetimes(min_value=datetime(2015, 1, 1), max_value=datetime(2030, 1, 1))
-        .map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")),
-        "tags": st.lists(st.sampled_from(["team=web", "team.ops", "imsguard-exempt=1",
-                                          "naming=free"]), max_size=3),
+        "created_at": st.datetimes(
+            min_value=datetime(2015, 1, 1), max_value=datetime(2030, 1, 1)
+        ).map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")),
+        "tags": st.lists(
+            st.sampled_from(["team=web", "team.ops", "imsguard-exempt=1", "naming=free"]),
+            max_size=3,
+        ),
     },
     optional={
         "hw_firmware_type": st.sampled_from(["bios", "uefi", None]),
@@ -52,7 +63,9 @@ images = st.fixed_dictionaries(
         "__description": st.sampled_from(["", "old"]),
     },
 )
-conditions = st.fixed_dictionaries({}, optional={
+conditions = st.fixed_dictionaries(
+    {},
+    optional={
         "platform": st.sampled_from([["Ubuntu"], ["Ubuntu", "Debian"], "Windows"]),
         "os_type": st.sampled_from(["Linux", ["Linux", "Windows"]]),
         "virtual_env_type": st.sampled_from([["system_disk", "bare_metal"], "iso"]),
@@ -61,7 +74,8 @@ conditions = st.fixed_dictionaries({}, optional={
         "architecture": st.sampled_from(["x86", "arm"]),
         "not": st.just({"os_version": "^CentOS 6"}),
         "any": st.just([{"platform": "Debian"}, {"name": "^ubuntu-"}]),
-    })
+    },
+)
 matches = conditions.map(lambda match: {"match": match} if match else {})
 SET_VALUES = {
     "hw_firmware_type": ["bios", "uefi"],
@@ -72,8 +86,13 @@ SET_VALUES = {
     "__support_kvm": ["true"],
     "owner_team": ["platform"],  # an extension attribute of the team's own: declared
 }
-TEMPLATES = ["{platform}-{os_version}", "{platform}-{created:%Y%m%d}-{id8}",
-             "img {name}", "{os_type}_{os_bit}", "{platform}-{os_version_number}-{tag:team}"]
+TEMPLATES = [
+    "{platform}-{os_version}",
+    "{platform}-{created:%Y%m%d}-{id8}",
+    "img {name}",
+    "{os_type}_{os_bit}",
+    "{platform}-{os_version_number}-{tag:team}",
+]
 PATTERNS = [KEBAB_CASE, "^[a-z]", "^img-", "^[a-z0-9 ._-]+$", "^[a-z0-9-]*$"]
 
 
@@ -82,15 +101,24 @@ def policies(draw):
     rules = []
     if draw(st.booleans()):
         fix = draw(st.sampled_from(["normalize", "template", "report"]))
-        rule = {"name": "names", "kind": "name", "pattern": draw(st.sampled_from(PATTERNS)),
-                "fix": fix, **draw(matches)}
+        rule = {
+            "name": "names",
+            "kind": "name",
+            "pattern": draw(st.sampled_from(PATTERNS)),
+            "fix": fix,
+            **draw(matches),
+        }
         if fix == "template":
             rule["template"] = draw(st.sampled_from(TEMPLATES))
         rules.append(rule)
     keys = draw(st.lists(st.sampled_from(sorted(SET_VALUES)), unique=True, max_size=4))
     for index, key in enumerate(keys):
-        rule = {"name": f"set-{index}", "kind": "set", **draw(matches),
-                "set": {key: draw(st.sampled_from(SET_VALUES[key]))}}
+        rule = {
+            "name": f"set-{index}",
+            "kind": "set",
+            **draw(matches),
+            "set": {key: draw(st.sampled_from(SET_VALUES[key]))},
+        }
         if draw(st.booleans()):
             rule["mode"] = draw(st.sampled_from(["enforce", "audit"]))
         if draw(st.booleans()):
@@ -99,12 +127,20 @@ def policies(draw):
     if not rules:
         rules.append({"name": "names", "kind": "name"})
     rules = draw(st.permutations(rules))  # rule order must not matter
-    document = {"version": 1, "mode": draw(st.sampled_from(["enforce", "audit"])),
-                "rules": rules, "custom_attributes": ["owner_team"]}
+    document = {
+        "version": 1,
+        "mode": draw(st.sampled_from(["enforce", "audit"])),
+        "rules": rules,
+        "custom_attributes": ["owner_team"],
+    }
     if draw(st.booleans()):
-        document["exemptions"] = [{"tag": "imsguard-exempt", "reason": "opted out",
-                                   "expires": draw(st.dates(date(2025, 1, 1),
-                                                            date(2028, 1, 1)))}]
+        document["exemptions"] = [
+            {
+                "tag": "imsguard-exempt",
+                "reason": "opted out",
+                "expires": draw(st.dates(date(2025, 1, 1), date(2028, 1, 1))),
+            }
+        ]
     return parse_policy(document)
 
 
@@ -141,8 +177,14 @@ def test_fixed_names_are_valid_match_and_are_stable(name, image, pattern, templa
         assert is_image_name(fixed) and 1 <= len(fixed) <= 128
         assert fixed == fixed.strip()
         assert re.search(pattern, fixed)
-        policy = parse_policy({"version": 1, "rules": [
-            rule.model_dump(exclude_none=True, exclude_defaults=True) | {"kind": "name"}]})
+        policy = parse_policy(
+            {
+                "version": 1,
+                "rules": [
+                    rule.model_dump(exclude_none=True, exclude_defaults=True) | {"kind": "name"}
+                ],
+            }
+        )
         assert evaluate(policy, {**image, "name": fixed}, PROJECT).operations == ()
 
 
@@ -162,12 +204,21 @@ def test_audit_and_dry_run_send_nothing(policy, image):
 def test_audit_mode_never_sends_a_request_that_changes_anything(policy, image, by_setting):
     """Through the handler and the SDK: an audit policy, or IMSGUARD_DRY_RUN, sends no PATCH."""
     if not by_setting:
-        policy = policy.model_copy(update={"mode": "audit", "rules": [
-            r.model_copy(update={"mode": None}) for r in policy.rules]})
-    context = LocalContext(user_data={"IMSGUARD_REGION": "ap-southeast-1",
-                                      "RUNTIME_PROJECT_ID": PROJECT,
-                                      "IMSGUARD_DRY_RUN": "true" if by_setting else "false"},
-                           access_key="AK", secret_key="SK")
+        policy = policy.model_copy(
+            update={
+                "mode": "audit",
+                "rules": [r.model_copy(update={"mode": None}) for r in policy.rules],
+            }
+        )
+    context = LocalContext(
+        user_data={
+            "IMSGUARD_REGION": "ap-southeast-1",
+            "RUNTIME_PROJECT_ID": PROJECT,
+            "IMSGUARD_DRY_RUN": "true" if by_setting else "false",
+        },
+        access_key="AK",
+        secret_key="SK",
+    )
     original_policy = app.cached_policy
     app.cached_policy = lambda path: policy
     try:
@@ -183,19 +234,37 @@ def test_audit_mode_never_sends_a_request_that_changes_anything(policy, image, b
 
 # -- names: any Unicode, every example pattern (issue 11) ---------------------------------
 
-POLICY_FILES = [Path(__file__).parents[1] / "function/policy.yaml", *sorted(
-    p for p in (Path(__file__).parent / "policies").glob("*.yaml")
-    if not p.name.endswith(".cases.yaml"))]
-NAME_RULES = [rule for path in POLICY_FILES for rule in load_policy(path).rules
-              if isinstance(rule, NameRule) and rule.fix != "report"]
+POLICY_FILES = [
+    Path(__file__).parents[1] / "function/policy.yaml",
+    *sorted(
+        p
+        for p in (Path(__file__).parent / "policies").glob("*.yaml")
+        if not p.name.endswith(".cases.yaml")
+    ),
+]
+NAME_RULES = [
+    rule
+    for path in POLICY_FILES
+    for rule in load_policy(path).rules
+    if isinstance(rule, NameRule) and rule.fix != "report"
+]
 
 
 def named(name: str) -> dict:
-    return {"id": "33ad552d-1149-471c-8190-ff6776174a00", "owner": PROJECT,
-            "__imagetype": "private", "status": "active", "name": name,
-            "virtual_env_type": "FusionCompute", "__platform": "Ubuntu", "__os_type": "Linux",
-            "__os_version": "Ubuntu 22.04 server 64bit", "__os_bit": "64",
-            "created_at": "2026-11-20T08:00:00Z", "tags": ["team=web"]}
+    return {
+        "id": "33ad552d-1149-471c-8190-ff6776174a00",
+        "owner": PROJECT,
+        "__imagetype": "private",
+        "status": "active",
+        "name": name,
+        "virtual_env_type": "FusionCompute",
+        "__platform": "Ubuntu",
+        "__os_type": "Linux",
+        "__os_version": "Ubuntu 22.04 server 64bit",
+        "__os_bit": "64",
+        "created_at": "2026-11-20T08:00:00Z",
+        "tags": ["team=web"],
+    }
 
 
 def test_the_example_policies_hold_name_rules_with_several_patterns():
@@ -209,8 +278,9 @@ def test_a_fixed_name_is_a_valid_ims_name_that_matches_and_is_stable(name, rule)
 
     if fixed is not None:
         assert is_image_name(fixed) and search(rule.pattern, fixed)
-        assert fixed_name(rule, named(fixed)) == (fixed if rule.fix == "normalize" else
-                                                  fixed_name(rule, named(name)))
+        assert fixed_name(rule, named(fixed)) == (
+            fixed if rule.fix == "normalize" else fixed_name(rule, named(name))
+        )
         policy = Policy(version=1, rules=[rule])
         assert evaluate(policy, named(fixed), PROJECT).operations == ()  # nothing more to do
 

@@ -19,13 +19,16 @@ def deep(levels: int) -> list:
 # -- 9. deep input -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("event", [
-    {"action": deep(5_000)},
-    {"image_id": deep(5_000)},
-    {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": deep(5_000)}},
-    {"cts": {"service_type": deep(5_000), "trace_name": "createImage"}},
-    {"specversion": "1.0", "source": deep(5_000), "type": "x", "data": {}},
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"action": deep(5_000)},
+        {"image_id": deep(5_000)},
+        {"cts": {"service_type": "IMS", "resource_type": "ims", "trace_name": deep(5_000)}},
+        {"cts": {"service_type": deep(5_000), "trace_name": "createImage"}},
+        {"specversion": "1.0", "source": deep(5_000), "type": "x", "data": {}},
+    ],
+)
 def test_deep_input_is_invalid_or_ignored_never_an_internal_error(fake, context, event):
     skip = parse_event(event)
     result = handler(event, context)
@@ -44,20 +47,27 @@ def fleet():
 
     with FakeIms(project_id=SAMPLE_PROJECT_ID) as fake:
         for index in range(30):
-            fake.add_image({"name": f"Image_{index:02d}", "hw_firmware_type": "uefi",
-                            "hw_vif_multiqueue_enabled": "true"})
+            fake.add_image(
+                {
+                    "name": f"Image_{index:02d}",
+                    "hw_firmware_type": "uefi",
+                    "hw_vif_multiqueue_enabled": "true",
+                }
+            )
         yield fake
     fake.assert_injections_met()
 
 
-@pytest.mark.parametrize(("answer", "words"), [
-    ({"images": "x"}, "the answer holds no list of images"),
-    ({"images": [1, "a", None, {}]}, "4 of 4 entries are not images with an id"),
-    ([], "the answer holds no list of images"),
-    ({"images": [{"id": "..", "name": "x"}]}, "1 of 1 entries are not images with an id"),
-])
-def test_a_malformed_page_is_an_ims_error_that_keeps_what_was_done(fleet, context, answer,
-                                                                   words):
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        ({"images": "x"}, "the answer holds no list of images"),
+        ({"images": [1, "a", None, {}]}, "4 of 4 entries are not images with an id"),
+        ([], "the answer holds no list of images"),
+        ({"images": [{"id": "..", "name": "x"}]}, "1 of 1 entries are not images with an id"),
+    ],
+)
+def test_a_malformed_page_is_an_ims_error_that_keeps_what_was_done(fleet, context, answer, words):
     context.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "10"
     pages = []
 
@@ -94,9 +104,10 @@ def test_an_id_that_is_not_an_image_id_never_builds_a_url(fake, image_id):
 
     gateway = gateway_for(None, fake.endpoint, fake.project_id, Credentials("AK", "SK"))
 
-    for call in (lambda: gateway.update_image(image_id, [{"op": "add", "path": "/x",
-                                                           "value": "1"}]),
-                 lambda: gateway.get_image(image_id)):
+    for call in (
+        lambda: gateway.update_image(image_id, [{"op": "add", "path": "/x", "value": "1"}]),
+        lambda: gateway.get_image(image_id),
+    ):
         with pytest.raises(ImsError, match="is not an image id"):
             call()
     assert fake.calls == []
@@ -127,8 +138,7 @@ def test_an_ims_that_ignores_marker_ends_the_sweep_with_an_error(fleet, context)
 
 def json_page(fleet):
     """The first page as IMS would send it (newest first)."""
-    ordered = sorted(fleet.images.values(), key=lambda i: (i["created_at"], i["id"]),
-                     reverse=True)
+    ordered = sorted(fleet.images.values(), key=lambda i: (i["created_at"], i["id"]), reverse=True)
     return [dict(image) for image in ordered[:10]]
 
 
@@ -155,8 +165,7 @@ def test_images_listed_again_after_a_restart_are_counted_once(fleet, context):
 
 
 def json_page_ids(fleet):
-    return [i["id"] for i in sorted(fleet.images.values(),
-                                    key=lambda i: (-0, i["id"]))]
+    return [i["id"] for i in sorted(fleet.images.values(), key=lambda i: (-0, i["id"]))]
 
 
 # -- 10. every secret the process can see ------------------------------------------------------
@@ -165,14 +174,18 @@ def json_page_ids(fleet):
 ENV_SK = "ENV-ONLY-SECRET-KEY-778899"
 
 
-@pytest.mark.parametrize("echoed", [
-    ENV_SK,  # in the environment, unused: the context supplies the credentials
-    "base64:" + __import__("base64").b64encode(ENV_SK.encode()).decode(),
-    "SK-TEST-SECRET-0002"[:12] + "…",  # a cut-off context secret
-    __import__("base64").b64encode(b"TOKEN-TEST-SECRET-0003").decode().rstrip("="),
-])
-def test_secrets_in_any_form_never_reach_a_result_or_a_log_line(fake, context, monkeypatch,
-                                                                 capsys, echoed):
+@pytest.mark.parametrize(
+    "echoed",
+    [
+        ENV_SK,  # in the environment, unused: the context supplies the credentials
+        "base64:" + __import__("base64").b64encode(ENV_SK.encode()).decode(),
+        "SK-TEST-SECRET-0002"[:12] + "…",  # a cut-off context secret
+        __import__("base64").b64encode(b"TOKEN-TEST-SECRET-0003").decode().rstrip("="),
+    ],
+)
+def test_secrets_in_any_form_never_reach_a_result_or_a_log_line(
+    fake, context, monkeypatch, capsys, echoed
+):
     import json
 
     monkeypatch.setenv("HUAWEICLOUD_SDK_SK", ENV_SK)
@@ -210,7 +223,7 @@ def test_a_sweep_does_not_count_a_change_ims_did_not_keep(fleet, context):
 
 
 def test_a_job_not_found_right_after_creation_is_read_again(fake, context, clock):
-    from conftest import load_event
+    from helpers import load_event
 
     fake.fail_next("GET", 404, "IMG.0001", "The job does not exist.")  # not there yet
 
@@ -222,7 +235,7 @@ def test_a_job_not_found_right_after_creation_is_read_again(fake, context, clock
 
 
 def test_a_job_that_stays_missing_is_not_applicable_within_the_budget(fake, context, clock):
-    from conftest import load_event
+    from helpers import load_event
 
     fake.jobs.clear()
 
@@ -248,9 +261,14 @@ def test_concurrent_invocations_log_their_own_request_ids(capsys):
     images = [fake.add_image({"name": f"Image_{i:02d}"})["id"] for i in range(20)]
     start = threading.Barrier(20)
     with fake.serve() as endpoint:
+
         def invoke(index: int) -> None:
-            context = LocalContext(access_key="AK", secret_key="SK", request_id=f"req-{index:02d}",
-                                   user_data={"IMSGUARD_IMS_ENDPOINT": endpoint})
+            context = LocalContext(
+                access_key="AK",
+                secret_key="SK",
+                request_id=f"req-{index:02d}",
+                user_data={"IMSGUARD_IMS_ENDPOINT": endpoint},
+            )
             start.wait()
             handler({"image_id": images[index]}, context)
 
@@ -263,8 +281,9 @@ def test_concurrent_invocations_log_their_own_request_ids(capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     per_image = [line for line in lines if line.get("image_id") in images]
     assert len(per_image) == 20
-    assert all(line["request_id"] == f"req-{images.index(line['image_id']):02d}"
-               for line in per_image)
+    assert all(
+        line["request_id"] == f"req-{images.index(line['image_id']):02d}" for line in per_image
+    )
 
 
 def test_sweep_workers_log_the_sweeps_request_id(fleet, context, capsys):
@@ -292,12 +311,15 @@ def real_clock(monkeypatch):
     monkeypatch.setattr(app, "CLOCK", SystemClock())
 
 
-@pytest.mark.parametrize("seconds, headers", [(0.3, False), (0.3, True), (60, False)],
-                         ids=["body-trickles", "headers-trickle", "body-stalls"])
-@pytest.mark.parametrize("event", [{"image_id": "IMAGE"}, {"action": "sweep"}],
-                         ids=["event", "sweep"])
-def test_an_answer_that_trickles_in_ends_with_the_invocation(event, seconds, headers,
-                                                             real_clock):
+@pytest.mark.parametrize(
+    "seconds, headers",
+    [(0.3, False), (0.3, True), (60, False)],
+    ids=["body-trickles", "headers-trickle", "body-stalls"],
+)
+@pytest.mark.parametrize(
+    "event", [{"image_id": "IMAGE"}, {"action": "sweep"}], ids=["event", "sweep"]
+)
+def test_an_answer_that_trickles_in_ends_with_the_invocation(event, seconds, headers, real_clock):
     """IMS sends its answer a byte every 0.3 s (the body, or the headers too), or the
     headers and then nothing: no read timeout fires, yet the invocation (5 s, over a real
     loopback IMS) ends on time, with a transient failure rather than an internal error."""
@@ -312,9 +334,12 @@ def test_an_answer_that_trickles_in_ends_with_the_invocation(event, seconds, hea
     fake.trickle_seconds, fake.trickle_headers = seconds, headers
     event = {key: image if value == "IMAGE" else value for key, value in event.items()}
     with fake.serve() as endpoint:
-        context = LocalContext(access_key="AK", secret_key="SK", timeout_ms=5_000,
-                               user_data={"IMSGUARD_IMS_ENDPOINT": endpoint,
-                                          "IMSGUARD_SAFETY_MARGIN_SECONDS": "1"})
+        context = LocalContext(
+            access_key="AK",
+            secret_key="SK",
+            timeout_ms=5_000,
+            user_data={"IMSGUARD_IMS_ENDPOINT": endpoint, "IMSGUARD_SAFETY_MARGIN_SECONDS": "1"},
+        )
         started = time.monotonic()
         try:
             result = handler(event, context)
@@ -328,7 +353,8 @@ def test_an_answer_that_trickles_in_ends_with_the_invocation(event, seconds, hea
         assert result["status"] == "error" and "continuation" in result, result
     else:
         assert result["status"] == "raised TransientFailure" or [
-            r["outcome"] for r in result["results"]] == ["deferred"], result
+            r["outcome"] for r in result["results"]
+        ] == ["deferred"], result
     assert fake.images[image]["name"] == "Trickled_Image"
 
 
@@ -365,10 +391,17 @@ def test_concurrent_invocations_keep_their_own_budgets(slow, real_clock):
     fake.before_request = before_request
     results, took = {}, {}
     with fake.serve() as endpoint:
+
         def invoke(name: str, timeout_ms: int) -> None:
-            context = LocalContext(access_key="AK", secret_key="SK", timeout_ms=timeout_ms,
-                                   user_data={"IMSGUARD_IMS_ENDPOINT": endpoint,
-                                              "IMSGUARD_SAFETY_MARGIN_SECONDS": "1"})
+            context = LocalContext(
+                access_key="AK",
+                secret_key="SK",
+                timeout_ms=timeout_ms,
+                user_data={
+                    "IMSGUARD_IMS_ENDPOINT": endpoint,
+                    "IMSGUARD_SAFETY_MARGIN_SECONDS": "1",
+                },
+            )
             started = time.monotonic()
             try:
                 results[name] = handler({"image_id": images[name]}, context)["results"][0]
@@ -377,9 +410,10 @@ def test_concurrent_invocations_keep_their_own_budgets(slow, real_clock):
             took[name] = time.monotonic() - started
 
         first, second = ("short", "long") if slow == "short" else ("long", "short")
-        threads = [threading.Thread(target=invoke, args=(name, 4_000 if name == "short"
-                                                         else 600_000))
-                   for name in (first, second)]
+        threads = [
+            threading.Thread(target=invoke, args=(name, 4_000 if name == "short" else 600_000))
+            for name in (first, second)
+        ]
         for thread in threads:
             thread.start()
             time.sleep(0.2)

@@ -8,7 +8,7 @@ import logging
 import pytest
 import requests
 
-from conftest import load_event
+from helpers import load_event
 from imsguard.app import TransientFailure, handler
 from imsguard.context import LocalContext
 from imsguard_tools.testing import EXAMPLE_IMAGE_ID
@@ -18,8 +18,12 @@ AK, SK, TOKEN = "AKFAKE00SECRETACCESS", "SKFAKE00SECRETSECRET0000", "TOKENFAKE00
 
 @pytest.fixture
 def secret_context():
-    return LocalContext(access_key=AK, secret_key=SK, security_token=TOKEN,
-                        user_data={"IMSGUARD_LOG_LEVEL": "DEBUG"})
+    return LocalContext(
+        access_key=AK,
+        secret_key=SK,
+        security_token=TOKEN,
+        user_data={"IMSGUARD_LOG_LEVEL": "DEBUG"},
+    )
 
 
 @pytest.fixture
@@ -39,12 +43,15 @@ def assert_clean(*texts):
             assert secret not in text
 
 
-@pytest.mark.parametrize("fault", [
-    None,
-    ("GET", 401, "APIGW.0301", f"Incorrect IAM authentication information: {AK}"),
-    ("PATCH", 403, "IMG.0047", f"token {TOKEN} may not do this"),
-    ("PATCH", 400, "IMG.0001", f"bad request signed with {SK}"),
-])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        None,
+        ("GET", 401, "APIGW.0301", f"Incorrect IAM authentication information: {AK}"),
+        ("PATCH", 403, "IMG.0047", f"token {TOKEN} may not do this"),
+        ("PATCH", 400, "IMG.0001", f"bad request signed with {SK}"),
+    ],
+)
 def test_no_secret_in_logs_or_results(fake, secret_context, everything, capsys, fault):
     if fault:
         fake.fail_next(*fault)
@@ -71,7 +78,8 @@ def test_no_secret_in_the_transient_failure(fake, secret_context, everything, ca
 def test_no_secret_when_the_transport_fails(fake, secret_context, everything, capsys):
     fake.raise_next("PATCH", requests.exceptions.ConnectionError(f"reset while sending {SK}"))
     fake.before_request = lambda method, path: (  # after the PATCH, the re-read fails too
-        fake.fail_next("GET", 500, "IMG.0500", TOKEN, times=4) if method == "PATCH" else None)
+        fake.fail_next("GET", 500, "IMG.0500", TOKEN, times=4) if method == "PATCH" else None
+    )
 
     with pytest.raises(TransientFailure) as failure:
         handler({"image_id": EXAMPLE_IMAGE_ID}, secret_context)
@@ -94,8 +102,12 @@ def test_the_sdk_logger_loses_secrets_too(fake, secret_context):
     keep = Keep()
     sdk_logger.addHandler(keep)
     try:
-        fake.raise_next("GET", requests.exceptions.ConnectionError(
-            requests.packages.urllib3.exceptions.ProtocolError(f"reset by {SK}")))
+        fake.raise_next(
+            "GET",
+            requests.exceptions.ConnectionError(
+                requests.packages.urllib3.exceptions.ProtocolError(f"reset by {SK}")
+            ),
+        )
         handler({"image_id": EXAMPLE_IMAGE_ID}, secret_context)
     finally:
         sdk_logger.removeHandler(keep)
@@ -105,9 +117,12 @@ def test_the_sdk_logger_loses_secrets_too(fake, secret_context):
 def test_no_secret_in_a_refused_continuation(fake, secret_context, clock):
     fake.add_fleet(30)
     secret_context.user_data.update(
-        IMSGUARD_SWEEP_PAGE_SIZE="10", IMSGUARD_SWEEP_CONTINUE="true",
+        IMSGUARD_SWEEP_PAGE_SIZE="10",
+        IMSGUARD_SWEEP_CONTINUE="true",
         IMSGUARD_FUNCTION_URN=f"urn:fss:ap-southeast-1:{fake.project_id}:function:default:f:1",
-        IMSGUARD_FGS_ENDPOINT=fake.fgs_endpoint, IMSGUARD_LOG_LEVEL="INFO")
+        IMSGUARD_FGS_ENDPOINT=fake.fgs_endpoint,
+        IMSGUARD_LOG_LEVEL="INFO",
+    )
     secret_context.timeout_ms = 17_000
     fake.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
     fake.fail_next("POST", 403, "FSS.1403", f"key {AK} may not invoke")

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from conftest import load_event, use_policy
+from helpers import load_event, use_policy
 from imsguard.app import handler
 from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
@@ -26,9 +26,13 @@ def fill(fake, count, bad_every=3):
     ids = []
     for index in range(count):
         bad = index % bad_every == 0
-        image = fake.add_image({
-            "name": f"Image_{index:05d}" if bad else f"image-{index:05d}",
-            "hw_firmware_type": "uefi", "hw_vif_multiqueue_enabled": "true"})
+        image = fake.add_image(
+            {
+                "name": f"Image_{index:05d}" if bad else f"image-{index:05d}",
+                "hw_firmware_type": "uefi",
+                "hw_vif_multiqueue_enabled": "true",
+            }
+        )
         ids.append((image["id"], bad))
     return ids
 
@@ -39,9 +43,13 @@ def sweep(context, **options):
 
 def short_of_time(fleet, context, clock, **settings):
     """Sweeps that continue themselves: pages of 10, 17 s to run, each request 2 s long."""
-    context.user_data.update(IMSGUARD_SWEEP_PAGE_SIZE="10", IMSGUARD_SWEEP_CONTINUE="true",
-                             IMSGUARD_FUNCTION_URN=URN, IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint,
-                             **settings)
+    context.user_data.update(
+        IMSGUARD_SWEEP_PAGE_SIZE="10",
+        IMSGUARD_SWEEP_CONTINUE="true",
+        IMSGUARD_FUNCTION_URN=URN,
+        IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint,
+        **settings,
+    )
     context.timeout_ms = 17_000
     fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
 
@@ -90,7 +98,8 @@ def test_a_page_shorter_than_asked_for_is_not_the_end(fleet, context, page_info)
 
     assert report["examined"] == 50 and report["status"] == "ok"
     assert sorted(c.path.rsplit("/", 1)[1] for c in fleet.patches) == sorted(
-        i for i, bad in images if bad)
+        i for i, bad in images if bad
+    )
     assert len(lists(fleet)) == math.ceil(50 / 7) + (0 if page_info else 1)
 
 
@@ -100,43 +109,58 @@ def test_only_active_private_images_are_listed_and_since_filters_server_side(fle
     sweep(context, since="2026-01-01T00:00:01Z")
 
     query = lists(fleet)[0].query
-    assert query == {"__imagetype": "private", "status": "active", "limit": "500",
-                     "created_at": "gt:2026-01-01T00:00:01Z"}
+    assert query == {
+        "__imagetype": "private",
+        "status": "active",
+        "limit": "500",
+        "created_at": "gt:2026-01-01T00:00:01Z",
+    }
 
 
 def test_guardrail_count_changes_nothing_and_reports_every_image(fleet, context, tmp_path):
     fill(fleet, 30)
-    use_policy(context, tmp_path,
-               "version: 1\nmax_updates: 5\nrules:\n  - {name: names, kind: name}\n")
+    use_policy(
+        context, tmp_path, "version: 1\nmax_updates: 5\nrules:\n  - {name: names, kind: name}\n"
+    )
 
     report = sweep(context)
 
     assert fleet.patches == []
     assert report["summary"] == {"compliant": 20, "would_update": 10}
-    assert report["guardrail"] == ("10 images would change, more than max_updates 5; nothing "
-                                   "was changed; the changes held back are listed under "
-                                   "would_change")
+    assert report["guardrail"] == (
+        "10 images would change, more than max_updates 5; nothing "
+        "was changed; the changes held back are listed under "
+        "would_change"
+    )
     held = [r for r in report["results"] if r["outcome"] == "would_update"]
     assert len(held) == 10 and all(r["reason"] == report["guardrail"] for r in held)
     assert [(c["image_id"], c["before"]) for c in report["would_change"]] == [
-        (r["image_id"], {"name": fleet.images[r["image_id"]]["name"]}) for r in held]
+        (r["image_id"], {"name": fleet.images[r["image_id"]]["name"]}) for r in held
+    ]
 
 
 def test_guardrail_percent(fleet, context, tmp_path):
     fill(fleet, 30)
-    use_policy(context, tmp_path,
-               "version: 1\nmax_updates_percent: 30\nrules:\n  - {name: n, kind: name}\n")
+    use_policy(
+        context,
+        tmp_path,
+        "version: 1\nmax_updates_percent: 30\nrules:\n  - {name: n, kind: name}\n",
+    )
 
     report = sweep(context)
 
-    assert fleet.patches == [] and "(33.3%), more than max_updates_percent 30" in \
-        report["guardrail"]
+    assert (
+        fleet.patches == [] and "(33.3%), more than max_updates_percent 30" in report["guardrail"]
+    )
 
 
 def test_within_the_guardrail_changes_are_made(fleet, context, tmp_path):
     fill(fleet, 30)
-    use_policy(context, tmp_path, "version: 1\nmax_updates: 10\nmax_updates_percent: 34\n"
-               "rules:\n  - {name: n, kind: name}\n")
+    use_policy(
+        context,
+        tmp_path,
+        "version: 1\nmax_updates: 10\nmax_updates_percent: 34\nrules:\n  - {name: n, kind: name}\n",
+    )
 
     assert sweep(context)["summary"] == {"compliant": 20, "updated": 10}
     assert len(fleet.patches) == 10
@@ -148,8 +172,7 @@ def test_dry_run_sweep_sends_nothing(fleet, context):
     report = sweep(context, dry_run=True)
 
     assert fleet.patches == []
-    assert report["dry_run"] is True and report["summary"] == {"compliant": 6,
-                                                               "would_update": 3}
+    assert report["dry_run"] is True and report["summary"] == {"compliant": 6, "would_update": 3}
 
 
 def test_out_of_time_returns_a_continuation_and_the_next_run_finishes(fleet, context, clock):
@@ -174,7 +197,8 @@ def test_out_of_time_returns_a_continuation_and_the_next_run_finishes(fleet, con
     assert len(reports) > 1
     assert seen == {i for i, _ in images}
     assert sorted(c.path for c in fleet.patches) == sorted(
-        f"/v2/cloudimages/{i}" for i, bad in images if bad)
+        f"/v2/cloudimages/{i}" for i, bad in images if bad
+    )
 
 
 def test_continuation_invokes_the_function_again_through_functiongraph(fleet, context, clock):
@@ -186,15 +210,21 @@ def test_continuation_invokes_the_function_again_through_functiongraph(fleet, co
     assert first["continued"]["started"] is True
     (invocation,) = fleet.invocations
     assert invocation["function_urn"] == URN
-    assert invocation["body"] == {"action": "sweep", "dry_run": True, "since": "2025-01-01",
-                                  "hop": 1, "marker": first["continuation"]["marker"],
-                                  "examined_before": first["examined"],
-                                  "planned_before": first["summary"]["would_update"]}
+    assert invocation["body"] == {
+        "action": "sweep",
+        "dry_run": True,
+        "since": "2025-01-01",
+        "hop": 1,
+        "marker": first["continuation"]["marker"],
+        "examined_before": first["examined"],
+        "planned_before": first["summary"]["would_update"],
+    }
     clock.elapsed = 0
-    second = handler(invocation["body"], context)   # what FunctionGraph would deliver
+    second = handler(invocation["body"], context)  # what FunctionGraph would deliver
     assert second["trigger"] == "sweep (direct, continuation 1)"
     assert {r["image_id"] for r in first["results"]}.isdisjoint(
-        r["image_id"] for r in second["results"])
+        r["image_id"] for r in second["results"]
+    )
 
 
 def test_continuations_stop_after_max_hops(fleet, context, clock):
@@ -202,8 +232,10 @@ def test_continuations_stop_after_max_hops(fleet, context, clock):
     short_of_time(fleet, context, clock, IMSGUARD_SWEEP_MAX_HOPS="2")
     report = sweep(context, hop=2)
 
-    assert report["continued"] == {"started": False, "reason": (
-        "IMSGUARD_SWEEP_MAX_HOPS (2) continuations already made")}
+    assert report["continued"] == {
+        "started": False,
+        "reason": ("IMSGUARD_SWEEP_MAX_HOPS (2) continuations already made"),
+    }
     assert fleet.invocations == []
 
 
@@ -231,14 +263,16 @@ def test_results_are_capped_but_counts_are_whole(fleet, context):
 
 
 def test_needs_attention_lists_what_imsguard_cannot_fix(fleet, context):
-    fleet.add_image({"name": "___", "hw_firmware_type": "uefi",
-                     "hw_vif_multiqueue_enabled": "true"})
+    fleet.add_image(
+        {"name": "___", "hw_firmware_type": "uefi", "hw_vif_multiqueue_enabled": "true"}
+    )
     fill(fleet, 2)
 
     report = sweep(context)
 
     assert [(r["image_name"], r["outcome"]) for r in report["needs_attention"]] == [
-        ("___", "non_compliant")]
+        ("___", "non_compliant")
+    ]
 
 
 def test_patches_run_concurrently_but_never_more_than_the_setting(context):
@@ -272,17 +306,20 @@ def test_patches_run_concurrently_but_never_more_than_the_setting(context):
     assert state["most"] == 4
 
 
-@pytest.mark.parametrize(("event", "words"), [
-    ({"action": "sweep", "since": "yesterday"}, "since: not a date"),
-    ({"action": "sweep", "limit": -1}, "limit"),
-    ({"action": "sweep", "limit": "10"}, "limit"),
-    ({"action": "sweep", "bogus": 1}, "bogus"),
-    ({"action": "sweep", "marker": "../x"}, "marker: not an image id"),
-    ({"action": "clean"}, "unknown action 'clean'"),
-    ({**load_event("timer.json"), "user_event": "please sweep"}, "user_event is not JSON"),
-    ({**load_event("timer.json"), "user_event": "[1]"}, "must be a JSON object"),
-    ({**load_event("timer.json"), "user_event": "{\"dry_run\": \"yes\"}"}, "dry_run"),
-])
+@pytest.mark.parametrize(
+    ("event", "words"),
+    [
+        ({"action": "sweep", "since": "yesterday"}, "since: not a date"),
+        ({"action": "sweep", "limit": -1}, "limit"),
+        ({"action": "sweep", "limit": "10"}, "limit"),
+        ({"action": "sweep", "bogus": 1}, "bogus"),
+        ({"action": "sweep", "marker": "../x"}, "marker: not an image id"),
+        ({"action": "clean"}, "unknown action 'clean'"),
+        ({**load_event("timer.json"), "user_event": "please sweep"}, "user_event is not JSON"),
+        ({**load_event("timer.json"), "user_event": "[1]"}, "must be a JSON object"),
+        ({**load_event("timer.json"), "user_event": '{"dry_run": "yes"}'}, "dry_run"),
+    ],
+)
 def test_invalid_sweep_options_change_nothing(fleet, context, event, words):
     fill(fleet, 3)
 
@@ -298,10 +335,13 @@ def test_a_marker_the_api_rejects_starts_the_listing_again(fleet, context):
     report = sweep(context, marker="00000000-0000-4000-8000-000000000000")
 
     assert report["status"] == "ok" and report["examined"] == 3
-    assert report["notes"] == ["the marker no longer exists; the listing started again from "
-                               "the newest image"]
+    assert report["notes"] == [
+        "the marker no longer exists; the listing started again from the newest image"
+    ]
     assert [c.query.get("marker") for c in lists(fleet)][:2] == [
-        "00000000-0000-4000-8000-000000000000", None]
+        "00000000-0000-4000-8000-000000000000",
+        None,
+    ]
     assert len(lists(fleet)) == 3  # then on from the last image, to an empty page
     assert len(fleet.patches) == 1
 
@@ -319,8 +359,9 @@ def test_an_image_deleted_under_the_marker_mid_sweep(fleet, context):
     report = sweep(context)
 
     assert report["status"] == "ok"
-    assert report["notes"] == ["the marker's image no longer exists; the listing went on "
-                               "from its creation time"]
+    assert report["notes"] == [
+        "the marker's image no longer exists; the listing went on from its creation time"
+    ]
     assert "continuation" not in report
     patched = sorted(c.path.rsplit("/", 1)[1] for c in fleet.patches)
     assert patched == sorted(i for i, bad in images if bad and i in fleet.images)
@@ -342,7 +383,7 @@ def test_a_page_failing_after_retries_changes_nothing(fleet, context):
 
     assert report["status"] == "error" and "APIGW.0203" in report["error"]
     assert fleet.patches == []  # the first page's plans are not applied either
-    assert report["continuation"]["marker"] is None   # where this run started
+    assert report["continuation"]["marker"] is None  # where this run started
     assert report["summary"]["would_update"] == 3
     assert len(lists(fleet)) == 5  # the first page, then the second tried four times
 
@@ -379,9 +420,13 @@ def test_the_guardrail_counts_the_whole_sweep_across_hops(fleet, context, clock,
     fill(fleet, 60)
     policy = tmp_path / "policy.yaml"
     policy.write_text("version: 1\nmax_updates: 5\nrules:\n  - {name: names, kind: name}\n")
-    context.user_data.update(IMSGUARD_POLICY=str(policy), IMSGUARD_SWEEP_PAGE_SIZE="10",
-                             IMSGUARD_SWEEP_CONTINUE="true", IMSGUARD_FUNCTION_URN=URN,
-                             IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint)
+    context.user_data.update(
+        IMSGUARD_POLICY=str(policy),
+        IMSGUARD_SWEEP_PAGE_SIZE="10",
+        IMSGUARD_SWEEP_CONTINUE="true",
+        IMSGUARD_FUNCTION_URN=URN,
+        IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint,
+    )
     context.timeout_ms = 17_000
     fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
     event = {"action": "sweep"}
@@ -398,8 +443,9 @@ def test_the_guardrail_counts_the_whole_sweep_across_hops(fleet, context, clock,
 
 def test_dry_run_reports_the_guardrail_too(fleet, context, tmp_path):
     fill(fleet, 30)
-    use_policy(context, tmp_path,
-               "version: 1\nmax_updates: 5\nrules:\n  - {name: names, kind: name}\n")
+    use_policy(
+        context, tmp_path, "version: 1\nmax_updates: 5\nrules:\n  - {name: names, kind: name}\n"
+    )
 
     report = sweep(context, dry_run=True)
 
@@ -410,9 +456,12 @@ def test_dry_run_reports_the_guardrail_too(fleet, context, tmp_path):
 
 def test_a_hop_whose_first_page_ran_out_of_time_still_continues(fleet, context, clock):
     fill(fleet, 10, bad_every=1)
-    context.user_data.update(IMSGUARD_SWEEP_CONTINUE="true", IMSGUARD_FUNCTION_URN=URN,
-                             IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint,
-                             IMSGUARD_SWEEP_CONCURRENCY="1")
+    context.user_data.update(
+        IMSGUARD_SWEEP_CONTINUE="true",
+        IMSGUARD_FUNCTION_URN=URN,
+        IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint,
+        IMSGUARD_SWEEP_CONCURRENCY="1",
+    )
     context.timeout_ms = 20_000
     fleet.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 1)
 
@@ -435,7 +484,7 @@ def test_max_hops_boundary(fleet, context, clock, hop, started):
 
 
 def test_rate_limit_is_neither_exceeded_nor_overdone(fleet, context, clock):
-    fill(fleet, 30, bad_every=1)   # two list requests (the last one empty), then 30 PATCHes
+    fill(fleet, 30, bad_every=1)  # two list requests (the last one empty), then 30 PATCHes
     context.user_data["IMSGUARD_SWEEP_RATE"] = "5"
 
     sweep(context)
@@ -451,19 +500,26 @@ def test_a_since_out_of_range_is_refused(fleet, context):
     assert report["status"] == "invalid" and "since" in report["reason"]
 
 
-def test_images_deferred_while_applying_are_counted_once_by_the_guardrail(fleet, context, clock,
-                                                                        tmp_path):
+def test_images_deferred_while_applying_are_counted_once_by_the_guardrail(
+    fleet, context, clock, tmp_path
+):
     """Issue 12, point 4: a hop that runs out of time while applying hands its deferred
     images on; the next hop lists them again and must not count them a second time."""
     fill(fleet, 300, bad_every=3)  # 100 out of line
-    use_policy(context, tmp_path, "version: 1\nmax_updates: 100\n"
-               "rules:\n  - {name: names, kind: name}\n")
-    context.user_data.update(IMSGUARD_SWEEP_PAGE_SIZE="100", IMSGUARD_SWEEP_CONTINUE="true",
-                             IMSGUARD_FUNCTION_URN=URN, IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint,
-                             IMSGUARD_SWEEP_RATE="1000")
+    use_policy(
+        context, tmp_path, "version: 1\nmax_updates: 100\nrules:\n  - {name: names, kind: name}\n"
+    )
+    context.user_data.update(
+        IMSGUARD_SWEEP_PAGE_SIZE="100",
+        IMSGUARD_SWEEP_CONTINUE="true",
+        IMSGUARD_FUNCTION_URN=URN,
+        IMSGUARD_FGS_ENDPOINT=fleet.fgs_endpoint,
+        IMSGUARD_SWEEP_RATE="1000",
+    )
     context.timeout_ms = 40_000
     fleet.before_request = lambda method, path: setattr(
-        clock, "elapsed", clock.elapsed + (2 if method == "GET" else 0.6))
+        clock, "elapsed", clock.elapsed + (2 if method == "GET" else 0.6)
+    )
     event = {"action": "sweep"}
     reports = []
     for _ in range(10):

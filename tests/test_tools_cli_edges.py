@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import EVENTS
+from helpers import EVENTS
 from imsguard_tools.cases import complete_image
 from imsguard_tools.cli import main
 
@@ -24,8 +24,9 @@ SAMPLE_IMAGE_ID = "33ad552d-1149-471c-8190-ff6776174a00"
 def run_until_the_reader_goes(*args: str) -> subprocess.CompletedProcess[bytes]:
     """Run the CLI with stdout on a pipe whose reader closes it after 100 bytes (``| head``)."""
     command = [sys.executable, "-m", "imsguard_tools.cli", *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=os.environ.copy())
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy()
+    )
     assert process.stdout is not None and process.stderr is not None
     first = process.stdout.read(100)
     process.stdout.close()
@@ -49,20 +50,40 @@ def test_a_sweep_out_of_time_before_any_image_says_run_it_again(capsys):
 
     out = capsys.readouterr().out
     assert "None" not in out
-    assert ("not finished (out of time): no image was finished in time: run `imsguard sweep "
-            "--fake` again with a --timeout longer than 10.5 s") in out
+    assert (
+        "not finished (out of time): no image was finished in time: run `imsguard sweep "
+        "--fake` again with a --timeout longer than 10.5 s"
+    ) in out
 
 
 def test_a_sweep_out_of_time_after_a_marker_says_where_to_go_on(capsys):
-    assert main(["sweep", "--fake", "--dry-run", "--since", "2020-01-01", "--timeout", "10.5",
-                 "--marker", SAMPLE_IMAGE_ID]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--fake",
+                "--dry-run",
+                "--since",
+                "2020-01-01",
+                "--timeout",
+                "10.5",
+                "--marker",
+                SAMPLE_IMAGE_ID,
+            ]
+        )
+        == 0
+    )
 
-    assert ("continue with: imsguard sweep --fake --dry-run --since 2020-01-01 --timeout 10.5 "
-            f"--marker {SAMPLE_IMAGE_ID}\n") in capsys.readouterr().out
+    assert (
+        "continue with: imsguard sweep --fake --dry-run --since 2020-01-01 --timeout 10.5 "
+        f"--marker {SAMPLE_IMAGE_ID}\n"
+    ) in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("timeout", "margin"), [("5", None), ("10", None), ("30", "30"),
-                                                 ("-1", None), ("nan", None), ("inf", "20")])
+@pytest.mark.parametrize(
+    ("timeout", "margin"),
+    [("5", None), ("10", None), ("30", "30"), ("-1", None), ("nan", None), ("inf", "20")],
+)
 def test_a_timeout_within_the_safety_margin_is_refused(capsys, monkeypatch, timeout, margin):
     from imsguard import app
 
@@ -113,12 +134,25 @@ def test_the_sweep_text_lists_what_the_report_holds(capsys, monkeypatch):
     """The printing alone, on a report as the sweep writes it: counts from the summary."""
     from imsguard import app
 
-    entry = {"image_id": SAMPLE_IMAGE_ID, "image_name": None, "reason": "held back",
-             "operations": [{"op": "replace", "path": "/name", "value": "x"}]}
-    report = {"status": "ok", "trigger": "sweep", "dry_run": False, "examined": 3000,
-              "summary": {"would_update": 1500, "compliant": 1500}, "rules": {},
-              "changed": [], "would_change": [entry] * 12, "needs_attention": [entry] * 12,
-              "results": [entry] * 12, "truncated": True}
+    entry = {
+        "image_id": SAMPLE_IMAGE_ID,
+        "image_name": None,
+        "reason": "held back",
+        "operations": [{"op": "replace", "path": "/name", "value": "x"}],
+    }
+    report = {
+        "status": "ok",
+        "trigger": "sweep",
+        "dry_run": False,
+        "examined": 3000,
+        "summary": {"would_update": 1500, "compliant": 1500},
+        "rules": {},
+        "changed": [],
+        "would_change": [entry] * 12,
+        "needs_attention": [entry] * 12,
+        "results": [entry] * 12,
+        "truncated": True,
+    }
     monkeypatch.setattr(app, "handler", lambda event, context: report)
 
     assert main(["sweep", "--fake"]) == 0
@@ -140,14 +174,14 @@ def test_explain_completes_an_image_file_as_test_cases_do(tmp_path, capsys):
     cases.write_text("cases: [{name: x, image: {name: ims_test}, expect: {}}]\n")
     (case,) = run_cases(load_policy(DEFAULT_POLICY), load_cases(cases), None)
 
-    assert main(["explain", str(DEFAULT_POLICY), "--image", str(image), "--output",
-                 "json"]) == 0
+    assert main(["explain", str(DEFAULT_POLICY), "--image", str(image), "--output", "json"]) == 0
 
     report = json.loads(capsys.readouterr().out)
     assert report["outcome"] == case.actual["outcome"] == "updated"
     assert report["operations"] == case.actual["operations"]
-    assert report["assumed"] == {k: v for k, v in complete_image({}, CASE_PROJECT).items()
-                                 if k != "name"}
+    assert report["assumed"] == {
+        k: v for k, v in complete_image({}, CASE_PROJECT).items() if k != "name"
+    }
 
 
 def test_explain_text_says_what_it_assumed_and_never_none(tmp_path, capsys):
@@ -166,44 +200,55 @@ def test_explain_text_says_what_it_assumed_and_never_none(tmp_path, capsys):
 def test_explain_keeps_the_files_owner(capsys):
     sample = ROOT / "tools/imsguard_tools/samples/example-image.json"
 
-    assert main(["explain", str(DEFAULT_POLICY), "--image", str(sample), "--project-id",
-                 "f" * 32]) == 0
+    assert (
+        main(["explain", str(DEFAULT_POLICY), "--image", str(sample), "--project-id", "f" * 32])
+        == 0
+    )
     assert "ran now: not_applicable (owned by another project)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("image", "why"), [
-    ("{name: ims_test, owner: ffffffffffffffffffffffffffffffff}",
-     "the image is out of scope (owned by another project)"),
-    ("{name: ims_test, status: queued}", "the image is out of scope (the image is queued"),
-    ("{name: ims_test, tags: [imsguard-exempt=yes]}", "the image is exempt ("),
-])
+@pytest.mark.parametrize(
+    ("image", "why"),
+    [
+        (
+            "{name: ims_test, owner: ffffffffffffffffffffffffffffffff}",
+            "the image is out of scope (owned by another project)",
+        ),
+        ("{name: ims_test, status: queued}", "the image is out of scope (the image is queued"),
+        ("{name: ims_test, tags: [imsguard-exempt=yes]}", "the image is exempt ("),
+    ],
+)
 def test_test_says_an_image_out_of_scope_is_out_of_scope(tmp_path, capsys, image, why):
     cases = tmp_path / "cases.yaml"
-    cases.write_text("cases:\n"
-                     f"  - name: out\n    image: {image}\n"
-                     "    expect: {rules: {kebab-case-name: violation},\n"
-                     "             fixes: {kebab-case-name: fixed}}\n")
+    cases.write_text(
+        "cases:\n"
+        f"  - name: out\n    image: {image}\n"
+        "    expect: {rules: {kebab-case-name: violation},\n"
+        "             fixes: {kebab-case-name: fixed}}\n"
+    )
 
     assert main(["test", str(DEFAULT_POLICY), str(cases)]) == 1
 
     out = capsys.readouterr().out
     assert "has no rule" not in out
-    assert (f"rule kebab-case-name: expected violation, but no rule was checked: {why}"
-            in out)
+    assert f"rule kebab-case-name: expected violation, but no rule was checked: {why}" in out
     assert f"fix of kebab-case-name: expected fixed, but no rule was checked: {why}" in out
 
 
 def test_test_still_says_when_the_policy_has_no_such_rule(tmp_path, capsys):
     cases = tmp_path / "cases.yaml"
-    cases.write_text("cases: [{name: x, image: {owner: ffffffffffffffffffffffffffffffff},\n"
-                     "          expect: {rules: {no-such-rule: violation}}}]\n")
+    cases.write_text(
+        "cases: [{name: x, image: {owner: ffffffffffffffffffffffffffffffff},\n"
+        "          expect: {rules: {no-such-rule: violation}}}]\n"
+    )
 
     assert main(["test", str(DEFAULT_POLICY), str(cases)]) == 1
     assert "rule no-such-rule: the policy has no rule 'no-such-rule'" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", [["invoke", str(EVENTS / "direct_image.json"), "--fake"],
-                                     ["sweep", "--fake"]])
+@pytest.mark.parametrize(
+    "command", [["invoke", str(EVENTS / "direct_image.json"), "--fake"], ["sweep", "--fake"]]
+)
 def test_the_log_level_is_one_of_the_four(capsys, command):
     with pytest.raises(SystemExit) as exited:
         main([*command, "--log-level", "LOUD"])
@@ -253,7 +298,6 @@ def test_quiet_stream_passes_everything_through_until_the_reader_goes():
     stream.flush()
 
     assert inner.getvalue() == "one\n" and stream.gone
-
 
 
 def test_after_the_reader_goes_the_interpreters_last_flush_is_quiet():

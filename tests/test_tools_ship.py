@@ -20,20 +20,22 @@ from imsguard_tools.package import PackageError, build_package
 ROOT = Path(__file__).parents[1]
 DEFAULT_POLICY = ROOT / "function/policy.yaml"
 # Two problems: an attribute value and a template field.
-BROKEN = ("version: 1\n"
-          "rules:\n"
-          "  - {name: ram, kind: set, set: {min_ram: big}}\n"
-          "  - {name: names, kind: name, template: '{nope}'}\n")
-GOOD = ("version: 1\n"
-        "rules:\n"
-        "  - {name: names, kind: name, pattern: '^[a-z0-9-]+$'}\n")
-CASES = ("cases:\n"
-         "  - name: a good name\n"
-         "    image: {name: web-01}\n"
-         "    expect: {outcome: compliant}\n"
-         "  - name: a bad name\n"
-         "    image: {name: Web_01}\n"
-         "    expect: {outcome: %s}\n")
+BROKEN = (
+    "version: 1\n"
+    "rules:\n"
+    "  - {name: ram, kind: set, set: {min_ram: big}}\n"
+    "  - {name: names, kind: name, template: '{nope}'}\n"
+)
+GOOD = "version: 1\nrules:\n  - {name: names, kind: name, pattern: '^[a-z0-9-]+$'}\n"
+CASES = (
+    "cases:\n"
+    "  - name: a good name\n"
+    "    image: {name: web-01}\n"
+    "    expect: {outcome: compliant}\n"
+    "  - name: a bad name\n"
+    "    image: {name: Web_01}\n"
+    "    expect: {outcome: %s}\n"
+)
 
 
 @pytest.fixture
@@ -63,13 +65,17 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 def no_pip(monkeypatch):
     """pip "installs" nothing: the package is the code root alone, built offline."""
-    monkeypatch.setattr(package.subprocess, "run",
-                        lambda command, **kw: subprocess.CompletedProcess(command, 0, "", ""))
+    monkeypatch.setattr(
+        package.subprocess,
+        "run",
+        lambda command, **kw: subprocess.CompletedProcess(command, 0, "", ""),
+    )
 
 
 @pytest.mark.parametrize("command", [["package"], ["deploy", "--fake", "--dry-run"]])
 def test_an_invalid_policy_is_refused_with_every_problem_and_nothing_is_built(
-        tmp_path, capsys, no_build, command):
+    tmp_path, capsys, no_build, command
+):
     bad = write(tmp_path, "bad.yaml", BROKEN)
 
     assert main([*command, "--policy", str(bad)]) == 2
@@ -144,26 +150,31 @@ def test_package_ships_exactly_the_given_policy(tmp_path, capsys, monkeypatch):
     given = write(tmp_path, "mine.yaml", "# ours\n" + GOOD)
     no_pip(monkeypatch)
     real = package.build_package
-    monkeypatch.setattr(package, "build_package",
-                        lambda *a, **k: real(*a, out_dir=tmp_path / "dist", **k))
+    monkeypatch.setattr(
+        package, "build_package", lambda *a, **k: real(*a, out_dir=tmp_path / "dist", **k)
+    )
 
     assert main(["package", "--policy", str(given), "--output", "json"]) == 0
 
     report = json.loads(capsys.readouterr().out)
-    assert report["policy"] == {"file": str(given), "packaged_as": "policy.yaml", "cases": None,
-                                "cases_passed": 0}
+    assert report["policy"] == {
+        "file": str(given),
+        "packaged_as": "policy.yaml",
+        "cases": None,
+        "cases_passed": 0,
+    }
     with zipfile.ZipFile(report["path"]) as archive:
         assert archive.read("policy.yaml") == given.read_bytes()
-        assert [n for n in archive.namelist() if n.endswith((".yaml", ".yml"))] == [
-            "policy.yaml"]
+        assert [n for n in archive.namelist() if n.endswith((".yaml", ".yml"))] == ["policy.yaml"]
 
 
 def test_the_policy_goes_in_under_the_name_the_settings_give(tmp_path, monkeypatch):
     given = write(tmp_path, "mine.yaml", GOOD)
     no_pip(monkeypatch)
 
-    built = build_package("3.10", tmp_path / "dist", policy=given,
-                          policy_name="./policies/team.yaml")
+    built = build_package(
+        "3.10", tmp_path / "dist", policy=given, policy_name="./policies/team.yaml"
+    )
 
     with zipfile.ZipFile(built.path) as archive:
         assert archive.read("policies/team.yaml") == given.read_bytes()
@@ -171,10 +182,10 @@ def test_the_policy_goes_in_under_the_name_the_settings_give(tmp_path, monkeypat
         assert "index.py" in archive.namelist()
 
 
-@pytest.mark.parametrize("name", ["/etc/policy.yaml", "../policy.yaml", "a/../../p.yaml", "",
-                                  ".", "policies\\team.yaml"])
-def test_a_policy_name_the_package_cannot_hold_is_refused_before_pip(tmp_path, monkeypatch,
-                                                                   name):
+@pytest.mark.parametrize(
+    "name", ["/etc/policy.yaml", "../policy.yaml", "a/../../p.yaml", "", ".", "policies\\team.yaml"]
+)
+def test_a_policy_name_the_package_cannot_hold_is_refused_before_pip(tmp_path, monkeypatch, name):
     monkeypatch.setattr(package.subprocess, "run", lambda *a, **k: pytest.fail("pip ran"))
 
     with pytest.raises(PackageError, match="relative to the code root"):
@@ -186,8 +197,7 @@ def test_a_policy_name_that_would_replace_code_is_refused(tmp_path, monkeypatch)
     no_pip(monkeypatch)
 
     with pytest.raises(PackageError, match=r"imsguard/app\.py from the policy would overwrite"):
-        build_package("3.10", tmp_path, policy=DEFAULT_POLICY,
-                      policy_name="imsguard/app.py")
+        build_package("3.10", tmp_path, policy=DEFAULT_POLICY, policy_name="imsguard/app.py")
 
 
 def test_an_absolute_policy_in_the_template_is_refused_by_package(checkout, capsys, no_build):
@@ -199,13 +209,13 @@ def test_an_absolute_policy_in_the_template_is_refused_by_package(checkout, caps
     assert "must be a path relative to the code root" in capsys.readouterr().err
 
 
-def test_deploy_with_a_policy_uploads_it_where_the_settings_point(tmp_path, capsys,
-                                                                  monkeypatch):
+def test_deploy_with_a_policy_uploads_it_where_the_settings_point(tmp_path, capsys, monkeypatch):
     given = write(tmp_path, "mine.yaml", "# ours\n" + GOOD)
     no_pip(monkeypatch)
     real = package.build_package
-    monkeypatch.setattr(package, "build_package",
-                        lambda *a, **k: real(*a, out_dir=tmp_path / "dist", **k))
+    monkeypatch.setattr(
+        package, "build_package", lambda *a, **k: real(*a, out_dir=tmp_path / "dist", **k)
+    )
     uploaded = {}
 
     def record(self, steps):
@@ -226,16 +236,19 @@ def test_deploy_with_a_policy_uploads_it_where_the_settings_point(tmp_path, caps
         assert sent.read(shipped_as) == given.read_bytes()
 
 
-def test_deploy_refuses_a_package_without_the_policy_the_settings_name(tmp_path, capsys,
-                                                                       monkeypatch):
+def test_deploy_refuses_a_package_without_the_policy_the_settings_name(
+    tmp_path, capsys, monkeypatch
+):
     empty = tmp_path / "empty.zip"
     with zipfile.ZipFile(empty, "w") as archive:
         archive.writestr("index.py", "")
     monkeypatch.setattr("imsguard_tools.deploy.build_client", lambda *a: pytest.fail("called"))
 
     assert main(["deploy", "--fake", "--dry-run", "--package", str(empty)]) == 2
-    assert (f"{empty} holds no policy.yaml, the policy the template's IMSGUARD_POLICY names"
-            in capsys.readouterr().err)
+    assert (
+        f"{empty} holds no policy.yaml, the policy the template's IMSGUARD_POLICY names"
+        in capsys.readouterr().err
+    )
 
 
 def test_deploy_refuses_a_package_that_is_no_zip(tmp_path, capsys):
@@ -257,8 +270,10 @@ def test_deploy_refuses_a_package_whose_policy_does_not_load(tmp_path, capsys, m
     broken = tmp_path / "broken.zip"
     with zipfile.ZipFile(broken, "w") as archive:
         archive.writestr("index.py", "")
-        archive.writestr("policy.yaml", "version: 1\nrules:\n  - name: boot\n    kind: set\n"
-                                        "    set: {hw_firmware_typ: uefi}\n")
+        archive.writestr(
+            "policy.yaml",
+            "version: 1\nrules:\n  - name: boot\n    kind: set\n    set: {hw_firmware_typ: uefi}\n",
+        )
     monkeypatch.setattr("imsguard_tools.deploy.build_client", lambda *a: pytest.fail("called"))
 
     assert main(["deploy", "--fake", "--dry-run", "--package", str(broken)]) == 2

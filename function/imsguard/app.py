@@ -34,8 +34,16 @@ PROGRESS: Any = None  # the CLI puts a progress callback here for sweeps
 # Credentials the process may see besides the context's: redacted whether used or not.
 ENVIRONMENT_SECRETS = ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN")
 # Every outcome a result entry can have ("exempt" comes with exemptions in policies).
-OUTCOMES = ("updated", "would_update", "compliant", "non_compliant", "exempt",
-            "not_applicable", "deferred", "error")
+OUTCOMES = (
+    "updated",
+    "would_update",
+    "compliant",
+    "non_compliant",
+    "exempt",
+    "not_applicable",
+    "deferred",
+    "error",
+)
 
 
 class TransientFailure(RuntimeError):
@@ -69,12 +77,17 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         return _stop("error", f"internal error: {type(exc).__name__}: {redact(str(exc))}")
     retryable = [r for r in report["results"] if r.get("retryable")]
     if retryable and "examined" not in report:  # a sweep reports and goes on; events retry
-        subjects = ", ".join(str(r.get("image_id") or r.get("job_id") or r.get("name"))
-                             for r in retryable[:10])
-        log(logging.ERROR, "transient IMS failures; raising for FunctionGraph to retry",
-            images=len(retryable))
-        raise TransientFailure(f"IMS failed transiently for {len(retryable)} image(s) after "
-                               f"retries: {subjects}")
+        subjects = ", ".join(
+            str(r.get("image_id") or r.get("job_id") or r.get("name")) for r in retryable[:10]
+        )
+        log(
+            logging.ERROR,
+            "transient IMS failures; raising for FunctionGraph to retry",
+            images=len(retryable),
+        )
+        raise TransientFailure(
+            f"IMS failed transiently for {len(retryable)} image(s) after retries: {subjects}"
+        )
     return report
 
 
@@ -88,28 +101,37 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
     try:  # before the event: while the policy is broken, every invocation says so, loudly
         policy = cached_policy(settings.policy_path)
     except PolicyError as exc:
-        log(logging.ERROR, "invalid policy: every invocation fails until it is fixed",
-            policy=exc.source, problems=exc.problems)
+        log(
+            logging.ERROR,
+            "invalid policy: every invocation fails until it is fixed",
+            policy=exc.source,
+            problems=exc.problems,
+        )
         raise InvalidPolicy(redact(str(exc)), [redact(p) for p in exc.problems]) from None
     parsed = parse_event(event)
     if isinstance(parsed, Skip):
         log(logging.INFO, "event skipped", status=parsed.status, reason=parsed.reason)
         return _stop(parsed.status, parsed.reason)
     if not settings.project_id:
-        return _stop("error", "configuration: no project id (RUNTIME_PROJECT_ID or "
-                              "IMSGUARD_PROJECT_ID)")
+        return _stop(
+            "error", "configuration: no project id (RUNTIME_PROJECT_ID or IMSGUARD_PROJECT_ID)"
+        )
     credentials = read_credentials(context)
     if credentials is not None:
         keep_secret(*credentials)
     keep_secret(*(os.environ.get(key) for key in ENVIRONMENT_SECRETS))  # even if unused
     if credentials is None:
-        return _stop("error", "configuration: no credentials (give the function an agency, or "
-                              "set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK)")
+        return _stop(
+            "error",
+            "configuration: no credentials (give the function an agency, or "
+            "set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK)",
+        )
     from imsguard.ims import gateway_for  # the SDK loads only when there is work to do
 
     try:
-        gateway = gateway_for(settings.region, settings.ims_endpoint, settings.project_id,
-                              credentials)
+        gateway = gateway_for(
+            settings.region, settings.ims_endpoint, settings.project_id, credentials
+        )
     except ValueError as exc:
         return _stop("error", f"configuration: {exc}")
     if isinstance(parsed, Sweep):
@@ -155,8 +177,14 @@ def _uefi_versions(gateway: Any) -> frozenset[str] | None:
     return gateway.uefi_versions
 
 
-def _sweep(sweep: Sweep, context: Any, settings: Settings, policy: Policy, gateway: Any,
-           credentials: Credentials) -> dict[str, Any]:
+def _sweep(
+    sweep: Sweep,
+    context: Any,
+    settings: Settings,
+    policy: Policy,
+    gateway: Any,
+    credentials: Credentials,
+) -> dict[str, Any]:
     """Check every active private image; continue in a new invocation if time runs out."""
     from imsguard.sweep import Sweeper
 
@@ -164,47 +192,86 @@ def _sweep(sweep: Sweep, context: Any, settings: Settings, policy: Policy, gatew
     budget = Budget.for_invocation(context, CLOCK, settings.safety_margin_s, float("inf"))
     _prepare(gateway, budget)
     uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
-    report = Sweeper(gateway, policy, gateway.project_id, budget, dry_run, sweep.options,
-                     settings.sweep_page_size, settings.sweep_concurrency, settings.sweep_rate,
-                     settings.results_limit, uefi_versions, PROGRESS).run()
-    report = {"imsguard": __version__, "trigger": sweep.summary, "dry_run": dry_run, **report,
-              "ims_retries": gateway.retries}
+    report = Sweeper(
+        gateway,
+        policy,
+        gateway.project_id,
+        budget,
+        dry_run,
+        sweep.options,
+        settings.sweep_page_size,
+        settings.sweep_concurrency,
+        settings.sweep_rate,
+        settings.results_limit,
+        uefi_versions,
+        PROGRESS,
+    ).run()
+    report = {
+        "imsguard": __version__,
+        "trigger": sweep.summary,
+        "dry_run": dry_run,
+        **report,
+        "ims_retries": gateway.retries,
+    }
     if "continuation" in report:
         report["continued"] = _continue(sweep, report, settings, credentials, budget)
     return report
 
 
-def _continue(sweep: Sweep, report: dict[str, Any], settings: Settings,
-              credentials: Credentials, budget: Budget) -> dict[str, Any]:
+def _continue(
+    sweep: Sweep,
+    report: dict[str, Any],
+    settings: Settings,
+    credentials: Credentials,
+    budget: Budget,
+) -> dict[str, Any]:
     """Invoke this function again, asynchronously, to sweep on from the marker."""
     from imsguard.fgs import ContinueError, invoke_async, own_urn
 
     continuation = report["continuation"]
     if continuation["cause"] != "time":
-        return {"started": False, "reason": f"{continuation['reason']}: rerun the sweep with "
-                                            "the continuation's marker when ready"}
+        return {
+            "started": False,
+            "reason": f"{continuation['reason']}: rerun the sweep with "
+            "the continuation's marker when ready",
+        }
     if not settings.sweep_continue:
-        return {"started": False, "reason": f"{SWEEP_CONTINUE} is not true: run the sweep "
-                                            "again with the continuation's marker"}
+        return {
+            "started": False,
+            "reason": f"{SWEEP_CONTINUE} is not true: run the sweep "
+            "again with the continuation's marker",
+        }
     if continuation["hop"] > settings.sweep_max_hops:
-        return {"started": False, "reason": f"{SWEEP_MAX_HOPS} ({settings.sweep_max_hops}) "
-                                            "continuations already made"}
-    progressed = continuation["marker"] != sweep.options.marker or report["summary"].get(
-        "updated")
+        return {
+            "started": False,
+            "reason": f"{SWEEP_MAX_HOPS} ({settings.sweep_max_hops}) continuations already made",
+        }
+    progressed = continuation["marker"] != sweep.options.marker or report["summary"].get("updated")
     if not progressed:
         return {"started": False, "reason": "no progress was made; not continuing"}
     project_id = settings.project_id or ""
     urn = settings.function_urn or own_urn(settings.region, project_id)
     if urn is None:
         return {"started": False, "reason": f"no function to invoke: set {FUNCTION_URN}"}
-    payload = {"action": "sweep", **sweep.options.model_dump(
-        exclude={"marker", "hop", "examined_before", "planned_before"}, exclude_none=True)}
+    payload = {
+        "action": "sweep",
+        **sweep.options.model_dump(
+            exclude={"marker", "hop", "examined_before", "planned_before"}, exclude_none=True
+        ),
+    }
     payload.update({k: continuation[k] for k in ("hop", "examined_before", "planned_before")})
     if continuation["marker"]:
         payload["marker"] = continuation["marker"]
     try:
-        request_id = invoke_async(urn, payload, settings.region, settings.fgs_endpoint,
-                                  project_id, credentials, budget.time_left())
+        request_id = invoke_async(
+            urn,
+            payload,
+            settings.region,
+            settings.fgs_endpoint,
+            project_id,
+            credentials,
+            budget.time_left(),
+        )
     except ContinueError as exc:
         log(logging.ERROR, "sweep not continued", reason=str(exc))
         return {"started": False, "reason": str(exc)}
@@ -220,8 +287,15 @@ def _stop(status: str, reason: str, **extra: Any) -> dict[str, Any]:
 class _Run:
     """One invocation's work: find each target's images, then check each image once."""
 
-    def __init__(self, gateway: Any, policy: Policy, project_id: str, dry_run: bool,
-                 budget: Budget, uefi_versions: frozenset[str] | None):
+    def __init__(
+        self,
+        gateway: Any,
+        policy: Policy,
+        project_id: str,
+        dry_run: bool,
+        budget: Budget,
+        uefi_versions: frozenset[str] | None,
+    ):
         from imsguard.resolve import Resolver
 
         self.gateway = gateway
@@ -264,8 +338,12 @@ class _Run:
         image_id = image["id"]
         decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
         planned = plan(decision, self.dry_run)
-        base: dict[str, Any] = {"image_id": image_id, "image_name": image.get("name"),
-                                "operations": list(decision.operations), "decision": decision}
+        base: dict[str, Any] = {
+            "image_id": image_id,
+            "image_name": image.get("name"),
+            "operations": list(decision.operations),
+            "decision": decision,
+        }
         if decision.notes:
             base["notes"] = list(decision.notes)
         send = list(planned.send)
@@ -274,11 +352,15 @@ class _Run:
                 base["before"] = before(image, decision.operations)
             return {**base, "outcome": planned.outcome, "reason": planned.reason}
         if target.traced_operations is not None and target.traced_operations == tuple(
-                sorted((o["op"], o["path"], o["value"]) for o in send)):
-            return {**base, "outcome": "error",
-                    "reason": "this update trace records exactly the patch imsguard would send, "
-                              "yet the image still differs: IMS did not keep it; not sent again "
-                              "(loop guard)"}
+            sorted((o["op"], o["path"], o["value"]) for o in send)
+        ):
+            return {
+                **base,
+                "outcome": "error",
+                "reason": "this update trace records exactly the patch imsguard would send, "
+                "yet the image still differs: IMS did not keep it; not sent again "
+                "(loop guard)",
+            }
         held_back = [op for op in decision.operations if op not in send]
         base.update(operations=send, _sent=send, before=before(image, send))
         if held_back:
@@ -286,21 +368,27 @@ class _Run:
         try:
             updated = self.gateway.update_image(image_id, send)
         except ImsError as exc:
-            return {**base, "_failed": True, **failure(exc),
-                    "reason": f"not updated: {exc}"}
+            return {**base, "_failed": True, **failure(exc), "reason": f"not updated: {exc}"}
         after = evaluate(self.policy, updated, self.project_id, self.today, self.uefi_versions)
         left = sorted({o["path"] for o in after.operations} & {o["path"] for o in send})
         if left:
-            return {**base, "outcome": "error",
-                    "reason": f"IMS accepted the update but still differs on {left}"}
+            return {
+                **base,
+                "outcome": "error",
+                "reason": f"IMS accepted the update but still differs on {left}",
+            }
         return {**base, "outcome": planned.outcome, "reason": planned.reason}
 
 
 def _internal_error(exc: Exception, image_id: str | None) -> dict[str, Any]:
     """A bug hit one target or image: log it with its traceback, report it, go on."""
     get_logger().exception("unexpected failure", extra={"fields": {"image_id": image_id}})
-    return {"image_id": image_id, "operations": [], "outcome": "error",
-            "reason": f"internal error: {type(exc).__name__}: {exc}"}
+    return {
+        "image_id": image_id,
+        "operations": [],
+        "outcome": "error",
+        "reason": f"internal error: {type(exc).__name__}: {exc}",
+    }
 
 
 def _report(result: dict[str, Any]) -> dict[str, Any]:
@@ -318,8 +406,11 @@ def _report(result: dict[str, Any]) -> dict[str, Any]:
 
 def verdict_entry(verdict: Verdict, sent: list[str], failed: bool = False) -> dict[str, Any]:
     """A rule's verdict as reported: verdict, reason, mode, and for a violation its fix."""
-    entry: dict[str, Any] = {"rule": verdict.rule, "verdict": verdict.status,
-                             "reason": verdict.reason}
+    entry: dict[str, Any] = {
+        "rule": verdict.rule,
+        "verdict": verdict.status,
+        "reason": verdict.reason,
+    }
     if verdict.mode == "audit":
         entry["mode"] = "audit"
     fix = fix_label(verdict, sent, failed)

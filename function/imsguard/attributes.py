@@ -14,37 +14,100 @@ from typing import Any
 
 # Attributes PATCH /v2/cloudimages/{id} documents as updatable ("name" has its own rule kind).
 # imsguard_tools.testing keeps its own copy on purpose: the fake is an independent model of IMS.
-PATCHABLE = frozenset({
-    "__description", "__support_kvm", "__support_xen", "__support_largememory",
-    "__support_diskintensive", "__support_highperformance", "__support_xen_gpu_type",
-    "__support_kvm_gpu_type", "__support_xen_hana", "__is_config_init", "enterprise_project_id",
-    "min_ram", "max_ram", "hw_vif_multiqueue_enabled", "hw_firmware_type",
-    "__support_kvm_infiniband", "__support_fc_inject", "__support_amd",
-    "__support_kvm_hi1822_hisriov", "__support_kvm_hi1822_hivirtionet",
-})
+PATCHABLE = frozenset(
+    {
+        "__description",
+        "__support_kvm",
+        "__support_xen",
+        "__support_largememory",
+        "__support_diskintensive",
+        "__support_highperformance",
+        "__support_xen_gpu_type",
+        "__support_kvm_gpu_type",
+        "__support_xen_hana",
+        "__is_config_init",
+        "enterprise_project_id",
+        "min_ram",
+        "max_ram",
+        "hw_vif_multiqueue_enabled",
+        "hw_firmware_type",
+        "__support_kvm_infiniband",
+        "__support_fc_inject",
+        "__support_amd",
+        "__support_kvm_hi1822_hisriov",
+        "__support_kvm_hi1822_hivirtionet",
+    }
+)
 # Attributes IMS manages itself: never settable, not even as extension attributes. Every
 # attribute of the SDK's image model that a PATCH may not change is here (a test checks).
-SYSTEM_ATTRIBUTES = frozenset({
-    "id", "name", "status", "owner", "visibility", "created_at", "updated_at", "active_at",
-    "deleted_at", "deleted", "checksum", "size", "virtual_size", "min_disk", "self", "file",
-    "schema", "disk_format", "container_format", "protected", "tags", "virtual_env_type",
-    "__imagetype", "__platform", "__os_type", "__os_version", "__os_bit", "__image_source_type",
-    "__originalimagename", "__backup_id", "__image_size", "__data_origin", "__isregistered",
-    "__productcode", "__lazyloading", "__os_feature_list", "__root_origin", "__sequence_num",
-    "__support_arm", "__whole_image", "__system_support_market", "__is_offshelved",
-    "__system__cmkid", "__account_code", "__image_displayname", "__support_agent_list",
-    "os_shutdown_timeout",
-})
+SYSTEM_ATTRIBUTES = frozenset(
+    {
+        "id",
+        "name",
+        "status",
+        "owner",
+        "visibility",
+        "created_at",
+        "updated_at",
+        "active_at",
+        "deleted_at",
+        "deleted",
+        "checksum",
+        "size",
+        "virtual_size",
+        "min_disk",
+        "self",
+        "file",
+        "schema",
+        "disk_format",
+        "container_format",
+        "protected",
+        "tags",
+        "virtual_env_type",
+        "__imagetype",
+        "__platform",
+        "__os_type",
+        "__os_version",
+        "__os_bit",
+        "__image_source_type",
+        "__originalimagename",
+        "__backup_id",
+        "__image_size",
+        "__data_origin",
+        "__isregistered",
+        "__productcode",
+        "__lazyloading",
+        "__os_feature_list",
+        "__root_origin",
+        "__sequence_num",
+        "__support_arm",
+        "__whole_image",
+        "__system_support_market",
+        "__is_offshelved",
+        "__system__cmkid",
+        "__account_code",
+        "__image_displayname",
+        "__support_agent_list",
+        "os_shutdown_timeout",
+    }
+)
 # Yes/no attributes. IMS documents "true"/"false" and returns "True"/"False" and JSON
 # booleans too (the __lazyloading reference accepts all four spellings).
 # (every __support_* flag too: see is_boolean)
-BOOLEAN = frozenset({
-    "hw_vif_multiqueue_enabled", "__is_config_init", "__isregistered", "__lazyloading",
-    "__system_support_market", "__whole_image", "protected", "deleted",
-})
+BOOLEAN = frozenset(
+    {
+        "hw_vif_multiqueue_enabled",
+        "__is_config_init",
+        "__isregistered",
+        "__lazyloading",
+        "__system_support_market",
+        "__whole_image",
+        "protected",
+        "deleted",
+    }
+)
 # Whole numbers, which IMS returns as numbers (min_ram, min_disk) or as text (max_ram).
-WHOLE_NUMBER = frozenset({"min_ram", "max_ram", "min_disk", "size", "virtual_size",
-                          "__image_size"})
+WHOLE_NUMBER = frozenset({"min_ram", "max_ram", "min_disk", "size", "virtual_size", "__image_size"})
 
 
 def is_boolean(key: str) -> bool:

@@ -45,16 +45,23 @@ class Budget:
     """The invocation's time: ``end`` is when the platform stops the function (None: not
     known), ``deadline`` when waiting must stop (end minus the safety margin)."""
 
-    def __init__(self, clock: Clock, deadline: float, end: float | None,
-                 rng: random.Random | None = None):
+    def __init__(
+        self, clock: Clock, deadline: float, end: float | None, rng: random.Random | None = None
+    ):
         self.clock = clock
         self.deadline = deadline
         self.end = end
         self.rng = rng  # made when first needed: most invocations never wait
 
     @classmethod
-    def for_invocation(cls, context: Any, clock: Clock, margin_s: float, max_wait_s: float,
-                       rng: random.Random | None = None) -> Budget:
+    def for_invocation(
+        cls,
+        context: Any,
+        clock: Clock,
+        margin_s: float,
+        max_wait_s: float,
+        rng: random.Random | None = None,
+    ) -> Budget:
         """From the context's remaining time; a context without one gets no waiting.
         Waiting stops at the end minus the margin, and after ``max_wait_s`` at most."""
         now = clock.monotonic()

@@ -34,9 +34,15 @@ class LocalContext:
     costs about half a millisecond of cold start.)
     """
 
-    def __init__(self, user_data: dict[str, str] | None = None, access_key: str | None = None,
-                 secret_key: str | None = None, security_token: str | None = None,
-                 timeout_ms: int = 30_000, request_id: str | None = None):
+    def __init__(
+        self,
+        user_data: dict[str, str] | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        security_token: str | None = None,
+        timeout_ms: int = 30_000,
+        request_id: str | None = None,
+    ):
         self.user_data = dict(user_data or {})
         self.access_key = access_key
         self.secret_key = secret_key

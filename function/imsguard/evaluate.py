@@ -70,9 +70,13 @@ class Plan(NamedTuple):
     send: tuple[dict[str, str], ...] = ()
 
 
-def evaluate(policy: Policy, image: dict[str, Any], project_id: str | None,
-             today: date | None = None, uefi_versions: Collection[str] | None = None
-             ) -> Decision:
+def evaluate(
+    policy: Policy,
+    image: dict[str, Any],
+    project_id: str | None,
+    today: date | None = None,
+    uefi_versions: Collection[str] | None = None,
+) -> Decision:
     """Check one image (IMS JSON, keys as the API spells them) against the policy.
 
     ``today`` decides which exemptions have expired (None: none has). ``uefi_versions``
@@ -93,15 +97,18 @@ def evaluate(policy: Policy, image: dict[str, Any], project_id: str | None,
     if any(policy.mode_of(rule) == "audit" for rule in policy.rules):
         # What enforce-mode rules want of the image as it will really be: without the
         # audit rules' fixes (an audit rename must not bring another rule into play).
-        _, enforced_changes = _settle(policy, image, exempt_rules, uefi_versions,
-                                      with_audit=False)
+        _, enforced_changes = _settle(policy, image, exempt_rules, uefi_versions, with_audit=False)
         enforced = plan_patch(image, enforced_changes)
     return Decision(image_id, "in_scope", "", verdicts, operations, enforced, notes)
 
 
-def _settle(policy: Policy, image: dict[str, Any], exempt_rules: dict[str, Exemption],
-            uefi_versions: Collection[str] | None, with_audit: bool
-            ) -> tuple[tuple[Verdict, ...], dict[str, str]]:
+def _settle(
+    policy: Policy,
+    image: dict[str, Any],
+    exempt_rules: dict[str, Exemption],
+    uefi_versions: Collection[str] | None,
+    with_audit: bool,
+) -> tuple[tuple[Verdict, ...], dict[str, str]]:
     """Apply the fixes to a copy of the image until no rule wants more (a rename may
     bring a rule that matches on the name into play); audit rules' fixes only
     ``with_audit``. Verdicts describe the image as it is; a rule that only applies once
@@ -114,8 +121,9 @@ def _settle(policy: Policy, image: dict[str, Any], exempt_rules: dict[str, Exemp
         changed = False
         for rule in policy.rules:
             if rule.name in exempt_rules:
-                verdicts[rule.name] = Verdict(rule.name, "exempt",
-                                              _exempt_reason(exempt_rules[rule.name]))
+                verdicts[rule.name] = Verdict(
+                    rule.name, "exempt", _exempt_reason(exempt_rules[rule.name])
+                )
                 continue
             verdict = _check_rule(rule, snapshot, policy.mode_of(rule), uefi_versions)
             earlier = verdicts.get(rule.name)
@@ -123,8 +131,13 @@ def _settle(policy: Policy, image: dict[str, Any], exempt_rules: dict[str, Exemp
                 verdicts[rule.name] = verdict
             elif verdict.status == "violation" and earlier.status != "violation":
                 verdicts[rule.name] = Verdict(
-                    rule.name, "violation", f"{verdict.reason} (once the other fixes are made)",
-                    verdict.changes, verdict.blocked, verdict.mode)
+                    rule.name,
+                    "violation",
+                    f"{verdict.reason} (once the other fixes are made)",
+                    verdict.changes,
+                    verdict.blocked,
+                    verdict.mode,
+                )
             if not verdict.fixable or (verdict.mode == "audit" and not with_audit):
                 continue
             for key, value in verdict.changes.items():
@@ -209,21 +222,27 @@ def scope_of(image: dict[str, Any], project_id: str | None) -> tuple[Scope, str]
     if status in ("killed", "deleted"):
         return "not_applicable", f"the image is {status}"
     if status != "active":
-        return "deferred", f"the image is {status or 'in an unknown state'}; only active images " \
-                           "can be changed (a later event or sweep will check it)"
+        return (
+            "deferred",
+            f"the image is {status or 'in an unknown state'}; only active images "
+            "can be changed (a later event or sweep will check it)",
+        )
     return "in_scope", ""
 
 
-def exemptions_for(policy: Policy, image: dict[str, Any], today: date | None
-                   ) -> tuple[list[Exemption], tuple[str, ...]]:
+def exemptions_for(
+    policy: Policy, image: dict[str, Any], today: date | None
+) -> tuple[list[Exemption], tuple[str, ...]]:
     """The exemptions that hold for this image today, and notes on those that expired."""
     holding, notes = [], []
     for exemption in policy.exemptions:
         if not _exemption_names(exemption, image):
             continue
         if today is not None and exemption.expires is not None and today > exemption.expires:
-            notes.append(f"exemption ({exemption.reason}) expired on {exemption.expires}; "
-                         "the rules apply again")
+            notes.append(
+                f"exemption ({exemption.reason}) expired on {exemption.expires}; "
+                "the rules apply again"
+            )
         else:
             holding.append(exemption)
     return holding, tuple(notes)
@@ -263,8 +282,13 @@ def architecture_of(image: dict[str, Any]) -> str:
     return "arm" if canonical("__support_arm", image.get("__support_arm")) == "true" else "x86"
 
 
-_LISTED = (("platform", "__platform"), ("os_type", "__os_type"), ("os_bit", "__os_bit"),
-           ("imagetype", "__imagetype"), ("virtual_env_type", "virtual_env_type"))
+_LISTED = (
+    ("platform", "__platform"),
+    ("os_type", "__os_type"),
+    ("os_bit", "__os_bit"),
+    ("imagetype", "__imagetype"),
+    ("virtual_env_type", "virtual_env_type"),
+)
 
 
 def matches(match: Match, image: dict[str, Any]) -> str | None:
@@ -277,8 +301,10 @@ def matches(match: Match, image: dict[str, Any]) -> str | None:
                 return f"{label} is {value or 'not set'!r}, not one of {allowed}"
     if match.architecture is not None and architecture_of(image) not in match.architecture:
         return f"architecture is {architecture_of(image)!r}, not one of {match.architecture}"
-    for label, pattern, key in (("os_version", match.os_version, "__os_version"),
-                                ("name", match.name, "name")):
+    for label, pattern, key in (
+        ("os_version", match.os_version, "__os_version"),
+        ("name", match.name, "name"),
+    ):
         text = attribute_text(image.get(key)) or ""
         if pattern is not None and not search(pattern, text):
             return f"{label} {text!r} does not match {pattern!r}"
@@ -303,8 +329,12 @@ def _listed(value: str) -> str:
     return value.lower().replace(" ", "")
 
 
-def _check_rule(rule: NameRule | SetRule, image: dict[str, Any], mode: Mode,
-                uefi_versions: Collection[str] | None) -> Verdict:
+def _check_rule(
+    rule: NameRule | SetRule,
+    image: dict[str, Any],
+    mode: Mode,
+    uefi_versions: Collection[str] | None,
+) -> Verdict:
     mismatch = matches(rule.match, image)
     if mismatch:
         return Verdict(rule.name, "not_applicable", mismatch, mode=mode)
@@ -322,21 +352,27 @@ class TemplateError(ValueError):
 def _check_name(rule: NameRule, image: dict[str, Any], mode: Mode) -> Verdict:
     name = attribute_text(image.get("name")) or ""
     if search(rule.pattern, name):
-        return Verdict(rule.name, "compliant", f"name {name!r} matches {rule.pattern!r}",
-                       mode=mode)
+        return Verdict(rule.name, "compliant", f"name {name!r} matches {rule.pattern!r}", mode=mode)
     problem = f"name {name!r} does not match {rule.pattern!r}"
     if rule.fix == "report":
         return Verdict(rule.name, "violation", f"{problem}; the rule only reports", mode=mode)
     try:
         fixed, why_not = name_fix(rule, image)
     except TemplateError as exc:
-        return Verdict(rule.name, "error", f"{problem}, and the template cannot be filled: {exc}",
-                       mode=mode)
+        return Verdict(
+            rule.name, "error", f"{problem}, and the template cannot be filled: {exc}", mode=mode
+        )
     if fixed is None:
-        return Verdict(rule.name, "violation", f"{problem}, and {rule.fix} makes no valid name "
-                       f"that matches it ({why_not}); not renamed", mode=mode)
-    return Verdict(rule.name, "violation", f"{problem}; rename to {fixed!r}", {"name": fixed},
-                   mode=mode)
+        return Verdict(
+            rule.name,
+            "violation",
+            f"{problem}, and {rule.fix} makes no valid name "
+            f"that matches it ({why_not}); not renamed",
+            mode=mode,
+        )
+    return Verdict(
+        rule.name, "violation", f"{problem}; rename to {fixed!r}", {"name": fixed}, mode=mode
+    )
 
 
 def fixed_name(rule: NameRule, image: dict[str, Any]) -> str | None:
@@ -389,6 +425,7 @@ def transliterate(text: str, keep_cjk: bool = False) -> str:
         if keep_cjk:
             return "".join(c if re.match(CJK, c) else anyascii(c) for c in run)
         return "".join(f" {anyascii(c)} " if re.match(CJK, c) else anyascii(c) for c in run)
+
     return re.sub(NOT_ASCII, ascii_of, text)
 
 
@@ -423,6 +460,7 @@ def os_version_number(os_version: str) -> str | None:
 def render_template(template: str, image: dict[str, Any]) -> str:
     """Fill ``{platform}``, ``{os_version}``, ``{os_version_number}``, ``{tag:KEY}``,
     ``{created:%Y%m%d}``, ``{id8}``... from the image."""
+
     def value(key: str) -> str:
         text = attribute_text(image.get(key))
         if not text:
@@ -446,12 +484,16 @@ def render_template(template: str, image: dict[str, Any]) -> str:
     def version_number() -> str:
         number = os_version_number(value("__os_version"))
         if number is None:
-            raise TemplateError(f"__os_version {value('__os_version')!r} holds no version "
-                                "number")
+            raise TemplateError(f"__os_version {value('__os_version')!r} holds no version number")
         return number
 
-    fields = {"platform": "__platform", "os_type": "__os_type", "os_version": "__os_version",
-              "os_bit": "__os_bit", "name": "name"}
+    fields = {
+        "platform": "__platform",
+        "os_type": "__os_type",
+        "os_version": "__os_version",
+        "os_bit": "__os_bit",
+        "name": "name",
+    }
     out = []
     for literal, field_name, spec, _ in string.Formatter().parse(template):
         out.append(literal)
@@ -470,8 +512,9 @@ def render_template(template: str, image: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _check_set(rule: SetRule, image: dict[str, Any], mode: Mode,
-               uefi_versions: Collection[str] | None) -> Verdict:
+def _check_set(
+    rule: SetRule, image: dict[str, Any], mode: Mode, uefi_versions: Collection[str] | None
+) -> Verdict:
     wrong = {}
     for key, wanted in rule.set.items():
         fix = fix_value(key, image.get(key), wanted)
@@ -481,8 +524,9 @@ def _check_set(rule: SetRule, image: dict[str, Any], mode: Mode,
         return Verdict(rule.name, "compliant", _describe(rule.set, image, "already"), mode=mode)
     refused = refusals(wrong, image, uefi_versions)
     allowed = {k: v for k, v in wrong.items() if k not in refused}
-    reason = "; ".join([_describe({k: rule.set[k] for k in wrong}, image, "should be"),
-                        *refused.values()])
+    reason = "; ".join(
+        [_describe({k: rule.set[k] for k in wrong}, image, "should be"), *refused.values()]
+    )
     return Verdict(rule.name, "violation", reason, allowed, blocked=bool(refused), mode=mode)
 
 
@@ -507,25 +551,31 @@ def fix_value(key: str, current: Any, wanted: str | Bound) -> str | None:
 HUGE = 10**19  # above any bound (bounds have at most 9 digits)
 
 
-def refusals(wanted: dict[str, str], image: dict[str, Any],
-             uefi_versions: Collection[str] | None = None) -> dict[str, str]:
+def refusals(
+    wanted: dict[str, str], image: dict[str, Any], uefi_versions: Collection[str] | None = None
+) -> dict[str, str]:
     """Changes imsguard refuses whatever the policy says, because they could brick an image."""
     refused = {}
     env_type = attribute_text(image.get("virtual_env_type")) or ""
     if env_type.lower() not in SYSTEM_DISK_TYPES:
         for key in BOOT_AND_NIC_ATTRIBUTES:
             if key in wanted:
-                refused[key] = (f"{key} left unchanged: boot and NIC settings apply to "
-                                f"system-disk images only, not {env_type or 'untyped'} images")
+                refused[key] = (
+                    f"{key} left unchanged: boot and NIC settings apply to "
+                    f"system-disk images only, not {env_type or 'untyped'} images"
+                )
     os_version = image.get("__os_version")
     firmware = wanted.get("hw_firmware_type")
     if firmware == "uefi" and not is_uefi_capable(os_version, uefi_versions):
-        refused.setdefault("hw_firmware_type",
-                           f"OS not UEFI-capable: {os_version!r} is not in IMS's list of UEFI "
-                           "boot OS versions; hw_firmware_type left unchanged")
+        refused.setdefault(
+            "hw_firmware_type",
+            f"OS not UEFI-capable: {os_version!r} is not in IMS's list of UEFI "
+            "boot OS versions; hw_firmware_type left unchanged",
+        )
     if firmware == "bios" and architecture_of(image) == "arm":
-        refused.setdefault("hw_firmware_type", "ARM images boot in UEFI mode only; "
-                                               "hw_firmware_type left unchanged")
+        refused.setdefault(
+            "hw_firmware_type", "ARM images boot in UEFI mode only; hw_firmware_type left unchanged"
+        )
     return refused
 
 

@@ -33,8 +33,9 @@ IMAGE_TRACES: dict[str, frozenset[str]] = {
 }
 CREATING_TRACES = frozenset({"createImage", "copyImage"})  # their image may be found by name
 EVENTGRID_SOURCE = "HC.IMS"  # unconfirmed: IMS as an EventGrid source is inferred, not documented
-EVENTGRID_TYPES = {f"IMS:CloudTrace:{kind}"
-                   for kind in ("ApiCall", "ConsoleAction", "SystemAction")}
+EVENTGRID_TYPES = {
+    f"IMS:CloudTrace:{kind}" for kind in ("ApiCall", "ConsoleAction", "SystemAction")
+}
 MAX_IMAGES_PER_EVENT = 100
 MAX_EVENTS_PER_BATCH = 100
 MAX_EMBEDDED_JSON = 1 << 20  # request/response strings larger than 1 MiB are not parsed
@@ -96,8 +97,11 @@ def is_job_id(value: Any) -> bool:
 
 def is_image_name(value: Any) -> bool:
     """A name IMS accepts: 1-128 allowed characters, no leading or trailing space."""
-    return (isinstance(value, str) and re.fullmatch(IMAGE_NAME, value) is not None
-            and value == value.strip())
+    return (
+        isinstance(value, str)
+        and re.fullmatch(IMAGE_NAME, value) is not None
+        and value == value.strip()
+    )
 
 
 def shorten(value: Any, limit: int = 80) -> str:
@@ -133,8 +137,16 @@ class CtsTrace(BaseModel):
     request: Any = None  # JSON text or the object itself
     response: Any = None
 
-    @field_validator("service_type", "trace_name", "resource_type", "trace_type",
-                     "resource_id", "resource_name", "trace_id", mode="before")
+    @field_validator(
+        "service_type",
+        "trace_name",
+        "resource_type",
+        "trace_type",
+        "resource_id",
+        "resource_name",
+        "trace_id",
+        mode="before",
+    )
     @classmethod
     def _text_or_absent(cls, value: Any) -> str | None:
         return value if isinstance(value, str) else None
@@ -210,8 +222,8 @@ def parse_event(event: Any) -> Trigger | Sweep | Skip:
         return _parse_timer(event)
     return Skip(
         "ignored",
-        "not an event imsguard handles: expected a CTS trace {\"cts\": {...}}, an EventGrid "
-        "event, or a direct invocation {\"image_id\": \"...\"}",
+        'not an event imsguard handles: expected a CTS trace {"cts": {...}}, an EventGrid '
+        'event, or a direct invocation {"image_id": "..."}',
     )
 
 
@@ -261,8 +273,9 @@ def parse_time(value: str) -> datetime | None:
 
 def _parse_action(event: dict[str, Any]) -> Sweep | Skip:
     if event.get("action") != "sweep":
-        return Skip("invalid", f"unknown action {shorten(event.get('action'))}; "
-                               "the only action is 'sweep'")
+        return Skip(
+            "invalid", f"unknown action {shorten(event.get('action'))}; the only action is 'sweep'"
+        )
     return _sweep("direct", {k: v for k, v in event.items() if k != "action"})
 
 
@@ -276,8 +289,11 @@ def _parse_timer(event: dict[str, Any]) -> Sweep | Skip:
     try:
         options = json.loads(raw)
     except (ValueError, RecursionError):
-        return Skip("invalid", "the timer's user_event is not JSON; give sweep options such "
-                               "as {\"dry_run\": true, \"since\": \"2026-11-01\"}")
+        return Skip(
+            "invalid",
+            "the timer's user_event is not JSON; give sweep options such "
+            'as {"dry_run": true, "since": "2026-11-01"}',
+        )
     if not isinstance(options, dict):
         return Skip("invalid", "the timer's user_event must be a JSON object of sweep options")
     return _sweep("timer", options)
@@ -303,8 +319,9 @@ def _parse_direct(event: dict[str, Any]) -> Trigger | Skip:
         return Skip("invalid", "give an image_id or a non-empty image_ids list")
     ids = [direct.image_id] if direct.image_id else list(direct.image_ids or [])
     targets = tuple(Target(f"image {i}", image_ids=(i,)) for i in _unique(i.lower() for i in ids))
-    return Trigger("direct", f"direct invocation for {len(targets)} image(s)", targets,
-                   dry_run=direct.dry_run)
+    return Trigger(
+        "direct", f"direct invocation for {len(targets)} image(s)", targets, dry_run=direct.dry_run
+    )
 
 
 def _parse_cts(event: dict[str, Any]) -> Trigger | Skip:
@@ -341,8 +358,12 @@ def _parse_eventgrid_batch(events: Any) -> Trigger | Skip:
     if not targets:
         invalid = [s for s in skips if s.status == "invalid"]
         return Skip("invalid" if invalid else "ignored", "; ".join(s.reason for s in skips[:5]))
-    return Trigger("eventgrid", f"EventGrid batch of {len(events)} event(s)", tuple(targets),
-                   skipped=tuple(s.reason for s in skips))
+    return Trigger(
+        "eventgrid",
+        f"EventGrid batch of {len(events)} event(s)",
+        tuple(targets),
+        skipped=tuple(s.reason for s in skips),
+    )
 
 
 def _target_of_cloud_event(event: Any) -> Target | Skip:
@@ -355,8 +376,10 @@ def _target_of_cloud_event(event: Any) -> Target | Skip:
     if cloud_event.source.upper() != EVENTGRID_SOURCE:
         return Skip("ignored", f"EventGrid event from {shorten(cloud_event.source)}, not HC.IMS")
     if cloud_event.type not in EVENTGRID_TYPES:
-        return Skip("ignored", f"EventGrid event of type {shorten(cloud_event.type)}, "
-                               "not an IMS cloud trace")
+        return Skip(
+            "ignored",
+            f"EventGrid event of type {shorten(cloud_event.type)}, not an IMS cloud trace",
+        )
     data = cloud_event.data.get("cts", cloud_event.data)  # the trace, possibly wrapped
     try:
         trace = CtsTrace.model_validate(data)
@@ -371,16 +394,20 @@ def target_of_trace(trace: CtsTrace) -> Target | Skip:
         return Skip("ignored", f"trace of service {shorten(trace.service_type)}, not IMS")
     resource_type = (trace.resource_type or "").lower()
     if resource_type not in IMAGE_TRACES:
-        return Skip("ignored", f"IMS trace on resource type {shorten(trace.resource_type)}, "
-                               "not an image")
+        return Skip(
+            "ignored", f"IMS trace on resource type {shorten(trace.resource_type)}, not an image"
+        )
     native = " on the native image API" if resource_type == "image" else ""
     if trace.trace_name not in IMAGE_TRACES[resource_type]:
-        return Skip("ignored", f"IMS trace {shorten(trace.trace_name)}{native} does not create "
-                               "or change an image")
+        return Skip(
+            "ignored",
+            f"IMS trace {shorten(trace.trace_name)}{native} does not create or change an image",
+        )
     name = trace.trace_name
     if trace.code is not None and trace.code >= 400:
-        return Skip("ignored", f"the traced {name} call failed (code {trace.code}); "
-                               "it changed nothing")
+        return Skip(
+            "ignored", f"the traced {name} call failed (code {trace.code}); it changed nothing"
+        )
     response = _embedded_json("response", trace.response)
     request = _embedded_json("request", trace.request)
     for part in (response, request):
@@ -390,8 +417,11 @@ def target_of_trace(trace: CtsTrace) -> Target | Skip:
     if isinstance(response, dict) and str(response.get("status", "")).upper() == "FAIL":
         reason = response.get("fail_reason") or response.get("error_code") or "no reason given"
         job_id = response.get("job_id")
-        return Target(label, job_ids=(job_id,) if is_job_id(job_id) else (),
-                      failure=f"the {name} job failed ({shorten(reason)}); no image was created")
+        return Target(
+            label,
+            job_ids=(job_id,) if is_job_id(job_id) else (),
+            failure=f"the {name} job failed ({shorten(reason)}); no image was created",
+        )
     image_ids, job_ids = _ids_in_trace(trace, response)
     fallback_ids: list[str] = []
     if name == "copyImage":  # resource_id is taken to name the source, not the copy
@@ -404,20 +434,34 @@ def target_of_trace(trace: CtsTrace) -> Target | Skip:
     lookup = requested if creating and is_image_name(requested) else None
     if not image_ids and not job_ids and lookup is None and not fallback_ids:
         if requested and creating:
-            return Skip("invalid", f"the {name} trace names no image id or job id, and the "
-                                   f"requested name {shorten(requested)} is not a valid image "
-                                   "name, so it is not looked up")
-        return Skip("invalid", f"the {name} trace names no image id, no job id and no image "
-                               "name (resource_id, response and request hold none)")
-    return Target(label, tuple(image_ids), tuple(job_ids), lookup, tuple(fallback_ids),
-                  _trace_time(trace.time),
-                  traced_operations=_operations(request) if name == "updateImage" else None)
+            return Skip(
+                "invalid",
+                f"the {name} trace names no image id or job id, and the "
+                f"requested name {shorten(requested)} is not a valid image "
+                "name, so it is not looked up",
+            )
+        return Skip(
+            "invalid",
+            f"the {name} trace names no image id, no job id and no image "
+            "name (resource_id, response and request hold none)",
+        )
+    return Target(
+        label,
+        tuple(image_ids),
+        tuple(job_ids),
+        lookup,
+        tuple(fallback_ids),
+        _trace_time(trace.time),
+        traced_operations=_operations(request) if name == "updateImage" else None,
+    )
 
 
 # CTS's text times, as its examples show them: "2016/12/08 11:07:28 GMT+08:00" and
 # "12/01/2016 11:07:28 GMT+08:00" (month first, as in the English examples).
-_CTS_TIME = re.compile(r"(\d{1,4})/(\d{1,2})/(\d{1,4}) (\d{1,2}):(\d{2}):(\d{2})"
-                       r"(?: ?(?:GMT|UTC)(?:([+-]\d{1,2}):?(\d{2})?)?)?")
+_CTS_TIME = re.compile(
+    r"(\d{1,4})/(\d{1,2})/(\d{1,4}) (\d{1,2}):(\d{2}):(\d{2})"
+    r"(?: ?(?:GMT|UTC)(?:([+-]\d{1,2}):?(\d{2})?)?)?"
+)
 
 
 def _trace_time(value: Any) -> datetime | None:
@@ -436,12 +480,21 @@ def _trace_time(value: Any) -> datetime | None:
     if match is None:
         return parse_time(value)
     first, second, third, hour, minute, second_of_minute, zone_h, zone_m = match.groups()
-    year, month, day = ((first, second, third) if len(first) == 4 else (third, first, second))
+    year, month, day = (first, second, third) if len(first) == 4 else (third, first, second)
     try:
-        offset = timedelta(hours=int(zone_h or 0), minutes=int(zone_m or 0) * (
-            -1 if (zone_h or "").startswith("-") else 1))
-        return datetime(int(year), int(month), int(day), int(hour), int(minute),
-                        int(second_of_minute), tzinfo=timezone(offset))
+        offset = timedelta(
+            hours=int(zone_h or 0),
+            minutes=int(zone_m or 0) * (-1 if (zone_h or "").startswith("-") else 1),
+        )
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second_of_minute),
+            tzinfo=timezone(offset),
+        )
     except ValueError:
         return None
 

@@ -41,8 +41,13 @@ def own_urn(region: str | None, project_id: str) -> str | None:
     return f"urn:fss:{region}:{project_id}:function:{package}:{name}:{version}"
 
 
-def client_for(region: str | None, endpoint: str | None, project_id: str,
-               credentials: Credentials, timeout: tuple[float, float]) -> FunctionGraphClient:
+def client_for(
+    region: str | None,
+    endpoint: str | None,
+    project_id: str,
+    credentials: Credentials,
+    timeout: tuple[float, float],
+) -> FunctionGraphClient:
     """A FunctionGraph client (project id always given: no IAM look-up); KeyError when
     the SDK knows no endpoint for the region."""
     basic = BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
@@ -58,9 +63,15 @@ def client_for(region: str | None, endpoint: str | None, project_id: str,
 
 
 @requires(INVOKE_ASYNC)
-def invoke_async(function_urn: str, payload: dict[str, Any], region: str | None,
-                 endpoint: str | None, project_id: str, credentials: Credentials,
-                 time_left: float | None = None) -> str:
+def invoke_async(
+    function_urn: str,
+    payload: dict[str, Any],
+    region: str | None,
+    endpoint: str | None,
+    project_id: str,
+    credentials: Credentials,
+    time_left: float | None = None,
+) -> str:
     """Start ``function_urn`` with ``payload``; returns FunctionGraph's request id. The
     call's timeouts fit in ``time_left`` (seconds), so the invocation is never cut off."""
     left = 35.0 if time_left is None else time_left
@@ -68,10 +79,12 @@ def invoke_async(function_urn: str, payload: dict[str, Any], region: str | None,
         raise ContinueError("no time left to start the next invocation")
     connect = min(5.0, left / 3)
     try:
-        client = client_for(region, endpoint, project_id, credentials,
-                            (connect, min(30.0, left - connect - 0.2)))
+        client = client_for(
+            region, endpoint, project_id, credentials, (connect, min(30.0, left - connect - 0.2))
+        )
         response = client.async_invoke_function(
-            AsyncInvokeFunctionRequest(function_urn=function_urn, body=payload))
+            AsyncInvokeFunctionRequest(function_urn=function_urn, body=payload)
+        )
     except (KeyError, ValueError) as exc:
         raise ContinueError(f"no FunctionGraph endpoint for region {region!r}: {exc}") from None
     except SdkException as exc:

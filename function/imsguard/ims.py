@@ -74,24 +74,34 @@ BODY_CHUNK_BYTES = 64 * 1024
 # thread making the call: the client and its HttpConfig are shared by every invocation
 # the instance runs at once, so nothing per call may live on them.
 _call_limits: ContextVar[tuple[tuple[float, float], float] | None] = ContextVar(
-    "imsguard_call_limits", default=None)
+    "imsguard_call_limits", default=None
+)
 
 
 class ImsError(Exception):
     """An IMS call failed. ``kind``: transient (retry may help), permanent, gone, or
     out_of_time (not made: the invocation would end first)."""
 
-    def __init__(self, kind: ErrorKind, message: str, status: int | None = None,
-                 code: str | None = None, request_id: str | None = None,
-                 retry_after: float | None = None):
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ):
         self.kind = kind
         self.status = status
         self.code = code
         self.request_id = request_id
         self.retry_after = retry_after  # seconds IMS asked us to wait (Retry-After)
         message = redact(message)
-        details = ", ".join(f"{k} {v}" for k, v in
-                            (("HTTP", status), ("code", code), ("request id", request_id)) if v)
+        details = ", ".join(
+            f"{k} {v}"
+            for k, v in (("HTTP", status), ("code", code), ("request id", request_id))
+            if v
+        )
         super().__init__(f"{message} ({details})" if details else message)
 
 
@@ -106,8 +116,9 @@ class ImsGateway:
         self.job_progress_missing = False  # this region's gateway lacks ShowJobProgress
 
     @staticmethod
-    def begin(time_left: Callable[[], float | None], wait_left: Callable[[], float | None],
-              clock: Clock) -> Invocation:
+    def begin(
+        time_left: Callable[[], float | None], wait_left: Callable[[], float | None], clock: Clock
+    ) -> Invocation:
         """This invocation's limits, for the calls made from this thread (and the threads
         it hands its context to): instances may run several invocations at once, all
         through this one gateway."""
@@ -124,39 +135,49 @@ class ImsGateway:
     def get_image(self, image_id: str) -> dict[str, Any] | None:
         """The image as IMS returns it, or None when IMS does not know it."""
         _check_id(image_id)
-        response = self._call("read image", self.client.list_images,
-                              ListImagesRequest(id=image_id, limit=1))
+        response = self._call(
+            "read image", self.client.list_images, ListImagesRequest(id=image_id, limit=1)
+        )
         return next((i for i in _images(_raw(response)) if i.get("id") == image_id), None)
 
     @requires(LIST_IMAGES)
     def find_images(self, name: str, created_after: str) -> list[dict[str, Any]]:
         """Private images with this exact name created after ``created_after`` (ISO, UTC)."""
-        request = ListImagesRequest(name=name, imagetype="private",
-                                    created_at=f"gt:{created_after}", limit=100)
+        request = ListImagesRequest(
+            name=name, imagetype="private", created_at=f"gt:{created_after}", limit=100
+        )
         response = self._call("find images by name", self.client.list_images, request)
         return [i for i in _images(_raw(response)) if i.get("name") == name]
 
     @requires(LIST_IMAGES)
-    def list_page(self, marker: str | None, page_size: int, created_at: str | None
-                  ) -> tuple[list[dict[str, Any]], bool]:
+    def list_page(
+        self, marker: str | None, page_size: int, created_at: str | None
+    ) -> tuple[list[dict[str, Any]], bool]:
         """One page of active private images (after ``marker``, newest first), and whether
         more may follow. IMS documents no end-of-list field and may answer with fewer
         images than asked for, so a short page ends nothing: the list ends with an empty
         page, or when a ``page_info`` (which newer IMS may send) names no next marker."""
-        request = ListImagesRequest(imagetype="private", status="active", limit=page_size,
-                                    marker=marker)
+        request = ListImagesRequest(
+            imagetype="private", status="active", limit=page_size, marker=marker
+        )
         if created_at:  # an IMS filter expression such as "gt:2026-11-01T00:00:00Z"
             request.created_at = created_at
         data = _raw(self._call("list images", self.client.list_images, request), "list images")
         listed = data.get("images")
         if not isinstance(listed, list):
-            raise ImsError("permanent", "list images: the answer holds no list of images "
-                                        f"({shorten(listed)}); the listing cannot go on")
+            raise ImsError(
+                "permanent",
+                "list images: the answer holds no list of images "
+                f"({shorten(listed)}); the listing cannot go on",
+            )
         images = [i for i in listed if isinstance(i, dict) and is_image_id(i.get("id"))]
         if len(images) != len(listed):
-            raise ImsError("permanent", f"list images: {len(listed) - len(images)} of "
-                                        f"{len(listed)} entries are not images with an id; "
-                                        "the listing cannot go on")
+            raise ImsError(
+                "permanent",
+                f"list images: {len(listed) - len(images)} of "
+                f"{len(listed)} entries are not images with an id; "
+                "the listing cannot go on",
+            )
         page_info = data.get("page_info")
         if isinstance(page_info, dict):
             return images, bool(page_info.get("next_marker")) and bool(images)
@@ -165,8 +186,9 @@ class ImsGateway:
     @requires(LIST_OS_VERSIONS)
     def uefi_os_versions(self) -> list[str]:
         """The OS versions IMS lists as UEFI-capable in this region."""
-        response = self._call("list UEFI OS versions", self.client.list_os_versions,
-                              ListOsVersionsRequest(tag="uefi"))
+        response = self._call(
+            "list UEFI OS versions", self.client.list_os_versions, ListOsVersionsRequest(tag="uefi")
+        )
         content = getattr(response, "raw_content", None)
         platforms = json.loads(content) if content else []
         versions = []
@@ -184,8 +206,10 @@ class ImsGateway:
         A PATCH that fails transiently may still have been applied (a timeout after IMS
         took it): the image is read again, and the PATCH sent again only if it is not."""
         _check_id(image_id)  # ids come from answers too: never an unchecked one in a URL
-        body = [UpdateImageRequestBody(op=o["op"], path=o["path"], value=o.get("value"))
-                for o in operations]  # a remove has no value (the SDK then sends none)
+        body = [
+            UpdateImageRequestBody(op=o["op"], path=o["path"], value=o.get("value"))
+            for o in operations
+        ]  # a remove has no value (the SDK then sends none)
         request = UpdateImageRequest(image_id=image_id, body=body)
         attempt = 0
         while True:
@@ -199,8 +223,10 @@ class ImsGateway:
             try:  # applied or not? Read; never repeat blindly.
                 current = self.get_image(image_id)
             except ImsError:
-                raise ImsError("transient", f"{failure} - it may have been applied: the image "
-                               "could not be read to tell") from None
+                raise ImsError(
+                    "transient",
+                    f"{failure} - it may have been applied: the image could not be read to tell",
+                ) from None
             if current is None:
                 raise ImsError("gone", "update image: the image is gone")
             if applied(current, operations):
@@ -208,16 +234,20 @@ class ImsGateway:
             self._wait_before_retry(failure, attempt)
             attempt += 1
 
-    def _kept(self, image_id: str, operations: list[dict[str, str]],
-              answer: dict[str, Any]) -> dict[str, Any]:
+    def _kept(
+        self, image_id: str, operations: list[dict[str, str]], answer: dict[str, Any]
+    ) -> dict[str, Any]:
         """The image after a PATCH IMS answered 200 to: its answer when that is the image,
         else the image read again; ImsError when IMS did not keep what was asked."""
         image = answer if answer.get("id") == image_id else self.get_image(image_id)
         if image is None:
             raise ImsError("gone", "update image: the image is gone")
         if not applied(image, operations):
-            raise ImsError("permanent", "update image: IMS answered 200 but did not keep the "
-                                        f"change to {sorted(o['path'][1:] for o in operations)}")
+            raise ImsError(
+                "permanent",
+                "update image: IMS answered 200 but did not keep the "
+                f"change to {sorted(o['path'][1:] for o in operations)}",
+            )
         return image
 
     @requires(SHOW_JOB_PROGRESS, SHOW_JOB)
@@ -226,8 +256,13 @@ class ImsGateway:
         region whose gateway does not know that API, with the deprecated ShowJob."""
         if not self.job_progress_missing:
             try:
-                return _raw(self._call("read job", self.client.show_job_progress,
-                                       ShowJobProgressRequest(job_id=job_id)))
+                return _raw(
+                    self._call(
+                        "read job",
+                        self.client.show_job_progress,
+                        ShowJobProgressRequest(job_id=job_id),
+                    )
+                )
             except ImsError as exc:
                 if not _unknown_api(exc):
                     raise
@@ -254,7 +289,7 @@ class ImsGateway:
             raise exc
         delay = exc.retry_after
         if delay is None:
-            delay = self.rng.uniform(0, min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** attempt))
+            delay = self.rng.uniform(0, min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2**attempt))
         invocation = _current()
         left = invocation.wait_left()
         if left is not None and delay > left:  # IMS asks for more time than there is
@@ -268,18 +303,25 @@ class ImsGateway:
             return method(request)
         except ServiceResponseException as exc:
             raise _classify(what, exc) from None
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema) as exc:
-            raise ImsError("permanent", f"{what}: the endpoint is not usable "
-                                        f"({type(exc).__name__})") from None
-        except (SdkException, requests.RequestException, urllib3.exceptions.HTTPError,
-                OSError) as exc:
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+        ) as exc:
+            raise ImsError(
+                "permanent", f"{what}: the endpoint is not usable ({type(exc).__name__})"
+            ) from None
+        except (
+            SdkException,
+            requests.RequestException,
+            urllib3.exceptions.HTTPError,
+            OSError,
+        ) as exc:
             # Connection failures, and PATCH read timeouts, which escape the SDK unwrapped.
             raise ImsError("transient", f"{what}: {type(exc).__name__}") from None
         except (ValueError, TypeError, AttributeError) as exc:
             # The SDK's models choke on an odd response (e.g. min_ram "abc"): our error, not a bug
             raise ImsError("permanent", f"{what}: unreadable response ({exc})") from None
-
 
     def _fit_timeouts(self, what: str) -> None:
         """No call may outlive the invocation: the timeouts shrink to the time left, and
@@ -291,17 +333,24 @@ class ImsGateway:
         if left < MIN_CALL_TIME_S:
             raise ImsError("out_of_time", f"{what}: not started, the invocation is about to end")
         connect = min(CONNECT_TIMEOUT_S, left / 3)
-        _call_limits.set(((connect, min(READ_TIMEOUT_S, left - connect - REPORT_TIME_S)),
-                          time.monotonic() + left - REPORT_TIME_S))
+        _call_limits.set(
+            (
+                (connect, min(READ_TIMEOUT_S, left - connect - REPORT_TIME_S)),
+                time.monotonic() + left - REPORT_TIME_S,
+            )
+        )
 
 
 class Invocation:
     """What one invocation allows its IMS calls: time to the end, time retries may wait
     (to the safety margin), the clock (tests: a fake one), and the retries it made."""
 
-    def __init__(self, time_left: Callable[[], float | None] = lambda: None,
-                 wait_left: Callable[[], float | None] = lambda: None,
-                 clock: Clock | None = None):
+    def __init__(
+        self,
+        time_left: Callable[[], float | None] = lambda: None,
+        wait_left: Callable[[], float | None] = lambda: None,
+        clock: Clock | None = None,
+    ):
         self.time_left = time_left
         self.wait_left = wait_left
         self.clock = clock or SystemClock()
@@ -338,11 +387,14 @@ class _DeadlineAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _DeadlineHttpPool,
-                                                   "https": _DeadlineHttpsPool}
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _DeadlineHttpPool,
+            "https": _DeadlineHttpsPool,
+        }
 
-    def send(self, request: Any, stream: bool = False, timeout: Any = None,
-             **kwargs: Any) -> requests.Response:
+    def send(
+        self, request: Any, stream: bool = False, timeout: Any = None, **kwargs: Any
+    ) -> requests.Response:
         limits = _call_limits.get()
         if limits is None:
             return super().send(request, stream=stream, timeout=timeout, **kwargs)
@@ -403,7 +455,8 @@ def _read_before(response: requests.Response, deadline: float) -> bytes:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise requests.exceptions.ReadTimeout(
-                    "the answer was still arriving at the invocation's deadline")
+                    "the answer was still arriving at the invocation's deadline"
+                )
             sock = getattr(getattr(response.raw, "connection", None), "sock", None)
             if sock is not None:  # no single wait for bytes may pass the deadline either
                 sock.settimeout(min(left, sock.gettimeout() or left))
@@ -440,8 +493,14 @@ def _classify(what: str, exc: ServiceResponseException) -> ImsError:
         kind = "transient"
     else:
         kind = error_kind(code) or "permanent"
-    return ImsError(kind, f"{what}: {exc.error_msg}", exc.status_code, code, exc.request_id,
-                    getattr(exc, "retry_after", None))
+    return ImsError(
+        kind,
+        f"{what}: {exc.error_msg}",
+        exc.status_code,
+        code,
+        exc.request_id,
+        getattr(exc, "retry_after", None),
+    )
 
 
 def _check_id(image_id: Any) -> None:
@@ -508,8 +567,9 @@ def _raw(response: Any, what: str = "IMS") -> dict[str, Any]:
 _client_cache: dict[tuple[Any, ...], ImsGateway] = {}
 
 
-def gateway_for(region: str | None, endpoint: str | None, project_id: str,
-                credentials: Credentials) -> ImsGateway:
+def gateway_for(
+    region: str | None, endpoint: str | None, project_id: str, credentials: Credentials
+) -> ImsGateway:
     """One client per container; a new one only when settings or credentials change."""
     key = (region, endpoint, project_id, credentials)
     gateway = _client_cache.get(key)
@@ -522,16 +582,25 @@ def gateway_for(region: str | None, endpoint: str | None, project_id: str,
     return gateway
 
 
-def _build_client(region: str | None, endpoint: str | None, project_id: str,
-                  credentials: Credentials, config: HttpConfig) -> ImsClient:
+def _build_client(
+    region: str | None,
+    endpoint: str | None,
+    project_id: str,
+    credentials: Credentials,
+    config: HttpConfig,
+) -> ImsClient:
     # project_id is always passed: without it, build() would ask IAM over the network.
     basic = BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
     if credentials.security_token:
         basic = basic.with_security_token(credentials.security_token)
     config.timeout = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
     config.retry_times = 0  # retries are ours to decide (the SDK's never cover PATCH anyway)
-    builder = (ImsClient.new_builder().with_credentials(basic).with_http_config(config)
-               .with_exception_handler(_RetryAfterHandler()))
+    builder = (
+        ImsClient.new_builder()
+        .with_credentials(basic)
+        .with_http_config(config)
+        .with_exception_handler(_RetryAfterHandler())
+    )
     if endpoint:
         builder = builder.with_endpoints([endpoint])
     elif region:
@@ -555,8 +624,10 @@ def _keep_throttling_answers(client: ImsClient, config: HttpConfig) -> None:
     session = getattr(getattr(client, "_http_client", None), "_session", None)
     if session is None:
         return
-    adapter = _DeadlineAdapter(pool_connections=config.pool_connections,
-                               pool_maxsize=config.pool_maxsize,
-                               max_retries=Retry(total=0, raise_on_status=False))
+    adapter = _DeadlineAdapter(
+        pool_connections=config.pool_connections,
+        pool_maxsize=config.pool_maxsize,
+        max_retries=Retry(total=0, raise_on_status=False),
+    )
     session.mount("https://", adapter)
     session.mount("http://", adapter)

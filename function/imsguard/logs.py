@@ -20,8 +20,9 @@ from typing import Any
 LOGGER_NAME = "imsguard"
 # The invocation's fields (its request id): one per invocation, not one per module, as one
 # FunctionGraph instance may run several at once. Threads a sweep starts copy it (in_context).
-_context: ContextVar[Mapping[str, Any]] = ContextVar("imsguard_log_context",
-                                                     default=MappingProxyType({}))
+_context: ContextVar[Mapping[str, Any]] = ContextVar(
+    "imsguard_log_context", default=MappingProxyType({})
+)
 _secrets: set[str] = set()
 
 
@@ -36,8 +37,14 @@ def keep_secret(*values: str | None) -> None:
     for value in values:
         if value and len(value) >= 4:
             encoded = base64.b64encode(value.encode()).decode()
-            _secrets.update({value, encoded, encoded.rstrip("="),
-                             base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")})
+            _secrets.update(
+                {
+                    value,
+                    encoded,
+                    encoded.rstrip("="),
+                    base64.urlsafe_b64encode(value.encode()).decode().rstrip("="),
+                }
+            )
 
 
 def redact(text: str) -> str:
@@ -144,6 +151,7 @@ def in_context(function: Callable[..., Any]) -> Callable[..., Any]:
 
     def run(*args: Any, **kwargs: Any) -> Any:
         return context.copy().run(function, *args, **kwargs)
+
     return run
 
 

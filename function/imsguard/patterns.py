@@ -21,8 +21,9 @@ def compiled(pattern: str) -> Any:
     try:
         import re2
     except ImportError as exc:  # a package built for another platform: loud, never re
-        raise ValueError(f"the regular-expression engine RE2 (google-re2) does not load "
-                         f"here: {exc}") from None
+        raise ValueError(
+            f"the regular-expression engine RE2 (google-re2) does not load here: {exc}"
+        ) from None
     options = re2.Options()
     options.log_errors = False  # RE2 would print its own complaint to stderr
     try:
@@ -33,17 +34,26 @@ def compiled(pattern: str) -> Any:
         re.compile(pattern)
     except re.error as exc:
         raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
-    raise ValueError(f"the regular expression {pattern!r} cannot be run in linear time "
-                     f"(RE2: {detail}): imsguard runs patterns with RE2, as image names come "
-                     "from anyone, and RE2 has no backreferences, lookaround ((?=...), (?!...), "
-                     "(?<=...)), verbose mode or repeats over 1000")
+    raise ValueError(
+        f"the regular expression {pattern!r} cannot be run in linear time "
+        f"(RE2: {detail}): imsguard runs patterns with RE2, as image names come "
+        "from anyone, and RE2 has no backreferences, lookaround ((?=...), (?!...), "
+        "(?<=...)), verbose mode or repeats over 1000"
+    )
 
 
 # What Python's escapes mean, in RE2's terms: RE2's \\d, \\w and \\s are ASCII only, so a
 # pattern such as ^[\\w-]+$ would stop matching "Web服务器" (and the image be renamed).
 _IN_CLASS = {"d": r"\p{Nd}", "w": r"\p{L}\p{N}_", "s": r"\s\p{Z}", "D": r"\P{Nd}"}
-_ALONE = {"d": r"\p{Nd}", "w": r"[\p{L}\p{N}_]", "s": r"[\s\p{Z}]", "D": r"\P{Nd}",
-          "W": r"[^\p{L}\p{N}_]", "S": r"[^\s\p{Z}]", "Z": r"\z"}
+_ALONE = {
+    "d": r"\p{Nd}",
+    "w": r"[\p{L}\p{N}_]",
+    "s": r"[\s\p{Z}]",
+    "D": r"\P{Nd}",
+    "W": r"[^\p{L}\p{N}_]",
+    "S": r"[^\s\p{Z}]",
+    "Z": r"\z",
+}
 
 
 def _re2_escapes(pattern: str) -> str:
@@ -56,15 +66,17 @@ def _re2_escapes(pattern: str) -> str:
         if char == "\\" and index + 1 < len(pattern):
             code = pattern[index + 1]
             width = {"u": 4, "U": 8}.get(code)
-            digits = pattern[index + 2:index + 2 + width] if width else ""
+            digits = pattern[index + 2 : index + 2 + width] if width else ""
             if width and len(digits) == width and all(c in string.hexdigits for c in digits):
                 out.append("\\x{" + digits + "}")
                 index += 2 + width
                 continue
             if in_class and code in "WS":  # a class cannot hold the complement of a class
-                raise ValueError(f"the regular expression {pattern!r} uses \\{code} inside "
-                                 "[...], which RE2 cannot give its Unicode meaning: write the "
-                                 f"class the other way round, with \\{code.lower()} in [^...]")
+                raise ValueError(
+                    f"the regular expression {pattern!r} uses \\{code} inside "
+                    "[...], which RE2 cannot give its Unicode meaning: write the "
+                    f"class the other way round, with \\{code.lower()} in [^...]"
+                )
             table = _IN_CLASS if in_class else _ALONE
             out.append(table.get(code, char + code))
             index += 2

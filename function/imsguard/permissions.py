@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
-IMS_PERMISSIONS = ("IMS API reference, permissions and supported actions "
-                   "(support.huaweicloud.com/api-ims/ims_03_appendix_05)")
+IMS_PERMISSIONS = (
+    "IMS API reference, permissions and supported actions "
+    "(support.huaweicloud.com/api-ims/ims_03_appendix_05)"
+)
 
 
 class Permission(NamedTuple):
@@ -31,30 +33,39 @@ class Permission(NamedTuple):
 
 
 LIST_IMAGES = Permission("GET /v2/cloudimages", "ims:images:list", IMS_PERMISSIONS)
-LIST_OS_VERSIONS = Permission("GET /v1/cloudimages/os_version", "ims:images:list",
-                              IMS_PERMISSIONS, "IMSGUARD_UEFI_FROM_IMS")
-UPDATE_IMAGE = Permission("PATCH /v2/cloudimages/{image_id}", "ims:images:update",
-                          IMS_PERMISSIONS)
+LIST_OS_VERSIONS = Permission(
+    "GET /v1/cloudimages/os_version", "ims:images:list", IMS_PERMISSIONS, "IMSGUARD_UEFI_FROM_IMS"
+)
+UPDATE_IMAGE = Permission("PATCH /v2/cloudimages/{image_id}", "ims:images:update", IMS_PERMISSIONS)
 SHOW_JOB_PROGRESS = Permission(
-    "GET /v1/cloudimages/job/{job_id}", None,
+    "GET /v1/cloudimages/job/{job_id}",
+    None,
     f"{IMS_PERMISSIONS}: no action listed; ims:imageJobs:getPercentage only in the eu-west-0 "
     "edition (support.huaweicloud.com/intl/en-us/eu-west-0-api-ims/en-us_topic_0118717444.html)",
-    unconfirmed="ims:imageJobs:getPercentage")
-SHOW_JOB = Permission("GET /v1/{project_id}/jobs/{job_id}", None,
-                      f"{IMS_PERMISSIONS}: no action listed (deprecated API)")
+    unconfirmed="ims:imageJobs:getPercentage",
+)
+SHOW_JOB = Permission(
+    "GET /v1/{project_id}/jobs/{job_id}",
+    None,
+    f"{IMS_PERMISSIONS}: no action listed (deprecated API)",
+)
 INVOKE_ASYNC = Permission(
     "POST /v2/{project_id}/fgs/functions/{function_urn}/invocations-async",
     "functiongraph:function:invokeAsync",
-    "FunctionGraph API reference, permissions and supported actions", "IMSGUARD_SWEEP_CONTINUE")
+    "FunctionGraph API reference, permissions and supported actions",
+    "IMSGUARD_SWEEP_CONTINUE",
+)
 
 Declared = TypeVar("Declared", bound=Callable[..., Any])
 
 
 def requires(*permissions: Permission) -> Callable[[Declared], Declared]:
     """Mark a gateway method with the permissions its calls need."""
+
     def mark(method: Declared) -> Declared:
         method.permissions = permissions  # type: ignore[attr-defined]
         return method
+
     return mark
 
 
@@ -85,6 +96,7 @@ def needed(permissions: Iterable[Permission], settings: Mapping[str, str]) -> li
             return parse_bool(key, settings.get(key))
         except SettingsError:
             return True  # a broken setting is reported by the settings check itself
+
     return [p for p in permissions if p.setting is None or on(p.setting)]
 
 
@@ -100,5 +112,4 @@ def optional_actions(permissions: Iterable[Permission]) -> list[str]:
 
 def policy_document(permissions: Iterable[Permission]) -> dict[str, Any]:
     """A custom IAM policy (identity policy language 1.1) allowing exactly these actions."""
-    return {"Version": "1.1",
-            "Statement": [{"Effect": "Allow", "Action": actions(permissions)}]}
+    return {"Version": "1.1", "Statement": [{"Effect": "Allow", "Action": actions(permissions)}]}

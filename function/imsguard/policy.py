@@ -62,6 +62,7 @@ def _names(value: Any) -> Any:
 def _one_of(allowed: dict[str, str], what: str) -> Any:
     """A validator that maps values (case-insensitively, aliases too) to IMS's spelling, and
     refuses the rest with a suggestion: a value IMS never holds would never match."""
+
     def check(values: list[str]) -> list[str]:
         result = []
         spaceless = {key.replace(" ", ""): spelled for key, spelled in allowed.items()}
@@ -69,15 +70,18 @@ def _one_of(allowed: dict[str, str], what: str) -> Any:
             spelled = spaceless.get(value.lower().replace(" ", ""))  # as matching compares
             if spelled is None:
                 choices = sorted(set(allowed.values()))
-                raise ValueError(f"{value!r} is not {what}{did_you_mean(value.lower(), allowed)}"
-                                 f" (one of {choices})")
+                raise ValueError(
+                    f"{value!r} is not {what}{did_you_mean(value.lower(), allowed)}"
+                    f" (one of {choices})"
+                )
             result.append(spelled)
         return result
+
     return AfterValidator(check)
 
 
 def did_you_mean(word: str, known: Any) -> str:
-    """"; did you mean 'x'?" for the nearest known word, or nothing."""
+    """ "; did you mean 'x'?" for the nearest known word, or nothing."""
     import difflib  # only when a policy is wrong
 
     close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
@@ -88,32 +92,83 @@ def did_you_mean(word: str, known: Any) -> str:
 
 
 VIRTUAL_ENV_TYPES = {
-    "fusioncompute": "FusionCompute", "ironic": "Ironic", "dataimage": "DataImage",
-    "isoimage": "IsoImage", "system_disk": "FusionCompute", "bare_metal": "Ironic",
-    "data_disk": "DataImage", "iso": "IsoImage",
+    "fusioncompute": "FusionCompute",
+    "ironic": "Ironic",
+    "dataimage": "DataImage",
+    "isoimage": "IsoImage",
+    "system_disk": "FusionCompute",
+    "bare_metal": "Ironic",
+    "data_disk": "DataImage",
+    "iso": "IsoImage",
 }
 OS_TYPES = {"linux": "Linux", "windows": "Windows", "other": "Other"}
 # __platform as IMS documents it (API reference, image attributes: Windows, Ubuntu, RedHat or
 # Red Hat, SUSE, CentOS, Debian, OpenSUSE, Oracle Linux, Fedora, Other, CoreOS, EulerOS), and
 # openEuler, whose versions IMS's own OS lists hold. Matching ignores case and spaces.
-PLATFORMS = {p.lower(): p for p in (
-    "Windows", "Ubuntu", "Red Hat", "RedHat", "SUSE", "CentOS", "Debian", "OpenSUSE",
-    "Oracle Linux", "Fedora", "Other", "CoreOS", "EulerOS", "openEuler")}
+PLATFORMS = {
+    p.lower(): p
+    for p in (
+        "Windows",
+        "Ubuntu",
+        "Red Hat",
+        "RedHat",
+        "SUSE",
+        "CentOS",
+        "Debian",
+        "OpenSUSE",
+        "Oracle Linux",
+        "Fedora",
+        "Other",
+        "CoreOS",
+        "EulerOS",
+        "openEuler",
+    )
+}
 IMAGE_TYPES = {t: t for t in ("gold", "private", "shared", "market")}
 OS_BITS = {"32": "32", "64": "64"}
 ARCHITECTURES = {"x86": "x86", "arm": "arm"}
 TAG = re.compile(r"[^=\s][^=]{0,127}(=[^=]{0,255})?")  # key, or key=value (used with fullmatch)
 
 # For editors: a value or a list (the validator turns a single value into a list).
-_ONE_OR_MORE = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}, {
-    "type": "array", "items": {"type": "string"}, "minItems": 1}]})
-Names = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_names),
-                  Field(min_length=1), _ONE_OR_MORE]
-Attributes = Annotated[dict[str, Any], Field(min_length=1), WithJsonSchema(
-    {"type": "object", "minProperties": 1, "additionalProperties": {"anyOf": [
-        {"type": "string"},
-        {"type": "object", "additionalProperties": False, "minProperties": 1,
-         "properties": {"at_least": {"type": "string"}, "at_most": {"type": "string"}}}]}})]
+_ONE_OR_MORE = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string"},
+            {"type": "integer"},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        ]
+    }
+)
+Names = Annotated[
+    list[Annotated[str, Field(min_length=1)]],
+    BeforeValidator(_names),
+    Field(min_length=1),
+    _ONE_OR_MORE,
+]
+Attributes = Annotated[
+    dict[str, Any],
+    Field(min_length=1),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string"},
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "minProperties": 1,
+                        "properties": {
+                            "at_least": {"type": "string"},
+                            "at_most": {"type": "string"},
+                        },
+                    },
+                ]
+            },
+        }
+    ),
+]
 Regex = Annotated[str, AfterValidator(_check_regex)]
 
 
@@ -143,8 +198,9 @@ class Match(BaseModel):
     os_bit: Annotated[Names, _one_of(OS_BITS, "an os_bit")] | None = None
     architecture: Annotated[Names, _one_of(ARCHITECTURES, "an architecture")] | None = None
     imagetype: Annotated[Names, _one_of(IMAGE_TYPES, "an imagetype")] | None = None
-    virtual_env_type: Annotated[
-        Names, _one_of(VIRTUAL_ENV_TYPES, "a virtual_env_type")] | None = None
+    virtual_env_type: Annotated[Names, _one_of(VIRTUAL_ENV_TYPES, "a virtual_env_type")] | None = (
+        None
+    )
     name: Regex | None = None
     tags: Annotated[Names, AfterValidator(_check_tags)] | None = None
     all: list[Match] | None = Field(default=None, min_length=1)
@@ -192,8 +248,17 @@ class NameRule(_Rule):
 
 
 STRFTIME = re.compile(r"(?:%[YymdHMSjUWbBaAp%]|[^%{}])+")  # used with fullmatch
-TEMPLATE_FIELDS = {"platform", "os_type", "os_version", "os_version_number", "os_bit", "created",
-                   "id8", "name", "tag"}
+TEMPLATE_FIELDS = {
+    "platform",
+    "os_type",
+    "os_version",
+    "os_version_number",
+    "os_bit",
+    "created",
+    "id8",
+    "name",
+    "tag",
+}
 
 
 def check_template(template: str) -> None:
@@ -208,21 +273,27 @@ def check_template(template: str) -> None:
         if field is None:
             continue
         if field not in TEMPLATE_FIELDS:
-            raise ValueError(f"template field {{{field}}} is unknown; use one of "
-                             f"{sorted(TEMPLATE_FIELDS)}")
+            raise ValueError(
+                f"template field {{{field}}} is unknown; use one of {sorted(TEMPLATE_FIELDS)}"
+            )
         if conversion:
             raise ValueError(f"template field {{{field}!{conversion}}}: no conversions")
         if field == "tag":
             if not spec or not TAG.fullmatch(spec) or "=" in spec:
-                raise ValueError(f"template field {{tag:{spec}}}: name the tag's key, as in "
-                                 "{tag:team}")
+                raise ValueError(
+                    f"template field {{tag:{spec}}}: name the tag's key, as in {{tag:team}}"
+                )
             continue
         if spec and field != "created":
-            raise ValueError(f"template field {{{field}:{spec}}}: only created (a strftime "
-                             "format) and tag (a tag key) take one")
+            raise ValueError(
+                f"template field {{{field}:{spec}}}: only created (a strftime "
+                "format) and tag (a tag key) take one"
+            )
         if field == "created" and spec and not STRFTIME.fullmatch(spec):
-            raise ValueError(f"template field {{created:{spec}}}: use strftime directives "
-                             "such as %Y, %m, %d, %H, %M")
+            raise ValueError(
+                f"template field {{created:{spec}}}: use strftime directives "
+                "such as %Y, %m, %d, %H, %M"
+            )
         if field == "created" and spec and not date(2026, 1, 2).strftime(spec).strip():
             raise ValueError(f"template field {{created:{spec}}} formats to nothing")
 
@@ -235,9 +306,11 @@ class Bound(NamedTuple):
     at_most: int | None = None
 
     def __repr__(self) -> str:
-        return " and ".join(f"{word.replace('_', ' ')} {value}" for word, value in
-                            (("at_least", self.at_least), ("at_most", self.at_most))
-                            if value is not None)
+        return " and ".join(
+            f"{word.replace('_', ' ')} {value}"
+            for word, value in (("at_least", self.at_least), ("at_most", self.at_most))
+            if value is not None
+        )
 
 
 class SetRule(_Rule):
@@ -266,9 +339,11 @@ class SetRule(_Rule):
                 problems.append(str(exc))
                 continue
             if key not in PATCHABLE and key not in declared:
-                problems.append(f"{key!r} is not an attribute IMS lets a PATCH change"
-                                f"{did_you_mean(key, PATCHABLE | set(declared))}; an extension "
-                                "attribute of your own must be listed in custom_attributes first")
+                problems.append(
+                    f"{key!r} is not an attribute IMS lets a PATCH change"
+                    f"{did_you_mean(key, PATCHABLE | set(declared))}; an extension "
+                    "attribute of your own must be listed in custom_attributes first"
+                )
         if problems:
             raise ValueError("; ".join(problems))
         return checked
@@ -335,8 +410,9 @@ class Policy(BaseModel):
     @field_validator("custom_attributes")
     @classmethod
     def _custom_attributes(cls, names: list[str]) -> list[str]:
-        problems = [problem for name in names for problem in [custom_attribute_problem(name)]
-                    if problem]
+        problems = [
+            problem for name in names for problem in [custom_attribute_problem(name)] if problem
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return names
@@ -363,20 +439,28 @@ def policy_problems(policy: Policy) -> list[dict[str, Any]]:
         if isinstance(rule, NameRule) and rule.fix != "report":
             fixers.append(rule.name)
             if len(fixers) == 2:
-                problem(("rules", index, "fix"), f"rules {fixers} would both rename images; "
-                        "keep one name rule that fixes, make the others fix: report")
+                problem(
+                    ("rules", index, "fix"),
+                    f"rules {fixers} would both rename images; "
+                    "keep one name rule that fixes, make the others fix: report",
+                )
         for key, value in getattr(rule, "set", {}).items():
             other = owners.setdefault(key, (rule.name, value))
             if other[1] != value:
-                problem(("rules", index, "set", key), f"rules {other[0]!r} and {rule.name!r} "
-                        f"set {key} to different values ({other[1]!r}, {value!r})")
+                problem(
+                    ("rules", index, "set", key),
+                    f"rules {other[0]!r} and {rule.name!r} "
+                    f"set {key} to different values ({other[1]!r}, {value!r})",
+                )
     ram = {k: (owners[k][1], names[owners[k][0]]) for k in ("min_ram", "max_ram") if k in owners}
     if len(ram) == 2:
         lowest, highest = _least(ram["min_ram"][0]), _most(ram["max_ram"][0])
         # max_ram 0 is "no maximum": real images hold min_ram 1024 beside max_ram "0"
         if lowest is not None and highest and highest < lowest:
-            problem(("rules", ram["max_ram"][1], "set", "max_ram"),
-                    f"max_ram {ram['max_ram'][0]} is below min_ram {ram['min_ram'][0]}")
+            problem(
+                ("rules", ram["max_ram"][1], "set", "max_ram"),
+                f"max_ram {ram['max_ram'][0]} is below min_ram {ram['min_ram'][0]}",
+            )
     for index, exemption in enumerate(policy.exemptions):
         unknown = sorted(set(exemption.rules or ()) - set(names))
         if unknown:
@@ -397,13 +481,16 @@ def custom_attribute_problem(name: str) -> str | None:
     if name.startswith("__"):
         return f"{name!r}: names starting with __ are IMS's own; choose another"
     if not EXTENSION_NAME.fullmatch(name):
-        return (f"{name!r} is not an extension attribute name IMS takes (lower case, digits, "
-                "_ . : -, at most 64)")
-    near = next((known for known in sorted(DOCUMENTED) if edit_distance(name, known) <= 2),
-                None)
+        return (
+            f"{name!r} is not an extension attribute name IMS takes (lower case, digits, "
+            "_ . : -, at most 64)"
+        )
+    near = next((known for known in sorted(DOCUMENTED) if edit_distance(name, known) <= 2), None)
     if near is not None:
-        return (f"{name!r} is too close to IMS's own {near!r} (a typo would reach every "
-                "image): choose a name that differs more")
+        return (
+            f"{name!r} is too close to IMS's own {near!r} (a typo would reach every "
+            "image): choose a name that differs more"
+        )
     return None
 
 
@@ -413,8 +500,10 @@ def edit_distance(a: str, b: str) -> int:
     for i, char_a in enumerate(a, 1):
         previous, row[0] = row[0], i
         for j, char_b in enumerate(b, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1,
-                                           previous + (char_a != char_b))
+            previous, row[j] = (
+                row[j],
+                min(row[j] + 1, row[j - 1] + 1, previous + (char_a != char_b)),
+            )
     return row[-1]
 
 
@@ -460,20 +549,22 @@ def check_attribute_value(key: str, value: Any) -> str | Bound:
 def _bound(key: str, value: dict[Any, Any]) -> Bound:
     """``{at_least: "2048"}``, ``{at_most: "8192"}`` or both, for a whole-number attribute."""
     if key not in BOUNDED:
-        raise ValueError(f"{key}: bounds (at_least, at_most) are for whole-number attributes "
-                         f"({sorted(BOUNDED)}); give a value")
+        raise ValueError(
+            f"{key}: bounds (at_least, at_most) are for whole-number attributes "
+            f"({sorted(BOUNDED)}); give a value"
+        )
     unknown = sorted(str(k) for k in value if k not in ("at_least", "at_most"))
     if unknown or not value:
         raise ValueError(f"{key}: give at_least, at_most or both, not {unknown or 'nothing'}")
     bounds = {}
     for word, number in value.items():
         if not isinstance(number, str) or not WHOLE_NUMBER_TEXT.fullmatch(number):
-            raise ValueError(f"{key}: {word} must be a whole number as a string, such as "
-                             f"\"2048\", not {number!r}")
+            raise ValueError(
+                f'{key}: {word} must be a whole number as a string, such as "2048", not {number!r}'
+            )
         bounds[word] = int(number)
     bound = Bound(**bounds)
-    if bound.at_least is not None and bound.at_most is not None \
-            and bound.at_least > bound.at_most:
+    if bound.at_least is not None and bound.at_most is not None and bound.at_least > bound.at_most:
         raise ValueError(f"{key}: at_least {bound.at_least} is above at_most {bound.at_most}")
     return bound
 
@@ -483,16 +574,21 @@ def parse_policy(data: Any, source: str = "<policy>", node: Any = None) -> Polic
     With the YAML ``node`` tree, each problem also gives its line."""
     if not isinstance(data, dict):
         raise PolicyError(source, ["the document must be a mapping with 'version' and 'rules'"])
-    empty = [{"loc": loc, "msg": "empty; give a value or remove the key"}
-             for loc in _empty_values(data)]
+    empty = [
+        {"loc": loc, "msg": "empty; give a value or remove the key"} for loc in _empty_values(data)
+    ]
     try:
         # Each set rule checks its attribute names against the declared custom_attributes,
         # so that a typo is reported with every other problem, not after them.
         declared = data.get("custom_attributes")
-        context = {"custom_attributes": [n for n in declared if isinstance(n, str)]
-                   if isinstance(declared, list) else []}
-        policy = Policy.model_validate(_without(data, {loc for loc in map(_key, empty)}),
-                                       context=context)
+        context = {
+            "custom_attributes": [n for n in declared if isinstance(n, str)]
+            if isinstance(declared, list)
+            else []
+        }
+        policy = Policy.model_validate(
+            _without(data, {loc for loc in map(_key, empty)}), context=context
+        )
     except ValidationError as exc:
         errors = empty + exc.errors()
     else:
@@ -510,11 +606,16 @@ def _empty_values(value: Any, loc: tuple[Any, ...] = ()) -> list[tuple[Any, ...]
     """Where a key is given without a value (``exclude: {}``, ``expires:``, ``rules: []``):
     left alone, it would quietly mean "everything", "never" or the default."""
     found: list[tuple[Any, ...]] = []
-    items = value.items() if isinstance(value, dict) else enumerate(
-        value if isinstance(value, list) else ())
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value if isinstance(value, list) else ())
+    )
     for key, item in items:
-        if isinstance(value, dict) and (item is None or (
-                isinstance(item, (dict, list, str)) and not item and key != "description")):
+        if isinstance(value, dict) and (
+            item is None
+            or (isinstance(item, (dict, list, str)) and not item and key != "description")
+        ):
             found.append((*loc, key))
         elif key != "set":  # attribute values are checked with IMS's own rules
             found.extend(_empty_values(item, (*loc, key)))
@@ -523,8 +624,11 @@ def _empty_values(value: Any, loc: tuple[Any, ...] = ()) -> list[tuple[Any, ...]
 
 def _without(value: Any, locations: set[tuple[Any, ...]], loc: tuple[Any, ...] = ()) -> Any:
     if isinstance(value, dict):
-        return {k: _without(v, locations, (*loc, k)) for k, v in value.items()
-                if (*loc, k) not in locations}
+        return {
+            k: _without(v, locations, (*loc, k))
+            for k, v in value.items()
+            if (*loc, k) not in locations
+        }
     if isinstance(value, list):
         return [_without(v, locations, (*loc, i)) for i, v in enumerate(value)]
     return value
@@ -540,8 +644,12 @@ def _describe(error: Any, data: dict[str, Any], node: Any) -> str:
         raw = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
         name = raw.get("name") if isinstance(raw, dict) else None
         where = f"rule {name!r} ({loc[0]}[{loc[1]}])" if name else f"{loc[0]}[{loc[1]}]"
-        if len(loc) > 2 and not error.get("placed") and isinstance(raw, dict) \
-                and loc[2] == raw.get("kind"):
+        if (
+            len(loc) > 2
+            and not error.get("placed")
+            and isinstance(raw, dict)
+            and loc[2] == raw.get("kind")
+        ):
             del loc[2]  # the discriminator pydantic puts in the location
     line = f" (line {line_of(node, loc)})" if node is not None else ""
     field = ".".join(str(p) for p in (loc if where == "policy" else loc[2:]))
@@ -572,8 +680,7 @@ class _StrictLoader(_SafeLoader):  # type: ignore[misc,valid-type]
     leaves dates as text, so that pydantic reports a typo such as 2026-02-30 by field."""
 
     yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers
-                if tag != "tag:yaml.org,2002:timestamp"]
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in _SafeLoader.yaml_implicit_resolvers.items()
     }
 
@@ -583,7 +690,8 @@ class _StrictLoader(_SafeLoader):  # type: ignore[misc,valid-type]
         claimed = self.__dict__.setdefault("_claimed", set())
         if id(node) in claimed:
             raise yaml.constructor.ConstructorError(
-                None, None, "aliases (*name) are not allowed in policies", node.start_mark)
+                None, None, "aliases (*name) are not allowed in policies", node.start_mark
+            )
         claimed.add(id(node))
 
     def construct_sequence(self, node: Any, deep: bool = False) -> Any:
@@ -598,10 +706,12 @@ class _StrictLoader(_SafeLoader):  # type: ignore[misc,valid-type]
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 raise yaml.constructor.ConstructorError(
-                    None, None, "keys must be plain text", key_node.start_mark)
+                    None, None, "keys must be plain text", key_node.start_mark
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep)
 

@@ -50,8 +50,12 @@ class Resolver:
         if not found and refused:  # the likelier cause than "not found by name"
             results = refused
         if not found and not results:
-            results = [_image_result(i, "not_applicable", "no such image (deleted, or not "
-                                     "visible to this project)") for i in missing]
+            results = [
+                _image_result(
+                    i, "not_applicable", "no such image (deleted, or not visible to this project)"
+                )
+                for i in missing
+            ]
         ready = []
         for image in found.values():
             image = self._wait_until_active(image, results)
@@ -59,8 +63,9 @@ class Resolver:
                 ready.append(image)
         return ready, results
 
-    def _read_all(self, image_ids: tuple[str, ...], results: list[Result],
-                  missing: list[str]) -> dict[str, dict[str, Any]]:
+    def _read_all(
+        self, image_ids: tuple[str, ...], results: list[Result], missing: list[str]
+    ) -> dict[str, dict[str, Any]]:
         """Read each image; ids IMS does not know go to ``missing``, failures to ``results``."""
         found = {}
         for image_id in image_ids:
@@ -79,8 +84,9 @@ class Resolver:
             results.append({**_image_result(image_id, "error", str(exc)), **failure(exc)})
             return None
 
-    def _wait_for_job(self, job_id: str, results: list[Result],
-                      refused: list[Result]) -> str | None:
+    def _wait_for_job(
+        self, job_id: str, results: list[Result], refused: list[Result]
+    ) -> str | None:
         """Poll the job until it ends; its image id, or None with a result explaining why
         (in ``refused`` when IAM refused the read: IMS documents no action for its job
         APIs, so an agency may lack one, and the image can still be found otherwise)."""
@@ -91,15 +97,19 @@ class Resolver:
             except ImsError as exc:
                 # A job IMS has only just created may not be found yet (eventual
                 # consistency): ask again, within the budget, before concluding it is gone.
-                if exc.kind == "gone" and attempt < JOB_NOT_FOUND_READS - 1 \
-                        and self.budget.pause(attempt):
+                if (
+                    exc.kind == "gone"
+                    and attempt < JOB_NOT_FOUND_READS - 1
+                    and self.budget.pause(attempt)
+                ):
                     attempt += 1
                     continue
-                result = {**_job_result(job_id, "error", f"job {job_id}: {exc}"),
-                          **failure(exc)}
+                result = {**_job_result(job_id, "error", f"job {job_id}: {exc}"), **failure(exc)}
                 if exc.status in (401, 403):
-                    result["reason"] += ("; the image was looked for without the job too (by "
-                                         "the trace's name and ids), and not found")
+                    result["reason"] += (
+                        "; the image was looked for without the job too (by "
+                        "the trace's name and ids), and not found"
+                    )
                     refused.append(result)
                 else:
                     results.append(result)
@@ -110,44 +120,67 @@ class Resolver:
                 image_id = entities.get("image_id") if isinstance(entities, dict) else None
                 if is_image_id(image_id):
                     return image_id.lower()
-                results.append(_job_result(job_id, "error",
-                                           f"job {job_id} succeeded but names no image id"))
+                results.append(
+                    _job_result(job_id, "error", f"job {job_id} succeeded but names no image id")
+                )
                 return None
             if status == "FAIL":
                 reason = job.get("fail_reason") or job.get("error_code") or "no reason given"
-                results.append(_job_result(job_id, "not_applicable",
-                                           f"job {job_id} failed ({reason}); no image was made"))
+                results.append(
+                    _job_result(
+                        job_id,
+                        "not_applicable",
+                        f"job {job_id} failed ({reason}); no image was made",
+                    )
+                )
                 return None
             if not self.budget.pause(attempt):
-                results.append(_job_result(
-                    job_id, "deferred", f"job {job_id} is still {status or 'unknown'} after "
-                    f"{attempt + 1} read(s); out of time (a later event or sweep will check it)"))
+                results.append(
+                    _job_result(
+                        job_id,
+                        "deferred",
+                        f"job {job_id} is still {status or 'unknown'} after {attempt + 1} "
+                        "read(s); out of time (a later event or sweep will check it)",
+                    )
+                )
                 return None
             attempt += 1
 
-    def _wait_until_active(self, image: dict[str, Any], results: list[Result]
-                           ) -> dict[str, Any] | None:
+    def _wait_until_active(
+        self, image: dict[str, Any], results: list[Result]
+    ) -> dict[str, Any] | None:
         """Poll an image of ours that is still being created; other images pass as they are."""
         attempt = 0
         while scope_of(image, self.project_id)[0] == "deferred":
             if not self.budget.pause(attempt):
-                results.append(_image_result(
-                    image["id"], "deferred", f"the image is still {image.get('status')} after "
-                    f"{attempt + 1} read(s); out of time (a later event or sweep will check it)"))
+                results.append(
+                    _image_result(
+                        image["id"],
+                        "deferred",
+                        f"the image is still {image.get('status')} after {attempt + 1} "
+                        "read(s); out of time (a later event or sweep will check it)",
+                    )
+                )
                 return None
             attempt += 1
             failures = len(results)
             fresh = self._read(image["id"], results)
             if fresh is None:
                 if len(results) == failures:
-                    results.append(_image_result(image["id"], "not_applicable",
-                                                 "the image disappeared while being created"))
+                    results.append(
+                        _image_result(
+                            image["id"],
+                            "not_applicable",
+                            "the image disappeared while being created",
+                        )
+                    )
                 return None
             image = fresh
         return image
 
-    def _find_by_name(self, name: str, traced_at: datetime | None,
-                      results: list[Result]) -> list[dict[str, Any]]:
+    def _find_by_name(
+        self, name: str, traced_at: datetime | None, results: list[Result]
+    ) -> list[dict[str, Any]]:
         """Private images of that name created in the hour before the trace (or now)."""
         now = self.budget.clock.utcnow()
         start = (min(now, traced_at) if traced_at else now) - NAME_LOOKUP_WINDOW
@@ -155,14 +188,27 @@ class Resolver:
         try:
             images = self.gateway.find_images(name, since)
         except ImsError as exc:
-            results.append({"image_id": None, "name": name, "operations": [],
-                            "reason": f"lookup by name: {exc}", **failure(exc)})
+            results.append(
+                {
+                    "image_id": None,
+                    "name": name,
+                    "operations": [],
+                    "reason": f"lookup by name: {exc}",
+                    **failure(exc),
+                }
+            )
             return []
         if not images:
-            results.append({"image_id": None, "name": name, "operations": [],
-                            "outcome": "not_applicable",
-                            "reason": f"no private image named {name!r} was created in the "
-                                      "hour before the trace (renamed or deleted since?)"})
+            results.append(
+                {
+                    "image_id": None,
+                    "name": name,
+                    "operations": [],
+                    "outcome": "not_applicable",
+                    "reason": f"no private image named {name!r} was created in the "
+                    "hour before the trace (renamed or deleted since?)",
+                }
+            )
         return images
 
 
@@ -170,8 +216,9 @@ def failure(exc: ImsError) -> dict[str, Any]:
     """A failed call's outcome: vanished, not applicable; no time left to ask, deferred;
     else error, ``retryable`` when IMS failed transiently even after the retries."""
     outcome = {"gone": "not_applicable", "out_of_time": "deferred"}.get(exc.kind, "error")
-    return {"outcome": outcome, "retryable": True} if exc.kind == "transient" else {
-        "outcome": outcome}
+    return (
+        {"outcome": outcome, "retryable": True} if exc.kind == "transient" else {"outcome": outcome}
+    )
 
 
 def _image_result(image_id: str, outcome: str, reason: str) -> Result:
@@ -179,5 +226,10 @@ def _image_result(image_id: str, outcome: str, reason: str) -> Result:
 
 
 def _job_result(job_id: str | None, outcome: str, reason: str) -> Result:
-    return {"image_id": None, "job_id": job_id, "operations": [], "outcome": outcome,
-            "reason": reason}
+    return {
+        "image_id": None,
+        "job_id": job_id,
+        "operations": [],
+        "outcome": outcome,
+        "reason": reason,
+    }

@@ -37,11 +37,27 @@ DEFAULT_MAX_WAIT_S = 900.0  # longer creations are deferred (a later event or sw
 
 # Every IMSGUARD_* setting, in one place: the template refuses any other IMSGUARD_* name, so
 # a typo such as IMSGUARD_DRYRUN cannot deploy a function that silently enforces.
-KNOWN_SETTINGS = frozenset({
-    REGION, POLICY, DRY_RUN, IMS_ENDPOINT, PROJECT_ID, LOG_LEVEL, SAFETY_MARGIN, UEFI_FROM_IMS,
-    MAX_WAIT, SWEEP_CONCURRENCY, SWEEP_RATE, SWEEP_PAGE_SIZE, SWEEP_CONTINUE, SWEEP_MAX_HOPS,
-    RESULTS_LIMIT, FUNCTION_URN, FGS_ENDPOINT,
-})
+KNOWN_SETTINGS = frozenset(
+    {
+        REGION,
+        POLICY,
+        DRY_RUN,
+        IMS_ENDPOINT,
+        PROJECT_ID,
+        LOG_LEVEL,
+        SAFETY_MARGIN,
+        UEFI_FROM_IMS,
+        MAX_WAIT,
+        SWEEP_CONCURRENCY,
+        SWEEP_RATE,
+        SWEEP_PAGE_SIZE,
+        SWEEP_CONTINUE,
+        SWEEP_MAX_HOPS,
+        RESULTS_LIMIT,
+        FUNCTION_URN,
+        FGS_ENDPOINT,
+    }
+)
 
 CODE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY = CODE_ROOT / "policy.yaml"
@@ -79,8 +95,7 @@ class Settings(NamedTuple):
     fgs_endpoint: str | None = None
 
 
-def read_setting(context: Any, key: str, environ: Mapping[str, str] | None = None
-                 ) -> str | None:
+def read_setting(context: Any, key: str, environ: Mapping[str, str] | None = None) -> str | None:
     """User data wins over the environment (``environ``, default ``os.environ``); empty
     values count as unset."""
     value = call_getter(context, "getUserData", key)
@@ -172,13 +187,16 @@ Reader = Callable[[str], str | None]
 def _endpoint(read: Reader, key: str) -> str | None:
     endpoint = read(key)
     if endpoint is not None and not _ENDPOINT.fullmatch(endpoint):
-        raise SettingsError(f"{key}={endpoint!r} is not an endpoint URL such as "
-                            "'https://ims.ap-southeast-1.myhuaweicloud.com'")
+        raise SettingsError(
+            f"{key}={endpoint!r} is not an endpoint URL such as "
+            "'https://ims.ap-southeast-1.myhuaweicloud.com'"
+        )
     return endpoint.rstrip("/") if endpoint else None
 
 
-def _number(read: Reader, key: str, default: float, least: float, most: float,
-            whole: bool = False) -> float:
+def _number(
+    read: Reader, key: str, default: float, least: float, most: float, whole: bool = False
+) -> float:
     text = read(key)
     if text is None:
         return default
@@ -192,15 +210,17 @@ def _number(read: Reader, key: str, default: float, least: float, most: float,
     return value
 
 
-_URN = re.compile(r"urn:fss:[a-z0-9-]+:[0-9a-f]{32}:function:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+"
-                  r"(:[A-Za-z0-9_.-]+)?")
+_URN = re.compile(
+    r"urn:fss:[a-z0-9-]+:[0-9a-f]{32}:function:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+"
+    r"(:[A-Za-z0-9_.-]+)?"
+)
 
 
 def _function_urn(read: Reader) -> str | None:
     urn = read(FUNCTION_URN)
     if urn is not None and not _URN.fullmatch(urn):
-        raise SettingsError(f"{FUNCTION_URN}={urn!r} is not a function URN such as "
-                            "urn:fss:ap-southeast-1:<project id>:function:default:imsguard:latest")
+        raise SettingsError(
+            f"{FUNCTION_URN}={urn!r} is not a function URN such as "
+            "urn:fss:ap-southeast-1:<project id>:function:default:imsguard:latest"
+        )
     return urn
-
-

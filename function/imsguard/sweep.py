@@ -57,8 +57,11 @@ class Report:
         """One image's result: counted, logged, and listed while under the limit."""
         outcome = entry["outcome"]
         self.outcomes[outcome] += 1
-        short = {"image_id": entry["image_id"], "image_name": entry.get("image_name"),
-                 "reason": entry["reason"]}
+        short = {
+            "image_id": entry["image_id"],
+            "image_name": entry.get("image_name"),
+            "reason": entry["reason"],
+        }
         changes = {**short, "operations": entry["operations"], "before": entry.get("before", {})}
         if outcome == "updated" and len(self.changed) < self.limit:
             self.changed.append(changes)
@@ -73,10 +76,21 @@ class Report:
 
 
 class Sweeper:
-    def __init__(self, gateway: ImsGateway, policy: Policy, project_id: str, budget: Budget,
-                 dry_run: bool, options: SweepOptions, page_size: int, concurrency: int,
-                 rate: float, results_limit: int, uefi_versions: frozenset[str] | None,
-                 progress: Callable[[dict[str, int]], None] | None = None):
+    def __init__(
+        self,
+        gateway: ImsGateway,
+        policy: Policy,
+        project_id: str,
+        budget: Budget,
+        dry_run: bool,
+        options: SweepOptions,
+        page_size: int,
+        concurrency: int,
+        rate: float,
+        results_limit: int,
+        uefi_versions: frozenset[str] | None,
+        progress: Callable[[dict[str, int]], None] | None = None,
+    ):
         self.gateway = gateway
         self.policy = policy
         self.project_id = project_id
@@ -154,13 +168,19 @@ class Sweeper:
                 images, more, marker = self._page(marker, size, since)
             except ImsError as exc:
                 start = self._continuation(self.options.marker, "error")
-                return (list(plans.values()), start,
-                        f"listing images after {marker or 'the start'}: {exc}")
+                return (
+                    list(plans.values()),
+                    start,
+                    f"listing images after {marker or 'the start'}: {exc}",
+                )
             ids = [image["id"] for image in images]
             if ids and (ids == previous or ids[-1] == marker):  # no continuation: it would loop
-                return (list(plans.values()), None,
-                        f"IMS answered the same page again after {marker or 'the start'}: it "
-                        "does not page with marker, so the listing cannot go on")
+                return (
+                    list(plans.values()),
+                    None,
+                    f"IMS answered the same page again after {marker or 'the start'}: it "
+                    "does not page with marker, so the listing cannot go on",
+                )
             previous = ids
             for image in images:
                 if image["id"] in self.seen:  # listed again after a restart: counted once
@@ -176,8 +196,9 @@ class Sweeper:
             if not more or not images:
                 return list(plans.values()), None, None
 
-    def _page(self, marker: str | None, size: int, since: str | None
-              ) -> tuple[list[dict[str, Any]], bool, str | None]:
+    def _page(
+        self, marker: str | None, size: int, since: str | None
+    ) -> tuple[list[dict[str, Any]], bool, str | None]:
         """One page (and the marker it was read after); the gateway retries transient
         failures. If IMS refuses the marker (the image was deleted meanwhile), the listing
         goes on from the marker's creation time, or starts again from the newest image
@@ -199,8 +220,11 @@ class Sweeper:
                     marker, created = None, self.last_created
                     self.restarted = (
                         "the marker's image no longer exists; the listing went on from its "
-                        "creation time" if created else "the marker no longer exists; the "
-                        "listing started again from the newest image")
+                        "creation time"
+                        if created
+                        else "the marker no longer exists; the "
+                        "listing started again from the newest image"
+                    )
                     continue
                 raise
             elapsed = self.budget.clock.monotonic() - started
@@ -219,17 +243,26 @@ class Sweeper:
         moment = parse_time(self.options.since)
         return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
-    def _evaluate_safely(self, image: dict[str, Any], listed_after: str | None
-                         ) -> Planned | None:
+    def _evaluate_safely(self, image: dict[str, Any], listed_after: str | None) -> Planned | None:
         """One odd image must not stop the sweep: its error is its result, the rest go on."""
         try:
             return self._evaluate(image, listed_after)
         except Exception as exc:
-            log(logging.ERROR, "unexpected failure", image_id=image.get("id"),
-                error=f"{type(exc).__name__}: {exc}")
-            self.report.add({"image_id": image.get("id"), "image_name": image.get("name"),
-                             "outcome": "error", "operations": [],
-                             "reason": f"internal error: {type(exc).__name__}: {exc}"})
+            log(
+                logging.ERROR,
+                "unexpected failure",
+                image_id=image.get("id"),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            self.report.add(
+                {
+                    "image_id": image.get("id"),
+                    "image_name": image.get("name"),
+                    "outcome": "error",
+                    "operations": [],
+                    "reason": f"internal error: {type(exc).__name__}: {exc}",
+                }
+            )
             return None
 
     def _evaluate(self, image: dict[str, Any], listed_after: str | None) -> Planned | None:
@@ -246,11 +279,24 @@ class Sweeper:
         if decision.enforced:
             self.would_change += 1
         if planned.send:
-            return Planned(image["id"], image.get("name"), planned.send, listed_after, labels,
-                           before(image, planned.send), examined_at, changes_at)
-        entry = {"image_id": image["id"], "image_name": image.get("name"),
-                 "outcome": planned.outcome, "reason": planned.reason,
-                 "operations": list(decision.operations), "fixes": labels}
+            return Planned(
+                image["id"],
+                image.get("name"),
+                planned.send,
+                listed_after,
+                labels,
+                before(image, planned.send),
+                examined_at,
+                changes_at,
+            )
+        entry = {
+            "image_id": image["id"],
+            "image_name": image.get("name"),
+            "outcome": planned.outcome,
+            "reason": planned.reason,
+            "operations": list(decision.operations),
+            "fixes": labels,
+        }
         if planned.outcome == "would_update":
             entry["before"] = before(image, decision.operations)
         if decision.notes:
@@ -267,14 +313,17 @@ class Sweeper:
         examined = self.options.examined_before + self.examined
         most = self.policy.max_updates
         percent = self.policy.max_updates_percent
-        done = ("nothing was changed" if not self.dry_run else "a real run would change "
-                "nothing") + "; the changes held back are listed under would_change"
+        done = (
+            "nothing was changed" if not self.dry_run else "a real run would change nothing"
+        ) + "; the changes held back are listed under would_change"
         if most is not None and changes > most:
             return f"{changes} images would change, more than max_updates {most}; {done}"
         if percent is not None and examined and 100 * changes / examined > percent:
-            return (f"{changes} of {examined} images would change "
-                    f"({100 * changes / examined:.1f}%), more than max_updates_percent "
-                    f"{percent:g}; {done}")
+            return (
+                f"{changes} of {examined} images would change "
+                f"({100 * changes / examined:.1f}%), more than max_updates_percent "
+                f"{percent:g}; {done}"
+            )
         return None
 
     def _hold(self, plans: list[Planned], reason: str) -> None:
@@ -290,8 +339,9 @@ class Sweeper:
         changed_after = 0
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             patch = in_context(self._patch)  # the workers log this invocation's request id
-            for index, (planned, entry) in enumerate(zip(plans, pool.map(patch, plans),
-                                                         strict=True)):
+            for index, (planned, entry) in enumerate(
+                zip(plans, pool.map(patch, plans), strict=True)
+            ):
                 self.report.add(entry)
                 self.progress({"applied": index + 1})
                 if entry["outcome"] == "deferred" and first_late is None:
@@ -302,39 +352,60 @@ class Sweeper:
             return None
         continuation = self._continuation(first_late.resume_after, "time")
         continuation["examined_before"] = self.options.examined_before + first_late.examined_at
-        continuation["planned_before"] = (self.options.planned_before + first_late.changes_at
-                                          + changed_after)
+        continuation["planned_before"] = (
+            self.options.planned_before + first_late.changes_at + changed_after
+        )
         return continuation
 
     def _patch(self, planned: Planned) -> dict[str, Any]:
         self.limiter.acquire()
         if self.budget.remaining() <= 0:  # the margin is for the report and the continuation
-            return self._entry(planned, "deferred", "out of time; the continuation covers it",
-                               "not_fixed")
+            return self._entry(
+                planned, "deferred", "out of time; the continuation covers it", "not_fixed"
+            )
         try:
             self.gateway.update_image(planned.image_id, list(planned.send))
         except ImsError as exc:
-            return {**self._entry(planned, "error", f"not updated: {exc}", "not_fixed"),
-                    **failure(exc)}
+            return {
+                **self._entry(planned, "error", f"not updated: {exc}", "not_fixed"),
+                **failure(exc),
+            }
         except Exception as exc:  # one odd image must not stop the others
-            return self._entry(planned, "error", f"internal error: {type(exc).__name__}: {exc}",
-                               "not_fixed")
-        return self._entry(planned, "updated", f"{len(planned.send)} attribute(s) changed",
-                           "fixed")
+            return self._entry(
+                planned, "error", f"internal error: {type(exc).__name__}: {exc}", "not_fixed"
+            )
+        return self._entry(planned, "updated", f"{len(planned.send)} attribute(s) changed", "fixed")
 
     def _entry(self, planned: Planned, outcome: str, reason: str, fixed: str) -> dict[str, Any]:
         """A planned image's result; its "fixed" labels become ``fixed`` (sent),
         ``would_fix`` (held back) or ``not_fixed`` (failed)."""
-        fixes = {rule: label.replace("fixed", fixed) if label.endswith("_fixed") or
-                 label == "fixed" else label for rule, label in planned.fix_labels.items()}
-        return {"image_id": planned.image_id, "image_name": planned.image_name,
-                "outcome": outcome, "reason": reason, "operations": list(planned.send),
-                "fixes": fixes, "before": planned.before}
+        fixes = {
+            rule: label.replace("fixed", fixed)
+            if label.endswith("_fixed") or label == "fixed"
+            else label
+            for rule, label in planned.fix_labels.items()
+        }
+        return {
+            "image_id": planned.image_id,
+            "image_name": planned.image_name,
+            "outcome": outcome,
+            "reason": reason,
+            "operations": list(planned.send),
+            "fixes": fixes,
+            "before": planned.before,
+        }
 
     def _continuation(self, marker: str | None, cause: str) -> dict[str, Any]:
         """Where a next run resumes; ``cause``: time (a next hop may follow), limit (the
         ``limit`` option was reached) or error (rerun from where this run started)."""
-        reasons = {"time": "out of time", "limit": "the limit of images was reached",
-                   "error": "a page could not be read"}
-        return {"marker": marker, "hop": self.options.hop + 1, "cause": cause,
-                "reason": reasons[cause]}
+        reasons = {
+            "time": "out of time",
+            "limit": "the limit of images was reached",
+            "error": "a page could not be read",
+        }
+        return {
+            "marker": marker,
+            "hop": self.options.hop + 1,
+            "cause": cause,
+            "reason": reasons[cause],
+        }

@@ -24,20 +24,28 @@ _FAMILIES = (
     (r"euleros", r"2\.(?:12|11|10|8|7|5|3|2)"),
     (r"openeuler", r"(?:22\.03(?: sp1)?|20\.03(?: sp[1-3])?)"),
     (r"centos", r"(?:8\.[1-5]|7\.[0456]|6\.[69])"),
-    (r"(?:red ?hat(?: linux enterprise| enterprise linux| linux)?|rhel)",
-     r"(?:9\.[01]|8\.[1-7]|7\.[0134]|6\.[59])"),  # and 6.6 32bit only, below
+    (
+        r"(?:red ?hat(?: linux enterprise| enterprise linux| linux)?|rhel)",
+        r"(?:9\.[01]|8\.[1-7]|7\.[0134]|6\.[59])",
+    ),  # and 6.6 32bit only, below
     (r"oracle linux(?: server)?(?: release)?", r"(?:7\.4|6\.9)"),
     (r"opensuse(?: leap)?", r"(?:15\.[2-5]|42\.1)"),
-    (r"(?:(?:novell )?suse linux enterprise server|suse enterprise linux server|sles)",
-     r"(?:15 sp[2-5]|12 sp[15]|11 sp3)"),
+    (
+        r"(?:(?:novell )?suse linux enterprise server|suse enterprise linux server|sles)",
+        r"(?:15 sp[2-5]|12 sp[15]|11 sp3)",
+    ),
     (r"fedora", r"(?:3[1-9]|29|24)"),
-    (r"windows server", r"(?:(?:2022|2019|2016|2012 r2|2012) (?:standard|datacenter)"
-                        r"|2012 essentials r2|2012 r2 essentials)"),
+    (
+        r"windows server",
+        r"(?:(?:2022|2019|2016|2012 r2|2012) (?:standard|datacenter)"
+        r"|2012 essentials r2|2012 r2 essentials)",
+    ),
     (r"windows", r"10"),
 )
 # Compiled on first use (re caches it): only images a UEFI rule would change need it.
-_UEFI_CAPABLE = ("(?:" + "|".join(f"{name} {versions}" for name, versions in _FAMILIES)
-                 + r") 64 ?bit")
+_UEFI_CAPABLE = (
+    "(?:" + "|".join(f"{name} {versions}" for name, versions in _FAMILIES) + r") 64 ?bit"
+)
 # The list's only 32-bit entry.
 _UEFI_32BIT = r"red ?hat(?: linux enterprise| enterprise linux| linux)? 6\.6 32 ?bit"
 

@@ -32,11 +32,21 @@ def complete_image(attrs: dict[str, Any], project_id: str) -> dict[str, Any]:
 def default_image(project_id: str) -> dict[str, Any]:
     """What a case's or an explained image is unless it says otherwise."""
     return {
-        "id": "00000000-0000-4000-8000-000000000000", "name": "image", "status": "active",
-        "owner": project_id, "__imagetype": "private", "visibility": "private",
-        "virtual_env_type": "FusionCompute", "__os_type": "Linux", "__platform": "Ubuntu",
-        "__os_version": "Ubuntu 22.04 server 64bit", "__os_bit": "64", "tags": [],
-        "created_at": "2026-01-01T00:00:00Z", "min_ram": 0, "min_disk": 40,
+        "id": "00000000-0000-4000-8000-000000000000",
+        "name": "image",
+        "status": "active",
+        "owner": project_id,
+        "__imagetype": "private",
+        "visibility": "private",
+        "virtual_env_type": "FusionCompute",
+        "__os_type": "Linux",
+        "__platform": "Ubuntu",
+        "__os_version": "Ubuntu 22.04 server 64bit",
+        "__os_bit": "64",
+        "tags": [],
+        "created_at": "2026-01-01T00:00:00Z",
+        "min_ram": 0,
+        "min_disk": 40,
     }
 
 
@@ -44,8 +54,8 @@ class Expect(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     outcome: str | None = None
-    rules: dict[str, str] | None = None      # rule -> verdict
-    fixes: dict[str, str] | None = None      # rule -> fix label
+    rules: dict[str, str] | None = None  # rule -> verdict
+    fixes: dict[str, str] | None = None  # rule -> fix label
     operations: list[dict[str, str]] | None = None
 
 
@@ -96,14 +106,18 @@ def load_cases(path: Path) -> CaseFile:
     except yaml.YAMLError as exc:
         raise CasesError(f"{path} is not valid YAML: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors(include_url=False))
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
         raise CasesError(f"{path}: {problems}") from None
 
 
 def run_cases(policy: Policy, cases: CaseFile, today: date) -> list[CaseResult]:
-    return [run_case(policy, case, cases.project_id, case.today or cases.today or today)
-            for case in cases.cases]
+    return [
+        run_case(policy, case, cases.project_id, case.today or cases.today or today)
+        for case in cases.cases
+    ]
 
 
 def run_case(policy: Policy, case: Case, project_id: str, today: date) -> CaseResult:
@@ -114,15 +128,17 @@ def run_case(policy: Policy, case: Case, project_id: str, today: date) -> CaseRe
     actual = {
         "outcome": planned.outcome,
         "rules": {v.rule: v.status for v in decision.verdicts},
-        "fixes": {v.rule: label for v in decision.verdicts
-                  if (label := fix_label(v, sent)) is not None},
+        "fixes": {
+            v.rule: label for v in decision.verdicts if (label := fix_label(v, sent)) is not None
+        },
         "operations": list(decision.operations),
     }
     result = CaseResult(case.name, actual=actual)
     expect = case.expect
     if expect.outcome is not None and expect.outcome != actual["outcome"]:
-        result.failures.append(f"outcome: expected {expect.outcome}, got {actual['outcome']} "
-                               f"({planned.reason})")
+        result.failures.append(
+            f"outcome: expected {expect.outcome}, got {actual['outcome']} ({planned.reason})"
+        )
     names = {r.name for r in policy.rules}
     for key, label in (("rules", "rule"), ("fixes", "fix of")):
         for rule, wanted in (getattr(expect, key) or {}).items():
@@ -131,14 +147,18 @@ def run_case(policy: Policy, case: Case, project_id: str, today: date) -> CaseRe
                 result.failures.append(f"{label} {rule}: the policy has no rule {rule!r}")
             elif reason is None:  # the whole image is out of scope or exempt: no rule ran
                 kind = "exempt" if decision.scope == "exempt" else "out of scope"
-                result.failures.append(f"{label} {rule}: expected {wanted}, but no rule was "
-                                       f"checked: the image is {kind} ({decision.reason})")
+                result.failures.append(
+                    f"{label} {rule}: expected {wanted}, but no rule was "
+                    f"checked: the image is {kind} ({decision.reason})"
+                )
             elif actual[key].get(rule) != wanted:
-                result.failures.append(f"{label} {rule}: expected {wanted}, got "
-                                       f"{actual[key].get(rule)} ({reason})")
+                result.failures.append(
+                    f"{label} {rule}: expected {wanted}, got {actual[key].get(rule)} ({reason})"
+                )
     if expect.operations is not None and expect.operations != actual["operations"]:
-        result.failures.append(f"operations: expected {expect.operations}, "
-                               f"got {actual['operations']}")
+        result.failures.append(
+            f"operations: expected {expect.operations}, got {actual['operations']}"
+        )
     return result
 
 
@@ -169,7 +189,7 @@ def check_policy(path: Path, today: date) -> PolicyCheck:
         results = run_cases(policy, load_cases(cases), today)
     except CasesError as exc:
         return PolicyCheck([str(exc)], cases, 0)
-    problems = [f"{cases}: case {r.name!r} fails: {failure}"
-                for r in results for failure in r.failures]
+    problems = [
+        f"{cases}: case {r.name!r} fails: {failure}" for r in results for failure in r.failures
+    ]
     return PolicyCheck(problems, cases, sum(r.passed for r in results))
-

@@ -91,11 +91,17 @@ def _main(argv: list[str] | None) -> int:
 
     invoke = commands.add_parser("invoke", help="run the handler on an event file")
     invoke.add_argument("event", type=Path, help="a JSON event file (as FunctionGraph sends it)")
-    invoke.add_argument("--fake", action="store_true",
-                        help="use the built-in fake IMS with sample images instead of the cloud")
+    invoke.add_argument(
+        "--fake",
+        action="store_true",
+        help="use the built-in fake IMS with sample images instead of the cloud",
+    )
     invoke.add_argument("--dry-run", action="store_true", help="decide, but send no update")
-    invoke.add_argument("--policy", type=Path, help="policy file (default: IMSGUARD_POLICY "
-                                                   "or the bundled default policy)")
+    invoke.add_argument(
+        "--policy",
+        type=Path,
+        help="policy file (default: IMSGUARD_POLICY or the bundled default policy)",
+    )
     _log_level_option(invoke)
 
     validate = commands.add_parser("validate", help="check a policy file")
@@ -111,49 +117,78 @@ def _main(argv: list[str] | None) -> int:
     source.add_argument("--image", type=Path, help="an image as IMS returns it (JSON file)")
     source.add_argument("--image-id", help="read the image from IMS (or --fake)")
     explain.add_argument("--fake", action="store_true", help="with --image-id: the fake IMS")
-    explain.add_argument("--project-id", help="the function's project (default: the image's "
-                                              "owner for --image, the settings for --image-id)")
-    explain.add_argument("--today", type=date.fromisoformat,
-                         help="the date exemptions are checked against (default: today)")
+    explain.add_argument(
+        "--project-id",
+        help="the function's project (default: the image's "
+        "owner for --image, the settings for --image-id)",
+    )
+    explain.add_argument(
+        "--today",
+        type=date.fromisoformat,
+        help="the date exemptions are checked against (default: today)",
+    )
     explain.add_argument("--dry-run", action="store_true")
 
     sweep = commands.add_parser("sweep", help="check every active private image of the project")
     sweep.add_argument("--fake", action="store_true", help="the fake IMS with sample images")
-    sweep.add_argument("--images", type=int, default=0,
-                       help="with --fake: this many more generated images, ~30%% out of line")
+    sweep.add_argument(
+        "--images",
+        type=int,
+        default=0,
+        help="with --fake: this many more generated images, ~30%% out of line",
+    )
     sweep.add_argument("--dry-run", action="store_true", help="decide, but send no update")
     sweep.add_argument("--since", help="only images created after this date or time")
     sweep.add_argument("--limit", type=int, help="examine at most this many images")
     sweep.add_argument("--marker", help="continue after this image id (a continuation)")
     sweep.add_argument("--policy", type=Path, help="policy file (default: the built-in one)")
-    sweep.add_argument("--timeout", type=float, default=DEFAULT_SWEEP_TIMEOUT_S,
-                       help=f"seconds the sweep may take (default {DEFAULT_SWEEP_TIMEOUT_S:g})")
+    sweep.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_SWEEP_TIMEOUT_S,
+        help=f"seconds the sweep may take (default {DEFAULT_SWEEP_TIMEOUT_S:g})",
+    )
     _log_level_option(sweep)
 
     package = commands.add_parser("package", help="build the FunctionGraph ZIP in dist/")
-    package.add_argument("--python-version", help="the runtime's Python, such as 3.10 "
-                                                  "(default: template.yaml's runtime)")
-    package.add_argument("--policy", type=Path, help="ship this policy file (default: the one "
-                                                    "template.yaml's IMSGUARD_POLICY names)")
+    package.add_argument(
+        "--python-version",
+        help="the runtime's Python, such as 3.10 (default: template.yaml's runtime)",
+    )
+    package.add_argument(
+        "--policy",
+        type=Path,
+        help="ship this policy file (default: the one template.yaml's IMSGUARD_POLICY names)",
+    )
 
     deploy = commands.add_parser("deploy", help="create or update the function from the template")
     deploy.add_argument("--template", type=Path, help="default: the bundled template.yaml")
     shipped = deploy.add_mutually_exclusive_group()
     shipped.add_argument("--package", type=Path, help="the ZIP to upload (default: build it)")
-    shipped.add_argument("--policy", type=Path, help="build the package with this policy file "
-                                                    "(default: the one the template names)")
+    shipped.add_argument(
+        "--policy",
+        type=Path,
+        help="build the package with this policy file (default: the one the template names)",
+    )
     deploy.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     deploy.add_argument("--fake", action="store_true", help="against the fake FunctionGraph")
 
-    undo = commands.add_parser("revert", help="undo what a result or sweep report says "
-                                              "imsguard changed")
-    undo.add_argument("report", type=Path, help="a result or sweep report (JSON, --output json), "
-                                                "or the function's JSON log lines")
+    undo = commands.add_parser(
+        "revert", help="undo what a result or sweep report says imsguard changed"
+    )
+    undo.add_argument(
+        "report",
+        type=Path,
+        help="a result or sweep report (JSON, --output json), or the function's JSON log lines",
+    )
     undo.add_argument("--dry-run", action="store_true", help="say what would be restored")
 
     iam = commands.add_parser("iam-policy", help="the custom IAM policy for the function's agency")
-    iam.add_argument("--template", type=Path, help="default: the bundled template.yaml "
-                                                   "(its settings decide the optional calls)")
+    iam.add_argument(
+        "--template",
+        type=Path,
+        help="default: the bundled template.yaml (its settings decide the optional calls)",
+    )
 
     commands.add_parser("schema", help="the JSON Schema of the policy format, for editors")
 
@@ -161,16 +196,28 @@ def _main(argv: list[str] | None) -> int:
     for command in (invoke, validate, test, explain, sweep, package, deploy, undo, iam, schema):
         command.add_argument("--output", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
-    return {"invoke": _invoke, "validate": _validate, "test": _test, "explain": _explain,
-            "sweep": _sweep, "package": _package, "deploy": _deploy,
-            "revert": _revert, "iam-policy": _iam_policy,
-            "schema": _schema}[args.command](args)
+    return {
+        "invoke": _invoke,
+        "validate": _validate,
+        "test": _test,
+        "explain": _explain,
+        "sweep": _sweep,
+        "package": _package,
+        "deploy": _deploy,
+        "revert": _revert,
+        "iam-policy": _iam_policy,
+        "schema": _schema,
+    }[args.command](args)
 
 
 def _log_level_option(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS,
-                         help="level of the JSON log lines, written to stderr (any case; "
-                              "default WARNING)")
+    command.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="level of the JSON log lines, written to stderr (any case; default WARNING)",
+    )
 
 
 def _load(path: Path, output: str) -> Policy | None:
@@ -195,8 +242,10 @@ def _validate(args: argparse.Namespace) -> int:
     if args.output == "json":
         _print_json({"policy": str(args.policy), "valid": True, "problems": [], "rules": rules})
     else:
-        print(f"{args.policy}: valid ({len(rules)} rules: {', '.join(rules)}; "
-              f"{len(policy.exemptions)} exemption(s); mode {policy.mode})")
+        print(
+            f"{args.policy}: valid ({len(rules)} rules: {', '.join(rules)}; "
+            f"{len(policy.exemptions)} exemption(s); mode {policy.mode})"
+        )
     return 0
 
 
@@ -213,10 +262,18 @@ def _test(args: argparse.Namespace) -> int:
     results = run_cases(policy, cases, _today())
     failed = [r for r in results if not r.passed]
     if args.output == "json":
-        _print_json({"policy": str(args.policy), "cases": str(args.cases),
-                     "passed": len(results) - len(failed), "failed": len(failed),
-                     "results": [{"name": r.name, "passed": r.passed, "failures": r.failures,
-                                  "actual": r.actual} for r in results]})
+        _print_json(
+            {
+                "policy": str(args.policy),
+                "cases": str(args.cases),
+                "passed": len(results) - len(failed),
+                "failed": len(failed),
+                "results": [
+                    {"name": r.name, "passed": r.passed, "failures": r.failures, "actual": r.actual}
+                    for r in results
+                ],
+            }
+        )
     else:
         for result in results:
             print(f"{'PASS' if result.passed else 'FAIL'}  {result.name}")
@@ -241,17 +298,23 @@ def _explain(args: argparse.Namespace) -> int:
     planned = plan(decision, args.dry_run)
     sent = [op["path"][1:] for op in planned.send]
     report = {
-        "image_id": image.get("id"), "image_name": image.get("name"),
-        "outcome": planned.outcome, "reason": planned.reason,
-        "operations": list(decision.operations), "send": list(planned.send),
+        "image_id": image.get("id"),
+        "image_name": image.get("name"),
+        "outcome": planned.outcome,
+        "reason": planned.reason,
+        "operations": list(decision.operations),
+        "send": list(planned.send),
         "rules": [verdict_entry(v, sent) for v in decision.verdicts],
-        "notes": list(decision.notes), "assumed": assumed,
+        "notes": list(decision.notes),
+        "assumed": assumed,
     }
     if args.output == "json":
         _print_json(report)
         return 0
-    print(f"{args.policy} on image {_shown(image.get('id'))} {_name(image.get('name'))} "
-          f"({_shown(image.get('__os_version'))}, {_shown(image.get('virtual_env_type'))})")
+    print(
+        f"{args.policy} on image {_shown(image.get('id'))} {_name(image.get('name'))} "
+        f"({_shown(image.get('__os_version'))}, {_shown(image.get('virtual_env_type'))})"
+    )
     if assumed:
         print(f"  not in the file, taken as in test cases: {', '.join(sorted(assumed))}")
     for rule in report["rules"]:
@@ -260,16 +323,16 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"  {rule['rule']:<24} {rule['verdict']:<15}{fix:<14}{rule['reason']}{mode}")
     for note in decision.notes:
         print(f"  note: {note}")
-    print(f"  if the function ran now: {planned.outcome} ({planned.reason}); "
-          "explain sends nothing")
+    print(f"  if the function ran now: {planned.outcome} ({planned.reason}); explain sends nothing")
     for op in decision.operations:
         held = "" if op in planned.send else "   (not sent)"
         print(f"    {op['op']} {op['path']} = {op['value']!r}{held}")
     return 0
 
 
-def _image_to_explain(args: argparse.Namespace
-                      ) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
+def _image_to_explain(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
     """The image, the project to judge it for, and the fields filled in because an image
     file left them out; ValueError says why there is none. A file's image is completed as a
     test case's is (an active private Ubuntu system-disk image of the project), so the two
@@ -289,8 +352,9 @@ def _image_to_explain(args: argparse.Namespace
     return image, project_id, {k: v for k, v in image.items() if k not in given}
 
 
-def _read_image(image_id: str, fake: bool, project_id: str | None
-                ) -> tuple[dict[str, Any], str | None]:
+def _read_image(
+    image_id: str, fake: bool, project_id: str | None
+) -> tuple[dict[str, Any], str | None]:
     from imsguard.events import is_image_id
     from imsguard.ims import ImsError
 
@@ -326,8 +390,9 @@ def _gateway(context: LocalContext) -> Any:
         raise ValueError(str(exc)) from None
     credentials = read_credentials(context)
     if credentials is None or not settings.project_id:
-        raise ValueError("needs credentials (HUAWEICLOUD_SDK_AK/SK) and a project id "
-                         "(IMSGUARD_PROJECT_ID)")
+        raise ValueError(
+            "needs credentials (HUAWEICLOUD_SDK_AK/SK) and a project id (IMSGUARD_PROJECT_ID)"
+        )
     return gateway_for(settings.region, settings.ims_endpoint, settings.project_id, credentials)
 
 
@@ -344,11 +409,19 @@ def _revert(args: argparse.Namespace) -> int:
     results = [revert(undo, gateway, args.dry_run) for undo in undos]
     summary = dict(sorted(Counter(r["outcome"] for r in results).items()))
     if args.output == "json":
-        _print_json({"report": str(args.report), "dry_run": args.dry_run, "summary": summary,
-                     "results": results})
+        _print_json(
+            {
+                "report": str(args.report),
+                "dry_run": args.dry_run,
+                "summary": summary,
+                "results": results,
+            }
+        )
     else:
-        print(f"imsguard revert {args.report}{' (dry run)' if args.dry_run else ''}: "
-              f"{len(results)} updated image(s) in the report")
+        print(
+            f"imsguard revert {args.report}{' (dry run)' if args.dry_run else ''}: "
+            f"{len(results)} updated image(s) in the report"
+        )
         for result in results:
             print(f"  {result['image_id']}: {result['outcome']} ({result['reason']})")
             for op in result["operations"]:
@@ -362,9 +435,16 @@ def _sweep(args: argparse.Namespace) -> int:
     """A sweep, as the timer would run it: a progress line on a terminal, then a summary."""
     from imsguard import app
 
-    options = {k: v for k, v in (("dry_run", args.dry_run or None), ("since", args.since),
-                                 ("limit", args.limit), ("marker", args.marker))
-               if v is not None}
+    options = {
+        k: v
+        for k, v in (
+            ("dry_run", args.dry_run or None),
+            ("since", args.since),
+            ("limit", args.limit),
+            ("marker", args.marker),
+        )
+        if v is not None
+    }
     user_data = {"IMSGUARD_LOG_LEVEL": args.log_level.upper()}
     user_data.update(_policy_setting(args.policy))
     problem = _sweep_time_problem(args.timeout, LocalContext(user_data=user_data))
@@ -407,9 +487,11 @@ def _sweep_time_problem(timeout: float, context: LocalContext) -> str | None:
     except SettingsError:
         return None  # the handler reports broken settings, as in the cloud
     if not math.isfinite(timeout) or timeout <= margin:
-        return (f"--timeout {timeout:g} s leaves no time: the sweep keeps the last "
-                f"{margin:g} s ({SAFETY_MARGIN}) for its report, so give a --timeout longer "
-                f"than {margin:g} s")
+        return (
+            f"--timeout {timeout:g} s leaves no time: the sweep keeps the last "
+            f"{margin:g} s ({SAFETY_MARGIN}) for its report, so give a --timeout longer "
+            f"than {margin:g} s"
+        )
     return None
 
 
@@ -419,8 +501,11 @@ def _resume_command(args: argparse.Namespace) -> list[str]:
     if args.fake:
         command += ["--fake"] + (["--images", str(args.images)] if args.images else [])
     command += ["--dry-run"] if args.dry_run else []
-    for flag, value in (("--since", args.since), ("--limit", args.limit),
-                        ("--policy", args.policy)):
+    for flag, value in (
+        ("--since", args.since),
+        ("--limit", args.limit),
+        ("--policy", args.policy),
+    ):
         if value is not None:
             command += [flag, str(value)]
     return command
@@ -435,8 +520,7 @@ def _progress_line(counts: dict[str, int]) -> None:
     print(f"\r  {shown}", end="", file=sys.stderr, flush=True)
 
 
-def _print_sweep(report: dict[str, Any], fake: Any, command: list[str], timeout: float
-                 ) -> None:
+def _print_sweep(report: dict[str, Any], fake: Any, command: list[str], timeout: float) -> None:
     """Counts come from the report's summary, which counts every image; its lists stop at
     IMSGUARD_RESULTS_LIMIT entries, and this shows the first few of each."""
     target = f"fake IMS ({len(fake.images)} images)" if fake else "the cloud"
@@ -460,13 +544,14 @@ def _print_sweep(report: dict[str, Any], fake: Any, command: list[str], timeout:
         print(f"  {rule:<24}" + "".join(f"{counts.get(s, 0):>16}" for s in statuses))
     truncated = bool(report.get("truncated"))
     _print_images("changed", report.get("changed", []), summary.get("updated", 0))
-    _print_images("would change", report.get("would_change", []),
-                  summary.get("would_update", 0))
+    _print_images("would change", report.get("would_change", []), summary.get("would_update", 0))
     attention = report.get("needs_attention", [])
     _print_images("needs a human", attention, None if truncated else len(attention))
     if truncated:
-        print(f"\n  the report's lists stop at {len(report.get('results', []))} entries "
-              "(IMSGUARD_RESULTS_LIMIT); the counts above and the log cover every image")
+        print(
+            f"\n  the report's lists stop at {len(report.get('results', []))} entries "
+            "(IMSGUARD_RESULTS_LIMIT); the counts above and the log cover every image"
+        )
     for key in ("guardrail", "error"):
         if key in report:
             print(f"\n  {key}: {report[key]}")
@@ -489,10 +574,14 @@ def _print_images(title: str, items: list[dict[str, Any]], total: int | None) ->
     first = f", the first {len(shown)}" if len(shown) < len(items) else ""
     print(f"\n  {title}: {count}{first}:")
     for item in shown:
-        operations = ", ".join(f"{op.get('op')} {op.get('path')} = {op.get('value')!r}"
-                               for op in item.get("operations") or [])
-        print(f"    {item.get('image_id')} {_name(item.get('image_name'))}: {item.get('reason')}"
-              + (f" ({operations})" if operations else ""))
+        operations = ", ".join(
+            f"{op.get('op')} {op.get('path')} = {op.get('value')!r}"
+            for op in item.get("operations") or []
+        )
+        print(
+            f"    {item.get('image_id')} {_name(item.get('image_name'))}: {item.get('reason')}"
+            + (f" ({operations})" if operations else "")
+        )
 
 
 def _print_resume(report: dict[str, Any], command: list[str], timeout: float) -> None:
@@ -500,8 +589,10 @@ def _print_resume(report: dict[str, Any], command: list[str], timeout: float) ->
     continuation = report["continuation"]
     continued = report.get("continued") or {}
     if continued.get("started"):
-        print(f"\n  not finished ({continuation['reason']}): continued in a new invocation "
-              f"(request id {continued.get('request_id')})")
+        print(
+            f"\n  not finished ({continuation['reason']}): continued in a new invocation "
+            f"(request id {continued.get('request_id')})"
+        )
         return
     marker = continuation.get("marker")
     if marker:
@@ -509,8 +600,10 @@ def _print_resume(report: dict[str, Any], command: list[str], timeout: float) ->
             command = [*command, "--timeout", f"{timeout:g}"]
         how = f"continue with: {' '.join(command)} --marker {marker}"
     elif continuation.get("cause") == "time":
-        how = (f"no image was finished in time: run `{' '.join(command)}` again with a "
-               f"--timeout longer than {timeout:g} s")
+        how = (
+            f"no image was finished in time: run `{' '.join(command)}` again with a "
+            f"--timeout longer than {timeout:g} s"
+        )
     else:
         how = f"run the sweep again from the start: {' '.join(command)}"
     print(f"\n  not finished ({continuation['reason']}): {how}")
@@ -525,8 +618,9 @@ def _package(args: argparse.Namespace) -> int:
     path = _template_path(None)
     try:
         template = load_template(path)
-        version = check_python_version(args.python_version or
-                                       template.function.runtime.removeprefix("Python"))
+        version = check_python_version(
+            args.python_version or template.function.runtime.removeprefix("Python")
+        )
         name, source = _shipped_policy(args, template, path.parent)
     except (PackageError, TemplateError) as exc:
         return _fail(args, str(exc))
@@ -538,11 +632,21 @@ def _package(args: argparse.Namespace) -> int:
     except PackageError as exc:
         return _fail(args, str(exc))
     if args.output == "json":
-        _print_json({"path": str(result.path), "size": result.size, "files": result.files,
-                     "sha256": result.sha256, "python_version": version, "policy": checked})
+        _print_json(
+            {
+                "path": str(result.path),
+                "size": result.size,
+                "files": result.files,
+                "sha256": result.sha256,
+                "python_version": version,
+                "policy": checked,
+            }
+        )
     else:
-        print(f"{result.path}: {result.size / 2**20:.1f} MB, {result.files} files, "
-              f"Python {version}, sha256 {result.sha256}")
+        print(
+            f"{result.path}: {result.size / 2**20:.1f} MB, {result.files} files, "
+            f"Python {version}, sha256 {result.sha256}"
+        )
         print(f"  {_policy_line(checked)}")
     return 0
 
@@ -579,16 +683,25 @@ def _check_shipped_policy(name: str, source: Path) -> tuple[dict[str, Any], list
 
     checked = check_policy(source, _today())
     why = "does not load" if checked.cases is None else "fails its cases"
-    problems = [f"the policy {source} {why}: nothing was built or deployed",
-                *checked.problems] if checked.problems else []
-    return {"file": str(source), "packaged_as": name,
-            "cases": str(checked.cases) if checked.cases else None,
-            "cases_passed": checked.passed}, problems
+    problems = (
+        [f"the policy {source} {why}: nothing was built or deployed", *checked.problems]
+        if checked.problems
+        else []
+    )
+    return {
+        "file": str(source),
+        "packaged_as": name,
+        "cases": str(checked.cases) if checked.cases else None,
+        "cases_passed": checked.passed,
+    }, problems
 
 
 def _policy_line(checked: dict[str, Any]) -> str:
-    cases = (f"{checked['cases_passed']} case(s) of {checked['cases']} pass" if checked["cases"]
-             else "no cases file beside it")
+    cases = (
+        f"{checked['cases_passed']} case(s) of {checked['cases']} pass"
+        if checked["cases"]
+        else "no cases file beside it"
+    )
     return f"policy {checked['file']} (as {checked['packaged_as']}): valid, {cases}"
 
 
@@ -609,22 +722,25 @@ def _deploy(args: argparse.Namespace) -> int:
             checked, problems = _check_shipped_policy(name, source)
             if problems:
                 return _fail(args, problems[0], problems[1:])
-        package = args.package or build_package(python, policy=source,
-                                                policy_name=name).path
+        package = args.package or build_package(python, policy=source, policy_name=name).path
     except (TemplateError, PackageError) as exc:
         return _fail(args, str(exc))
     if not package.is_file():
         return _fail(args, f"no package at {package}")
     built_for = python_of(package)
     if built_for not in (None, python):
-        return _fail(args, f"{package} was built for Python {built_for}, the template's runtime "
-                           f"is {template.function.runtime}: build it with "
-                           f"`imsguard package --python-version {python}`")
+        return _fail(
+            args,
+            f"{package} was built for Python {built_for}, the template's runtime "
+            f"is {template.function.runtime}: build it with "
+            f"`imsguard package --python-version {python}`",
+        )
     missing = _not_in_package(package, name)
     if missing:
         return _fail(args, missing)
     region = template.function.settings.get("IMSGUARD_REGION") or os.environ.get(
-        "HUAWEICLOUD_SDK_REGION")
+        "HUAWEICLOUD_SDK_REGION"
+    )
     if not region:
         return _fail(args, "no region: set IMSGUARD_REGION in the template's settings")
     fake = None
@@ -637,12 +753,16 @@ def _deploy(args: argparse.Namespace) -> int:
         fake.start()
     else:
         project_id = os.environ.get("IMSGUARD_PROJECT_ID") or os.environ.get(
-            "HUAWEICLOUD_SDK_PROJECT_ID")
+            "HUAWEICLOUD_SDK_PROJECT_ID"
+        )
         endpoint = os.environ.get("IMSGUARD_FGS_ENDPOINT")
         credentials = read_credentials(None)
         if not project_id or credentials is None:
-            return _fail(args, "deploy needs HUAWEICLOUD_SDK_AK/SK, a project id "
-                               "(IMSGUARD_PROJECT_ID) and IMSGUARD_REGION in the template")
+            return _fail(
+                args,
+                "deploy needs HUAWEICLOUD_SDK_AK/SK, a project id "
+                "(IMSGUARD_PROJECT_ID) and IMSGUARD_REGION in the template",
+            )
     try:
         client = build_client(region, endpoint, project_id, credentials)
         deployer = Deployer(client, project_id, region, template, package)
@@ -667,8 +787,10 @@ def _not_in_package(package: Path, name: str) -> str | None:
     try:
         with zipfile.ZipFile(package) as archive:
             if name not in set(archive.namelist()):
-                return (f"{package} holds no {name}, the policy the template's IMSGUARD_POLICY "
-                        "names: build the package with `imsguard package`")
+                return (
+                    f"{package} holds no {name}, the policy the template's IMSGUARD_POLICY "
+                    "names: build the package with `imsguard package`"
+                )
             shipped = archive.read(name)
     except (OSError, zipfile.BadZipFile) as exc:
         return f"{package} is not a ZIP package: {exc}"
@@ -678,21 +800,35 @@ def _not_in_package(package: Path, name: str) -> str | None:
         try:
             load_policy(copy)
         except PolicyError as exc:
-            return (f"{package}: its {name} does not load, so every invocation would fail: "
-                    + "; ".join(exc.problems))
+            return (
+                f"{package}: its {name} does not load, so every invocation would fail: "
+                + "; ".join(exc.problems)
+            )
     return None
 
 
-def _print_steps(args: argparse.Namespace, steps: list[Any], error: Any,
-                 urn: str | None = None, policy: dict[str, Any] | None = None) -> None:
+def _print_steps(
+    args: argparse.Namespace,
+    steps: list[Any],
+    error: Any,
+    urn: str | None = None,
+    policy: dict[str, Any] | None = None,
+) -> None:
     writes = [s for s in steps if s.action != "keep"]
     if args.output == "json":
-        report = {"dry_run": args.dry_run, "function_urn": urn,
-                  "steps": [s.describe() for s in steps], "writes": len(writes),
-                  "policy": policy}
+        report = {
+            "dry_run": args.dry_run,
+            "function_urn": urn,
+            "steps": [s.describe() for s in steps],
+            "writes": len(writes),
+            "policy": policy,
+        }
         if error is not None:
-            report.update(error=str(error), done=[s.describe() for s in error.done],
-                          not_done=[s.describe() for s in error.left])
+            report.update(
+                error=str(error),
+                done=[s.describe() for s in error.done],
+                not_done=[s.describe() for s in error.left],
+            )
         _print_json(report)
         return
     if error is not None:
@@ -700,8 +836,7 @@ def _print_steps(args: argparse.Namespace, steps: list[Any], error: Any,
         for label, items in (("done", error.done), ("not done", error.left)):
             for step in items:
                 print(f"  {label:<9} {step.action:<8} {step.what}: {step.detail}", file=sys.stderr)
-        print("  the function keeps its previous code and settings where not done",
-              file=sys.stderr)
+        print("  the function keeps its previous code and settings where not done", file=sys.stderr)
         return
     verb = "would" if args.dry_run else "did"
     print(f"imsguard deploy {'(dry run) ' if args.dry_run else ''}{urn}")
@@ -709,8 +844,9 @@ def _print_steps(args: argparse.Namespace, steps: list[Any], error: Any,
         print(f"  {_policy_line(policy)}")
     for step in steps:
         print(f"  {step.action:<8} {step.what}: {step.detail}")
-    print(f"  {len(writes)} change(s) {verb} reach FunctionGraph" if writes else
-          "  nothing to change")
+    print(
+        f"  {len(writes)} change(s) {verb} reach FunctionGraph" if writes else "  nothing to change"
+    )
 
 
 def _iam_policy(args: argparse.Namespace) -> int:
@@ -727,14 +863,19 @@ def _iam_policy(args: argparse.Namespace) -> int:
     used = needed(all_permissions(), settings)
     _print_json(policy_document(used))
     if args.output == "text":
-        print(f"# {path}: the agency's custom policy, exactly the actions imsguard's calls need "
-              "with its settings:", file=sys.stderr)
+        print(
+            f"# {path}: the agency's custom policy, exactly the actions imsguard's calls need "
+            "with its settings:",
+            file=sys.stderr,
+        )
         width = max(len(permission.api) for permission in used)
         for permission in used:
             action = permission.action or "no IAM action documented"
             if permission.unconfirmed:
-                action += (f" ({permission.unconfirmed} in one edition only: add it if your "
-                           "region's IAM knows it)")
+                action += (
+                    f" ({permission.unconfirmed} in one edition only: add it if your "
+                    "region's IAM knows it)"
+                )
             print(f"#   {permission.api:<{width}}  {action}", file=sys.stderr)
     return 0
 
@@ -815,9 +956,13 @@ def _call_handler(event: Any, context: LocalContext) -> dict[str, Any]:
     try:
         return app.handler(event, context)
     except app.InvalidPolicy as exc:
-        return {"status": "error", "reason": f"{exc} (the handler raised: in FunctionGraph "
-                                             "every invocation fails until the policy is fixed)",
-                "problems": exc.problems, "results": []}
+        return {
+            "status": "error",
+            "reason": f"{exc} (the handler raised: in FunctionGraph "
+            "every invocation fails until the policy is fixed)",
+            "problems": exc.problems,
+            "results": [],
+        }
 
 
 def _point_at_fake(context: LocalContext, sample_events: bool = False) -> Any:
@@ -826,8 +971,11 @@ def _point_at_fake(context: LocalContext, sample_events: bool = False) -> Any:
     from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
     fake = FakeIms.with_sample_events() if sample_events else FakeIms.seeded()
-    context.user_data.update(IMSGUARD_REGION=fake.region, IMSGUARD_IMS_ENDPOINT=fake.endpoint,
-                             RUNTIME_PROJECT_ID=SAMPLE_PROJECT_ID)
+    context.user_data.update(
+        IMSGUARD_REGION=fake.region,
+        IMSGUARD_IMS_ENDPOINT=fake.endpoint,
+        RUNTIME_PROJECT_ID=SAMPLE_PROJECT_ID,
+    )
     context.access_key, context.secret_key = "FAKE-AK", "FAKE-SK"
     context.security_token = "FAKE-TOKEN"
     return fake

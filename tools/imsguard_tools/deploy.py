@@ -48,15 +48,20 @@ from imsguard.logs import redact
 from imsguard_tools.template import CtsTrigger, Template, TimerTrigger
 
 PACKAGE = "default"  # FunctionGraph's default application ("package")
-DESTINATION_PARAM = {"SMN": "topic_urn", "OBS": "bucket", "DIS": "stream_name",
-                     "FunctionGraph": "func_urn"}
+DESTINATION_PARAM = {
+    "SMN": "topic_urn",
+    "OBS": "bucket",
+    "DIS": "stream_name",
+    "FunctionGraph": "func_urn",
+}
 
 
 class DeployError(Exception):
     """A deploy could not be completed; ``done`` and ``left`` say what was and was not."""
 
-    def __init__(self, message: str, done: list[Step] | None = None,
-                 left: list[Step] | None = None):
+    def __init__(
+        self, message: str, done: list[Step] | None = None, left: list[Step] | None = None
+    ):
         self.done = done or []
         self.left = left or []
         super().__init__(message)
@@ -75,30 +80,47 @@ class Step(NamedTuple):
 class Deployer:
     """Plans (reads only) and applies (writes only what differs) one deployment."""
 
-    def __init__(self, client: FunctionGraphClient, project_id: str, region: str,
-                 template: Template, package: Path):
+    def __init__(
+        self,
+        client: FunctionGraphClient,
+        project_id: str,
+        region: str,
+        template: Template,
+        package: Path,
+    ):
         self.client = client
         self.template = template
         self.code = package.read_bytes()
         self.filename = package.name
         self.digest = hashlib.sha512(self.code).hexdigest()  # assumption: FG's `digest`
         function = template.function
-        self.urn = (f"urn:fss:{region}:{project_id}:function:{PACKAGE}:{function.name}"
-                    ":latest")
+        self.urn = f"urn:fss:{region}:{project_id}:function:{PACKAGE}:{function.name}:latest"
 
     def plan(self) -> list[Step]:
-        current = self._call(self.client.show_function_config,
-                             ShowFunctionConfigRequest(function_urn=self.urn), missing_ok=True)
+        current = self._call(
+            self.client.show_function_config,
+            ShowFunctionConfigRequest(function_urn=self.urn),
+            missing_ok=True,
+        )
         if current is None:
-            steps = [Step("create", "function", f"{self.template.function.name}, code "
-                          f"{len(self.code) / 2**20:.1f} MB", self._create_function)]
+            steps = [
+                Step(
+                    "create",
+                    "function",
+                    f"{self.template.function.name}, code {len(self.code) / 2**20:.1f} MB",
+                    self._create_function,
+                )
+            ]
             return steps + self._trigger_steps([]) + self._async_steps(None)
         steps = [self._config_step(current), self._code_step(current)]
-        triggers = self._call(self.client.list_function_triggers,
-                              ListFunctionTriggersRequest(function_urn=self.urn))
-        config = self._call(self.client.show_function_async_invoke_config,
-                            ShowFunctionAsyncInvokeConfigRequest(function_urn=self.urn),
-                            missing_ok=True)
+        triggers = self._call(
+            self.client.list_function_triggers, ListFunctionTriggersRequest(function_urn=self.urn)
+        )
+        config = self._call(
+            self.client.show_function_async_invoke_config,
+            ShowFunctionAsyncInvokeConfigRequest(function_urn=self.urn),
+            missing_ok=True,
+        )
         return steps + self._trigger_steps(triggers or []) + self._async_steps(config)
 
     def apply(self, steps: list[Step]) -> list[Step]:
@@ -110,8 +132,9 @@ class Deployer:
             try:
                 step.run()
             except DeployError as exc:
-                raise DeployError(f"{step.action} {step.what}: {exc}", done,
-                                  steps[index:]) from None
+                raise DeployError(
+                    f"{step.action} {step.what}: {exc}", done, steps[index:]
+                ) from None
             done.append(step)
         return done
 
@@ -119,10 +142,15 @@ class Deployer:
 
     def _wanted_config(self) -> dict[str, Any]:
         function = self.template.function
-        return {"runtime": function.runtime, "handler": function.handler,
-                "memory_size": function.memorySize, "timeout": function.timeout,
-                "description": function.description, "xrole": function.agency.name,
-                "user_data": json.dumps(function.settings, sort_keys=True)}
+        return {
+            "runtime": function.runtime,
+            "handler": function.handler,
+            "memory_size": function.memorySize,
+            "timeout": function.timeout,
+            "description": function.description,
+            "xrole": function.agency.name,
+            "user_data": json.dumps(function.settings, sort_keys=True),
+        }
 
     def _config_step(self, current: dict[str, Any]) -> Step:
         wanted = self._wanted_config()
@@ -143,29 +171,44 @@ class Deployer:
     def _code_step(self, current: dict[str, Any]) -> Step:
         if current.get("digest") == self.digest:
             return Step("keep", "function code", "same package digest")
-        return Step("update", "function code", f"new package ({len(self.code) / 2**20:.1f} MB)",
-                    self._update_code)
+        return Step(
+            "update",
+            "function code",
+            f"new package ({len(self.code) / 2**20:.1f} MB)",
+            self._update_code,
+        )
 
     def _create_function(self) -> None:
         wanted = self._wanted_config()
         body = CreateFunctionRequestBody(
-            func_name=self.template.function.name, package=PACKAGE, code_type="zip",
+            func_name=self.template.function.name,
+            package=PACKAGE,
+            code_type="zip",
             code_filename=self.filename,
-            func_code=FuncCode(file=base64.b64encode(self.code).decode()), **wanted)
+            func_code=FuncCode(file=base64.b64encode(self.code).decode()),
+            **wanted,
+        )
         self._call(self.client.create_function, CreateFunctionRequest(body=body))
 
     def _update_config(self) -> None:
-        body = UpdateFunctionConfigRequestBody(func_name=self.template.function.name,
-                                               **self._wanted_config())
-        self._call(self.client.update_function_config,
-                   UpdateFunctionConfigRequest(function_urn=self.urn, body=body))
+        body = UpdateFunctionConfigRequestBody(
+            func_name=self.template.function.name, **self._wanted_config()
+        )
+        self._call(
+            self.client.update_function_config,
+            UpdateFunctionConfigRequest(function_urn=self.urn, body=body),
+        )
 
     def _update_code(self) -> None:
         body = UpdateFunctionCodeRequestBody(
-            code_type="zip", code_filename=self.filename,
-            func_code=FuncCode(file=base64.b64encode(self.code).decode()))
-        self._call(self.client.update_function_code,
-                   UpdateFunctionCodeRequest(function_urn=self.urn, body=body))
+            code_type="zip",
+            code_filename=self.filename,
+            func_code=FuncCode(file=base64.b64encode(self.code).decode()),
+        )
+        self._call(
+            self.client.update_function_code,
+            UpdateFunctionCodeRequest(function_urn=self.urn, body=body),
+        )
 
     # -- triggers ---------------------------------------------------------------------
 
@@ -176,56 +219,108 @@ class Deployer:
         new one (a double delivery is harmless, a missed one is not). Triggers of other
         kinds are not imsguard's and are left alone."""
         steps = []
-        by_name = {(t.get("trigger_type_code"), (t.get("event_data") or {}).get("name")): t
-                   for t in existing if isinstance(t, dict)}
+        by_name = {
+            (t.get("trigger_type_code"), (t.get("event_data") or {}).get("name")): t
+            for t in existing
+            if isinstance(t, dict)
+        }
         wanted = {(t.type, t.name) for t in self.template.triggers}
         for trigger in self.template.triggers:
             label = f"{trigger.type} trigger {trigger.name}"
             current = by_name.get((trigger.type, trigger.name))
             if current is None:
-                steps.append(Step("create", label, _summary(trigger),
-                                  lambda t=trigger: self._create_trigger(t)))
+                steps.append(
+                    Step(
+                        "create",
+                        label,
+                        _summary(trigger),
+                        lambda t=trigger: self._create_trigger(t),
+                    )
+                )
                 continue
-            changed, unseen = _event_data_differences(current.get("event_data") or {},
-                                                      _event_data(trigger))
+            changed, unseen = _event_data_differences(
+                current.get("event_data") or {}, _event_data(trigger)
+            )
             if changed:
                 # The API cannot change event data in place: delete, then create again.
-                steps.append(Step("delete", label, f"its {', '.join(changed)} changed",
-                                  lambda c=current: self._delete_trigger(c)))
-                steps.append(Step("create", label, _summary(trigger),
-                                  lambda t=trigger: self._create_trigger(t)))
+                steps.append(
+                    Step(
+                        "delete",
+                        label,
+                        f"its {', '.join(changed)} changed",
+                        lambda c=current: self._delete_trigger(c),
+                    )
+                )
+                steps.append(
+                    Step(
+                        "create",
+                        label,
+                        _summary(trigger),
+                        lambda t=trigger: self._create_trigger(t),
+                    )
+                )
             elif current.get("trigger_status") != trigger.status:
-                steps.append(Step("update", label, f"status {current.get('trigger_status')} -> "
-                                  f"{trigger.status}",
-                                  lambda t=trigger, c=current: self._update_trigger(t, c)))
+                steps.append(
+                    Step(
+                        "update",
+                        label,
+                        f"status {current.get('trigger_status')} -> {trigger.status}",
+                        lambda t=trigger, c=current: self._update_trigger(t, c),
+                    )
+                )
             else:
-                unread = (f" ({', '.join(unseen)} not returned by FunctionGraph, so not "
-                          "compared: to change it, rename the trigger)") if unseen else ""
+                unread = (
+                    (
+                        f" ({', '.join(unseen)} not returned by FunctionGraph, so not "
+                        "compared: to change it, rename the trigger)"
+                    )
+                    if unseen
+                    else ""
+                )
                 steps.append(Step("keep", label, f"unchanged{unread}"))
         for (kind, name), current in by_name.items():
             if kind in ("CTS", "TIMER") and (kind, name) not in wanted:
-                steps.append(Step("delete", f"{kind} trigger {name}", "not in the template",
-                                  lambda c=current: self._delete_trigger(c)))
+                steps.append(
+                    Step(
+                        "delete",
+                        f"{kind} trigger {name}",
+                        "not in the template",
+                        lambda c=current: self._delete_trigger(c),
+                    )
+                )
         return steps
 
     def _create_trigger(self, trigger: CtsTrigger | TimerTrigger) -> None:
         body = CreateFunctionTriggerRequestBody(
-            trigger_type_code=trigger.type, trigger_status=trigger.status,
-            event_data=TriggerEventDataRequestBody(**_event_data(trigger)))
-        self._call(self.client.create_function_trigger,
-                   CreateFunctionTriggerRequest(function_urn=self.urn, body=body))
+            trigger_type_code=trigger.type,
+            trigger_status=trigger.status,
+            event_data=TriggerEventDataRequestBody(**_event_data(trigger)),
+        )
+        self._call(
+            self.client.create_function_trigger,
+            CreateFunctionTriggerRequest(function_urn=self.urn, body=body),
+        )
 
-    def _update_trigger(self, trigger: CtsTrigger | TimerTrigger, current: dict[str, Any]
-                        ) -> None:
-        self._call(self.client.update_trigger, UpdateTriggerRequest(
-            function_urn=self.urn, trigger_type_code=trigger.type,
-            trigger_id=current["trigger_id"],
-            body=UpdateTriggerRequestBody(trigger_status=trigger.status)))
+    def _update_trigger(self, trigger: CtsTrigger | TimerTrigger, current: dict[str, Any]) -> None:
+        self._call(
+            self.client.update_trigger,
+            UpdateTriggerRequest(
+                function_urn=self.urn,
+                trigger_type_code=trigger.type,
+                trigger_id=current["trigger_id"],
+                body=UpdateTriggerRequestBody(trigger_status=trigger.status),
+            ),
+        )
 
     def _delete_trigger(self, current: dict[str, Any]) -> None:
-        self._call(self.client.delete_function_trigger, DeleteFunctionTriggerRequest(
-            function_urn=self.urn, trigger_type_code=current["trigger_type_code"],
-            trigger_id=current["trigger_id"]))
+        self._call(
+            self.client.delete_function_trigger,
+            DeleteFunctionTriggerRequest(
+                function_urn=self.urn,
+                trigger_type_code=current["trigger_type_code"],
+                trigger_id=current["trigger_id"],
+            ),
+        )
 
     # -- asynchronous invocation --------------------------------------------------------
 
@@ -233,20 +328,30 @@ class Deployer:
         wanted = self.template.async_invoke
         failure = None
         if wanted.on_failure is not None:
-            failure = {"destination": wanted.on_failure.type, "param": json.dumps(
-                {DESTINATION_PARAM[wanted.on_failure.type]: wanted.on_failure.target})}
+            failure = {
+                "destination": wanted.on_failure.type,
+                "param": json.dumps(
+                    {DESTINATION_PARAM[wanted.on_failure.type]: wanted.on_failure.target}
+                ),
+            }
         now = current or {}
         now_failure = ((now.get("destination_config") or {}).get("on_failure")) or None
         if now_failure:
-            now_failure = {"destination": now_failure.get("destination"),
-                           "param": _json_or_text(now_failure.get("param"))}
+            now_failure = {
+                "destination": now_failure.get("destination"),
+                "param": _json_or_text(now_failure.get("param")),
+            }
         wanted_failure = failure and {**failure, "param": json.loads(failure["param"])}
-        if (now.get("max_async_retry_attempts") == wanted.max_retries
-                and now.get("max_async_event_age_in_seconds") == wanted.max_event_age_seconds
-                and now_failure == wanted_failure):
+        if (
+            now.get("max_async_retry_attempts") == wanted.max_retries
+            and now.get("max_async_event_age_in_seconds") == wanted.max_event_age_seconds
+            and now_failure == wanted_failure
+        ):
             return [Step("keep", "async invocation", "unchanged")]
-        detail = (f"{wanted.max_retries} retries, events up to {wanted.max_event_age_seconds}"
-                  f" s old, on failure {failure['destination'] if failure else 'nothing'}")
+        detail = (
+            f"{wanted.max_retries} retries, events up to {wanted.max_event_age_seconds}"
+            f" s old, on failure {failure['destination'] if failure else 'nothing'}"
+        )
         return [Step("update", "async invocation", detail, lambda: self._update_async(failure))]
 
     def _update_async(self, failure: dict[str, str] | None) -> None:
@@ -257,9 +362,12 @@ class Deployer:
         body = UpdateFunctionAsyncInvokeConfigRequestBody(
             max_async_retry_attempts=wanted.max_retries,
             max_async_event_age_in_seconds=wanted.max_event_age_seconds,
-            destination_config=destinations)
-        self._call(self.client.update_function_async_invoke_config,
-                   UpdateFunctionAsyncInvokeConfigRequest(function_urn=self.urn, body=body))
+            destination_config=destinations,
+        )
+        self._call(
+            self.client.update_function_async_invoke_config,
+            UpdateFunctionAsyncInvokeConfigRequest(function_urn=self.urn, body=body),
+        )
 
     # -- calls --------------------------------------------------------------------------
 
@@ -271,12 +379,15 @@ class Deployer:
         except ServiceResponseException as exc:
             if missing_ok and exc.status_code == 404:
                 return None
-            raise DeployError(redact(f"FunctionGraph answered {exc.status_code} "
-                                     f"{exc.error_code}: {exc.error_msg} (request id "
-                                     f"{exc.request_id})")) from None
+            raise DeployError(
+                redact(
+                    f"FunctionGraph answered {exc.status_code} "
+                    f"{exc.error_code}: {exc.error_msg} (request id "
+                    f"{exc.request_id})"
+                )
+            ) from None
         except (SdkException, requests.RequestException) as exc:
-            raise DeployError(f"FunctionGraph could not be reached: {type(exc).__name__}"
-                              ) from None
+            raise DeployError(f"FunctionGraph could not be reached: {type(exc).__name__}") from None
         content = getattr(response, "raw_content", None)
         return json.loads(content) if content else None
 
@@ -284,12 +395,17 @@ class Deployer:
 def _event_data(trigger: CtsTrigger | TimerTrigger) -> dict[str, Any]:
     if isinstance(trigger, CtsTrigger):
         return {"name": trigger.name, "operations": list(trigger.operations)}
-    return {"name": trigger.name, "schedule_type": "Rate", "schedule": trigger.schedule,
-            "user_event": trigger.user_event}
+    return {
+        "name": trigger.name,
+        "schedule_type": "Rate",
+        "schedule": trigger.schedule,
+        "user_event": trigger.user_event,
+    }
 
 
-def _event_data_differences(now: dict[str, Any], wanted: dict[str, Any]
-                            ) -> tuple[list[str], list[str]]:
+def _event_data_differences(
+    now: dict[str, Any], wanted: dict[str, Any]
+) -> tuple[list[str], list[str]]:
     """The event-data keys that differ from the template, and those FunctionGraph did not
     return: its documented TIMER answers leave out user_event, and what cannot be read
     cannot be compared (replacing the trigger on every deploy instead would not be
@@ -315,8 +431,9 @@ def operation_set(operations: Any) -> set[tuple[str, str, str]]:
     for operation in operations if isinstance(operations, list) else []:
         service, _, rest = str(operation).partition(":")
         types, _, traces = rest.partition(":")
-        triples |= {(service, kind, trace) for kind in types.split(";")
-                    for trace in traces.split(";")}
+        triples |= {
+            (service, kind, trace) for kind in types.split(";") for trace in traces.split(";")
+        }
     return triples
 
 
@@ -335,8 +452,9 @@ def _json_or_text(value: Any) -> Any:
     return value
 
 
-def build_client(region: str | None, endpoint: str | None, project_id: str,
-                 credentials: Credentials) -> FunctionGraphClient:
+def build_client(
+    region: str | None, endpoint: str | None, project_id: str, credentials: Credentials
+) -> FunctionGraphClient:
     try:
         return client_for(region, endpoint, project_id, credentials, (10, 120))  # uploads
     except KeyError:

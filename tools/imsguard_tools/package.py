@@ -76,9 +76,13 @@ def bundled_sources() -> Sources:
     return Sources(INDEX, runtime_package(), REQUIREMENTS)
 
 
-def build_package(python_version: str, out_dir: Path | None = None,
-                  policy: Path | None = None, policy_name: str = DEFAULT_POLICY_NAME,
-                  sources: Sources | None = None) -> PackageResult:
+def build_package(
+    python_version: str,
+    out_dir: Path | None = None,
+    policy: Path | None = None,
+    policy_name: str = DEFAULT_POLICY_NAME,
+    sources: Sources | None = None,
+) -> PackageResult:
     """Build ``<out_dir>/imsguard-<version>.zip`` for FunctionGraph's ``python_version``
     ("3.10", "3.12", ...); ``out_dir`` defaults to ``dist`` in the working directory. The
     policy file ``policy`` (default: the bundled default policy) goes in as ``policy_name``,
@@ -113,8 +117,10 @@ def build_package(python_version: str, out_dir: Path | None = None,
     size = path.stat().st_size
     if size > MAX_ZIP_BYTES:
         path.unlink()
-        raise PackageError(f"the package would be {size / 2**20:.1f} MB ({size} bytes), over "
-                           f"FunctionGraph's {MAX_ZIP_BYTES / 2**20:g} MB upload limit")
+        raise PackageError(
+            f"the package would be {size / 2**20:.1f} MB ({size} bytes), over "
+            f"FunctionGraph's {MAX_ZIP_BYTES / 2**20:g} MB upload limit"
+        )
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     return PackageResult(path=path, size=size, files=len(entries), sha256=sha256)
 
@@ -139,23 +145,34 @@ def check_policy_name(name: str) -> str:
     IMSGUARD_POLICY gives it relative to the code root; PackageError for a path the
     package cannot hold (absolute, or leaving the code root)."""
     path = PurePosixPath(name) if isinstance(name, str) else None
-    if (path is None or not name.strip() or path.is_absolute() or "\\" in name
-            or ".." in path.parts or path.name in ("", ".")):
-        raise PackageError(f"IMSGUARD_POLICY={name!r}: the policy ships inside the package, so "
-                           "it must be a path relative to the code root, such as policy.yaml")
+    if (
+        path is None
+        or not name.strip()
+        or path.is_absolute()
+        or "\\" in name
+        or ".." in path.parts
+        or path.name in ("", ".")
+    ):
+        raise PackageError(
+            f"IMSGUARD_POLICY={name!r}: the policy ships inside the package, so "
+            "it must be a path relative to the code root, such as policy.yaml"
+        )
     return path.as_posix()
 
 
 def check_python_version(python_version: str) -> str:
     """``python_version`` if it is a plain "3.X" from 3.10 on, else PackageError."""
     if not isinstance(python_version, str):
-        raise PackageError(f"the Python version must be text like 3.10, not "
-                           f"{type(python_version).__name__}")
+        raise PackageError(
+            f"the Python version must be text like 3.10, not {type(python_version).__name__}"
+        )
     found = _PYTHON_VERSION.fullmatch(python_version)
     if found is None or int(found.group(1)) < 10:
-        raise PackageError(f"invalid Python version {python_version[:40]!r}: give the "
-                           f"FunctionGraph runtime's version as 3.X, from 3.10 on "
-                           f"(e.g. 3.10 or 3.12)")
+        raise PackageError(
+            f"invalid Python version {python_version[:40]!r}: give the "
+            f"FunctionGraph runtime's version as 3.X, from 3.10 on "
+            f"(e.g. 3.10 or 3.12)"
+        )
     return python_version
 
 
@@ -167,9 +184,11 @@ def read_version(init_file: Path) -> str:
     except (OSError, SyntaxError, ValueError) as exc:
         raise PackageError(f"cannot read the version from {init_file}: {exc}") from exc
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
-                and any(isinstance(t, ast.Name) and t.id == "__version__"
-                        for t in node.targets)):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and any(isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets)
+        ):
             version = node.value.value
             if isinstance(version, str) and _VERSION.fullmatch(version):
                 return version
@@ -181,25 +200,45 @@ def install_dependencies(requirements: Path, python_version: str, target: Path) 
     """pip-install the pinned wheels for FunctionGraph's platform into ``target``.
     requirements.txt pins every runtime dependency, transitive ones too: hence --no-deps."""
     command = [
-        sys.executable, "-m", "pip", "install",
-        "--quiet", "--disable-pip-version-check", "--no-compile", "--no-deps",
-        "--only-binary=:all:", *(f"--platform={p}" for p in PLATFORMS), "--implementation", "cp",
-        "--python-version", check_python_version(python_version),
-        "--target", str(target), "-r", str(requirements),
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--no-deps",
+        "--only-binary=:all:",
+        *(f"--platform={p}" for p in PLATFORMS),
+        "--implementation",
+        "cp",
+        "--python-version",
+        check_python_version(python_version),
+        "--target",
+        str(target),
+        "-r",
+        str(requirements),
     ]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, errors="replace",
-                              timeout=PIP_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PIP_TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
         raise PackageError(f"pip did not finish in {PIP_TIMEOUT_S} s") from exc
     except OSError as exc:
         raise PackageError(f"cannot run pip: {exc}") from exc
     if done.returncode != 0:
-        lines = [line for line in (done.stderr or done.stdout or "").splitlines()
-                 if line.strip()]
+        lines = [line for line in (done.stderr or done.stdout or "").splitlines() if line.strip()]
         tail = "\n".join(lines[-STDERR_LINES:]) or "(no output)"
-        raise PackageError(f"pip failed (exit code {done.returncode}) installing "
-                           f"{requirements.name} for Python {python_version}:\n{tail}")
+        raise PackageError(
+            f"pip failed (exit code {done.returncode}) installing "
+            f"{requirements.name} for Python {python_version}:\n{tail}"
+        )
 
 
 def _dependency_files(target: Path) -> Iterator[tuple[str, Path]]:
@@ -253,16 +292,20 @@ def _write_zip(path: Path, entries: dict[str, Path]) -> None:
     the zip is complete."""
     partial = path.with_name(path.name + ".partial")
     try:
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED,
-                             compresslevel=_COMPRESS_LEVEL) as archive:
+        with zipfile.ZipFile(
+            partial, "w", zipfile.ZIP_DEFLATED, compresslevel=_COMPRESS_LEVEL
+        ) as archive:
             for name in sorted(entries):
                 info = zipfile.ZipInfo(name, date_time=_DATE_TIME)
                 info.create_system = 3  # Unix, whichever system builds it
                 info.external_attr = _FILE_MODE << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, entries[name].read_bytes(),
-                                 compress_type=zipfile.ZIP_DEFLATED,
-                                 compresslevel=_COMPRESS_LEVEL)
+                archive.writestr(
+                    info,
+                    entries[name].read_bytes(),
+                    compress_type=zipfile.ZIP_DEFLATED,
+                    compresslevel=_COMPRESS_LEVEL,
+                )
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)

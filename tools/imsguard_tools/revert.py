@@ -38,8 +38,13 @@ def read_report(text: str) -> Any:
         lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     except ValueError:
         raise ValueError("neither a JSON report nor JSON log lines") from None
-    return {"results": [line for line in lines if isinstance(line, dict)
-                        and line.get("message") == "image updated"]}
+    return {
+        "results": [
+            line
+            for line in lines
+            if isinstance(line, dict) and line.get("message") == "image updated"
+        ]
+    }
 
 
 def changes_in(report: Any) -> list[Undo]:
@@ -47,27 +52,38 @@ def changes_in(report: Any) -> list[Undo]:
     once; ValueError says why the report cannot be used, or cannot be used whole."""
     if not isinstance(report, dict):
         raise ValueError("a report is a JSON object (an imsguard result or sweep report)")
-    entries = [e for key in ("results", "changed") for e in report.get(key) or []
-               if isinstance(e, dict)]
+    entries = [
+        e for key in ("results", "changed") for e in report.get(key) or [] if isinstance(e, dict)
+    ]
     undos: dict[str, Undo] = {}
     for entry in entries:
         if entry.get("outcome", "updated") != "updated" or entry.get("image_id") in undos:
             continue
         image_id, sent, held = entry.get("image_id"), entry.get("operations"), entry.get("before")
         if not is_image_id(image_id) or not isinstance(sent, list) or not isinstance(held, dict):
-            raise ValueError(f"entry for {image_id!r} lacks an image id, its operations or its "
-                             "before values (reports from imsguard 0.1 have none)")
+            raise ValueError(
+                f"entry for {image_id!r} lacks an image id, its operations or its "
+                "before values (reports from imsguard 0.1 have none)"
+            )
         for op in sent:
-            if not (isinstance(op, dict) and op.get("op") in ("add", "replace")
-                    and isinstance(op.get("value"), str) and str(op.get("path"))[1:] in held):
-                raise ValueError(f"entry for {image_id}: operation {op!r} is not one imsguard "
-                                 "sends, or has no before value")
+            if not (
+                isinstance(op, dict)
+                and op.get("op") in ("add", "replace")
+                and isinstance(op.get("value"), str)
+                and str(op.get("path"))[1:] in held
+            ):
+                raise ValueError(
+                    f"entry for {image_id}: operation {op!r} is not one imsguard "
+                    "sends, or has no before value"
+                )
         undos[image_id] = Undo(image_id, tuple(sent), held)
     updated = (report.get("summary") or {}).get("updated")
     if isinstance(updated, int) and updated > len(undos):
-        raise ValueError(f"the report lists {len(undos)} of the {updated} images it updated "
-                         "(its lists stop at IMSGUARD_RESULTS_LIMIT): revert from the "
-                         "function's log lines, which hold every image")
+        raise ValueError(
+            f"the report lists {len(undos)} of the {updated} images it updated "
+            "(its lists stop at IMSGUARD_RESULTS_LIMIT): revert from the "
+            "function's log lines, which hold every image"
+        )
     return list(undos.values())
 
 
@@ -80,8 +96,9 @@ def undo_operations(undo: Undo) -> list[dict[str, str]]:
         if previous is None:
             operations.append({"op": "remove", "path": op["path"]})
         else:
-            operations.append({"op": "replace", "path": op["path"],
-                               "value": attribute_text(previous) or ""})
+            operations.append(
+                {"op": "replace", "path": op["path"], "value": attribute_text(previous) or ""}
+            )
     return operations
 
 
@@ -94,18 +111,32 @@ def revert(undo: Undo, gateway: ImsGateway, dry_run: bool) -> dict[str, Any]:
         return {**result, "outcome": "error", "reason": str(exc)}
     if image is None:
         return {**result, "outcome": "gone", "reason": "no such image any more"}
-    changed = [op["path"][1:] for op in undo.sent
-               if not same_value(op["path"][1:], image.get(op["path"][1:]), op["value"])]
+    changed = [
+        op["path"][1:]
+        for op in undo.sent
+        if not same_value(op["path"][1:], image.get(op["path"][1:]), op["value"])
+    ]
     if changed:
-        return {**result, "outcome": "changed_since",
-                "reason": f"{', '.join(changed)} changed since imsguard set them; left alone"}
+        return {
+            **result,
+            "outcome": "changed_since",
+            "reason": f"{', '.join(changed)} changed since imsguard set them; left alone",
+        }
     operations = undo_operations(undo)
     if dry_run:
-        return {**result, "operations": operations, "outcome": "would_revert",
-                "reason": "dry run: nothing was sent"}
+        return {
+            **result,
+            "operations": operations,
+            "outcome": "would_revert",
+            "reason": "dry run: nothing was sent",
+        }
     try:
         gateway.update_image(undo.image_id, operations)
     except ImsError as exc:
         return {**result, "operations": operations, "outcome": "error", "reason": str(exc)}
-    return {**result, "operations": operations, "outcome": "reverted",
-            "reason": f"{len(operations)} attribute(s) restored"}
+    return {
+        **result,
+        "operations": operations,
+        "outcome": "reverted",
+        "reason": f"{len(operations)} attribute(s) restored",
+    }

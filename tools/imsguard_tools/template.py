@@ -109,9 +109,11 @@ class CtsTrigger(_Strict):
         """FunctionGraph lets only some trigger types be disabled (TIMER, DDS, DMS, Kafka,
         LTS in its API reference), not CTS."""
         if value != "ACTIVE":
-            raise ValueError(f"{value!r}: a CTS trigger is ACTIVE (FunctionGraph cannot disable "
-                             "one); to stop imsguard changing images set IMSGUARD_DRY_RUN: "
-                             "\"true\", or remove the trigger from the template")
+            raise ValueError(
+                f"{value!r}: a CTS trigger is ACTIVE (FunctionGraph cannot disable "
+                "one); to stop imsguard changing images set IMSGUARD_DRY_RUN: "
+                '"true", or remove the trigger from the template'
+            )
         return value
 
     @field_validator("name")
@@ -119,9 +121,11 @@ class CtsTrigger(_Strict):
     def _name(cls, value: str) -> str:
         if not CTS_TRIGGER_NAME.fullmatch(value):
             suggestion = re.sub(r"[^A-Za-z0-9_\u4e00-\u9fa5]", "_", value)[:64] or "imsguard"
-            raise ValueError(f"{value!r}: FunctionGraph takes only letters, digits and "
-                             f"underscores in CTS trigger names, at most 64 (try "
-                             f"{suggestion!r})")
+            raise ValueError(
+                f"{value!r}: FunctionGraph takes only letters, digits and "
+                f"underscores in CTS trigger names, at most 64 (try "
+                f"{suggestion!r})"
+            )
         return value
 
     @field_validator("operations")
@@ -134,11 +138,15 @@ class CtsTrigger(_Strict):
             resource_type, trace = match.groups()
             handled = IMAGE_TRACES.get(resource_type)
             if handled is None:
-                raise ValueError(f"{operation!r}: IMS records image operations under resource "
-                                 f"types {sorted(IMAGE_TRACES)}, not {resource_type!r}")
+                raise ValueError(
+                    f"{operation!r}: IMS records image operations under resource "
+                    f"types {sorted(IMAGE_TRACES)}, not {resource_type!r}"
+                )
             if trace not in handled:
-                raise ValueError(f"{operation!r}: imsguard handles only "
-                                 f"{sorted(handled)} on resource type {resource_type!r}")
+                raise ValueError(
+                    f"{operation!r}: imsguard handles only "
+                    f"{sorted(handled)} on resource type {resource_type!r}"
+                )
         if len(set(operations)) != len(operations):
             raise ValueError("an operation is listed twice")
         return operations
@@ -155,8 +163,10 @@ class TimerTrigger(_Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         if not TIMER_TRIGGER_NAME.fullmatch(value):
-            raise ValueError(f"{value!r}: a TIMER trigger name starts with a letter, then "
-                             "letters, digits, _ or -, at most 64")
+            raise ValueError(
+                f"{value!r}: a TIMER trigger name starts with a letter, then "
+                "letters, digits, _ or -, at most 64"
+            )
         return value
 
     @field_validator("schedule")
@@ -165,8 +175,9 @@ class TimerTrigger(_Strict):
         match = RATE.fullmatch(value)
         limits = {"m": 60, "h": 24, "d": 30}  # FunctionGraph's timer rates
         if match is None or int(match.group(1)) > limits[match.group(2)]:
-            raise ValueError(f"{value!r} is not a rate FunctionGraph accepts: 1-60m, 1-24h "
-                             "or 1-30d")
+            raise ValueError(
+                f"{value!r} is not a rate FunctionGraph accepts: 1-60m, 1-24h or 1-30d"
+            )
         return value
 
     @field_validator("user_event")
@@ -174,8 +185,7 @@ class TimerTrigger(_Strict):
     def _sweep_options(cls, value: str) -> str:
         size = len(value.encode("utf-8"))
         if size > MAX_USER_EVENT_BYTES:
-            raise ValueError(f"{size} bytes: FunctionGraph keeps a timer's user_event under "
-                             "2 KB")
+            raise ValueError(f"{size} bytes: FunctionGraph keeps a timer's user_event under 2 KB")
         parsed = parse_event({"trigger_type": "TIMER", "user_event": value})
         if not isinstance(parsed, Sweep):
             raise ValueError(parsed.reason)
@@ -212,15 +222,16 @@ def load_template(path: Path) -> Template:
     try:
         template = Template.model_validate(data)
     except ValidationError as exc:
-        problems = [(_field(error["loc"]), error["msg"].removeprefix("Value error, "))
-                    for error in exc.errors(include_url=False)]
+        problems = [
+            (_field(error["loc"]), error["msg"].removeprefix("Value error, "))
+            for error in exc.errors(include_url=False)
+        ]
     else:
         problems = _deployment_problems(template, Path(path).parent)
     if problems:
         with open(path, encoding="utf-8") as stream:  # again, for the lines of the problems
             node = yaml.compose(stream, Loader=yaml_loader())
-        raise TemplateError(str(path), [_describe(loc, message, node)
-                                        for loc, message in problems])
+        raise TemplateError(str(path), [_describe(loc, message, node) for loc, message in problems])
     return template
 
 
@@ -231,9 +242,11 @@ def template_settings(path: Path) -> dict[str, str]:
     function = data.get("function") if isinstance(data, dict) else None
     settings = function.get("settings", {}) if isinstance(function, dict) else None
     if not isinstance(settings, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in settings.items()):
-        raise TemplateError(str(path), ["function.settings: a mapping of IMSGUARD_* names to "
-                                        "text is needed"])
+        isinstance(k, str) and isinstance(v, str) for k, v in settings.items()
+    ):
+        raise TemplateError(
+            str(path), ["function.settings: a mapping of IMSGUARD_* names to text is needed"]
+        )
     try:
         return check_settings(settings)
     except ValueError as exc:
@@ -277,8 +290,12 @@ def _deployment_problems(template: Template, folder: Path) -> list[tuple[tuple[A
     policy = function.settings.get("IMSGUARD_POLICY")
     code_root = folder / function.codeRoot
     if policy and not Path(policy).is_absolute() and not (code_root / policy).is_file():
-        problems.append((("function", "settings", "IMSGUARD_POLICY"),
-                         f"{policy} is not a file under {code_root}"))
+        problems.append(
+            (
+                ("function", "settings", "IMSGUARD_POLICY"),
+                f"{policy} is not a file under {code_root}",
+            )
+        )
     listed = function.agency.permissions
     if listed is not None:
         used = needed(all_permissions(), function.settings)
@@ -286,9 +303,17 @@ def _deployment_problems(template: Template, folder: Path) -> list[tuple[tuple[A
         extra = sorted(set(listed) - wanted - set(optional_actions(used)))
         missing = sorted(wanted - set(listed))
         if extra or missing:
-            said = [f"{extra} are not actions imsguard's calls need with these settings"
-                    if extra else "", f"{missing} are needed and missing" if missing else ""]
-            problems.append((("function", "agency", "permissions"),
-                             f"{'; '.join(s for s in said if s)}: the agency needs exactly "
-                             f"{sorted(wanted)} (`imsguard iam-policy` prints its policy)"))
+            said = [
+                f"{extra} are not actions imsguard's calls need with these settings"
+                if extra
+                else "",
+                f"{missing} are needed and missing" if missing else "",
+            ]
+            problems.append(
+                (
+                    ("function", "agency", "permissions"),
+                    f"{'; '.join(s for s in said if s)}: the agency needs exactly "
+                    f"{sorted(wanted)} (`imsguard iam-policy` prints its policy)",
+                )
+            )
     return problems

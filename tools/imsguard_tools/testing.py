@@ -47,29 +47,83 @@ DEFAULT_REGION = "ap-southeast-1"
 
 _SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 _SAMPLE_FILES = ("example-image.json", "images.json")
-FAULT_KINDS = ("429", "429-retry-after", "500", "503", "img-0060", "reset", "read-timeout",
-               "timeout-after-patch")
+FAULT_KINDS = (
+    "429",
+    "429-retry-after",
+    "500",
+    "503",
+    "img-0060",
+    "reset",
+    "read-timeout",
+    "timeout-after-patch",
+)
 _HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 # Attributes the documented update API lists explicitly.
-PATCHABLE_ATTRIBUTES = frozenset({
-    "name", "__description", "__support_kvm", "__support_xen", "__support_largememory",
-    "__support_diskintensive", "__support_highperformance", "__support_xen_gpu_type",
-    "__support_kvm_gpu_type", "__support_xen_hana", "__is_config_init", "enterprise_project_id",
-    "min_ram", "max_ram", "hw_vif_multiqueue_enabled", "hw_firmware_type",
-    "__support_kvm_infiniband", "__support_fc_inject", "__support_amd",
-    "__support_kvm_hi1822_hisriov", "__support_kvm_hi1822_hivirtionet",
-})
+PATCHABLE_ATTRIBUTES = frozenset(
+    {
+        "name",
+        "__description",
+        "__support_kvm",
+        "__support_xen",
+        "__support_largememory",
+        "__support_diskintensive",
+        "__support_highperformance",
+        "__support_xen_gpu_type",
+        "__support_kvm_gpu_type",
+        "__support_xen_hana",
+        "__is_config_init",
+        "enterprise_project_id",
+        "min_ram",
+        "max_ram",
+        "hw_vif_multiqueue_enabled",
+        "hw_firmware_type",
+        "__support_kvm_infiniband",
+        "__support_fc_inject",
+        "__support_amd",
+        "__support_kvm_hi1822_hisriov",
+        "__support_kvm_hi1822_hivirtionet",
+    }
+)
 
 # Attributes managed by the service; they can never be set as extension attributes.
-SYSTEM_ATTRIBUTES = frozenset({
-    "id", "status", "owner", "visibility", "created_at", "updated_at", "deleted", "deleted_at",
-    "active_at", "__imagetype", "__platform", "__os_type", "__os_version", "__os_bit",
-    "virtual_env_type", "checksum", "size", "virtual_size", "min_disk", "self", "file", "schema",
-    "disk_format", "container_format", "protected", "tags", "__image_source_type",
-    "__originalimagename", "__backup_id", "__image_size", "__data_origin", "__isregistered",
-    "__productcode",
-})
+SYSTEM_ATTRIBUTES = frozenset(
+    {
+        "id",
+        "status",
+        "owner",
+        "visibility",
+        "created_at",
+        "updated_at",
+        "deleted",
+        "deleted_at",
+        "active_at",
+        "__imagetype",
+        "__platform",
+        "__os_type",
+        "__os_version",
+        "__os_bit",
+        "virtual_env_type",
+        "checksum",
+        "size",
+        "virtual_size",
+        "min_disk",
+        "self",
+        "file",
+        "schema",
+        "disk_format",
+        "container_format",
+        "protected",
+        "tags",
+        "__image_source_type",
+        "__originalimagename",
+        "__backup_id",
+        "__image_size",
+        "__data_origin",
+        "__isregistered",
+        "__productcode",
+    }
+)
 
 # Error messages as worded in the IMS error-code table.
 _MESSAGES = {
@@ -103,12 +157,24 @@ _MESSAGES = {
 
 _NAME_RE = re.compile(r"[A-Za-z0-9\-._ \u4e00-\u9fff]+")
 _DIGITS_RE = re.compile(r"[0-9]+")
-_LIST_FILTERS = ("id", "name", "status", "__imagetype", "__platform", "__os_type",
-                 "visibility", "virtual_env_type", "owner")
+_LIST_FILTERS = (
+    "id",
+    "name",
+    "status",
+    "__imagetype",
+    "__platform",
+    "__os_type",
+    "visibility",
+    "virtual_env_type",
+    "owner",
+)
 _TIME_OPERATORS: dict[str, Callable[[datetime, datetime], bool]] = {
-    "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
-    "eq": lambda a, b: a == b, "neq": lambda a, b: a != b,
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+    "eq": lambda a, b: a == b,
+    "neq": lambda a, b: a != b,
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -128,8 +194,13 @@ class FakeCall:
 class _ApiError(Exception):
     """Raised inside a handler to turn into an IMS-style error response."""
 
-    def __init__(self, status: int, code: str, message: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(code)
         self.status = status
         self.code = code
@@ -273,8 +344,12 @@ def _apply_operation(image: dict, operation: Any) -> None:
 class FakeIms:
     """In-memory IMS: images, jobs and a log of every request it answered."""
 
-    def __init__(self, project_id: str = SAMPLE_PROJECT_ID, region: str = DEFAULT_REGION,
-                 endpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        project_id: str = SAMPLE_PROJECT_ID,
+        region: str = DEFAULT_REGION,
+        endpoint: str | None = None,
+    ) -> None:
         self.project_id = project_id
         self.region = region
         self.endpoint = (endpoint or f"https://ims.{region}.myhuaweicloud.com").rstrip("/")
@@ -315,23 +390,41 @@ class FakeIms:
             ("GET", re.compile(r"/v1/cloudimages/job/([^/]+)"), self._show_job_progress),
             ("GET", re.compile(r"/v1/([^/]+)/jobs/([^/]+)"), self._show_job),
             ("GET", re.compile(r"/v1/cloudimages/os_version"), self._list_os_versions),
-            ("POST", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/invocations-async"),
-             self._invoke_async),
+            (
+                "POST",
+                re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/invocations-async"),
+                self._invoke_async,
+            ),
             ("POST", re.compile(r"/v2/([^/]+)/fgs/functions"), self._fgs_create_function),
             ("GET", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/config"), self._fgs_config),
-            ("PUT", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/config"),
-             self._fgs_update_config),
+            (
+                "PUT",
+                re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/config"),
+                self._fgs_update_config,
+            ),
             ("PUT", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/code"), self._fgs_update_code),
             ("GET", re.compile(r"/v2/([^/]+)/fgs/triggers/([^/]+)"), self._fgs_triggers),
             ("POST", re.compile(r"/v2/([^/]+)/fgs/triggers/([^/]+)"), self._fgs_create_trigger),
-            ("PUT", re.compile(r"/v2/([^/]+)/fgs/triggers/([^/]+)/([^/]+)/([^/]+)"),
-             self._fgs_update_trigger),
-            ("DELETE", re.compile(r"/v2/([^/]+)/fgs/triggers/([^/]+)/([^/]+)/([^/]+)"),
-             self._fgs_delete_trigger),
-            ("GET", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/async-invoke-config"),
-             self._fgs_async_config),
-            ("PUT", re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/async-invoke-config"),
-             self._fgs_update_async_config),
+            (
+                "PUT",
+                re.compile(r"/v2/([^/]+)/fgs/triggers/([^/]+)/([^/]+)/([^/]+)"),
+                self._fgs_update_trigger,
+            ),
+            (
+                "DELETE",
+                re.compile(r"/v2/([^/]+)/fgs/triggers/([^/]+)/([^/]+)/([^/]+)"),
+                self._fgs_delete_trigger,
+            ),
+            (
+                "GET",
+                re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/async-invoke-config"),
+                self._fgs_async_config,
+            ),
+            (
+                "PUT",
+                re.compile(r"/v2/([^/]+)/fgs/functions/([^/]+)/async-invoke-config"),
+                self._fgs_update_async_config,
+            ),
         ]
         # FunctionGraph's function API, for deploy tests: functions by URN, their triggers
         # and asynchronous invocation settings.
@@ -346,17 +439,31 @@ class FakeIms:
         # What GET /v1/cloudimages/os_version?tag=uefi lists (IMS's UEFI-capable OSs).
         # (os_bit is a number there, unlike an image's __os_bit.)
         self.uefi_os_versions: list[dict[str, Any]] = [
-            {"platform": "Ubuntu", "os_version": "Ubuntu 22.04 server 64bit", "os_bit": 64,
-             "os_type": "Linux", "os_version_key": "Ubuntu 22.04 64bit"},
-            {"platform": "Ubuntu", "os_version": "Ubuntu 20.04 server 64bit", "os_bit": 64,
-             "os_type": "Linux", "os_version_key": "Ubuntu 20.04 64bit"},
-            {"platform": "Debian", "os_version": "Debian GNU/Linux 12.0.0 64bit", "os_bit": 64,
-             "os_type": "Linux", "os_version_key": "Debian 12.0.0 64bit"},
+            {
+                "platform": "Ubuntu",
+                "os_version": "Ubuntu 22.04 server 64bit",
+                "os_bit": 64,
+                "os_type": "Linux",
+                "os_version_key": "Ubuntu 22.04 64bit",
+            },
+            {
+                "platform": "Ubuntu",
+                "os_version": "Ubuntu 20.04 server 64bit",
+                "os_bit": 64,
+                "os_type": "Linux",
+                "os_version_key": "Ubuntu 20.04 64bit",
+            },
+            {
+                "platform": "Debian",
+                "os_version": "Debian GNU/Linux 12.0.0 64bit",
+                "os_bit": 64,
+                "os_type": "Linux",
+                "os_version_key": "Debian 12.0.0 64bit",
+            },
         ]
 
     @classmethod
-    def seeded(cls, project_id: str = SAMPLE_PROJECT_ID,
-               region: str = DEFAULT_REGION) -> FakeIms:
+    def seeded(cls, project_id: str = SAMPLE_PROJECT_ID, region: str = DEFAULT_REGION) -> FakeIms:
         """A fake preloaded with the packaged sample images and the example's creation job."""
         fake = cls(project_id=project_id, region=region)
         for image in sample_images():
@@ -371,8 +478,9 @@ class FakeIms:
         through the native API. ``imsguard invoke --fake`` runs every sample event on it."""
         fake = cls.seeded()
         fake.add_image({"id": COPY_IMAGE_ID, "name": "ims_test_copy"}, pending_reads=1)
-        fake.add_job(COPY_JOB_ID, image_id=COPY_IMAGE_ID, job_type="imsCopyImageInRegionJob",
-                     pending_reads=1)
+        fake.add_job(
+            COPY_JOB_ID, image_id=COPY_IMAGE_ID, job_type="imsCopyImageInRegionJob", pending_reads=1
+        )
         fake.add_image({"name": "web_server_01"})
         fake.add_image({"id": NATIVE_IMAGE_ID, "name": "Native_Upload"}, pending_reads=1)
         return fake
@@ -384,8 +492,9 @@ class FakeIms:
             self._clock += timedelta(seconds=1)
             return _format_time(self._clock)
 
-    def add_image(self, attrs: Mapping[str, Any], pending_reads: int = 0,
-                  final_status: str = "active") -> dict:
+    def add_image(
+        self, attrs: Mapping[str, Any], pending_reads: int = 0, final_status: str = "active"
+    ) -> dict:
         """Store a copy of ``attrs``, completed with the defaults of a private Linux image.
 
         With ``pending_reads`` k > 0 the image is still being created: reads of it by id
@@ -399,19 +508,43 @@ class FakeIms:
         # IMS's reference): yes/no flags as "True" as well as "true", a JSON boolean, min_ram
         # and min_disk as numbers beside max_ram as text.
         defaults = {
-            "name": f"image-{image_id[:8]}", "status": "active", "owner": self.project_id,
-            "__imagetype": "private", "visibility": "private", "created_at": now,
-            "updated_at": now, "active_at": now, "min_ram": 0, "max_ram": "0", "min_disk": 40,
-            "tags": [], "virtual_env_type": "FusionCompute", "__os_type": "Linux",
-            "__platform": "Ubuntu", "__os_version": "Ubuntu 22.04 server 64bit",
-            "__os_bit": "64", "__isregistered": "True", "__lazyloading": "True",
-            "__support_kvm": "True", "__system_support_market": False, "protected": False,
-            "disk_format": "zvhd2", "enterprise_project_id": "0", "container_format": "bare",
-            "__image_source_type": "uds", "schema": "/v2/schemas/image",
-            "self": f"/v2/images/{image_id}", "file": f"/v2/images/{image_id}/file",
-            "checksum": "d41d8cd98f00b204e9800998ecf8427e", "size": 0, "virtual_size": 0,
-            "__originalimagename": image_id, "__backup_id": "", "__productcode": "",
-            "__image_size": "0", "__data_origin": None,
+            "name": f"image-{image_id[:8]}",
+            "status": "active",
+            "owner": self.project_id,
+            "__imagetype": "private",
+            "visibility": "private",
+            "created_at": now,
+            "updated_at": now,
+            "active_at": now,
+            "min_ram": 0,
+            "max_ram": "0",
+            "min_disk": 40,
+            "tags": [],
+            "virtual_env_type": "FusionCompute",
+            "__os_type": "Linux",
+            "__platform": "Ubuntu",
+            "__os_version": "Ubuntu 22.04 server 64bit",
+            "__os_bit": "64",
+            "__isregistered": "True",
+            "__lazyloading": "True",
+            "__support_kvm": "True",
+            "__system_support_market": False,
+            "protected": False,
+            "disk_format": "zvhd2",
+            "enterprise_project_id": "0",
+            "container_format": "bare",
+            "__image_source_type": "uds",
+            "schema": "/v2/schemas/image",
+            "self": f"/v2/images/{image_id}",
+            "file": f"/v2/images/{image_id}/file",
+            "checksum": "d41d8cd98f00b204e9800998ecf8427e",
+            "size": 0,
+            "virtual_size": 0,
+            "__originalimagename": image_id,
+            "__backup_id": "",
+            "__productcode": "",
+            "__image_size": "0",
+            "__data_origin": None,
         }
         for key, value in defaults.items():
             image.setdefault(key, value)
@@ -434,18 +567,27 @@ class FakeIms:
             flaw = rng.randrange(3) if wrong else -1
             # multi-queue on or off in each spelling IMS uses; only "off" is out of line
             spellings = ("False", "false", False) if flaw == 2 else ("True", "true", True)
-            self.add_image({
-                "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "name": f"Fleet_{index:06d}" if flaw == 0 else f"fleet-{index:06d}",
-                "__os_version": "Ubuntu 22.04 server 64bit", "__platform": "Ubuntu",
-                "hw_firmware_type": "bios" if flaw == 1 else "uefi",
-                "hw_vif_multiqueue_enabled": spellings[index % 3],
-            })
+            self.add_image(
+                {
+                    "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    "name": f"Fleet_{index:06d}" if flaw == 0 else f"fleet-{index:06d}",
+                    "__os_version": "Ubuntu 22.04 server 64bit",
+                    "__platform": "Ubuntu",
+                    "hw_firmware_type": "bios" if flaw == 1 else "uefi",
+                    "hw_vif_multiqueue_enabled": spellings[index % 3],
+                }
+            )
         return bad
 
-    def add_job(self, job_id: str, status: str = "SUCCESS", image_id: str | None = None,
-                job_type: str = "imsCreateImageByInstance",
-                fail_reason: str | None = None, pending_reads: int = 0) -> dict:
+    def add_job(
+        self,
+        job_id: str,
+        status: str = "SUCCESS",
+        image_id: str | None = None,
+        job_type: str = "imsCreateImageByInstance",
+        fail_reason: str | None = None,
+        pending_reads: int = 0,
+    ) -> dict:
         """Store an asynchronous job as ``show_job`` reports it.
 
         With ``pending_reads`` k > 0 the job is still running: its first read shows
@@ -456,10 +598,14 @@ class FakeIms:
         # As ShowJobProgress documents it: ISO times with milliseconds, "" for a job that
         # has not ended, null error_code and fail_reason when there is none.
         job = {
-            "status": status, "job_id": job_id, "job_type": job_type,
+            "status": status,
+            "job_id": job_id,
+            "job_type": job_type,
             "begin_time": begin.replace("Z", ".000Z"),
             "end_time": self._tick().replace("Z", ".000Z") if finished else "",
-            "error_code": None, "fail_reason": fail_reason, "entities": {},
+            "error_code": None,
+            "fail_reason": fail_reason,
+            "entities": {},
         }
         if image_id is not None:
             job["entities"]["image_id"] = image_id
@@ -485,8 +631,15 @@ class FakeIms:
 
     # -- transport-independent core -----------------------------------------
 
-    def fail_next(self, method: str, status: int, code: str, message: str | None = None,
-                  times: int = 1, retry_after: float | None = None) -> None:
+    def fail_next(
+        self,
+        method: str,
+        status: int,
+        code: str,
+        message: str | None = None,
+        times: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
         """Answer the next ``times`` requests of ``method`` with this IMS error instead
         (with a Retry-After header when ``retry_after`` is given)."""
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
@@ -509,8 +662,9 @@ class FakeIms:
         the request has been carried out (a PATCH applied, its answer lost)."""
         self._injected.append((method.upper(), (exception, after)))
 
-    def inject_faults(self, rate: float, seed: int = 1,
-                      kinds: tuple[str, ...] = FAULT_KINDS) -> None:
+    def inject_faults(
+        self, rate: float, seed: int = 1, kinds: tuple[str, ...] = FAULT_KINDS
+    ) -> None:
         """From now on, fail each request with probability ``rate``, with one of ``kinds``:
         429 (with or without Retry-After), 500, 503, a connection reset, a read timeout, or
         a read timeout after a PATCH was applied. Seeded: the same run, the same faults."""
@@ -527,8 +681,9 @@ class FakeIms:
         self.faults[kind] += 1
         return {
             "429": _ApiError(429, "APIGW.0308", "The throttling threshold has been reached"),
-            "429-retry-after": _ApiError(429, "APIGW.0308", "The throttling threshold has "
-                                         "been reached", {"Retry-After": "1"}),
+            "429-retry-after": _ApiError(
+                429, "APIGW.0308", "The throttling threshold has been reached", {"Retry-After": "1"}
+            ),
             "500": _ApiError(500, "IMG.0500", "Internal error"),
             "503": _ApiError(503, "APIGW.0203", "Service unavailable"),
             "img-0060": _ApiError(400, "IMG.0060"),
@@ -544,8 +699,9 @@ class FakeIms:
                 return action
         return None
 
-    def dispatch(self, method: str, url: str, headers: Mapping[str, str],
-                 body: bytes | str | None) -> tuple[int, dict[str, str], bytes]:
+    def dispatch(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | str | None
+    ) -> tuple[int, dict[str, str], bytes]:
         """Answer one HTTP request and record it; returns (status, headers, body)."""
         method = method.upper()
         parts = urlsplit(url)
@@ -561,8 +717,9 @@ class FakeIms:
                     exception, after = injected  # a transport failure: recorded as status 0
                     if after:
                         self._route(method, parts.path, query, headers, text)
-                    self.calls.append(FakeCall(method, parts.path, query, _try_json(text), 0,
-                                               dict(headers)))
+                    self.calls.append(
+                        FakeCall(method, parts.path, query, _try_json(text), 0, dict(headers))
+                    )
                     raise exception
                 if isinstance(injected, tuple):
                     status, payload = injected
@@ -574,15 +731,25 @@ class FakeIms:
                 status = error.status
                 payload = {"error": {"code": error.code, "message": error.message}}
                 extra_headers = error.headers
-            self.calls.append(FakeCall(method, parts.path, query, _try_json(text), status,
-                                       dict(headers)))
-        response_headers = {"Content-Type": "application/json",
-                            "X-Request-Id": uuid.uuid4().hex, **extra_headers}
+            self.calls.append(
+                FakeCall(method, parts.path, query, _try_json(text), status, dict(headers))
+            )
+        response_headers = {
+            "Content-Type": "application/json",
+            "X-Request-Id": uuid.uuid4().hex,
+            **extra_headers,
+        }
         content = b"" if status == 204 else json.dumps(payload).encode("utf-8")  # no body
         return status, response_headers, content
 
-    def _route(self, method: str, path: str, query: dict[str, str],
-               headers: Mapping[str, str], body: str | None) -> tuple[int, Any]:
+    def _route(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: Mapping[str, str],
+        body: str | None,
+    ) -> tuple[int, Any]:
         # assumption: like API Gateway, an unknown API is reported before authentication.
         for route_method, pattern, handler in self._routes:
             match = pattern.fullmatch(path)
@@ -596,8 +763,11 @@ class FakeIms:
         """Accept only requests signed the way the SDK's BasicCredentials sign them."""
         lowered = {key.lower(): value for key, value in headers.items()}
         authorization = lowered.get("authorization", "")
-        signed = (authorization.startswith("SDK-HMAC-SHA256 ")
-                  and "Access=" in authorization and "Signature=" in authorization)
+        signed = (
+            authorization.startswith("SDK-HMAC-SHA256 ")
+            and "Access=" in authorization
+            and "Signature=" in authorization
+        )
         if not signed or lowered.get("x-project-id") != self.project_id:
             raise _ApiError(401, "APIGW.0301")
 
@@ -605,9 +775,11 @@ class FakeIms:
 
     def _visible(self, image: Mapping[str, Any]) -> bool:
         """Own images plus public ones; other projects' private images stay hidden."""
-        return (image.get("owner") == self.project_id
-                or image.get("__imagetype") in ("gold", "market")
-                or image.get("visibility") == "public")
+        return (
+            image.get("owner") == self.project_id
+            or image.get("__imagetype") in ("gold", "market")
+            or image.get("visibility") == "public"
+        )
 
     def _list_images(self, *, query: dict[str, str], body: str | None) -> tuple[int, Any]:
         limit = _parse_limit(query.get("limit"))
@@ -647,8 +819,10 @@ class FakeIms:
         """Visible images newest first, and their sort keys; rebuilt when images come or go."""
         stamp = (len(self.images), self._added)
         if self._order_stamp != stamp:
-            visible = sorted(((_sort_key(img), img) for img in self.images.values()
-                              if self._visible(img)), key=lambda pair: pair[0])
+            visible = sorted(
+                ((_sort_key(img), img) for img in self.images.values() if self._visible(img)),
+                key=lambda pair: pair[0],
+            )
             self._order = ([img for _, img in visible], [key for key, _ in visible])
             self._order_stamp = stamp
         return self._order
@@ -658,13 +832,13 @@ class FakeIms:
         for key in _LIST_FILTERS:
             if key in query and image.get(key) != query[key]:
                 return False
-        if "created_at" in query and not _time_filter(query["created_at"])(
-                image.get("created_at")):
+        if "created_at" in query and not _time_filter(query["created_at"])(image.get("created_at")):
             return False
         return "tag" not in query or _tag_matches(query["tag"], image.get("tags"))
 
-    def _update_image(self, image_id: str, *, query: dict[str, str],
-                      body: str | None) -> tuple[int, Any]:
+    def _update_image(
+        self, image_id: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
         image = self.images.get(image_id)
         # IMS's error table answers a missing image with HTTP 400 and IMG.0027.
         if image is None or not self._visible(image):
@@ -688,16 +862,18 @@ class FakeIms:
         image.update(updated)
         return 200, copy.deepcopy(image)
 
-    def _show_job(self, project_id: str, job_id: str, *, query: dict[str, str],
-                  body: str | None) -> tuple[int, Any]:
+    def _show_job(
+        self, project_id: str, job_id: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
         """ShowJob (deprecated): the job under the project."""
         # assumption: a foreign project in the path fails authentication like a bad header.
         if project_id != self.project_id:
             raise _ApiError(401, "APIGW.0301")
         return self._job(job_id)
 
-    def _show_job_progress(self, job_id: str, *, query: dict[str, str],
-                           body: str | None) -> tuple[int, Any]:
+    def _show_job_progress(
+        self, job_id: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
         """ShowJobProgress, the job API IMS recommends (no project in the path)."""
         if not self.job_progress_api:
             raise _ApiError(404, "APIGW.0101")
@@ -720,12 +896,14 @@ class FakeIms:
         running = copy.deepcopy(job)
         running.update(status="INIT" if reads == 1 else "RUNNING", end_time="")
         # ShowJobProgress's example shows the progress, the task, and the image's name and id
-        running["entities"].update(process_percent=round(reads / (pending + 1), 2),
-                                   current_task="CreateImageTask:")
+        running["entities"].update(
+            process_percent=round(reads / (pending + 1), 2), current_task="CreateImageTask:"
+        )
         return 200, running
 
-    def _invoke_async(self, project_id: str, function_urn: str, *, query: dict[str, str],
-                      body: str | None) -> tuple[int, Any]:
+    def _invoke_async(
+        self, project_id: str, function_urn: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
         """FunctionGraph: record the invocation; 202 with a request id."""
         if project_id != self.project_id:
             raise _ApiError(401, "APIGW.0301")
@@ -751,13 +929,16 @@ class FakeIms:
             raise _ApiError(400, "FSS.0400", "The request body must be a JSON object.")
         return data
 
-    def _fgs_create_function(self, project_id: str, *, query: dict[str, str],
-                             body: str | None) -> tuple[int, Any]:
+    def _fgs_create_function(
+        self, project_id: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
         if project_id != self.project_id:
             raise _ApiError(401, "APIGW.0301")
         data = self._fgs_body(body)
-        urn = (f"urn:fss:{self.region}:{project_id}:function:{data.get('package', 'default')}"
-               f":{data.get('func_name')}:latest")
+        urn = (
+            f"urn:fss:{self.region}:{project_id}:function:{data.get('package', 'default')}"
+            f":{data.get('func_name')}:latest"
+        )
         if urn in self.functions:
             raise _ApiError(409, "FSS.1061", "The function already exists")
         _require_code_filename(data)
@@ -767,26 +948,30 @@ class FakeIms:
         self.function_triggers[urn] = []
         return 200, config
 
-    def _fgs_config(self, project_id: str, urn: str, *, query: dict[str, str],
-                    body: str | None) -> tuple[int, Any]:
+    def _fgs_config(
+        self, project_id: str, urn: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
         return 200, self._fgs_function(project_id, urn)
 
-    def _fgs_update_config(self, project_id: str, urn: str, *, query: dict[str, str],
-                           body: str | None) -> tuple[int, Any]:
+    def _fgs_update_config(
+        self, project_id: str, urn: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
         function = self._fgs_function(project_id, urn)
         function.update(_stored_config(self._fgs_body(body)))
         return 200, function
 
-    def _fgs_update_code(self, project_id: str, urn: str, *, query: dict[str, str],
-                         body: str | None) -> tuple[int, Any]:
+    def _fgs_update_code(
+        self, project_id: str, urn: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
         function = self._fgs_function(project_id, urn)
         data = self._fgs_body(body)
         _require_code_filename(data)
         function["digest"] = _digest(data.get("func_code"))
         return 200, {"func_urn": urn, "digest": function["digest"]}
 
-    def _fgs_triggers(self, project_id: str, urn: str, *, query: dict[str, str],
-                      body: str | None) -> tuple[int, Any]:
+    def _fgs_triggers(
+        self, project_id: str, urn: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
         self._fgs_function(project_id, urn)
         return 200, [self._trigger_answer(t) for t in self.function_triggers[urn]]
 
@@ -799,52 +984,79 @@ class FakeIms:
             answer["event_data"].pop("user_event", None)
         return answer
 
-    def _fgs_create_trigger(self, project_id: str, urn: str, *, query: dict[str, str],
-                            body: str | None) -> tuple[int, Any]:
+    def _fgs_create_trigger(
+        self, project_id: str, urn: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
         self._fgs_function(project_id, urn)
         data = self._fgs_body(body)
         _check_trigger(data)
         name = (data.get("event_data") or {}).get("name")
-        if any(t["trigger_type_code"] == data.get("trigger_type_code")
-               and t["event_data"].get("name") == name for t in self.function_triggers[urn]):
+        if any(
+            t["trigger_type_code"] == data.get("trigger_type_code")
+            and t["event_data"].get("name") == name
+            for t in self.function_triggers[urn]
+        ):
             raise _ApiError(400, "FSS.1307")
         now = self._tick().replace("T", " ").removesuffix("Z")  # "2022-11-09 16:37:24"
-        trigger = {"trigger_id": uuid.uuid4().hex, **data, "last_updated_time": now,
-                   "created_time": now}
+        trigger = {
+            "trigger_id": uuid.uuid4().hex,
+            **data,
+            "last_updated_time": now,
+            "created_time": now,
+        }
         self.function_triggers[urn].append(trigger)
         return 201, self._trigger_answer(trigger)  # 201, as the current API reference shows
 
-    def _fgs_trigger(self, project_id: str, urn: str, type_code: str, trigger_id: str
-                     ) -> dict[str, Any]:
+    def _fgs_trigger(
+        self, project_id: str, urn: str, type_code: str, trigger_id: str
+    ) -> dict[str, Any]:
         self._fgs_function(project_id, urn)
         for trigger in self.function_triggers[urn]:
             if trigger["trigger_id"] == trigger_id and trigger["trigger_type_code"] == type_code:
                 return trigger
         raise _ApiError(404, "FSS.1053", "Not found the trigger")
 
-    def _fgs_update_trigger(self, project_id: str, urn: str, type_code: str, trigger_id: str,
-                            *, query: dict[str, str], body: str | None) -> tuple[int, Any]:
+    def _fgs_update_trigger(
+        self,
+        project_id: str,
+        urn: str,
+        type_code: str,
+        trigger_id: str,
+        *,
+        query: dict[str, str],
+        body: str | None,
+    ) -> tuple[int, Any]:
         trigger = self._fgs_trigger(project_id, urn, type_code, trigger_id)
         data = self._fgs_body(body)
         # Like the real API (as the SDK models it): the status changes, event data does not.
         trigger["trigger_status"] = data.get("trigger_status", trigger["trigger_status"])
         return 200, trigger
 
-    def _fgs_delete_trigger(self, project_id: str, urn: str, type_code: str, trigger_id: str,
-                            *, query: dict[str, str], body: str | None) -> tuple[int, Any]:
+    def _fgs_delete_trigger(
+        self,
+        project_id: str,
+        urn: str,
+        type_code: str,
+        trigger_id: str,
+        *,
+        query: dict[str, str],
+        body: str | None,
+    ) -> tuple[int, Any]:
         trigger = self._fgs_trigger(project_id, urn, type_code, trigger_id)
         self.function_triggers[urn].remove(trigger)
         return 204, {}
 
-    def _fgs_async_config(self, project_id: str, urn: str, *, query: dict[str, str],
-                          body: str | None) -> tuple[int, Any]:
+    def _fgs_async_config(
+        self, project_id: str, urn: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
         self._fgs_function(project_id, urn)
         if urn not in self.async_configs:
             raise _ApiError(404, "FSS.1051", "No asynchronous invocation settings")
         return 200, self.async_configs[urn]
 
-    def _fgs_update_async_config(self, project_id: str, urn: str, *, query: dict[str, str],
-                                 body: str | None) -> tuple[int, Any]:
+    def _fgs_update_async_config(
+        self, project_id: str, urn: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
         self._fgs_function(project_id, urn)
         self.async_configs[urn] = {"func_urn": urn, **self._fgs_body(body)}
         return 200, self.async_configs[urn]
@@ -913,8 +1125,12 @@ class FakeIms:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         server.daemon_threads = True
         # A short poll interval keeps shutdown fast (the default waits up to half a second).
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                  name="fake-ims", daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-ims",
+            daemon=True,
+        )
         thread.start()
         try:
             yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -936,8 +1152,10 @@ def _stored_config(config: dict[str, Any]) -> dict[str, Any]:
 # reference gives for them: CTS names take letters (Chinese too), digits and underscores;
 # timer names start with a letter; a timer's user_event stays under 2 KB; operations are
 # <service>:<resource type>[;<type>]:<trace name>[;<name>], at most 100.
-_TRIGGER_NAME = {"CTS": re.compile(r"[A-Za-z0-9_\u4e00-\u9fa5]+"),
-                 "TIMER": re.compile(r"[A-Za-z][A-Za-z0-9_-]*")}
+_TRIGGER_NAME = {
+    "CTS": re.compile(r"[A-Za-z0-9_\u4e00-\u9fa5]+"),
+    "TIMER": re.compile(r"[A-Za-z][A-Za-z0-9_-]*"),
+}
 _CTS_OPERATION = re.compile(r"[A-Za-z]+:[A-Za-z]+(;[A-Za-z]+)*:[A-Za-z]+(;[A-Za-z]+)*")
 
 
@@ -947,8 +1165,9 @@ def _check_trigger(data: dict[str, Any]) -> None:
     if not isinstance(event_data, dict):
         raise _ApiError(400, "FSS.1305" if kind == "CTS" else "FSS.1109")
     name = event_data.get("name")
-    if kind == "TIMER" and (not isinstance(name, str) or len(name) > 64
-                            or not _TRIGGER_NAME[kind].fullmatch(name)):
+    if kind == "TIMER" and (
+        not isinstance(name, str) or len(name) > 64 or not _TRIGGER_NAME[kind].fullmatch(name)
+    ):
         raise _ApiError(400, "FSS.1109")  # the timer's own error: invalid parameters
     if kind == "CTS":
         if not isinstance(name, str) or not _TRIGGER_NAME[kind].fullmatch(name):
@@ -1044,7 +1263,7 @@ def _handler_for(fake: FakeIms) -> type[BaseHTTPRequestHandler]:
             try:
                 for index in range(len(payload)):
                     time.sleep(fake.trickle_seconds)
-                    self.wfile.write(payload[index:index + 1])
+                    self.wfile.write(payload[index : index + 1])
                     self.wfile.flush()
             except OSError:  # the client gave up and closed the connection
                 self.close_connection = True
