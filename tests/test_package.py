@@ -313,3 +313,51 @@ def test_a_package_over_the_limit_is_refused_and_removed(tmp_path, monkeypatch):
     with pytest.raises(PackageError, match=r"MB \(\d+ bytes\), over"):
         build_package("3.10", tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def _wheel(folder: Path, name: str, platform: str) -> Path:
+    """A minimal wheel of ``name`` 1.0 for ``platform`` (compiled-looking, any Python 3)."""
+    path = folder / f"{name}-1.0-py3-none-{platform}.whl"
+    info = f"{name}-1.0.dist-info"
+    files = {
+        f"{name}/__init__.py": "",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+        f"{info}/WHEEL": f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: py3-none-{platform}\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{n},,\n" for n in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(path, "w") as archive:
+        for entry, text in files.items():
+            archive.writestr(entry, text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("platform", "taken"),
+    [
+        ("manylinux_2_24_x86_64", True),  # between manylinux2014 and 2.28: was refused
+        ("manylinux_2_28_x86_64", True),
+        ("manylinux2014_x86_64", True),
+        ("manylinux1_x86_64", True),
+        ("manylinux_2_31_x86_64", False),  # newer than the runtime's glibc
+        ("manylinux_2_28_aarch64", False),  # another machine
+    ],
+)
+def test_wheels_for_every_glibc_up_to_the_runtimes_are_taken(
+    platform, taken, tmp_path, monkeypatch
+):
+    """pip takes only the platform tags it is given: a dependency that publishes wheels for
+    one glibc only must still be found when the runtime's glibc (2.28) can load them."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "onlyone", platform)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("onlyone==1.0\n")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+
+    if taken:
+        package.install_dependencies(requirements, "3.10", tmp_path / "site")
+        assert (tmp_path / "site/onlyone/__init__.py").is_file()
+    else:
+        with pytest.raises(PackageError, match="pip failed"):
+            package.install_dependencies(requirements, "3.10", tmp_path / "site")

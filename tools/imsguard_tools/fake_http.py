@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import requests
@@ -350,7 +350,7 @@ def _handler_for(fake: FakeHttpApi) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
-            host, port = self.server.server_address[:2]
+            host, port = cast("tuple[str, int]", self.server.server_address)[:2]
             url = f"http://{host}:{port}{self.path}"
             status, headers, payload = fake.dispatch(self.command, url, dict(self.headers), body)
             self.send_response(status)
@@ -360,8 +360,9 @@ def _handler_for(fake: FakeHttpApi) -> type[BaseHTTPRequestHandler]:
             if self.command == "HEAD":
                 payload = b""
             if fake.trickle_headers:  # the status line and headers too, byte by byte
-                self._headers_buffer.append(b"\r\n")
-                head, self._headers_buffer = b"".join(self._headers_buffer), []
+                buffered: list[bytes] = getattr(self, "_headers_buffer", [])
+                head = b"".join([*buffered, b"\r\n"])
+                setattr(self, "_headers_buffer", [])  # noqa: B010 (the base class's buffer)
                 self._write(head + payload)
                 return
             self.end_headers()

@@ -130,9 +130,9 @@ def _bad_request(code: str = "IMG.0001", message: str | None = None) -> ApiError
     return ApiError(400, code, message)
 
 
-def sample_images() -> list[dict]:
+def sample_images() -> list[dict[str, Any]]:
     """Fresh copies of the packaged sample images (the example image first)."""
-    images: list[dict] = []
+    images: list[dict[str, Any]] = []
     for filename in _SAMPLE_FILES:
         data = json.loads((_SAMPLES_DIR / filename).read_text(encoding="utf-8"))
         images.extend(data if isinstance(data, list) else [data])
@@ -231,7 +231,7 @@ def _is_patchable(attr: str) -> bool:
     return bool(attr) and attr not in SYSTEM_ATTRIBUTES and attr == attr.lower()
 
 
-def _apply_operation(image: dict, operation: Any) -> None:
+def _apply_operation(image: dict[str, Any], operation: Any) -> None:
     """Validate one JSON-patch operation against ``image`` and apply it in place."""
     if not isinstance(operation, dict):
         raise _bad_request()
@@ -255,7 +255,7 @@ def _apply_operation(image: dict, operation: Any) -> None:
     image[attr] = _validate_value(attr, value)
 
 
-def _parse_patch_body(body: str | None) -> list:
+def _parse_patch_body(body: str | None) -> list[Any]:
     """The update body must be a non-empty JSON array."""
     if not body or not body.strip():
         raise _bad_request("IMG.0007")
@@ -301,12 +301,12 @@ class FakeIms(FakeFunctionGraph):
     ) -> None:
         super().__init__(project_id, region)
         self.endpoint = (endpoint or f"https://ims.{region}.myhuaweicloud.com").rstrip("/")
-        self.images: dict[str, dict] = {}
-        self.jobs: dict[str, dict] = {}
+        self.images: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
         # Listing order, cached: rebuilt when images are added or removed.
         self._added = 0
         self._order_stamp: tuple[int, int] | None = None
-        self._order: tuple[list[dict], list[tuple[float, str]]] = ([], [])
+        self._order: tuple[list[dict[str, Any]], list[tuple[float, str]]] = ([], [])
         self.page_info = False  # True: list answers carry page_info, as newer IMS may
         # Most images one list answer holds, whatever limit asked for (None: no cap); IMS
         # documents no maximum, so a short page never means the end of the list.
@@ -379,7 +379,7 @@ class FakeIms(FakeFunctionGraph):
 
     def add_image(
         self, attrs: Mapping[str, Any], pending_reads: int = 0, final_status: str = "active"
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Store a copy of ``attrs``, completed with the defaults of a private Linux image.
 
         With ``pending_reads`` k > 0 the image is still being created: reads of it by id
@@ -472,7 +472,7 @@ class FakeIms(FakeFunctionGraph):
         job_type: str = "imsCreateImageByInstance",
         fail_reason: str | None = None,
         pending_reads: int = 0,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Store an asynchronous job as ``show_job`` reports it.
 
         With ``pending_reads`` k > 0 the job is still running: its first read shows
@@ -482,7 +482,7 @@ class FakeIms(FakeFunctionGraph):
         finished = status in ("SUCCESS", "FAIL")
         # As ShowJobProgress documents it: ISO times with milliseconds, "" for a job that
         # has not ended, null error_code and fail_reason when there is none.
-        job = {
+        job: dict[str, Any] = {
             "status": status,
             "job_id": job_id,
             "job_type": job_type,
@@ -532,7 +532,7 @@ class FakeIms(FakeFunctionGraph):
                 if marker_image is None or not self._visible(marker_image):
                     raise _bad_request(message=f"Invalid marker: {marker!r}.")
                 start = bisect.bisect_right(keys, _sort_key(marker_image))
-        page: list[dict] = []
+        page: list[dict[str, Any]] = []
         more = False
         for image in itertools.islice(order, start, None):
             if self._matches(image, query):
@@ -546,7 +546,7 @@ class FakeIms(FakeFunctionGraph):
             payload["page_info"] = {"next_marker": page[-1]["id"]} if more else {}
         return 200, payload
 
-    def _sorted_visible(self) -> tuple[list[dict], list[tuple[float, str]]]:
+    def _sorted_visible(self) -> tuple[list[dict[str, Any]], list[tuple[float, str]]]:
         """Visible images newest first, and their sort keys; rebuilt when images come or go."""
         stamp = (len(self.images), self._added)
         if self._order_stamp != stamp:

@@ -26,10 +26,17 @@ from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 MAX_ZIP_BYTES = 40 * 1024 * 1024  # the FunctionGraph console's upload limit
-# The FunctionGraph runtimes: Linux on x86_64. Wheels for glibc 2.17 (manylinux2014) are
-# preferred; a dependency that ships only glibc 2.28 wheels (google-re2) is taken as such,
-# so the runtime's glibc must be 2.28 or newer (an assumption: FunctionGraph does not say).
-PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+# The FunctionGraph runtimes: Linux on x86_64 with glibc 2.28 or newer (an assumption:
+# FunctionGraph does not say; google-re2 ships only glibc 2.28 wheels). pip takes only the
+# platform tags it is given, so every manylinux tag such a runtime accepts is given: glibc
+# 2.5 to 2.28 in PEP 600's spelling, and the older aliases (manylinux1, 2010, 2014).
+RUNTIME_GLIBC = (2, 28)
+PLATFORMS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(RUNTIME_GLIBC[1], 4, -1)),
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+)
 PIP_TIMEOUT_S = 1800
 STDERR_LINES = 20  # lines of pip's stderr a PackageError quotes
 
@@ -65,7 +72,7 @@ class Sources(NamedTuple):
     """What a package is built from: the handler file, the runtime package's folder and the
     pinned runtime requirements (the tools' bundled copies, see imsguard_tools.bundled)."""
 
-    index: Path
+    handler_file: Path
     runtime_package: Path
     requirements: Path
 
@@ -96,7 +103,9 @@ def build_package(
         if not needed.exists():
             raise PackageError(f"{needed} is missing; is imsguard installed completely?")
     if policy is None:
-        from imsguard_tools.bundled import DEFAULT_POLICY as policy
+        from imsguard_tools.bundled import DEFAULT_POLICY
+
+        policy = DEFAULT_POLICY
     policy = Path(policy)
     if not policy.is_file():
         raise PackageError(f"no policy file at {policy}")
@@ -255,9 +264,9 @@ def _dependency_files(target: Path) -> Iterator[tuple[str, Path]]:
 def code_files(sources: Sources) -> Iterator[tuple[str, Path]]:
     """The allow-list: index.py and the runtime package's modules (the policy is added on
     its own, under the name the settings give it)."""
-    if not sources.index.is_file():
-        raise PackageError(f"{sources.index} is missing")
-    yield "index.py", sources.index
+    if not sources.handler_file.is_file():
+        raise PackageError(f"{sources.handler_file} is missing")
+    yield "index.py", sources.handler_file
     for pattern in _RUNTIME_FILES:
         for path in sorted(sources.runtime_package.rglob(pattern)):
             relative = path.relative_to(sources.runtime_package)
