@@ -10,7 +10,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml tools/pyproject.t
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "imsguard needs Python 3.10 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e . -e tools
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		--config-settings editable_mode=compat -e . -e tools
 	touch $@
 
 demo: $(STAMP)

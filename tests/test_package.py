@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -361,3 +362,58 @@ def test_wheels_for_every_glibc_up_to_the_runtimes_are_taken(
     else:
         with pytest.raises(PackageError, match="pip failed"):
             package.install_dependencies(requirements, "3.10", tmp_path / "site")
+
+
+# Runs with sys.path = the installed wheels' folder + the dependencies only (no checkout, no
+# editable install): the tools must find their template, default policy and samples there.
+RUN_INSTALLED_TOOLS = r"""
+import contextlib, io, json, sys
+folder, site, event = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path[:] = [folder, site] + [p for p in sys.path if "site-packages" not in p]
+from imsguard_tools.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    iam = main(["iam-policy", "--output", "json"])
+    invoked = main(["invoke", event, "--fake", "--output", "json"])
+import imsguard, imsguard_tools, imsguard_tools.bundled as bundled
+print(json.dumps({"iam": iam, "invoke": invoked, "out": out.getvalue(),
+                  "files": [imsguard.__file__, imsguard_tools.__file__, str(bundled.TEMPLATE)]}))
+"""
+
+
+@pytest.mark.network  # pip builds the wheels with setuptools from the package index
+def test_the_installed_tools_need_no_checkout(index, tmp_path):
+    """Both distributions built as wheels and unpacked (as pip would install them) run the
+    CLI with its bundled template.yaml, default policy and sample images."""
+    source = tmp_path / "source"  # a copy: pip builds in the tree and leaves build/ there
+    litter = shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__")
+    shutil.copytree(ROOT, source, symlinks=True, ignore=litter)
+    wheels = tmp_path / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels)]
+    done = subprocess.run(
+        [*build, str(source), str(source / "tools")], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    installed = tmp_path / "installed"
+    built = sorted(p.name for p in wheels.glob("*.whl"))
+    assert [n.split("-")[0] for n in built] == ["imsguard", "imsguard_tools"], built
+    for wheel in wheels.glob("*.whl"):
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(installed)
+    assert not (installed / "imsguard_tools/bundled/template.yaml").is_symlink()
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    event = ROOT / "tests/events/cts_create_image.json"
+
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", RUN_INSTALLED_TOOLS, str(installed), site, str(event)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["iam"] == 0 and seen["invoke"] == 0, seen["out"][-3000:] + done.stderr[-3000:]
+    assert all(f.startswith(str(installed)) for f in seen["files"]), seen["files"]
+    assert '"outcome": "updated"' in seen["out"]
