@@ -1,17 +1,20 @@
 """Event parsing: every envelope imsguard accepts becomes one small Trigger.
 
-Accepted: a CTS trigger event (``{"cts": {...}}``), an EventGrid CloudEvent
-carrying a CTS trace (one, or ``{"events": [...]}``), and a direct invocation
-(``{"image_id": ...}`` / ``{"image_ids": [...]}``). A timer event is recognised.
-Anything else becomes a :class:`Skip` with a reason, never an exception.
+Each kind of event is one :class:`Envelope` in :data:`ENVELOPES`: a sweep action, a CTS
+trigger event (``{"cts": {...}}``), an EventGrid batch (``{"events": [...]}``) or single
+CloudEvent carrying a CTS trace, a direct invocation (``{"image_id": ...}`` /
+``{"image_ids": [...]}``), a timer. Where each IMS trace keeps its ids is data:
+:data:`TRACE_SPECS`. Anything else becomes a :class:`Skip` with a reason, never an
+exception.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -23,15 +26,6 @@ JOB_ID = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a
 IMAGE_NAME = r"[A-Za-z0-9\u4e00-\u9fff._\- ]{1,128}"
 
 IMS_SERVICE = "ims"
-# The traces that create an image, or change what a policy sees of it (attributes, and the
-# tags exemptions and matches read), by CTS resource type: "ims" is IMS's own API, "image"
-# the OpenStack-native one, which has no copy but records tags (IMS's list of operations
-# CTS records, "key operations": huaweicloudDocs/ims 用户指南/支持审计的关键操作列表.md).
-IMAGE_TRACES: dict[str, frozenset[str]] = {
-    "ims": frozenset({"createImage", "updateImage", "copyImage"}),
-    "image": frozenset({"createImage", "updateImage", "addTag", "deleteTag"}),
-}
-CREATING_TRACES = frozenset({"createImage", "copyImage"})  # their image may be found by name
 EVENTGRID_SOURCE = "HC.IMS"  # unconfirmed: IMS as an EventGrid source is inferred, not documented
 EVENTGRID_TYPES = {
     f"IMS:CloudTrace:{kind}" for kind in ("ApiCall", "ConsoleAction", "SystemAction")
@@ -39,6 +33,59 @@ EVENTGRID_TYPES = {
 MAX_IMAGES_PER_EVENT = 100
 MAX_EVENTS_PER_BATCH = 100
 MAX_EMBEDDED_JSON = 1 << 20  # request/response strings larger than 1 MiB are not parsed
+
+# The response's ids, where IMS's answers to image-creating calls are taken to keep them.
+# Which of these a real trace carries is unconfirmed (no public sample exists), so every
+# plausible place is read.
+RESPONSE_IMAGE_IDS = (("id",), ("image_id",), ("entities", "image_id"))
+RESPONSE_JOB_IDS = (("job_id",),)
+
+
+class TraceSpec(NamedTuple):
+    """Where one IMS trace keeps what imsguard needs, as data (model: Cloud Custodian's
+    trail specs): adding a trace is adding a row to :data:`TRACE_SPECS`.
+
+    resource_id is always read as an image id; ``image_id_paths`` and ``job_id_paths``
+    are paths into the trace's response, of which the first holding an id counts.
+    """
+
+    image_id_paths: tuple[tuple[str, ...], ...] = RESPONSE_IMAGE_IDS
+    job_id_paths: tuple[tuple[str, ...], ...] = RESPONSE_JOB_IDS
+    # resource_id names the image the call started from (a copy's source), not the new one:
+    # read only if nothing else finds the image.
+    resource_id_is_source: bool = False
+    # The call creates an image, so it may be found by the name the request gives it.
+    creates: bool = False
+    # The request is the JSON Patch applied (updateImage): kept for the loop guard.
+    carries_patch: bool = False
+
+
+# The traces that create an image, or change what a policy sees of it (attributes, and the
+# tags exemptions and matches read), keyed by (CTS resource type, trace name): "ims" is
+# IMS's own API, "image" the OpenStack-native one, which has no copy but records tags (IMS's
+# list of operations CTS records, "key operations": huaweicloudDocs/ims
+# 用户指南/支持审计的关键操作列表.md). Every other IMS trace is ignored.
+TRACE_SPECS: dict[tuple[str, str], TraceSpec] = {
+    ("ims", "createImage"): TraceSpec(creates=True),
+    ("ims", "updateImage"): TraceSpec(carries_patch=True),
+    ("ims", "copyImage"): TraceSpec(creates=True, resource_id_is_source=True),
+    ("image", "createImage"): TraceSpec(creates=True),
+    ("image", "updateImage"): TraceSpec(carries_patch=True),
+    ("image", "addTag"): TraceSpec(),
+    ("image", "deleteTag"): TraceSpec(),
+}
+
+
+def image_traces(specs: dict[tuple[str, str], TraceSpec]) -> dict[str, frozenset[str]]:
+    """The trace names handled, by resource type: what a CTS trigger may subscribe to."""
+    traces: dict[str, set[str]] = {}
+    for resource_type, trace_name in specs:
+        traces.setdefault(resource_type, set()).add(trace_name)
+    return {resource_type: frozenset(names) for resource_type, names in traces.items()}
+
+
+# For the template check (tools/imsguard_tools/template.py); parsing reads TRACE_SPECS.
+IMAGE_TRACES: dict[str, frozenset[str]] = image_traces(TRACE_SPECS)
 
 
 class Target(NamedTuple):
@@ -63,9 +110,11 @@ class Target(NamedTuple):
 
 
 class Trigger(NamedTuple):
-    """What an event asks for: targets to check, and parts of a batch that were skipped."""
+    """What an event asks for: targets to check, and parts of a batch that were skipped.
 
-    source: Literal["cts", "eventgrid", "direct"]
+    ``source`` is the :attr:`Envelope.source` of the envelope that unwrapped the event."""
+
+    source: str
     summary: str
     targets: tuple[Target, ...]
     dry_run: bool | None = None
@@ -73,9 +122,11 @@ class Trigger(NamedTuple):
 
 
 class Sweep(NamedTuple):
-    """A request to check every private image of the project (timer, or direct)."""
+    """A request to check every private image of the project (timer, or direct).
 
-    source: Literal["timer", "direct"]
+    ``source`` is the :attr:`Envelope.source` of the envelope that unwrapped the event."""
+
+    source: str
     summary: str
     options: SweepOptions
 
@@ -87,11 +138,11 @@ class Skip(NamedTuple):
     reason: str
 
 
-def is_image_id(value: Any) -> bool:
+def is_image_id(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and IMAGE_ID.fullmatch(value) is not None
 
 
-def is_job_id(value: Any) -> bool:
+def is_job_id(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and JOB_ID.fullmatch(value) is not None
 
 
@@ -203,23 +254,193 @@ class DirectInvocation(BaseModel):
         return value
 
 
+class Envelope:
+    """One kind of event imsguard accepts (model: Powertools' parser envelopes).
+
+    ``matches`` only looks at the event's keys, cheaply; ``unwrap`` validates and may still
+    answer Skip. ``source`` names the kind in every Trigger or Sweep it gives."""
+
+    source: ClassVar[str]
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def unwrap(self, event: dict[str, Any]) -> Trigger | Sweep | Skip:
+        raise NotImplementedError
+
+    def trigger(self, summary: str, targets: tuple[Target, ...], **extra: Any) -> Trigger:
+        return Trigger(self.source, summary, targets, **extra)
+
+    def sweep(self, options: dict[str, Any]) -> Sweep | Skip:
+        """A sweep with options as the event gives them, or why they are not valid."""
+        try:
+            parsed = SweepOptions.model_validate(options)
+        except ValidationError as exc:
+            return Skip("invalid", f"invalid sweep options: {describe_errors(exc)}")
+        hop = f", continuation {parsed.hop}" if parsed.hop else ""
+        return Sweep(self.source, f"sweep ({self.source}{hop})", parsed)
+
+
+class SweepActionEnvelope(Envelope):
+    """``{"action": "sweep", ...options}``: a sweep asked for by hand."""
+
+    source = "direct"
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        return "action" in event
+
+    def unwrap(self, event: dict[str, Any]) -> Sweep | Skip:
+        if event.get("action") != "sweep":
+            return Skip(
+                "invalid",
+                f"unknown action {shorten(event.get('action'))}; the only action is 'sweep'",
+            )
+        return self.sweep({k: v for k, v in event.items() if k != "action"})
+
+
+class CtsEnvelope(Envelope):
+    """``{"cts": {...trace}}``: FunctionGraph's CTS trigger."""
+
+    source = "cts"
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        return "cts" in event
+
+    def unwrap(self, event: dict[str, Any]) -> Trigger | Skip:
+        try:
+            trace = CtsEvent.model_validate(event).cts
+        except ValidationError as exc:
+            return Skip("invalid", f"invalid CTS event: {describe_errors(exc)}")
+        target = target_of_trace(trace)
+        if isinstance(target, Skip):
+            return target
+        return self.trigger(target.label, (target,))
+
+
+class EventGridBatchEnvelope(Envelope):
+    """``{"events": [...]}``: several EventGrid events; the bad ones are skipped, named."""
+
+    source = "eventgrid"
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        return "events" in event
+
+    def unwrap(self, event: dict[str, Any]) -> Trigger | Skip:
+        events = event["events"]
+        if not isinstance(events, list) or not events:
+            return Skip("invalid", "'events' must be a non-empty list of EventGrid events")
+        if len(events) > MAX_EVENTS_PER_BATCH:
+            return Skip("invalid", f"more than {MAX_EVENTS_PER_BATCH} events in one batch")
+        targets: list[Target] = []
+        skips: list[Skip] = []
+        for index, item in enumerate(events):
+            found = _target_of_cloud_event(item)
+            if isinstance(found, Skip):
+                skips.append(Skip(found.status, f"events[{index}]: {found.reason}"))
+            else:
+                targets.append(found)
+        if not targets:
+            invalid = [s for s in skips if s.status == "invalid"]
+            return Skip("invalid" if invalid else "ignored", "; ".join(s.reason for s in skips[:5]))
+        return self.trigger(
+            f"EventGrid batch of {len(events)} event(s)",
+            tuple(targets),
+            skipped=tuple(s.reason for s in skips),
+        )
+
+
+class CloudEventEnvelope(Envelope):
+    """One EventGrid CloudEvent carrying an IMS cloud trace."""
+
+    source = "eventgrid"
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        return "specversion" in event or {"source", "type", "data"} <= event.keys()
+
+    def unwrap(self, event: dict[str, Any]) -> Trigger | Skip:
+        target = _target_of_cloud_event(event)
+        if isinstance(target, Skip):
+            return target
+        return self.trigger(f"EventGrid {target.label}", (target,))
+
+
+class DirectEnvelope(Envelope):
+    """``{"image_id": ...}`` or ``{"image_ids": [...]}``: images named by hand."""
+
+    source = "direct"
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        return "image_id" in event or "image_ids" in event
+
+    def unwrap(self, event: dict[str, Any]) -> Trigger | Skip:
+        try:
+            direct = DirectInvocation.model_validate(event)
+        except ValidationError as exc:
+            return Skip("invalid", f"invalid direct invocation: {describe_errors(exc)}")
+        if direct.image_id and direct.image_ids:
+            return Skip("invalid", "give either image_id or image_ids, not both")
+        if not direct.image_id and not direct.image_ids:
+            return Skip("invalid", "give an image_id or a non-empty image_ids list")
+        ids = [direct.image_id] if direct.image_id else list(direct.image_ids or [])
+        targets = tuple(
+            Target(f"image {i}", image_ids=(i,)) for i in _unique(i.lower() for i in ids)
+        )
+        return self.trigger(
+            f"direct invocation for {len(targets)} image(s)", targets, dry_run=direct.dry_run
+        )
+
+
+class TimerEnvelope(Envelope):
+    """FunctionGraph's timer; its ``user_event`` ("additional information") holds the
+    sweep options as JSON text."""
+
+    source = "timer"
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        return str(event.get("trigger_type", "")).upper() == "TIMER"
+
+    def unwrap(self, event: dict[str, Any]) -> Sweep | Skip:
+        raw = event.get("user_event")
+        if raw in (None, ""):
+            return self.sweep({})
+        if not isinstance(raw, str) or len(raw) > MAX_EMBEDDED_JSON:
+            return Skip("invalid", "the timer's user_event must be JSON text of at most 1 MiB")
+        try:
+            options = json.loads(raw)
+        except (ValueError, RecursionError):
+            return Skip(
+                "invalid",
+                "the timer's user_event is not JSON; give sweep options such "
+                'as {"dry_run": true, "since": "2026-11-01"}',
+            )
+        if not isinstance(options, dict):
+            return Skip("invalid", "the timer's user_event must be a JSON object of sweep options")
+        return self.sweep(options)
+
+
+# Tried in this order; the first envelope that matches unwraps the event. The order decides
+# events with keys of several kinds: "action" first (a sweep action may carry any option);
+# "cts" and "events" before a single CloudEvent, whose keys (source, type, data) a wrapper
+# may also have; the direct invocation before the timer, whose trigger_type a hand-made
+# event might copy (the direct model then rejects the extra key, loudly).
+ENVELOPES: list[Envelope] = [
+    SweepActionEnvelope(),
+    CtsEnvelope(),
+    EventGridBatchEnvelope(),
+    CloudEventEnvelope(),
+    DirectEnvelope(),
+    TimerEnvelope(),
+]
+
+
 def parse_event(event: Any) -> Trigger | Sweep | Skip:
     """Turn a raw FunctionGraph event into a Trigger or a Sweep, or say why there is
     nothing to do."""
     if not isinstance(event, dict):
         return Skip("invalid", f"the event is a {type(event).__name__}, not a JSON object")
-    if "action" in event:
-        return _parse_action(event)
-    if "cts" in event:
-        return _parse_cts(event)
-    if "events" in event:
-        return _parse_eventgrid_batch(event["events"])
-    if "specversion" in event or {"source", "type", "data"} <= event.keys():
-        return _parse_eventgrid(event)
-    if "image_id" in event or "image_ids" in event:
-        return _parse_direct(event)
-    if str(event.get("trigger_type", "")).upper() == "TIMER":
-        return _parse_timer(event)
+    for envelope in ENVELOPES:
+        if envelope.matches(event):
+            return envelope.unwrap(event)
     return Skip(
         "ignored",
         'not an event imsguard handles: expected a CTS trace {"cts": {...}}, an EventGrid '
@@ -271,101 +492,6 @@ def parse_time(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def _parse_action(event: dict[str, Any]) -> Sweep | Skip:
-    if event.get("action") != "sweep":
-        return Skip(
-            "invalid", f"unknown action {shorten(event.get('action'))}; the only action is 'sweep'"
-        )
-    return _sweep("direct", {k: v for k, v in event.items() if k != "action"})
-
-
-def _parse_timer(event: dict[str, Any]) -> Sweep | Skip:
-    """A timer's ``user_event`` ("additional information") holds the options as JSON text."""
-    raw = event.get("user_event")
-    if raw in (None, ""):
-        return _sweep("timer", {})
-    if not isinstance(raw, str) or len(raw) > MAX_EMBEDDED_JSON:
-        return Skip("invalid", "the timer's user_event must be JSON text of at most 1 MiB")
-    try:
-        options = json.loads(raw)
-    except (ValueError, RecursionError):
-        return Skip(
-            "invalid",
-            "the timer's user_event is not JSON; give sweep options such "
-            'as {"dry_run": true, "since": "2026-11-01"}',
-        )
-    if not isinstance(options, dict):
-        return Skip("invalid", "the timer's user_event must be a JSON object of sweep options")
-    return _sweep("timer", options)
-
-
-def _sweep(source: Literal["timer", "direct"], options: dict[str, Any]) -> Sweep | Skip:
-    try:
-        parsed = SweepOptions.model_validate(options)
-    except ValidationError as exc:
-        return Skip("invalid", f"invalid sweep options: {describe_errors(exc)}")
-    hop = f", continuation {parsed.hop}" if parsed.hop else ""
-    return Sweep(source, f"sweep ({source}{hop})", parsed)
-
-
-def _parse_direct(event: dict[str, Any]) -> Trigger | Skip:
-    try:
-        direct = DirectInvocation.model_validate(event)
-    except ValidationError as exc:
-        return Skip("invalid", f"invalid direct invocation: {describe_errors(exc)}")
-    if direct.image_id and direct.image_ids:
-        return Skip("invalid", "give either image_id or image_ids, not both")
-    if not direct.image_id and not direct.image_ids:
-        return Skip("invalid", "give an image_id or a non-empty image_ids list")
-    ids = [direct.image_id] if direct.image_id else list(direct.image_ids or [])
-    targets = tuple(Target(f"image {i}", image_ids=(i,)) for i in _unique(i.lower() for i in ids))
-    return Trigger(
-        "direct", f"direct invocation for {len(targets)} image(s)", targets, dry_run=direct.dry_run
-    )
-
-
-def _parse_cts(event: dict[str, Any]) -> Trigger | Skip:
-    try:
-        trace = CtsEvent.model_validate(event).cts
-    except ValidationError as exc:
-        return Skip("invalid", f"invalid CTS event: {describe_errors(exc)}")
-    target = target_of_trace(trace)
-    if isinstance(target, Skip):
-        return target
-    return Trigger("cts", target.label, (target,))
-
-
-def _parse_eventgrid(event: dict[str, Any]) -> Trigger | Skip:
-    target = _target_of_cloud_event(event)
-    if isinstance(target, Skip):
-        return target
-    return Trigger("eventgrid", f"EventGrid {target.label}", (target,))
-
-
-def _parse_eventgrid_batch(events: Any) -> Trigger | Skip:
-    if not isinstance(events, list) or not events:
-        return Skip("invalid", "'events' must be a non-empty list of EventGrid events")
-    if len(events) > MAX_EVENTS_PER_BATCH:
-        return Skip("invalid", f"more than {MAX_EVENTS_PER_BATCH} events in one batch")
-    targets: list[Target] = []
-    skips: list[Skip] = []
-    for index, item in enumerate(events):
-        found = _target_of_cloud_event(item)
-        if isinstance(found, Skip):
-            skips.append(Skip(found.status, f"events[{index}]: {found.reason}"))
-        else:
-            targets.append(found)
-    if not targets:
-        invalid = [s for s in skips if s.status == "invalid"]
-        return Skip("invalid" if invalid else "ignored", "; ".join(s.reason for s in skips[:5]))
-    return Trigger(
-        "eventgrid",
-        f"EventGrid batch of {len(events)} event(s)",
-        tuple(targets),
-        skipped=tuple(s.reason for s in skips),
-    )
-
-
 def _target_of_cloud_event(event: Any) -> Target | Skip:
     if not isinstance(event, dict):
         return Skip("invalid", "an EventGrid event must be a JSON object")
@@ -393,12 +519,14 @@ def target_of_trace(trace: CtsTrace) -> Target | Skip:
     if (trace.service_type or "").lower() != IMS_SERVICE:
         return Skip("ignored", f"trace of service {shorten(trace.service_type)}, not IMS")
     resource_type = (trace.resource_type or "").lower()
-    if resource_type not in IMAGE_TRACES:
-        return Skip(
-            "ignored", f"IMS trace on resource type {shorten(trace.resource_type)}, not an image"
-        )
     native = " on the native image API" if resource_type == "image" else ""
-    if trace.trace_name not in IMAGE_TRACES[resource_type]:
+    spec = TRACE_SPECS.get((resource_type, trace.trace_name or ""))
+    if spec is None:
+        if all(resource_type != handled for handled, _ in TRACE_SPECS):
+            return Skip(
+                "ignored",
+                f"IMS trace on resource type {shorten(trace.resource_type)}, not an image",
+            )
         return Skip(
             "ignored",
             f"IMS trace {shorten(trace.trace_name)}{native} does not create or change an image",
@@ -414,26 +542,28 @@ def target_of_trace(trace: CtsTrace) -> Target | Skip:
         if isinstance(part, Skip):
             return part
     label = f"CTS {name}{native}" + (f" ({trace.trace_type})" if trace.trace_type else "")
+    job_id = _first_id(response, spec.job_id_paths, is_job_id)
+    job_ids = (job_id,) if job_id is not None else ()
     if isinstance(response, dict) and str(response.get("status", "")).upper() == "FAIL":
         reason = response.get("fail_reason") or response.get("error_code") or "no reason given"
-        job_id = response.get("job_id")
         return Target(
             label,
-            job_ids=(job_id,) if is_job_id(job_id) else (),
+            job_ids=job_ids,
             failure=f"the {name} job failed ({shorten(reason)}); no image was created",
         )
-    image_ids, job_ids = _ids_in_trace(trace, response)
+    resource_id = trace.resource_id.lower() if is_image_id(trace.resource_id) else None
+    response_id = _first_id(response, spec.image_id_paths, is_image_id)
+    image_ids = _unique(i for i in (resource_id, response_id and response_id.lower()) if i)
     fallback_ids: list[str] = []
-    if name == "copyImage":  # resource_id is taken to name the source, not the copy
-        fallback_ids = [i for i in image_ids if i == (trace.resource_id or "").lower()]
+    if spec.resource_id_is_source:  # a copy's resource_id: found only if nothing else is
+        fallback_ids = [i for i in image_ids if i == resource_id]
         image_ids = [i for i in image_ids if i not in fallback_ids]
-    creating = name in CREATING_TRACES
     requested = request.get("name") if isinstance(request, dict) else None
     requested = requested if requested is not None else trace.resource_name
     # The requested name of a new image (create, copy) is the last way to find it.
-    lookup = requested if creating and is_image_name(requested) else None
+    lookup = requested if spec.creates and is_image_name(requested) else None
     if not image_ids and not job_ids and lookup is None and not fallback_ids:
-        if requested and creating:
+        if requested and spec.creates:
             return Skip(
                 "invalid",
                 f"the {name} trace names no image id or job id, and the "
@@ -448,11 +578,11 @@ def target_of_trace(trace: CtsTrace) -> Target | Skip:
     return Target(
         label,
         tuple(image_ids),
-        tuple(job_ids),
+        job_ids,
         lookup,
         tuple(fallback_ids),
         _trace_time(trace.time),
-        traced_operations=_operations(request) if name == "updateImage" else None,
+        traced_operations=_operations(request) if spec.carries_patch else None,
     )
 
 
@@ -513,26 +643,18 @@ def _embedded_json(part: str, value: Any) -> Any:
         return Skip("invalid", f"the trace {part} is not valid JSON (or nested too deeply)")
 
 
-def _ids_in_trace(trace: CtsTrace, response: Any) -> tuple[list[str], list[str]]:
-    """Image ids from resource_id and the response (id, image_id, entities.image_id), and
-    the response's job id.
-
-    Which of these a real IMS trace carries is unconfirmed (no public sample exists), so
-    every plausible place is read. For copyImage, resource_id may name the source image.
-    """
-    image_ids: list[str] = []
-    job_ids: list[str] = []
-    if is_image_id(trace.resource_id):
-        image_ids.append(trace.resource_id)
-    if isinstance(response, dict):
-        entities = response.get("entities")
-        candidates = [response.get("id"), response.get("image_id")]
-        if isinstance(entities, dict):
-            candidates.append(entities.get("image_id"))
-        image_ids.extend([c for c in candidates if is_image_id(c)][:1])
-        if is_job_id(response.get("job_id")):
-            job_ids.append(response["job_id"])
-    return _unique(i.lower() for i in image_ids), _unique(job_ids)
+def _first_id(
+    response: Any, paths: tuple[tuple[str, ...], ...], is_id: Callable[[Any], TypeGuard[str]]
+) -> str | None:
+    """The first id found at one of ``paths`` in the response: it names one image (or job),
+    so a second place is not read."""
+    for path in paths:
+        value = response
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if is_id(value):
+            return value
+    return None
 
 
 def _operations(request: Any) -> tuple[tuple[str, str, str], ...] | None:

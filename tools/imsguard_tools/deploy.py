@@ -45,7 +45,7 @@ from huaweicloudsdkfunctiongraph.v2 import (
 from imsguard.context import Credentials
 from imsguard.fgs import client_for
 from imsguard.logs import redact
-from imsguard_tools.template import CtsTrigger, Template, TimerTrigger
+from imsguard_tools.template import CtsTriggerSpec, Template, TriggerSpec
 
 PACKAGE = "default"  # FunctionGraph's default application ("package")
 DESTINATION_PARAM = {
@@ -290,7 +290,7 @@ class Deployer:
                 )
         return steps
 
-    def _create_trigger(self, trigger: CtsTrigger | TimerTrigger) -> None:
+    def _create_trigger(self, trigger: TriggerSpec) -> None:
         body = CreateFunctionTriggerRequestBody(
             trigger_type_code=trigger.type,
             trigger_status=trigger.status,
@@ -301,7 +301,7 @@ class Deployer:
             CreateFunctionTriggerRequest(function_urn=self.urn, body=body),
         )
 
-    def _update_trigger(self, trigger: CtsTrigger | TimerTrigger, current: dict[str, Any]) -> None:
+    def _update_trigger(self, trigger: TriggerSpec, current: dict[str, Any]) -> None:
         self._call(
             self.client.update_trigger,
             UpdateTriggerRequest(
@@ -392,8 +392,8 @@ class Deployer:
         return json.loads(content) if content else None
 
 
-def _event_data(trigger: CtsTrigger | TimerTrigger) -> dict[str, Any]:
-    if isinstance(trigger, CtsTrigger):
+def _event_data(trigger: TriggerSpec) -> dict[str, Any]:
+    if isinstance(trigger, CtsTriggerSpec):
         return {"name": trigger.name, "operations": list(trigger.operations)}
     return {
         "name": trigger.name,
@@ -437,8 +437,8 @@ def operation_set(operations: Any) -> set[tuple[str, str, str]]:
     return triples
 
 
-def _summary(trigger: CtsTrigger | TimerTrigger) -> str:
-    if isinstance(trigger, CtsTrigger):
+def _summary(trigger: TriggerSpec) -> str:
+    if isinstance(trigger, CtsTriggerSpec):
         return f"operations {', '.join(trigger.operations)}"
     return f"every {trigger.schedule}, user_event {trigger.user_event}"
 

@@ -14,7 +14,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from imsguard.context import LocalContext
-from imsguard.events import IMAGE_TRACES, Sweep, parse_event
+from imsguard.events import IMAGE_TRACES, Skip, Sweep, parse_event
 from imsguard.permissions import actions, all_permissions, needed, optional_actions
 from imsguard.policy import line_of, yaml_loader
 from imsguard.settings import SettingsError, load_settings, setting_name_problem
@@ -97,7 +97,9 @@ def check_settings(values: dict[str, str]) -> dict[str, str]:
     return values
 
 
-class CtsTrigger(_Strict):
+class CtsTriggerSpec(_Strict):
+    """A CTS trigger to deploy (not imsguard.events.Trigger, the work an event asks for)."""
+
     name: str
     type: Literal["CTS"]
     status: str = "ACTIVE"
@@ -152,7 +154,9 @@ class CtsTrigger(_Strict):
         return operations
 
 
-class TimerTrigger(_Strict):
+class TimerTriggerSpec(_Strict):
+    """A timer trigger to deploy; its user_event must be sweep options the function takes."""
+
     name: str
     type: Literal["TIMER"]
     status: Literal["ACTIVE", "DISABLED"] = "ACTIVE"
@@ -187,12 +191,14 @@ class TimerTrigger(_Strict):
         if size > MAX_USER_EVENT_BYTES:
             raise ValueError(f"{size} bytes: FunctionGraph keeps a timer's user_event under 2 KB")
         parsed = parse_event({"trigger_type": "TIMER", "user_event": value})
-        if not isinstance(parsed, Sweep):
+        if isinstance(parsed, Skip):
             raise ValueError(parsed.reason)
+        if not isinstance(parsed, Sweep):
+            raise ValueError("a timer event must ask for a sweep")
         return value
 
 
-Trigger = Annotated[CtsTrigger | TimerTrigger, Field(discriminator="type")]
+TriggerSpec = Annotated[CtsTriggerSpec | TimerTriggerSpec, Field(discriminator="type")]
 
 
 class Destination(_Strict):
@@ -211,7 +217,7 @@ class AsyncInvoke(_Strict):
 class Template(_Strict):
     templateVersion: Literal[1]
     function: Function
-    triggers: list[Trigger] = Field(min_length=1)
+    triggers: list[TriggerSpec] = Field(min_length=1)
     async_invoke: AsyncInvoke = Field(default_factory=AsyncInvoke)
 
 
