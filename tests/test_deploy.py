@@ -18,7 +18,7 @@ from imsguard.context import Credentials
 from imsguard_tools.cli import main
 from imsguard_tools.deploy import Deployer, DeployError, build_client
 from imsguard_tools.template import TemplateError, load_template
-from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
+from imsguard_tools.testing import DEFAULT_REGION, SAMPLE_PROJECT_ID, FakeFunctionGraph
 
 ROOT = Path(__file__).parents[1]
 URN = f"urn:fss:ap-southeast-1:{SAMPLE_PROJECT_ID}:function:default:imsguard:latest"
@@ -26,7 +26,7 @@ URN = f"urn:fss:ap-southeast-1:{SAMPLE_PROJECT_ID}:function:default:imsguard:lat
 
 @pytest.fixture
 def fgs():
-    with FakeIms(project_id=SAMPLE_PROJECT_ID) as fake:
+    with FakeFunctionGraph(SAMPLE_PROJECT_ID, DEFAULT_REGION) as fake:
         yield fake
 
 
@@ -333,7 +333,7 @@ def test_a_bad_template_stops_before_any_call(tmp_path, capsys, package):
     bad = tmp_path / "template.yaml"
     bad.write_text("templateVersion: 1\nfunction: {}\ntriggers: []\n")
 
-    with FakeIms(project_id=SAMPLE_PROJECT_ID) as fgs:
+    with FakeFunctionGraph(SAMPLE_PROJECT_ID, DEFAULT_REGION) as fgs:
         assert main(["deploy", "--template", str(bad), "--package", str(package)]) == 2
     assert "invalid template" in capsys.readouterr().err
     assert fgs.calls == []
