@@ -58,9 +58,9 @@ class Resolver:
             ]
         ready = []
         for image in found.values():
-            image = self._wait_until_active(image, results)
-            if image is not None:
-                ready.append(image)
+            active = self._wait_until_active(image, results)
+            if active is not None:
+                ready.append(active)
         return ready, results
 
     def _read_all(

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -234,7 +235,7 @@ class Deployer:
                         "create",
                         label,
                         _summary(trigger),
-                        lambda t=trigger: self._create_trigger(t),
+                        partial(self._create_trigger, trigger),
                     )
                 )
                 continue
@@ -248,7 +249,7 @@ class Deployer:
                         "delete",
                         label,
                         f"its {', '.join(changed)} changed",
-                        lambda c=current: self._delete_trigger(c),
+                        partial(self._delete_trigger, current),
                     )
                 )
                 steps.append(
@@ -256,7 +257,7 @@ class Deployer:
                         "create",
                         label,
                         _summary(trigger),
-                        lambda t=trigger: self._create_trigger(t),
+                        partial(self._create_trigger, trigger),
                     )
                 )
             elif current.get("trigger_status") != trigger.status:
@@ -265,7 +266,7 @@ class Deployer:
                         "update",
                         label,
                         f"status {current.get('trigger_status')} -> {trigger.status}",
-                        lambda t=trigger, c=current: self._update_trigger(t, c),
+                        partial(self._update_trigger, trigger, current),
                     )
                 )
             else:
@@ -285,7 +286,7 @@ class Deployer:
                         "delete",
                         f"{kind} trigger {name}",
                         "not in the template",
-                        lambda c=current: self._delete_trigger(c),
+                        partial(self._delete_trigger, current),
                     )
                 )
         return steps
