@@ -15,8 +15,8 @@ from imsguard import app
 from imsguard.context import LocalContext
 from imsguard.evaluate import evaluate, plan
 from imsguard.events import is_image_name
-from imsguard.patterns import search
 from imsguard.naming import MissingTemplateField
+from imsguard.patterns import search
 from imsguard.policy import Policy, load_policy, parse_policy
 from imsguard.rules.base import KEBAB_CASE
 from imsguard.rules.name import NameRule, fixed_name
