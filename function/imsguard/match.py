@@ -110,6 +110,9 @@ def _check_tags(values: list[str]) -> list[str]:
     return values
 
 
+Tags = Annotated[Names, AfterValidator(_check_tags)]  # each ``key`` or ``key=value``
+
+
 STRICT = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -133,7 +136,7 @@ class Match(BaseModel):
         None
     )
     name: Regex | None = None
-    tags: Annotated[Names, AfterValidator(_check_tags)] | None = None
+    tags: Tags | None = None
     all: list[Match] | None = Field(default=None, min_length=1)
     any: list[Match] | None = Field(default=None, min_length=1)
     not_: Match | None = Field(default=None, alias="not")
