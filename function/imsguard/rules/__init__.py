@@ -13,8 +13,9 @@ from pydantic import Field
 from imsguard.rules.base import RuleKind
 from imsguard.rules.name import NameRule
 from imsguard.rules.set import SetRule
+from imsguard.rules.tags import TagsRule
 
-KINDS: tuple[type[RuleKind], ...] = (NameRule, SetRule)
+KINDS: tuple[type[RuleKind], ...] = (NameRule, SetRule, TagsRule)
 
 if TYPE_CHECKING:
     Rule = RuleKind
