@@ -2,7 +2,8 @@
 
 A policy is YAML (or JSON) with a list of rules. Every mistake is reported
 when the file loads, naming the rule and the field, so a bad policy never
-reaches an image.
+reaches an image. Each rule kind validates its own fields and names its own clashes
+(imsguard.rules); this module checks what spans the document.
 """
 
 from __future__ import annotations
