@@ -6,7 +6,8 @@ from datetime import date
 
 import pytest
 
-from imsguard.evaluate import evaluate, plan, render_template
+from imsguard.evaluate import evaluate, plan
+from imsguard.naming import render_template
 from imsguard.policy import PolicyError, parse_policy
 from imsguard_tools.cases import complete_image
 

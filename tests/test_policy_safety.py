@@ -531,8 +531,7 @@ def test_an_absent_attribute_is_said_to_be_not_set():
     ],
 )
 def test_bound_fixes_for_every_kind_of_value(key, current, wanted, fix):
-    from imsguard.evaluate import fix_value
-    from imsguard.policy import Bound
+    from imsguard.rules.set import Bound, fix_value
 
     assert fix_value(key, current, Bound(**{k: int(v) for k, v in wanted.items()})) == fix
 
@@ -741,7 +740,7 @@ def test_a_complemented_class_inside_brackets_is_refused_not_misread():
     ],
 )
 def test_the_version_number_of_each_documented_spelling(os_version, number):
-    from imsguard.evaluate import os_version_number
+    from imsguard.naming import os_version_number
 
     assert os_version_number(os_version) == number
 
@@ -759,7 +758,7 @@ def test_the_version_number_of_each_documented_spelling(os_version, number):
     ],
 )
 def test_tags_are_read_one_way_for_matching_and_for_templates(tags, wanted, has, value):
-    from imsguard.evaluate import has_tag, tag_value
+    from imsguard.match import has_tag, tag_value
 
     assert has_tag(tags, wanted) is has
     assert tag_value(tags, wanted.partition("=")[0]) == value

@@ -13,10 +13,13 @@ from hypothesis import strategies as st
 
 from imsguard import app
 from imsguard.context import LocalContext
-from imsguard.evaluate import TemplateError, evaluate, fixed_name, plan
+from imsguard.evaluate import evaluate, plan
 from imsguard.events import is_image_name
+from imsguard.naming import MissingTemplateField
 from imsguard.patterns import search
-from imsguard.policy import KEBAB_CASE, NameRule, Policy, load_policy, parse_policy
+from imsguard.policy import Policy, load_policy, parse_policy
+from imsguard.rules.base import KEBAB_CASE
+from imsguard.rules.name import NameRule, fixed_name
 from imsguard_tools.testing import FakeIms
 
 PROJECT = "0b1e494e2660441a957313163095fe5c"
@@ -170,7 +173,7 @@ def test_fixed_names_are_valid_match_and_are_stable(name, image, pattern, templa
 
     try:
         fixed = fixed_name(rule, image)
-    except TemplateError:  # the image lacks a field the template names: reported, no rename
+    except MissingTemplateField:  # the image lacks a field the template names: reported, no rename
         return
 
     if fixed is not None:

@@ -2,40 +2,27 @@
 
 A policy is YAML (or JSON) with a list of rules. Every mistake is reported
 when the file loads, naming the rule and the field, so a bad policy never
-reaches an image.
+reaches an image. Each rule kind validates its own fields and names its own clashes
+(imsguard.rules); this module checks what spans the document.
 """
 
 from __future__ import annotations
 
 import re
-import string
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from imsguard.attributes import PATCHABLE, SYSTEM_ATTRIBUTES, WHOLE_NUMBER, is_boolean
-from imsguard.patterns import compiled
+from imsguard.attributes import DOCUMENTED, SETTABLE
+from imsguard.match import STRICT, TAG
+from imsguard.rules import KINDS, Rule
+from imsguard.rules.base import Mode, RuleKind
+from imsguard.spelling import edit_distance
 
-KEBAB_CASE = r"^[a-z0-9]+(-[a-z0-9]+)*$"
-
-TRUE_FALSE_ATTRIBUTES = frozenset(p for p in PATCHABLE if is_boolean(p))
 EXTENSION_NAME = re.compile(r"[a-z0-9_][a-z0-9_.:-]{0,63}")  # used with fullmatch
-ENTERPRISE_PROJECT = re.compile(r"0|[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}")  # fullmatch
-WHOLE_NUMBER_TEXT = re.compile(r"0|[1-9][0-9]{0,8}")  # as IMS stores it: no sign, no leading 0
 
 
 class PolicyError(ValueError):
@@ -47,309 +34,6 @@ class PolicyError(ValueError):
         super().__init__(f"invalid policy {source}: " + "; ".join(problems))
 
 
-def _check_regex(value: str) -> str:
-    compiled(value)  # RE2: linear time, or a ValueError saying why not
-    return value
-
-
-def _names(value: Any) -> Any:
-    """A single value is accepted where a list is expected (``platform: Ubuntu``)."""
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
-        return [str(value)]
-    return value
-
-
-def _one_of(allowed: dict[str, str], what: str) -> Any:
-    """A validator that maps values (case-insensitively, aliases too) to IMS's spelling, and
-    refuses the rest with a suggestion: a value IMS never holds would never match."""
-
-    def check(values: list[str]) -> list[str]:
-        result = []
-        spaceless = {key.replace(" ", ""): spelled for key, spelled in allowed.items()}
-        for value in values:
-            spelled = spaceless.get(value.lower().replace(" ", ""))  # as matching compares
-            if spelled is None:
-                choices = sorted(set(allowed.values()))
-                raise ValueError(
-                    f"{value!r} is not {what}{did_you_mean(value.lower(), allowed)}"
-                    f" (one of {choices})"
-                )
-            result.append(spelled)
-        return result
-
-    return AfterValidator(check)
-
-
-def did_you_mean(word: str, known: Any) -> str:
-    """ "; did you mean 'x'?" for the nearest known word, or nothing."""
-    import difflib  # only when a policy is wrong
-
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
-    if not close:
-        return ""
-    spelled = known[close[0]] if isinstance(known, dict) else close[0]
-    return f"; did you mean {spelled!r}?"
-
-
-VIRTUAL_ENV_TYPES = {
-    "fusioncompute": "FusionCompute",
-    "ironic": "Ironic",
-    "dataimage": "DataImage",
-    "isoimage": "IsoImage",
-    "system_disk": "FusionCompute",
-    "bare_metal": "Ironic",
-    "data_disk": "DataImage",
-    "iso": "IsoImage",
-}
-OS_TYPES = {"linux": "Linux", "windows": "Windows", "other": "Other"}
-# __platform as IMS documents it (API reference, image attributes: Windows, Ubuntu, RedHat or
-# Red Hat, SUSE, CentOS, Debian, OpenSUSE, Oracle Linux, Fedora, Other, CoreOS, EulerOS), and
-# openEuler, whose versions IMS's own OS lists hold. Matching ignores case and spaces.
-PLATFORMS = {
-    p.lower(): p
-    for p in (
-        "Windows",
-        "Ubuntu",
-        "Red Hat",
-        "RedHat",
-        "SUSE",
-        "CentOS",
-        "Debian",
-        "OpenSUSE",
-        "Oracle Linux",
-        "Fedora",
-        "Other",
-        "CoreOS",
-        "EulerOS",
-        "openEuler",
-    )
-}
-IMAGE_TYPES = {t: t for t in ("gold", "private", "shared", "market")}
-OS_BITS = {"32": "32", "64": "64"}
-ARCHITECTURES = {"x86": "x86", "arm": "arm"}
-TAG = re.compile(r"[^=\s][^=]{0,127}(=[^=]{0,255})?")  # key, or key=value (used with fullmatch)
-
-# For editors: a value or a list (the validator turns a single value into a list).
-_ONE_OR_MORE = WithJsonSchema(
-    {
-        "anyOf": [
-            {"type": "string"},
-            {"type": "integer"},
-            {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        ]
-    }
-)
-Names = Annotated[
-    list[Annotated[str, Field(min_length=1)]],
-    BeforeValidator(_names),
-    Field(min_length=1),
-    _ONE_OR_MORE,
-]
-Attributes = Annotated[
-    dict[str, Any],
-    Field(min_length=1),
-    WithJsonSchema(
-        {
-            "type": "object",
-            "minProperties": 1,
-            "additionalProperties": {
-                "anyOf": [
-                    {"type": "string"},
-                    {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "minProperties": 1,
-                        "properties": {
-                            "at_least": {"type": "string"},
-                            "at_most": {"type": "string"},
-                        },
-                    },
-                ]
-            },
-        }
-    ),
-]
-Regex = Annotated[str, AfterValidator(_check_regex)]
-
-
-def _check_tags(values: list[str]) -> list[str]:
-    for value in values:
-        if not TAG.fullmatch(value):
-            raise ValueError(f"{value!r} is not a tag: write key or key=value")
-    return values
-
-
-STRICT = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class Match(BaseModel):
-    """Which images a rule applies to; every given condition must hold.
-
-    Lists match one of their values, case-insensitively; ``os_version`` and ``name``
-    are regular expressions searched in the attribute; ``tags`` must all be present
-    (``key`` or ``key=value``); ``all``/``any``/``not`` combine further conditions.
-    """
-
-    model_config = STRICT
-
-    platform: Annotated[Names, _one_of(PLATFORMS, "a platform IMS documents")] | None = None
-    os_type: Annotated[Names, _one_of(OS_TYPES, "an os_type")] | None = None
-    os_version: Regex | None = None
-    os_bit: Annotated[Names, _one_of(OS_BITS, "an os_bit")] | None = None
-    architecture: Annotated[Names, _one_of(ARCHITECTURES, "an architecture")] | None = None
-    imagetype: Annotated[Names, _one_of(IMAGE_TYPES, "an imagetype")] | None = None
-    virtual_env_type: Annotated[Names, _one_of(VIRTUAL_ENV_TYPES, "a virtual_env_type")] | None = (
-        None
-    )
-    name: Regex | None = None
-    tags: Annotated[Names, AfterValidator(_check_tags)] | None = None
-    all: list[Match] | None = Field(default=None, min_length=1)
-    any: list[Match] | None = Field(default=None, min_length=1)
-    not_: Match | None = Field(default=None, alias="not")
-
-
-Mode = Literal["enforce", "audit"]
-
-
-class _Rule(BaseModel):
-    model_config = STRICT
-
-    name: str = Field(pattern=KEBAB_CASE, max_length=64)
-    description: str = ""
-    mode: Mode | None = None  # None: the policy's mode
-    match: Match = Field(default_factory=Match)
-    exclude: Match | None = None  # images matching this are left out of the rule
-
-
-class NameRule(_Rule):
-    """The image name must match ``pattern``. The fix: ``normalize`` (lower-case, runs of
-    other characters become one '-'), ``template`` (built from image attributes), or
-    ``report`` (no fix)."""
-
-    kind: Literal["name"]
-    pattern: Regex = KEBAB_CASE
-    fix: Literal["normalize", "template", "report"] | None = None
-    template: str | None = Field(default=None, min_length=1, max_length=256)
-
-    @model_validator(mode="after")
-    def _fix_and_template(self) -> NameRule:
-        if self.fix is None:
-            self.fix = "template" if self.template is not None else "normalize"
-        if self.fix == "template" and self.template is None:
-            raise ValueError("template: fix: template needs a template")
-        if self.fix != "template" and self.template is not None:
-            raise ValueError(f"template: only used with fix: template, not {self.fix}")
-        if self.template is not None:
-            try:
-                check_template(self.template)
-            except ValueError as exc:
-                raise ValueError(f"template: {exc}") from None
-        return self
-
-
-STRFTIME = re.compile(r"(?:%[YymdHMSjUWbBaAp%]|[^%{}])+")  # used with fullmatch
-TEMPLATE_FIELDS = {
-    "platform",
-    "os_type",
-    "os_version",
-    "os_version_number",
-    "os_bit",
-    "created",
-    "id8",
-    "name",
-    "tag",
-}
-
-
-def check_template(template: str) -> None:
-    """Only known fields; a format only for ``created`` (a strftime format)."""
-    try:
-        parts = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ValueError(f"template {template!r}: {exc}") from None
-    if all(field is None for _, field, _, _ in parts):
-        raise ValueError(f"template {template!r} has no field: every image would get one name")
-    for _, field, spec, conversion in parts:
-        if field is None:
-            continue
-        if field not in TEMPLATE_FIELDS:
-            raise ValueError(
-                f"template field {{{field}}} is unknown; use one of {sorted(TEMPLATE_FIELDS)}"
-            )
-        if conversion:
-            raise ValueError(f"template field {{{field}!{conversion}}}: no conversions")
-        if field == "tag":
-            if not spec or not TAG.fullmatch(spec) or "=" in spec:
-                raise ValueError(
-                    f"template field {{tag:{spec}}}: name the tag's key, as in {{tag:team}}"
-                )
-            continue
-        if spec and field != "created":
-            raise ValueError(
-                f"template field {{{field}:{spec}}}: only created (a strftime "
-                "format) and tag (a tag key) take one"
-            )
-        if field == "created" and spec and not STRFTIME.fullmatch(spec):
-            raise ValueError(
-                f"template field {{created:{spec}}}: use strftime directives "
-                "such as %Y, %m, %d, %H, %M"
-            )
-        if field == "created" and spec and not date(2026, 1, 2).strftime(spec).strip():
-            raise ValueError(f"template field {{created:{spec}}} formats to nothing")
-
-
-class Bound(NamedTuple):
-    """Bounds on a whole-number attribute (``{at_least: "2048"}``): compliant while they hold;
-    the fix sets the bound that is broken, so an image above a minimum is never lowered."""
-
-    at_least: int | None = None
-    at_most: int | None = None
-
-    def __repr__(self) -> str:
-        return " and ".join(
-            f"{word.replace('_', ' ')} {value}"
-            for word, value in (("at_least", self.at_least), ("at_most", self.at_most))
-            if value is not None
-        )
-
-
-class SetRule(_Rule):
-    """Image attributes that must hold the given (string) values, or stay within bounds."""
-
-    kind: Literal["set"]
-    set: Attributes
-
-    @field_validator("set", mode="before")
-    @classmethod
-    def _check_attributes(cls, values: Any, info: ValidationInfo) -> Any:
-        """Only attributes IMS documents as patchable, or declared in the policy's
-        custom_attributes (given as validation context), with values IMS takes."""
-        if not isinstance(values, dict):
-            return values
-        declared = (info.context or {}).get("custom_attributes", ())
-        checked, problems = {}, []
-        for raw_key, value in values.items():
-            if not isinstance(raw_key, str):
-                problems.append(f"{raw_key!r}: attribute names are text")
-                continue
-            key = raw_key.removeprefix("/")
-            try:
-                checked[key] = check_attribute_value(key, value)
-            except ValueError as exc:
-                problems.append(str(exc))
-                continue
-            if key not in PATCHABLE and key not in declared:
-                problems.append(
-                    f"{key!r} is not an attribute IMS lets a PATCH change"
-                    f"{did_you_mean(key, PATCHABLE | set(declared))}; an extension "
-                    "attribute of your own must be listed in custom_attributes first"
-                )
-        if problems:
-            raise ValueError("; ".join(problems))
-        return checked
-
-
-Rule = Annotated[NameRule | SetRule, Field(discriminator="kind")]
 # pydantic's (Rust) regex: "$" is the very end, no trailing newline slips through
 ImageId = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")]
 DEFAULT_EXEMPT_TAG = "imsguard-exempt"
@@ -417,7 +101,7 @@ class Policy(BaseModel):
             raise ValueError("; ".join(problems))
         return names
 
-    def mode_of(self, rule: NameRule | SetRule) -> Mode:
+    def mode_of(self, rule: RuleKind) -> Mode:
         return rule.mode or self.mode
 
 
@@ -430,37 +114,14 @@ def policy_problems(policy: Policy) -> list[dict[str, Any]]:
         problems.append({"loc": loc, "msg": message, "placed": True})
 
     names: dict[str, int] = {}
-    owners: dict[str, tuple[str, str]] = {}
-    fixers: list[str] = []
     for index, rule in enumerate(policy.rules):
         if rule.name in names:
             problem(("rules", index, "name"), f"two rules are named {rule.name!r}")
         names.setdefault(rule.name, index)
-        if isinstance(rule, NameRule) and rule.fix != "report":
-            fixers.append(rule.name)
-            if len(fixers) == 2:
-                problem(
-                    ("rules", index, "fix"),
-                    f"rules {fixers} would both rename images; "
-                    "keep one name rule that fixes, make the others fix: report",
-                )
-        for key, value in getattr(rule, "set", {}).items():
-            other = owners.setdefault(key, (rule.name, value))
-            if other[1] != value:
-                problem(
-                    ("rules", index, "set", key),
-                    f"rules {other[0]!r} and {rule.name!r} "
-                    f"set {key} to different values ({other[1]!r}, {value!r})",
-                )
-    ram = {k: (owners[k][1], names[owners[k][0]]) for k in ("min_ram", "max_ram") if k in owners}
-    if len(ram) == 2:
-        lowest, highest = _least(ram["min_ram"][0]), _most(ram["max_ram"][0])
-        # max_ram 0 is "no maximum": real images hold min_ram 1024 beside max_ram "0"
-        if lowest is not None and highest and highest < lowest:
-            problem(
-                ("rules", ram["max_ram"][1], "set", "max_ram"),
-                f"max_ram {ram['max_ram'][0]} is below min_ram {ram['min_ram'][0]}",
-            )
+    indexed = list(enumerate(policy.rules))
+    for kind in KINDS:
+        for clash in kind.conflicts(indexed):
+            problem(clash.loc, clash.message)
     for index, exemption in enumerate(policy.exemptions):
         unknown = sorted(set(exemption.rules or ()) - set(names))
         if unknown:
@@ -468,15 +129,11 @@ def policy_problems(policy: Policy) -> list[dict[str, Any]]:
     return problems
 
 
-DOCUMENTED = PATCHABLE | SYSTEM_ATTRIBUTES  # every attribute name IMS documents
-BOUNDED = WHOLE_NUMBER & PATCHABLE  # attributes a set rule may bound (min_ram, max_ram)
-
-
 def custom_attribute_problem(name: str) -> str | None:
     """Why ``name`` cannot be an extension attribute of the team's own, or None."""
-    if name in PATCHABLE:
+    if name in SETTABLE:
         return f"{name!r} is documented by IMS: set it without declaring it"
-    if name in SYSTEM_ATTRIBUTES:
+    if name in DOCUMENTED:
         return f"{name!r} is managed by IMS and cannot be changed"
     if name.startswith("__"):
         return f"{name!r}: names starting with __ are IMS's own; choose another"
@@ -494,87 +151,12 @@ def custom_attribute_problem(name: str) -> str | None:
     return None
 
 
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance: insertions, deletions and substitutions."""
-    row = list(range(len(b) + 1))
-    for i, char_a in enumerate(a, 1):
-        previous, row[0] = row[0], i
-        for j, char_b in enumerate(b, 1):
-            previous, row[j] = (
-                row[j],
-                min(row[j] + 1, row[j - 1] + 1, previous + (char_a != char_b)),
-            )
-    return row[-1]
-
-
-def _least(wanted: str | Bound) -> int | None:
-    """The smallest value a rule lets an attribute hold."""
-    return wanted.at_least if isinstance(wanted, Bound) else int(wanted)
-
-
-def _most(wanted: str | Bound) -> int | None:
-    """The largest value a rule lets an attribute hold (None or 0: no maximum)."""
-    return wanted.at_most if isinstance(wanted, Bound) else int(wanted)
-
-
-def check_attribute_value(key: str, value: Any) -> str | Bound:
-    """Refuse what IMS would refuse, at load time: unpatchable paths and bad values. (Whether
-    an undocumented attribute is declared in custom_attributes is the policy's check.)"""
-    if "/" in key or not key:
-        raise ValueError(f"{key!r} is not an attribute name")
-    if key == "name":
-        raise ValueError("set the name with a rule of kind 'name'")
-    if key in SYSTEM_ATTRIBUTES:
-        raise ValueError(f"{key} is managed by IMS and cannot be changed")
-    if isinstance(value, dict):
-        return _bound(key, value)
-    if not isinstance(value, str):
-        hint = f' (write "{str(value).lower()}" in quotes)' if isinstance(value, bool) else ""
-        raise ValueError(f"{key}: IMS attribute values are strings{hint}")
-    if key == "hw_firmware_type" and value not in ("bios", "uefi"):
-        raise ValueError(f"hw_firmware_type must be 'bios' or 'uefi', not {value!r}")
-    if key in TRUE_FALSE_ATTRIBUTES and value not in ("true", "false"):
-        raise ValueError(f"{key} must be 'true' or 'false', not {value!r}")
-    if key in ("min_ram", "max_ram") and not WHOLE_NUMBER_TEXT.fullmatch(value):
-        raise ValueError(f"{key} must be a whole number of MB as a string, not {value!r}")
-    if key == "__description" and (len(value) > 1024 or re.search(r"[\r\n<>]", value)):
-        raise ValueError("__description must be at most 1024 characters without <, > or newlines")
-    if key != "__description" and not value.strip():
-        raise ValueError(f"{key}: an empty value")
-    if key == "enterprise_project_id" and not ENTERPRISE_PROJECT.fullmatch(value):
-        raise ValueError(f"enterprise_project_id must be 0 (default) or a UUID, not {value!r}")
-    return value
-
-
-def _bound(key: str, value: dict[Any, Any]) -> Bound:
-    """``{at_least: "2048"}``, ``{at_most: "8192"}`` or both, for a whole-number attribute."""
-    if key not in BOUNDED:
-        raise ValueError(
-            f"{key}: bounds (at_least, at_most) are for whole-number attributes "
-            f"({sorted(BOUNDED)}); give a value"
-        )
-    unknown = sorted(str(k) for k in value if k not in ("at_least", "at_most"))
-    if unknown or not value:
-        raise ValueError(f"{key}: give at_least, at_most or both, not {unknown or 'nothing'}")
-    bounds = {}
-    for word, number in value.items():
-        if not isinstance(number, str) or not WHOLE_NUMBER_TEXT.fullmatch(number):
-            raise ValueError(
-                f'{key}: {word} must be a whole number as a string, such as "2048", not {number!r}'
-            )
-        bounds[word] = int(number)
-    bound = Bound(**bounds)
-    if bound.at_least is not None and bound.at_most is not None and bound.at_least > bound.at_most:
-        raise ValueError(f"{key}: at_least {bound.at_least} is above at_most {bound.at_most}")
-    return bound
-
-
 def parse_policy(data: Any, source: str = "<policy>", node: Any = None) -> Policy:
     """Validate an already-parsed document; raise PolicyError with every problem.
     With the YAML ``node`` tree, each problem also gives its line."""
     if not isinstance(data, dict):
         raise PolicyError(source, ["the document must be a mapping with 'version' and 'rules'"])
-    empty = [
+    empty: list[dict[str, Any]] = [
         {"loc": loc, "msg": "empty; give a value or remove the key"} for loc in _empty_values(data)
     ]
     try:
@@ -590,7 +172,7 @@ def parse_policy(data: Any, source: str = "<policy>", node: Any = None) -> Polic
             _without(data, {loc for loc in map(_key, empty)}), context=context
         )
     except ValidationError as exc:
-        errors = empty + exc.errors()
+        errors = empty + [dict(error) for error in exc.errors()]
     else:
         errors = empty + policy_problems(policy)
     if errors:
@@ -669,7 +251,8 @@ def line_of(node: Any, loc: list[Any]) -> int:
             node = node.value[part]
         else:
             break
-    return node.start_mark.line + 1
+    line: int = node.start_mark.line + 1
+    return line
 
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -125,7 +125,7 @@ def run_case(policy: Policy, case: Case, project_id: str, today: date) -> CaseRe
     decision = evaluate(policy, image, project_id, today)
     planned = plan(decision, case.dry_run)
     sent = [op["path"][1:] for op in planned.send]
-    actual = {
+    actual: dict[str, Any] = {
         "outcome": planned.outcome,
         "rules": {v.rule: v.status for v in decision.verdicts},
         "fixes": {
