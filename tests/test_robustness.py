@@ -305,10 +305,9 @@ def test_sweep_workers_log_the_sweeps_request_id(fleet, context, capsys):
 @pytest.fixture
 def real_clock(monkeypatch):
     """Invocations that really take seconds: their budgets must count real time."""
-    from imsguard import app
-    from imsguard.clock import SystemClock
+    from imsguard.context import LocalContext
 
-    monkeypatch.setattr(app, "CLOCK", SystemClock())
+    monkeypatch.setattr(LocalContext, "clock", None)  # None: the system's clock
 
 
 @pytest.mark.parametrize(

@@ -284,8 +284,8 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from imsguard.app import verdict_entry
     from imsguard.evaluate import evaluate, plan
+    from imsguard.results import verdict_entry
 
     policy = _load(args.policy, args.output)
     if policy is None:
@@ -433,8 +433,6 @@ def _revert(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     """A sweep, as the timer would run it: a progress line on a terminal, then a summary."""
-    from imsguard import app
-
     options = {
         k: v
         for k, v in (
@@ -461,11 +459,10 @@ def _sweep(args: argparse.Namespace) -> int:
             context.user_data["IMSGUARD_SWEEP_RATE"] = "1000"
         fake.start()
     show = args.output == "text" and sys.stderr.isatty()
-    app.PROGRESS = _progress_line if show else None
+    context.progress = _progress_line if show else None
     try:
         report = _call_handler({"action": "sweep", **options}, context)
     finally:
-        app.PROGRESS = None
         if fake is not None:
             fake.stop()
     if show:
