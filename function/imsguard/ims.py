@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -409,16 +409,22 @@ class _DeadlineAdapter(HTTPAdapter):
         }
 
     def send(
-        self, request: Any, stream: bool = False, timeout: Any = None, **kwargs: Any
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
         limits = _call_limits.get()
         if limits is None:
-            return super().send(request, stream=stream, timeout=timeout, **kwargs)
+            return super().send(request, stream, timeout, verify, cert, proxies)
         timeouts, deadline = limits
-        response = super().send(request, stream=True, timeout=timeouts, **kwargs)
+        response = super().send(request, True, timeouts, verify, cert, proxies)
         if not stream:  # what requests would read, against the deadline
             response._content = _read_before(response, deadline)
-            response._content_consumed = True
+            response._content_consumed = True  # type: ignore[attr-defined]
         return response
 
 
@@ -543,14 +549,14 @@ def applied(image: dict[str, Any], operations: list[dict[str, str]]) -> bool:
     return True
 
 
-class _RetryAfterHandler(DefaultExceptionHandler):
+class _RetryAfterHandler(DefaultExceptionHandler):  # type: ignore[misc]  # untyped SDK
     """The SDK's error handling, keeping the Retry-After header a 429 or 503 may carry."""
 
     def handle_exception(self, request: Any, response: Any) -> None:
         try:
             super().handle_exception(request, response)
         except ServiceResponseException as exc:
-            exc.retry_after = _seconds(response.headers.get("Retry-After"))  # type: ignore
+            exc.retry_after = _seconds(response.headers.get("Retry-After"))
             raise
 
 
@@ -572,7 +578,8 @@ def _raw(response: Any, what: str = "IMS") -> dict[str, Any]:
     """The JSON body IMS sent, not the SDK's lossy model; ImsError when it is not JSON."""
     content = getattr(response, "raw_content", None)
     if not content:
-        return response.to_dict()
+        data: dict[str, Any] = response.to_dict()
+        return data
     try:
         data = json.loads(content)
     except (ValueError, RecursionError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from imsguard import __version__
 from imsguard.evaluate import fix_label
@@ -46,7 +46,7 @@ def as_outcome(value: str) -> Outcome:
     entries): checked, so that a misspelt one fails where it is made."""
     if value not in OUTCOMES:
         raise ValueError(f"not an outcome: {value!r}")
-    return cast(Outcome, value)
+    return value
 
 
 _UNLISTED: Any = object()  # image_name not reported (no image was read)
