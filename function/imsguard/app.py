@@ -13,13 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from imsguard import __version__
 from imsguard.clock import Budget, SystemClock
-from imsguard.context import call_getter, read_credentials
-from imsguard.evaluate import before, evaluate, plan
-from imsguard.events import Skip, Sweep, Target, Trigger, parse_event
-from imsguard.invocation import Invocation, local_option
+from imsguard.context import LocalContext, call_getter, read_credentials
+from imsguard.events import Skip, Sweep, parse_event
 from imsguard.logs import get_logger, keep_secret, log, redact, redact_all, set_context
 from imsguard.policy import PolicyError, cached_policy
-from imsguard.results import OUTCOMES, EventReport, ImageResult, SweepReport, as_outcome
 from imsguard.settings import (
     FUNCTION_URN,
     SWEEP_CONTINUE,
@@ -31,9 +28,9 @@ from imsguard.uefi import normalize_os_version
 
 if TYPE_CHECKING:
     from imsguard.ims import ImsGateway
+    from imsguard.invocation import Invocation
     from imsguard.policy import Policy
-
-__all__ = ["OUTCOMES", "InvalidPolicy", "TransientFailure", "handler"]
+    from imsguard.results import EventReport, SweepReport
 
 # Credentials the process may see besides the context's: redacted whether used or not.
 ENVIRONMENT_SECRETS = ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN")
@@ -57,6 +54,16 @@ class InvalidPolicy(RuntimeError):
         super().__init__(message)
 
 
+def __getattr__(name: str) -> Any:
+    """``app.OUTCOMES``, for code that still reads it here: it is declared once, in
+    imsguard.results, which loads only with image work (not on every cold start)."""
+    if name == "OUTCOMES":
+        from imsguard.results import OUTCOMES
+
+        return OUTCOMES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """FunctionGraph entry point. Returns a JSON-serialisable report; raises TransientFailure
     (IMS kept failing) and InvalidPolicy (the policy does not load), never on bad input.
@@ -74,6 +81,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     except Exception as exc:  # a bug must still produce a report and a log line
         get_logger().exception("unexpected failure")
         return _stop("error", f"internal error: {type(exc).__name__}: {redact(str(exc))}")
+    if isinstance(report, dict):  # no image work
+        return answer
+    from imsguard.results import EventReport  # loaded with the work, as the SDK is
+
     retryable = report.retryable if isinstance(report, EventReport) else []
     if retryable:  # events are retried by FunctionGraph; a sweep reports and goes on
         subjects = ", ".join(r.subject for r in retryable[:10])
@@ -126,7 +137,11 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
             "configuration: no credentials (give the function an agency, or "
             "set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK)",
         )
-    from imsguard.ims import gateway_for  # the SDK loads only when there is work to do
+    # The SDK, and what works with it, load only when there is work to do.
+    from imsguard.event_check import EventCheck
+    from imsguard.ims import gateway_for
+    from imsguard.invocation import Invocation
+    from imsguard.results import EventReport
 
     try:
         gateway = gateway_for(
@@ -136,16 +151,17 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
         return _stop("error", f"configuration: {exc}")
     # A sweep waits for nothing: its budget is all the time to the safety margin.
     max_wait_s = float("inf") if isinstance(parsed, Sweep) else settings.max_wait_s
-    clock = local_option(context, "clock") or SystemClock()
+    # Only a local run (tests, the CLI) brings its own clock and progress callback.
+    local = isinstance(context, LocalContext)
+    clock = (context.clock if local else None) or SystemClock()
     budget = Budget.for_invocation(context, clock, settings.safety_margin_s, max_wait_s)
-    invocation = Invocation(
-        settings, credentials, budget, gateway, progress=local_option(context, "progress")
-    )
+    progress = context.progress if local else None
+    invocation = Invocation(settings, credentials, budget, gateway, progress)
     uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
     if isinstance(parsed, Sweep):
         return _run_sweep_hop(parsed, invocation, policy, uefi_versions)
     dry_run = settings.dry_run or parsed.dry_run is True
-    results = _EventRun(invocation, policy, dry_run, uefi_versions).process(parsed)
+    results = EventCheck(invocation, policy, dry_run, uefi_versions).process(parsed)
     return EventReport(parsed.summary, dry_run, results, parsed.skipped)
 
 
@@ -245,128 +261,3 @@ def _continue(request: Sweep, report: SweepReport, invocation: Invocation) -> di
 def _stop(status: str, reason: str, **extra: Any) -> dict[str, Any]:
     """The answer for an event that leads to no image work."""
     return {"status": status, "imsguard": __version__, "reason": reason, **extra, "results": []}
-
-
-class _EventRun:
-    """An event's work: find each target's images, then check each image once."""
-
-    def __init__(
-        self,
-        invocation: Invocation,
-        policy: Policy,
-        dry_run: bool,
-        uefi_versions: frozenset[str] | None,
-    ):
-        from imsguard.resolve import Resolver
-
-        self.invocation = invocation
-        self.gateway = invocation.gateway
-        self.policy = policy
-        self.project_id = invocation.project_id
-        self.dry_run = dry_run
-        self.today = invocation.clock.utcnow().date()  # for exemption expiry
-        self.uefi_versions = uefi_versions
-        self.resolver = Resolver(invocation.gateway, invocation.budget, self.project_id)
-
-    def process(self, trigger: Trigger) -> list[ImageResult]:
-        """Each result is published (logged) as soon as it exists, and reported."""
-        publish = self.invocation.publish
-        results: list[ImageResult] = []
-        checked: set[str] = set()
-        for target in dict.fromkeys(trigger.targets):  # a batch may repeat an event
-            images, unresolved = self._resolve_safely(target)
-            results.extend(publish(r) for r in unresolved)
-            for image in images:
-                if image["id"] not in checked:  # a batch may name one image twice
-                    checked.add(image["id"])
-                    results.append(publish(self._check_image_safely(image, target)))
-        return results
-
-    def _resolve_safely(self, target: Target) -> tuple[list[dict[str, Any]], list[ImageResult]]:
-        try:
-            images, unresolved = self.resolver.images_of(target)
-            return images, [ImageResult.from_json(entry) for entry in unresolved]
-        except Exception as exc:
-            return [], [_internal_error(exc, None)]
-
-    def _check_image_safely(self, image: dict[str, Any], target: Target) -> ImageResult:
-        """One odd image must not cost the other images their results."""
-        try:
-            return self._check_image(image, target)
-        except Exception as exc:
-            return _internal_error(exc, image["id"])
-
-    def _check_image(self, image: dict[str, Any], target: Target) -> ImageResult:
-        from imsguard.ims import ImsError
-        from imsguard.resolve import failure
-
-        image_id = image["id"]
-        decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
-        planned = plan(decision, self.dry_run)
-        name, notes, verdicts = image.get("name"), list(decision.notes), decision.verdicts
-        send = list(planned.send)
-        if not send:
-            return ImageResult(
-                image_id,
-                as_outcome(planned.outcome),
-                planned.reason,
-                list(decision.operations),
-                image_name=name,
-                notes=notes,
-                before=before(image, decision.operations)
-                if planned.outcome == "would_update"
-                else None,
-                verdicts=verdicts,
-            )
-        if target.traced_operations is not None and target.traced_operations == tuple(
-            sorted((o["op"], o["path"], o["value"]) for o in send)
-        ):
-            return ImageResult(
-                image_id,
-                "error",
-                "this update trace records exactly the patch imsguard would send, "
-                "yet the image still differs: IMS did not keep it; not sent again "
-                "(loop guard)",
-                list(decision.operations),
-                image_name=name,
-                notes=notes,
-                verdicts=verdicts,
-            )
-
-        def sent(
-            outcome: str, reason: str, retryable: bool = False, failed: bool = False
-        ) -> ImageResult:
-            """The result of an image a PATCH was sent for (``failed``: in vain)."""
-            return ImageResult(
-                image_id,
-                as_outcome(outcome),
-                reason,
-                send,
-                image_name=name,
-                notes=notes,
-                before=before(image, send),
-                held_back=[op for op in decision.operations if op not in send],
-                retryable=retryable,
-                verdicts=verdicts,
-                sent=tuple(op["path"][1:] for op in send),
-                failed=failed,
-            )
-
-        try:
-            updated = self.gateway.update_image(image_id, send)
-        except ImsError as exc:
-            outcome = failure(exc)
-            return sent(
-                outcome["outcome"], f"not updated: {exc}", bool(outcome.get("retryable")), True
-            )
-        after = evaluate(self.policy, updated, self.project_id, self.today, self.uefi_versions)
-        left = sorted({o["path"] for o in after.operations} & {o["path"] for o in send})
-        if left:
-            return sent("error", f"IMS accepted the update but still differs on {left}")
-        return sent(planned.outcome, planned.reason)
-
-
-def _internal_error(exc: Exception, image_id: str | None) -> ImageResult:
-    """A bug hit one target or image: log it with its traceback, report it, go on."""
-    get_logger().exception("unexpected failure", extra={"fields": {"image_id": image_id}})
-    return ImageResult(image_id, "error", f"internal error: {type(exc).__name__}: {exc}")

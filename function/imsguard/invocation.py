@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from imsguard.logs import log
 
@@ -83,11 +83,3 @@ class Invocation:
 
     def __repr__(self) -> str:  # never print the credentials
         return f"Invocation(project_id={self.project_id!r})"
-
-
-def local_option(context: Any, name: str) -> Any:
-    """What a local run (tests, the CLI) injects through its LocalContext: ``clock`` or
-    ``progress``; None for FunctionGraph's own context."""
-    from imsguard.context import LocalContext
-
-    return getattr(context, name, None) if isinstance(context, LocalContext) else None
