@@ -3,6 +3,10 @@
 Each image costs one read and at most one write. Every run re-reads the image
 and patches only the difference, so duplicate events, replays and the traces
 of imsguard's own updates are harmless.
+
+Each call builds one :class:`~imsguard.invocation.Invocation` (clock, budget,
+credentials, progress, sinks) and passes it down: an event goes to
+:mod:`imsguard.event_check`, a sweep request to one hop of :mod:`imsguard.sweep`.
 """
 
 from __future__ import annotations
@@ -197,11 +201,11 @@ def _run_sweep_hop(
     )
     report.ims_retries = invocation.ims_calls.retries
     if report.continuation is not None:
-        report.continued = _continue(request, report, invocation)
+        report.continued = _start_next_hop(request, report, invocation)
     return report
 
 
-def _continue(request: Sweep, report: SweepReport, invocation: Invocation) -> dict[str, Any]:
+def _start_next_hop(request: Sweep, report: SweepReport, invocation: Invocation) -> dict[str, Any]:
     """Invoke this function again, asynchronously, for the sweep's next hop."""
     from imsguard.fgs import ContinueError, invoke_async, own_urn
 

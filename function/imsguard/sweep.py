@@ -1,5 +1,8 @@
 """The fleet sweep: every active private image of the project, checked and fixed.
 
+A sweep runs in hops, one per invocation (:class:`SweepHop`): a hop that runs out of
+time hands its marker to the next one.
+
 Two phases. First the images are listed page by page (only the page in hand is
 kept) and evaluated; what needs changing is kept as a small plan (id, name and
 patch). Then the guardrail is checked against all the plans, and only if it
