@@ -9,7 +9,7 @@ import pytest
 from hypothesis import settings
 
 from helpers import SECRETS
-from imsguard import app, ims, policy
+from imsguard import ims, policy
 from imsguard.context import LocalContext
 from imsguard.logs import log_to
 from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeClock, FakeIms
@@ -45,7 +45,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """Waiting for slow images happens on a fake clock: no test really sleeps."""
     fake_clock = FakeClock()
-    monkeypatch.setattr(app, "CLOCK", fake_clock)
+    # Every LocalContext made without a clock uses this one, including those a test
+    # builds itself; a context given its own clock keeps it.
+    monkeypatch.setattr(LocalContext, "clock", fake_clock)
     return fake_clock
 
 

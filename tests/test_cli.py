@@ -371,12 +371,8 @@ def test_the_readmes_permission_table_is_the_calls_declarations():
         "cts_native_delete_tag.json",
     ],
 )
-def test_invoke_fake_has_what_every_sample_event_points_at(capsys, name, monkeypatch):
-    from imsguard import app
-    from imsguard_tools.testing import FakeClock
-
-    monkeypatch.setattr(app, "CLOCK", FakeClock())  # copies and uploads are polled
-
+def test_invoke_fake_has_what_every_sample_event_points_at(capsys, name):
+    # Copies and uploads are polled: on the fake clock every test's contexts get.
     assert main(["invoke", str(EVENTS / name), "--fake"]) == 0
 
     out = capsys.readouterr().out

@@ -305,10 +305,9 @@ def test_sweep_workers_log_the_sweeps_request_id(fleet, context, capsys):
 @pytest.fixture
 def real_clock(monkeypatch):
     """Invocations that really take seconds: their budgets must count real time."""
-    from imsguard import app
-    from imsguard.clock import SystemClock
+    from imsguard.context import LocalContext
 
-    monkeypatch.setattr(app, "CLOCK", SystemClock())
+    monkeypatch.setattr(LocalContext, "clock", None)  # None: the system's clock
 
 
 @pytest.mark.parametrize(
@@ -428,3 +427,72 @@ def test_concurrent_invocations_keep_their_own_budgets(slow, real_clock):
     else:
         assert outcomes == {"short": "updated", "long": "updated"}, results
         assert took["long"] >= 6
+
+
+# -- 4. one object per invocation: nothing shared between concurrent ones -------------------------
+
+
+def test_concurrent_sweeps_keep_their_own_clock_progress_and_budget():
+    """Two sweeps run at once in one process, through the one cached client, each with its
+    own clock, time budget and progress callback (as the CLI and tests inject them): each
+    sees only its own. Both are inside their sweep together (the fake holds each one's first
+    list request until the other's has arrived)."""
+    import threading
+
+    from imsguard.context import LocalContext
+    from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeClock, FakeIms
+
+    fake = FakeIms(project_id=SAMPLE_PROJECT_ID)
+    for index in range(10):
+        fake.add_image({"name": f"Image_{index:02d}"})
+    both_listing = threading.Barrier(2, timeout=10)
+    lists = []
+
+    def before_request(method: str, path: str) -> None:
+        lists.append(path)
+        if len(lists) <= 2:
+            both_listing.wait()
+
+    fake.before_request = before_request
+    runs = {
+        # name: (limit, requests per second, timeout in ms)
+        "slow": (4, "1", 600_000),
+        "fast": (None, "1000", 900_000),
+    }
+    clocks = {name: FakeClock() for name in runs}
+    progress: dict[str, list[dict[str, int]]] = {name: [] for name in runs}
+    reports = {}
+    with fake.serve() as endpoint:
+
+        def sweep(name: str) -> None:
+            limit, rate, timeout_ms = runs[name]
+            context = LocalContext(
+                access_key="AK",
+                secret_key="SK",
+                timeout_ms=timeout_ms,
+                clock=clocks[name],
+                progress=progress[name].append,
+                user_data={
+                    "IMSGUARD_IMS_ENDPOINT": endpoint,
+                    "IMSGUARD_SWEEP_RATE": rate,
+                    "IMSGUARD_SWEEP_PAGE_SIZE": "2",
+                    "IMSGUARD_DRY_RUN": "true",
+                },
+            )
+            event = {"action": "sweep", **({"limit": limit} if limit else {})}
+            reports[name] = handler(event, context)
+
+        threads = [threading.Thread(target=sweep, args=(name,)) for name in runs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    examined = {name: [c["examined"] for c in progress[name] if "examined" in c] for name in runs}
+    assert examined == {"slow": [2, 4], "fast": [2, 4, 6, 8, 10, 10]}
+    assert reports["slow"]["examined"] == 4 and reports["fast"]["examined"] == 10
+    assert reports["slow"]["continuation"]["cause"] == "limit"
+    assert "continuation" not in reports["fast"]
+    # One request a second: the slow sweep waited, on its own clock only.
+    assert clocks["slow"].sleeps and not clocks["fast"].sleeps
+    assert clocks["slow"].elapsed == sum(clocks["slow"].sleeps)

@@ -533,3 +533,43 @@ def test_images_deferred_while_applying_are_counted_once_by_the_guardrail(
     assert not any("guardrail" in r for r in reports)
     assert len({c.path for c in fleet.patches}) == len(fleet.patches) == 100
     assert all(name == name.lower() for name in (i["name"] for i in fleet.images.values()))
+
+
+@pytest.mark.parametrize("phase", ["evaluate", "patch"])
+def test_a_bug_on_one_image_is_logged_with_its_traceback_and_the_sweep_goes_on(
+    fleet, context, capsys, monkeypatch, phase
+):
+    import json
+
+    from imsguard import sweep as sweep_module
+
+    ids = fill(fleet, 3, bad_every=1)
+    odd = ids[1][0]
+    if phase == "evaluate":
+        evaluate = sweep_module.evaluate
+
+        def buggy(policy, image, *args):
+            if image["id"] == odd:
+                raise KeyError("a bug")
+            return evaluate(policy, image, *args)
+
+        monkeypatch.setattr(sweep_module, "evaluate", buggy)
+    else:
+        from imsguard.ims import ImsGateway
+
+        update_image = ImsGateway.update_image
+
+        def buggy(self, image_id, operations):
+            if image_id == odd:
+                raise KeyError("a bug")
+            return update_image(self, image_id, operations)
+
+        monkeypatch.setattr(ImsGateway, "update_image", buggy)
+
+    report = sweep(context)
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    failures = [line for line in lines if line["message"] == "unexpected failure"]
+    assert len(failures) == 1 and failures[0]["image_id"] == odd
+    assert "KeyError: 'a bug'" in failures[0]["exception"]  # the traceback
+    assert report["summary"] == {"error": 1, "updated": 2}

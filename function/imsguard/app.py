@@ -3,47 +3,41 @@
 Each image costs one read and at most one write. Every run re-reads the image
 and patches only the difference, so duplicate events, replays and the traces
 of imsguard's own updates are harmless.
+
+Each call builds one :class:`~imsguard.invocation.Invocation` (clock, budget,
+credentials, progress, sinks) and passes it down: an event goes to
+:mod:`imsguard.event_check`, a sweep request to one hop of :mod:`imsguard.sweep`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imsguard import __version__
-from imsguard.clock import Budget, Clock, SystemClock
-from imsguard.context import Credentials, call_getter, read_credentials
-from imsguard.evaluate import Decision, Verdict, before, evaluate, fix_label, plan
-from imsguard.events import Skip, Sweep, Target, Trigger, parse_event
+from imsguard.clock import Budget, SystemClock
+from imsguard.context import LocalContext, call_getter, read_credentials
+from imsguard.events import Skip, Sweep, parse_event
 from imsguard.logs import get_logger, keep_secret, log, redact, redact_all, set_context
-from imsguard.policy import Policy, PolicyError, cached_policy
+from imsguard.policy import PolicyError, cached_policy
 from imsguard.settings import (
     FUNCTION_URN,
     SWEEP_CONTINUE,
     SWEEP_MAX_HOPS,
-    Settings,
     SettingsError,
     load_settings,
 )
 from imsguard.uefi import normalize_os_version
 
-CLOCK: Clock = SystemClock()  # tests put a FakeClock here: nothing really sleeps
-PROGRESS: Any = None  # the CLI puts a progress callback here for sweeps
+if TYPE_CHECKING:
+    from imsguard.ims import ImsGateway
+    from imsguard.invocation import Invocation
+    from imsguard.policy import Policy
+    from imsguard.results import EventReport, SweepReport
+
 # Credentials the process may see besides the context's: redacted whether used or not.
 ENVIRONMENT_SECRETS = ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN")
-# Every outcome a result entry can have ("exempt" comes with exemptions in policies).
-OUTCOMES = (
-    "updated",
-    "would_update",
-    "compliant",
-    "non_compliant",
-    "exempt",
-    "not_applicable",
-    "deferred",
-    "error",
-)
 
 
 class TransientFailure(RuntimeError):
@@ -64,34 +58,55 @@ class InvalidPolicy(RuntimeError):
         super().__init__(message)
 
 
+def __getattr__(name: str) -> Any:
+    """``app.OUTCOMES``, for code that still reads it here: it is declared once, in
+    imsguard.results, which loads only with image work (not on every cold start)."""
+    if name == "OUTCOMES":
+        from imsguard.results import OUTCOMES
+
+        return OUTCOMES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """FunctionGraph entry point. Returns a JSON-serialisable report; raises TransientFailure
-    (IMS kept failing) and InvalidPolicy (the policy does not load), never on bad input."""
+    (IMS kept failing) and InvalidPolicy (the policy does not load), never on bad input.
+
+    Local runs (tests, the CLI) inject a clock and a progress callback through their
+    :class:`~imsguard.context.LocalContext`; nothing is read from module globals."""
     set_context(request_id=call_getter(context, "getRequestID"))
     try:
-        report = redact_all(_handle(event, context))
+        report = _run(event, context)
+        answer: dict[str, Any] = redact_all(
+            report if isinstance(report, dict) else report.to_json()
+        )
     except InvalidPolicy:
         raise
     except Exception as exc:  # a bug must still produce a report and a log line
         get_logger().exception("unexpected failure")
         return _stop("error", f"internal error: {type(exc).__name__}: {redact(str(exc))}")
-    retryable = [r for r in report["results"] if r.get("retryable")]
-    if retryable and "examined" not in report:  # a sweep reports and goes on; events retry
-        subjects = ", ".join(
-            str(r.get("image_id") or r.get("job_id") or r.get("name")) for r in retryable[:10]
-        )
+    if isinstance(report, dict):  # no image work
+        return answer
+    from imsguard.results import EventReport  # loaded with the work, as the SDK is
+
+    retryable = report.retryable if isinstance(report, EventReport) else []
+    if retryable:  # events are retried by FunctionGraph; a sweep reports and goes on
+        subjects = ", ".join(r.subject for r in retryable[:10])
         log(
             logging.ERROR,
             "transient IMS failures; raising for FunctionGraph to retry",
             images=len(retryable),
         )
         raise TransientFailure(
-            f"IMS failed transiently for {len(retryable)} image(s) after retries: {subjects}"
+            redact(
+                f"IMS failed transiently for {len(retryable)} image(s) after retries: {subjects}"
+            )
         )
-    return report
+    return answer
 
 
-def _handle(event: Any, context: Any) -> dict[str, Any]:
+def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport:
+    """The report on an event, or the answer (a plain dict) when it leads to no image work."""
     try:
         settings = load_settings(context)
     except SettingsError as exc:
@@ -126,7 +141,11 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
             "configuration: no credentials (give the function an agency, or "
             "set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK)",
         )
-    from imsguard.ims import gateway_for  # the SDK loads only when there is work to do
+    # The SDK, and what works with it, load only when there is work to do.
+    from imsguard.event_check import EventCheck
+    from imsguard.ims import gateway_for
+    from imsguard.invocation import Invocation
+    from imsguard.results import EventReport
 
     try:
         gateway = gateway_for(
@@ -134,37 +153,26 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
         )
     except ValueError as exc:
         return _stop("error", f"configuration: {exc}")
-    if isinstance(parsed, Sweep):
-        return _sweep(parsed, context, settings, policy, gateway, credentials)
-    dry_run = settings.dry_run or parsed.dry_run is True
-    budget = Budget.for_invocation(context, CLOCK, settings.safety_margin_s, settings.max_wait_s)
-    _prepare(gateway, budget)
+    # A sweep waits for nothing: its budget is all the time to the safety margin.
+    max_wait_s = float("inf") if isinstance(parsed, Sweep) else settings.max_wait_s
+    # Only a local run (tests, the CLI) brings its own clock and progress callback.
+    local = isinstance(context, LocalContext)
+    clock = (context.clock if local else None) or SystemClock()
+    budget = Budget.for_invocation(context, clock, settings.safety_margin_s, max_wait_s)
+    progress = context.progress if local else None
+    invocation = Invocation(settings, credentials, budget, gateway, progress)
     uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
-    run = _Run(gateway, policy, settings.project_id, dry_run, budget, uefi_versions)
-    results = run.process(parsed)
-    summary = Counter(r["outcome"] for r in results)
-    report = {
-        "status": "ok",
-        "imsguard": __version__,
-        "trigger": parsed.summary,
-        "dry_run": dry_run,
-        "summary": dict(sorted(summary.items())),
-        "results": results,
-    }
-    if parsed.skipped:
-        report["skipped"] = list(parsed.skipped)
-    return report
+    if isinstance(parsed, Sweep):
+        return _run_sweep_hop(parsed, invocation, policy, uefi_versions)
+    dry_run = settings.dry_run or parsed.dry_run is True
+    results = EventCheck(invocation, policy, dry_run, uefi_versions).process(parsed)
+    return EventReport(parsed.summary, dry_run, results, parsed.skipped)
 
 
-def _prepare(gateway: Any, budget: Budget) -> None:
-    """This invocation's limits for the container's client: no IMS call may outlive the
-    invocation, and retries wait only up to the safety margin."""
-    gateway.begin(budget.time_left, budget.retry_window, budget.clock)
-
-
-def _uefi_versions(gateway: Any) -> frozenset[str] | None:
+def _uefi_versions(gateway: ImsGateway) -> frozenset[str] | None:
     """IMS's UEFI-capable OS versions, read once per client (so once per container); if
-    IMS cannot say, the built-in table is used and the next invocation asks again."""
+    IMS cannot say, the built-in table is used and the next invocation asks again. The
+    gateway keeps the list for the container: set once, a frozenset, never changed."""
     from imsguard.ims import ImsError
 
     if gateway.uefi_versions is None:
@@ -177,58 +185,33 @@ def _uefi_versions(gateway: Any) -> frozenset[str] | None:
     return gateway.uefi_versions
 
 
-def _sweep(
-    sweep: Sweep,
-    context: Any,
-    settings: Settings,
+def _run_sweep_hop(
+    request: Sweep,
+    invocation: Invocation,
     policy: Policy,
-    gateway: Any,
-    credentials: Credentials,
-) -> dict[str, Any]:
-    """Check every active private image; continue in a new invocation if time runs out."""
-    from imsguard.sweep import Sweeper
+    uefi_versions: frozenset[str] | None,
+) -> SweepReport:
+    """This invocation's hop of a sweep: check every active private image from the
+    request's marker on; continue in a new invocation if time runs out."""
+    from imsguard.sweep import SweepHop
 
-    dry_run = settings.dry_run or sweep.options.dry_run is True
-    budget = Budget.for_invocation(context, CLOCK, settings.safety_margin_s, float("inf"))
-    _prepare(gateway, budget)
-    uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
-    report = Sweeper(
-        gateway,
-        policy,
-        gateway.project_id,
-        budget,
-        dry_run,
-        sweep.options,
-        settings.sweep_page_size,
-        settings.sweep_concurrency,
-        settings.sweep_rate,
-        settings.results_limit,
-        uefi_versions,
-        PROGRESS,
-    ).run()
-    report = {
-        "imsguard": __version__,
-        "trigger": sweep.summary,
-        "dry_run": dry_run,
-        **report,
-        "ims_retries": gateway.retries,
-    }
-    if "continuation" in report:
-        report["continued"] = _continue(sweep, report, settings, credentials, budget)
+    dry_run = invocation.settings.dry_run or request.options.dry_run is True
+    report = SweepHop(invocation, policy, request.options, dry_run, uefi_versions).run(
+        request.summary
+    )
+    report.ims_retries = invocation.ims_calls.retries
+    if report.continuation is not None:
+        report.continued = _start_next_hop(request, report, invocation)
     return report
 
 
-def _continue(
-    sweep: Sweep,
-    report: dict[str, Any],
-    settings: Settings,
-    credentials: Credentials,
-    budget: Budget,
-) -> dict[str, Any]:
-    """Invoke this function again, asynchronously, to sweep on from the marker."""
+def _start_next_hop(request: Sweep, report: SweepReport, invocation: Invocation) -> dict[str, Any]:
+    """Invoke this function again, asynchronously, for the sweep's next hop."""
     from imsguard.fgs import ContinueError, invoke_async, own_urn
 
-    continuation = report["continuation"]
+    settings = invocation.settings
+    continuation = report.continuation
+    assert continuation is not None
     if continuation["cause"] != "time":
         return {
             "started": False,
@@ -246,7 +229,7 @@ def _continue(
             "started": False,
             "reason": f"{SWEEP_MAX_HOPS} ({settings.sweep_max_hops}) continuations already made",
         }
-    progressed = continuation["marker"] != sweep.options.marker or report["summary"].get("updated")
+    progressed = continuation["marker"] != request.options.marker or report.summary.get("updated")
     if not progressed:
         return {"started": False, "reason": "no progress was made; not continuing"}
     project_id = settings.project_id or ""
@@ -255,7 +238,7 @@ def _continue(
         return {"started": False, "reason": f"no function to invoke: set {FUNCTION_URN}"}
     payload = {
         "action": "sweep",
-        **sweep.options.model_dump(
+        **request.options.model_dump(
             exclude={"marker", "hop", "examined_before", "planned_before"}, exclude_none=True
         ),
     }
@@ -269,8 +252,8 @@ def _continue(
             settings.region,
             settings.fgs_endpoint,
             project_id,
-            credentials,
-            budget.time_left(),
+            invocation.credentials,
+            invocation.budget.time_left(),
         )
     except ContinueError as exc:
         log(logging.ERROR, "sweep not continued", reason=str(exc))
@@ -282,138 +265,3 @@ def _continue(
 def _stop(status: str, reason: str, **extra: Any) -> dict[str, Any]:
     """The answer for an event that leads to no image work."""
     return {"status": status, "imsguard": __version__, "reason": reason, **extra, "results": []}
-
-
-class _Run:
-    """One invocation's work: find each target's images, then check each image once."""
-
-    def __init__(
-        self,
-        gateway: Any,
-        policy: Policy,
-        project_id: str,
-        dry_run: bool,
-        budget: Budget,
-        uefi_versions: frozenset[str] | None,
-    ):
-        from imsguard.resolve import Resolver
-
-        self.gateway = gateway
-        self.policy = policy
-        self.project_id = project_id
-        self.dry_run = dry_run
-        self.today = budget.clock.utcnow().date()  # for exemption expiry
-        self.uefi_versions = uefi_versions
-        self.resolver = Resolver(gateway, budget, project_id)
-
-    def process(self, trigger: Trigger) -> list[dict[str, Any]]:
-        results: list[dict[str, Any]] = []
-        checked: set[str] = set()
-        for target in dict.fromkeys(trigger.targets):  # a batch may repeat an event
-            images, unresolved = self._resolve_safely(target)
-            results.extend(_report(r) for r in unresolved)
-            for image in images:
-                if image["id"] not in checked:  # a batch may name one image twice
-                    checked.add(image["id"])
-                    results.append(_report(self._check_image_safely(image, target)))
-        return results
-
-    def _resolve_safely(self, target: Target) -> tuple[list[dict[str, Any]], list[Any]]:
-        try:
-            return self.resolver.images_of(target)
-        except Exception as exc:
-            return [], [_internal_error(exc, None)]
-
-    def _check_image_safely(self, image: dict[str, Any], target: Target) -> dict[str, Any]:
-        """One odd image must not cost the other images their results."""
-        try:
-            return self._check_image(image, target)
-        except Exception as exc:
-            return _internal_error(exc, image["id"])
-
-    def _check_image(self, image: dict[str, Any], target: Target) -> dict[str, Any]:
-        from imsguard.ims import ImsError
-        from imsguard.resolve import failure
-
-        image_id = image["id"]
-        decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
-        planned = plan(decision, self.dry_run)
-        base: dict[str, Any] = {
-            "image_id": image_id,
-            "image_name": image.get("name"),
-            "operations": list(decision.operations),
-            "decision": decision,
-        }
-        if decision.notes:
-            base["notes"] = list(decision.notes)
-        send = list(planned.send)
-        if not send:
-            if planned.outcome == "would_update":
-                base["before"] = before(image, decision.operations)
-            return {**base, "outcome": planned.outcome, "reason": planned.reason}
-        if target.traced_operations is not None and target.traced_operations == tuple(
-            sorted((o["op"], o["path"], o["value"]) for o in send)
-        ):
-            return {
-                **base,
-                "outcome": "error",
-                "reason": "this update trace records exactly the patch imsguard would send, "
-                "yet the image still differs: IMS did not keep it; not sent again "
-                "(loop guard)",
-            }
-        held_back = [op for op in decision.operations if op not in send]
-        base.update(operations=send, _sent=send, before=before(image, send))
-        if held_back:
-            base["held_back"] = held_back
-        try:
-            updated = self.gateway.update_image(image_id, send)
-        except ImsError as exc:
-            return {**base, "_failed": True, **failure(exc), "reason": f"not updated: {exc}"}
-        after = evaluate(self.policy, updated, self.project_id, self.today, self.uefi_versions)
-        left = sorted({o["path"] for o in after.operations} & {o["path"] for o in send})
-        if left:
-            return {
-                **base,
-                "outcome": "error",
-                "reason": f"IMS accepted the update but still differs on {left}",
-            }
-        return {**base, "outcome": planned.outcome, "reason": planned.reason}
-
-
-def _internal_error(exc: Exception, image_id: str | None) -> dict[str, Any]:
-    """A bug hit one target or image: log it with its traceback, report it, go on."""
-    get_logger().exception("unexpected failure", extra={"fields": {"image_id": image_id}})
-    return {
-        "image_id": image_id,
-        "operations": [],
-        "outcome": "error",
-        "reason": f"internal error: {type(exc).__name__}: {exc}",
-    }
-
-
-def _report(result: dict[str, Any]) -> dict[str, Any]:
-    """The JSON result entry (with per-rule verdicts) and its one log line."""
-    decision: Decision | None = result.pop("decision", None)
-    sent = [op["path"][1:] for op in result.pop("_sent", ())]
-    failed = result.pop("_failed", False)
-    if decision is not None and decision.verdicts:
-        result["rules"] = [verdict_entry(v, sent, failed) for v in decision.verdicts]
-    outcome = result["outcome"]
-    level = logging.ERROR if outcome == "error" else logging.INFO
-    log(level, f"image {outcome}", **result)
-    return result
-
-
-def verdict_entry(verdict: Verdict, sent: list[str], failed: bool = False) -> dict[str, Any]:
-    """A rule's verdict as reported: verdict, reason, mode, and for a violation its fix."""
-    entry: dict[str, Any] = {
-        "rule": verdict.rule,
-        "verdict": verdict.status,
-        "reason": verdict.reason,
-    }
-    if verdict.mode == "audit":
-        entry["mode"] = "audit"
-    fix = fix_label(verdict, sent, failed)
-    if fix:
-        entry["fix"] = fix
-    return entry

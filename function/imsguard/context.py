@@ -14,7 +14,10 @@ import uuid
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # a Protocol class costs cold-start time, and only type checkers read it
+    from collections.abc import Callable
     from typing import Protocol
+
+    from imsguard.clock import Clock
 
     class RuntimeContext(Protocol):
         """The subset of FunctionGraph's context object that imsguard uses."""
@@ -30,9 +33,19 @@ if TYPE_CHECKING:  # a Protocol class costs cold-start time, and only type check
 class LocalContext:
     """A context for local runs: user data from a dict, no credentials unless given.
 
+    It is also the one seam through which a local run injects what FunctionGraph never
+    does: ``clock`` (tests: a fake one, so nothing really sleeps; None: the system's) and
+    ``progress`` (the CLI's progress line during a sweep). The handler reads both from a
+    LocalContext only, into the invocation it builds.
+
     (Plain classes rather than dataclasses in the function's modules: each dataclass
     costs about half a millisecond of cold start.)
     """
+
+    # The clock of a context made without one. The tests' autouse fixture sets a fake
+    # clock here for the test's duration, so that contexts a test builds itself never
+    # really sleep either.
+    clock: Clock | None = None
 
     def __init__(
         self,
@@ -42,6 +55,8 @@ class LocalContext:
         security_token: str | None = None,
         timeout_ms: int = 30_000,
         request_id: str | None = None,
+        clock: Clock | None = None,
+        progress: Callable[[dict[str, int]], None] | None = None,
     ):
         self.user_data = dict(user_data or {})
         self.access_key = access_key
@@ -49,6 +64,9 @@ class LocalContext:
         self.security_token = security_token
         self.timeout_ms = timeout_ms
         self.request_id = request_id or uuid.uuid4().hex
+        if clock is not None:  # else the class's (tests set a fake clock there)
+            self.clock = clock
+        self.progress = progress
         self._started = time.monotonic()
 
     def __repr__(self) -> str:
@@ -101,7 +119,8 @@ class Credentials(NamedTuple):
     def __repr__(self) -> str:  # never print secrets, even by accident
         return "Credentials(<redacted>)"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return self.__repr__()
 
 
 def read_credentials(context: Any) -> Credentials | None:

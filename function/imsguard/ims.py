@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -118,18 +118,13 @@ class ImsGateway:
     @staticmethod
     def begin(
         time_left: Callable[[], float | None], wait_left: Callable[[], float | None], clock: Clock
-    ) -> Invocation:
-        """This invocation's limits, for the calls made from this thread (and the threads
-        it hands its context to): instances may run several invocations at once, all
-        through this one gateway."""
-        invocation = Invocation(time_left, wait_left, clock)
-        _invocation.set(invocation)
-        return invocation
-
-    @property
-    def retries(self) -> int:
-        """Retries made for the current invocation; counted for reports."""
-        return _current().retries
+    ) -> ImsCalls:
+        """The calling invocation's view of this shared gateway: its limits apply to the
+        calls made from this thread (and the threads it hands its context to), as
+        instances may run several invocations at once, all through this one gateway."""
+        calls = ImsCalls(time_left, wait_left, clock)
+        _ims_calls.set(calls)
+        return calls
 
     @requires(LIST_IMAGES)
     def get_image(self, image_id: str) -> dict[str, Any] | None:
@@ -290,12 +285,12 @@ class ImsGateway:
         delay = exc.retry_after
         if delay is None:
             delay = self.rng.uniform(0, min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2**attempt))
-        invocation = _current()
-        left = invocation.wait_left()
+        calls = _current_calls()
+        left = calls.wait_left()
         if left is not None and delay > left:  # IMS asks for more time than there is
             raise exc
-        invocation.count_retry()
-        invocation.clock.sleep(delay)
+        calls.count_retry()
+        calls.clock.sleep(delay)
 
     def _call_once(self, what: str, method: Any, request: Any) -> Any:
         self._fit_timeouts(what)
@@ -319,14 +314,15 @@ class ImsGateway:
         ) as exc:
             # Connection failures, and PATCH read timeouts, which escape the SDK unwrapped.
             raise ImsError("transient", f"{what}: {type(exc).__name__}") from None
-        except (ValueError, TypeError, AttributeError) as exc:
-            # The SDK's models choke on an odd response (e.g. min_ram "abc"): our error, not a bug
-            raise ImsError("permanent", f"{what}: unreadable response ({exc})") from None
+        except UnreadableAnswer as exc:
+            # The SDK's models choke on an odd response (e.g. min_ram "abc"): IMS's answer,
+            # not a bug of ours
+            raise ImsError("permanent", f"{what}: unreadable response ({exc.__cause__})") from exc
 
     def _fit_timeouts(self, what: str) -> None:
         """No call may outlive the invocation: the timeouts shrink to the time left, and
         the whole answer must arrive before the invocation's deadline."""
-        left = _current().time_left()
+        left = _current_calls().time_left()
         if left is None:
             _call_limits.set(None)
             return
@@ -341,9 +337,11 @@ class ImsGateway:
         )
 
 
-class Invocation:
-    """What one invocation allows its IMS calls: time to the end, time retries may wait
-    (to the safety margin), the clock (tests: a fake one), and the retries it made."""
+class ImsCalls:
+    """One invocation's IMS calls: the time they may take (to the invocation's end), the
+    time retries may wait (to the safety margin), the clock (tests: a fake one), and the
+    retries they needed. The invocation holds it (``Invocation.ims_calls``); the gateway
+    finds it through a ContextVar, as the gateway is shared."""
 
     def __init__(
         self,
@@ -362,16 +360,34 @@ class Invocation:
             self.retries += 1
 
 
-_invocation: ContextVar[Invocation | None] = ContextVar("imsguard_invocation", default=None)
+_ims_calls: ContextVar[ImsCalls | None] = ContextVar("imsguard_ims_calls", default=None)
 
 
-def _current() -> Invocation:
-    """The invocation this thread works for; outside one (a script), no limits."""
-    invocation = _invocation.get()
-    if invocation is None:
-        invocation = Invocation()
-        _invocation.set(invocation)
-    return invocation
+def _current_calls() -> ImsCalls:
+    """The calls of the invocation this thread works for; outside one (a script), no limits."""
+    calls = _ims_calls.get()
+    if calls is None:
+        calls = ImsCalls()
+        _ims_calls.set(calls)
+    return calls
+
+
+class UnreadableAnswer(Exception):
+    """The SDK could not turn IMS's answer into its models; the cause says why."""
+
+
+def _deserialising_or_unreadable(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """The SDK's answer handler, with its deserialisation errors (the models' setters
+    raise ValueError, TypeError or AttributeError on an odd value) as UnreadableAnswer,
+    so that only those, and not every ValueError of a call, count as an unreadable answer."""
+
+    def handle(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise UnreadableAnswer(str(exc)) from exc
+
+    return handle
 
 
 def call_timeouts() -> tuple[float, float] | None:
@@ -393,16 +409,22 @@ class _DeadlineAdapter(HTTPAdapter):
         }
 
     def send(
-        self, request: Any, stream: bool = False, timeout: Any = None, **kwargs: Any
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
         limits = _call_limits.get()
         if limits is None:
-            return super().send(request, stream=stream, timeout=timeout, **kwargs)
+            return super().send(request, stream, timeout, verify, cert, proxies)
         timeouts, deadline = limits
-        response = super().send(request, stream=True, timeout=timeouts, **kwargs)
+        response = super().send(request, True, timeouts, verify, cert, proxies)
         if not stream:  # what requests would read, against the deadline
             response._content = _read_before(response, deadline)
-            response._content_consumed = True
+            response._content_consumed = True  # type: ignore[attr-defined]
         return response
 
 
@@ -527,14 +549,14 @@ def applied(image: dict[str, Any], operations: list[dict[str, str]]) -> bool:
     return True
 
 
-class _RetryAfterHandler(DefaultExceptionHandler):
+class _RetryAfterHandler(DefaultExceptionHandler):  # type: ignore[misc]  # untyped SDK
     """The SDK's error handling, keeping the Retry-After header a 429 or 503 may carry."""
 
     def handle_exception(self, request: Any, response: Any) -> None:
         try:
             super().handle_exception(request, response)
         except ServiceResponseException as exc:
-            exc.retry_after = _seconds(response.headers.get("Retry-After"))  # type: ignore
+            exc.retry_after = _seconds(response.headers.get("Retry-After"))
             raise
 
 
@@ -556,7 +578,8 @@ def _raw(response: Any, what: str = "IMS") -> dict[str, Any]:
     """The JSON body IMS sent, not the SDK's lossy model; ImsError when it is not JSON."""
     content = getattr(response, "raw_content", None)
     if not content:
-        return response.to_dict()
+        data: dict[str, Any] = response.to_dict()
+        return data
     try:
         data = json.loads(content)
     except (ValueError, RecursionError):
@@ -570,7 +593,12 @@ _client_cache: dict[tuple[Any, ...], ImsGateway] = {}
 def gateway_for(
     region: str | None, endpoint: str | None, project_id: str, credentials: Credentials
 ) -> ImsGateway:
-    """One client per container; a new one only when settings or credentials change."""
+    """One client per container; a new one only when settings or credentials change.
+
+    The gateway is shared by every invocation the instance runs at once, so it holds
+    nothing of any one of them: their limits and retry counts live in ImsCalls. What it
+    does keep is of the container: the UEFI OS list (set once, then never changed) and
+    whether this region lacks ShowJobProgress (only ever set to True)."""
     key = (region, endpoint, project_id, credentials)
     gateway = _client_cache.get(key)
     if gateway is None:
@@ -613,6 +641,7 @@ def _build_client(
         raise ValueError("no region: set IMSGUARD_REGION (or IMSGUARD_IMS_ENDPOINT)")
     client = builder.build()
     _keep_throttling_answers(client, config)
+    client.sync_response_handler = _deserialising_or_unreadable(client.sync_response_handler)
     return client
 
 

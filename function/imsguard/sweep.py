@@ -1,5 +1,8 @@
 """The fleet sweep: every active private image of the project, checked and fixed.
 
+A sweep runs in hops, one per invocation (:class:`SweepHop`): a hop that runs out of
+time hands its marker to the next one.
+
 Two phases. First the images are listed page by page (only the page in hand is
 kept) and evaluated; what needs changing is kept as a small plan (id, name and
 patch). Then the guardrail is checked against all the plans, and only if it
@@ -9,26 +12,31 @@ runs out of time returns a ``continuation`` marker (and may invoke itself with i
 
 from __future__ import annotations
 
-import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
 from typing import Any, NamedTuple
 
-from imsguard.clock import Budget, RateLimiter
+from imsguard.clock import RateLimiter
 from imsguard.evaluate import before, evaluate, fix_label, plan
 from imsguard.events import SweepOptions, parse_time
-from imsguard.ims import ImsError, ImsGateway
-from imsguard.logs import in_context, log
+from imsguard.ims import ImsError
+from imsguard.invocation import Invocation
+from imsguard.logs import get_logger, in_context
 from imsguard.policy import Policy
 from imsguard.resolve import failure
+from imsguard.results import (
+    NEEDS_A_HUMAN,
+    WOULD_CHANGE,
+    ImageResult,
+    Outcome,
+    SweepReport,
+    as_outcome,
+)
 
-NEEDS_A_HUMAN = {"non_compliant", "error"}
-WOULD_CHANGE = {"would_update"}  # a dry run, audit mode, or the guardrail held them back
 
-
-class Planned(NamedTuple):
+class PlannedPatch(NamedTuple):
     """An image that needs changing: kept until every page has been read."""
 
     image_id: str
@@ -41,69 +49,72 @@ class Planned(NamedTuple):
     changes_at: int  # it would change: a hop that defers it hands these counts on
 
 
-class Report:
-    """Counts for every image, details for the first ``limit`` of them."""
+class SweepTally:
+    """Counts for every image, details for the first ``limit`` of them; each result goes
+    to the invocation's sinks (its log line) as it is added."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, publish: Callable[[ImageResult], ImageResult]):
         self.limit = limit
-        self.outcomes: Counter[str] = Counter()
+        self.publish = publish
+        self.outcomes: Counter[Outcome] = Counter()
         self.rules: dict[str, Counter[str]] = defaultdict(Counter)
-        self.results: list[dict[str, Any]] = []
+        self.results: list[ImageResult] = []
         self.changed: list[dict[str, Any]] = []
         self.would_change: list[dict[str, Any]] = []
         self.attention: list[dict[str, Any]] = []
 
-    def add(self, entry: dict[str, Any]) -> None:
-        """One image's result: counted, logged, and listed while under the limit."""
-        outcome = entry["outcome"]
+    def add(self, result: ImageResult) -> None:
+        """One image's result: counted, listed while under the limit, and published."""
+        outcome = result.outcome
         self.outcomes[outcome] += 1
         short = {
-            "image_id": entry["image_id"],
-            "image_name": entry.get("image_name"),
-            "reason": entry["reason"],
+            "image_id": result.image_id,
+            "image_name": result.image_name,
+            "reason": result.reason,
         }
-        changes = {**short, "operations": entry["operations"], "before": entry.get("before", {})}
+        changes = {
+            **short,
+            "operations": result.operations,
+            "before": {} if result.before is None else result.before,
+        }
         if outcome == "updated" and len(self.changed) < self.limit:
             self.changed.append(changes)
         if outcome in WOULD_CHANGE and len(self.would_change) < self.limit:
             self.would_change.append(changes)
-        cannot_fix = "cannot_fix" in entry.get("fixes", {}).values()
+        cannot_fix = "cannot_fix" in (result.fixes or {}).values()
         if (outcome in NEEDS_A_HUMAN or cannot_fix) and len(self.attention) < self.limit:
             self.attention.append({**short, "outcome": outcome})
         if len(self.results) < self.limit:
-            self.results.append(entry)
-        log(logging.ERROR if outcome == "error" else logging.INFO, f"image {outcome}", **entry)
+            self.results.append(result)
+        self.publish(result)
 
 
-class Sweeper:
+class SweepHop:
+    """One invocation's share of a sweep: list from the request's marker on, plan, check
+    the guardrail, apply; out of time, a continuation says where the next hop resumes."""
+
     def __init__(
         self,
-        gateway: ImsGateway,
+        invocation: Invocation,
         policy: Policy,
-        project_id: str,
-        budget: Budget,
-        dry_run: bool,
         options: SweepOptions,
-        page_size: int,
-        concurrency: int,
-        rate: float,
-        results_limit: int,
+        dry_run: bool,
         uefi_versions: frozenset[str] | None,
-        progress: Callable[[dict[str, int]], None] | None = None,
     ):
-        self.gateway = gateway
+        settings = invocation.settings
+        self.gateway = invocation.gateway
         self.policy = policy
-        self.project_id = project_id
-        self.budget = budget
+        self.project_id = invocation.project_id
+        self.budget = invocation.budget
         self.dry_run = dry_run
         self.options = options
-        self.page_size = page_size
-        self.concurrency = concurrency
+        self.page_size = settings.sweep_page_size
+        self.concurrency = settings.sweep_concurrency
         self.uefi_versions = uefi_versions
-        self.progress = progress or (lambda counts: None)
-        self.report = Report(results_limit)
-        self.today = budget.clock.utcnow().date()
-        self.limiter = RateLimiter(rate, budget.clock)
+        self.progress = invocation.progress
+        self.tally = SweepTally(settings.results_limit, invocation.publish)
+        self.today = invocation.clock.utcnow().date()
+        self.limiter = RateLimiter(settings.sweep_rate, invocation.clock)
         self.examined = 0
         self.seen: set[str] = set()  # ids examined by this run: each counted once
         self.would_change = 0  # images the enforce-mode rules would change (dry run or not)
@@ -111,7 +122,8 @@ class Sweeper:
         self.last_created: str | None = None  # created_at of the last image examined
         self.request_seconds = 0.5  # a guess until requests have been timed
 
-    def run(self) -> dict[str, Any]:
+    def run(self, trigger: str) -> SweepReport:
+        """The hop's report; ``trigger`` says what asked for the sweep."""
         plans, continuation, error = self._plan()
         if continuation is not None and error is None:
             # What this sweep found so far: the next hop's guardrail counts it too.
@@ -125,37 +137,35 @@ class Sweeper:
             self._hold(plans, held)
         else:
             continuation = self._apply(plans) or continuation
-        summary = {
-            "status": "error" if error else "ok",
-            "examined": self.examined,
-            "summary": dict(sorted(self.report.outcomes.items())),
-            "rules": {rule: dict(sorted(c.items())) for rule, c in self.report.rules.items()},
-            "changed": self.report.changed,
-            "would_change": self.report.would_change,
-            "needs_attention": self.report.attention,
-            "results": self.report.results,
-            "truncated": sum(self.report.outcomes.values()) > len(self.report.results),
-        }
-        if self.restarted:
-            summary["notes"] = [self.restarted]
-        if error is not None:
-            summary["error"] = error
-        if held:
-            summary["guardrail"] = held
         if continuation is not None:
             continuation.setdefault("examined_before", self.options.examined_before)
             continuation.setdefault("planned_before", self.options.planned_before)
-            summary["continuation"] = continuation
-        return summary
+        tally = self.tally
+        return SweepReport(
+            trigger,
+            self.dry_run,
+            self.examined,
+            dict(sorted(tally.outcomes.items())),
+            {rule: dict(sorted(c.items())) for rule, c in tally.rules.items()},
+            tally.changed,
+            tally.would_change,
+            tally.attention,
+            tally.results,
+            sum(tally.outcomes.values()) > len(tally.results),
+            notes=[self.restarted] if self.restarted else None,
+            error=error,
+            guardrail=held,
+            continuation=continuation,
+        )
 
     # -- phase 1: list and evaluate -----------------------------------------------------
 
-    def _plan(self) -> tuple[list[Planned], dict[str, Any] | None, str | None]:
+    def _plan(self) -> tuple[list[PlannedPatch], dict[str, Any] | None, str | None]:
         """Plans for every image that needs changing; the continuation if the listing
         stopped early (time, or the ``limit`` option); an error if a page could not be read."""
         since = self._since()
         marker = self.options.marker
-        plans: dict[str, Planned] = {}  # by id: after a restart an image may come again
+        plans: dict[str, PlannedPatch] = {}  # by id: after a restart an image may come again
         previous: list[str] = []  # the last page's ids: IMS must not answer it again
         limit = self.options.limit
         while True:
@@ -243,43 +253,39 @@ class Sweeper:
         moment = parse_time(self.options.since)
         return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
-    def _evaluate_safely(self, image: dict[str, Any], listed_after: str | None) -> Planned | None:
+    def _evaluate_safely(
+        self, image: dict[str, Any], listed_after: str | None
+    ) -> PlannedPatch | None:
         """One odd image must not stop the sweep: its error is its result, the rest go on."""
         try:
             return self._evaluate(image, listed_after)
         except Exception as exc:
-            log(
-                logging.ERROR,
-                "unexpected failure",
-                image_id=image.get("id"),
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            self.report.add(
-                {
-                    "image_id": image.get("id"),
-                    "image_name": image.get("name"),
-                    "outcome": "error",
-                    "operations": [],
-                    "reason": f"internal error: {type(exc).__name__}: {exc}",
-                }
+            _log_unexpected(exc, image.get("id"))
+            self.tally.add(
+                ImageResult(
+                    image.get("id"),
+                    "error",
+                    f"internal error: {type(exc).__name__}: {exc}",
+                    image_name=image.get("name"),
+                )
             )
             return None
 
-    def _evaluate(self, image: dict[str, Any], listed_after: str | None) -> Planned | None:
+    def _evaluate(self, image: dict[str, Any], listed_after: str | None) -> PlannedPatch | None:
         examined_at, changes_at = self.examined - 1, self.would_change
         decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
         planned = plan(decision, self.dry_run)
         sent = [op["path"][1:] for op in planned.send]
         labels = {}
         for verdict in decision.verdicts:
-            self.report.rules[verdict.rule][verdict.status] += 1
+            self.tally.rules[verdict.rule][verdict.status] += 1
             label = fix_label(verdict, sent)
             if label:
                 labels[verdict.rule] = label
         if decision.enforced:
             self.would_change += 1
         if planned.send:
-            return Planned(
+            return PlannedPatch(
                 image["id"],
                 image.get("name"),
                 planned.send,
@@ -289,19 +295,20 @@ class Sweeper:
                 examined_at,
                 changes_at,
             )
-        entry = {
-            "image_id": image["id"],
-            "image_name": image.get("name"),
-            "outcome": planned.outcome,
-            "reason": planned.reason,
-            "operations": list(decision.operations),
-            "fixes": labels,
-        }
-        if planned.outcome == "would_update":
-            entry["before"] = before(image, decision.operations)
-        if decision.notes:
-            entry["notes"] = list(decision.notes)
-        self.report.add(entry)
+        self.tally.add(
+            ImageResult(
+                image["id"],
+                as_outcome(planned.outcome),
+                planned.reason,
+                list(decision.operations),
+                image_name=image.get("name"),
+                notes=list(decision.notes),
+                before=before(image, decision.operations)
+                if planned.outcome == "would_update"
+                else None,
+                fixes=labels,
+            )
+        )
         return None
 
     # -- phase 2: guardrail and apply -----------------------------------------------------
@@ -326,27 +333,27 @@ class Sweeper:
             )
         return None
 
-    def _hold(self, plans: list[Planned], reason: str) -> None:
+    def _hold(self, plans: list[PlannedPatch], reason: str) -> None:
         for planned in plans:
-            self.report.add(self._entry(planned, "would_update", reason, "would_fix"))
+            self.tally.add(self._result(planned, "would_update", reason, "would_fix"))
 
-    def _apply(self, plans: list[Planned]) -> dict[str, Any] | None:
+    def _apply(self, plans: list[PlannedPatch]) -> dict[str, Any] | None:
         """PATCH each plan, ``concurrency`` at a time; the continuation if time ran out.
         The next hop lists the deferred images again, so the continuation counts for the
         guardrail only what this hop examined before the first of them, plus the changes
         made after it (those images will no longer need changing)."""
-        first_late: Planned | None = None
+        first_late: PlannedPatch | None = None
         changed_after = 0
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             patch = in_context(self._patch)  # the workers log this invocation's request id
-            for index, (planned, entry) in enumerate(
+            for index, (planned, result) in enumerate(
                 zip(plans, pool.map(patch, plans), strict=True)
             ):
-                self.report.add(entry)
+                self.tally.add(result)
                 self.progress({"applied": index + 1})
-                if entry["outcome"] == "deferred" and first_late is None:
+                if result.outcome == "deferred" and first_late is None:
                     first_late = planned
-                elif entry["outcome"] == "updated" and first_late is not None:
+                elif result.outcome == "updated" and first_late is not None:
                     changed_after += 1
         if first_late is None:
             return None
@@ -357,26 +364,40 @@ class Sweeper:
         )
         return continuation
 
-    def _patch(self, planned: Planned) -> dict[str, Any]:
+    def _patch(self, planned: PlannedPatch) -> ImageResult:
         self.limiter.acquire()
         if self.budget.remaining() <= 0:  # the margin is for the report and the continuation
-            return self._entry(
+            return self._result(
                 planned, "deferred", "out of time; the continuation covers it", "not_fixed"
             )
         try:
             self.gateway.update_image(planned.image_id, list(planned.send))
         except ImsError as exc:
-            return {
-                **self._entry(planned, "error", f"not updated: {exc}", "not_fixed"),
-                **failure(exc),
-            }
+            outcome = failure(exc)
+            return self._result(
+                planned,
+                as_outcome(outcome["outcome"]),
+                f"not updated: {exc}",
+                "not_fixed",
+                retryable=bool(outcome.get("retryable")),
+            )
         except Exception as exc:  # one odd image must not stop the others
-            return self._entry(
+            _log_unexpected(exc, planned.image_id)
+            return self._result(
                 planned, "error", f"internal error: {type(exc).__name__}: {exc}", "not_fixed"
             )
-        return self._entry(planned, "updated", f"{len(planned.send)} attribute(s) changed", "fixed")
+        return self._result(
+            planned, "updated", f"{len(planned.send)} attribute(s) changed", "fixed"
+        )
 
-    def _entry(self, planned: Planned, outcome: str, reason: str, fixed: str) -> dict[str, Any]:
+    def _result(
+        self,
+        planned: PlannedPatch,
+        outcome: Outcome,
+        reason: str,
+        fixed: str,
+        retryable: bool = False,
+    ) -> ImageResult:
         """A planned image's result; its "fixed" labels become ``fixed`` (sent),
         ``would_fix`` (held back) or ``not_fixed`` (failed)."""
         fixes = {
@@ -385,15 +406,16 @@ class Sweeper:
             else label
             for rule, label in planned.fix_labels.items()
         }
-        return {
-            "image_id": planned.image_id,
-            "image_name": planned.image_name,
-            "outcome": outcome,
-            "reason": reason,
-            "operations": list(planned.send),
-            "fixes": fixes,
-            "before": planned.before,
-        }
+        return ImageResult(
+            planned.image_id,
+            outcome,
+            reason,
+            list(planned.send),
+            image_name=planned.image_name,
+            before=planned.before,
+            retryable=retryable,
+            fixes=fixes,
+        )
 
     def _continuation(self, marker: str | None, cause: str) -> dict[str, Any]:
         """Where a next run resumes; ``cause``: time (a next hop may follow), limit (the
@@ -409,3 +431,12 @@ class Sweeper:
             "cause": cause,
             "reason": reasons[cause],
         }
+
+
+def _log_unexpected(exc: Exception, image_id: str | None) -> None:
+    """A bug hit one image: its traceback goes to the log; the sweep goes on."""
+    get_logger().exception(
+        "unexpected failure",
+        exc_info=exc,
+        extra={"fields": {"image_id": image_id, "error": f"{type(exc).__name__}: {exc}"}},
+    )

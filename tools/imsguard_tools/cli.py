@@ -18,7 +18,7 @@ import sys
 from collections import Counter
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from imsguard import __version__
 from imsguard.context import Credentials, LocalContext
@@ -26,6 +26,9 @@ from imsguard.logs import log_to
 from imsguard.policy import Policy, PolicyError, load_policy
 from imsguard.settings import LOG_LEVELS
 from imsguard_tools import bundled
+
+if TYPE_CHECKING:
+    from imsguard.ims import ImsGateway
 
 RESULTS_SHOWN = 10  # entries of each list a sweep's text output shows
 DEFAULT_SWEEP_TIMEOUT_S = 3600.0
@@ -67,7 +70,7 @@ class _QuietStream(io.TextIOBase):
                 self._went()
 
     def isatty(self) -> bool:
-        return self._stream.isatty()
+        return bool(self._stream.isatty())
 
     def writable(self) -> bool:
         return True
@@ -284,8 +287,8 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from imsguard.app import verdict_entry
     from imsguard.evaluate import evaluate, plan
+    from imsguard.results import verdict_entry
 
     policy = _load(args.policy, args.output)
     if policy is None:
@@ -297,6 +300,7 @@ def _explain(args: argparse.Namespace) -> int:
     decision = evaluate(policy, image, project_id, args.today or _today())
     planned = plan(decision, args.dry_run)
     sent = [op["path"][1:] for op in planned.send]
+    rules = [verdict_entry(v, sent) for v in decision.verdicts]
     report = {
         "image_id": image.get("id"),
         "image_name": image.get("name"),
@@ -304,7 +308,7 @@ def _explain(args: argparse.Namespace) -> int:
         "reason": planned.reason,
         "operations": list(decision.operations),
         "send": list(planned.send),
-        "rules": [verdict_entry(v, sent) for v in decision.verdicts],
+        "rules": rules,
         "notes": list(decision.notes),
         "assumed": assumed,
     }
@@ -317,7 +321,7 @@ def _explain(args: argparse.Namespace) -> int:
     )
     if assumed:
         print(f"  not in the file, taken as in test cases: {', '.join(sorted(assumed))}")
-    for rule in report["rules"]:
+    for rule in rules:
         fix = f"[{rule['fix']}]" if "fix" in rule else ""
         mode = " (audit)" if rule.get("mode") == "audit" else ""
         print(f"  {rule['rule']:<24} {rule['verdict']:<15}{fix:<14}{rule['reason']}{mode}")
@@ -377,7 +381,7 @@ def _read_image(
     return image, project_id or gateway.project_id
 
 
-def _gateway(context: LocalContext) -> Any:
+def _gateway(context: LocalContext) -> ImsGateway:
     """The IMS gateway the function would use, from the settings (user data, else the
     environment) and the SDK's credentials; ValueError says what is missing."""
     from imsguard.context import read_credentials
@@ -406,7 +410,7 @@ def _revert(args: argparse.Namespace) -> int:
         gateway = _gateway(LocalContext()) if undos else None
     except (OSError, ValueError) as exc:
         return _fail(args, f"cannot revert {args.report}: {exc}")
-    results = [revert(undo, gateway, args.dry_run) for undo in undos]
+    results = [revert(undo, gateway, args.dry_run) for undo in undos] if gateway is not None else []
     summary = dict(sorted(Counter(r["outcome"] for r in results).items()))
     if args.output == "json":
         _print_json(
@@ -433,8 +437,6 @@ def _revert(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     """A sweep, as the timer would run it: a progress line on a terminal, then a summary."""
-    from imsguard import app
-
     options = {
         k: v
         for k, v in (
@@ -461,11 +463,10 @@ def _sweep(args: argparse.Namespace) -> int:
             context.user_data["IMSGUARD_SWEEP_RATE"] = "1000"
         fake.start()
     show = args.output == "text" and sys.stderr.isatty()
-    app.PROGRESS = _progress_line if show else None
+    context.progress = _progress_line if show else None
     try:
         report = _call_handler({"action": "sweep", **options}, context)
     finally:
-        app.PROGRESS = None
         if fake is not None:
             fake.stop()
     if show:
@@ -537,7 +538,9 @@ def _print_sweep(report: dict[str, Any], fake: Any, command: list[str], timeout:
         print(f"\n  {'outcome':<16}{'images':>8}")
         for outcome, count in summary.items():
             print(f"  {outcome:<16}{count:>8}")
-    statuses = ["compliant", "violation", "not_applicable", "exempt", "error"]
+    from imsguard.evaluate import VerdictStatus
+
+    statuses = get_args(VerdictStatus)
     if report["rules"]:
         print(f"\n  {'rule':<24}" + "".join(f"{s:>16}" for s in statuses))
     for rule, counts in report["rules"].items():
@@ -748,21 +751,23 @@ def _deploy(args: argparse.Namespace) -> int:
         from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
         fake = FakeIms(project_id=SAMPLE_PROJECT_ID, region=region)
-        project_id, endpoint = SAMPLE_PROJECT_ID, fake.fgs_endpoint
-        credentials = Credentials("FAKE-AK", "FAKE-SK")
+        project_id: str = SAMPLE_PROJECT_ID
+        endpoint: str | None = fake.fgs_endpoint
+        credentials: Credentials = Credentials("FAKE-AK", "FAKE-SK")
         fake.start()
     else:
-        project_id = os.environ.get("IMSGUARD_PROJECT_ID") or os.environ.get(
+        found_project = os.environ.get("IMSGUARD_PROJECT_ID") or os.environ.get(
             "HUAWEICLOUD_SDK_PROJECT_ID"
         )
         endpoint = os.environ.get("IMSGUARD_FGS_ENDPOINT")
-        credentials = read_credentials(None)
-        if not project_id or credentials is None:
+        found_credentials = read_credentials(None)
+        if not found_project or found_credentials is None:
             return _fail(
                 args,
                 "deploy needs HUAWEICLOUD_SDK_AK/SK, a project id "
                 "(IMSGUARD_PROJECT_ID) and IMSGUARD_REGION in the template",
             )
+        project_id, credentials = found_project, found_credentials
     try:
         client = build_client(region, endpoint, project_id, credentials)
         deployer = Deployer(client, project_id, region, template, package)

@@ -60,7 +60,12 @@ def changes_in(report: Any) -> list[Undo]:
         if entry.get("outcome", "updated") != "updated" or entry.get("image_id") in undos:
             continue
         image_id, sent, held = entry.get("image_id"), entry.get("operations"), entry.get("before")
-        if not is_image_id(image_id) or not isinstance(sent, list) or not isinstance(held, dict):
+        if (
+            not isinstance(image_id, str)
+            or not is_image_id(image_id)
+            or not isinstance(sent, list)
+            or not isinstance(held, dict)
+        ):
             raise ValueError(
                 f"entry for {image_id!r} lacks an image id, its operations or its "
                 "before values (reports from imsguard 0.1 have none)"

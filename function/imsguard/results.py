@@ -1,0 +1,296 @@
+"""What an invocation found: one typed result per image (or job, or name), and the reports.
+
+Results are values built along the path and turned into JSON only at the edge
+(``to_json()``), so nothing downstream has to strip private keys, and the handler
+tells a sweep report from an event report by its type.
+
+(Plain classes rather than dataclasses: each dataclass costs about half a millisecond of
+cold start, and app.py loads this module on every cold start.)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from imsguard import __version__
+from imsguard.evaluate import fix_label
+
+if TYPE_CHECKING:
+    from imsguard.evaluate import Verdict
+
+# Every outcome a result can have ("exempt" comes with exemptions in policies). Declared
+# once: the handler, the sweep and the CLI all read it from here.
+Outcome = Literal[
+    "updated",
+    "would_update",
+    "compliant",
+    "non_compliant",
+    "exempt",
+    "not_applicable",
+    "deferred",
+    "error",
+]
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+# Outcomes a person should look at, and the one a dry run, audit mode or the guardrail
+# gives an image that would change.
+NEEDS_A_HUMAN: frozenset[Outcome] = frozenset({"non_compliant", "error"})
+WOULD_CHANGE: frozenset[Outcome] = frozenset({"would_update"})
+
+Operation = dict[str, str]
+
+
+def as_outcome(value: str) -> Outcome:
+    """An outcome from a module that types it as ``str`` (evaluate's Plan, the resolver's
+    entries): checked, so that a misspelt one fails where it is made."""
+    if value not in OUTCOMES:
+        raise ValueError(f"not an outcome: {value!r}")
+    return value
+
+
+_UNLISTED: Any = object()  # image_name not reported (no image was read)
+
+
+class ImageResult:
+    """One image's (or unresolved job's or name's) result. ``verdicts``, ``sent`` and
+    ``failed`` make the per-rule ``rules`` entries of the event path; a sweep keeps only
+    the ``fixes`` labels (its results are many)."""
+
+    __slots__ = (
+        "before",
+        "failed",
+        "fixes",
+        "held_back",
+        "image_id",
+        "image_name",
+        "job_id",
+        "name",
+        "notes",
+        "operations",
+        "outcome",
+        "reason",
+        "retryable",
+        "sent",
+        "verdicts",
+    )
+
+    def __init__(
+        self,
+        image_id: str | None,
+        outcome: Outcome,
+        reason: str,
+        operations: list[Operation] | None = None,
+        *,
+        image_name: Any = _UNLISTED,
+        job_id: str | None = None,
+        name: str | None = None,
+        notes: list[str] | None = None,
+        before: dict[str, Any] | None = None,
+        held_back: list[Operation] | None = None,
+        retryable: bool = False,
+        fixes: dict[str, str] | None = None,
+        verdicts: tuple[Verdict, ...] = (),
+        sent: tuple[str, ...] = (),
+        failed: bool = False,
+    ):
+        self.image_id = image_id
+        self.image_name = image_name  # may be None: an image without a name
+        self.job_id = job_id
+        self.name = name
+        self.operations = list(operations or [])
+        self.notes = notes
+        self.before = before
+        self.held_back = held_back
+        self.outcome = outcome
+        self.reason = reason
+        self.retryable = retryable  # IMS failed transiently, even after our retries
+        self.fixes = fixes
+        self.verdicts = verdicts
+        self.sent = sent  # the attribute names the PATCH carried
+        self.failed = failed  # the PATCH failed: fixes are "not_fixed"
+
+    def __repr__(self) -> str:
+        return f"ImageResult({self.to_json()!r})"
+
+    @property
+    def subject(self) -> str:
+        """What the result is about, for messages: the image, else the job, else the name."""
+        return str(self.image_id or self.job_id or self.name)
+
+    def to_json(self) -> dict[str, Any]:
+        """The result entry as the function reports and logs it."""
+        entry: dict[str, Any] = {"image_id": self.image_id}
+        if self.image_name is not _UNLISTED:
+            entry["image_name"] = self.image_name
+        if self.job_id is not None:
+            entry["job_id"] = self.job_id
+        if self.name is not None:
+            entry["name"] = self.name
+        entry["operations"] = list(self.operations)
+        if self.notes:
+            entry["notes"] = list(self.notes)
+        if self.before is not None:
+            entry["before"] = self.before
+        if self.held_back:
+            entry["held_back"] = self.held_back
+        entry["outcome"] = self.outcome
+        entry["reason"] = self.reason
+        if self.retryable:
+            entry["retryable"] = True
+        if self.fixes is not None:
+            entry["fixes"] = self.fixes
+        if self.verdicts:
+            entry["rules"] = [verdict_entry(v, self.sent, self.failed) for v in self.verdicts]
+        return entry
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> ImageResult:
+        """A result the resolver reported as a JSON entry (its own format)."""
+        return cls(
+            entry.get("image_id"),
+            as_outcome(entry.get("outcome", "error")),
+            entry.get("reason", ""),
+            entry.get("operations"),
+            job_id=entry.get("job_id"),
+            name=entry.get("name"),
+            retryable=bool(entry.get("retryable")),
+        )
+
+
+def verdict_entry(verdict: Verdict, sent: Collection[str], failed: bool = False) -> dict[str, Any]:
+    """A rule's verdict as reported: verdict, reason, mode, and for a violation its fix."""
+    entry: dict[str, Any] = {
+        "rule": verdict.rule,
+        "verdict": verdict.status,
+        "reason": verdict.reason,
+    }
+    if verdict.mode == "audit":
+        entry["mode"] = "audit"
+    fix = fix_label(verdict, sent, failed)
+    if fix:
+        entry["fix"] = fix
+    return entry
+
+
+class EventReport:
+    """The report on an event's (or a batch's) images."""
+
+    __slots__ = ("dry_run", "results", "skipped", "trigger")
+
+    def __init__(
+        self, trigger: str, dry_run: bool, results: list[ImageResult], skipped: tuple[str, ...]
+    ):
+        self.trigger = trigger
+        self.dry_run = dry_run
+        self.results = results
+        self.skipped = skipped
+
+    @property
+    def retryable(self) -> list[ImageResult]:
+        """Results IMS failed transiently for: FunctionGraph should retry the event."""
+        return [r for r in self.results if r.retryable]
+
+    def to_json(self) -> dict[str, Any]:
+        summary = Counter(r.outcome for r in self.results)
+        report: dict[str, Any] = {
+            "status": "ok",
+            "imsguard": __version__,
+            "trigger": self.trigger,
+            "dry_run": self.dry_run,
+            "summary": dict(sorted(summary.items())),
+            "results": [r.to_json() for r in self.results],
+        }
+        if self.skipped:
+            report["skipped"] = list(self.skipped)
+        return report
+
+
+class SweepReport:
+    """One sweep hop's report: counts for every image, details for the first of them, and
+    where the next hop resumes (``continuation``) and whether it was started (``continued``)."""
+
+    __slots__ = (
+        "changed",
+        "continuation",
+        "continued",
+        "dry_run",
+        "error",
+        "examined",
+        "guardrail",
+        "ims_retries",
+        "needs_attention",
+        "notes",
+        "results",
+        "rules",
+        "summary",
+        "trigger",
+        "truncated",
+        "would_change",
+    )
+
+    def __init__(
+        self,
+        trigger: str,
+        dry_run: bool,
+        examined: int,
+        summary: dict[str, int],
+        rules: dict[str, dict[str, int]],
+        changed: list[dict[str, Any]],
+        would_change: list[dict[str, Any]],
+        needs_attention: list[dict[str, Any]],
+        results: list[ImageResult],
+        truncated: bool,
+        notes: list[str] | None = None,
+        error: str | None = None,
+        guardrail: str | None = None,
+        continuation: dict[str, Any] | None = None,
+    ):
+        self.trigger = trigger
+        self.dry_run = dry_run
+        self.examined = examined
+        self.summary = summary
+        self.rules = rules
+        self.changed = changed
+        self.would_change = would_change
+        self.needs_attention = needs_attention
+        self.results = results
+        self.truncated = truncated
+        self.notes = notes
+        self.error = error
+        self.guardrail = guardrail
+        self.continuation = continuation
+        self.ims_retries = 0
+        self.continued: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> str:
+        return "error" if self.error is not None else "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        report: dict[str, Any] = {
+            "imsguard": __version__,
+            "trigger": self.trigger,
+            "dry_run": self.dry_run,
+            "status": self.status,
+            "examined": self.examined,
+            "summary": self.summary,
+            "rules": self.rules,
+            "changed": self.changed,
+            "would_change": self.would_change,
+            "needs_attention": self.needs_attention,
+            "results": [r.to_json() for r in self.results],
+            "truncated": self.truncated,
+        }
+        if self.notes:
+            report["notes"] = list(self.notes)
+        if self.error is not None:
+            report["error"] = self.error
+        if self.guardrail is not None:
+            report["guardrail"] = self.guardrail
+        if self.continuation is not None:
+            report["continuation"] = self.continuation
+        report["ims_retries"] = self.ims_retries
+        if self.continued is not None:
+            report["continued"] = self.continued
+        return report
