@@ -538,7 +538,7 @@ def _print_sweep(report: dict[str, Any], fake: Any, command: list[str], timeout:
         print(f"\n  {'outcome':<16}{'images':>8}")
         for outcome, count in summary.items():
             print(f"  {outcome:<16}{count:>8}")
-    from imsguard.evaluate import VerdictStatus
+    from imsguard.rules.base import VerdictStatus
 
     statuses = get_args(VerdictStatus)
     if report["rules"]:
