@@ -520,3 +520,19 @@ def test_serve_works_with_the_sdk():
         assert (error.status_code, error.error_code) == (400, "IMG.0047")
     assert fake.images[DEBIAN_ID]["name"] == "debian-12-served"
     assert [c.status for c in fake.calls] == [200, 200, 400]
+
+
+def test_the_fake_reads_the_attribute_table(client, fake):
+    """The fake refuses what the table says IMS manages, takes every patchable attribute with
+    a value the table allows, and stores min_ram as IMS does (a number)."""
+    from imsguard.attributes import PATCHABLE, SYSTEM_ATTRIBUTES, TABLE
+
+    for name in sorted(SYSTEM_ATTRIBUTES - {"name"}):
+        assert patch_error(client, EXAMPLE_IMAGE_ID, ("add", f"/{name}", "1")).status_code == 400
+    for name in sorted(PATCHABLE - {"name"}):
+        row = TABLE[name]
+        value = {"boolean": "true", "whole_number": "2048"}.get(row.type) or (
+            row.allowed[0] if row.allowed else "0" if name == "enterprise_project_id" else "x"
+        )
+        image = raw(patch(client, EXAMPLE_IMAGE_ID, ("add", f"/{name}", value)))
+        assert image[name] == (2048 if name == "min_ram" else value), name

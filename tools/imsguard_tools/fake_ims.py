@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
+from imsguard.attributes import PATCHABLE, SYSTEM_ATTRIBUTES, TABLE, stored_value, value_problem
 from imsguard_tools.fake_fgs import FakeFunctionGraph
 from imsguard_tools.fake_http import ApiError
 
@@ -36,71 +37,8 @@ DEFAULT_REGION = "ap-southeast-1"
 _SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 _SAMPLE_FILES = ("example-image.json", "images.json")
 
-# Attributes the documented update API lists explicitly.
-PATCHABLE_ATTRIBUTES = frozenset(
-    {
-        "name",
-        "__description",
-        "__support_kvm",
-        "__support_xen",
-        "__support_largememory",
-        "__support_diskintensive",
-        "__support_highperformance",
-        "__support_xen_gpu_type",
-        "__support_kvm_gpu_type",
-        "__support_xen_hana",
-        "__is_config_init",
-        "enterprise_project_id",
-        "min_ram",
-        "max_ram",
-        "hw_vif_multiqueue_enabled",
-        "hw_firmware_type",
-        "__support_kvm_infiniband",
-        "__support_fc_inject",
-        "__support_amd",
-        "__support_kvm_hi1822_hisriov",
-        "__support_kvm_hi1822_hivirtionet",
-    }
-)
-
-# Attributes managed by the service; they can never be set as extension attributes.
-SYSTEM_ATTRIBUTES = frozenset(
-    {
-        "id",
-        "status",
-        "owner",
-        "visibility",
-        "created_at",
-        "updated_at",
-        "deleted",
-        "deleted_at",
-        "active_at",
-        "__imagetype",
-        "__platform",
-        "__os_type",
-        "__os_version",
-        "__os_bit",
-        "virtual_env_type",
-        "checksum",
-        "size",
-        "virtual_size",
-        "min_disk",
-        "self",
-        "file",
-        "schema",
-        "disk_format",
-        "container_format",
-        "protected",
-        "tags",
-        "__image_source_type",
-        "__originalimagename",
-        "__backup_id",
-        "__image_size",
-        "__data_origin",
-        "__isregistered",
-        "__productcode",
-    }
-)
+# The error codes IMS documents for refused values (others: IMG.0001 with the reason).
+_VALUE_ERRORS = {"hw_firmware_type": "IMG.0141", "min_ram": "IMG.0055", "max_ram": "IMG.0055"}
 
 _NAME_RE = re.compile(r"[A-Za-z0-9\-._ \u4e00-\u9fff]+")
 _DIGITS_RE = re.compile(r"[0-9]+")
@@ -197,36 +135,29 @@ def _parse_limit(raw: str | None) -> int:
 
 
 def _validate_value(attr: str, value: str) -> Any:
-    """Check a new attribute value and return it as it is stored."""
+    """Check a new attribute value and return it as it is stored. Documented attributes
+    follow imsguard's attribute table (their values as IMS's API reference lists them);
+    an extension attribute takes any text."""
     if attr == "name":
         if len(value) > 128:
             raise _bad_request("IMG.0002")
         if not _NAME_RE.fullmatch(value) or value != value.strip(" "):
             raise _bad_request("IMG.0003")
-    elif attr == "__description":
-        if len(value) > 1024:
-            raise _bad_request("IMG.0004")
-        # assumption: line feeds are rejected along with the documented carriage return.
-        if any(char in value for char in "\r\n<>"):
-            raise _bad_request("IMG.0054")
-    elif attr == "hw_firmware_type":
-        if value not in ("bios", "uefi"):
-            raise _bad_request("IMG.0141")
-    elif attr == "hw_vif_multiqueue_enabled":
-        # assumption: the flag only takes the two strings the API itself returns.
-        if value not in ("true", "false"):
-            raise _bad_request(message="hw_vif_multiqueue_enabled must be 'true' or 'false'.")
-    elif attr in ("min_ram", "max_ram"):
-        # assumption: max_ram is checked like min_ram but kept as a string (the SDK types it str).
-        if not _DIGITS_RE.fullmatch(value):
-            raise _bad_request("IMG.0055")
-        return int(value) if attr == "min_ram" else value
-    return value
+        return value
+    if attr not in TABLE:
+        return value
+    problem = value_problem(attr, value)
+    if problem is None:
+        return stored_value(attr, value)
+    if attr == "__description":
+        raise _bad_request("IMG.0004" if len(value) > 1024 else "IMG.0054")
+    code = _VALUE_ERRORS.get(attr)
+    raise _bad_request(code) if code else _bad_request(message=f"{problem}.")
 
 
 def _is_patchable(attr: str) -> bool:
     """Documented attributes, or extension attributes that don't clash with system ones."""
-    if attr in PATCHABLE_ATTRIBUTES:
+    if attr in PATCHABLE:
         return True
     return bool(attr) and attr not in SYSTEM_ATTRIBUTES and attr == attr.lower()
 
