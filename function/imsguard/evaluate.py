@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import date
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from imsguard.attributes import canonical, same_value
 from imsguard.match import has_tag, matches
@@ -17,6 +17,9 @@ from imsguard.naming import normalize_name as normalize_name  # (tests use it fr
 from imsguard.policy import Exemption, Policy
 from imsguard.rules.base import Mode, RuleKind
 from imsguard.rules.base import Verdict as Verdict  # (part of a Decision)
+
+if TYPE_CHECKING:
+    from imsguard.results import Outcome
 
 MAX_ROUNDS = 3  # a rename can make a rule that matches on the name apply: evaluate again
 
@@ -42,7 +45,7 @@ class Decision(NamedTuple):
 class Plan(NamedTuple):
     """What to do about a decision: the outcome if all goes well, and the patch to send."""
 
-    outcome: str
+    outcome: Outcome
     reason: str
     send: tuple[dict[str, str], ...] = ()
 

@@ -15,7 +15,7 @@ from imsguard.invocation import Invocation
 from imsguard.logs import get_logger
 from imsguard.policy import Policy
 from imsguard.resolve import Resolver, failure
-from imsguard.results import ImageResult, as_outcome
+from imsguard.results import ImageResult, Outcome
 
 
 class EventCheck:
@@ -53,8 +53,7 @@ class EventCheck:
 
     def _resolve_safely(self, target: Target) -> tuple[list[dict[str, Any]], list[ImageResult]]:
         try:
-            images, unresolved = self.resolver.images_of(target)
-            return images, [ImageResult.from_json(entry) for entry in unresolved]
+            return self.resolver.images_of(target)
         except Exception as exc:
             return [], [_internal_error(exc, None)]
 
@@ -74,7 +73,7 @@ class EventCheck:
         if not send:
             return ImageResult(
                 image_id,
-                as_outcome(planned.outcome),
+                planned.outcome,
                 planned.reason,
                 list(decision.operations),
                 image_name=name,
@@ -100,12 +99,12 @@ class EventCheck:
             )
 
         def sent(
-            outcome: str, reason: str, retryable: bool = False, failed: bool = False
+            outcome: Outcome, reason: str, retryable: bool = False, failed: bool = False
         ) -> ImageResult:
             """The result of an image a PATCH was sent for (``failed``: in vain)."""
             return ImageResult(
                 image_id,
-                as_outcome(outcome),
+                outcome,
                 reason,
                 send,
                 image_name=name,
@@ -121,10 +120,8 @@ class EventCheck:
         try:
             updated = self.gateway.update_image(image_id, send)
         except ImsError as exc:
-            outcome = failure(exc)
-            return sent(
-                outcome["outcome"], f"not updated: {exc}", bool(outcome.get("retryable")), True
-            )
+            outcome, retryable = failure(exc)
+            return sent(outcome, f"not updated: {exc}", retryable, failed=True)
         after = evaluate(self.policy, updated, self.project_id, self.today, self.uefi_versions)
         left = sorted({o["path"] for o in after.operations} & {o["path"] for o in send})
         if left:

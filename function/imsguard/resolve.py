@@ -15,10 +15,10 @@ from imsguard.clock import Budget
 from imsguard.evaluate import scope_of
 from imsguard.events import Target, is_image_id
 from imsguard.ims import ImsError, ImsGateway
+from imsguard.results import ImageResult, Outcome
 
 NAME_LOOKUP_WINDOW = timedelta(hours=1)
 JOB_NOT_FOUND_READS = 3  # a new job may answer 404 at first: this many reads before "gone"
-Result = dict[str, Any]
 
 
 class Resolver:
@@ -29,14 +29,14 @@ class Resolver:
         self.budget = budget
         self.project_id = project_id
 
-    def images_of(self, target: Target) -> tuple[list[dict[str, Any]], list[Result]]:
+    def images_of(self, target: Target) -> tuple[list[dict[str, Any]], list[ImageResult]]:
         """The images to evaluate (each read once, and ready), and results for the rest."""
         if target.failure:
             job_id = target.job_ids[0] if target.job_ids else None
             return [], [_job_result(job_id, "not_applicable", target.failure)]
-        results: list[Result] = []
+        results: list[ImageResult] = []
         missing: list[str] = []
-        refused: list[Result] = []  # job reads IAM refused: the other ways are tried first
+        refused: list[ImageResult] = []  # job reads IAM refused: the other ways are tried first
         found = self._read_all(target.image_ids, results, missing)
         if not found and not results:
             for job_id in target.job_ids:
@@ -64,7 +64,7 @@ class Resolver:
         return ready, results
 
     def _read_all(
-        self, image_ids: tuple[str, ...], results: list[Result], missing: list[str]
+        self, image_ids: tuple[str, ...], results: list[ImageResult], missing: list[str]
     ) -> dict[str, dict[str, Any]]:
         """Read each image; ids IMS does not know go to ``missing``, failures to ``results``."""
         found = {}
@@ -77,15 +77,16 @@ class Resolver:
                 missing.append(image_id)
         return found
 
-    def _read(self, image_id: str, results: list[Result]) -> dict[str, Any] | None:
+    def _read(self, image_id: str, results: list[ImageResult]) -> dict[str, Any] | None:
         try:
             return self.gateway.get_image(image_id)
         except ImsError as exc:
-            results.append({**_image_result(image_id, "error", str(exc)), **failure(exc)})
+            outcome, retryable = failure(exc)
+            results.append(ImageResult(image_id, outcome, str(exc), retryable=retryable))
             return None
 
     def _wait_for_job(
-        self, job_id: str, results: list[Result], refused: list[Result]
+        self, job_id: str, results: list[ImageResult], refused: list[ImageResult]
     ) -> str | None:
         """Poll the job until it ends; its image id, or None with a result explaining why
         (in ``refused`` when IAM refused the read: IMS documents no action for its job
@@ -104,9 +105,12 @@ class Resolver:
                 ):
                     attempt += 1
                     continue
-                result = {**_job_result(job_id, "error", f"job {job_id}: {exc}"), **failure(exc)}
+                outcome, retryable = failure(exc)
+                result = ImageResult(
+                    None, outcome, f"job {job_id}: {exc}", job_id=job_id, retryable=retryable
+                )
                 if exc.status in (401, 403):
-                    result["reason"] += (
+                    result.reason += (
                         "; the image was looked for without the job too (by "
                         "the trace's name and ids), and not found"
                     )
@@ -147,7 +151,7 @@ class Resolver:
             attempt += 1
 
     def _wait_until_active(
-        self, image: dict[str, Any], results: list[Result]
+        self, image: dict[str, Any], results: list[ImageResult]
     ) -> dict[str, Any] | None:
         """Poll an image of ours that is still being created; other images pass as they are."""
         attempt = 0
@@ -179,7 +183,7 @@ class Resolver:
         return image
 
     def _find_by_name(
-        self, name: str, traced_at: datetime | None, results: list[Result]
+        self, name: str, traced_at: datetime | None, results: list[ImageResult]
     ) -> list[dict[str, Any]]:
         """Private images of that name created in the hour before the trace (or now)."""
         now = self.budget.clock.utcnow()
@@ -188,48 +192,34 @@ class Resolver:
         try:
             images = self.gateway.find_images(name, since)
         except ImsError as exc:
+            outcome, retryable = failure(exc)
             results.append(
-                {
-                    "image_id": None,
-                    "name": name,
-                    "operations": [],
-                    "reason": f"lookup by name: {exc}",
-                    **failure(exc),
-                }
+                ImageResult(None, outcome, f"lookup by name: {exc}", name=name, retryable=retryable)
             )
             return []
         if not images:
             results.append(
-                {
-                    "image_id": None,
-                    "name": name,
-                    "operations": [],
-                    "outcome": "not_applicable",
-                    "reason": f"no private image named {name!r} was created in the "
+                ImageResult(
+                    None,
+                    "not_applicable",
+                    f"no private image named {name!r} was created in the "
                     "hour before the trace (renamed or deleted since?)",
-                }
+                    name=name,
+                )
             )
         return images
 
 
-def failure(exc: ImsError) -> dict[str, Any]:
+def failure(exc: ImsError) -> tuple[Outcome, bool]:
     """A failed call's outcome: vanished, not applicable; no time left to ask, deferred;
-    else error, ``retryable`` when IMS failed transiently even after the retries."""
-    outcome = {"gone": "not_applicable", "out_of_time": "deferred"}.get(exc.kind, "error")
-    return (
-        {"outcome": outcome, "retryable": True} if exc.kind == "transient" else {"outcome": outcome}
-    )
+    else error; and whether it is retryable (IMS failed transiently even after retries)."""
+    outcomes: dict[str, Outcome] = {"gone": "not_applicable", "out_of_time": "deferred"}
+    return outcomes.get(exc.kind, "error"), exc.kind == "transient"
 
 
-def _image_result(image_id: str, outcome: str, reason: str) -> Result:
-    return {"image_id": image_id, "operations": [], "outcome": outcome, "reason": reason}
+def _image_result(image_id: str, outcome: Outcome, reason: str) -> ImageResult:
+    return ImageResult(image_id, outcome, reason)
 
 
-def _job_result(job_id: str | None, outcome: str, reason: str) -> Result:
-    return {
-        "image_id": None,
-        "job_id": job_id,
-        "operations": [],
-        "outcome": outcome,
-        "reason": reason,
-    }
+def _job_result(job_id: str | None, outcome: Outcome, reason: str) -> ImageResult:
+    return ImageResult(None, outcome, reason, job_id=job_id)

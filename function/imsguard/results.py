@@ -41,14 +41,6 @@ WOULD_CHANGE: frozenset[Outcome] = frozenset({"would_update"})
 Operation = dict[str, str]
 
 
-def as_outcome(value: str) -> Outcome:
-    """An outcome from a module that types it as ``str`` (evaluate's Plan, the resolver's
-    entries): checked, so that a misspelt one fails where it is made."""
-    if value not in OUTCOMES:
-        raise ValueError(f"not an outcome: {value!r}")
-    return value
-
-
 _UNLISTED: Any = object()  # image_name not reported (no image was read)
 
 
@@ -143,19 +135,6 @@ class ImageResult:
         if self.verdicts:
             entry["rules"] = [verdict_entry(v, self.sent, self.failed) for v in self.verdicts]
         return entry
-
-    @classmethod
-    def from_json(cls, entry: dict[str, Any]) -> ImageResult:
-        """A result the resolver reported as a JSON entry (its own format)."""
-        return cls(
-            entry.get("image_id"),
-            as_outcome(entry.get("outcome", "error")),
-            entry.get("reason", ""),
-            entry.get("operations"),
-            job_id=entry.get("job_id"),
-            name=entry.get("name"),
-            retryable=bool(entry.get("retryable")),
-        )
 
 
 def verdict_entry(verdict: Verdict, sent: Collection[str], failed: bool = False) -> dict[str, Any]:

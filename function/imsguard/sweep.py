@@ -32,7 +32,6 @@ from imsguard.results import (
     ImageResult,
     Outcome,
     SweepReport,
-    as_outcome,
 )
 
 
@@ -298,7 +297,7 @@ class SweepHop:
         self.tally.add(
             ImageResult(
                 image["id"],
-                as_outcome(planned.outcome),
+                planned.outcome,
                 planned.reason,
                 list(decision.operations),
                 image_name=image.get("name"),
@@ -373,13 +372,9 @@ class SweepHop:
         try:
             self.gateway.update_image(planned.image_id, list(planned.send))
         except ImsError as exc:
-            outcome = failure(exc)
+            outcome, retryable = failure(exc)
             return self._result(
-                planned,
-                as_outcome(outcome["outcome"]),
-                f"not updated: {exc}",
-                "not_fixed",
-                retryable=bool(outcome.get("retryable")),
+                planned, outcome, f"not updated: {exc}", "not_fixed", retryable=retryable
             )
         except Exception as exc:  # one odd image must not stop the others
             _log_unexpected(exc, planned.image_id)
