@@ -12,7 +12,8 @@ import pytest
 
 from imsguard.app import handler
 from imsguard.context import LocalContext
-from imsguard.evaluate import evaluate, normalize_name
+from imsguard.evaluate import evaluate
+from imsguard.naming import normalize_name
 from imsguard.policy import load_policy
 from imsguard.settings import DEFAULT_POLICY
 from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from helpers import EVENTS, load_event
-from imsguard.app import OUTCOMES, handler
+from imsguard.app import handler
+from imsguard.results import OUTCOMES
 from imsguard_tools.testing import FakeIms
 
 # fixture: (status, outcomes in order, PATCH requests)

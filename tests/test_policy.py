@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imsguard.evaluate import evaluate, normalize_name, plan_patch
+from imsguard.evaluate import evaluate, plan_patch
 from imsguard.events import is_image_name
+from imsguard.naming import normalize_name
 from imsguard.policy import PolicyError, load_policy, parse_policy
 from imsguard.rules.base import KEBAB_CASE
 from imsguard.settings import DEFAULT_POLICY

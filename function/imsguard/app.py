@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from imsguard import __version__
 from imsguard.clock import Budget, SystemClock
 from imsguard.context import LocalContext, call_getter, read_credentials
-from imsguard.events import Skip, Sweep, parse_event
+from imsguard.events import Skip, SweepRequest, parse_event
 from imsguard.logs import get_logger, keep_secret, log, redact, redact_all, set_context
 from imsguard.policy import PolicyError, cached_policy
 from imsguard.settings import (
@@ -56,16 +56,6 @@ class InvalidPolicy(RuntimeError):
     def __init__(self, message: str, problems: list[str]):
         self.problems = problems
         super().__init__(message)
-
-
-def __getattr__(name: str) -> Any:
-    """``app.OUTCOMES``, for code that still reads it here: it is declared once, in
-    imsguard.results, which loads only with image work (not on every cold start)."""
-    if name == "OUTCOMES":
-        from imsguard.results import OUTCOMES
-
-        return OUTCOMES
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
@@ -154,7 +144,7 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     except ValueError as exc:
         return _stop("error", f"configuration: {exc}")
     # A sweep waits for nothing: its budget is all the time to the safety margin.
-    max_wait_s = float("inf") if isinstance(parsed, Sweep) else settings.max_wait_s
+    max_wait_s = float("inf") if isinstance(parsed, SweepRequest) else settings.max_wait_s
     # Only a local run (tests, the CLI) brings its own clock and progress callback.
     local = isinstance(context, LocalContext)
     clock = (context.clock if local else None) or SystemClock()
@@ -162,7 +152,7 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     progress = context.progress if local else None
     invocation = Invocation(settings, credentials, budget, gateway, progress)
     uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
-    if isinstance(parsed, Sweep):
+    if isinstance(parsed, SweepRequest):
         return _run_sweep_hop(parsed, invocation, policy, uefi_versions)
     dry_run = settings.dry_run or parsed.dry_run is True
     results = EventCheck(invocation, policy, dry_run, uefi_versions).process(parsed)
@@ -186,7 +176,7 @@ def _uefi_versions(gateway: ImsGateway) -> frozenset[str] | None:
 
 
 def _run_sweep_hop(
-    request: Sweep,
+    request: SweepRequest,
     invocation: Invocation,
     policy: Policy,
     uefi_versions: frozenset[str] | None,
@@ -205,7 +195,9 @@ def _run_sweep_hop(
     return report
 
 
-def _start_next_hop(request: Sweep, report: SweepReport, invocation: Invocation) -> dict[str, Any]:
+def _start_next_hop(
+    request: SweepRequest, report: SweepReport, invocation: Invocation
+) -> dict[str, Any]:
     """Invoke this function again, asynchronously, for the sweep's next hop."""
     from imsguard.fgs import ContinueError, invoke_async, own_urn
 

@@ -13,10 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from imsguard.attributes import canonical, same_value
 from imsguard.match import has_tag, matches
-from imsguard.naming import normalize_name as normalize_name  # (tests use it from here)
 from imsguard.policy import Exemption, Policy
-from imsguard.rules.base import Mode, RuleKind
-from imsguard.rules.base import Verdict as Verdict  # (part of a Decision)
+from imsguard.rules.base import Mode, RuleKind, Verdict
 
 if TYPE_CHECKING:
     from imsguard.results import Outcome

@@ -121,7 +121,7 @@ class Trigger(NamedTuple):
     skipped: tuple[str, ...] = ()
 
 
-class Sweep(NamedTuple):
+class SweepRequest(NamedTuple):
     """A request to check every private image of the project (timer, or direct).
 
     ``source`` is the :attr:`Envelope.source` of the envelope that unwrapped the event."""
@@ -258,27 +258,27 @@ class Envelope:
     """One kind of event imsguard accepts (model: Powertools' parser envelopes).
 
     ``matches`` only looks at the event's keys, cheaply; ``unwrap`` validates and may still
-    answer Skip. ``source`` names the kind in every Trigger or Sweep it gives."""
+    answer Skip. ``source`` names the kind in every Trigger or SweepRequest it gives."""
 
     source: ClassVar[str]
 
     def matches(self, event: dict[str, Any]) -> bool:
         raise NotImplementedError
 
-    def unwrap(self, event: dict[str, Any]) -> Trigger | Sweep | Skip:
+    def unwrap(self, event: dict[str, Any]) -> Trigger | SweepRequest | Skip:
         raise NotImplementedError
 
     def trigger(self, summary: str, targets: tuple[Target, ...], **extra: Any) -> Trigger:
         return Trigger(self.source, summary, targets, **extra)
 
-    def sweep(self, options: dict[str, Any]) -> Sweep | Skip:
+    def sweep_request(self, options: dict[str, Any]) -> SweepRequest | Skip:
         """A sweep with options as the event gives them, or why they are not valid."""
         try:
             parsed = SweepOptions.model_validate(options)
         except ValidationError as exc:
             return Skip("invalid", f"invalid sweep options: {describe_errors(exc)}")
         hop = f", continuation {parsed.hop}" if parsed.hop else ""
-        return Sweep(self.source, f"sweep ({self.source}{hop})", parsed)
+        return SweepRequest(self.source, f"sweep ({self.source}{hop})", parsed)
 
 
 class SweepActionEnvelope(Envelope):
@@ -289,13 +289,13 @@ class SweepActionEnvelope(Envelope):
     def matches(self, event: dict[str, Any]) -> bool:
         return "action" in event
 
-    def unwrap(self, event: dict[str, Any]) -> Sweep | Skip:
+    def unwrap(self, event: dict[str, Any]) -> SweepRequest | Skip:
         if event.get("action") != "sweep":
             return Skip(
                 "invalid",
                 f"unknown action {shorten(event.get('action'))}; the only action is 'sweep'",
             )
-        return self.sweep({k: v for k, v in event.items() if k != "action"})
+        return self.sweep_request({k: v for k, v in event.items() if k != "action"})
 
 
 class CtsEnvelope(Envelope):
@@ -399,10 +399,10 @@ class TimerEnvelope(Envelope):
     def matches(self, event: dict[str, Any]) -> bool:
         return str(event.get("trigger_type", "")).upper() == "TIMER"
 
-    def unwrap(self, event: dict[str, Any]) -> Sweep | Skip:
+    def unwrap(self, event: dict[str, Any]) -> SweepRequest | Skip:
         raw = event.get("user_event")
         if raw in (None, ""):
-            return self.sweep({})
+            return self.sweep_request({})
         if not isinstance(raw, str) or len(raw) > MAX_EMBEDDED_JSON:
             return Skip("invalid", "the timer's user_event must be JSON text of at most 1 MiB")
         try:
@@ -415,7 +415,7 @@ class TimerEnvelope(Envelope):
             )
         if not isinstance(options, dict):
             return Skip("invalid", "the timer's user_event must be a JSON object of sweep options")
-        return self.sweep(options)
+        return self.sweep_request(options)
 
 
 # Tried in this order; the first envelope that matches unwraps the event. The order decides
@@ -433,8 +433,8 @@ ENVELOPES: list[Envelope] = [
 ]
 
 
-def parse_event(event: Any) -> Trigger | Sweep | Skip:
-    """Turn a raw FunctionGraph event into a Trigger or a Sweep, or say why there is
+def parse_event(event: Any) -> Trigger | SweepRequest | Skip:
+    """Turn a raw FunctionGraph event into a Trigger or a SweepRequest, or say why there is
     nothing to do."""
     if not isinstance(event, dict):
         return Skip("invalid", f"the event is a {type(event).__name__}, not a JSON object")

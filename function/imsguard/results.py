@@ -18,7 +18,7 @@ from imsguard import __version__
 from imsguard.evaluate import fix_label
 
 if TYPE_CHECKING:
-    from imsguard.evaluate import Verdict
+    from imsguard.rules.base import Verdict
 
 # Every outcome a result can have ("exempt" comes with exemptions in policies). Declared
 # once: the handler, the sweep and the CLI all read it from here.

@@ -14,7 +14,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from imsguard.context import LocalContext
-from imsguard.events import IMAGE_TRACES, Skip, Sweep, parse_event
+from imsguard.events import IMAGE_TRACES, Skip, SweepRequest, parse_event
 from imsguard.permissions import actions, all_permissions, needed, optional_actions
 from imsguard.policy import line_of, yaml_loader
 from imsguard.settings import SettingsError, load_settings, setting_name_problem
@@ -193,7 +193,7 @@ class TimerTriggerSpec(_Strict):
         parsed = parse_event({"trigger_type": "TIMER", "user_event": value})
         if isinstance(parsed, Skip):
             raise ValueError(parsed.reason)
-        if not isinstance(parsed, Sweep):
+        if not isinstance(parsed, SweepRequest):
             raise ValueError("a timer event must ask for a sweep")
         return value
 
