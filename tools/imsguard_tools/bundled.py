@@ -22,8 +22,3 @@ DEFAULT_POLICY = BUNDLED / "function" / "policy.yaml"
 def runtime_package() -> Path:
     """The folder of the runtime package ``imsguard`` (what the function zip holds)."""
     return Path(imsguard.__file__).resolve().parent
-
-
-def shown(path: Path) -> Path:
-    """A bundled file by its real path: in a checkout, the repository's own file."""
-    return path.resolve()

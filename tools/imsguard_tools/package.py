@@ -274,13 +274,13 @@ def code_files(sources: Sources) -> Iterator[tuple[str, Path]]:
                 yield f"{_CODE_PACKAGE}/{relative.as_posix()}", path
 
 
-def _walk(folder: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:
+def _walk(folder: Path) -> Iterator[tuple[str, Path]]:
     """(zip name, path) of every file under ``folder``, without ``__pycache__``,
     compiled bytecode or hidden files (editor and OS litter)."""
     for parent, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
         relative = Path(parent).relative_to(folder).as_posix()
-        base = "/".join(p for p in (prefix, "" if relative == "." else relative) if p)
+        base = "" if relative == "." else relative
         for file in files:
             if file.endswith((".pyc", ".pyo")) or file.startswith("."):
                 continue
