@@ -536,3 +536,32 @@ def test_the_fake_reads_the_attribute_table(client, fake):
         )
         image = raw(patch(client, EXAMPLE_IMAGE_ID, ("add", f"/{name}", value)))
         assert image[name] == (2048 if name == "min_ram" else value), name
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "stored"),
+    [
+        ("__support_kvm", "True", "True"),  # as IMS returns it: a revert sends it back
+        ("hw_vif_multiqueue_enabled", "False", "False"),
+        ("min_ram", "02048", 2048),  # digits, stored as a number
+        ("max_ram", "1234567890", "1234567890"),
+        ("__support_kvm_gpu_type", "", ""),
+        ("enterprise_project_id", "my-project", "my-project"),  # IMS checks it elsewhere
+    ],
+)
+def test_the_fake_takes_what_ims_takes_not_what_a_policy_may_say(client, fake, name, value, stored):
+    image = raw(patch(client, EXAMPLE_IMAGE_ID, ("add", f"/{name}", value)))
+    assert image[name] == stored
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "code"),
+    [
+        ("hw_firmware_type", "UEFI", "IMG.0141"),
+        ("min_ram", "2k", "IMG.0055"),
+        ("__support_kvm", "maybe", "IMG.0001"),
+    ],
+)
+def test_the_fake_refuses_values_with_ims_codes(client, fake, name, value, code):
+    error = patch_error(client, EXAMPLE_IMAGE_ID, ("add", f"/{name}", value))
+    assert (error.status_code, error.error_code) == (400, code)

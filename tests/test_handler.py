@@ -797,3 +797,16 @@ def test_exempt_and_expired_exemptions_through_the_handler(fake, context, tmp_pa
     assert expired["notes"] == ["exemption (frozen) expired on 2025-12-31; the rules apply again"]
     assert (exempt["outcome"], exempt["reason"]) == ("exempt", "exempt: team images")
     assert len(fake.patches) == 1
+
+
+def test_a_failed_job_without_an_id_still_reports_its_job_id_key(fake, context):
+    """Result keys users already see stay: a job result holds job_id, null when the trace
+    names no job (a failed creation whose answer carried none)."""
+    event = load_event("cts_create_image.json")
+    event["cts"]["response"] = json.dumps({"status": "FAIL", "fail_reason": "disk error"})
+    event["cts"]["resource_id"] = ""
+
+    (result,) = handler(event, context)["results"]
+
+    assert result["job_id"] is None and result["image_id"] is None
+    assert result["outcome"] == "not_applicable" and "disk error" in result["reason"]

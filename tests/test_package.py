@@ -417,3 +417,23 @@ def test_the_installed_tools_need_no_checkout(index, tmp_path):
     assert seen["iam"] == 0 and seen["invoke"] == 0, seen["out"][-3000:] + done.stderr[-3000:]
     assert all(f.startswith(str(installed)) for f in seen["files"]), seen["files"]
     assert '"outcome": "updated"' in seen["out"]
+
+
+def test_a_checkout_without_symbolic_links_still_finds_the_bundled_files(tmp_path):
+    """git with core.symlinks=false writes each link of bundled/ as a text file holding its
+    target: the tools read the file it names, never the link's text."""
+    from imsguard_tools.bundled import locate
+
+    (tmp_path / "function").mkdir()
+    real = tmp_path / "function/policy.yaml"
+    real.write_text("version: 1\n")
+    folder = tmp_path / "tools/imsguard_tools/bundled"
+    (folder / "function").mkdir(parents=True)
+    (folder / "function/policy.yaml").write_text("../../../../function/policy.yaml")
+    (folder / "gone.yaml").write_text("../../../nothing.yaml")
+    (folder / "copy.yaml").write_text("version: 1\n")  # a wheel's copy: read as it is
+
+    assert locate(folder, "function/policy.yaml") == real.resolve()
+    assert locate(folder, "copy.yaml") == folder / "copy.yaml"
+    with pytest.raises(FileNotFoundError, match=r"gone\.yaml is a link to"):
+        locate(folder, "gone.yaml")

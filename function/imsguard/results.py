@@ -41,7 +41,7 @@ WOULD_CHANGE: frozenset[Outcome] = frozenset({"would_update"})
 Operation = dict[str, str]
 
 
-_UNLISTED: Any = object()  # image_name not reported (no image was read)
+_UNLISTED: Any = object()  # a key not reported: image_name (no image read), job_id (no job)
 
 
 class ImageResult:
@@ -75,7 +75,7 @@ class ImageResult:
         operations: list[Operation] | None = None,
         *,
         image_name: Any = _UNLISTED,
-        job_id: str | None = None,
+        job_id: Any = _UNLISTED,
         name: str | None = None,
         notes: list[str] | None = None,
         before: dict[str, Any] | None = None,
@@ -108,14 +108,15 @@ class ImageResult:
     @property
     def subject(self) -> str:
         """What the result is about, for messages: the image, else the job, else the name."""
-        return str(self.image_id or self.job_id or self.name)
+        job_id = None if self.job_id is _UNLISTED else self.job_id
+        return str(self.image_id or job_id or self.name)
 
     def to_json(self) -> dict[str, Any]:
         """The result entry as the function reports and logs it."""
         entry: dict[str, Any] = {"image_id": self.image_id}
         if self.image_name is not _UNLISTED:
             entry["image_name"] = self.image_name
-        if self.job_id is not None:
+        if self.job_id is not _UNLISTED:  # a job's result: its id, even when unknown (null)
             entry["job_id"] = self.job_id
         if self.name is not None:
             entry["name"] = self.name

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
-from imsguard.attributes import PATCHABLE, SYSTEM_ATTRIBUTES, TABLE, stored_value, value_problem
+from imsguard.attributes import PATCHABLE, SYSTEM_ATTRIBUTES, TABLE, stored_value
 from imsguard_tools.fake_fgs import FakeFunctionGraph
 from imsguard_tools.fake_http import ApiError
 
@@ -38,7 +38,8 @@ _SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 _SAMPLE_FILES = ("example-image.json", "images.json")
 
 # The error codes IMS documents for refused values (others: IMG.0001 with the reason).
-_VALUE_ERRORS = {"hw_firmware_type": "IMG.0141", "min_ram": "IMG.0055", "max_ram": "IMG.0055"}
+_VALUE_ERRORS = {"hw_firmware_type": "IMG.0141"}
+_YES_NO = ("true", "false")  # in any case: IMS returns "True" and "true" alike
 
 _NAME_RE = re.compile(r"[A-Za-z0-9\-._ \u4e00-\u9fff]+")
 _DIGITS_RE = re.compile(r"[0-9]+")
@@ -135,24 +136,35 @@ def _parse_limit(raw: str | None) -> int:
 
 
 def _validate_value(attr: str, value: str) -> Any:
-    """Check a new attribute value and return it as it is stored. Documented attributes
-    follow imsguard's attribute table (their values as IMS's API reference lists them);
-    an extension attribute takes any text."""
+    """Check a new attribute value as IMS's API reference says IMS does, and return it as
+    IMS stores it. Which attributes exist, their types and listed values come from
+    imsguard's attribute table; the checks and the error codes are IMS's, not the stricter
+    ones imsguard applies to a policy (IMS stores "True" as well as "true")."""
+    row = TABLE.get(attr)
     if attr == "name":
         if len(value) > 128:
             raise _bad_request("IMG.0002")
         if not _NAME_RE.fullmatch(value) or value != value.strip(" "):
             raise _bad_request("IMG.0003")
-        return value
-    if attr not in TABLE:
-        return value
-    problem = value_problem(attr, value)
-    if problem is None:
-        return stored_value(attr, value)
-    if attr == "__description":
-        raise _bad_request("IMG.0004" if len(value) > 1024 else "IMG.0054")
-    code = _VALUE_ERRORS.get(attr)
-    raise _bad_request(code) if code else _bad_request(message=f"{problem}.")
+    elif attr == "__description":
+        if len(value) > 1024:
+            raise _bad_request("IMG.0004")
+        # assumption: line feeds are rejected along with the documented carriage return.
+        if any(char in value for char in "\r\n<>"):
+            raise _bad_request("IMG.0054")
+    elif row is None:
+        return value  # an extension attribute: any text
+    elif row.type == "whole_number":
+        # assumption: max_ram is checked like min_ram (IMG.0055), and kept as text.
+        if not _DIGITS_RE.fullmatch(value):
+            raise _bad_request("IMG.0055")
+    elif row.values and value not in row.values:
+        raise _bad_request(_VALUE_ERRORS.get(attr, "IMG.0001"))
+    elif row.type == "boolean" and value.lower() not in _YES_NO:
+        # assumption: a yes/no flag takes the spellings IMS itself returns, in any case
+        # (the __lazyloading reference lists true, false, True and False).
+        raise _bad_request(message=f"{attr} must be 'true' or 'false'.")
+    return stored_value(attr, value)
 
 
 def _is_patchable(attr: str) -> bool:
