@@ -280,7 +280,7 @@ def test_package_command_refuses_a_bad_version(capsys):
 
 
 def test_iam_policy_prints_the_agencys_policy_from_the_calls_declarations(capsys):
-    from imsguard.permissions import all_permissions, policy_document
+    from imsguard_tools.iam import all_permissions, policy_document
     from imsguard_tools.template import load_template
 
     assert main(["iam-policy"]) == 0
@@ -351,7 +351,7 @@ def test_iam_policy_refuses_broken_settings(tmp_path, capsys):
 
 
 def test_the_readmes_permission_table_is_the_calls_declarations():
-    from imsguard.permissions import all_permissions
+    from imsguard_tools.iam import all_permissions
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Permissions (IAM)") : readme.index("## Assumptions")]

@@ -752,6 +752,9 @@ def test_the_version_number_of_each_documented_spelling(os_version, number):
         (["team.web"], "team", True, "web"),  # images tagged the old way
         (["cost.center=fin"], "cost", False, None),  # the key is cost.center
         (["cost.center=fin"], "cost.center", True, "fin"),
+        (["cost.center"], "cost.center", True, None),  # a key with a dot, no value
+        (["cost.center"], "cost", True, "center"),  # or the old way: both readings hold
+        (["cost.center"], "cost.center=fin", False, None),
         (["team"], "team", True, None),
         (["team=web"], "team=web", True, "web"),
         (["team=web"], "team=ops", False, "web"),

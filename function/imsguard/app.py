@@ -160,9 +160,9 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
 
 
 def _uefi_versions(gateway: ImsGateway) -> frozenset[str] | None:
-    """IMS's UEFI-capable OS versions, read once per client (so once per container); if
-    IMS cannot say, the built-in table is used and the next invocation asks again. The
-    gateway keeps the list for the container: set once, a frozenset, never changed."""
+    """IMS's UEFI-capable OS versions, read once per client (one per set of credentials in a
+    container); if IMS cannot say, the built-in table is used and the next invocation asks
+    again. The gateway keeps the list: set once, a frozenset, never changed."""
     from imsguard.ims import ImsError
 
     if gateway.uefi_versions is None:

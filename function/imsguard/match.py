@@ -143,14 +143,21 @@ class Match(BaseModel):
 
 
 def tag_pairs(tags: Any) -> list[tuple[str, str | None]]:
-    """An image's tags as (key, value): "key=value", or "key.value" as images tagged the old
-    way hold them (only when there is no "="), or a bare "key"."""
+    """An image's tags as (key, value): "key=value", or a bare "key". A tag with a dot and no
+    "=" is read both ways: "key.value" as images tagged the old way hold them, and a key
+    with a dot in it ("cost.center"), so that neither kind of tag is missed."""
     pairs: list[tuple[str, str | None]] = []
     for tag in tags if isinstance(tags, list) else []:
-        if isinstance(tag, str):
-            separator = "=" if "=" in tag else "." if "." in tag else None
-            key, _, value = tag.partition(separator) if separator else (tag, "", None)
+        if not isinstance(tag, str):
+            continue
+        if "=" in tag:
+            key, _, value = tag.partition("=")
             pairs.append((key, value))
+            continue
+        if "." in tag:
+            key, _, value = tag.partition(".")
+            pairs.append((key, value))
+        pairs.append((tag, None))
     return pairs
 
 

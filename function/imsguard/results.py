@@ -5,7 +5,7 @@ Results are values built along the path and turned into JSON only at the edge
 tells a sweep report from an event report by its type.
 
 (Plain classes rather than dataclasses: each dataclass costs about half a millisecond of
-cold start, and app.py loads this module on every cold start.)
+cold start, and every event with image work loads this module.)
 """
 
 from __future__ import annotations

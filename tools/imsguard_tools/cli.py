@@ -857,7 +857,7 @@ def _print_steps(
 def _iam_policy(args: argparse.Namespace) -> int:
     """The agency's custom policy (IAM policy language 1.1), from the actions the function's
     calls declare and the template's settings; on stdout alone, so it can go to IAM as it is."""
-    from imsguard.permissions import all_permissions, needed, policy_document
+    from imsguard_tools.iam import all_permissions, needed, policy_document
     from imsguard_tools.template import TemplateError, template_settings
 
     path = _template_path(args.template)

@@ -15,9 +15,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from imsguard.context import LocalContext
 from imsguard.events import IMAGE_TRACES, Skip, SweepRequest, parse_event
-from imsguard.permissions import actions, all_permissions, needed, optional_actions
 from imsguard.policy import line_of, yaml_loader
 from imsguard.settings import SettingsError, load_settings, setting_name_problem
+from imsguard_tools.iam import actions, all_permissions, needed, optional_actions
 
 MEMORY_SIZES = (128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096)
 # <service>:<resource type>:<trace name>, as FunctionGraph's CTS trigger takes operations.

@@ -1,0 +1,56 @@
+"""The agency's IAM policy, derived from the permissions the runtime's calls declare
+(``@requires`` in imsguard.permissions): for ``imsguard iam-policy`` and the template's
+check of the agency, never for the function itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from imsguard.permissions import Permission
+
+
+def declared_by(*owners: Any) -> list[Permission]:
+    """Every permission declared by these functions, or by the methods of these classes."""
+    found: list[Permission] = []
+    for owner in owners:
+        members = vars(owner).values() if isinstance(owner, type) else [owner]
+        for member in members:
+            found.extend(p for p in getattr(member, "permissions", ()) if p not in found)
+    return found
+
+
+def all_permissions() -> list[Permission]:
+    """Every call imsguard can make in the cloud (loads the SDKs: for tools, not events)."""
+    from imsguard.fgs import invoke_async
+    from imsguard.ims import ImsGateway
+
+    return declared_by(ImsGateway, invoke_async)
+
+
+def needed(permissions: Iterable[Permission], settings: Mapping[str, str]) -> list[Permission]:
+    """The permissions a deployment with these ``IMSGUARD_*`` settings uses."""
+    from imsguard.settings import SettingsError, parse_bool
+
+    def on(key: str) -> bool:
+        try:
+            return parse_bool(key, settings.get(key))
+        except SettingsError:
+            return True  # a broken setting is reported by the settings check itself
+
+    return [p for p in permissions if p.setting is None or on(p.setting)]
+
+
+def actions(permissions: Iterable[Permission]) -> list[str]:
+    """The IAM actions, sorted, each once (calls without a documented action add none)."""
+    return sorted({p.action for p in permissions if p.action})
+
+
+def optional_actions(permissions: Iterable[Permission]) -> list[str]:
+    """Actions an agency may also hold: named for these calls in one edition only."""
+    return sorted({p.unconfirmed for p in permissions if p.unconfirmed})
+
+
+def policy_document(permissions: Iterable[Permission]) -> dict[str, Any]:
+    """A custom IAM policy (identity policy language 1.1) allowing exactly these actions."""
+    return {"Version": "1.1", "Statement": [{"Effect": "Allow", "Action": actions(permissions)}]}
