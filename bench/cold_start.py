@@ -106,12 +106,11 @@ t0 = time.perf_counter()
 import sys
 sys.path.insert(0, sys.argv[1])
 import index
-from imsguard.context import LocalContext
 t_import = time.perf_counter()
 import json
 with open(sys.argv[2], encoding="utf-8") as f:
     event = json.load(f)
-result = index.handler(event, LocalContext())
+result = index.handler(event, None)  # settings and credentials from the environment
 t_end = time.perf_counter()
 outcome = (result.get("results") or [{}])[0].get("outcome")
 """

@@ -60,7 +60,7 @@ SWEEP = """\
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
 from imsguard.app import handler
-from imsguard.context import LocalContext
+from imsguard_tools.local_context import LocalContext
 import imsguard.ims, imsguard.sweep  # the SDK loads before the clock starts, as in the baseline
 context = LocalContext(access_key="AK", secret_key="SK", timeout_ms=3_600_000, user_data={
     "IMSGUARD_IMS_ENDPOINT": sys.argv[2], "RUNTIME_PROJECT_ID": sys.argv[3],

@@ -10,8 +10,8 @@ from hypothesis import settings
 
 from helpers import SECRETS
 from imsguard import ims, policy
-from imsguard.context import LocalContext
 from imsguard.logs import log_to
+from imsguard_tools.local_context import LocalContext
 from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeClock, FakeIms
 
 # In CI, property tests draw the same examples every run: a failure there is reproducible.

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from imsguard.context import LocalContext
+from imsguard_tools.local_context import LocalContext
 
 EVENTS = Path(__file__).parent / "events"
 SECRETS = ("AK-TEST-0001", "SK-TEST-SECRET-0002", "TOKEN-TEST-SECRET-0003")

@@ -11,7 +11,7 @@ import pytest
 
 from helpers import load_event
 from imsguard.app import handler
-from imsguard.context import LocalContext
+from imsguard_tools.local_context import LocalContext
 from imsguard_tools.testing import EXAMPLE_IMAGE_ID, EXAMPLE_JOB_ID
 
 COPY_JOB = "ff8080814dbd65d7014dbe0d84db0077"

@@ -11,11 +11,11 @@ import os
 import pytest
 
 from imsguard.app import handler
-from imsguard.context import LocalContext
 from imsguard.evaluate import evaluate
 from imsguard.naming import normalize_name
 from imsguard.policy import load_policy
 from imsguard.settings import DEFAULT_POLICY
+from imsguard_tools.local_context import LocalContext
 from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
 IMAGES = int(os.environ.get("IMSGUARD_CHAOS_IMAGES", "500"))

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from helpers import EVENTS
 from imsguard.app import InvalidPolicy, TransientFailure, handler
-from imsguard.context import LocalContext
 from imsguard.policy import PolicyError, load_policy, parse_policy
+from imsguard_tools.local_context import LocalContext
 from imsguard_tools.testing import FakeIms
 
 FIXTURES = [json.loads(p.read_text()) for p in sorted(EVENTS.glob("*.json"))]

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import SECRETS, load_event, use_policy
 from imsguard.app import InvalidPolicy, TransientFailure, handler
-from imsguard.context import LocalContext
+from imsguard_tools.local_context import LocalContext
 from imsguard_tools.testing import EXAMPLE_IMAGE_ID
 
 DEBIAN = "c5cd3163-9030-43cb-a7c2-640c237702c7"  # compliant with the default policy

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from imsguard import app
-from imsguard.context import LocalContext
 from imsguard.evaluate import evaluate, plan
 from imsguard.events import is_image_name
 from imsguard.naming import MissingTemplateField
@@ -20,6 +19,7 @@ from imsguard.patterns import search
 from imsguard.policy import Policy, load_policy, parse_policy
 from imsguard.rules.base import KEBAB_CASE
 from imsguard.rules.name import NameRule, fixed_name
+from imsguard_tools.local_context import LocalContext
 from imsguard_tools.testing import FakeIms
 
 PROJECT = "0b1e494e2660441a957313163095fe5c"

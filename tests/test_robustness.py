@@ -254,7 +254,7 @@ def test_concurrent_invocations_log_their_own_request_ids(capsys):
     import json
     import threading
 
-    from imsguard.context import LocalContext
+    from imsguard_tools.local_context import LocalContext
     from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
     fake = FakeIms(project_id=SAMPLE_PROJECT_ID)
@@ -305,7 +305,7 @@ def test_sweep_workers_log_the_sweeps_request_id(fleet, context, capsys):
 @pytest.fixture
 def real_clock(monkeypatch):
     """Invocations that really take seconds: their budgets must count real time."""
-    from imsguard.context import LocalContext
+    from imsguard_tools.local_context import LocalContext
 
     monkeypatch.setattr(LocalContext, "clock", None)  # None: the system's clock
 
@@ -325,7 +325,7 @@ def test_an_answer_that_trickles_in_ends_with_the_invocation(event, seconds, hea
     import time
 
     from imsguard.app import TransientFailure
-    from imsguard.context import LocalContext
+    from imsguard_tools.local_context import LocalContext
     from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
     fake = FakeIms(project_id=SAMPLE_PROJECT_ID)
@@ -370,7 +370,7 @@ def test_concurrent_invocations_keep_their_own_budgets(slow, real_clock):
     import time
 
     from imsguard.app import TransientFailure
-    from imsguard.context import LocalContext
+    from imsguard_tools.local_context import LocalContext
     from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
     fake = FakeIms(project_id=SAMPLE_PROJECT_ID)
@@ -439,7 +439,7 @@ def test_concurrent_sweeps_keep_their_own_clock_progress_and_budget():
     list request until the other's has arrived)."""
     import threading
 
-    from imsguard.context import LocalContext
+    from imsguard_tools.local_context import LocalContext
     from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeClock, FakeIms
 
     fake = FakeIms(project_id=SAMPLE_PROJECT_ID)

@@ -10,7 +10,7 @@ import requests
 
 from helpers import load_event
 from imsguard.app import TransientFailure, handler
-from imsguard.context import LocalContext
+from imsguard_tools.local_context import LocalContext
 from imsguard_tools.testing import EXAMPLE_IMAGE_ID
 
 AK, SK, TOKEN = "AKFAKE00SECRETACCESS", "SKFAKE00SECRETSECRET0000", "TOKENFAKE00SECRETTOKEN"

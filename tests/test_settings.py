@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from imsguard.context import LocalContext
 from imsguard.settings import CODE_ROOT, DEFAULT_POLICY, SettingsError, load_settings
+from imsguard_tools.local_context import LocalContext
 
 
 def test_defaults(monkeypatch):

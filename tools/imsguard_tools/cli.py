@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from imsguard import __version__
-from imsguard.context import Credentials, LocalContext
+from imsguard.context import Credentials
 from imsguard.logs import log_to
 from imsguard.policy import Policy, PolicyError, load_policy
 from imsguard.settings import LOG_LEVELS
 from imsguard_tools import bundled
+from imsguard_tools.local_context import LocalContext
 
 if TYPE_CHECKING:
     from imsguard.ims import ImsGateway

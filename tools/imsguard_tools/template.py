@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from imsguard.context import LocalContext
 from imsguard.events import IMAGE_TRACES, Skip, SweepRequest, parse_event
 from imsguard.policy import line_of, yaml_loader
 from imsguard.settings import SettingsError, load_settings, setting_name_problem
 from imsguard_tools.iam import actions, all_permissions, needed, optional_actions
+from imsguard_tools.local_context import LocalContext
 
 MEMORY_SIZES = (128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096)
 # <service>:<resource type>:<trace name>, as FunctionGraph's CTS trigger takes operations.
