@@ -308,3 +308,24 @@ def _timed(policy, image):
     started = time.perf_counter()
     evaluate(policy, image, PROJECT)
     return time.perf_counter() - started
+
+
+# IMS's name rule as its API reference words it, written independently as a regex.
+IMS_NAME = re.compile(r"[A-Za-z0-9\u4e00-\u9fff._\- ]{1,128}")
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            list("aZ09._- \t\n=/é") + ["\u4e00", "\u9fff", "\u3fff", "\ua000", "服", "Ａ"]
+        ),
+        max_size=140,
+    )
+)
+@example("a" * 128)
+@example("a" * 129)
+@example(" web")
+@example("")
+def test_image_names_are_checked_as_ims_words_its_rule(name):
+    expected = IMS_NAME.fullmatch(name) is not None and name == name.strip()
+    assert is_image_name(name) is expected

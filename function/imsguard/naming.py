@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from imsguard.attributes import attribute_text
-from imsguard.events import is_image_name
+from imsguard.events import is_cjk, is_image_name
 from imsguard.match import TAG, tag_value
 
 MAX_NAME = 128
@@ -22,9 +22,7 @@ class MissingTemplateField(ValueError):
     """A name template names an attribute this image does not have (so it cannot be renamed)."""
 
 
-# Compiled on first use (re caches them): a Unicode class costs a millisecond to compile.
-CJK = "[\u4e00-\u9fff]"  # the Chinese characters IMS allows in names
-NOT_ASCII = "[^\x00-\x7f]+"
+NOT_ASCII = "[^\x00-\x7f]+"  # compiled on first use (re caches it)
 
 
 def name_problem(name: str) -> str | None:
@@ -48,8 +46,8 @@ def transliterate(text: str, keep_cjk: bool = False) -> str:
     def ascii_of(match: re.Match[str]) -> str:
         run = match.group()
         if keep_cjk:
-            return "".join(c if re.match(CJK, c) else anyascii(c) for c in run)
-        return "".join(f" {anyascii(c)} " if re.match(CJK, c) else anyascii(c) for c in run)
+            return "".join(c if is_cjk(c) else anyascii(c) for c in run)
+        return "".join(f" {anyascii(c)} " if is_cjk(c) else anyascii(c) for c in run)
 
     return re.sub(NOT_ASCII, ascii_of, text)
 

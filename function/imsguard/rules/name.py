@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from imsguard.attributes import attribute_text
+from imsguard.events import is_cjk
 from imsguard.match import Regex
 from imsguard.naming import (
-    CJK,
     MissingTemplateField,
     check_template,
     ims_safe,
@@ -108,7 +107,7 @@ def name_fix(rule: NameRule, image: dict[str, Any]) -> tuple[str | None, str]:
     name = attribute_text(image.get("name")) or ""
     source = render_template(rule.template or "", image) if rule.fix == "template" else name
     candidates = [ims_safe(source)] if rule.fix == "template" else []
-    if re.search(CJK, source):  # kept where the pattern allows them (IMS names may hold them)
+    if any(is_cjk(c) for c in source):  # kept where the pattern allows them (IMS names may)
         candidates.append(normalize_name(source, keep_cjk=True))
     candidates.append(normalize_name(source))
     reasons = []
