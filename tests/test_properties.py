@@ -317,7 +317,7 @@ IMS_NAME = re.compile(r"[A-Za-z0-9\u4e00-\u9fff._\- ]{1,128}")
 @given(
     st.text(
         alphabet=st.sampled_from(
-            list("aZ09._- \t\n=/é") + ["\u4e00", "\u9fff", "\u3fff", "\ua000", "服", "Ａ"]
+            [*"aZ09._- \t\n=/\u00e9", "\u4e00", "\u9fff", "\u3fff", "\ua000", "\u670d", "\uff21"]
         ),
         max_size=140,
     )

@@ -176,15 +176,14 @@ def shorten(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... (cut)"
 
 
-class CtsTrace(BaseModel):
+class CtsTrace(NamedTuple):
     """A CTS trace as FunctionGraph's CTS trigger delivers it.
 
     Any JSON type may arrive in any field: FunctionGraph's own sample has
     ``"resource_id": {}``, CTS's trace structure documents ``time`` as epoch milliseconds
     and request/response as JSON text, older examples show text times and objects. A
-    field imsguard reads as text is simply absent when it is not text."""
-
-    model_config = ConfigDict(extra="allow", defer_build=True)  # built on first use
+    field imsguard reads as text is simply absent when it is not text. (Read by hand, not
+    by a pydantic model: every CTS event's cold start would pay for building one.)"""
 
     service_type: str | None
     trace_name: str | None
@@ -198,34 +197,51 @@ class CtsTrace(BaseModel):
     request: Any = None  # JSON text or the object itself
     response: Any = None
 
-    @field_validator(
-        "service_type",
-        "trace_name",
-        "resource_type",
-        "trace_type",
-        "resource_id",
-        "resource_name",
-        "trace_id",
-        mode="before",
+
+TRACE_TEXT_FIELDS = (
+    "service_type",
+    "trace_name",
+    "resource_type",
+    "trace_type",
+    "resource_id",
+    "resource_name",
+    "trace_id",
+)
+TRACE_REQUIRED_FIELDS = ("service_type", "trace_name")  # present, whatever their value
+
+
+def read_trace(data: Any, where: str = "") -> CtsTrace | str:
+    """The trace in ``data``, or why there is none, worded as imsguard always has (the
+    wording of the pydantic model it once was): ``where`` is the path to ``data``."""
+    prefix = f"{where}." if where else ""
+    if not isinstance(data, dict):
+        return f"{where or 'event'}: Input should be a valid dictionary or instance of CtsTrace"
+    missing = [
+        f"{prefix}{name}: Field required" for name in TRACE_REQUIRED_FIELDS if name not in data
+    ]
+    if missing:
+        return "; ".join(missing)
+    text = {name: _text_or_absent(data.get(name)) for name in TRACE_TEXT_FIELDS}
+    return CtsTrace(
+        **text,
+        time=data.get("time"),
+        code=_code_as_int(data.get("code")),
+        request=data.get("request"),
+        response=data.get("response"),
     )
-    @classmethod
-    def _text_or_absent(cls, value: Any) -> str | None:
-        return value if isinstance(value, str) else None
-
-    @field_validator("code", mode="before")
-    @classmethod
-    def _code_as_int(cls, value: Any) -> int | None:
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-class CtsEvent(BaseModel):
-    model_config = ConfigDict(extra="allow", defer_build=True)  # built on first use
+def _text_or_absent(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
-    cts: CtsTrace
+
+def _code_as_int(value: Any) -> int | None:
+    """The traced call's HTTP status, given as a number, a whole float or digits."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class CloudEvent(BaseModel):
@@ -317,10 +333,9 @@ class CtsEnvelope(Envelope):
         return "cts" in event
 
     def unwrap(self, event: dict[str, Any]) -> Trigger | Skip:
-        try:
-            trace = CtsEvent.model_validate(event).cts
-        except ValidationError as exc:
-            return Skip("invalid", f"invalid CTS event: {describe_errors(exc)}")
+        trace = read_trace(event["cts"], "cts")
+        if isinstance(trace, str):
+            return Skip("invalid", f"invalid CTS event: {trace}")
         target = target_of_trace(trace)
         if isinstance(target, Skip):
             return target
@@ -517,10 +532,9 @@ def _target_of_cloud_event(event: Any) -> Target | Skip:
             f"EventGrid event of type {shorten(cloud_event.type)}, not an IMS cloud trace",
         )
     data = cloud_event.data.get("cts", cloud_event.data)  # the trace, possibly wrapped
-    try:
-        trace = CtsTrace.model_validate(data)
-    except ValidationError as exc:
-        return Skip("invalid", f"invalid CTS trace in EventGrid data: {describe_errors(exc)}")
+    trace = read_trace(data)
+    if isinstance(trace, str):
+        return Skip("invalid", f"invalid CTS trace in EventGrid data: {trace}")
     return target_of_trace(trace)
 
 
