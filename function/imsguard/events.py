@@ -15,9 +15,11 @@ import re
 import string
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar, Literal, NamedTuple, TypeGuard
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeGuard
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+if TYPE_CHECKING:
+    from imsguard.event_models import SweepOptions
+
 
 # IMS identifiers. Always used with fullmatch: "$" would also accept a trailing newline.
 IMAGE_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
@@ -244,42 +246,6 @@ def _code_as_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-class CloudEvent(BaseModel):
-    """An EventGrid event (CloudEvents 1.0); cloud-service events carry a CTS trace in data."""
-
-    model_config = ConfigDict(extra="allow", defer_build=True)  # built on first use
-
-    id: str | None = None
-    source: str
-    type: str
-    data: dict[str, Any]
-
-
-class DirectInvocation(BaseModel):
-    """A hand-made invocation, e.g. a FunctionGraph console test event."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
-
-    image_id: str | None = Field(default=None, max_length=64)
-    image_ids: list[str] | None = Field(default=None, min_length=1, max_length=MAX_IMAGES_PER_EVENT)
-    dry_run: bool | None = None
-
-    @field_validator("image_id")
-    @classmethod
-    def _check_id(cls, value: str | None) -> str | None:
-        if value is not None and not is_image_id(value):
-            raise ValueError("not an image id (expected a UUID)")
-        return value
-
-    @field_validator("image_ids")
-    @classmethod
-    def _check_ids(cls, value: list[str] | None) -> list[str] | None:
-        for index, item in enumerate(value or []):
-            if not is_image_id(item):
-                raise ValueError(f"item {index} is not an image id (expected a UUID)")
-        return value
-
-
 class Envelope:
     """One kind of event imsguard accepts (model: Powertools' parser envelopes).
 
@@ -299,10 +265,11 @@ class Envelope:
 
     def sweep_request(self, options: dict[str, Any]) -> SweepRequest | Skip:
         """A sweep with options as the event gives them, or why they are not valid."""
-        try:
-            parsed = SweepOptions.model_validate(options)
-        except ValidationError as exc:
-            return Skip("invalid", f"invalid sweep options: {describe_errors(exc)}")
+        from imsguard import event_models  # only sweeps need their options' model
+
+        parsed = event_models.validated(event_models.SweepOptions, options)
+        if isinstance(parsed, str):
+            return Skip("invalid", f"invalid sweep options: {parsed}")
         hop = f", continuation {parsed.hop}" if parsed.hop else ""
         return SweepRequest(self.source, f"sweep ({self.source}{hop})", parsed)
 
@@ -398,10 +365,11 @@ class DirectEnvelope(Envelope):
         return "image_id" in event or "image_ids" in event
 
     def unwrap(self, event: dict[str, Any]) -> Trigger | Skip:
-        try:
-            direct = DirectInvocation.model_validate(event)
-        except ValidationError as exc:
-            return Skip("invalid", f"invalid direct invocation: {describe_errors(exc)}")
+        from imsguard import event_models  # only direct invocations need their model
+
+        direct = event_models.validated(event_models.DirectInvocation, event)
+        if isinstance(direct, str):
+            return Skip("invalid", f"invalid direct invocation: {direct}")
         if direct.image_id and direct.image_ids:
             return Skip("invalid", "give either image_id or image_ids, not both")
         if not direct.image_id and not direct.image_ids:
@@ -473,41 +441,6 @@ def parse_event(event: Any) -> Trigger | SweepRequest | Skip:
     )
 
 
-class SweepOptions(BaseModel):
-    """What a sweep may be told: from a timer's ``user_event`` (JSON) or a direct
-    invocation. ``marker`` and ``hop`` continue a sweep that ran out of time."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
-
-    dry_run: bool | None = None
-    since: str | None = Field(default=None, max_length=40)  # created after (ISO date/time)
-    limit: int | None = Field(default=None, ge=1, le=1_000_000)  # images to examine at most
-    marker: str | None = None
-    hop: int = Field(default=0, ge=0, le=1000)
-    # Carried from hop to hop, so the guardrail counts the whole sweep.
-    examined_before: int = Field(default=0, ge=0)
-    planned_before: int = Field(default=0, ge=0)
-
-    @field_validator("since")
-    @classmethod
-    def _since(cls, value: str | None) -> str | None:
-        moment = parse_time(value) if value is not None else None
-        try:
-            usable = moment is not None and moment.astimezone(timezone.utc).year >= 1970
-        except (OverflowError, ValueError):
-            usable = False
-        if value is not None and not usable:
-            raise ValueError("not a date or time such as 2026-11-01 or 2026-11-01T08:00:00Z")
-        return value
-
-    @field_validator("marker")
-    @classmethod
-    def _marker(cls, value: str | None) -> str | None:
-        if value is not None and not is_image_id(value):
-            raise ValueError("not an image id (a UUID)")
-        return value
-
-
 def parse_time(value: str) -> datetime | None:
     """An ISO 8601 date or date-time, in UTC when no zone is given; None if not one."""
     try:
@@ -520,10 +453,11 @@ def parse_time(value: str) -> datetime | None:
 def _target_of_cloud_event(event: Any) -> Target | Skip:
     if not isinstance(event, dict):
         return Skip("invalid", "an EventGrid event must be a JSON object")
-    try:
-        cloud_event = CloudEvent.model_validate(event)
-    except ValidationError as exc:
-        return Skip("invalid", f"invalid EventGrid event: {describe_errors(exc)}")
+    from imsguard import event_models  # only EventGrid events need their model
+
+    cloud_event = event_models.validated(event_models.CloudEvent, event)
+    if isinstance(cloud_event, str):
+        return Skip("invalid", f"invalid EventGrid event: {cloud_event}")
     if cloud_event.source.upper() != EVENTGRID_SOURCE:
         return Skip("ignored", f"EventGrid event from {shorten(cloud_event.source)}, not HC.IMS")
     if cloud_event.type not in EVENTGRID_TYPES:
@@ -695,16 +629,3 @@ def _operations(request: Any) -> tuple[tuple[str, str, str], ...] | None:
 
 def _unique(items: Any) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def describe_errors(exc: ValidationError, limit: int = 5) -> str:
-    """A short, human line per pydantic error: 'field: message (got ...)'."""
-    parts = []
-    for error in exc.errors(include_url=False)[:limit]:
-        where = ".".join(str(p) for p in error["loc"]) or "event"
-        message = error["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}")
-    more = len(exc.errors()) - limit
-    if more > 0:
-        parts.append(f"and {more} more")
-    return "; ".join(parts)

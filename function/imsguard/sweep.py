@@ -20,7 +20,8 @@ from typing import Any, NamedTuple
 
 from imsguard.clock import RateLimiter
 from imsguard.evaluate import before, evaluate, fix_label, plan
-from imsguard.events import SweepOptions, parse_time
+from imsguard.event_models import SweepOptions
+from imsguard.events import parse_time
 from imsguard.ims import ImsError
 from imsguard.invocation import Invocation
 from imsguard.logs import get_logger, in_context

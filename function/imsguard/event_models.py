@@ -1,0 +1,108 @@
+"""The pydantic models of events written by hand or wrapped by another service: a direct
+invocation, a sweep's options, an EventGrid CloudEvent. Their own module, loaded only when
+such an event arrives: a CTS event (most of them) never pays for building these models.
+"""
+
+from __future__ import annotations
+
+from datetime import timezone
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from imsguard.events import MAX_IMAGES_PER_EVENT, is_image_id, parse_time
+
+
+class CloudEvent(BaseModel):
+    """An EventGrid event (CloudEvents 1.0); cloud-service events carry a CTS trace in data."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)  # built on first use
+
+    id: str | None = None
+    source: str
+    type: str
+    data: dict[str, Any]
+
+
+class DirectInvocation(BaseModel):
+    """A hand-made invocation, e.g. a FunctionGraph console test event."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    image_id: str | None = Field(default=None, max_length=64)
+    image_ids: list[str] | None = Field(default=None, min_length=1, max_length=MAX_IMAGES_PER_EVENT)
+    dry_run: bool | None = None
+
+    @field_validator("image_id")
+    @classmethod
+    def _check_id(cls, value: str | None) -> str | None:
+        if value is not None and not is_image_id(value):
+            raise ValueError("not an image id (expected a UUID)")
+        return value
+
+    @field_validator("image_ids")
+    @classmethod
+    def _check_ids(cls, value: list[str] | None) -> list[str] | None:
+        for index, item in enumerate(value or []):
+            if not is_image_id(item):
+                raise ValueError(f"item {index} is not an image id (expected a UUID)")
+        return value
+
+
+class SweepOptions(BaseModel):
+    """What a sweep may be told: from a timer's ``user_event`` (JSON) or a direct
+    invocation. ``marker`` and ``hop`` continue a sweep that ran out of time."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    dry_run: bool | None = None
+    since: str | None = Field(default=None, max_length=40)  # created after (ISO date/time)
+    limit: int | None = Field(default=None, ge=1, le=1_000_000)  # images to examine at most
+    marker: str | None = None
+    hop: int = Field(default=0, ge=0, le=1000)
+    # Carried from hop to hop, so the guardrail counts the whole sweep.
+    examined_before: int = Field(default=0, ge=0)
+    planned_before: int = Field(default=0, ge=0)
+
+    @field_validator("since")
+    @classmethod
+    def _since(cls, value: str | None) -> str | None:
+        moment = parse_time(value) if value is not None else None
+        try:
+            usable = moment is not None and moment.astimezone(timezone.utc).year >= 1970
+        except (OverflowError, ValueError):
+            usable = False
+        if value is not None and not usable:
+            raise ValueError("not a date or time such as 2026-11-01 or 2026-11-01T08:00:00Z")
+        return value
+
+    @field_validator("marker")
+    @classmethod
+    def _marker(cls, value: str | None) -> str | None:
+        if value is not None and not is_image_id(value):
+            raise ValueError("not an image id (a UUID)")
+        return value
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validated(model: type[Model], data: Any) -> Model | str:
+    """``data`` as ``model``, or why not: a short human line per problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        return describe_errors(exc)
+
+
+def describe_errors(exc: ValidationError, limit: int = 5) -> str:
+    """A short, human line per pydantic error: 'field: message (got ...)'."""
+    parts = []
+    for error in exc.errors(include_url=False)[:limit]:
+        where = ".".join(str(p) for p in error["loc"]) or "event"
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
+    more = len(exc.errors()) - limit
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
