@@ -231,3 +231,16 @@ def test_native_image_api_traces(resource_type, trace, handled):
         assert (target.fallback_ids if trace == "copyImage" else target.image_ids) == (IMAGE,)
     else:
         assert parsed.status == "ignored" and trace in parsed.reason
+
+
+@pytest.mark.parametrize("code", ["\u00b2", "9" * 5000])
+def test_a_code_of_digits_int_refuses_is_an_invalid_trace_not_a_crash(code):
+    """str.isdigit() holds for "²" and for 5,000 digits, which int() refuses: the event is
+    invalid, said as ever, never an internal error."""
+    event = load_event("cts_create_image.json")
+    event["cts"]["code"] = code
+    eventgrid = {"source": "HC.IMS", "type": "IMS:CloudTrace:ApiCall", "data": event["cts"]}
+
+    for parsed, where in ((parse_event(event), "cts.code"), (parse_event(eventgrid), "code")):
+        assert isinstance(parsed, Skip) and parsed.status == "invalid", parsed
+        assert f"{where}: " in parsed.reason, parsed.reason

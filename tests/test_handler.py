@@ -810,3 +810,23 @@ def test_a_failed_job_without_an_id_still_reports_its_job_id_key(fake, context):
 
     assert result["job_id"] is None and result["image_id"] is None
     assert result["outcome"] == "not_applicable" and "disk error" in result["reason"]
+
+
+def test_only_a_local_run_may_bring_a_clock_or_progress(fake, monkeypatch):
+    """A platform context that answers any attribute (a bridge to another language's
+    object) is not a local run: its "clock" is never used in place of the system's."""
+    from imsguard.clock import SystemClock
+
+    class AnswersAnything:
+        def __getattr__(self, name):
+            return lambda *args: None
+
+    used = []
+    monkeypatch.setattr(SystemClock, "monotonic", lambda self: used.append(1) or 0.0)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", "AK")
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", "SK")
+
+    report = handler(load_event("direct_image.json"), AnswersAnything())
+
+    assert [r["outcome"] for r in report["results"]] == ["updated"], report
+    assert used  # the system's clock kept the time, not the context's "clock"

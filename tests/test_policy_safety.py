@@ -754,6 +754,8 @@ def test_the_version_number_of_each_documented_spelling(os_version, number):
         (["cost.center=fin"], "cost.center", True, "fin"),
         (["cost.center"], "cost.center", True, None),  # a key with a dot, no value
         (["cost.center"], "cost", True, "center"),  # or the old way: both readings hold
+        (["cost.center.fin"], "cost.center=fin", True, "fin"),  # split at any dot
+        (["cost.center.fin"], "cost", True, "center.fin"),
         (["cost.center"], "cost.center=fin", False, None),
         (["team"], "team", True, None),
         (["team=web"], "team=web", True, "web"),

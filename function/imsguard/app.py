@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from imsguard import __version__
 from imsguard.clock import Budget, SystemClock
-from imsguard.context import call_getter, read_credentials
+from imsguard.context import LocalRun, call_getter, read_credentials
 from imsguard.events import Skip, SweepRequest, parse_event
 from imsguard.logs import get_logger, keep_secret, log, redact, redact_all, set_context
 from imsguard.policy import PolicyError, cached_policy
@@ -62,8 +62,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     """FunctionGraph entry point. Returns a JSON-serialisable report; raises TransientFailure
     (IMS kept failing) and InvalidPolicy (the policy does not load), never on bad input.
 
-    Local runs (tests, the CLI) bring a clock and a progress callback on their context
-    (the tools' LocalContext: ``clock``, ``progress``); nothing is read from module globals."""
+    Local runs (tests, the CLI) bring a clock and a progress callback on their context (a
+    :class:`~imsguard.context.LocalRun`); nothing is read from module globals."""
     set_context(request_id=call_getter(context, "getRequestID"))
     try:
         report = _run(event, context)
@@ -147,9 +147,10 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     max_wait_s = float("inf") if isinstance(parsed, SweepRequest) else settings.max_wait_s
     # Only a local run (tests, the CLI: imsguard_tools' LocalContext) brings its own clock
     # and a sweep's progress callback; FunctionGraph's context has neither.
-    clock = getattr(context, "clock", None) or SystemClock()
+    local = isinstance(context, LocalRun)
+    clock = (context.clock if local else None) or SystemClock()
     budget = Budget.for_invocation(context, clock, settings.safety_margin_s, max_wait_s)
-    progress = getattr(context, "progress", None)
+    progress = context.progress if local else None
     invocation = Invocation(settings, credentials, budget, gateway, progress)
     uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
     if isinstance(parsed, SweepRequest):

@@ -3,7 +3,7 @@
 FunctionGraph passes an object with Java-style getters (``getUserData``,
 ``getSecurityAccessKey`` ...). The handler only relies on the methods in
 :class:`RuntimeContext`, and reads each one defensively: outside FunctionGraph
-(tests, ``imsguard invoke``) the tools' LocalContext plays the part.
+(tests, ``imsguard invoke``) the tools' LocalContext, a :class:`LocalRun`, plays the part.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ import os
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # a Protocol class costs cold-start time, and only type checkers read it
+    from collections.abc import Callable
     from typing import Protocol
+
+    from imsguard.clock import Clock
 
     class RuntimeContext(Protocol):
         """The subset of FunctionGraph's context object that imsguard uses."""
@@ -23,6 +26,15 @@ if TYPE_CHECKING:  # a Protocol class costs cold-start time, and only type check
         def getSecurityAccessKey(self) -> str | None: ...
         def getSecuritySecretKey(self) -> str | None: ...
         def getSecurityToken(self) -> str | None: ...
+
+
+class LocalRun:
+    """A context that is not FunctionGraph's: a local run (tests, the CLI) may bring a clock
+    and a sweep's progress callback. The handler reads them from instances of this class
+    only, never from whatever attribute a platform's context object happens to answer."""
+
+    clock: Clock | None = None
+    progress: Callable[[dict[str, int]], None] | None = None
 
 
 def call_getter(context: Any, name: str, *args: Any) -> Any:

@@ -218,16 +218,20 @@ def read_trace(data: Any, where: str = "") -> CtsTrace | str:
     prefix = f"{where}." if where else ""
     if not isinstance(data, dict):
         return f"{where or 'event'}: Input should be a valid dictionary or instance of CtsTrace"
-    missing = [
+    problems = [
         f"{prefix}{name}: Field required" for name in TRACE_REQUIRED_FIELDS if name not in data
     ]
-    if missing:
-        return "; ".join(missing)
+    try:
+        code = _code_as_int(data.get("code"))
+    except ValueError as exc:  # digits int() refuses: "²", or more than 4,300 of them
+        problems.append(f"{prefix}code: {exc}")
+    if problems:
+        return "; ".join(problems)
     text = {name: _text_or_absent(data.get(name)) for name in TRACE_TEXT_FIELDS}
     return CtsTrace(
         **text,
         time=data.get("time"),
-        code=_code_as_int(data.get("code")),
+        code=code,
         request=data.get("request"),
         response=data.get("response"),
     )

@@ -154,9 +154,9 @@ def tag_pairs(tags: Any) -> list[tuple[str, str | None]]:
             key, _, value = tag.partition("=")
             pairs.append((key, value))
             continue
-        if "." in tag:
-            key, _, value = tag.partition(".")
-            pairs.append((key, value))
+        for dot, char in enumerate(tag):  # every split: a key may hold dots too
+            if char == ".":
+                pairs.append((tag[:dot], tag[dot + 1 :]))
         pairs.append((tag, None))
     return pairs
 

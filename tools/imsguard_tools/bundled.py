@@ -26,7 +26,11 @@ def locate(folder: Path, relative: str) -> Path:
         if target.startswith("../") and "\n" not in target:
             linked = path.parent / target
             if not linked.is_file():
-                raise FileNotFoundError(f"{path} is a link to {target}, which is missing")
+                raise FileNotFoundError(
+                    f"{path} is a link to {target}, which is missing (a package built from a "
+                    "checkout without symbolic links holds the links' text: build it from one "
+                    "with them)"
+                )
             return linked.resolve()
     return path
 

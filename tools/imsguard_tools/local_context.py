@@ -7,16 +7,16 @@ import uuid
 from collections.abc import Callable
 
 from imsguard.clock import Clock
+from imsguard.context import LocalRun
 
 
-class LocalContext:
+class LocalContext(LocalRun):
     """A context for local runs: user data from a dict, no credentials unless given.
 
     It is also the one seam through which a local run injects what FunctionGraph never
     does: ``clock`` (tests: a fake one, so nothing really sleeps; None: the system's) and
-    ``progress`` (the CLI's progress line during a sweep). The handler reads both, when a
-    context has them, into the invocation it builds.
-
+    ``progress`` (the CLI's progress line during a sweep). The handler reads both from a
+    LocalRun only, into the invocation it builds.
     """
 
     # The clock of a context made without one. The tests' autouse fixture sets a fake
