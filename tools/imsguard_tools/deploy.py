@@ -229,15 +229,11 @@ class Deployer:
         for trigger in self.template.triggers:
             label = f"{trigger.type} trigger {trigger.name}"
             current = by_name.get((trigger.type, trigger.name))
+            create = Step(
+                "create", label, _summary(trigger), partial(self._create_trigger, trigger)
+            )
             if current is None:
-                steps.append(
-                    Step(
-                        "create",
-                        label,
-                        _summary(trigger),
-                        partial(self._create_trigger, trigger),
-                    )
-                )
+                steps.append(create)
                 continue
             changed, unseen = _event_data_differences(
                 current.get("event_data") or {}, _event_data(trigger)
@@ -252,14 +248,7 @@ class Deployer:
                         partial(self._delete_trigger, current),
                     )
                 )
-                steps.append(
-                    Step(
-                        "create",
-                        label,
-                        _summary(trigger),
-                        partial(self._create_trigger, trigger),
-                    )
-                )
+                steps.append(create)
             elif current.get("trigger_status") != trigger.status:
                 steps.append(
                     Step(
