@@ -27,6 +27,7 @@ from imsguard.settings import (
     SWEEP_MAX_HOPS,
     SettingsError,
     load_settings,
+    sinks_on,
 )
 from imsguard.uefi import normalize_os_version
 
@@ -153,11 +154,18 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     progress = context.progress if local else None
     invocation = Invocation(settings, credentials, budget, gateway, progress)
     uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
+    report: EventReport | SweepReport
     if isinstance(parsed, SweepRequest):
-        return _run_sweep_hop(parsed, invocation, policy, uefi_versions)
-    dry_run = settings.dry_run or parsed.dry_run is True
-    results = EventCheck(invocation, policy, dry_run, uefi_versions).process(parsed)
-    return EventReport(parsed.summary, dry_run, results, parsed.skipped)
+        report = _run_sweep_hop(parsed, invocation, policy, uefi_versions)
+    else:
+        dry_run = settings.dry_run or parsed.dry_run is True
+        results = EventCheck(invocation, policy, dry_run, uefi_versions).process(parsed)
+        report = EventReport(parsed.summary, dry_run, results, parsed.skipped)
+    if sinks_on(settings):  # each sink, and its SDK, loads only when its setting is present
+        from imsguard.sinks import finish_sinks
+
+        report.sinks = finish_sinks(report, invocation, policy)
+    return report
 
 
 def _uefi_versions(gateway: ImsGateway) -> frozenset[str] | None:

@@ -67,3 +67,19 @@ def requires(*permissions: Permission) -> Callable[[Declared], Declared]:
         return method
 
     return mark
+
+
+PUBLISH_MESSAGE = Permission(
+    "POST /v2/{project_id}/notifications/topics/{topic_urn}/publish",
+    "smn:topic:publish",
+    "SMN API reference, permissions policies and supported actions, message publishing "
+    "(support.huaweicloud.com/intl/en-us/api-smn/smn_api_80005.html)",
+    "IMSGUARD_NOTIFY_TOPIC_URN",
+)
+CREATE_METRIC_DATA = Permission(
+    "POST /V1.0/{project_id}/metric-data",
+    "ces:metricData:create",
+    "Cloud Eye API reference, permissions policies and supported actions, monitoring data "
+    "(the action name is unconfirmed: README, Assumptions)",
+    "IMSGUARD_METRICS",
+)

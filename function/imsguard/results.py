@@ -156,7 +156,7 @@ def verdict_entry(verdict: Verdict, sent: Collection[str], failed: bool = False)
 class EventReport:
     """The report on an event's (or a batch's) images."""
 
-    __slots__ = ("dry_run", "results", "skipped", "trigger")
+    __slots__ = ("dry_run", "results", "sinks", "skipped", "trigger")
 
     def __init__(
         self, trigger: str, dry_run: bool, results: list[ImageResult], skipped: tuple[str, ...]
@@ -165,6 +165,7 @@ class EventReport:
         self.dry_run = dry_run
         self.results = results
         self.skipped = skipped
+        self.sinks: dict[str, dict[str, Any]] | None = None  # what each report sink did
 
     @property
     def retryable(self) -> list[ImageResult]:
@@ -183,6 +184,8 @@ class EventReport:
         }
         if self.skipped:
             report["skipped"] = list(self.skipped)
+        if self.sinks is not None:
+            report["sinks"] = self.sinks
         return report
 
 
@@ -203,6 +206,7 @@ class SweepReport:
         "notes",
         "results",
         "rules",
+        "sinks",
         "summary",
         "trigger",
         "truncated",
@@ -242,6 +246,7 @@ class SweepReport:
         self.continuation = continuation
         self.ims_retries = 0
         self.continued: dict[str, Any] | None = None
+        self.sinks: dict[str, dict[str, Any]] | None = None  # what each report sink did
 
     @property
     def status(self) -> str:
@@ -273,4 +278,6 @@ class SweepReport:
         report["ims_retries"] = self.ims_retries
         if self.continued is not None:
             report["continued"] = self.continued
+        if self.sinks is not None:
+            report["sinks"] = self.sinks
         return report

@@ -33,6 +33,11 @@ SWEEP_MAX_HOPS = "IMSGUARD_SWEEP_MAX_HOPS"  # at most this many continuations (d
 RESULTS_LIMIT = "IMSGUARD_RESULTS_LIMIT"  # result entries a report lists (default 1000)
 FUNCTION_URN = "IMSGUARD_FUNCTION_URN"  # the function to continue a sweep with
 FGS_ENDPOINT = "IMSGUARD_FGS_ENDPOINT"  # FunctionGraph endpoint URL (default: the region's)
+NOTIFY_TOPIC_URN = "IMSGUARD_NOTIFY_TOPIC_URN"  # SMN topic for digests and notices (off: unset)
+NOTIFY_EXPIRY_DAYS = "IMSGUARD_NOTIFY_EXPIRY_DAYS"  # exemptions expiring this soon (default 14)
+SMN_ENDPOINT = "IMSGUARD_SMN_ENDPOINT"  # SMN endpoint URL (default: the region's)
+METRICS = "IMSGUARD_METRICS"  # "true": post Cloud Eye custom metrics after each invocation
+CES_ENDPOINT = "IMSGUARD_CES_ENDPOINT"  # Cloud Eye endpoint URL (default: the region's)
 DEFAULT_MAX_WAIT_S = 900.0  # longer creations are deferred (a later event or sweep checks them)
 
 # Every IMSGUARD_* setting, in one place: the template refuses any other IMSGUARD_* name, so
@@ -56,6 +61,11 @@ KNOWN_SETTINGS = frozenset(
         RESULTS_LIMIT,
         FUNCTION_URN,
         FGS_ENDPOINT,
+        NOTIFY_TOPIC_URN,
+        NOTIFY_EXPIRY_DAYS,
+        SMN_ENDPOINT,
+        METRICS,
+        CES_ENDPOINT,
     }
 )
 
@@ -93,6 +103,21 @@ class Settings(NamedTuple):
     results_limit: int = 1000
     function_urn: str | None = None
     fgs_endpoint: str | None = None
+    notify_topic_urn: str | None = None
+    notify_expiry_days: int = 14
+    smn_endpoint: str | None = None
+    metrics: bool = False
+    ces_endpoint: str | None = None
+
+
+# Report sinks and the Settings field that switches each on (sinks/__init__.py maps them to
+# their modules): the handler checks these before it imports anything of the sinks.
+SINK_SWITCHES: dict[str, str] = {"smn": "notify_topic_urn", "ces": "metrics"}
+
+
+def sinks_on(settings: Settings) -> bool:
+    """Whether any report sink is on (none is, unless its setting is present)."""
+    return any(getattr(settings, field) for field in SINK_SWITCHES.values())
 
 
 def read_setting(context: Any, key: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -178,6 +203,11 @@ def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Set
         results_limit=int(_number(read, RESULTS_LIMIT, 1000, 0, 100_000, whole=True)),
         function_urn=_function_urn(read),
         fgs_endpoint=_endpoint(read, FGS_ENDPOINT),
+        notify_topic_urn=_topic_urn(read),
+        notify_expiry_days=int(_number(read, NOTIFY_EXPIRY_DAYS, 14, 0, 3650, whole=True)),
+        smn_endpoint=_endpoint(read, SMN_ENDPOINT),
+        metrics=parse_bool(METRICS, read(METRICS)),
+        ces_endpoint=_endpoint(read, CES_ENDPOINT),
     )
 
 
@@ -222,5 +252,23 @@ def _function_urn(read: Reader) -> str | None:
         raise SettingsError(
             f"{FUNCTION_URN}={urn!r} is not a function URN such as "
             "urn:fss:ap-southeast-1:<project id>:function:default:imsguard:latest"
+        )
+    return urn
+
+
+# SMN's topic URN: urn:smn:<region>:<project id>:<topic name>; a topic name is 1 to 255
+# letters, digits, hyphens and underscores, starting with a letter or digit (SMN FAQ
+# "What Are the Requirements for an SMN Topic Name?").
+_TOPIC_URN = re.compile(
+    r"urn:smn:[a-z]{2,}(-[a-z0-9]+)+:[0-9a-f]{32}:[A-Za-z0-9][A-Za-z0-9_-]{0,254}"
+)
+
+
+def _topic_urn(read: Reader) -> str | None:
+    urn = read(NOTIFY_TOPIC_URN)
+    if urn is not None and not _TOPIC_URN.fullmatch(urn):
+        raise SettingsError(
+            f"{NOTIFY_TOPIC_URN}={urn!r} is not an SMN topic URN such as "
+            "urn:smn:ap-southeast-1:<project id>:imsguard-notices"
         )
     return urn

@@ -24,8 +24,9 @@ def all_permissions() -> list[Permission]:
     """Every call imsguard can make in the cloud (loads the SDKs: for tools, not events)."""
     from imsguard.fgs import invoke_async
     from imsguard.ims import ImsGateway
+    from imsguard.sinks import sink_classes
 
-    return declared_by(ImsGateway, invoke_async)
+    return declared_by(ImsGateway, invoke_async, *sink_classes())
 
 
 def needed(permissions: Iterable[Permission], settings: Mapping[str, str]) -> list[Permission]:
@@ -33,6 +34,8 @@ def needed(permissions: Iterable[Permission], settings: Mapping[str, str]) -> li
     from imsguard.settings import SettingsError, parse_bool
 
     def on(key: str) -> bool:
+        # A switch is on when true; a setting that names something (a topic URN) is on
+        # when present (parse_bool refuses it, and an empty one is off).
         try:
             return parse_bool(key, settings.get(key))
         except SettingsError:

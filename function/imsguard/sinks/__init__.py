@@ -1,0 +1,73 @@
+"""Report sinks: after an invocation's report exists, optional reporters consume it once.
+
+Each sink is one class in its own module here (``smn.SmnNotices``, ``ces.CesMetrics``) with
+``finish(report, invocation, policy) -> dict`` (what it did) and ``@requires`` on the method
+that calls its cloud API. A sink's module, and its SDK, load only when its setting is on
+(``settings.SINK_SWITCHES``); Config policy states and OBS reports join the registry later.
+
+A failing sink never changes what happened to images: its failure is logged at ERROR and
+reported as ``{"error": ...}`` under the report's ``sinks``; nothing is raised.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from imsguard.logs import log, redact
+from imsguard.settings import SINK_SWITCHES
+
+if TYPE_CHECKING:
+    from imsguard.invocation import Invocation
+    from imsguard.policy import Policy
+    from imsguard.results import EventReport, SweepReport
+
+# Each sink's module and class, by the name it reports under (the keys of SINK_SWITCHES).
+REGISTRY: dict[str, tuple[str, str]] = {
+    "smn": ("imsguard.sinks.smn", "SmnNotices"),
+    "ces": ("imsguard.sinks.ces", "CesMetrics"),
+}
+
+
+class SinkError(Exception):
+    """A sink could not do its work; the message says why (and holds no secret)."""
+
+
+def sink_classes() -> list[type]:
+    """Every sink's class (imports every sink's SDK: for the tools, never for events)."""
+    return [getattr(importlib.import_module(module), name) for module, name in REGISTRY.values()]
+
+
+def finish_sinks(
+    report: EventReport | SweepReport, invocation: Invocation, policy: Policy
+) -> dict[str, dict[str, Any]]:
+    """Run every sink that is on, in registry order; what each did, or why it failed."""
+    outcomes: dict[str, dict[str, Any]] = {}
+    for name, field in SINK_SWITCHES.items():
+        if not getattr(invocation.settings, field):
+            continue
+        module, class_name = REGISTRY[name]
+        try:
+            sink = getattr(importlib.import_module(module), class_name)()
+            outcomes[name] = sink.finish(report, invocation, policy)
+        except SinkError as exc:
+            outcomes[name] = _failed(name, redact(str(exc)))
+        except Exception as exc:  # a bug in a sink must not cost the images' report
+            outcomes[name] = _failed(name, redact(f"internal error: {type(exc).__name__}: {exc}"))
+    return outcomes
+
+
+def _failed(name: str, reason: str) -> dict[str, Any]:
+    log(logging.ERROR, "report sink failed", sink=name, reason=reason)
+    return {"error": reason}
+
+
+def call_timeouts(time_left: float | None, most: float = 30.0) -> tuple[float, float]:
+    """(connect, read) timeouts for one sink call that fit in ``time_left`` seconds (None:
+    not known), so the call never outlives the invocation; SinkError when too little is left."""
+    left = most + 5.0 if time_left is None else time_left
+    if left < 1:
+        raise SinkError("no time left in the invocation for this call")
+    connect = min(5.0, left / 3)
+    return connect, max(0.1, min(most, left - connect - 0.2))

@@ -1,0 +1,281 @@
+"""What an SMN notice says, computed from the report alone (pure: no I/O, no clock but the
+``today`` given), in a deterministic order, within SMN's limits.
+
+SMN's limits (API reference, PublishMessage): ``subject`` at most 512 bytes, ``message`` at
+most 256 KB, an SMS at most 490 characters and without "[]" or "【】". Beyond them the digest
+lists the first items and then one summary line; no line is ever cut.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from imsguard.results import NEEDS_A_HUMAN, EventReport, ImageResult, SweepReport
+
+if TYPE_CHECKING:
+    from imsguard.policy import Policy
+
+SUBJECT_BYTES = 512
+MESSAGE_BYTES = 256 * 1024
+SMS_CHARS = 490
+# The email text is sent twice (as "email" and as "default"), with the SMS beside it: each
+# copy keeps within this, so the whole message_structure stays under MESSAGE_BYTES.
+EMAIL_BYTES = 120 * 1024
+FIELD_CHARS = 300  # an image name or reason longer than this is shortened, with "..."
+
+NEED_A_PERSON = "Images that need a person"
+HELD_BACK = "Changes held back"
+EXPIRING = "Exemptions that expire soon"
+SECTIONS = (NEED_A_PERSON, HELD_BACK, EXPIRING)
+
+
+class Item(NamedTuple):
+    """One line of a digest: an image (or an exemption) in a section."""
+
+    section: str
+    subject: str  # the image id, or the exemption's tag or images
+    name: str  # the image's name ("" when unknown)
+    rule: str  # the rule, "-" when the item concerns no one rule
+    label: str  # cannot_fix, non_compliant, error, audit, guardrail, expires 2026-01-10 ...
+    reason: str
+
+
+class Digest(NamedTuple):
+    subject: str
+    email: str
+    sms: str
+    items: int  # items listed in the email text (the rest are summarised)
+    total: int
+
+    def message_structure(self) -> str:
+        """SMN's message_structure: the full text for email and by default, a short SMS."""
+        return json.dumps(
+            {"default": self.email, "email": self.email, "sms": self.sms}, ensure_ascii=False
+        )
+
+
+def items_for(
+    report: EventReport | SweepReport, policy: Policy, today: date, expiry_days: int
+) -> list[Item]:
+    """Everything a person should hear about, in section order, then by image id and rule.
+    An event lists no expiring exemptions (the sweep's digest does), and no result that
+    FunctionGraph will retry (it is not final yet)."""
+    found: list[Item] = []
+    if isinstance(report, SweepReport):
+        by_id = {r.image_id: r for r in report.results}
+        for entry in report.needs_attention:
+            result = by_id.get(entry["image_id"])
+            found.extend(_attention(entry["image_id"], entry["image_name"], entry, result))
+        if report.guardrail is not None:
+            for entry in report.would_change:
+                result = by_id.get(entry["image_id"])
+                rules = sorted((result.fixes or {}) if result else {}) or ["-"]
+                for rule in rules:
+                    found.append(
+                        Item(
+                            HELD_BACK,
+                            str(entry["image_id"]),
+                            _text(entry["image_name"]),
+                            rule,
+                            "guardrail",
+                            _text(report.guardrail),
+                        )
+                    )
+        for result in report.results:
+            found.extend(_held_by_safety(result))
+        found.extend(expiring(policy, today, expiry_days))
+    else:
+        for result in report.results:
+            if result.retryable:
+                continue
+            cannot_fix = "cannot_fix" in (result.fixes or {}).values() or any(
+                _label(result, v) == "cannot_fix" for v in result.verdicts
+            )
+            if result.outcome in NEEDS_A_HUMAN or cannot_fix:
+                found.extend(_attention(result.subject, result.image_name, None, result))
+            found.extend(_held_by_safety(result))
+    order = {section: index for index, section in enumerate(SECTIONS)}
+    unique = dict.fromkeys(found)  # an image listed twice (results and attention) once
+    return sorted(unique, key=lambda i: (order[i.section], i.subject, i.rule, i.label))
+
+
+def _label(result: ImageResult, verdict: Any) -> str | None:
+    from imsguard.evaluate import fix_label
+
+    return fix_label(verdict, result.sent, result.failed)
+
+
+def _attention(
+    subject: Any, name: Any, entry: dict[str, Any] | None, result: ImageResult | None
+) -> list[Item]:
+    """The lines of an image that needs a person: one per violated rule that was not fixed
+    (the rule and its reason), else one for the image (an error, with its reason)."""
+    image_name = "" if name is None or not isinstance(name, str) else _text(name)
+    lines: list[Item] = []
+    if result is not None:
+        for verdict in result.verdicts:
+            label = _label(result, verdict)
+            if verdict.status == "violation" and label != "fixed":
+                label = "audit" if verdict.mode == "audit" else (label or "non_compliant")
+                lines.append(
+                    Item(
+                        NEED_A_PERSON,
+                        str(subject),
+                        image_name,
+                        verdict.rule,
+                        label,
+                        _text(verdict.reason),
+                    )
+                )
+        if not lines:
+            for rule, label in sorted((result.fixes or {}).items()):
+                if label != "fixed":
+                    lines.append(
+                        Item(
+                            NEED_A_PERSON,
+                            str(subject),
+                            image_name,
+                            rule,
+                            label,
+                            _text(result.reason),
+                        )
+                    )
+    if not lines:
+        outcome = entry["outcome"] if entry else (result.outcome if result else "error")
+        reason = entry["reason"] if entry else (result.reason if result else "")
+        lines.append(Item(NEED_A_PERSON, str(subject), image_name, "-", outcome, _text(reason)))
+    return lines
+
+
+def _held_by_safety(result: ImageResult) -> list[Item]:
+    """An image whose change a safety check held back (e.g. UEFI on an OS IMS does not list)."""
+    if not result.held_back:
+        return []
+    name = result.image_name if isinstance(result.image_name, str) else ""
+    held = ", ".join(sorted(f"{op.get('path', '')}" for op in result.held_back))
+    return [
+        Item(
+            HELD_BACK,
+            result.subject,
+            _text(name),
+            "-",
+            "safety check",
+            _text(f"{held}: {result.reason}"),
+        )
+    ]
+
+
+def expiring(policy: Policy, today: date, days: int) -> list[Item]:
+    """Exemptions whose ``expires`` falls from today to ``days`` days on (an expired one no
+    longer applies: the sweep reports its images by the rules themselves)."""
+    last = today + timedelta(days=days)
+    found: list[Item] = []
+    for exemption in policy.exemptions:
+        if exemption.expires is None or not today <= exemption.expires <= last:
+            continue
+        subject = (
+            f"tag {exemption.tag}"
+            if exemption.tag
+            else "images " + ", ".join(sorted(exemption.images or []))
+        )
+        for rule in sorted(exemption.rules or ["-"]):
+            found.append(
+                Item(
+                    EXPIRING,
+                    subject,
+                    "",
+                    rule,
+                    f"expires {exemption.expires.isoformat()}",
+                    _text(exemption.reason),
+                )
+            )
+    return found
+
+
+def compose(
+    items: list[Item],
+    *,
+    kind: str,
+    region: str | None,
+    project_id: str | None,
+    dry_run: bool,
+    examined: int | None = None,
+    email_bytes: int = EMAIL_BYTES,
+) -> Digest | None:
+    """The digest of these items (None when there are none: nothing is published)."""
+    if not items:
+        return None
+    where = f"{region or 'unknown region'}, project {project_id or 'unknown'}"
+    counts = Counter(i.section for i in items)
+    parts = [f"{counts[s]} {_short(s)}" for s in SECTIONS if counts[s]]
+    mode = " (dry run)" if dry_run else ""
+    subject = _fit_bytes(f"imsguard {kind}{mode} in {where}: " + ", ".join(parts), SUBJECT_BYTES)
+    head = [f"imsguard {kind}{mode} in {where}."]
+    if examined is not None:
+        head.append(f"Images examined: {examined:,}.")
+    lines = [*head, ""]
+    listed = 0
+    section = None
+    summary_reserve = 400  # room kept for the summary line
+    size = _json_bytes("\n".join(lines))
+    for item in items:
+        new = []
+        if item.section != section:
+            new += ["", f"{item.section} ({counts[item.section]:,}):"]
+        new.append(_line(item))
+        cost = _json_bytes("\n".join(new)) + 2
+        if size + cost + summary_reserve > email_bytes:
+            break
+        lines += new
+        size += cost
+        section = item.section
+        listed += 1
+    if listed < len(items):
+        rest = Counter(i.label.split(" ")[0] for i in items[listed:])
+        detail = ", ".join(f"{n:,} {label}" for label, n in sorted(rest.items()))
+        lines += ["", f"and {len(items) - listed:,} more: {detail}"[: summary_reserve - 10]]
+    email = "\n".join(lines).replace("\n\n\n", "\n\n").strip() + "\n"
+    first = items[0]
+    sms = _sms(
+        f"imsguard {kind}{mode} {region or ''}: "
+        + ", ".join(parts)
+        + f". First: {first.subject} {first.rule} {first.label}. Details by email."
+    )
+    return Digest(subject, email, sms, listed, len(items))
+
+
+def _short(section: str) -> str:
+    return {NEED_A_PERSON: "need a person", HELD_BACK: "held back", EXPIRING: "expiring"}[section]
+
+
+def _line(item: Item) -> str:
+    name = f' "{item.name}"' if item.name else ""
+    return f"- {item.subject}{name} rule {item.rule}: {item.label}: {item.reason}"
+
+
+def _text(value: Any) -> str:
+    """One line of text at most FIELD_CHARS long: a name or reason never breaks a line."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= FIELD_CHARS else text[: FIELD_CHARS - 3] + "..."
+
+
+def _json_bytes(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
+
+
+def _fit_bytes(text: str, limit: int) -> str:
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
+def _sms(text: str) -> str:
+    """SMS text: no brackets SMN refuses, at most SMS_CHARS characters."""
+    for bracket in "[]【】":
+        text = text.replace(bracket, "")
+    text = " ".join(text.split())
+    return text if len(text) <= SMS_CHARS else text[: SMS_CHARS - 3] + "..."

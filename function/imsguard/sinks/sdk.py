@@ -1,0 +1,53 @@
+"""What the sinks' SDK clients share: credentials, timeouts, and failures as SinkError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.exceptions.exceptions import SdkException
+from huaweicloudsdkcore.http.http_config import HttpConfig
+
+from imsguard.context import Credentials
+from imsguard.logs import redact
+from imsguard.sinks import SinkError
+
+
+def build_client(
+    client_class: Any,
+    region_class: Any,
+    region: str | None,
+    endpoint: str | None,
+    project_id: str,
+    credentials: Credentials,
+    timeout: tuple[float, float],
+) -> Any:
+    """A client of ``client_class`` with the invocation's credentials (project id always
+    given: no IAM look-up), no retries of the SDK's own, and these timeouts; the region's
+    endpoint unless ``endpoint`` is given."""
+    basic = BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
+    if credentials.security_token:
+        basic = basic.with_security_token(credentials.security_token)
+    config = HttpConfig.get_default_config()
+    config.timeout = timeout
+    config.retry_times = 0
+    builder = client_class.new_builder().with_credentials(basic).with_http_config(config)
+    if endpoint:
+        return builder.with_endpoints([endpoint]).build()
+    try:
+        return builder.with_region(region_class.value_of(region or "")).build()
+    except (KeyError, ValueError) as exc:
+        raise SinkError(f"no endpoint for region {region!r}: {exc}") from None
+
+
+def failure(service: str, exc: Exception) -> SinkError:
+    """The SDK's or the transport's failure as a SinkError naming the service and reason."""
+    if isinstance(exc, SdkException):
+        status = getattr(exc, "status_code", None)
+        code = getattr(exc, "error_code", None) or ""
+        message = getattr(exc, "error_msg", None) or type(exc).__name__
+        return SinkError(redact(f"{service} refused the request: HTTP {status} {code} {message}"))
+    if isinstance(exc, requests.RequestException):
+        return SinkError(f"{service} could not be reached: {type(exc).__name__}")
+    raise exc

@@ -1,0 +1,92 @@
+"""SMN notices: a sweep publishes at most one digest, an event a notice only when its image
+needs a person (``IMSGUARD_NOTIFY_TOPIC_URN``; endpoint ``IMSGUARD_SMN_ENDPOINT``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import requests
+from huaweicloudsdkcore.exceptions.exceptions import SdkException
+from huaweicloudsdksmn.v2 import PublishMessageRequest, PublishMessageRequestBody, SmnClient
+from huaweicloudsdksmn.v2.region.smn_region import SmnRegion
+
+from imsguard.logs import RedactingFilter, log, redact
+from imsguard.permissions import PUBLISH_MESSAGE, requires
+from imsguard.results import SweepReport
+from imsguard.sinks import call_timeouts
+from imsguard.sinks.digest import Digest, compose, items_for
+from imsguard.sinks.sdk import build_client, failure
+
+if TYPE_CHECKING:
+    from imsguard.invocation import Invocation
+    from imsguard.policy import Policy
+    from imsguard.results import EventReport
+
+logging.getLogger("HuaweiCloud-SDK-SmnClient").addHandler(logging.NullHandler())
+logging.getLogger("HuaweiCloud-SDK-SmnClient").addFilter(RedactingFilter())
+
+MESSAGE_TTL_S = 3600  # SMN's own default: a notice an hour late is sent no more
+
+
+class SmnNotices:
+    """One message per invocation to the notice topic, when there is something to say."""
+
+    def finish(
+        self, report: EventReport | SweepReport, invocation: Invocation, policy: Policy
+    ) -> dict[str, Any]:
+        settings = invocation.settings
+        today = invocation.clock.utcnow().date()
+        items = items_for(report, policy, today, settings.notify_expiry_days)
+        sweep = isinstance(report, SweepReport)
+        digest = compose(
+            items,
+            kind="sweep" if sweep else "event",
+            region=settings.region,
+            project_id=invocation.project_id,
+            dry_run=report.dry_run,
+            examined=report.examined if isinstance(report, SweepReport) else None,
+        )
+        if digest is None:
+            return {"published": 0, "topic_urns": []}
+        topic_urn = settings.notify_topic_urn or ""
+        message_id = self.publish(topic_urn, digest, invocation)
+        log(
+            logging.INFO,
+            "notice published",
+            topic_urn=topic_urn,
+            message_id=message_id,
+            items=digest.total,
+        )
+        return {
+            "published": 1,
+            "topic_urns": [topic_urn],
+            "items": digest.total,
+            "listed": digest.items,
+            "message_ids": [message_id],
+        }
+
+    @requires(PUBLISH_MESSAGE)
+    def publish(self, topic_urn: str, digest: Digest, invocation: Invocation) -> str:
+        """Publish the digest to the topic; SMN's message id. The call fits in the time left."""
+        settings = invocation.settings
+        timeouts = call_timeouts(invocation.budget.time_left())
+        client = build_client(
+            SmnClient,
+            SmnRegion,
+            settings.region,
+            settings.smn_endpoint,
+            invocation.project_id,
+            invocation.credentials,
+            timeouts,
+        )
+        body = PublishMessageRequestBody(
+            subject=redact(digest.subject),
+            message_structure=redact(digest.message_structure()),
+            time_to_live=str(MESSAGE_TTL_S),
+        )
+        try:
+            response = client.publish_message(PublishMessageRequest(topic_urn=topic_urn, body=body))
+        except (SdkException, requests.RequestException) as exc:
+            raise failure("SMN", exc) from None
+        return str(response.message_id or "")
