@@ -104,6 +104,17 @@ class FakeHttpApi:
         self.trickle_seconds = 0.0
         self.trickle_headers = False
         self._routes: list[Route] = []  # each service adds its own
+        self._attached: list[FakeHttpApi] = []  # other fakes served by this one's mock
+
+    def attach(self: _Fake, *others: FakeHttpApi) -> _Fake:
+        """Serve these fakes too (e.g. SMN and Cloud Eye beside the fake IMS): their
+        endpoints join this fake's ``responses`` mock, now if it is running or when it
+        starts, so one ``with`` block intercepts every service. Returns this fake."""
+        for other in others:
+            self._attached.append(other)
+            if self._mock is not None:
+                _route_to(self._mock, other)
+        return self
 
     def endpoints(self) -> tuple[str, ...]:
         """The base URLs ``with fake:`` intercepts (each service adds its own)."""
@@ -276,10 +287,8 @@ class FakeHttpApi:
         if self._mock is not None:
             return
         mock = responses.RequestsMock(assert_all_requests_are_fired=False)
-        for endpoint in self.endpoints():
-            url = re.compile(re.escape(endpoint) + r"(?:[/?#].*)?")
-            for method in _HTTP_METHODS:
-                mock.add_callback(method, url, callback=self._responses_callback)
+        for fake in (self, *self._attached):
+            _route_to(mock, fake)
         mock.start()
         self._mock = mock
 
@@ -323,6 +332,13 @@ class FakeHttpApi:
             server.shutdown()
             server.server_close()
             thread.join()
+
+
+def _route_to(mock: responses.RequestsMock, fake: FakeHttpApi) -> None:
+    for endpoint in fake.endpoints():
+        url = re.compile(re.escape(endpoint) + r"(?:[/?#].*)?")
+        for method in _HTTP_METHODS:
+            mock.add_callback(method, url, callback=fake._responses_callback)
 
 
 def format_time(value: datetime) -> str:

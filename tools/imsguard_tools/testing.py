@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone
 
+from imsguard_tools.fake_ces import FakeCes
 from imsguard_tools.fake_fgs import FakeFunctionGraph
 from imsguard_tools.fake_http import FAULT_KINDS, FakeCall
 from imsguard_tools.fake_ims import (
@@ -19,6 +20,7 @@ from imsguard_tools.fake_ims import (
     FakeIms,
     sample_images,
 )
+from imsguard_tools.fake_smn import FakeSmn
 
 __all__ = [
     "COPY_IMAGE_ID",
@@ -30,9 +32,11 @@ __all__ = [
     "NATIVE_IMAGE_ID",
     "SAMPLE_PROJECT_ID",
     "FakeCall",
+    "FakeCes",
     "FakeClock",
     "FakeFunctionGraph",
     "FakeIms",
+    "FakeSmn",
     "sample_images",
 ]
 

@@ -1,0 +1,352 @@
+"""Report sinks: SMN digests and Cloud Eye metrics, through the handler and the real SDK
+clients against the fake IMS, SMN and Cloud Eye (one ``with`` block, on ``responses``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date
+
+import pytest
+import requests
+
+from helpers import SECRETS, load_event, use_policy
+from imsguard.app import handler
+from imsguard.policy import parse_policy
+from imsguard.results import EventReport, ImageResult, SweepReport
+from imsguard.settings import SettingsError, load_settings
+from imsguard.sinks.ces import metric_points
+from imsguard.sinks.digest import SMS_CHARS, SUBJECT_BYTES, compose, expiring, items_for
+from imsguard_tools.local_context import LocalContext
+from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeCes, FakeIms, FakeSmn
+
+REGION = "ap-southeast-1"
+TOPIC = f"urn:smn:{REGION}:{SAMPLE_PROJECT_ID}:imsguard-notices"
+DEBIAN = "c5cd3163-9030-43cb-a7c2-640c237702c7"  # compliant with the default policy
+POLICY = """
+version: 1
+exemptions:
+  - tag: legacy
+    reason: the legacy fleet is replaced in January
+    expires: 2026-01-10
+  - tag: frozen
+    reason: frozen for the audit
+    expires: 2026-06-30
+rules:
+  - name: kebab-case-name
+    kind: name
+    pattern: '^[a-z0-9]+(-[a-z0-9]+)*$'
+    fix: normalize
+  - name: owner-tag
+    kind: tags
+    require: [team]
+"""
+
+
+@pytest.fixture
+def clouds():
+    """The fake IMS, with SMN and Cloud Eye served beside it in the same ``with`` block."""
+    smn = FakeSmn(SAMPLE_PROJECT_ID, REGION)
+    ces = FakeCes(SAMPLE_PROJECT_ID, REGION, now_ms=1_767_227_400_000)  # 2026-01-01 00:30
+    with FakeIms(project_id=SAMPLE_PROJECT_ID).attach(smn, ces) as ims:
+        yield ims, smn, ces
+    for fake in (ims, smn, ces):
+        fake.assert_injections_met()
+
+
+@pytest.fixture
+def sinks_on(context, tmp_path):
+    use_policy(context, tmp_path, POLICY)
+    context.user_data.update(IMSGUARD_NOTIFY_TOPIC_URN=TOPIC, IMSGUARD_METRICS="true")
+    return context
+
+
+def fill(ims):
+    """Four images: compliant, fixable, without a team tag (cannot_fix), and exempt."""
+    add = ims.add_image
+    return {
+        "ok": add({"name": "web-base", "tags": ["team=web"]})["id"],
+        "fixable": add({"name": "Web_Base_2", "tags": ["team=web"]})["id"],
+        "untagged": add({"name": "db-base", "tags": []})["id"],
+        "exempt": add({"name": "Legacy Box", "tags": ["legacy"]})["id"],
+    }
+
+
+def test_a_sweep_publishes_one_digest_and_posts_one_metrics_request(clouds, sinks_on):
+    ims, smn, ces = clouds
+    ids = fill(ims)
+
+    report = handler({"action": "sweep"}, sinks_on)
+
+    assert report["summary"] == {"compliant": 1, "exempt": 1, "non_compliant": 1, "updated": 1}
+    assert len(smn.published) == 1 and len(ces.requests) == 1
+    assert report["sinks"]["smn"]["published"] == 1
+    assert report["sinks"]["smn"]["topic_urns"] == [TOPIC]
+    message = smn.published[0]
+    structure = json.loads(message["message_structure"])
+    email = structure["email"]
+    assert structure["default"] == email and len(structure["sms"]) <= SMS_CHARS
+    assert ids["untagged"] in email and "owner-tag: cannot_fix" in email
+    assert ids["ok"] not in email and ids["exempt"] not in email
+    assert "tag legacy rule -: expires 2026-01-10" in email  # within 14 days of 2026-01-01
+    assert "frozen" not in email  # expires in June
+    assert "1 need a person" in message["subject"] and "1 expiring" in message["subject"]
+    names = {
+        (p["metric"]["metric_name"], p["metric"]["dimensions"][0]["value"]): p["value"]
+        for p in ces.points
+    }
+    assert names[("needs_attention", SAMPLE_PROJECT_ID)] == 1
+    assert names[("violations", "owner-tag")] == 1
+    assert names[("violations", "kebab-case-name")] == 1
+    assert names[("updated_images", SAMPLE_PROJECT_ID)] == 1
+    assert ids["fixable"] not in email  # fixed: nobody needs to hear of it
+    assert report["sinks"]["ces"] == {"posted": len(ces.points), "namespace": "IMSGUARD.Images"}
+    assert {p["metric"]["namespace"] for p in ces.points} == {"IMSGUARD.Images"}
+    assert {p["collect_time"] for p in ces.points} == {1_767_227_400_000}
+
+
+def test_a_compliant_event_publishes_nothing_but_posts_its_metrics(clouds, sinks_on):
+    ims, smn, ces = clouds
+    image = ims.add_image({"name": "web-base", "tags": ["team=web"]})["id"]
+
+    report = handler({"image_id": image}, sinks_on)
+
+    assert report["results"][0]["outcome"] == "compliant"
+    assert smn.published == [] and report["sinks"]["smn"] == {"published": 0, "topic_urns": []}
+    assert len(ces.requests) == 1
+
+
+def test_an_event_whose_image_needs_a_person_publishes_one_notice(clouds, sinks_on):
+    ims, smn, _ = clouds
+    image = ims.add_image({"name": "db-base", "tags": []})["id"]
+
+    report = handler({"image_id": image}, sinks_on)
+
+    assert report["results"][0]["outcome"] == "non_compliant"
+    (message,) = smn.published
+    assert image in json.loads(message["message_structure"])["email"]
+    assert "expir" not in message["subject"]  # an event lists no exemptions
+
+
+def test_no_sink_setting_means_no_sink_call_and_no_sinks_key(clouds, context):
+    ims, smn, ces = clouds
+    fill(ims)
+
+    report = handler({"action": "sweep"}, context)
+
+    assert "sinks" not in report
+    assert smn.calls == [] and ces.calls == []
+
+
+@pytest.mark.parametrize("sink", ["smn", "ces"])
+@pytest.mark.parametrize(
+    "fault",
+    [(403, "APIGW.0302"), (500, "SYS.0500"), requests.exceptions.ReadTimeout("Read timed out")],
+    ids=["403", "500", "timeout"],
+)
+def test_a_failing_sink_changes_nothing_for_images(clouds, sinks_on, sink, fault):
+    ims, smn, ces = clouds
+    fill(ims)
+    baseline = handler({"action": "sweep", "dry_run": True}, sinks_on)
+    fake = smn if sink == "smn" else ces
+    if isinstance(fault, Exception):
+        fake.raise_next("POST", fault)
+    else:
+        fake.fail_next("POST", fault[0], fault[1], "refused")
+
+    report = handler({"action": "sweep", "dry_run": True}, sinks_on)
+
+    assert report["results"] == baseline["results"] and report["summary"] == baseline["summary"]
+    assert "error" in report["sinks"][sink]
+    other = "ces" if sink == "smn" else "smn"
+    assert "error" not in report["sinks"][other]
+    reason = report["sinks"][sink]["error"]
+    assert (
+        ("timed out" in reason.lower() or "reached" in reason)
+        if isinstance(fault, Exception)
+        else str(fault[0]) in reason
+    )
+
+
+def test_a_failing_sink_never_makes_an_event_raise(clouds, sinks_on):
+    ims, smn, ces = clouds
+    image = ims.add_image({"name": "db-base", "tags": []})["id"]
+    smn.fail_next("POST", 500, "SYS.0500")
+    ces.fail_next("POST", 500, "SYS.0500")
+
+    report = handler({"image_id": image}, sinks_on)
+
+    assert report["status"] == "ok" and report["results"][0]["outcome"] == "non_compliant"
+    assert set(report["sinks"]) == {"smn", "ces"}
+    assert all("error" in outcome for outcome in report["sinks"].values())
+
+
+def test_secrets_never_reach_notices_metrics_or_sink_errors(clouds, sinks_on, capsys):
+    ims, smn, ces = clouds
+    ims.add_image({"name": f"img-{SECRETS[1]}", "tags": []})
+    smn.fail_next("POST", 403, "APIGW.0302", f"denied for {SECRETS[0]}")
+
+    report = handler({"action": "sweep"}, sinks_on)
+    handler({"action": "sweep"}, sinks_on)
+
+    sent = json.dumps([smn.published, ces.points, report]) + capsys.readouterr().out
+    assert all(secret not in sent for secret in SECRETS)
+
+
+# -- the digest: a pure function of the report ------------------------------------------
+
+
+def _policy(text: str = POLICY):
+    import yaml
+
+    return parse_policy(yaml.safe_load(text))
+
+
+def _sweep_report(count: int) -> SweepReport:
+    attention = [
+        {
+            "image_id": f"{index:08d}-0000-0000-0000-000000000000",
+            "image_name": f"image-{index}",
+            "reason": "line one\nline two",
+            "outcome": "error" if index % 3 else "non_compliant",
+        }
+        for index in range(count)
+    ]
+    return SweepReport("sweep", False, count, {"error": count}, {}, [], [], attention, [], False)
+
+
+def test_a_long_digest_lists_the_first_images_then_a_summary_line_never_a_cut_line():
+    items = items_for(_sweep_report(3000), _policy(), date(2026, 1, 1), 14)
+
+    digest = compose(
+        items,
+        kind="sweep",
+        region=REGION,
+        project_id=SAMPLE_PROJECT_ID,
+        dry_run=False,
+        email_bytes=20_000,
+    )
+
+    assert digest is not None and 0 < digest.items < 3000
+    lines = digest.email.splitlines()
+    listed = [line for line in lines if line.startswith("- ")]
+    assert len(listed) == digest.items
+    assert all(line.endswith("line one line two") or "expires" in line for line in listed)
+    rest = 3000 + 1 - digest.items  # the expiring exemption is an item too
+    assert lines[-1].startswith(f"and {rest:,} more: ")
+    assert len(json.dumps(digest.email).encode()) <= 20_000
+    assert len(digest.subject.encode()) <= SUBJECT_BYTES and len(digest.sms) <= SMS_CHARS
+    assert len(digest.message_structure().encode()) <= 256 * 1024
+
+
+def test_a_full_size_digest_stays_under_smn_limits():
+    items = items_for(_sweep_report(20_000), _policy(), date(2026, 1, 1), 14)
+
+    digest = compose(
+        items, kind="sweep", region=REGION, project_id=SAMPLE_PROJECT_ID, dry_run=False
+    )
+
+    assert digest is not None
+    assert len(digest.message_structure().encode()) <= 256 * 1024
+    assert "[" not in digest.sms and "]" not in digest.sms
+
+
+def test_the_digest_is_deterministic_and_sorted():
+    report = _sweep_report(50)
+    report.needs_attention.reverse()
+    items = items_for(report, _policy(), date(2026, 1, 1), 14)
+
+    again = items_for(_sweep_report(50), _policy(), date(2026, 1, 1), 14)
+
+    assert items == again
+    assert [i.subject for i in items[:3]] == sorted(i.subject for i in items)[:3]
+
+
+def test_expiring_exemptions_are_those_within_the_days_given():
+    policy = _policy()
+
+    assert [i.label for i in expiring(policy, date(2026, 1, 1), 14)] == ["expires 2026-01-10"]
+    assert expiring(policy, date(2026, 1, 11), 14) == []  # expired: no longer applies
+    assert len(expiring(policy, date(2026, 6, 20), 14)) == 1
+    assert expiring(policy, date(2026, 1, 1), 0) == []
+
+
+def test_a_retryable_event_result_is_not_notified_yet():
+    result = ImageResult("x", "error", "IMS kept failing", retryable=True)
+    report = EventReport("event", False, [result], ())
+
+    assert items_for(report, _policy(), date(2026, 1, 1), 14) == []
+
+
+def test_metric_points_count_the_report():
+    report = SweepReport(
+        "sweep",
+        False,
+        5,
+        {"compliant": 2, "updated": 1, "error": 1, "non_compliant": 1},
+        {"owner-tag": {"violation": 2, "compliant": 3}, "kebab": {"compliant": 5}},
+        [],
+        [],
+        [],
+        [],
+        False,
+    )
+
+    points = {(p["metric_name"], p["dimension"]): p["value"] for p in metric_points(report, "p")}
+
+    assert points == {
+        ("compliant_images", ("project", "p")): 2,
+        ("updated_images", ("project", "p")): 1,
+        ("violations", ("project", "p")): 2,
+        ("errors", ("project", "p")): 1,
+        ("needs_attention", ("project", "p")): 2,
+        ("violations", ("rule", "kebab")): 0,
+        ("violations", ("rule", "owner-tag")): 2,
+    }
+
+
+# -- settings --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("IMSGUARD_NOTIFY_TOPIC_URN", "urn:smn:ap-southeast-1:notes", "not an SMN topic URN"),
+        ("IMSGUARD_NOTIFY_TOPIC_URN", f"urn:fss:{REGION}:{SAMPLE_PROJECT_ID}:t", "SMN topic"),
+        ("IMSGUARD_NOTIFY_EXPIRY_DAYS", "two weeks", "whole number from 0 to 3650"),
+        ("IMSGUARD_NOTIFY_EXPIRY_DAYS", "-1", "whole number"),
+        ("IMSGUARD_METRICS", "sometimes", "not a boolean"),
+        ("IMSGUARD_SMN_ENDPOINT", "smn.example", "not an endpoint URL"),
+        ("IMSGUARD_CES_ENDPOINT", "ftp://ces", "not an endpoint URL"),
+    ],
+)
+def test_bad_sink_settings_are_configuration_errors(clouds, key, value, message):
+    ims, smn, ces = clouds
+    ak, sk, token = SECRETS
+    context = LocalContext({key: value}, ak, sk, token)
+    with pytest.raises(SettingsError, match=message):
+        load_settings(context, {})
+
+    report = handler(load_event("direct_image.json"), context)
+
+    assert report["status"] == "error" and report["reason"].startswith("configuration:")
+    assert ims.calls == [] and smn.calls == [] and ces.calls == []
+
+
+def test_an_ordinary_event_imports_no_sink_and_no_new_sdk():
+    code = (
+        "import sys, imsguard.app\n"
+        "from imsguard_tools.testing import FakeIms\n"
+        "from imsguard_tools.local_context import LocalContext\n"
+        "with FakeIms.seeded() as f:\n"
+        "    before = set(sys.modules)\n"
+        f"    imsguard.app.handler({{'image_id': '{DEBIAN}'}}, LocalContext(None, 'a'*8, 'b'*8))\n"
+        "new = set(sys.modules) - before\n"
+        "print(sorted(m for m in new if 'sinks' in m or 'smn' in m or 'ces' in m))\n"
+    )
+    env = {"IMSGUARD_REGION": REGION, "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID, "PATH": ""}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"
