@@ -280,14 +280,15 @@ def test_package_command_refuses_a_bad_version(capsys):
 
 
 def test_iam_policy_prints_the_agencys_policy_from_the_calls_declarations(capsys):
-    from imsguard_tools.iam import all_permissions, policy_document
-    from imsguard_tools.template import load_template
+    from imsguard_tools.iam import all_permissions, needed, policy_document
+    from imsguard_tools.template import load_template, template_settings
 
     assert main(["iam-policy"]) == 0
 
     out, err = capsys.readouterr()
     printed = json.loads(out)  # stdout holds the policy alone: it can go to IAM as it is
-    assert printed == policy_document(all_permissions())
+    settings = template_settings(ROOT / "template.yaml")
+    assert printed == policy_document(needed(all_permissions(), settings))
     # exactly the actions IMS's and FunctionGraph's permissions tables document
     assert printed == {
         "Version": "1.1",

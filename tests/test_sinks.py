@@ -96,7 +96,7 @@ def test_a_sweep_publishes_one_digest_and_posts_one_metrics_request(clouds, sink
         (p["metric"]["metric_name"], p["metric"]["dimensions"][0]["value"]): p["value"]
         for p in ces.points
     }
-    assert names[("needs_attention", SAMPLE_PROJECT_ID)] == 1
+    assert names[("needs_attention", SAMPLE_PROJECT_ID)] == 1  # the untagged image
     assert names[("violations", "owner-tag")] == 1
     assert names[("violations", "kebab-case-name")] == 1
     assert names[("updated_images", SAMPLE_PROJECT_ID)] == 1
@@ -291,6 +291,7 @@ def test_metric_points_count_the_report():
         [],
         [],
         False,
+        needs_attention_total=2,
     )
 
     points = {(p["metric_name"], p["dimension"]): p["value"] for p in metric_points(report, "p")}
@@ -350,3 +351,26 @@ def test_an_ordinary_event_imports_no_sink_and_no_new_sdk():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_fixed_event_publishes_nothing(clouds, sinks_on):
+    ims, smn, ces = clouds
+    image = ims.add_image({"name": "Web_Base", "tags": ["team=web"]})["id"]
+
+    report = handler({"image_id": image}, sinks_on)
+
+    assert report["results"][0]["outcome"] == "updated"
+    assert smn.published == [] and len(ces.requests) == 1
+
+
+def test_the_agency_policy_gains_exactly_the_enabled_sinks_actions():
+    from imsguard_tools.iam import actions, all_permissions, needed
+
+    base = set(actions(needed(all_permissions(), {})))
+    with_smn = set(actions(needed(all_permissions(), {"IMSGUARD_NOTIFY_TOPIC_URN": TOPIC})))
+    with_ces = set(actions(needed(all_permissions(), {"IMSGUARD_METRICS": "true"})))
+    off = set(actions(needed(all_permissions(), {"IMSGUARD_METRICS": "false"})))
+
+    assert with_smn - base == {"smn:topic:publish"}
+    assert with_ces - base == {"ces:metricData:create"}
+    assert off == base

@@ -203,6 +203,7 @@ class SweepReport:
         "guardrail",
         "ims_retries",
         "needs_attention",
+        "needs_attention_total",
         "notes",
         "results",
         "rules",
@@ -229,6 +230,7 @@ class SweepReport:
         error: str | None = None,
         guardrail: str | None = None,
         continuation: dict[str, Any] | None = None,
+        needs_attention_total: int | None = None,
     ):
         self.trigger = trigger
         self.dry_run = dry_run
@@ -238,6 +240,10 @@ class SweepReport:
         self.changed = changed
         self.would_change = would_change
         self.needs_attention = needs_attention
+        # images that need a person, including those beyond the listed ones
+        self.needs_attention_total = (
+            len(needs_attention) if needs_attention_total is None else needs_attention_total
+        )
         self.results = results
         self.truncated = truncated
         self.notes = notes

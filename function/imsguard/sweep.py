@@ -62,6 +62,7 @@ class SweepTally:
         self.changed: list[dict[str, Any]] = []
         self.would_change: list[dict[str, Any]] = []
         self.attention: list[dict[str, Any]] = []
+        self.attention_total = 0  # images that need a person, listed or not
 
     def add(self, result: ImageResult) -> None:
         """One image's result: counted, listed while under the limit, and published."""
@@ -82,8 +83,10 @@ class SweepTally:
         if outcome in WOULD_CHANGE and len(self.would_change) < self.limit:
             self.would_change.append(changes)
         cannot_fix = "cannot_fix" in (result.fixes or {}).values()
-        if (outcome in NEEDS_A_HUMAN or cannot_fix) and len(self.attention) < self.limit:
-            self.attention.append({**short, "outcome": outcome})
+        if outcome in NEEDS_A_HUMAN or cannot_fix:
+            self.attention_total += 1
+            if len(self.attention) < self.limit:
+                self.attention.append({**short, "outcome": outcome})
         if len(self.results) < self.limit:
             self.results.append(result)
         self.publish(result)
@@ -156,6 +159,7 @@ class SweepHop:
             error=error,
             guardrail=held,
             continuation=continuation,
+            needs_attention_total=tally.attention_total,
         )
 
     # -- phase 1: list and evaluate -----------------------------------------------------

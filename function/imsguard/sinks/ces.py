@@ -43,7 +43,7 @@ def metric_points(report: EventReport | SweepReport, project_id: str) -> list[di
     if isinstance(report, SweepReport):
         summary = Counter(report.summary)
         per_rule = {rule: counts.get("violation", 0) for rule, counts in report.rules.items()}
-        needs = summary["non_compliant"] + summary["error"]
+        needs = report.needs_attention_total
     else:
         summary = Counter(r.outcome for r in report.results)
         rule_counts: Counter[str] = Counter()
