@@ -182,16 +182,22 @@ def test_a_failing_sink_never_makes_an_event_raise(clouds, sinks_on):
     assert all("error" in outcome for outcome in report["sinks"].values())
 
 
-def test_secrets_never_reach_notices_metrics_or_sink_errors(clouds, sinks_on, capsys):
+def test_secrets_never_reach_notices_metrics_or_sink_errors(clouds, sinks_on, tmp_path, capsys):
     ims, smn, ces = clouds
-    ims.add_image({"name": f"img-{SECRETS[1]}", "tags": []})
+    leaky = POLICY.replace("frozen for the audit", f"frozen, ask {SECRETS[1]}").replace(
+        "2026-06-30", "2026-01-05"
+    )
+    use_policy(sinks_on, tmp_path, leaky)  # a reason holding a secret, in the digest
+    ims.add_image({"name": "db-base", "tags": []})
     smn.fail_next("POST", 403, "APIGW.0302", f"denied for {SECRETS[0]}")
 
-    report = handler({"action": "sweep"}, sinks_on)
-    handler({"action": "sweep"}, sinks_on)
+    failed = handler({"action": "sweep"}, sinks_on)
+    published = handler({"action": "sweep"}, sinks_on)
 
-    sent = json.dumps([smn.published, ces.points, report]) + capsys.readouterr().out
-    assert all(secret not in sent for secret in SECRETS)
+    assert "error" in failed["sinks"]["smn"] and len(smn.published) == 1
+    assert "frozen, ask ***" in json.loads(smn.published[0]["message_structure"])["email"]
+    sent = json.dumps([smn.published, ces.points, failed, published])
+    assert all(secret not in sent + capsys.readouterr().out for secret in SECRETS)
 
 
 # -- the digest: a pure function of the report ------------------------------------------
