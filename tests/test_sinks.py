@@ -342,6 +342,7 @@ def test_bad_sink_settings_are_configuration_errors(clouds, key, value, message)
 
 
 def test_an_ordinary_event_imports_no_sink_and_no_new_sdk():
+    """Only the sinks' registry (imsguard.sinks, a few lines) loads: no sink, no SDK."""
     code = (
         "import sys, imsguard.app\n"
         "from imsguard_tools.testing import FakeIms\n"
@@ -350,7 +351,7 @@ def test_an_ordinary_event_imports_no_sink_and_no_new_sdk():
         "    before = set(sys.modules)\n"
         f"    imsguard.app.handler({{'image_id': '{DEBIAN}'}}, LocalContext(None, 'a'*8, 'b'*8))\n"
         "new = set(sys.modules) - before\n"
-        "print(sorted(m for m in new if 'sinks' in m or 'smn' in m or 'ces' in m))\n"
+        "print(sorted(m for m in new if 'sinks.' in m or 'smn' in m or 'ces' in m))\n"
     )
     env = {"IMSGUARD_REGION": REGION, "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID, "PATH": ""}
     out = subprocess.run(

@@ -27,7 +27,6 @@ from imsguard.settings import (
     SWEEP_MAX_HOPS,
     SettingsError,
     load_settings,
-    sinks_on,
 )
 from imsguard.uefi import normalize_os_version
 
@@ -161,9 +160,9 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
         dry_run = settings.dry_run or parsed.dry_run is True
         results = EventCheck(invocation, policy, dry_run, uefi_versions).process(parsed)
         report = EventReport(parsed.summary, dry_run, results, parsed.skipped)
-    if sinks_on(settings):  # each sink, and its SDK, loads only when its setting is present
-        from imsguard.sinks import finish_sinks
+    from imsguard.sinks import finish_sinks, sinks_on
 
+    if sinks_on(settings):  # each sink, and its SDK, loads only when its setting is present
         report.sinks = finish_sinks(report, invocation, policy)
     return report
 

@@ -56,19 +56,6 @@ INVOKE_ASYNC = Permission(
     "IMSGUARD_SWEEP_CONTINUE",
 )
 
-Declared = TypeVar("Declared", bound=Callable[..., Any])
-
-
-def requires(*permissions: Permission) -> Callable[[Declared], Declared]:
-    """Mark a gateway method with the permissions its calls need."""
-
-    def mark(method: Declared) -> Declared:
-        method.permissions = permissions  # type: ignore[attr-defined]
-        return method
-
-    return mark
-
-
 PUBLISH_MESSAGE = Permission(
     "POST /v2/{project_id}/notifications/topics/{topic_urn}/publish",
     "smn:topic:publish",
@@ -83,3 +70,16 @@ CREATE_METRIC_DATA = Permission(
     "(the action name is unconfirmed: README, Assumptions)",
     "IMSGUARD_METRICS",
 )
+
+
+Declared = TypeVar("Declared", bound=Callable[..., Any])
+
+
+def requires(*permissions: Permission) -> Callable[[Declared], Declared]:
+    """Mark a gateway method with the permissions its calls need."""
+
+    def mark(method: Declared) -> Declared:
+        method.permissions = permissions  # type: ignore[attr-defined]
+        return method
+
+    return mark

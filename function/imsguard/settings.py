@@ -110,16 +110,6 @@ class Settings(NamedTuple):
     ces_endpoint: str | None = None
 
 
-# Report sinks and the Settings field that switches each on (sinks/__init__.py maps them to
-# their modules): the handler checks these before it imports anything of the sinks.
-SINK_SWITCHES: dict[str, str] = {"smn": "notify_topic_urn", "ces": "metrics"}
-
-
-def sinks_on(settings: Settings) -> bool:
-    """Whether any report sink is on (none is, unless its setting is present)."""
-    return any(getattr(settings, field) for field in SINK_SWITCHES.values())
-
-
 def read_setting(context: Any, key: str, environ: Mapping[str, str] | None = None) -> str | None:
     """User data wins over the environment (``environ``, default ``os.environ``); empty
     values count as unset."""

@@ -3,7 +3,8 @@
 Each sink is one class in its own module here (``smn.SmnNotices``, ``ces.CesMetrics``) with
 ``finish(report, invocation, policy) -> dict`` (what it did) and ``@requires`` on the method
 that calls its cloud API. A sink's module, and its SDK, load only when its setting is on
-(``settings.SINK_SWITCHES``); Config policy states and OBS reports join the registry later.
+(``REGISTRY``); Config policy states and OBS reports join the registry later. This module
+itself is light: the handler imports it on every invocation with image work.
 
 A failing sink never changes what happened to images: its failure is logged at ERROR and
 reported as ``{"error": ...}`` under the report's ``sinks``; nothing is raised.
@@ -16,17 +17,18 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from imsguard.logs import log, redact
-from imsguard.settings import SINK_SWITCHES
 
 if TYPE_CHECKING:
     from imsguard.invocation import Invocation
     from imsguard.policy import Policy
     from imsguard.results import EventReport, SweepReport
+    from imsguard.settings import Settings
 
-# Each sink's module and class, by the name it reports under (the keys of SINK_SWITCHES).
-REGISTRY: dict[str, tuple[str, str]] = {
-    "smn": ("imsguard.sinks.smn", "SmnNotices"),
-    "ces": ("imsguard.sinks.ces", "CesMetrics"),
+# Each sink by the name it reports under: the Settings field that switches it on, and its
+# module and class (imported only when that field is set).
+REGISTRY: dict[str, tuple[str, str, str]] = {
+    "smn": ("notify_topic_urn", "imsguard.sinks.smn", "SmnNotices"),
+    "ces": ("metrics", "imsguard.sinks.ces", "CesMetrics"),
 }
 
 
@@ -36,7 +38,12 @@ class SinkError(Exception):
 
 def sink_classes() -> list[type]:
     """Every sink's class (imports every sink's SDK: for the tools, never for events)."""
-    return [getattr(importlib.import_module(module), name) for module, name in REGISTRY.values()]
+    return [getattr(importlib.import_module(module), name) for _, module, name in REGISTRY.values()]
+
+
+def sinks_on(settings: Settings) -> bool:
+    """Whether any report sink is on (none is, unless its setting is present)."""
+    return any(getattr(settings, field) for field, _, _ in REGISTRY.values())
 
 
 def finish_sinks(
@@ -44,10 +51,9 @@ def finish_sinks(
 ) -> dict[str, dict[str, Any]]:
     """Run every sink that is on, in registry order; what each did, or why it failed."""
     outcomes: dict[str, dict[str, Any]] = {}
-    for name, field in SINK_SWITCHES.items():
+    for name, (field, module, class_name) in REGISTRY.items():
         if not getattr(invocation.settings, field):
             continue
-        module, class_name = REGISTRY[name]
         try:
             sink = getattr(importlib.import_module(module), class_name)()
             outcomes[name] = sink.finish(report, invocation, policy)
