@@ -8,7 +8,7 @@ CLI's ``test`` and ``explain``, and the tests all share this code.
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from imsguard.attributes import canonical, same_value
@@ -214,7 +214,7 @@ def exemptions_for(
     """The exemptions that hold for this image today, and notes on those that expired."""
     holding, notes = [], []
     for exemption in policy.exemptions:
-        if not _exemption_names(exemption, image):
+        if not exemption_covers(exemption, image):
             continue
         if today is not None and exemption.expires is not None and today > exemption.expires:
             notes.append(
@@ -226,10 +226,22 @@ def exemptions_for(
     return holding, tuple(notes)
 
 
-def _exemption_names(exemption: Exemption, image: dict[str, Any]) -> bool:
+def exemption_covers(exemption: Exemption, image: dict[str, Any]) -> bool:
+    """Whether the exemption names the image (by id, or by a tag it has), expired or not."""
     if exemption.images is not None:
         return str(image.get("id", "")).lower() in {i.lower() for i in exemption.images}
     return has_tag(image.get("tags"), exemption.tag or "")
+
+
+def expiring_soon(policy: Policy, today: date, days: int) -> list[int]:
+    """The indices of the exemptions whose ``expires`` falls from today to ``days`` days on
+    (an expired one no longer applies: its images are reported by the rules themselves)."""
+    last = today + timedelta(days=days)
+    return [
+        index
+        for index, exemption in enumerate(policy.exemptions)
+        if exemption.expires is not None and today <= exemption.expires <= last
+    ]
 
 
 def _exempt_reason(exemption: Exemption) -> str:

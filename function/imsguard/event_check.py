@@ -60,9 +60,11 @@ class EventCheck:
     def _check_image_safely(self, image: dict[str, Any], target: Target) -> ImageResult:
         """One odd image must not cost the other images their results."""
         try:
-            return self._check_image(image, target)
+            result = self._check_image(image, target)
         except Exception as exc:
-            return _internal_error(exc, image["id"])
+            result = _internal_error(exc, image["id"])
+        result.tags = ImageResult.tags_of(image)  # the image was read: for notice routing
+        return result
 
     def _check_image(self, image: dict[str, Any], target: Target) -> ImageResult:
         image_id = image["id"]

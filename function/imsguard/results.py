@@ -39,6 +39,9 @@ NEEDS_A_HUMAN: frozenset[Outcome] = frozenset({"non_compliant", "error"})
 WOULD_CHANGE: frozenset[Outcome] = frozenset({"would_update"})
 
 Operation = dict[str, str]
+# An examined image an exemption that expires soon covers: (the exemption's index in the
+# policy, image id, image name, image tags). Kept for SMN's digest; never reported as JSON.
+Covered = tuple[int, str, Any, tuple[str, ...]]
 
 
 _UNLISTED: Any = object()  # a key not reported: image_name (no image read), job_id (no job)
@@ -64,6 +67,7 @@ class ImageResult:
         "reason",
         "retryable",
         "sent",
+        "tags",
         "verdicts",
     )
 
@@ -85,6 +89,7 @@ class ImageResult:
         verdicts: tuple[Verdict, ...] = (),
         sent: tuple[str, ...] = (),
         failed: bool = False,
+        tags: tuple[str, ...] | None = None,
     ):
         self.image_id = image_id
         self.image_name = image_name  # may be None: an image without a name
@@ -101,9 +106,18 @@ class ImageResult:
         self.verdicts = verdicts
         self.sent = sent  # the attribute names the PATCH carried
         self.failed = failed  # the PATCH failed: fixes are "not_fixed"
+        # The image's tags, when the result is about an image that was read (None: none
+        # was). For notice routing; not part of the JSON entry.
+        self.tags = tags
 
     def __repr__(self) -> str:
         return f"ImageResult({self.to_json()!r})"
+
+    @staticmethod
+    def tags_of(image: dict[str, Any]) -> tuple[str, ...]:
+        """An image's tags as a result keeps them (IMS's list of strings; others dropped)."""
+        tags = image.get("tags")
+        return tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else ()
 
     @property
     def subject(self) -> str:
@@ -191,17 +205,23 @@ class EventReport:
 
 class SweepReport:
     """One sweep hop's report: counts for every image, details for the first of them, and
-    where the next hop resumes (``continuation``) and whether it was started (``continued``)."""
+    where the next hop resumes (``continuation``) and whether it was started (``continued``).
+    ``listed`` (each listed image's result, by id), ``covered`` and ``covered_beyond`` (the
+    examined images that exemptions expiring soon cover: the first ones, then a count per
+    exemption) are for the report sinks, not the JSON."""
 
     __slots__ = (
         "changed",
         "continuation",
         "continued",
+        "covered",
+        "covered_beyond",
         "dry_run",
         "error",
         "examined",
         "guardrail",
         "ims_retries",
+        "listed",
         "needs_attention",
         "needs_attention_total",
         "notes",
@@ -231,6 +251,9 @@ class SweepReport:
         guardrail: str | None = None,
         continuation: dict[str, Any] | None = None,
         needs_attention_total: int | None = None,
+        listed: dict[str, ImageResult] | None = None,
+        covered: list[Covered] | None = None,
+        covered_beyond: dict[int, int] | None = None,
     ):
         self.trigger = trigger
         self.dry_run = dry_run
@@ -250,6 +273,9 @@ class SweepReport:
         self.error = error
         self.guardrail = guardrail
         self.continuation = continuation
+        self.listed = {} if listed is None else listed
+        self.covered = covered  # None: not known (the exemptions themselves are listed)
+        self.covered_beyond = {} if covered_beyond is None else covered_beyond
         self.ims_retries = 0
         self.continued: dict[str, Any] | None = None
         self.sinks: dict[str, dict[str, Any]] | None = None  # what each report sink did

@@ -34,6 +34,7 @@ RESULTS_LIMIT = "IMSGUARD_RESULTS_LIMIT"  # result entries a report lists (defau
 FUNCTION_URN = "IMSGUARD_FUNCTION_URN"  # the function to continue a sweep with
 FGS_ENDPOINT = "IMSGUARD_FGS_ENDPOINT"  # FunctionGraph endpoint URL (default: the region's)
 NOTIFY_TOPIC_URN = "IMSGUARD_NOTIFY_TOPIC_URN"  # SMN topic for digests and notices (off: unset)
+NOTIFY_ROUTES = "IMSGUARD_NOTIFY_ROUTES"  # JSON {"key=value": topic URN}: owners' topics
 NOTIFY_EXPIRY_DAYS = "IMSGUARD_NOTIFY_EXPIRY_DAYS"  # exemptions expiring this soon (default 14)
 SMN_ENDPOINT = "IMSGUARD_SMN_ENDPOINT"  # SMN endpoint URL (default: the region's)
 METRICS = "IMSGUARD_METRICS"  # "true": post Cloud Eye custom metrics after each invocation
@@ -62,6 +63,7 @@ KNOWN_SETTINGS = frozenset(
         FUNCTION_URN,
         FGS_ENDPOINT,
         NOTIFY_TOPIC_URN,
+        NOTIFY_ROUTES,
         NOTIFY_EXPIRY_DAYS,
         SMN_ENDPOINT,
         METRICS,
@@ -104,6 +106,7 @@ class Settings(NamedTuple):
     function_urn: str | None = None
     fgs_endpoint: str | None = None
     notify_topic_urn: str | None = None
+    notify_routes: tuple[tuple[str, str], ...] = ()  # (tag, topic URN), in the order given
     notify_expiry_days: int = 14
     smn_endpoint: str | None = None
     metrics: bool = False
@@ -175,6 +178,7 @@ def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Set
     log_level = (read(LOG_LEVEL) or "INFO").upper()
     if log_level not in _LOG_LEVELS:
         raise SettingsError(f"{LOG_LEVEL}={log_level!r} is not one of {sorted(_LOG_LEVELS)}")
+    notify_topic_urn = _topic_urn(read)
     return Settings(
         region=region,
         project_id=project_id,
@@ -193,7 +197,8 @@ def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Set
         results_limit=int(_number(read, RESULTS_LIMIT, 1000, 0, 100_000, whole=True)),
         function_urn=_function_urn(read),
         fgs_endpoint=_endpoint(read, FGS_ENDPOINT),
-        notify_topic_urn=_topic_urn(read),
+        notify_topic_urn=notify_topic_urn,
+        notify_routes=_routes(read, notify_topic_urn),
         notify_expiry_days=int(_number(read, NOTIFY_EXPIRY_DAYS, 14, 0, 3650, whole=True)),
         smn_endpoint=_endpoint(read, SMN_ENDPOINT),
         metrics=parse_bool(METRICS, read(METRICS)),
@@ -261,3 +266,53 @@ def _topic_urn(read: Reader) -> str | None:
             "urn:smn:ap-southeast-1:<project id>:imsguard-notices"
         )
     return urn
+
+
+def _routes(read: Reader, default_topic: str | None) -> tuple[tuple[str, str], ...]:
+    """``IMSGUARD_NOTIFY_ROUTES``: a JSON object from an image tag (``key=value``, or ``key``
+    for any value, as policy tags are written) to the SMN topic URN that hears about the
+    images with that tag. It needs ``IMSGUARD_NOTIFY_TOPIC_URN``: the other images' topic."""
+    text = read(NOTIFY_ROUTES)
+    if text is None:
+        return ()
+    import json  # only when routes are set
+
+    from imsguard.match import TAG
+
+    example = (
+        '; write a JSON object such as {"team=web": "urn:smn:<region>:<project id>:web-notices"}'
+    )
+    if default_topic is None:
+        raise SettingsError(
+            f"{NOTIFY_ROUTES} needs {NOTIFY_TOPIC_URN}: the topic for the images no route matches"
+        )
+
+    class Pairs(list[tuple[str, Any]]):
+        """A JSON object's members in order (json.loads would keep only a repeated key's last)."""
+
+    def pairs(items: list[tuple[str, Any]]) -> Pairs:
+        seen = [key for key, _ in items]
+        twice = sorted({key for key in seen if seen.count(key) > 1})
+        if twice:
+            raise SettingsError(f"{NOTIFY_ROUTES} names the tag {twice[0]!r} twice")
+        return Pairs(items)
+
+    try:
+        routes = json.loads(text, object_pairs_hook=pairs)
+    except ValueError as exc:
+        if isinstance(exc, SettingsError):
+            raise
+        raise SettingsError(f"{NOTIFY_ROUTES} is not JSON ({exc}){example}") from None
+    if not isinstance(routes, Pairs) or not routes:
+        raise SettingsError(f"{NOTIFY_ROUTES} is not a JSON object with routes{example}")
+    for tag, urn in routes:
+        if not isinstance(tag, str) or not TAG.fullmatch(tag):
+            raise SettingsError(
+                f"{NOTIFY_ROUTES}: {tag!r} is not a tag: write key=value (or key, any value)"
+            )
+        if not isinstance(urn, str) or not re.fullmatch(_TOPIC_URN, urn):
+            raise SettingsError(
+                f"{NOTIFY_ROUTES}: the topic of {tag!r}, {urn!r}, is not an SMN topic URN "
+                "such as urn:smn:ap-southeast-1:<project id>:web-notices"
+            )
+    return tuple(routes)

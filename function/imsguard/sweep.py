@@ -19,7 +19,7 @@ from datetime import timezone
 from typing import Any, NamedTuple
 
 from imsguard.clock import RateLimiter
-from imsguard.evaluate import before, evaluate, fix_label, plan
+from imsguard.evaluate import before, evaluate, exemption_covers, expiring_soon, fix_label, plan
 from imsguard.event_models import SweepOptions
 from imsguard.events import parse_time
 from imsguard.ims import ImsError
@@ -30,6 +30,7 @@ from imsguard.resolve import failure
 from imsguard.results import (
     NEEDS_A_HUMAN,
     WOULD_CHANGE,
+    Covered,
     ImageResult,
     Outcome,
     SweepReport,
@@ -47,6 +48,7 @@ class PlannedPatch(NamedTuple):
     before: dict[str, Any]  # what the changed attributes held: the change can be undone
     examined_at: int  # images this hop examined before it, and of those, the ones
     changes_at: int  # it would change: a hop that defers it hands these counts on
+    tags: tuple[str, ...]  # the image's tags (for notice routing)
 
 
 class SweepTally:
@@ -63,6 +65,19 @@ class SweepTally:
         self.would_change: list[dict[str, Any]] = []
         self.attention: list[dict[str, Any]] = []
         self.attention_total = 0  # images that need a person, listed or not
+        # For the report sinks: each listed image's result by id (shared, not copied), and
+        # the images exemptions expiring soon cover (the first ``limit``, then counts).
+        self.listed: dict[str, ImageResult] = {}
+        self.covered: list[Covered] = []
+        self.covered_beyond: Counter[int] = Counter()
+
+    def cover(self, exemption: int, image: dict[str, Any]) -> None:
+        """An examined image that an exemption expiring soon covers."""
+        if len(self.covered) < self.limit:
+            tags = ImageResult.tags_of(image)
+            self.covered.append((exemption, str(image.get("id")), image.get("name"), tags))
+        else:
+            self.covered_beyond[exemption] += 1
 
     def add(self, result: ImageResult) -> None:
         """One image's result: counted, listed while under the limit, and published."""
@@ -78,17 +93,24 @@ class SweepTally:
             "operations": result.operations,
             "before": {} if result.before is None else result.before,
         }
+        listed = False
         if outcome == "updated" and len(self.changed) < self.limit:
             self.changed.append(changes)
+            listed = True
         if outcome in WOULD_CHANGE and len(self.would_change) < self.limit:
             self.would_change.append(changes)
+            listed = True
         cannot_fix = "cannot_fix" in (result.fixes or {}).values()
         if outcome in NEEDS_A_HUMAN or cannot_fix:
             self.attention_total += 1
             if len(self.attention) < self.limit:
                 self.attention.append({**short, "outcome": outcome})
+                listed = True
         if len(self.results) < self.limit:
             self.results.append(result)
+            listed = True
+        if listed and result.image_id:
+            self.listed[result.image_id] = result
         self.publish(result)
 
 
@@ -117,6 +139,12 @@ class SweepHop:
         self.progress = invocation.progress
         self.tally = SweepTally(settings.results_limit, invocation.publish)
         self.today = invocation.clock.utcnow().date()
+        # Exemptions expiring soon, whose images SMN's digest lists (only when it is on).
+        self.expiring = (
+            expiring_soon(policy, self.today, settings.notify_expiry_days)
+            if settings.notify_topic_urn
+            else []
+        )
         self.limiter = RateLimiter(settings.sweep_rate, invocation.clock)
         self.examined = 0
         self.seen: set[str] = set()  # ids examined by this run: each counted once
@@ -160,6 +188,9 @@ class SweepHop:
             guardrail=held,
             continuation=continuation,
             needs_attention_total=tally.attention_total,
+            listed=tally.listed,
+            covered=tally.covered,
+            covered_beyond=dict(tally.covered_beyond),
         )
 
     # -- phase 1: list and evaluate -----------------------------------------------------
@@ -261,6 +292,9 @@ class SweepHop:
         self, image: dict[str, Any], listed_after: str | None
     ) -> PlannedPatch | None:
         """One odd image must not stop the sweep: its error is its result, the rest go on."""
+        for index in self.expiring:
+            if exemption_covers(self.policy.exemptions[index], image):
+                self.tally.cover(index, image)
         try:
             return self._evaluate(image, listed_after)
         except Exception as exc:
@@ -271,6 +305,7 @@ class SweepHop:
                     "error",
                     f"internal error: {type(exc).__name__}: {exc}",
                     image_name=image.get("name"),
+                    tags=ImageResult.tags_of(image),
                 )
             )
             return None
@@ -298,6 +333,7 @@ class SweepHop:
                 before(image, planned.send),
                 examined_at,
                 changes_at,
+                ImageResult.tags_of(image),
             )
         self.tally.add(
             ImageResult(
@@ -311,6 +347,7 @@ class SweepHop:
                 if planned.outcome == "would_update"
                 else None,
                 fixes=labels,
+                tags=ImageResult.tags_of(image),
             )
         )
         return None
@@ -415,6 +452,7 @@ class SweepHop:
             before=planned.before,
             retryable=retryable,
             fixes=fixes,
+            tags=planned.tags,
         )
 
     def _continuation(self, marker: str | None, cause: str) -> dict[str, Any]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import date, timedelta
+from datetime import date
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from imsguard.results import NEEDS_A_HUMAN, EventReport, ImageResult, SweepReport
+from imsguard.evaluate import exemption_covers, expiring_soon
+from imsguard.match import has_tag
+from imsguard.results import NEEDS_A_HUMAN, Covered, EventReport, ImageResult, SweepReport
 
 if TYPE_CHECKING:
     from imsguard.policy import Policy
@@ -41,6 +43,9 @@ class Item(NamedTuple):
     rule: str  # the rule, "-" when the item concerns no one rule
     label: str  # cannot_fix, non_compliant, error, audit, guardrail, expires 2026-01-10 ...
     reason: str
+    # The image's tags, which route the line to a topic (None: no image read, or the line
+    # is about an exemption: it goes to the default topic).
+    tags: tuple[str, ...] | None = None
 
 
 class Digest(NamedTuple):
@@ -61,11 +66,13 @@ def items_for(
     report: EventReport | SweepReport, policy: Policy, today: date, expiry_days: int
 ) -> list[Item]:
     """Everything a person should hear about, in section order, then by image id and rule.
-    An event lists no expiring exemptions (the sweep's digest does), and no result that
-    FunctionGraph will retry (it is not final yet)."""
+    An event lists no result that FunctionGraph will retry (it is not final yet), and of the
+    exemptions expiring soon only those covering its images (a sweep's digest lists the
+    images each one covers, or the exemption itself when it covers none it examined)."""
     found: list[Item] = []
     if isinstance(report, SweepReport):
         by_id = {r.image_id: r for r in report.results}
+        by_id.update(report.listed)
         for entry in report.needs_attention:
             result = by_id.get(entry["image_id"])
             found.extend(_attention(entry["image_id"], entry["image_name"], entry, result))
@@ -82,12 +89,21 @@ def items_for(
                             rule,
                             "guardrail",
                             _text(report.guardrail),
+                            result.tags if result else None,
                         )
                     )
         for result in report.results:
             found.extend(_held_by_safety(result))
-        found.extend(expiring(policy, today, expiry_days))
+        found.extend(expiring(policy, today, expiry_days, report.covered, report.covered_beyond))
     else:
+        indices = expiring_soon(policy, today, expiry_days)
+        covered: list[Covered] = [
+            (index, r.image_id, r.image_name, r.tags)
+            for r in report.results
+            if r.tags is not None and r.image_id
+            for index in indices
+            if exemption_covers(policy.exemptions[index], {"id": r.image_id, "tags": [*r.tags]})
+        ]
         for result in report.results:
             if result.retryable:
                 continue
@@ -97,6 +113,7 @@ def items_for(
             if result.outcome in NEEDS_A_HUMAN or cannot_fix:
                 found.extend(_attention(result.subject, result.image_name, None, result))
             found.extend(_held_by_safety(result))
+        found.extend(expiring(policy, today, expiry_days, covered, itself=False))
     order = {section: index for index, section in enumerate(SECTIONS)}
     unique = dict.fromkeys(found)  # an image listed twice (results and attention) once
     return sorted(unique, key=lambda i: (order[i.section], i.subject, i.rule, i.label))
@@ -114,6 +131,7 @@ def _attention(
     """The lines of an image that needs a person: one per violated rule that was not fixed
     (the rule and its reason), else one for the image (an error, with its reason)."""
     image_name = "" if name is None or not isinstance(name, str) else _text(name)
+    tags = result.tags if result is not None else None
     lines: list[Item] = []
     if result is not None:
         for verdict in result.verdicts:
@@ -128,6 +146,7 @@ def _attention(
                         verdict.rule,
                         label,
                         _text(verdict.reason),
+                        tags,
                     )
                 )
         if not lines:
@@ -141,12 +160,15 @@ def _attention(
                             rule,
                             label,
                             _text(result.reason),
+                            tags,
                         )
                     )
     if not lines:
         outcome = entry["outcome"] if entry else (result.outcome if result else "error")
         reason = entry["reason"] if entry else (result.reason if result else "")
-        lines.append(Item(NEED_A_PERSON, str(subject), image_name, "-", outcome, _text(reason)))
+        lines.append(
+            Item(NEED_A_PERSON, str(subject), image_name, "-", outcome, _text(reason), tags)
+        )
     return lines
 
 
@@ -164,35 +186,81 @@ def _held_by_safety(result: ImageResult) -> list[Item]:
             "-",
             "safety check",
             _text(f"{held}: {result.reason}"),
+            result.tags,
         )
     ]
 
 
-def expiring(policy: Policy, today: date, days: int) -> list[Item]:
+def expiring(
+    policy: Policy,
+    today: date,
+    days: int,
+    covered: list[Covered] | None = None,
+    beyond: dict[int, int] | None = None,
+    itself: bool = True,
+) -> list[Item]:
     """Exemptions whose ``expires`` falls from today to ``days`` days on (an expired one no
-    longer applies: the sweep reports its images by the rules themselves)."""
-    last = today + timedelta(days=days)
+    longer applies: the sweep reports its images by the rules themselves). Each image one
+    covers (``covered``) is a line: its id, name, the exemption's rules, expiry, which
+    exemption and why; ``beyond`` counts the covered images not kept, summarised in one line
+    per exemption. An exemption that covers no known image is listed itself (``itself``;
+    always when ``covered`` is None: the images are not known)."""
     found: list[Item] = []
-    for exemption in policy.exemptions:
-        if exemption.expires is None or not today <= exemption.expires <= last:
-            continue
-        subject = (
+    for index in expiring_soon(policy, today, days):
+        exemption = policy.exemptions[index]
+        which = (
             f"tag {exemption.tag}"
             if exemption.tag
             else "images " + ", ".join(sorted(exemption.images or []))
         )
-        for rule in sorted(exemption.rules or ["-"]):
+        label = f"expires {exemption.expires.isoformat() if exemption.expires else ''}"
+        rules = ", ".join(sorted(exemption.rules or ["-"]))
+        images = [c for c in covered or () if c[0] == index]
+        more = (beyond or {}).get(index, 0)
+        for _, image_id, name, tags in images:
             found.append(
                 Item(
                     EXPIRING,
-                    subject,
-                    "",
-                    rule,
-                    f"expires {exemption.expires.isoformat()}",
-                    _text(exemption.reason),
+                    image_id,
+                    _text(name) if isinstance(name, str) else "",
+                    rules,
+                    label,
+                    _text(f"exemption {which}: {exemption.reason}"),
+                    tags,
                 )
             )
+        if more:
+            found.append(
+                Item(
+                    EXPIRING,
+                    _text(which),
+                    "",
+                    rules,
+                    label,
+                    _text(f"and {more:,} more images it covers: {exemption.reason}"),
+                )
+            )
+        if itself and not images and not more:
+            found.extend(
+                Item(EXPIRING, _text(which), "", rule, label, _text(exemption.reason))
+                for rule in sorted(exemption.rules or ["-"])
+            )
     return found
+
+
+def route(
+    items: list[Item], routes: tuple[tuple[str, str], ...], default_topic: str
+) -> dict[str, list[Item]]:
+    """Each topic's items, in order: an item whose image has a route's tag goes to that
+    route's topic (to each, if several match; once to a topic two routes name), the rest to
+    ``default_topic``. Topics without items are left out; the default topic comes first."""
+    topics: dict[str, list[Item]] = {default_topic: []}
+    for item in items:
+        tags = [*item.tags] if item.tags is not None else None
+        matched = [urn for tag, urn in routes if tags is not None and has_tag(tags, tag)]
+        for urn in dict.fromkeys(matched or [default_topic]):
+            topics.setdefault(urn, []).append(item)
+    return {urn: listed for urn, listed in topics.items() if listed}
 
 
 def compose(

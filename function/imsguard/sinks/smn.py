@@ -1,5 +1,7 @@
-"""SMN notices: a sweep publishes at most one digest, an event a notice only when its image
-needs a person (``IMSGUARD_NOTIFY_TOPIC_URN``; endpoint ``IMSGUARD_SMN_ENDPOINT``)."""
+"""SMN notices: a sweep publishes at most one digest per topic, an event a notice only when
+its image needs a person (``IMSGUARD_NOTIFY_TOPIC_URN``; endpoint ``IMSGUARD_SMN_ENDPOINT``).
+``IMSGUARD_NOTIFY_ROUTES`` sends the lines of images with a route's tag to that route's
+topic instead; the rest go to the default topic."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from huaweicloudsdksmn.v2.region.smn_region import SmnRegion
 from imsguard.logs import RedactingFilter, log, redact
 from imsguard.permissions import PUBLISH_MESSAGE, requires
 from imsguard.results import SweepReport
-from imsguard.sinks import call_timeouts
-from imsguard.sinks.digest import Digest, compose, items_for
+from imsguard.sinks import SinkError, call_timeouts
+from imsguard.sinks.digest import Digest, compose, items_for, route
 from imsguard.sinks.sdk import build_client, failure
 
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ MESSAGE_TTL_S = 3600  # SMN's own default: a notice an hour late is sent no more
 
 
 class SmnNotices:
-    """One message per invocation to the notice topic, when there is something to say."""
+    """At most one message per topic per invocation, when there is something to say."""
 
     def finish(
         self, report: EventReport | SweepReport, invocation: Invocation, policy: Policy
@@ -39,32 +41,46 @@ class SmnNotices:
         today = invocation.clock.utcnow().date()
         items = items_for(report, policy, today, settings.notify_expiry_days)
         sweep = isinstance(report, SweepReport)
-        digest = compose(
-            items,
-            kind="sweep" if sweep else "event",
-            region=settings.region,
-            project_id=invocation.project_id,
-            dry_run=report.dry_run,
-            examined=report.examined if isinstance(report, SweepReport) else None,
-        )
-        if digest is None:
-            return {"published": 0, "topic_urns": []}
-        topic_urn = settings.notify_topic_urn or ""
-        message_id = self.publish(topic_urn, digest, invocation)
-        log(
-            logging.INFO,
-            "notice published",
-            topic_urn=topic_urn,
-            message_id=message_id,
-            items=digest.total,
-        )
-        return {
-            "published": 1,
-            "topic_urns": [topic_urn],
-            "items": digest.total,
-            "listed": digest.items,
-            "message_ids": [message_id],
-        }
+        outcome: dict[str, Any] = {"published": 0, "topic_urns": []}
+        failed: list[tuple[str, SinkError]] = []
+        by_topic = route(items, settings.notify_routes, settings.notify_topic_urn or "")
+        for topic_urn, topic_items in by_topic.items():
+            digest = compose(
+                topic_items,
+                kind="sweep" if sweep else "event",
+                region=settings.region,
+                project_id=invocation.project_id,
+                dry_run=report.dry_run,
+                examined=report.examined if isinstance(report, SweepReport) else None,
+            )
+            if digest is None:
+                continue
+            try:
+                message_id = self.publish(topic_urn, digest, invocation)
+            except SinkError as exc:
+                failed.append((topic_urn, exc))
+                continue
+            log(
+                logging.INFO,
+                "notice published",
+                topic_urn=topic_urn,
+                message_id=message_id,
+                items=digest.total,
+            )
+            outcome["published"] += 1
+            outcome["topic_urns"].append(topic_urn)
+            outcome["items"] = outcome.get("items", 0) + digest.total
+            outcome["listed"] = outcome.get("listed", 0) + digest.items
+            outcome.setdefault("message_ids", []).append(message_id)
+        if failed:
+            if len(by_topic) == 1:
+                raise failed[0][1]
+            reasons = "; ".join(f"topic {urn}: {exc}" for urn, exc in failed)
+            if not outcome["published"]:  # nothing went out: the sink failed
+                raise SinkError(reasons)
+            outcome["error"] = redact(reasons)  # some topics heard, these did not
+            log(logging.ERROR, "report sink failed", sink="smn", reason=outcome["error"])
+        return outcome
 
     @requires(PUBLISH_MESSAGE)
     def publish(self, topic_urn: str, digest: Digest, invocation: Invocation) -> str:
