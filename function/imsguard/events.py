@@ -4,8 +4,8 @@ Each kind of event is one :class:`Envelope` in :data:`ENVELOPES`: a sweep action
 trigger event (``{"cts": {...}}``), an EventGrid batch (``{"events": [...]}``) or single
 CloudEvent carrying a CTS trace, a direct invocation (``{"image_id": ...}`` /
 ``{"image_ids": [...]}``), a timer, a Config custom rule's evaluation. Where each IMS
-trace keeps its ids is data: :data:`TRACE_SPECS`. Anything else becomes a :class:`Skip` with a reason, never an
-exception.
+trace keeps its ids is data: :data:`TRACE_SPECS`. Anything else becomes a :class:`Skip`
+with a reason, never an exception.
 """
 
 from __future__ import annotations
