@@ -112,6 +112,7 @@ def clouds():
 @pytest.fixture
 def ctx(context, tmp_path):
     use_policy(context, tmp_path, POLICY)
+    context.user_data["IMSGUARD_CONFIG_RULES"] = "true"
     return context
 
 
@@ -309,6 +310,17 @@ def test_config_endpoint_setting_is_used(clouds, ctx):
     handler(resource_event(image), ctx)
 
     assert [s["compliance_state"] for s in other.states] == ["Compliant"]
+
+
+def test_config_mode_is_off_unless_its_setting_is_on(clouds, ctx):
+    ims, config = clouds
+    image = dict(ims.add_image({"name": "Web_Base_2", "tags": ["team=web"]}))
+    del ctx.user_data["IMSGUARD_CONFIG_RULES"]
+
+    report = handler(resource_event(image), ctx)
+
+    assert report["status"] == "ignored" and "IMSGUARD_CONFIG_RULES=true" in report["reason"]
+    assert ims.calls == [] and config.calls == []
 
 
 def test_an_image_in_another_region_is_ignored(clouds, ctx):

@@ -29,6 +29,7 @@ from imsguard.events import (
 from imsguard.logs import get_logger, keep_secret, log, redact, redact_all, set_context
 from imsguard.policy import PolicyError, cached_policy
 from imsguard.settings import (
+    CONFIG_RULES,
     FUNCTION_URN,
     SWEEP_CONTINUE,
     SWEEP_MAX_HOPS,
@@ -139,6 +140,12 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
         log(logging.INFO, "event skipped", status=parsed.status, reason=parsed.reason)
         return _stop(parsed.status, parsed.reason)
     config = parsed.config
+    if config is not None and not settings.config_rules:
+        return _stop(
+            "ignored",
+            f"a Config rule's evaluation, but Config custom-rule mode is off: set "
+            f"{CONFIG_RULES}=true (the agency then needs rms:policyStates:update)",
+        )
     region_id = (config.resource or {}).get("region_id") if config else None
     if region_id and settings.region and region_id != settings.region:
         return _stop(

@@ -75,7 +75,7 @@ UPDATE_POLICY_STATE = Permission(
     "rms:policyStates:update",
     "Config user guide, custom rules: the function's agency \"must include the "
     "rms:policyStates:update permission\" (the API reference's permissions table is unconfirmed)",
-    # always in the agency: whether a Config rule invokes the function is not a setting
+    "IMSGUARD_CONFIG_RULES",
 )
 
 
