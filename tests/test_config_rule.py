@@ -5,8 +5,10 @@ with UpdatePolicyState through the real Config SDK client against a fake Config 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -421,8 +423,14 @@ def test_an_ordinary_event_imports_neither_the_config_reporter_nor_its_sdk():
         "print(sorted(m for m in sys.modules\n"
         "             if m == 'imsguard.sinks.config' or 'sdkconfig' in m))\n"
     )
-    env = {"IMSGUARD_REGION": REGION, "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID, "PATH": ""}
+    root = Path(__file__).resolve().parent.parent  # this checkout's code, not an installed one
+    env = {
+        "IMSGUARD_REGION": REGION,
+        "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID,
+        "PATH": "",
+        "PYTHONPATH": os.pathsep.join(str(root / part) for part in ("function", "tools")),
+    }
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=root
     ).stdout
     assert out.strip().splitlines()[-1] == "[]"
