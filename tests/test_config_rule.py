@@ -434,3 +434,54 @@ def test_an_ordinary_event_imports_neither_the_config_reporter_nor_its_sdk():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=root
     ).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_periodic_evaluation_out_of_time_continues_itself_as_a_config_event(clouds, ctx, clock):
+    ims, config = clouds
+    images = {
+        dict(ims.add_image({"name": f"web-{index}", "tags": ["team=web"]}))["id"]
+        for index in range(30)
+    }
+    urn = f"urn:fss:{REGION}:{SAMPLE_PROJECT_ID}:function:default:imsguard:latest"
+    ctx.user_data.update(
+        IMSGUARD_SWEEP_PAGE_SIZE="10",
+        IMSGUARD_SWEEP_CONTINUE="true",
+        IMSGUARD_FUNCTION_URN=urn,
+        IMSGUARD_FGS_ENDPOINT=ims.fgs_endpoint,
+    )
+    ctx.timeout_ms = 17_000
+    ims.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+
+    first = handler(period_event("owner-tag"), ctx)
+
+    assert first["continued"]["started"] is True
+    (invocation,) = ims.invocations
+    body = invocation["body"]
+    assert body == {
+        "domain_id": DOMAIN,
+        "policy_assignment_id": ASSIGNMENT,
+        "policy_assignment_name": "imsguard-images",
+        "trigger_type": "period",
+        "evaluation_time": EVALUATED_AT,
+        "evaluation_hash": HASH,
+        "invoking_event": {"id": DOMAIN, "name": "Account"},
+        "rule_parameter": {"rule": {"value": "owner-tag"}},
+        "imsguard_sweep": {
+            "hop": 1,
+            "marker": first["continuation"]["marker"],
+            "examined_before": first["examined"],
+            "planned_before": 0,
+        },
+    }
+    assert first["sinks"]["config"]["reported"] == first["examined"]
+    reported = {call.body["policy_resource"]["resource_id"] for call in puts(config)}
+    for _ in range(5):  # what FunctionGraph would deliver, hop after hop
+        clock.elapsed = 0
+        ims.invocations.clear()
+        report = handler(body, ctx)
+        reported |= {call.body["policy_resource"]["resource_id"] for call in puts(config)}
+        if not ims.invocations:
+            break
+        body = ims.invocations[0]["body"]
+    assert reported == images and len(puts(config)) == len(images)
+    assert report["trigger"].startswith("Config periodic evaluation")
