@@ -4,9 +4,11 @@ clients against the fake IMS, SMN and Cloud Eye (one ``with`` block, on ``respon
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import date
+from pathlib import Path
 
 import pytest
 import requests
@@ -358,7 +360,13 @@ def test_an_ordinary_event_imports_no_sink_and_no_new_sdk():
         "new = set(sys.modules) - before\n"
         "print(sorted(m for m in new if 'sinks.' in m or 'smn' in m or 'ces' in m))\n"
     )
-    env = {"IMSGUARD_REGION": REGION, "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID, "PATH": ""}
+    root = Path(__file__).resolve().parents[1]  # this checkout's code, not an installed one
+    env = {
+        "IMSGUARD_REGION": REGION,
+        "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID,
+        "PATH": "",
+        "PYTHONPATH": os.pathsep.join(str(root / part) for part in ("function", "tools")),
+    }
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout
