@@ -162,7 +162,10 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
         report = EventReport(parsed.summary, dry_run, results, parsed.skipped)
     from imsguard.sinks import finish_sinks, sinks_on
 
-    if sinks_on(settings):  # each sink, and its SDK, loads only when its setting is present
+    # An event the handler will raise for is not final: FunctionGraph retries it, and the
+    # try that ends it runs the sinks, once (never a notice or metrics twice).
+    final = not (isinstance(report, EventReport) and report.retryable)
+    if final and sinks_on(settings):  # each sink, and its SDK, loads only when it is on
         report.sinks = finish_sinks(report, invocation, policy)
     return report
 
