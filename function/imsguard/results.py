@@ -152,6 +152,15 @@ class ImageResult:
         return entry
 
 
+def needs_a_person(result: ImageResult) -> bool:
+    """Whether a person should look at this image: its outcome is one of NEEDS_A_HUMAN, or
+    a rule it violates cannot be fixed (a sweep's ``fixes`` labels, an event's verdicts).
+    The one definition: the sweep's needs_attention, SMN's notices and Cloud Eye use it."""
+    if result.outcome in NEEDS_A_HUMAN or "cannot_fix" in (result.fixes or {}).values():
+        return True
+    return any(fix_label(v, result.sent, result.failed) == "cannot_fix" for v in result.verdicts)
+
+
 def verdict_entry(verdict: Verdict, sent: Collection[str], failed: bool = False) -> dict[str, Any]:
     """A rule's verdict as reported: verdict, reason, mode, and for a violation its fix."""
     entry: dict[str, Any] = {
@@ -208,7 +217,7 @@ class SweepReport:
     where the next hop resumes (``continuation``) and whether it was started (``continued``).
     ``listed`` (each listed image's result, by id), ``covered`` and ``covered_beyond`` (the
     examined images that exemptions expiring soon cover: the first ones, then a count per
-    exemption) are for the report sinks, not the JSON."""
+    exemption) and ``hop`` are for the report sinks, not the JSON."""
 
     __slots__ = (
         "changed",
@@ -220,6 +229,7 @@ class SweepReport:
         "error",
         "examined",
         "guardrail",
+        "hop",
         "ims_retries",
         "listed",
         "needs_attention",
@@ -254,6 +264,7 @@ class SweepReport:
         listed: dict[str, ImageResult] | None = None,
         covered: list[Covered] | None = None,
         covered_beyond: dict[int, int] | None = None,
+        hop: int = 0,
     ):
         self.trigger = trigger
         self.dry_run = dry_run
@@ -276,6 +287,7 @@ class SweepReport:
         self.listed = {} if listed is None else listed
         self.covered = covered  # None: not known (the exemptions themselves are listed)
         self.covered_beyond = {} if covered_beyond is None else covered_beyond
+        self.hop = hop  # which hop of its sweep (0: the first); for the sinks, not the JSON
         self.ims_retries = 0
         self.continued: dict[str, Any] | None = None
         self.sinks: dict[str, dict[str, Any]] | None = None  # what each report sink did

@@ -28,12 +28,12 @@ from imsguard.logs import get_logger, in_context
 from imsguard.policy import Policy
 from imsguard.resolve import failure
 from imsguard.results import (
-    NEEDS_A_HUMAN,
     WOULD_CHANGE,
     Covered,
     ImageResult,
     Outcome,
     SweepReport,
+    needs_a_person,
 )
 
 
@@ -100,8 +100,7 @@ class SweepTally:
         if outcome in WOULD_CHANGE and len(self.would_change) < self.limit:
             self.would_change.append(changes)
             listed = True
-        cannot_fix = "cannot_fix" in (result.fixes or {}).values()
-        if outcome in NEEDS_A_HUMAN or cannot_fix:
+        if needs_a_person(result):
             self.attention_total += 1
             if len(self.attention) < self.limit:
                 self.attention.append({**short, "outcome": outcome})
@@ -139,10 +138,11 @@ class SweepHop:
         self.progress = invocation.progress
         self.tally = SweepTally(settings.results_limit, invocation.publish)
         self.today = invocation.clock.utcnow().date()
-        # Exemptions expiring soon, whose images SMN's digest lists (only when it is on).
+        # Exemptions expiring soon, whose images SMN's digest lists (only when it is on, and
+        # on a sweep's first hop only: a continued sweep's later digests do not repeat them).
         self.expiring = (
             expiring_soon(policy, self.today, settings.notify_expiry_days)
-            if settings.notify_topic_urn
+            if settings.notify_topic_urn and not options.hop
             else []
         )
         self.limiter = RateLimiter(settings.sweep_rate, invocation.clock)
@@ -191,6 +191,7 @@ class SweepHop:
             listed=tally.listed,
             covered=tally.covered,
             covered_beyond=dict(tally.covered_beyond),
+            hop=self.options.hop,
         )
 
     # -- phase 1: list and evaluate -----------------------------------------------------

@@ -20,7 +20,7 @@ from huaweicloudsdkcore.exceptions.exceptions import SdkException
 
 from imsguard.logs import RedactingFilter, log
 from imsguard.permissions import CREATE_METRIC_DATA, requires
-from imsguard.results import NEEDS_A_HUMAN, EventReport, SweepReport
+from imsguard.results import EventReport, SweepReport, needs_a_person
 from imsguard.sinks import call_timeouts
 from imsguard.sinks.sdk import build_client, failure
 
@@ -51,10 +51,7 @@ def metric_points(report: EventReport | SweepReport, project_id: str) -> list[di
             for verdict in result.verdicts:
                 rule_counts[verdict.rule] += verdict.status == "violation"
         per_rule = dict(rule_counts)
-        needs = sum(
-            r.outcome in NEEDS_A_HUMAN or "cannot_fix" in (r.fixes or {}).values()
-            for r in report.results
-        )
+        needs = sum(needs_a_person(r) for r in report.results)
     totals = {
         "compliant_images": summary["compliant"],
         "updated_images": summary["updated"],

@@ -13,9 +13,9 @@ from collections import Counter
 from datetime import date
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from imsguard.evaluate import exemption_covers, expiring_soon
+from imsguard.evaluate import expiring_soon
 from imsguard.match import has_tag
-from imsguard.results import NEEDS_A_HUMAN, Covered, EventReport, ImageResult, SweepReport
+from imsguard.results import Covered, EventReport, ImageResult, SweepReport, needs_a_person
 
 if TYPE_CHECKING:
     from imsguard.policy import Policy
@@ -32,6 +32,10 @@ NEED_A_PERSON = "Images that need a person"
 HELD_BACK = "Changes held back"
 EXPIRING = "Exemptions that expire soon"
 SECTIONS = (NEED_A_PERSON, HELD_BACK, EXPIRING)
+# The label of a line that stands for the images IMSGUARD_RESULTS_LIMIT kept out of a
+# sweep's report: counted in its section, listed last, sent to the default topic.
+NOT_LISTED = "not listed"
+WHY_NOT_LISTED = "raise IMSGUARD_RESULTS_LIMIT or see the logs"
 
 
 class Item(NamedTuple):
@@ -46,6 +50,9 @@ class Item(NamedTuple):
     # The image's tags, which route the line to a topic (None: no image read, or the line
     # is about an exemption: it goes to the default topic).
     tags: tuple[str, ...] | None = None
+    # The images the line stands for: 1 (an image, or an exemption listed itself; lines with
+    # the same subject count once), or how many a summary line stands for.
+    images: int = 1
 
 
 class Digest(NamedTuple):
@@ -54,6 +61,7 @@ class Digest(NamedTuple):
     sms: str
     items: int  # items listed in the email text (the rest are summarised)
     total: int
+    images: int = 0  # the images (and exemptions) the digest is about, listed or not
 
     def message_structure(self) -> str:
         """SMN's message_structure: the full text for email and by default, a short SMS."""
@@ -66,9 +74,11 @@ def items_for(
     report: EventReport | SweepReport, policy: Policy, today: date, expiry_days: int
 ) -> list[Item]:
     """Everything a person should hear about, in section order, then by image id and rule.
-    An event lists no result that FunctionGraph will retry (it is not final yet), and of the
-    exemptions expiring soon only those covering its images (a sweep's digest lists the
-    images each one covers, or the exemption itself when it covers none it examined)."""
+    A sweep's digest counts the images beyond IMSGUARD_RESULTS_LIMIT in one line per section
+    (from the report's totals), and lists the exemptions expiring soon on its first hop only
+    (the images each one covers, or the exemption itself when it covers none it examined).
+    An event lists only its images that need a person (never a result FunctionGraph will
+    retry: it is not final yet), and no exemption: the sweep's digest covers those."""
     found: list[Item] = []
     if isinstance(report, SweepReport):
         by_id = {r.image_id: r for r in report.results}
@@ -76,7 +86,13 @@ def items_for(
         for entry in report.needs_attention:
             result = by_id.get(entry["image_id"])
             found.extend(_attention(entry["image_id"], entry["image_name"], entry, result))
+        beyond = report.needs_attention_total - len(report.needs_attention)
+        if beyond > 0:
+            found.append(_not_listed(NEED_A_PERSON, beyond, "that need a person"))
         if report.guardrail is not None:
+            held = report.summary.get("would_update", 0) - len(report.would_change)
+            if held > 0:
+                found.append(_not_listed(HELD_BACK, held, "whose changes are held back"))
             for entry in report.would_change:
                 result = by_id.get(entry["image_id"])
                 rules = sorted((result.fixes or {}) if result else {}) or ["-"]
@@ -94,29 +110,29 @@ def items_for(
                     )
         for result in report.results:
             found.extend(_held_by_safety(result))
-        found.extend(expiring(policy, today, expiry_days, report.covered, report.covered_beyond))
+        if report.hop == 0:  # a continued sweep's later hops do not repeat them
+            found.extend(
+                expiring(policy, today, expiry_days, report.covered, report.covered_beyond)
+            )
     else:
-        indices = expiring_soon(policy, today, expiry_days)
-        covered: list[Covered] = [
-            (index, r.image_id, r.image_name, r.tags)
-            for r in report.results
-            if r.tags is not None and r.image_id
-            for index in indices
-            if exemption_covers(policy.exemptions[index], {"id": r.image_id, "tags": [*r.tags]})
-        ]
         for result in report.results:
             if result.retryable:
                 continue
-            cannot_fix = "cannot_fix" in (result.fixes or {}).values() or any(
-                _label(result, v) == "cannot_fix" for v in result.verdicts
-            )
-            if result.outcome in NEEDS_A_HUMAN or cannot_fix:
+            if needs_a_person(result):
                 found.extend(_attention(result.subject, result.image_name, None, result))
             found.extend(_held_by_safety(result))
-        found.extend(expiring(policy, today, expiry_days, covered, itself=False))
     order = {section: index for index, section in enumerate(SECTIONS)}
     unique = dict.fromkeys(found)  # an image listed twice (results and attention) once
-    return sorted(unique, key=lambda i: (order[i.section], i.subject, i.rule, i.label))
+    return sorted(
+        unique,
+        key=lambda i: (order[i.section], i.label == NOT_LISTED, i.subject, i.rule, i.label),
+    )
+
+
+def _not_listed(section: str, images: int, what: str) -> Item:
+    """The line for the images of a section that the results limit kept out of the report."""
+    subject = f"and {images:,} more image{'s' if images != 1 else ''} {what}"
+    return Item(section, subject, "", "-", NOT_LISTED, WHY_NOT_LISTED, None, images)
 
 
 def _label(result: ImageResult, verdict: Any) -> str | None:
@@ -238,6 +254,7 @@ def expiring(
                     rules,
                     label,
                     _text(f"and {more:,} more images it covers: {exemption.reason}"),
+                    images=more,
                 )
             )
         if itself and not images and not more:
@@ -277,7 +294,7 @@ def compose(
     if not items:
         return None
     where = f"{region or 'unknown region'}, project {project_id or 'unknown'}"
-    counts = Counter(i.section for i in items)
+    counts = image_counts(items)
     parts = [f"{counts[s]} {_short(s)}" for s in SECTIONS if counts[s]]
     mode = " (dry run)" if dry_run else ""
     subject = _fit_bytes(f"imsguard {kind}{mode} in {where}: " + ", ".join(parts), SUBJECT_BYTES)
@@ -312,7 +329,19 @@ def compose(
         + ", ".join(parts)
         + f". First: {first.subject} {first.rule} {first.label}. Details by email."
     )
-    return Digest(subject, email, sms, listed, len(items))
+    return Digest(subject, email, sms, listed, len(items), sum(counts.values()))
+
+
+def image_counts(items: list[Item]) -> Counter[str]:
+    """The images each section is about (not its lines: an image that breaks two rules is
+    one), with those its summary lines stand for."""
+    counts: Counter[str] = Counter()
+    for section in SECTIONS:
+        lines = [i for i in items if i.section == section]
+        counts[section] = len({i.subject for i in lines if i.images == 1}) + sum(
+            i.images for i in lines if i.images != 1
+        )
+    return +counts
 
 
 def _short(section: str) -> str:
@@ -320,6 +349,8 @@ def _short(section: str) -> str:
 
 
 def _line(item: Item) -> str:
+    if item.label == NOT_LISTED:
+        return f"- {item.subject} ({NOT_LISTED}: {item.reason})"
     name = f' "{item.name}"' if item.name else ""
     return f"- {item.subject}{name} rule {item.rule}: {item.label}: {item.reason}"
 

@@ -1,7 +1,11 @@
-"""SMN notices: a sweep publishes at most one digest per topic, an event a notice only when
-its image needs a person (``IMSGUARD_NOTIFY_TOPIC_URN``; endpoint ``IMSGUARD_SMN_ENDPOINT``).
+"""SMN notices: each sweep hop publishes at most one digest per topic (a sweep that continues
+publishes one per hop, each about its hop's images), an event a notice only when its image
+needs a person (``IMSGUARD_NOTIFY_TOPIC_URN``; endpoint ``IMSGUARD_SMN_ENDPOINT``).
 ``IMSGUARD_NOTIFY_ROUTES`` sends the lines of images with a route's tag to that route's
-topic instead; the rest go to the default topic."""
+topic instead; the rest go to the default topic.
+
+What the sink reports under ``sinks`` holds counts and per-topic lists only (at most the
+routes' cap plus the default topic), never a list per image."""
 
 from __future__ import annotations
 
@@ -71,6 +75,7 @@ class SmnNotices:
             outcome["topic_urns"].append(topic_urn)
             outcome["items"] = outcome.get("items", 0) + digest.total
             outcome["listed"] = outcome.get("listed", 0) + digest.items
+            outcome["images"] = outcome.get("images", 0) + digest.images
             outcome.setdefault("message_ids", []).append(message_id)
         if failed:
             if len(by_topic) == 1:
