@@ -178,7 +178,7 @@ def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Set
     log_level = (read(LOG_LEVEL) or "INFO").upper()
     if log_level not in _LOG_LEVELS:
         raise SettingsError(f"{LOG_LEVEL}={log_level!r} is not one of {sorted(_LOG_LEVELS)}")
-    notify_topic_urn = _topic_urn(read)
+    notify_topic_urn = _topic_urn(read, region, project_id)
     return Settings(
         region=region,
         project_id=project_id,
@@ -198,7 +198,7 @@ def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Set
         function_urn=_function_urn(read),
         fgs_endpoint=_endpoint(read, FGS_ENDPOINT),
         notify_topic_urn=notify_topic_urn,
-        notify_routes=_routes(read, notify_topic_urn),
+        notify_routes=_routes(read, notify_topic_urn, region, project_id),
         notify_expiry_days=int(_number(read, NOTIFY_EXPIRY_DAYS, 14, 0, 3650, whole=True)),
         smn_endpoint=_endpoint(read, SMN_ENDPOINT),
         metrics=parse_bool(METRICS, read(METRICS)),
@@ -258,20 +258,46 @@ def _function_urn(read: Reader) -> str | None:
 _TOPIC_URN = r"urn:smn:[a-z]{2,}(-[a-z0-9]+)+:[0-9a-f]{32}:[A-Za-z0-9][A-Za-z0-9_-]{0,254}"
 
 
-def _topic_urn(read: Reader) -> str | None:
+# Each route's topic is one more publish within the invocation's time left: at most this many.
+MAX_ROUTES = 20
+
+
+def _topic_urn(read: Reader, region: str | None, project_id: str | None) -> str | None:
     urn = read(NOTIFY_TOPIC_URN)
     if urn is not None and not re.fullmatch(_TOPIC_URN, urn):
         raise SettingsError(
             f"{NOTIFY_TOPIC_URN}={urn!r} is not an SMN topic URN such as "
             "urn:smn:ap-southeast-1:<project id>:imsguard-notices"
         )
+    if urn is not None:
+        _topic_scope(f"{NOTIFY_TOPIC_URN}={urn!r}", urn, region, project_id)
     return urn
 
 
-def _routes(read: Reader, default_topic: str | None) -> tuple[tuple[str, str], ...]:
+def _topic_scope(what: str, urn: str, region: str | None, project_id: str | None) -> None:
+    """A topic must be in the function's region and project (when known): the function
+    publishes through its own region's SMN endpoint and project, so any other topic would
+    fail on every invocation."""
+    _, _, topic_region, topic_project, _ = urn.split(":", 4)
+    if region is not None and topic_region != region:
+        raise SettingsError(
+            f"{what} is in region {topic_region}, not the function's region {region} "
+            f"({REGION}): use a topic of {region}"
+        )
+    if project_id is not None and topic_project != project_id:
+        raise SettingsError(
+            f"{what} is in project {topic_project}, not the function's project {project_id} "
+            f"({RUNTIME_PROJECT_ID} or {PROJECT_ID})"
+        )
+
+
+def _routes(
+    read: Reader, default_topic: str | None, region: str | None, project_id: str | None
+) -> tuple[tuple[str, str], ...]:
     """``IMSGUARD_NOTIFY_ROUTES``: a JSON object from an image tag (``key=value``, or ``key``
     for any value, as policy tags are written) to the SMN topic URN that hears about the
-    images with that tag. It needs ``IMSGUARD_NOTIFY_TOPIC_URN``: the other images' topic."""
+    images with that tag. It needs ``IMSGUARD_NOTIFY_TOPIC_URN``: the other images' topic.
+    At most MAX_ROUTES routes; each topic in the function's region and project."""
     text = read(NOTIFY_ROUTES)
     if text is None:
         return ()
@@ -305,6 +331,11 @@ def _routes(read: Reader, default_topic: str | None) -> tuple[tuple[str, str], .
         raise SettingsError(f"{NOTIFY_ROUTES} is not JSON ({exc}){example}") from None
     if not isinstance(routes, Pairs) or not routes:
         raise SettingsError(f"{NOTIFY_ROUTES} is not a JSON object with routes{example}")
+    if len(routes) > MAX_ROUTES:
+        raise SettingsError(
+            f"{NOTIFY_ROUTES} has {len(routes)} routes, more than {MAX_ROUTES}: each topic is "
+            "one more publish within the invocation's time"
+        )
     for tag, urn in routes:
         if not isinstance(tag, str) or not TAG.fullmatch(tag):
             raise SettingsError(
@@ -315,4 +346,5 @@ def _routes(read: Reader, default_topic: str | None) -> tuple[tuple[str, str], .
                 f"{NOTIFY_ROUTES}: the topic of {tag!r}, {urn!r}, is not an SMN topic URN "
                 "such as urn:smn:ap-southeast-1:<project id>:web-notices"
             )
+        _topic_scope(f"{NOTIFY_ROUTES}: the topic of {tag!r}, {urn!r},", urn, region, project_id)
     return tuple(routes)

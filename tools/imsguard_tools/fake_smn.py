@@ -1,7 +1,7 @@
 """A fake of SMN's message publishing, as far as imsguard calls it (PublishMessage).
 
 It checks what SMN's API reference documents for ``POST /v2/{project_id}/notifications/
-topics/{topic_urn}/publish``: a known topic, one of message / message_structure /
+topics/{topic_urn}/publish``: a known topic, exactly one of message / message_structure /
 message_template_name, ``subject`` at most 512 bytes, the message at most 256 KB, a
 message_structure that is a JSON object with a ``default`` key, an SMS of at most 490
 characters without "[]" or "【】", time_to_live at most 86400 s. Error codes and the error
@@ -77,9 +77,15 @@ def _check_message(data: dict[str, Any]) -> None:
         not isinstance(subject, str) or len(subject.encode("utf-8")) > SUBJECT_BYTES
     ):
         raise invalid(f"subject must be a string of at most {SUBJECT_BYTES} bytes")
-    kinds = [k for k in ("message", "message_structure", "message_template_name") if data.get(k)]
-    if not kinds:
-        raise invalid("one of message, message_structure, message_template_name is required")
+    names = ("message", "message_structure", "message_template_name")
+    kinds = [k for k in names if data.get(k) is not None]
+    if len(kinds) != 1:
+        raise invalid(
+            "exactly one of message, message_structure, message_template_name is required"
+            + (f" (got {', '.join(kinds)})" if kinds else "")
+        )
+    if not data.get(kinds[0]):
+        raise invalid(f"{kinds[0]} is empty")
     for key in ("message", "message_structure"):
         value = data.get(key)
         if value is not None and len(str(value).encode("utf-8")) > MESSAGE_BYTES:
