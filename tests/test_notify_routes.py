@@ -213,18 +213,18 @@ def test_images_beyond_the_results_limit_are_summarised_per_exemption(clouds, ro
     )
 
 
-def test_an_event_lists_its_image_when_an_exemption_covering_it_expires_soon(clouds, routed):
+def test_an_event_publishes_nothing_for_an_exempt_image_whose_exemption_expires_soon(
+    clouds, routed
+):
+    """An event notifies only when its image needs a person: the sweep's digest lists the
+    images of exemptions that expire soon."""
     ims, smn = clouds
     image = ims.add_image({"name": "legacy-db", "tags": ["legacy", "team=db"]})["id"]
 
-    handler({"image_id": image}, routed)
+    report = handler({"image_id": image}, routed)
 
-    sent = emails(smn)
-    assert set(sent) == {DB}
-    assert (
-        f'- {image} "legacy-db" rule owner-tag: expires 2026-01-10: exemption tag legacy'
-        in (sent[DB])
-    )
+    assert report["results"][0]["outcome"] == "compliant"  # the exemption covers its rule
+    assert smn.published == [] and report["sinks"]["smn"]["published"] == 0
 
 
 # -- the setting ------------------------------------------------------------------------
@@ -243,6 +243,18 @@ def test_an_event_lists_its_image_when_an_exemption_covering_it_expires_soon(clo
         (json.dumps({"team=web": "urn:smn:ap-southeast-1:web"}), "is not an SMN topic URN"),
         (json.dumps({"team=web": {"urn": WEB}}), "is not an SMN topic URN"),
         (json.dumps({"team=web": ""}), "is not an SMN topic URN"),
+        (
+            json.dumps({"team=web": WEB.replace(REGION, "eu-west-101")}),
+            "is in region eu-west-101, not the function's region ap-southeast-1",
+        ),
+        (
+            json.dumps({"team=web": WEB.replace(SAMPLE_PROJECT_ID, "0" * 32)}),
+            "is in project " + "0" * 32 + ", not the function's project",
+        ),
+        (
+            json.dumps({f"team=t{n}": topic(f"t{n}") for n in range(21)}),
+            "21 routes, more than 20",
+        ),
     ],
 )
 def test_bad_routes_are_configuration_errors_and_nothing_is_called(clouds, routes, message):
@@ -250,8 +262,9 @@ def test_bad_routes_are_configuration_errors_and_nothing_is_called(clouds, route
     context = LocalContext(
         {"IMSGUARD_NOTIFY_TOPIC_URN": DEFAULT, "IMSGUARD_NOTIFY_ROUTES": routes}, *SECRETS
     )
+    environ = {"IMSGUARD_REGION": REGION, "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID}
     with pytest.raises(SettingsError, match="IMSGUARD_NOTIFY_ROUTES") as raised:
-        load_settings(context, {})
+        load_settings(context, environ)
     assert message in str(raised.value)
 
     report = handler(load_event("direct_image.json"), context)

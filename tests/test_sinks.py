@@ -394,3 +394,190 @@ def test_the_agency_policy_gains_exactly_the_enabled_sinks_actions():
     assert with_smn - base == {"smn:topic:publish"}
     assert with_ces - base == {"ces:metricData:create"}
     assert off == base
+
+
+# -- review fixes ------------------------------------------------------------------------
+
+
+def test_an_event_that_will_be_retried_runs_no_sink_then_the_retry_runs_each_once(clouds, sinks_on):
+    from imsguard.app import TransientFailure
+
+    ims, smn, ces = clouds
+    image = ims.add_image({"name": "Db_Base", "tags": []})["id"]  # fixable, and cannot_fix
+    ims.fail_next("PATCH", 400, "IMG.0060", times=4)  # flow control: the try and 3 retries
+
+    with pytest.raises(TransientFailure):
+        handler({"image_id": image}, sinks_on)
+
+    assert smn.calls == [] and ces.calls == []  # not final: FunctionGraph retries it
+    report = handler({"image_id": image}, sinks_on)  # the retry, which is final
+    assert report["results"][0]["outcome"] == "updated"
+    assert len(smn.published) == 1 and len(ces.requests) == 1
+
+
+def test_an_updated_event_image_with_a_cannot_fix_rule_counts_as_needing_a_person(clouds, sinks_on):
+    ims, smn, ces = clouds
+    image = ims.add_image({"name": "Db_Base", "tags": []})["id"]
+
+    report = handler({"image_id": image}, sinks_on)
+
+    assert report["results"][0]["outcome"] == "updated"
+    assert len(smn.published) == 1  # SMN says a person is needed ...
+    needs = [p["value"] for p in ces.points if p["metric"]["metric_name"] == "needs_attention"]
+    assert needs == [1]  # ... and Cloud Eye counts it
+
+
+def test_needs_a_person_reads_fixes_and_verdicts():
+    from imsguard.results import needs_a_person
+    from imsguard.rules.base import Verdict
+
+    ok = ImageResult("a", "updated", "", fixes={"r": "fixed"})
+    fixes = ImageResult("b", "updated", "", fixes={"r": "fixed", "s": "cannot_fix"})
+    error = ImageResult("c", "error", "IMS refused")
+    verdict = Verdict("owner-tag", "violation", "no team tag")
+    verdicts = ImageResult("d", "updated", "", verdicts=(verdict,), sent=("name",))
+
+    assert [needs_a_person(r) for r in (ok, fixes, error, verdicts)] == [
+        False,
+        True,
+        True,
+        True,
+    ]
+
+
+def test_the_sweep_digest_counts_images_beyond_the_results_limit(clouds, sinks_on):
+    ims, smn, _ = clouds
+    sinks_on.user_data["IMSGUARD_RESULTS_LIMIT"] = "5"
+    for n in range(20):
+        ims.add_image({"name": f"db-{n}", "tags": []})  # no team tag: needs a person
+
+    report = handler({"action": "sweep"}, sinks_on)
+
+    assert len(report["needs_attention"]) == 5
+    (message,) = smn.published
+    assert "20 need a person" in message["subject"]
+    email = json.loads(message["message_structure"])["email"]
+    assert "Images that need a person (20):" in email
+    assert (
+        "- and 15 more images that need a person (not listed: raise IMSGUARD_RESULTS_LIMIT "
+        "or see the logs)"
+    ) in email
+    assert email.count("rule owner-tag: cannot_fix") == 5  # the listed ones, one line each
+    assert report["sinks"]["smn"]["images"] == 21  # and the expiring exemption, listed itself
+
+
+def test_the_digest_counts_images_not_lines_in_subject_and_headers(clouds, sinks_on, tmp_path):
+    ims, smn, _ = clouds
+    two_rules = POLICY.replace(
+        "require: [team]", "require: [team]\n  - name: env-tag\n    kind: tags\n    require: [env]"
+    )
+    use_policy(sinks_on, tmp_path, two_rules)
+    ims.add_image({"name": "db-base", "tags": []})  # two rules violated: two lines, one image
+
+    handler({"action": "sweep"}, sinks_on)
+
+    (message,) = smn.published
+    assert "1 need a person" in message["subject"]
+    assert "Images that need a person (1):" in json.loads(message["message_structure"])["email"]
+
+
+def test_the_guardrail_digest_counts_every_held_back_image(clouds, sinks_on, tmp_path):
+    ims, smn, _ = clouds
+    use_policy(sinks_on, tmp_path, POLICY.replace("rules:\n", "max_updates: 0\nrules:\n"))
+    sinks_on.user_data["IMSGUARD_RESULTS_LIMIT"] = "3"
+    for n in range(8):
+        ims.add_image({"name": f"Web_Box_{n}", "tags": ["team=web"]})
+
+    report = handler({"action": "sweep"}, sinks_on)
+
+    assert report["guardrail"] and len(report["would_change"]) == 3
+    (message,) = smn.published
+    assert "8 held back" in message["subject"]
+    email = json.loads(message["message_structure"])["email"]
+    assert "Changes held back (8):" in email
+    assert "- and 5 more images whose changes are held back (not listed" in email
+
+
+def test_a_continued_sweep_lists_expiring_exemptions_on_its_first_hop_only(clouds, sinks_on):
+    ims, smn, ces = clouds
+    ids = fill(ims)
+
+    first = handler({"action": "sweep"}, sinks_on)
+    second = handler({"action": "sweep", "hop": 1, "examined_before": 4}, sinks_on)
+
+    assert "continuation 1" in second["trigger"]
+    first_email, second_email = (json.loads(m["message_structure"])["email"] for m in smn.published)
+    assert ids["exempt"] in first_email and "expires 2026-01-10" in first_email
+    assert "expires" not in second_email and ids["untagged"] in second_email
+    assert "expiring" not in smn.published[1]["subject"]
+    assert first["sinks"]["smn"]["published"] == second["sinks"]["smn"]["published"] == 1
+    assert len(ces.requests) == 2  # Cloud Eye: one request per hop, each with its hop's counts
+
+
+def test_the_fake_smn_refuses_a_body_with_both_message_and_message_structure(clouds):
+    """SMN takes exactly one of message, message_structure, message_template_name."""
+    from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+    from huaweicloudsdksmn.v2 import PublishMessageRequest, PublishMessageRequestBody, SmnClient
+    from huaweicloudsdksmn.v2.region.smn_region import SmnRegion
+
+    from imsguard.context import read_credentials
+    from imsguard.sinks.sdk import build_client
+
+    _, smn, _ = clouds
+    credentials = read_credentials(LocalContext({}, *SECRETS))
+    assert credentials is not None
+    client = build_client(
+        SmnClient, SmnRegion, REGION, None, SAMPLE_PROJECT_ID, credentials, (5.0, 5.0)
+    )
+    body = PublishMessageRequestBody(
+        subject="s", message="m", message_structure=json.dumps({"default": "m"})
+    )
+
+    with pytest.raises(ClientRequestException) as raised:
+        client.publish_message(PublishMessageRequest(topic_urn=TOPIC, body=body))
+
+    assert raised.value.status_code == 400 and raised.value.error_code == "SMN.00011006"
+    assert "exactly one of" in raised.value.error_msg
+    assert "got message, message_structure" in raised.value.error_msg
+    assert smn.published == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "IMSGUARD_NOTIFY_TOPIC_URN",
+            f"urn:smn:eu-west-101:{SAMPLE_PROJECT_ID}:imsguard-notices",
+            "is in region eu-west-101, not the function's region ap-southeast-1",
+        ),
+        (
+            "IMSGUARD_NOTIFY_TOPIC_URN",
+            f"urn:smn:{REGION}:{'0' * 32}:imsguard-notices",
+            f"is in project {'0' * 32}, not the function's project",
+        ),
+    ],
+)
+def test_a_topic_of_another_region_or_project_is_a_configuration_error(clouds, key, value, message):
+    ims, smn, ces = clouds
+    context = LocalContext({key: value}, *SECRETS)
+    with pytest.raises(SettingsError, match=message):
+        load_settings(context)
+
+    report = handler(load_event("direct_image.json"), context)
+
+    assert report["status"] == "error" and report["reason"].startswith("configuration:")
+    assert message in report["reason"]
+    assert ims.calls == [] and smn.calls == [] and ces.calls == []
+
+
+def test_a_large_sweep_reports_bounded_sink_outcomes(clouds, sinks_on):
+    ims, _, _ = clouds
+    sinks_on.user_data["IMSGUARD_RESULTS_LIMIT"] = "2"
+    ids = [ims.add_image({"name": f"db-{n}", "tags": []})["id"] for n in range(12)]
+
+    report = handler({"action": "sweep"}, sinks_on)
+
+    sinks = json.dumps(report["sinks"])
+    assert not any(image in sinks for image in ids)  # counts, never per-image lists
+    lists = [v for o in report["sinks"].values() for v in o.values() if isinstance(v, list)]
+    assert all(len(v) <= 21 for v in lists)  # per topic: the routes' cap plus the default
