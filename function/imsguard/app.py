@@ -18,10 +18,18 @@ from typing import TYPE_CHECKING, Any
 from imsguard import __version__
 from imsguard.clock import Budget, SystemClock
 from imsguard.context import LocalRun, call_getter, read_credentials
-from imsguard.events import Skip, SweepRequest, parse_event
+from imsguard.events import (
+    CONFIG_SWEEP,
+    Skip,
+    SweepRequest,
+    config_event,
+    parse_event,
+    shorten,
+)
 from imsguard.logs import get_logger, keep_secret, log, redact, redact_all, set_context
 from imsguard.policy import PolicyError, cached_policy
 from imsguard.settings import (
+    CONFIG_RULES,
     FUNCTION_URN,
     SWEEP_CONTINUE,
     SWEEP_MAX_HOPS,
@@ -35,6 +43,7 @@ if TYPE_CHECKING:
     from imsguard.invocation import Invocation
     from imsguard.policy import Policy
     from imsguard.results import EventReport, SweepReport
+    from imsguard.sinks.config import ConfigStates
 
 # Credentials the process may see besides the context's: redacted whether used or not.
 ENVIRONMENT_SECRETS = ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN")
@@ -46,6 +55,13 @@ class TransientFailure(RuntimeError):
     The one exception the handler raises: FunctionGraph then retries the asynchronous
     invocation and, in the end, sends the event to the failure destination. Every image
     is re-read on the next try, so the retry repeats nothing that already succeeded."""
+
+
+class ConfigStateNotReported(RuntimeError):
+    """Config's UpdatePolicyState failed transiently for a ``resource`` evaluation. Raised
+    after the images' work is done and reported, for FunctionGraph to retry the event: the
+    retry re-reads the image (imsguard is idempotent) and reports its state then, which is
+    better than Config never hearing of it."""
 
 
 class InvalidPolicy(RuntimeError):
@@ -92,6 +108,12 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
                 f"IMS failed transiently for {len(retryable)} image(s) after retries: {subjects}"
             )
         )
+    config = (report.sinks or {}).get("config", {})
+    if config.get("retry"):
+        log(logging.ERROR, "Config state not reported; raising for FunctionGraph to retry")
+        raise ConfigStateNotReported(
+            redact(f"Config did not take the state: {config['failed'][0]['error']}")
+        )
     return answer
 
 
@@ -117,6 +139,20 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     if isinstance(parsed, Skip):
         log(logging.INFO, "event skipped", status=parsed.status, reason=parsed.reason)
         return _stop(parsed.status, parsed.reason)
+    config = parsed.config
+    if config is not None and not settings.config_rules:
+        return _stop(
+            "ignored",
+            f"a Config rule's evaluation, but Config custom-rule mode is off: set "
+            f"{CONFIG_RULES}=true (the agency then needs rms:policyStates:update)",
+        )
+    region_id = (config.resource or {}).get("region_id") if config else None
+    if region_id and settings.region and region_id != settings.region:
+        return _stop(
+            "ignored",
+            f"Config evaluated an image in region {shorten(region_id)}; this function "
+            f"checks {settings.region}: assign the rule per region, to that region's function",
+        )
     if not settings.project_id:
         return _stop(
             "error", "configuration: no project id (RUNTIME_PROJECT_ID or IMSGUARD_PROJECT_ID)"
@@ -153,12 +189,19 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     progress = context.progress if local else None
     invocation = Invocation(settings, credentials, budget, gateway, progress)
     uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
+    states: ConfigStates | None = None
+    if config is not None:  # a Config rule's evaluation: its SDK loads only now
+        from imsguard.sinks.config import ConfigStates
+
+        states = ConfigStates(config, policy, settings.region)
     report: EventReport | SweepReport
     if isinstance(parsed, SweepRequest):
-        report = _run_sweep_hop(parsed, invocation, policy, uefi_versions)
+        report = _run_sweep_hop(parsed, invocation, policy, uefi_versions, states)
     else:
         dry_run = settings.dry_run or parsed.dry_run is True
-        results = EventCheck(invocation, policy, dry_run, uefi_versions).process(parsed)
+        check = EventCheck(invocation, policy, dry_run, uefi_versions)
+        check.observe = states.observe if states else None
+        results = check.process(parsed)
         report = EventReport(parsed.summary, dry_run, results, parsed.skipped)
     from imsguard.sinks import finish_sinks, sinks_on
 
@@ -167,6 +210,13 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     final = not (isinstance(report, EventReport) and report.retryable)
     if final and sinks_on(settings):  # each sink, and its SDK, loads only when it is on
         report.sinks = finish_sinks(report, invocation, policy)
+    if states is not None:  # after the images' work: a failure here changes none of it
+        try:
+            outcome = states.finish(credentials, settings.config_endpoint, budget)
+        except Exception as exc:  # a bug must not cost the images' report
+            get_logger().exception("Config states not reported")
+            outcome = {"error": redact(f"internal error: {type(exc).__name__}: {exc}")}
+        report.sinks = {**(report.sinks or {}), "config": outcome}
     return report
 
 
@@ -191,15 +241,17 @@ def _run_sweep_hop(
     invocation: Invocation,
     policy: Policy,
     uefi_versions: frozenset[str] | None,
+    states: ConfigStates | None = None,
 ) -> SweepReport:
     """This invocation's hop of a sweep: check every active private image from the
-    request's marker on; continue in a new invocation if time runs out."""
+    request's marker on; continue in a new invocation if time runs out. ``states`` (a
+    Config periodic evaluation) is told each image's evaluation."""
     from imsguard.sweep import SweepHop
 
     dry_run = invocation.settings.dry_run or request.options.dry_run is True
-    report = SweepHop(invocation, policy, request.options, dry_run, uefi_versions).run(
-        request.summary
-    )
+    hop = SweepHop(invocation, policy, request.options, dry_run, uefi_versions)
+    hop.observe = states.observe if states else None
+    report = hop.run(request.summary)
     report.ims_retries = invocation.ims_calls.retries
     if report.continuation is not None:
         report.continued = _start_next_hop(request, report, invocation)
@@ -239,15 +291,18 @@ def _start_next_hop(
     urn = settings.function_urn or own_urn(settings.region, project_id)
     if urn is None:
         return {"started": False, "reason": f"no function to invoke: set {FUNCTION_URN}"}
-    payload = {
-        "action": "sweep",
-        **request.options.model_dump(
-            exclude={"marker", "hop", "examined_before", "planned_before"}, exclude_none=True
-        ),
-    }
-    payload.update({k: continuation[k] for k in ("hop", "examined_before", "planned_before")})
+    options: dict[str, Any] = request.options.model_dump(
+        exclude={"marker", "hop", "examined_before", "planned_before"}, exclude_none=True
+    )
+    options.update({k: continuation[k] for k in ("hop", "examined_before", "planned_before")})
     if continuation["marker"]:
-        payload["marker"] = continuation["marker"]
+        options["marker"] = continuation["marker"]
+    payload = (
+        {"action": "sweep", **options}
+        if request.config is None
+        # a Config periodic evaluation goes on as one: the next hop reports its images too
+        else {**config_event(request.config), CONFIG_SWEEP: options}
+    )
     try:
         request_id = invoke_async(
             urn,

@@ -6,9 +6,10 @@ only when an event has image work, like the SDK (the fleet sweep is in sweep.py)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from imsguard.evaluate import before, evaluate, plan
+from imsguard.evaluate import Decision, before, evaluate, plan
 from imsguard.events import Target, Trigger
 from imsguard.ims import ImsError
 from imsguard.invocation import Invocation
@@ -36,6 +37,8 @@ class EventCheck:
         self.today = invocation.clock.utcnow().date()  # for exemption expiry
         self.uefi_versions = uefi_versions
         self.resolver = Resolver(invocation.gateway, invocation.budget, self.project_id)
+        # Told each image's evaluation before anything is sent (Config's states).
+        self.observe: Callable[[dict[str, Any], Decision], None] | None = None
 
     def process(self, trigger: Trigger) -> list[ImageResult]:
         """Each result is published (logged) as soon as it exists, and reported."""
@@ -69,6 +72,8 @@ class EventCheck:
     def _check_image(self, image: dict[str, Any], target: Target) -> ImageResult:
         image_id = image["id"]
         decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
+        if self.observe is not None:
+            self.observe(image, decision)
         planned = plan(decision, self.dry_run)
         name, notes, verdicts = image.get("name"), list(decision.notes), decision.verdicts
         send = list(planned.send)

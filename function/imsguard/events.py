@@ -3,9 +3,9 @@
 Each kind of event is one :class:`Envelope` in :data:`ENVELOPES`: a sweep action, a CTS
 trigger event (``{"cts": {...}}``), an EventGrid batch (``{"events": [...]}``) or single
 CloudEvent carrying a CTS trace, a direct invocation (``{"image_id": ...}`` /
-``{"image_ids": [...]}``), a timer. Where each IMS trace keeps its ids is data:
-:data:`TRACE_SPECS`. Anything else becomes a :class:`Skip` with a reason, never an
-exception.
+``{"image_ids": [...]}``), a timer, a Config custom rule's evaluation. Where each IMS
+trace keeps its ids is data: :data:`TRACE_SPECS`. Anything else becomes a :class:`Skip`
+with a reason, never an exception.
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ class Trigger(NamedTuple):
     targets: tuple[Target, ...]
     dry_run: bool | None = None
     skipped: tuple[str, ...] = ()
+    config: ConfigEvaluation | None = None  # a Config rule's evaluation: report states
 
 
 class SweepRequest(NamedTuple):
@@ -135,6 +136,24 @@ class SweepRequest(NamedTuple):
     source: str
     summary: str
     options: SweepOptions
+    config: ConfigEvaluation | None = None  # a Config rule's periodic evaluation
+
+
+class ConfigEvaluation(NamedTuple):
+    """What a Config custom rule's event gives, echoed in every UpdatePolicyState.
+
+    ``rule``: the one imsguard rule that decides compliance (rule_parameter ``rule``), or
+    None (every applicable rule); ``resource``: the invoking event (the image) of a
+    ``resource`` evaluation, None for ``period``."""
+
+    domain_id: str
+    policy_assignment_id: str
+    policy_assignment_name: str | None
+    trigger_type: Literal["resource", "period"]
+    evaluation_time: int
+    evaluation_hash: str
+    rule: str | None = None
+    resource: dict[str, Any] | None = None
 
 
 class Skip(NamedTuple):
@@ -415,6 +434,148 @@ class TimerEnvelope(Envelope):
         return self.sweep_request(options)
 
 
+# Config's names for IMS images: TMS names them provider "ims", type "private_image"; Config's
+# own name is unconfirmed, so every plausible spelling is accepted (README, Assumptions).
+CONFIG_IMAGE_PROVIDERS = frozenset({"ims"})
+CONFIG_IMAGE_TYPES = frozenset(
+    {"images", "image", "private_image", "private_images", "privateimage", "cloudimages"}
+)
+CONFIG_RULE_PARAMETER = "rule"  # rule_parameter {"rule": {"value": "<imsguard rule name>"}}
+# A periodic evaluation's continuation carries the sweep's options under this key (the
+# Config event's own fields unchanged), so every hop reports its images to Config.
+CONFIG_SWEEP = "imsguard_sweep"
+
+
+class ConfigEvaluationEnvelope(Envelope):
+    """A Config custom rule's evaluation (``policy_assignment_id``, ``evaluation_hash``,
+    ``trigger_type`` resource|period, ``invoking_event``, ``domain_id``, ``rule_parameter``):
+    ``resource`` checks the image invoking_event names, ``period`` sweeps the project."""
+
+    source = "config"
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        return "policy_assignment_id" in event or "evaluation_hash" in event
+
+    def unwrap(self, event: dict[str, Any]) -> Trigger | SweepRequest | Skip:
+        evaluation = read_config_evaluation(event)
+        if isinstance(evaluation, str):
+            return Skip("invalid", f"invalid Config evaluation event: {evaluation}")
+        assignment = evaluation.policy_assignment_name or evaluation.policy_assignment_id
+        if evaluation.resource is None:
+            options = event.get(CONFIG_SWEEP) or {}
+            if not isinstance(options, dict):
+                return Skip("invalid", f"{CONFIG_SWEEP} must be an object of sweep options")
+            request = self.sweep_request(options)
+            if isinstance(request, Skip):
+                return request
+            summary = f"Config periodic evaluation ({assignment})"
+            return SweepRequest(self.source, summary, request.options, evaluation)
+        resource = evaluation.resource
+        provider, kind = resource.get("provider"), resource.get("type")
+        if (
+            str(provider).lower() not in CONFIG_IMAGE_PROVIDERS
+            or str(kind).lower() not in CONFIG_IMAGE_TYPES
+        ):
+            return Skip(
+                "ignored",
+                f"Config evaluated a {shorten(provider)}.{shorten(kind)} resource, not an IMS "
+                "image: narrow the rule's scope to IMS images",
+            )
+        image_id = resource["id"]
+        target = Target(f"Config evaluation of image {image_id}", image_ids=(image_id,))
+        return self.trigger(
+            f"Config evaluation ({assignment}) of image {image_id}", (target,), config=evaluation
+        )
+
+
+def read_config_evaluation(event: dict[str, Any]) -> ConfigEvaluation | str:
+    """The evaluation a Config event asks for, or every reason it is not valid."""
+    problems: list[str] = []
+
+    def text(key: str, required: bool = True) -> str:
+        value = event.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+        if required or value is not None:
+            problems.append(f"{key}: a non-empty string is required (got {shorten(value)})")
+        return ""
+
+    domain_id, assignment_id = text("domain_id"), text("policy_assignment_id")
+    assignment_name = text("policy_assignment_name", False) or None
+    evaluation_hash = text("evaluation_hash")
+    trigger_type = event.get("trigger_type")
+    if trigger_type not in ("resource", "period"):
+        problems.append(f"trigger_type: 'resource' or 'period' (got {shorten(trigger_type)})")
+    evaluation_time = event.get("evaluation_time")
+    if isinstance(evaluation_time, str) and evaluation_time.strip().isdigit():
+        evaluation_time = int(evaluation_time)
+    if not isinstance(evaluation_time, int) or isinstance(evaluation_time, bool):
+        problems.append(f"evaluation_time: epoch milliseconds (got {shorten(evaluation_time)})")
+    invoking = event.get("invoking_event")
+    if not isinstance(invoking, dict):
+        problems.append(f"invoking_event: an object is required (got {shorten(invoking)})")
+    elif trigger_type == "resource" and not is_image_id(invoking.get("id")):
+        problems.append(
+            f"invoking_event.id: the resource's id, a UUID (got {shorten(invoking.get('id'))})"
+        )
+    rule = _config_rule(event.get("rule_parameter"), problems)
+    if problems:
+        return "; ".join(problems)
+    assert isinstance(invoking, dict) and isinstance(evaluation_time, int)
+    return ConfigEvaluation(
+        domain_id,
+        assignment_id,
+        assignment_name,
+        "resource" if trigger_type == "resource" else "period",
+        evaluation_time,
+        evaluation_hash,
+        rule,
+        invoking if trigger_type == "resource" else None,
+    )
+
+
+def config_event(evaluation: ConfigEvaluation) -> dict[str, Any]:
+    """A periodic evaluation as Config's event gives it: a continuation's payload."""
+    event: dict[str, Any] = {
+        "domain_id": evaluation.domain_id,
+        "policy_assignment_id": evaluation.policy_assignment_id,
+        "trigger_type": evaluation.trigger_type,
+        "evaluation_time": evaluation.evaluation_time,
+        "evaluation_hash": evaluation.evaluation_hash,
+        "invoking_event": evaluation.resource or {"id": evaluation.domain_id, "name": "Account"},
+    }
+    if evaluation.policy_assignment_name:
+        event["policy_assignment_name"] = evaluation.policy_assignment_name
+    if evaluation.rule is not None:
+        event["rule_parameter"] = {CONFIG_RULE_PARAMETER: {"value": evaluation.rule}}
+    return event
+
+
+def _config_rule(parameters: Any, problems: list[str]) -> str | None:
+    """The imsguard rule rule_parameter names ({"rule": {"value": "uefi-boot"}}), if any."""
+    if parameters in (None, {}):
+        return None
+    if not isinstance(parameters, dict):
+        problems.append(f"rule_parameter: an object is required (got {shorten(parameters)})")
+        return None
+    unknown = sorted(str(k) for k in parameters if k != CONFIG_RULE_PARAMETER)
+    if unknown:
+        problems.append(
+            f"rule_parameter: unknown parameter(s) {shorten(unknown)}; the only one is "
+            f"{CONFIG_RULE_PARAMETER!r}"
+        )
+    if CONFIG_RULE_PARAMETER not in parameters:
+        return None
+    value = parameters[CONFIG_RULE_PARAMETER]
+    name = value.get("value") if isinstance(value, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        problems.append(
+            f'rule_parameter.rule: {{"value": "<imsguard rule name>"}} (got {shorten(value)})'
+        )
+        return None
+    return name.strip()
+
+
 # Tried in this order; the first envelope that matches unwraps the event. The order decides
 # events with keys of several kinds: "action" first (a sweep action may carry any option);
 # "cts" and "events" before a single CloudEvent, whose keys (source, type, data) a wrapper
@@ -427,6 +588,7 @@ ENVELOPES: list[Envelope] = [
     CloudEventEnvelope(),
     DirectEnvelope(),
     TimerEnvelope(),
+    ConfigEvaluationEnvelope(),
 ]
 
 

@@ -70,6 +70,13 @@ CREATE_METRIC_DATA = Permission(
     "(the action name is unconfirmed: README, Assumptions)",
     "IMSGUARD_METRICS",
 )
+UPDATE_POLICY_STATE = Permission(
+    "PUT /v1/resource-manager/domains/{domain_id}/policy-states",
+    "rms:policyStates:update",
+    "Config user guide, custom rules: the function's agency \"must include the "
+    "rms:policyStates:update permission\" (the API reference's permissions table is unconfirmed)",
+    "IMSGUARD_CONFIG_RULES",
+)
 
 
 Declared = TypeVar("Declared", bound=Callable[..., Any])

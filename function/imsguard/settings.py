@@ -33,6 +33,8 @@ SWEEP_MAX_HOPS = "IMSGUARD_SWEEP_MAX_HOPS"  # at most this many continuations (d
 RESULTS_LIMIT = "IMSGUARD_RESULTS_LIMIT"  # result entries a report lists (default 1000)
 FUNCTION_URN = "IMSGUARD_FUNCTION_URN"  # the function to continue a sweep with
 FGS_ENDPOINT = "IMSGUARD_FGS_ENDPOINT"  # FunctionGraph endpoint URL (default: the region's)
+CONFIG_RULES = "IMSGUARD_CONFIG_RULES"  # "true": answer Config custom-rule evaluations
+CONFIG_ENDPOINT = "IMSGUARD_CONFIG_ENDPOINT"  # Config endpoint URL (default: its global one)
 NOTIFY_TOPIC_URN = "IMSGUARD_NOTIFY_TOPIC_URN"  # SMN topic for digests and notices (off: unset)
 NOTIFY_ROUTES = "IMSGUARD_NOTIFY_ROUTES"  # JSON {"key=value": topic URN}: owners' topics
 NOTIFY_EXPIRY_DAYS = "IMSGUARD_NOTIFY_EXPIRY_DAYS"  # exemptions expiring this soon (default 14)
@@ -62,6 +64,8 @@ KNOWN_SETTINGS = frozenset(
         RESULTS_LIMIT,
         FUNCTION_URN,
         FGS_ENDPOINT,
+        CONFIG_RULES,
+        CONFIG_ENDPOINT,
         NOTIFY_TOPIC_URN,
         NOTIFY_ROUTES,
         NOTIFY_EXPIRY_DAYS,
@@ -105,6 +109,8 @@ class Settings(NamedTuple):
     results_limit: int = 1000
     function_urn: str | None = None
     fgs_endpoint: str | None = None
+    config_rules: bool = False
+    config_endpoint: str | None = None  # None: rms.myhuaweicloud.com
     notify_topic_urn: str | None = None
     notify_routes: tuple[tuple[str, str], ...] = ()  # (tag, topic URN), in the order given
     notify_expiry_days: int = 14
@@ -197,6 +203,8 @@ def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Set
         results_limit=int(_number(read, RESULTS_LIMIT, 1000, 0, 100_000, whole=True)),
         function_urn=_function_urn(read),
         fgs_endpoint=_endpoint(read, FGS_ENDPOINT),
+        config_rules=parse_bool(CONFIG_RULES, read(CONFIG_RULES)),
+        config_endpoint=_endpoint(read, CONFIG_ENDPOINT),
         notify_topic_urn=notify_topic_urn,
         notify_routes=_routes(read, notify_topic_urn, region, project_id),
         notify_expiry_days=int(_number(read, NOTIFY_EXPIRY_DAYS, 14, 0, 3650, whole=True)),

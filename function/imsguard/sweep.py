@@ -19,7 +19,15 @@ from datetime import timezone
 from typing import Any, NamedTuple
 
 from imsguard.clock import RateLimiter
-from imsguard.evaluate import before, evaluate, exemption_covers, expiring_soon, fix_label, plan
+from imsguard.evaluate import (
+    Decision,
+    before,
+    evaluate,
+    exemption_covers,
+    expiring_soon,
+    fix_label,
+    plan,
+)
 from imsguard.event_models import SweepOptions
 from imsguard.events import parse_time
 from imsguard.ims import ImsError
@@ -152,6 +160,8 @@ class SweepHop:
         self.restarted = ""  # says how the listing went on when IMS refused a marker
         self.last_created: str | None = None  # created_at of the last image examined
         self.request_seconds = 0.5  # a guess until requests have been timed
+        # Told each image's evaluation before anything is sent (Config's states).
+        self.observe: Callable[[dict[str, Any], Decision], None] | None = None
 
     def run(self, trigger: str) -> SweepReport:
         """The hop's report; ``trigger`` says what asked for the sweep."""
@@ -314,6 +324,8 @@ class SweepHop:
     def _evaluate(self, image: dict[str, Any], listed_after: str | None) -> PlannedPatch | None:
         examined_at, changes_at = self.examined - 1, self.would_change
         decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
+        if self.observe is not None:
+            self.observe(image, decision)
         planned = plan(decision, self.dry_run)
         sent = [op["path"][1:] for op in planned.send]
         labels = {}

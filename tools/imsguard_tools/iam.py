@@ -25,8 +25,9 @@ def all_permissions() -> list[Permission]:
     from imsguard.fgs import invoke_async
     from imsguard.ims import ImsGateway
     from imsguard.sinks import sink_classes
+    from imsguard.sinks.config import update_policy_state
 
-    return declared_by(ImsGateway, invoke_async, *sink_classes())
+    return declared_by(ImsGateway, invoke_async, update_policy_state, *sink_classes())
 
 
 def needed(permissions: Iterable[Permission], settings: Mapping[str, str]) -> list[Permission]:

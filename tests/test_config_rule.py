@@ -1,0 +1,487 @@
+"""Config custom-rule mode: Config's evaluation events through the handler, states reported
+with UpdatePolicyState through the real Config SDK client against a fake Config (on
+``responses``, in the same ``with`` block as the fake IMS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from helpers import SECRETS, load_event, use_policy
+from imsguard.app import ConfigStateNotReported, handler
+from imsguard.events import (
+    ConfigEvaluation,
+    ConfigEvaluationEnvelope,
+    Skip,
+    SweepRequest,
+    Trigger,
+    parse_event,
+)
+from imsguard_tools.fake_config import FakeConfig
+from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
+
+REGION = "ap-southeast-1"
+DOMAIN = "0b3c9d7e5f6a4b8c9d0e1f2a3b4c5d6e"
+ASSIGNMENT = "6c1a2b3d4e5f60718293a4b5"
+EVALUATED_AT = 1_767_225_600_000  # 2026-01-01 00:00 UTC
+HASH = "89342b8f338165651991afb8bd471396"
+POLICY = """
+version: 1
+exemptions:
+  - tag: legacy
+    reason: the legacy fleet is replaced in January
+rules:
+  - name: kebab-case-name
+    kind: name
+    pattern: '^[a-z0-9]+(-[a-z0-9]+)*$'
+    fix: normalize
+  - name: owner-tag
+    kind: tags
+    require: [team]
+"""
+
+
+def resource_event(image: dict, rule: str | None = None, **resource: str) -> dict:
+    """Config's event for a resource evaluation of ``image`` (as its user guide shows it)."""
+    event = {
+        "domain_id": DOMAIN,
+        "policy_assignment_id": ASSIGNMENT,
+        "policy_assignment_name": "imsguard-images",
+        "function_urn": f"urn:fss:{REGION}:{SAMPLE_PROJECT_ID}:function:default:imsguard",
+        "trigger_type": "resource",
+        "evaluation_time": EVALUATED_AT,
+        "evaluation_hash": HASH,
+        "rule_parameter": {},
+        "invoking_event": {
+            "id": image["id"],
+            "name": image["name"],
+            "provider": "ims",
+            "type": "images",
+            "region_id": REGION,
+            "project_id": SAMPLE_PROJECT_ID,
+            "tags": {},
+            "properties": {},
+            **resource,
+        },
+    }
+    if rule is not None:
+        event["rule_parameter"] = {"rule": {"value": rule}}
+    return event
+
+
+def period_event(rule: str | None = None) -> dict:
+    event = resource_event({"id": DOMAIN, "name": "Account"}, rule)
+    event["trigger_type"] = "period"
+    event["invoking_event"] = {"id": DOMAIN, "name": "Account", "region_id": "global"}
+    return event
+
+
+def state(image: dict, compliance: str, trigger: str = "resource", kind: str = "images") -> dict:
+    """The UpdatePolicyState body imsguard must send for ``image``."""
+    return {
+        "policy_resource": {
+            "resource_id": image["id"],
+            "resource_name": image["name"],
+            "resource_provider": "ims",
+            "resource_type": kind,
+            "region_id": REGION,
+            "domain_id": DOMAIN,
+        },
+        "trigger_type": trigger,
+        "compliance_state": compliance,
+        "policy_assignment_id": ASSIGNMENT,
+        "policy_assignment_name": "imsguard-images",
+        "evaluation_time": EVALUATED_AT,
+        "evaluation_hash": HASH,
+    }
+
+
+@pytest.fixture
+def clouds():
+    config = FakeConfig(DOMAIN)
+    with FakeIms(project_id=SAMPLE_PROJECT_ID).attach(config) as ims:
+        yield ims, config
+    for fake in (ims, config):
+        fake.assert_injections_met()
+
+
+@pytest.fixture
+def ctx(context, tmp_path):
+    use_policy(context, tmp_path, POLICY)
+    context.user_data["IMSGUARD_CONFIG_RULES"] = "true"
+    return context
+
+
+def puts(config: FakeConfig) -> list:
+    return [call for call in config.calls if call.method == "PUT"]
+
+
+def test_a_violation_is_reported_non_compliant_before_imsguard_fixes_it(clouds, ctx):
+    ims, config = clouds
+    image = dict(ims.add_image({"name": "Web_Base_2", "tags": ["team=web"]}))
+
+    report = handler(resource_event(image), ctx)
+
+    assert report["results"][0]["outcome"] == "updated"  # fixed, in enforce mode
+    assert ims.images[image["id"]]["name"] == "web-base-2"
+    assert [call.body for call in puts(config)] == [state(image, "NonCompliant")]
+    assert puts(config)[0].path == f"/v1/resource-manager/domains/{DOMAIN}/policy-states"
+    assert puts(config)[0].headers["X-Domain-Id"] == DOMAIN
+    assert report["sinks"]["config"] == {
+        "policy_assignment_id": ASSIGNMENT,
+        "trigger_type": "resource",
+        "rule": None,
+        "reported": 1,
+        "states": {image["id"]: "NonCompliant"},
+    }
+    # The fix makes Config evaluate the image again: now it is compliant, nothing is sent.
+    fixed = {**image, "name": "web-base-2"}
+    again = handler(resource_event(fixed), ctx)
+    assert again["results"][0]["outcome"] == "compliant" and len(ims.patches) == 1
+    assert puts(config)[-1].body == state(fixed, "Compliant")
+
+
+def test_rule_parameter_makes_one_rule_decide(clouds, ctx):
+    ims, config = clouds
+    untagged = dict(ims.add_image({"name": "db-base", "tags": []}))  # breaks owner-tag only
+
+    handler(resource_event(untagged), ctx)
+    handler(resource_event(untagged, "kebab-case-name"), ctx)
+    report = handler(resource_event(untagged, "owner-tag"), ctx)
+
+    assert [call.body["compliance_state"] for call in puts(config)] == [
+        "NonCompliant",
+        "Compliant",
+        "NonCompliant",
+    ]
+    assert report["sinks"]["config"]["rule"] == "owner-tag"
+    # The selected rule decides compliance only: every rule is still enforced.
+    misnamed = dict(ims.add_image({"name": "Db_Base", "tags": ["team=db"]}))
+    fixed = handler(resource_event(misnamed, "owner-tag"), ctx)
+    assert fixed["results"][0]["outcome"] == "updated"
+    assert puts(config)[-1].body == state(misnamed, "Compliant")
+
+
+def test_a_rule_parameter_naming_no_policy_rule_reports_nothing_and_says_so(clouds, ctx):
+    ims, config = clouds
+    image = dict(ims.add_image({"name": "Web_Base_2", "tags": ["team=web"]}))
+
+    report = handler(resource_event(image, "uefi-boot"), ctx)
+
+    assert puts(config) == []
+    assert "'uefi-boot', which the policy does not have" in report["sinks"]["config"]["error"]
+    assert report["results"][0]["outcome"] == "updated"  # enforcement goes on
+
+
+def test_exempt_images_are_compliant_and_dry_runs_report_what_they_find(clouds, ctx):
+    ims, config = clouds
+    legacy = dict(ims.add_image({"name": "Legacy Box", "tags": ["legacy"]}))
+    wrong = dict(ims.add_image({"name": "Web_Base_2", "tags": ["team=web"]}))
+    ctx.user_data["IMSGUARD_DRY_RUN"] = "true"
+
+    handler(resource_event(legacy), ctx)
+    report = handler(resource_event(wrong), ctx)
+
+    assert [call.body for call in puts(config)] == [
+        state(legacy, "Compliant"),
+        state(wrong, "NonCompliant"),
+    ]
+    assert report["results"][0]["outcome"] == "would_update" and ims.patches == []
+
+
+def test_a_periodic_evaluation_reports_every_image_once(clouds, ctx):
+    ims, config = clouds
+    images = [
+        dict(ims.add_image({"name": "web-base", "tags": ["team=web"]})),
+        dict(ims.add_image({"name": "Web_Base_2", "tags": ["team=web"]})),
+        dict(ims.add_image({"name": "db-base", "tags": []})),
+        dict(ims.add_image({"name": "Legacy Box", "tags": ["legacy"]})),
+    ]
+    expected = dict(
+        zip(
+            [i["id"] for i in images],
+            ["Compliant", "NonCompliant", "NonCompliant", "Compliant"],
+            strict=True,
+        )
+    )
+
+    report = handler(period_event(), ctx)
+
+    bodies = {call.body["policy_resource"]["resource_id"]: call.body for call in puts(config)}
+    assert len(puts(config)) == len(images)
+    for image in images:
+        assert bodies[image["id"]] == state(image, expected[image["id"]], "period", "private_image")
+    assert report["summary"] == {"compliant": 1, "exempt": 1, "non_compliant": 1, "updated": 1}
+    assert report["sinks"]["config"]["reported"] == 4
+    assert report["sinks"]["config"]["states"] == expected
+
+
+def test_a_periodic_evaluation_continues_as_one_and_every_hop_reports(clouds, ctx):
+    ims, config = clouds
+    for index in range(3):
+        dict(ims.add_image({"name": f"web-{index}", "tags": ["team=web"]}))
+    event = {**period_event("owner-tag"), "imsguard_sweep": {"limit": 2}}
+
+    first = handler(event, ctx)
+
+    assert first["continuation"]["cause"] == "limit" and len(puts(config)) == 2
+    rest = {
+        **period_event("owner-tag"),
+        "imsguard_sweep": {"marker": first["continuation"]["marker"], "hop": 1},
+    }
+    parsed = parse_event(rest)
+    assert isinstance(parsed, SweepRequest) and parsed.config is not None
+    assert parsed.options.marker == first["continuation"]["marker"]
+    second = handler(rest, ctx)
+    assert second["examined"] == 1 and len(puts(config)) == 3
+    assert len({call.body["policy_resource"]["resource_id"] for call in puts(config)}) == 3
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [(403, "APIGW.0302"), (500, "SYS.0500"), requests.exceptions.ReadTimeout("Read timed out")],
+    ids=["403", "500", "timeout"],
+)
+def test_a_failing_config_leaves_a_sweeps_images_and_results_unchanged(clouds, ctx, fault):
+    ims, config = clouds
+    dict(ims.add_image({"name": "Web_Base_2", "tags": ["team=web"]}))
+    dict(ims.add_image({"name": "db-base", "tags": []}))
+    ctx.user_data["IMSGUARD_DRY_RUN"] = "true"
+    baseline = handler(period_event(), ctx)
+    if isinstance(fault, Exception):
+        config.raise_next("PUT", fault)
+    else:
+        config.fail_next("PUT", fault[0], fault[1], f"refused for {SECRETS[0]}")
+
+    report = handler(period_event(), ctx)  # a periodic evaluation never raises
+
+    assert report["results"] == baseline["results"] and report["summary"] == baseline["summary"]
+    outcome = report["sinks"]["config"]
+    assert outcome["reported"] == 1 and len(outcome["failed"]) == 1
+    assert outcome["retry"] is False
+    assert SECRETS[0] not in json.dumps(report)
+
+
+@pytest.mark.parametrize(
+    ("fault", "retried"),
+    [
+        ((403, "APIGW.0302"), False),
+        ((500, "SYS.0500"), True),
+        (requests.exceptions.ReadTimeout("Read timed out"), True),
+    ],
+    ids=["403", "500", "timeout"],
+)
+def test_a_failing_config_state_for_one_image(clouds, ctx, fault, retried, capsys):
+    """The image is fixed all the same; a transient failure raises for FunctionGraph to
+    retry the event (the retry re-reads the image and reports it), a refusal does not."""
+    ims, config = clouds
+    image = dict(ims.add_image({"name": "Web_Base_2", "tags": ["team=web"]}))
+    if isinstance(fault, Exception):
+        config.raise_next("PUT", fault)
+    else:
+        config.fail_next("PUT", fault[0], fault[1], f"refused for {SECRETS[1]}")
+
+    if retried:
+        with pytest.raises(ConfigStateNotReported):
+            handler(resource_event(image), ctx)
+        # the event's retry: the image is compliant now, and Config hears of it
+        handler(resource_event(image), ctx)
+        assert puts(config)[-1].body["compliance_state"] == "Compliant"
+    else:
+        report = handler(resource_event(image), ctx)
+        assert report["results"][0]["outcome"] == "updated"
+        assert "HTTP 403" in report["sinks"]["config"]["failed"][0]["error"]
+        assert report["sinks"]["config"]["retry"] is False
+    assert len(ims.patches) == 1 and ims.images[image["id"]]["name"] == "web-base-2"
+    assert all(secret not in capsys.readouterr().out for secret in SECRETS)
+
+
+def test_config_endpoint_setting_is_used(clouds, ctx):
+    ims, _ = clouds
+    other = FakeConfig(DOMAIN, endpoint="https://rms.example.test")
+    ims.attach(other)
+    ctx.user_data["IMSGUARD_CONFIG_ENDPOINT"] = "https://rms.example.test"
+    image = dict(ims.add_image({"name": "web-base", "tags": ["team=web"]}))
+
+    handler(resource_event(image), ctx)
+
+    assert [s["compliance_state"] for s in other.states] == ["Compliant"]
+
+
+def test_config_mode_is_off_unless_its_setting_is_on(clouds, ctx):
+    ims, config = clouds
+    image = dict(ims.add_image({"name": "Web_Base_2", "tags": ["team=web"]}))
+    del ctx.user_data["IMSGUARD_CONFIG_RULES"]
+
+    report = handler(resource_event(image), ctx)
+
+    assert report["status"] == "ignored" and "IMSGUARD_CONFIG_RULES=true" in report["reason"]
+    assert ims.calls == [] and config.calls == []
+
+
+def test_an_image_in_another_region_is_ignored(clouds, ctx):
+    ims, config = clouds
+    image = dict(ims.add_image({"name": "web-base", "tags": ["team=web"]}))
+
+    report = handler(resource_event(image, region_id="eu-west-101"), ctx)
+
+    assert report["status"] == "ignored" and "eu-west-101" in report["reason"]
+    assert ims.calls == [] and config.calls == []
+
+
+# -- the envelope -----------------------------------------------------------------------
+
+
+def test_the_envelope_reads_a_resource_evaluation():
+    image = {"id": "c5cd3163-9030-43cb-a7c2-640c237702c7", "name": "web"}
+    parsed = parse_event(resource_event(image, "owner-tag"))
+
+    assert isinstance(parsed, Trigger) and parsed.source == "config"
+    assert parsed.targets[0].image_ids == (image["id"],)
+    assert parsed.config == ConfigEvaluation(
+        DOMAIN,
+        ASSIGNMENT,
+        "imsguard-images",
+        "resource",
+        EVALUATED_AT,
+        HASH,
+        "owner-tag",
+        resource_event(image)["invoking_event"],
+    )
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [("ims", "images"), ("ims", "private_image"), ("IMS", "image"), ("ims", "cloudimages")],
+)
+def test_every_plausible_image_type_is_an_image(spelling):
+    image = {"id": "c5cd3163-9030-43cb-a7c2-640c237702c7", "name": "web"}
+    provider, kind = spelling
+    assert isinstance(parse_event(resource_event(image, provider=provider, type=kind)), Trigger)
+
+
+def test_another_resource_type_is_ignored():
+    vm = {"id": "c5cd3163-9030-43cb-a7c2-640c237702c7", "name": "vm"}
+    parsed = parse_event(resource_event(vm, provider="ecs", type="cloudservers"))
+    assert parsed == Skip(
+        "ignored",
+        "Config evaluated a 'ecs'.'cloudservers' resource, not an IMS image: narrow the "
+        "rule's scope to IMS images",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"domain_id": None}, "domain_id: a non-empty string is required"),
+        ({"evaluation_hash": ""}, "evaluation_hash: a non-empty string is required"),
+        ({"trigger_type": "timer"}, "trigger_type: 'resource' or 'period' (got 'timer')"),
+        ({"evaluation_time": "yesterday"}, "evaluation_time: epoch milliseconds"),
+        ({"evaluation_time": True}, "evaluation_time: epoch milliseconds"),
+        ({"invoking_event": []}, "invoking_event: an object is required"),
+        ({"invoking_event": {"id": "not-a-uuid"}}, "invoking_event.id: the resource's id"),
+        ({"rule_parameter": {"rules": {"value": "x"}}}, "unknown parameter(s) ['rules']"),
+        ({"rule_parameter": {"rule": "owner-tag"}}, 'rule_parameter.rule: {"value"'),
+        ({"rule_parameter": "owner-tag"}, "rule_parameter: an object is required"),
+        ({"policy_assignment_name": 7}, "policy_assignment_name: a non-empty string"),
+    ],
+)
+def test_a_malformed_evaluation_is_invalid_with_its_reason(change, reason):
+    event = {**resource_event({"id": "c5cd3163-9030-43cb-a7c2-640c237702c7", "name": "w"})}
+    event.update(change)
+    parsed = ConfigEvaluationEnvelope().unwrap(event)
+    assert isinstance(parsed, Skip) and parsed.status == "invalid"
+    assert parsed.reason.startswith("invalid Config evaluation event: ")
+    assert reason in parsed.reason
+
+
+def test_period_options_are_validated():
+    parsed = parse_event({**period_event(), "imsguard_sweep": {"marker": "nope"}})
+    assert isinstance(parsed, Skip) and "marker" in parsed.reason
+    assert isinstance(parse_event({**period_event(), "imsguard_sweep": 3}), Skip)
+
+
+def test_the_timer_and_cts_events_are_not_config_events():
+    assert parse_event(load_event("timer.json")).source == "timer"  # trigger_type "Timer"
+    assert parse_event(load_event("cts_create_image.json")).source == "cts"
+
+
+def test_an_ordinary_event_imports_neither_the_config_reporter_nor_its_sdk():
+    code = (
+        "import sys, json, imsguard.app\n"
+        "from imsguard_tools.testing import FakeIms\n"
+        "from imsguard_tools.local_context import LocalContext\n"
+        "event = json.load(open('tests/events/cts_create_image.json'))\n"
+        "with FakeIms.seeded() as f:\n"
+        "    imsguard.app.handler(event, LocalContext(None, 'a'*8, 'b'*8))\n"
+        "print(sorted(m for m in sys.modules\n"
+        "             if m == 'imsguard.sinks.config' or 'sdkconfig' in m))\n"
+    )
+    root = Path(__file__).resolve().parent.parent  # this checkout's code, not an installed one
+    env = {
+        "IMSGUARD_REGION": REGION,
+        "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID,
+        "PATH": "",
+        "PYTHONPATH": os.pathsep.join(str(root / part) for part in ("function", "tools")),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=root
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_periodic_evaluation_out_of_time_continues_itself_as_a_config_event(clouds, ctx, clock):
+    ims, config = clouds
+    images = {
+        dict(ims.add_image({"name": f"web-{index}", "tags": ["team=web"]}))["id"]
+        for index in range(30)
+    }
+    urn = f"urn:fss:{REGION}:{SAMPLE_PROJECT_ID}:function:default:imsguard:latest"
+    ctx.user_data.update(
+        IMSGUARD_SWEEP_PAGE_SIZE="10",
+        IMSGUARD_SWEEP_CONTINUE="true",
+        IMSGUARD_FUNCTION_URN=urn,
+        IMSGUARD_FGS_ENDPOINT=ims.fgs_endpoint,
+    )
+    ctx.timeout_ms = 17_000
+    ims.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+
+    first = handler(period_event("owner-tag"), ctx)
+
+    assert first["continued"]["started"] is True
+    (invocation,) = ims.invocations
+    body = invocation["body"]
+    assert body == {
+        "domain_id": DOMAIN,
+        "policy_assignment_id": ASSIGNMENT,
+        "policy_assignment_name": "imsguard-images",
+        "trigger_type": "period",
+        "evaluation_time": EVALUATED_AT,
+        "evaluation_hash": HASH,
+        "invoking_event": {"id": DOMAIN, "name": "Account"},
+        "rule_parameter": {"rule": {"value": "owner-tag"}},
+        "imsguard_sweep": {
+            "hop": 1,
+            "marker": first["continuation"]["marker"],
+            "examined_before": first["examined"],
+            "planned_before": 0,
+        },
+    }
+    assert first["sinks"]["config"]["reported"] == first["examined"]
+    reported = {call.body["policy_resource"]["resource_id"] for call in puts(config)}
+    for _ in range(5):  # what FunctionGraph would deliver, hop after hop
+        clock.elapsed = 0
+        ims.invocations.clear()
+        report = handler(body, ctx)
+        reported |= {call.body["policy_resource"]["resource_id"] for call in puts(config)}
+        if not ims.invocations:
+            break
+        body = ims.invocations[0]["body"]
+    assert reported == images and len(puts(config)) == len(images)
+    assert report["trigger"].startswith("Config periodic evaluation")
