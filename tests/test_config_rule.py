@@ -600,3 +600,15 @@ def test_patches_deferred_to_a_continuation_are_not_reported_again(clouds, ctx, 
     assert len(ids) == 40 and set(ids) == images
     assert {c.body["compliance_state"] for c in puts(config)} == {"NonCompliant"}
     assert all(ims.images[i]["name"].startswith("web-") for i in images)
+
+
+def test_the_config_outcome_keeps_counts_and_the_first_few_states(clouds, ctx):
+    ims, config = clouds
+    for i in range(5):
+        ims.add_image({"name": f"Web_{i}", "tags": []})
+    ctx.user_data["IMSGUARD_RESULTS_LIMIT"] = "2"
+
+    outcome = handler(period_event(), ctx)["sinks"]["config"]
+
+    assert outcome["reported"] == 5 and outcome["compliance"] == {"NonCompliant": 5}
+    assert len(outcome["states"]) == 2 and len(puts(config)) == 5
