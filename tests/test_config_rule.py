@@ -23,6 +23,7 @@ from imsguard.events import (
     Trigger,
     parse_event,
 )
+from imsguard.sinks.config import ATTEMPTS
 from imsguard_tools.fake_config import FakeConfig
 from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
@@ -138,6 +139,7 @@ def test_a_violation_is_reported_non_compliant_before_imsguard_fixes_it(clouds, 
         "trigger_type": "resource",
         "rule": None,
         "reported": 1,
+        "compliance": {"NonCompliant": 1},
         "states": {image["id"]: "NonCompliant"},
     }
     # The fix makes Config evaluate the image again: now it is compliant, nothing is sent.
@@ -248,23 +250,24 @@ def test_a_periodic_evaluation_continues_as_one_and_every_hop_reports(clouds, ct
     [(403, "APIGW.0302"), (500, "SYS.0500"), requests.exceptions.ReadTimeout("Read timed out")],
     ids=["403", "500", "timeout"],
 )
-def test_a_failing_config_leaves_a_sweeps_images_and_results_unchanged(clouds, ctx, fault):
+def test_a_failing_config_leaves_a_sweeps_images_and_results_unchanged(clouds, ctx, fault, clock):
     ims, config = clouds
     dict(ims.add_image({"name": "Web_Base_2", "tags": ["team=web"]}))
     dict(ims.add_image({"name": "db-base", "tags": []}))
     ctx.user_data["IMSGUARD_DRY_RUN"] = "true"
     baseline = handler(period_event(), ctx)
-    if isinstance(fault, Exception):
-        config.raise_next("PUT", fault)
-    else:
-        config.fail_next("PUT", fault[0], fault[1], f"refused for {SECRETS[0]}")
+    calls = 1 if fault == (403, "APIGW.0302") else ATTEMPTS  # transient ones are retried
+    for _ in range(calls):
+        if isinstance(fault, Exception):
+            config.raise_next("PUT", fault)
+        else:
+            config.fail_next("PUT", fault[0], fault[1], f"refused for {SECRETS[0]}")
 
     report = handler(period_event(), ctx)  # a periodic evaluation never raises
 
     assert report["results"] == baseline["results"] and report["summary"] == baseline["summary"]
     outcome = report["sinks"]["config"]
-    assert outcome["reported"] == 1 and len(outcome["failed"]) == 1
-    assert outcome["retry"] is False
+    assert outcome["reported"] == 1 and len(outcome["failed"]) == outcome["failed_total"] == 1
     assert SECRETS[0] not in json.dumps(report)
 
 
@@ -277,29 +280,70 @@ def test_a_failing_config_leaves_a_sweeps_images_and_results_unchanged(clouds, c
     ],
     ids=["403", "500", "timeout"],
 )
-def test_a_failing_config_state_for_one_image(clouds, ctx, fault, retried, capsys):
-    """The image is fixed all the same; a transient failure raises for FunctionGraph to
-    retry the event (the retry re-reads the image and reports it), a refusal does not."""
+def test_a_failing_config_state_for_one_image(
+    clouds, ctx, fault, retried, capsys, clock, monkeypatch
+):
+    """A refusal (4xx) is reported and the image fixed all the same; a transient failure
+    that outlasts the in-process retries raises before the PATCH and before any other
+    sink, so FunctionGraph's retry of the event finds the same violation and reports it."""
+    import imsguard.sinks
+
     ims, config = clouds
+    ctx.user_data["IMSGUARD_NOTIFY_TOPIC_URN"] = f"urn:smn:{REGION}:{SAMPLE_PROJECT_ID}:imsguard"
+    sinks_run: list[str] = []  # SMN and CES: recorded, not called
+    monkeypatch.setattr(imsguard.sinks, "finish_sinks", lambda *a: sinks_run.append("run") or {})
     image = dict(ims.add_image({"name": "Web_Base_2", "tags": ["team=web"]}))
-    if isinstance(fault, Exception):
-        config.raise_next("PUT", fault)
-    else:
-        config.fail_next("PUT", fault[0], fault[1], f"refused for {SECRETS[1]}")
+    for _ in range(ATTEMPTS if retried else 1):
+        if isinstance(fault, Exception):
+            config.raise_next("PUT", fault)
+        else:
+            config.fail_next("PUT", fault[0], fault[1], f"refused for {SECRETS[1]}")
 
     if retried:
         with pytest.raises(ConfigStateNotReported):
             handler(resource_event(image), ctx)
-        # the event's retry: the image is compliant now, and Config hears of it
-        handler(resource_event(image), ctx)
-        assert puts(config)[-1].body["compliance_state"] == "Compliant"
+        assert ims.patches == [] and sinks_run == []
+        # the event's retry: the same violation, reported NonCompliant, then fixed
+        report = handler(resource_event(image), ctx)
+        # (the failed attempts and the retry's one call: every one NonCompliant)
+        assert [c.body for c in puts(config)] == [state(image, "NonCompliant")] * (ATTEMPTS + 1)
+        assert report["results"][0]["outcome"] == "updated"
     else:
         report = handler(resource_event(image), ctx)
         assert report["results"][0]["outcome"] == "updated"
         assert "HTTP 403" in report["sinks"]["config"]["failed"][0]["error"]
-        assert report["sinks"]["config"]["retry"] is False
     assert len(ims.patches) == 1 and ims.images[image["id"]]["name"] == "web-base-2"
     assert all(secret not in capsys.readouterr().out for secret in SECRETS)
+
+
+def test_a_transient_config_failure_is_retried_in_process_before_the_fix(clouds, ctx, clock):
+    ims, config = clouds
+    image = dict(ims.add_image({"name": "Web_Base_2", "tags": ["team=web"]}))
+    config.fail_next("PUT", 500, "SYS.0500", "try again")
+
+    report = handler(resource_event(image), ctx)  # no raise
+
+    # the failed call and its retry: one NonCompliant state taken, then the fix
+    assert [call.body for call in puts(config)] == [state(image, "NonCompliant")] * 2
+    assert len(ims.patches) == 1 and report["results"][0]["outcome"] == "updated"
+    assert report["sinks"]["config"]["reported"] == 1 and "failed" not in report["sinks"]["config"]
+
+
+def test_a_failing_config_hook_never_costs_the_image_its_fix(clouds, ctx, monkeypatch):
+    import imsguard.sinks.config as config_sink
+
+    ims, _ = clouds
+    image = dict(ims.add_image({"name": "Web_Base_2", "tags": ["team=web"]}))
+
+    def broken(decision, rule):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(config_sink, "compliance", broken)
+    report = handler(resource_event(image), ctx)
+
+    assert report["results"][0]["outcome"] == "updated" and len(ims.patches) == 1
+    outcome = report["sinks"]["config"]
+    assert outcome["failed_total"] == 1 and "internal error" in outcome["failed"][0]["error"]
 
 
 def test_config_endpoint_setting_is_used(clouds, ctx):
@@ -485,3 +529,86 @@ def test_a_periodic_evaluation_out_of_time_continues_itself_as_a_config_event(cl
         body = ims.invocations[0]["body"]
     assert reported == images and len(puts(config)) == len(images)
     assert report["trigger"].startswith("Config periodic evaluation")
+
+
+def run_hops(ims, ctx, clock, event: dict, most: int = 20) -> list[dict]:
+    """The first hop and every continuation it starts, as FunctionGraph would deliver them."""
+    reports = []
+    for _ in range(most):
+        clock.elapsed = 0
+        ims.invocations.clear()
+        reports.append(handler(event, ctx))
+        if not ims.invocations:
+            return reports
+        event = ims.invocations[0]["body"]
+    raise AssertionError("the sweep did not end")
+
+
+def continuing(ctx, ims, timeout_ms: int) -> None:
+    urn = f"urn:fss:{REGION}:{SAMPLE_PROJECT_ID}:function:default:imsguard:latest"
+    ctx.user_data.update(
+        IMSGUARD_SWEEP_PAGE_SIZE="50",
+        IMSGUARD_SWEEP_CONTINUE="true",
+        IMSGUARD_SWEEP_MAX_HOPS="30",
+        IMSGUARD_FUNCTION_URN=urn,
+        IMSGUARD_FGS_ENDPOINT=ims.fgs_endpoint,
+    )
+    ctx.timeout_ms = timeout_ms
+
+
+def test_slow_states_for_many_images_are_each_sent_once_across_hops(clouds, ctx, clock):
+    """200 images, each state taking 0.5 s: a hop sends states as it examines images and,
+    out of time, the next one resumes at the first image whose state was not sent."""
+    ims, config = clouds
+    images = {ims.add_image({"name": f"web-{i}", "tags": ["team=web"]})["id"] for i in range(200)}
+    continuing(ctx, ims, 40_000)
+
+    def slow(method: str, path: str) -> None:
+        if method == "PUT":
+            clock.elapsed += 0.5
+
+    config.before_request = slow
+
+    reports = run_hops(ims, ctx, clock, period_event())
+
+    assert len(reports) > 2  # far more than one hop's worth of states
+    ids = [call.body["policy_resource"]["resource_id"] for call in puts(config)]
+    assert sorted(ids) == sorted(images)  # every image, exactly once
+    assert sum(r["sinks"]["config"]["reported"] for r in reports) == 200
+    assert all("failed" not in r["sinks"]["config"] for r in reports)
+
+
+def test_patches_deferred_to_a_continuation_are_not_reported_again(clouds, ctx, clock):
+    """The next hop lists images whose patches were deferred again: it fixes them but
+    reports none of them twice."""
+    ims, config = clouds
+    images = {ims.add_image({"name": f"Web_{i}", "tags": ["team=web"]})["id"] for i in range(40)}
+    continuing(ctx, ims, 20_000)
+    ctx.user_data["IMSGUARD_SWEEP_CONCURRENCY"] = "1"
+
+    def slow(method: str, path: str) -> None:
+        if method == "PATCH":
+            clock.elapsed += 1
+
+    ims.before_request = slow
+
+    reports = run_hops(ims, ctx, clock, period_event())
+
+    assert len(reports) >= 3
+    assert any(r["summary"].get("deferred") for r in reports)  # listed again by a next hop
+    ids = [call.body["policy_resource"]["resource_id"] for call in puts(config)]
+    assert len(ids) == 40 and set(ids) == images
+    assert {c.body["compliance_state"] for c in puts(config)} == {"NonCompliant"}
+    assert all(ims.images[i]["name"].startswith("web-") for i in images)
+
+
+def test_the_config_outcome_keeps_counts_and_the_first_few_states(clouds, ctx):
+    ims, config = clouds
+    for i in range(5):
+        ims.add_image({"name": f"Web_{i}", "tags": []})
+    ctx.user_data["IMSGUARD_RESULTS_LIMIT"] = "2"
+
+    outcome = handler(period_event(), ctx)["sinks"]["config"]
+
+    assert outcome["reported"] == 5 and outcome["compliance"] == {"NonCompliant": 5}
+    assert len(outcome["states"]) == 2 and len(puts(config)) == 5

@@ -19,6 +19,7 @@ from imsguard import __version__
 from imsguard.clock import Budget, SystemClock
 from imsguard.context import LocalRun, call_getter, read_credentials
 from imsguard.events import (
+    CONFIG_MARKS,
     CONFIG_SWEEP,
     Skip,
     SweepRequest,
@@ -36,6 +37,7 @@ from imsguard.settings import (
     SettingsError,
     load_settings,
 )
+from imsguard.sinks import ConfigStateNotReported
 from imsguard.uefi import normalize_os_version
 
 if TYPE_CHECKING:
@@ -55,13 +57,6 @@ class TransientFailure(RuntimeError):
     The one exception the handler raises: FunctionGraph then retries the asynchronous
     invocation and, in the end, sends the event to the failure destination. Every image
     is re-read on the next try, so the retry repeats nothing that already succeeded."""
-
-
-class ConfigStateNotReported(RuntimeError):
-    """Config's UpdatePolicyState failed transiently for a ``resource`` evaluation. Raised
-    after the images' work is done and reported, for FunctionGraph to retry the event: the
-    retry re-reads the image (imsguard is idempotent) and reports its state then, which is
-    better than Config never hearing of it."""
 
 
 class InvalidPolicy(RuntimeError):
@@ -88,6 +83,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         )
     except InvalidPolicy:
         raise
+    except ConfigStateNotReported as exc:  # raised before the image's PATCH: retry the event
+        log(logging.ERROR, "Config state not reported; raising for FunctionGraph to retry")
+        raise ConfigStateNotReported(redact(str(exc))) from None
     except Exception as exc:  # a bug must still produce a report and a log line
         get_logger().exception("unexpected failure")
         return _stop("error", f"internal error: {type(exc).__name__}: {redact(str(exc))}")
@@ -107,12 +105,6 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             redact(
                 f"IMS failed transiently for {len(retryable)} image(s) after retries: {subjects}"
             )
-        )
-    config = (report.sinks or {}).get("config", {})
-    if config.get("retry"):
-        log(logging.ERROR, "Config state not reported; raising for FunctionGraph to retry")
-        raise ConfigStateNotReported(
-            redact(f"Config did not take the state: {config['failed'][0]['error']}")
         )
     return answer
 
@@ -193,7 +185,15 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     if config is not None:  # a Config rule's evaluation: its SDK loads only now
         from imsguard.sinks.config import ConfigStates
 
-        states = ConfigStates(config, policy, settings.region)
+        states = ConfigStates(
+            config,
+            policy,
+            settings.region,
+            credentials,
+            settings.config_endpoint,
+            budget,
+            settings.results_limit,
+        )
     report: EventReport | SweepReport
     if isinstance(parsed, SweepRequest):
         report = _run_sweep_hop(parsed, invocation, policy, uefi_versions, states)
@@ -210,13 +210,8 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     final = not (isinstance(report, EventReport) and report.retryable)
     if final and sinks_on(settings):  # each sink, and its SDK, loads only when it is on
         report.sinks = finish_sinks(report, invocation, policy)
-    if states is not None:  # after the images' work: a failure here changes none of it
-        try:
-            outcome = states.finish(credentials, settings.config_endpoint, budget)
-        except Exception as exc:  # a bug must not cost the images' report
-            get_logger().exception("Config states not reported")
-            outcome = {"error": redact(f"internal error: {type(exc).__name__}: {exc}")}
-        report.sinks = {**(report.sinks or {}), "config": outcome}
+    if states is not None:  # each state was sent as its image was evaluated
+        report.sinks = {**(report.sinks or {}), "config": states.outcome()}
     return report
 
 
@@ -292,9 +287,11 @@ def _start_next_hop(
     if urn is None:
         return {"started": False, "reason": f"no function to invoke: set {FUNCTION_URN}"}
     options: dict[str, Any] = request.options.model_dump(
-        exclude={"marker", "hop", "examined_before", "planned_before"}, exclude_none=True
+        exclude={"marker", "hop", "examined_before", "planned_before", *CONFIG_MARKS},
+        exclude_none=True,
     )
-    options.update({k: continuation[k] for k in ("hop", "examined_before", "planned_before")})
+    carried = ("hop", "examined_before", "planned_before", *CONFIG_MARKS)
+    options.update({k: continuation[k] for k in carried if k in continuation})
     if continuation["marker"]:
         options["marker"] = continuation["marker"]
     payload = (

@@ -17,6 +17,7 @@ from imsguard.logs import get_logger
 from imsguard.policy import Policy
 from imsguard.resolve import Resolver, failure
 from imsguard.results import ImageResult, Outcome
+from imsguard.sinks import ConfigStateNotReported
 
 
 class EventCheck:
@@ -64,16 +65,31 @@ class EventCheck:
         """One odd image must not cost the other images their results."""
         try:
             result = self._check_image(image, target)
+        except ConfigStateNotReported:  # the image is not fixed: FunctionGraph retries
+            raise
         except Exception as exc:
             result = _internal_error(exc, image["id"])
         result.tags = ImageResult.tags_of(image)  # the image was read: for notice routing
         return result
 
+    def _observe(self, image: dict[str, Any], decision: Decision) -> None:
+        """Tell the hook; its failure never costs the image its fix, except the deliberate
+        ConfigStateNotReported (the state must reach Config before the fix)."""
+        if self.observe is None:
+            return
+        try:
+            self.observe(image, decision)
+        except ConfigStateNotReported:
+            raise
+        except Exception:
+            get_logger().exception(
+                "image evaluation not observed", extra={"fields": {"image_id": image["id"]}}
+            )
+
     def _check_image(self, image: dict[str, Any], target: Target) -> ImageResult:
         image_id = image["id"]
         decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
-        if self.observe is not None:
-            self.observe(image, decision)
+        self._observe(image, decision)
         planned = plan(decision, self.dry_run)
         name, notes, verdicts = image.get("name"), list(decision.notes), decision.verdicts
         send = list(planned.send)

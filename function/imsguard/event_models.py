@@ -63,6 +63,10 @@ class SweepOptions(BaseModel):
     # Carried from hop to hop, so the guardrail counts the whole sweep.
     examined_before: int = Field(default=0, ge=0)
     planned_before: int = Field(default=0, ge=0)
+    # A Config periodic evaluation's last image whose state was sent (id, created_at): the
+    # next hop may list images again (patches deferred to it) and reports none up to it.
+    config_reported: str | None = Field(default=None, max_length=200)
+    config_reported_at: str | None = Field(default=None, max_length=40)
 
     @field_validator("since")
     @classmethod

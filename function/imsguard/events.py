@@ -444,6 +444,8 @@ CONFIG_RULE_PARAMETER = "rule"  # rule_parameter {"rule": {"value": "<imsguard r
 # A periodic evaluation's continuation carries the sweep's options under this key (the
 # Config event's own fields unchanged), so every hop reports its images to Config.
 CONFIG_SWEEP = "imsguard_sweep"
+# The sweep options a continuation carries for Config's states (SweepOptions.config_reported).
+CONFIG_MARKS = ("config_reported", "config_reported_at")
 
 
 class ConfigEvaluationEnvelope(Envelope):

@@ -160,8 +160,18 @@ class SweepHop:
         self.restarted = ""  # says how the listing went on when IMS refused a marker
         self.last_created: str | None = None  # created_at of the last image examined
         self.request_seconds = 0.5  # a guess until requests have been timed
-        # Told each image's evaluation before anything is sent (Config's states).
+        # Told each image's evaluation before anything is sent (Config's states): the state
+        # is sent then, timed (``state_seconds``) and counted when deciding to go on.
         self.observe: Callable[[dict[str, Any], Decision], None] | None = None
+        self.state_seconds = 0.5  # a guess until states have been timed
+        # The last image whose state was sent (id, created_at), by this hop or an earlier
+        # one: images up to it, listed again, are not reported again.
+        self.reported: tuple[str, str | None] | None = (
+            (options.config_reported, options.config_reported_at)
+            if options.config_reported and options.config_reported != options.marker
+            else None
+        )
+        self.reporting = self.reported is None  # past the last image reported
 
     def run(self, trigger: str) -> SweepReport:
         """The hop's report; ``trigger`` says what asked for the sweep."""
@@ -181,6 +191,12 @@ class SweepHop:
         if continuation is not None:
             continuation.setdefault("examined_before", self.options.examined_before)
             continuation.setdefault("planned_before", self.options.planned_before)
+            if (
+                self.observe is not None
+                and self.reported is not None
+                and self.reported[0] != continuation["marker"]  # else none is listed again
+            ):
+                continuation["config_reported"], continuation["config_reported_at"] = self.reported
         tally = self.tally
         return SweepReport(
             trigger,
@@ -242,9 +258,13 @@ class SweepHop:
                 if image["id"] in self.seen:  # listed again after a restart: counted once
                     marker = image["id"]
                     continue
+                report = self._to_report(image)
+                if report and not self._time_for_a_state(len(plans)):
+                    # its state is not sent: the next hop resumes at this image
+                    return list(plans.values()), self._continuation(marker, "time"), None
                 self.seen.add(image["id"])
                 self.examined += 1
-                planned = self._evaluate_safely(image, marker)
+                planned = self._evaluate_safely(image, marker, report)
                 if planned is not None:
                     plans[planned.image_id] = planned
                 marker, self.last_created = image["id"], image.get("created_at")
@@ -293,6 +313,43 @@ class SweepHop:
         applying = (planned + 1) * per_patch * 2 + self.request_seconds
         return self.budget.remaining() > self.request_seconds * 2 + applying
 
+    def _to_report(self, image: dict[str, Any]) -> bool:
+        """Whether the image's state is to be sent: not if an earlier hop sent it (the
+        images up to the last one reported, listed newest first, come again when patches
+        were deferred)."""
+        if self.observe is None:
+            return False
+        if self.reporting:
+            return True
+        assert self.reported is not None
+        last_id, last_created = self.reported
+        if image["id"] == last_id:  # reported; the images after it are not
+            self.reporting = True
+            return False
+        created = image.get("created_at")
+        if last_created and created and str(created) < last_created:  # it was deleted
+            self.reporting = True
+            return True
+        return False
+
+    def _time_for_a_state(self, planned: int) -> bool:
+        """Another image's state only if the plans so far can still be applied after it."""
+        per_patch = max(self.request_seconds / self.concurrency, 1 / self.limiter.rate)
+        applying = (planned + 1) * per_patch * 2 + self.request_seconds
+        return self.budget.remaining() > self.state_seconds * 2 + applying
+
+    def _observe(self, image: dict[str, Any], decision: Decision) -> None:
+        """Send the image's state (timed); a failure never costs the image its fix."""
+        assert self.observe is not None
+        started = self.budget.clock.monotonic()
+        try:
+            self.observe(image, decision)
+        except Exception as exc:
+            _log_unexpected(exc, image.get("id"))
+        elapsed = self.budget.clock.monotonic() - started
+        self.state_seconds = max(0.05, 0.7 * self.state_seconds + 0.3 * elapsed)
+        self.reported = (image["id"], image.get("created_at"))
+
     def _since(self) -> str | None:
         if self.options.since is None:
             return None
@@ -300,14 +357,14 @@ class SweepHop:
         return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
     def _evaluate_safely(
-        self, image: dict[str, Any], listed_after: str | None
+        self, image: dict[str, Any], listed_after: str | None, report: bool = False
     ) -> PlannedPatch | None:
         """One odd image must not stop the sweep: its error is its result, the rest go on."""
         for index in self.expiring:
             if exemption_covers(self.policy.exemptions[index], image):
                 self.tally.cover(index, image)
         try:
-            return self._evaluate(image, listed_after)
+            return self._evaluate(image, listed_after, report)
         except Exception as exc:
             _log_unexpected(exc, image.get("id"))
             self.tally.add(
@@ -321,11 +378,13 @@ class SweepHop:
             )
             return None
 
-    def _evaluate(self, image: dict[str, Any], listed_after: str | None) -> PlannedPatch | None:
+    def _evaluate(
+        self, image: dict[str, Any], listed_after: str | None, report: bool = False
+    ) -> PlannedPatch | None:
         examined_at, changes_at = self.examined - 1, self.would_change
         decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
-        if self.observe is not None:
-            self.observe(image, decision)
+        if report:
+            self._observe(image, decision)
         planned = plan(decision, self.dry_run)
         sent = [op["path"][1:] for op in planned.send]
         labels = {}

@@ -36,6 +36,13 @@ class SinkError(Exception):
     """A sink could not do its work; the message says why (and holds no secret)."""
 
 
+class ConfigStateNotReported(RuntimeError):
+    """Config's UpdatePolicyState kept failing transiently for a ``resource`` evaluation.
+    Raised when the image is evaluated, before its PATCH and before any other sink runs, for
+    FunctionGraph to retry the event: the retry finds the same violation and reports it.
+    (Here, not in sinks.config, so the image check can let it through without the SDK.)"""
+
+
 def sink_classes() -> list[type]:
     """Every sink's class (imports every sink's SDK: for the tools, never for events)."""
     return [getattr(importlib.import_module(module), name) for _, module, name in REGISTRY.values()]

@@ -1,5 +1,5 @@
 """Config custom-rule mode: each image's compliance, as found before any fix, reported to
-Config with UpdatePolicyState (one call per image).
+Config with UpdatePolicyState (one call per image, sent when the image is evaluated).
 
 Loaded, with the Config SDK, only for a Config evaluation event: an ordinary CTS event
 imports neither. :class:`ConfigStates` is handed every evaluation as it happens (the event
@@ -7,17 +7,22 @@ check's and the sweep's ``observe`` hook), so an image that imsguard then fixes 
 reported ``NonCompliant``: the fix triggers Config's next evaluation, which records
 ``Compliant``. A rule that fixed silently would hide the violation, and could loop.
 
-A failing UpdatePolicyState never changes what happened to images: it is logged and
-reported under the report's ``sinks.config``. For a ``resource`` evaluation a transient
-failure (HTTP 429 or 5xx, no answer) also sets ``retry``: the handler then raises for
-FunctionGraph to retry the event (imsguard is idempotent; a lost state is worse than a
-retry). A ``period`` evaluation is not retried (the retry would sweep again, and start
-continuations twice): Config's next period reports the images again.
+Each state is sent before the image's PATCH, retried in-process a few times (the SDK
+retries nothing). A failure is logged and counted under the report's ``sinks.config``,
+and the image is fixed all the same, with one exception: for a ``resource`` evaluation a
+transient failure (HTTP 429 or 5xx, no answer) that outlasts the retries raises
+ConfigStateNotReported before the PATCH and before any report sink, so FunctionGraph's
+retry of the event finds the same violation and reports it. A ``period`` evaluation
+never raises (a retry would sweep again): its failures are counted, and the sweep sends
+each state as it examines the image, so a continuation resumes at the first image whose
+state was not sent (and skips those already reported).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -27,13 +32,12 @@ from huaweicloudsdkconfig.v1 import (
     PolicyStateRequestBody,
     UpdatePolicyStateRequest,
 )
-from huaweicloudsdkcore.auth.credentials import GlobalCredentials
 from huaweicloudsdkcore.exceptions.exceptions import SdkException
-from huaweicloudsdkcore.http.http_config import HttpConfig
 
 from imsguard.logs import RedactingFilter, log, redact
 from imsguard.permissions import UPDATE_POLICY_STATE, requires
-from imsguard.sinks import SinkError, call_timeouts
+from imsguard.sinks import ConfigStateNotReported, SinkError, call_timeouts
+from imsguard.sinks.sdk import build_client, failure, transient
 
 if TYPE_CHECKING:
     from imsguard.clock import Budget
@@ -42,13 +46,20 @@ if TYPE_CHECKING:
     from imsguard.events import ConfigEvaluation
     from imsguard.policy import Policy
 
+logging.getLogger("HuaweiCloud-SDK-ConfigClient").addHandler(logging.NullHandler())
 logging.getLogger("HuaweiCloud-SDK-ConfigClient").addFilter(RedactingFilter())
 
 DEFAULT_ENDPOINT = "https://rms.myhuaweicloud.com"  # Config is global
 # What an image is called in states of a periodic evaluation (whose event names no image):
-# TMS's names; Config's own are unconfirmed (README, Assumptions).
+# one constant, TMS's names; Config's own are unconfirmed (README, Assumptions). A resource
+# evaluation's states echo the type its event names.
 IMAGE_PROVIDER = "ims"
 IMAGE_TYPE = "private_image"
+# UpdatePolicyState's own retries (the SDK makes none): at most ATTEMPTS calls, waiting
+# 0.5, 1, 2 s between them while the invocation's budget allows.
+ATTEMPTS = 4
+FIRST_DELAY_S = 0.5
+MAX_DELAY_S = 2.0
 COMPLIANT, NON_COMPLIANT = "Compliant", "NonCompliant"
 # Verdicts that make an image non-compliant: a violation (fixable or not, enforce or audit
 # mode) and a rule that could not decide (a person should look).
@@ -65,12 +76,34 @@ def compliance(decision: Decision, rule: str | None) -> str:
 
 
 class ConfigStates:
-    """Collects each evaluated image's state (``observe``), then reports them (``finish``)."""
+    """Reports each evaluated image's state as it is evaluated (``observe``, the image
+    check's and the sweep's hook, called before the image's PATCH); ``outcome`` says what
+    was reported and what failed (counts, and the first ``limit`` images of each)."""
 
-    def __init__(self, evaluation: ConfigEvaluation, policy: Policy, region: str | None):
+    def __init__(
+        self,
+        evaluation: ConfigEvaluation,
+        policy: Policy,
+        region: str | None,
+        credentials: Credentials,
+        endpoint: str | None,
+        budget: Budget,
+        limit: int,
+    ):
         self.evaluation = evaluation
         self.region = region
-        self.states: dict[str, tuple[dict[str, Any], str]] = {}  # by image id, in order
+        self.credentials = credentials
+        self.endpoint = endpoint or DEFAULT_ENDPOINT
+        self.budget = budget
+        self.limit = limit
+        self.client: Any = None
+        self.call_limit = 0.0  # the longest a call of ``client`` may take
+        self.reported = 0
+        self.compliance: Counter[str] = Counter()
+        self.states: dict[str, str] = {}  # the first ``limit`` reported, by image id
+        self.failed_total = 0
+        self.failed: list[dict[str, str]] = []  # the first ``limit`` failures
+        self.lock = threading.Lock()
         names = [rule.name for rule in policy.rules]
         self.problem = (
             f"rule_parameter names the rule {evaluation.rule!r}, which the policy does not "
@@ -80,15 +113,77 @@ class ConfigStates:
         )
 
     def observe(self, image: dict[str, Any], decision: Decision) -> None:
-        """One image's evaluation, before anything is sent to IMS."""
-        if self.problem is None:
-            self.states[decision.image_id] = (
-                self._resource(image),
-                compliance(decision, self.evaluation.rule),
-            )
+        """Report one image's state, before anything is sent to IMS. A failure is counted
+        and logged, never raised, except the one a ``resource`` evaluation must not go
+        past: a transient failure after the retries raises ConfigStateNotReported, so the
+        image is not fixed and FunctionGraph's retry finds (and reports) the violation."""
+        if self.problem is not None:
+            return
+        image_id = str(image.get("id"))
+        try:
+            state = compliance(decision, self.evaluation.rule)
+            self._send(self.body(self._resource(image), state))
+        except _Failure as exc:
+            self._fail(image_id, str(exc))
+            if exc.transient and self.evaluation.trigger_type == "resource":
+                raise ConfigStateNotReported(f"Config did not take the state: {exc}") from None
+            return
+        except Exception as exc:  # a bug here must not cost the image its fix
+            logging.getLogger("imsguard").exception("Config state not reported")
+            self._fail(image_id, redact(f"internal error: {type(exc).__name__}: {exc}"))
+            return
+        with self.lock:
+            self.reported += 1
+            self.compliance[state] += 1
+            if len(self.states) < self.limit:
+                self.states[image_id] = state
+
+    def _fail(self, image_id: str, error: str) -> None:
+        log(logging.ERROR, "Config state not reported", image_id=image_id, error=error)
+        with self.lock:
+            self.failed_total += 1
+            if len(self.failed) < self.limit:
+                self.failed.append({"image_id": image_id, "error": error})
+
+    def _send(self, body: dict[str, Any]) -> None:
+        """One UpdatePolicyState, retried in-process (the SDK retries nothing) with a
+        bounded backoff while the budget allows; _Failure when it still fails."""
+        for attempt in range(ATTEMPTS):
+            try:
+                update_policy_state(self._client(), self.evaluation.domain_id, body)
+                return
+            except _Failure as exc:
+                delay = min(MAX_DELAY_S, FIRST_DELAY_S * 2**attempt)
+                last = attempt + 1 == ATTEMPTS
+                if not exc.transient or last or self.budget.remaining() < delay + 1:
+                    raise
+                self.budget.clock.sleep(delay)
+
+    def _client(self) -> Any:
+        """A client whose calls fit in what is left of the invocation (a new one when the
+        last one's timeouts no longer do); _Failure (transient) when too little is left."""
+        left = self.budget.time_left()
+        try:
+            if self.client is None or (left is not None and left < self.call_limit + 1):
+                timeout = call_timeouts(left)
+                self.client = build_client(
+                    ConfigClient,
+                    None,
+                    None,
+                    self.endpoint,
+                    "",
+                    self.credentials,
+                    timeout,
+                    domain_id=self.evaluation.domain_id,
+                )
+                self.call_limit = sum(timeout)
+        except SinkError as exc:
+            raise _Failure(str(exc), True) from None
+        return self.client
 
     def _resource(self, image: dict[str, Any]) -> dict[str, Any]:
-        """The policy_resource: the event's own values for a resource evaluation."""
+        """The policy_resource: the event's own values for a resource evaluation (its type
+        echoed); for a periodic one, whose event names no image, IMAGE_PROVIDER/IMAGE_TYPE."""
         evaluation = self.evaluation
         event = evaluation.resource
         if event is not None and event.get("id") == image["id"]:
@@ -122,50 +217,22 @@ class ConfigStates:
             "evaluation_hash": evaluation.evaluation_hash,
         }
 
-    def finish(
-        self, credentials: Credentials, endpoint: str | None, budget: Budget
-    ) -> dict[str, Any]:
-        """Send every state; what was reported, what failed, and whether to retry."""
+    def outcome(self) -> dict[str, Any]:
+        """What was reported (counts; the first ``limit`` states) and what failed."""
         outcome: dict[str, Any] = {
             "policy_assignment_id": self.evaluation.policy_assignment_id,
             "trigger_type": self.evaluation.trigger_type,
             "rule": self.evaluation.rule,
-            "reported": 0,
-            "states": {},
+            "reported": self.reported,
+            "compliance": dict(sorted(self.compliance.items())),
+            "states": self.states,
         }
         if self.problem is not None:
             log(logging.ERROR, "Config states not reported", reason=self.problem)
             return {**outcome, "error": self.problem}
-        failed: list[dict[str, str]] = []
-        transient = False
-        client: ConfigClient | None = None
-        limit = 0.0  # the longest a call of ``client`` may take
-        for index, (image_id, (resource, state)) in enumerate(self.states.items()):
-            try:
-                left = budget.time_left()
-                if client is None or (left is not None and left < limit + 1):
-                    # a new client whose calls fit in what is left of the invocation
-                    timeout = call_timeouts(left)
-                    client = _client(credentials, self.evaluation.domain_id, endpoint, timeout)
-                    limit = sum(timeout)
-                update_policy_state(client, self.evaluation.domain_id, self.body(resource, state))
-            except _Failure as exc:
-                transient = transient or exc.transient
-                failed.append({"image_id": image_id, "error": str(exc)})
-                continue
-            except SinkError as exc:  # out of time: the rest are not sent either
-                unsent = list(self.states)[index:]
-                failed.extend({"image_id": i, "error": str(exc)} for i in unsent)
-                transient = True
-                break
-            outcome["reported"] += 1
-            outcome["states"][image_id] = state
-        if failed:
-            log(logging.ERROR, "Config states not reported", images=len(failed))
-            outcome["failed"] = failed
-            # A resource evaluation is retried by FunctionGraph; a period one waits for
-            # Config's next period.
-            outcome["retry"] = transient and self.evaluation.trigger_type == "resource"
+        if self.failed_total:
+            outcome["failed_total"] = self.failed_total
+            outcome["failed"] = self.failed
         return outcome
 
 
@@ -175,29 +242,6 @@ class _Failure(Exception):
     def __init__(self, message: str, transient: bool):
         super().__init__(message)
         self.transient = transient
-
-
-def _client(
-    credentials: Credentials,
-    domain_id: str,
-    endpoint: str | None,
-    timeout: tuple[float, float],
-) -> ConfigClient:
-    """A Config client with the invocation's credentials and the event's domain id (global
-    credentials: no IAM look-up), no retries of the SDK's own."""
-    basic = GlobalCredentials(credentials.access_key, credentials.secret_key, domain_id)
-    if credentials.security_token:
-        basic = basic.with_security_token(credentials.security_token)
-    config = HttpConfig.get_default_config()
-    config.timeout = timeout
-    config.retry_times = 0
-    return (
-        ConfigClient.new_builder()
-        .with_credentials(basic)
-        .with_http_config(config)
-        .with_endpoints([endpoint or DEFAULT_ENDPOINT])
-        .build()
-    )
 
 
 @requires(UPDATE_POLICY_STATE)
@@ -211,13 +255,5 @@ def update_policy_state(client: ConfigClient, domain_id: str, body: dict[str, An
     )
     try:
         client.update_policy_state(request)
-    except SdkException as exc:
-        status = getattr(exc, "status_code", None)
-        code = getattr(exc, "error_code", None) or ""
-        message = getattr(exc, "error_msg", None) or type(exc).__name__
-        transient = status is None or status == 429 or status >= 500
-        raise _Failure(
-            redact(f"Config refused the state: HTTP {status} {code} {message}"), transient
-        ) from None
-    except requests.RequestException as exc:
-        raise _Failure(f"Config could not be reached: {type(exc).__name__}", True) from None
+    except (SdkException, requests.RequestException) as exc:
+        raise _Failure(str(failure("Config", exc)), transient(exc)) from None

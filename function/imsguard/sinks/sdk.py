@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import requests
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.auth.credentials import BasicCredentials, GlobalCredentials
 from huaweicloudsdkcore.exceptions.exceptions import SdkException
 from huaweicloudsdkcore.http.http_config import HttpConfig
 
@@ -22,11 +22,17 @@ def build_client(
     project_id: str,
     credentials: Credentials,
     timeout: tuple[float, float],
+    domain_id: str | None = None,
 ) -> Any:
     """A client of ``client_class`` with the invocation's credentials (project id always
     given: no IAM look-up), no retries of the SDK's own, and these timeouts; the region's
-    endpoint unless ``endpoint`` is given."""
-    basic = BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
+    endpoint unless ``endpoint`` is given. ``domain_id``: a global service's client
+    (Config), with global credentials for that domain instead of the project's."""
+    basic: Any = (
+        GlobalCredentials(credentials.access_key, credentials.secret_key, domain_id)
+        if domain_id
+        else BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
+    )
     if credentials.security_token:
         basic = basic.with_security_token(credentials.security_token)
     config = HttpConfig.get_default_config()
@@ -51,3 +57,9 @@ def failure(service: str, exc: Exception) -> SinkError:
     if isinstance(exc, requests.RequestException):
         return SinkError(f"{service} could not be reached: {type(exc).__name__}")
     raise exc
+
+
+def transient(exc: Exception) -> bool:
+    """Whether a retry may succeed: no answer, throttling (429) or a server error (5xx)."""
+    status = getattr(exc, "status_code", None) if isinstance(exc, SdkException) else None
+    return status is None or status == 429 or status >= 500
