@@ -18,6 +18,7 @@ from imsguard.app import handler
 from imsguard.policy import parse_policy
 from imsguard.results import EventReport, ImageResult, SweepReport
 from imsguard.settings import SettingsError, load_settings
+from imsguard.sinks import digest
 from imsguard.sinks.ces import metric_points
 from imsguard.sinks.digest import SMS_CHARS, SUBJECT_BYTES, compose, expiring, items_for
 from imsguard_tools.local_context import LocalContext
@@ -498,22 +499,6 @@ def test_the_guardrail_digest_counts_every_held_back_image(clouds, sinks_on, tmp
     assert "- and 5 more images whose changes are held back (not listed" in email
 
 
-def test_a_continued_sweep_lists_expiring_exemptions_on_its_first_hop_only(clouds, sinks_on):
-    ims, smn, ces = clouds
-    ids = fill(ims)
-
-    first = handler({"action": "sweep"}, sinks_on)
-    second = handler({"action": "sweep", "hop": 1, "examined_before": 4}, sinks_on)
-
-    assert "continuation 1" in second["trigger"]
-    first_email, second_email = (json.loads(m["message_structure"])["email"] for m in smn.published)
-    assert ids["exempt"] in first_email and "expires 2026-01-10" in first_email
-    assert "expires" not in second_email and ids["untagged"] in second_email
-    assert "expiring" not in smn.published[1]["subject"]
-    assert first["sinks"]["smn"]["published"] == second["sinks"]["smn"]["published"] == 1
-    assert len(ces.requests) == 2  # Cloud Eye: one request per hop, each with its hop's counts
-
-
 def test_the_fake_smn_refuses_a_body_with_both_message_and_message_structure(clouds):
     """SMN takes exactly one of message, message_structure, message_template_name."""
     from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
@@ -581,3 +566,147 @@ def test_a_large_sweep_reports_bounded_sink_outcomes(clouds, sinks_on):
     assert not any(image in sinks for image in ids)  # counts, never per-image lists
     lists = [v for o in report["sinks"].values() for v in o.values() if isinstance(v, list)]
     assert all(len(v) <= 21 for v in lists)  # per topic: the routes' cap plus the default
+
+
+URN = f"urn:fss:{REGION}:{SAMPLE_PROJECT_ID}:function:default:imsguard:latest"
+
+
+def continuing(ims, context, clock, timeout_ms=17_000):
+    """Sweeps that continue themselves: pages of 2, each request 2 s of the hop's time."""
+    context.user_data.update(
+        IMSGUARD_SWEEP_PAGE_SIZE="2",
+        IMSGUARD_SWEEP_CONTINUE="true",
+        IMSGUARD_FUNCTION_URN=URN,
+        IMSGUARD_FGS_ENDPOINT=ims.fgs_endpoint,
+    )
+    context.timeout_ms = timeout_ms
+    ims.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+
+
+def run_sweep(ims, context, clock):
+    """The sweep's hops, each the payload the previous one invoked (as FunctionGraph would)."""
+    reports = [handler({"action": "sweep"}, context)]
+    while reports[-1].get("continued", {}).get("started"):
+        clock.elapsed = 0
+        reports.append(handler(ims.invocations[-1]["body"], context))
+    return reports
+
+
+def test_a_continued_sweep_publishes_one_digest_on_its_last_hop(clouds, sinks_on, clock):
+    ims, smn, ces = clouds
+    ids = fill(ims)
+    more = [ims.add_image({"name": f"app-{n}", "tags": []})["id"] for n in range(4)]
+    continuing(ims, sinks_on, clock)
+
+    reports = run_sweep(ims, sinks_on, clock)
+
+    assert len(reports) >= 3  # the sweep took several hops
+    assert sum(r["examined"] for r in reports) == 8
+    (message,) = smn.published  # one digest for the whole sweep
+    for report in reports[:-1]:
+        assert report["sinks"]["smn"]["published"] == 0
+    assert sum(r["sinks"]["smn"].get("handed_on", 0) > 0 for r in reports[:-1]) >= 1
+    assert reports[-1]["sinks"]["smn"]["published"] == 1
+    email = json.loads(message["message_structure"])["email"]
+    for image in [ids["untagged"], *more]:  # every hop's images that need a person
+        assert email.count(f"- {image} ") == 1
+    assert ids["exempt"] in email and "expires 2026-01-10" in email  # from the first hop
+    assert "Images examined: 8." in email
+    assert "5 need a person" in message["subject"] and "1 expiring" in message["subject"]
+    assert len(ces.requests) == len(reports)  # Cloud Eye: one request per invocation
+
+
+def test_a_hop_that_cannot_continue_publishes_what_it_was_handed(clouds, sinks_on, clock):
+    ims, smn, _ = clouds
+    fill(ims)
+    for n in range(6):
+        ims.add_image({"name": f"app-{n}", "tags": []})
+    continuing(ims, sinks_on, clock)
+    first = handler({"action": "sweep"}, sinks_on)
+    assert first["continued"]["started"] and not smn.published
+    payload = ims.invocations[-1]["body"]
+    assert payload["notices"] and all(set(n) == NOTICE_KEYS for n in payload["notices"])
+    sinks_on.user_data["IMSGUARD_SWEEP_CONTINUE"] = "false"  # the next hop may not go on
+    clock.elapsed = 0
+
+    second = handler(payload, sinks_on)
+
+    assert second["continued"]["started"] is False
+    (message,) = smn.published
+    email = json.loads(message["message_structure"])["email"]
+    for notice in payload["notices"]:  # handed on by the first hop, published by the second
+        assert f"- {notice['subject']} " in email
+
+
+NOTICE_KEYS = {
+    "section",
+    "subject",
+    "name",
+    "rule",
+    "label",
+    "reason",
+    "tags",
+    "images",
+    "exemption",
+}
+
+
+def test_the_lines_handed_on_stay_small_and_are_counted_beyond(
+    clouds, sinks_on, clock, monkeypatch
+):
+    ims, smn, _ = clouds
+    untagged = [ims.add_image({"name": f"db-{n:03d}", "tags": []})["id"] for n in range(60)]
+    continuing(ims, sinks_on, clock)
+    sinks_on.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "50"
+    budget = 2_000
+    carry = digest.carry
+    monkeypatch.setattr(digest, "carry", lambda items: carry(items, budget_bytes=budget))
+
+    reports = run_sweep(ims, sinks_on, clock)
+
+    assert len(reports) >= 2
+    for invocation in ims.invocations:
+        assert len(json.dumps(invocation["body"]["notices"])) < budget + 200
+    (message,) = smn.published
+    email = json.loads(message["message_structure"])["email"]
+    assert "60 need a person" in message["subject"]  # every image counted, listed or not
+    assert "Images that need a person (60):" in email
+    listed = sum(f"- {image} " in email for image in untagged)
+    assert 0 < listed < 60
+    assert f"- and {60 - listed} more images that need a person (not listed" in email
+
+
+def test_a_notice_handed_on_is_checked_like_any_option(clouds, sinks_on):
+    bad = {"action": "sweep", "hop": 1, "notices": [{"section": "x", "subject": 1}]}
+
+    report = handler(bad, sinks_on)
+
+    assert report["results"] == [] and report["status"] != "ok"
+    assert "notices" in json.dumps(report)
+
+
+def test_carried_lines_beyond_the_budget_keep_their_exemption_and_count_images():
+    from imsguard.sinks.digest import EXPIRING, NEED_A_PERSON, Item, carry, received
+
+    lines = [
+        Item(NEED_A_PERSON, f"img-{n:02d}", "", rule, "cannot_fix", "no team tag")
+        for n in range(10)
+        for rule in ("owner-tag", "kebab-case-name")  # two lines, one image
+    ] + [
+        Item(
+            EXPIRING, f"old-{n}", "", "-", "expires 2026-01-10", "exemption tag legacy: x", (), 1, 0
+        )
+        for n in range(5)
+    ]
+
+    carried = received(json.loads(json.dumps([i._asdict() for i in carry(lines, 1_500)])))
+
+    kept = [i for i in carried if i.images == 1]
+    summaries = [i for i in carried if i.images != 1]
+    counted = len({i.subject for i in kept if i.section == NEED_A_PERSON}) + sum(
+        i.images for i in summaries if i.section == NEED_A_PERSON
+    )
+    assert counted == 10 and summaries  # every image counted once, the rest summarised
+    expiring_lines = [i for i in carried if i.section == EXPIRING]
+    assert {i.exemption for i in expiring_lines} == {0}  # the exemption is still named
+    assert sum(i.images if i.images != 1 else 1 for i in expiring_lines) == 5

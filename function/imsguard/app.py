@@ -248,15 +248,21 @@ def _run_sweep_hop(
     hop.observe = states.observe if states else None
     report = hop.run(request.summary)
     report.ims_retries = invocation.ims_calls.retries
+    report.examined_before = request.options.examined_before
+    if request.options.notices and invocation.settings.notify_topic_urn:
+        from imsguard.sinks.digest import received
+
+        report.notices_before = received(n.model_dump() for n in request.options.notices)
     if report.continuation is not None:
-        report.continued = _start_next_hop(request, report, invocation)
+        report.continued = _start_next_hop(request, report, invocation, policy)
     return report
 
 
 def _start_next_hop(
-    request: SweepRequest, report: SweepReport, invocation: Invocation
+    request: SweepRequest, report: SweepReport, invocation: Invocation, policy: Policy
 ) -> dict[str, Any]:
-    """Invoke this function again, asynchronously, for the sweep's next hop."""
+    """Invoke this function again, asynchronously, for the sweep's next hop (with SMN on,
+    handing it this hop's digest lines: the sweep publishes one digest, on its last hop)."""
     from imsguard.fgs import ContinueError, invoke_async, own_urn
 
     settings = invocation.settings
@@ -287,13 +293,20 @@ def _start_next_hop(
     if urn is None:
         return {"started": False, "reason": f"no function to invoke: set {FUNCTION_URN}"}
     options: dict[str, Any] = request.options.model_dump(
-        exclude={"marker", "hop", "examined_before", "planned_before", *CONFIG_MARKS},
+        exclude={"marker", "hop", "examined_before", "planned_before", "notices", *CONFIG_MARKS},
         exclude_none=True,
     )
     carried = ("hop", "examined_before", "planned_before", *CONFIG_MARKS)
     options.update({k: continuation[k] for k in carried if k in continuation})
     if continuation["marker"]:
         options["marker"] = continuation["marker"]
+    notices: list[dict[str, Any]] = []
+    if settings.notify_topic_urn:
+        from imsguard.sinks.digest import handed_on
+
+        notices = handed_on(report, policy, invocation.clock.utcnow().date(), settings)
+        if notices:
+            options["notices"] = notices
     payload = (
         {"action": "sweep", **options}
         if request.config is None
@@ -313,7 +326,11 @@ def _start_next_hop(
     except ContinueError as exc:
         log(logging.ERROR, "sweep not continued", reason=str(exc))
         return {"started": False, "reason": str(exc)}
-    log(logging.INFO, "sweep continued", function_urn=urn, request_id=request_id, **payload)
+    shown = {**options, "notices": len(notices)} if notices else options  # lines, not text
+    logged = (
+        {"action": "sweep", **shown} if request.config is None else {**payload, CONFIG_SWEEP: shown}
+    )
+    log(logging.INFO, "sweep continued", function_urn=urn, request_id=request_id, **logged)
     return {"started": True, "function_urn": urn, "request_id": request_id, "payload": payload}
 
 

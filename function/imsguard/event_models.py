@@ -49,6 +49,23 @@ class DirectInvocation(BaseModel):
         return value
 
 
+class CarriedNotice(BaseModel):
+    """One line of the sweep's SMN digest, handed from a hop to the next (sinks.digest.Item):
+    a continued sweep publishes one digest, on its last hop."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    section: str = Field(max_length=100)
+    subject: str = Field(max_length=2000)
+    name: str = Field(max_length=2000)
+    rule: str = Field(max_length=2000)
+    label: str = Field(max_length=200)
+    reason: str = Field(max_length=2000)
+    tags: list[str] | None = Field(default=None, max_length=100)
+    images: int = Field(default=1, ge=1)
+    exemption: int | None = Field(default=None, ge=0)
+
+
 class SweepOptions(BaseModel):
     """What a sweep may be told: from a timer's ``user_event`` (JSON) or a direct
     invocation. ``marker`` and ``hop`` continue a sweep that ran out of time."""
@@ -67,6 +84,8 @@ class SweepOptions(BaseModel):
     # next hop may list images again (patches deferred to it) and reports none up to it.
     config_reported: str | None = Field(default=None, max_length=200)
     config_reported_at: str | None = Field(default=None, max_length=40)
+    # The digest lines of the sweep's earlier hops (SMN on): the last hop publishes them all.
+    notices: list[CarriedNotice] | None = Field(default=None, max_length=2000)
 
     @field_validator("since")
     @classmethod

@@ -217,7 +217,8 @@ class SweepReport:
     where the next hop resumes (``continuation``) and whether it was started (``continued``).
     ``listed`` (each listed image's result, by id), ``covered`` and ``covered_beyond`` (the
     examined images that exemptions expiring soon cover: the first ones, then a count per
-    exemption) and ``hop`` are for the report sinks, not the JSON."""
+    exemption), ``hop``, ``examined_before`` and ``notices_before`` are for the report sinks,
+    not the JSON."""
 
     __slots__ = (
         "changed",
@@ -228,6 +229,7 @@ class SweepReport:
         "dry_run",
         "error",
         "examined",
+        "examined_before",
         "guardrail",
         "hop",
         "ims_retries",
@@ -235,6 +237,7 @@ class SweepReport:
         "needs_attention",
         "needs_attention_total",
         "notes",
+        "notices_before",
         "results",
         "rules",
         "sinks",
@@ -288,6 +291,10 @@ class SweepReport:
         self.covered = covered  # None: not known (the exemptions themselves are listed)
         self.covered_beyond = {} if covered_beyond is None else covered_beyond
         self.hop = hop  # which hop of its sweep (0: the first); for the sinks, not the JSON
+        # The images earlier hops examined, and the digest lines they handed on (SMN's
+        # sinks.digest.Item values): a continued sweep publishes one digest, on its last hop.
+        self.examined_before = 0
+        self.notices_before: list[Any] = []
         self.ims_retries = 0
         self.continued: dict[str, Any] | None = None
         self.sinks: dict[str, dict[str, Any]] | None = None  # what each report sink did

@@ -146,11 +146,11 @@ class SweepHop:
         self.progress = invocation.progress
         self.tally = SweepTally(settings.results_limit, invocation.publish)
         self.today = invocation.clock.utcnow().date()
-        # Exemptions expiring soon, whose images SMN's digest lists (only when it is on, and
-        # on a sweep's first hop only: a continued sweep's later digests do not repeat them).
+        # Exemptions expiring soon, whose images SMN's digest lists (only when it is on; each
+        # hop lists those it examines, and the sweep's one digest gathers them).
         self.expiring = (
             expiring_soon(policy, self.today, settings.notify_expiry_days)
-            if settings.notify_topic_urn and not options.hop
+            if settings.notify_topic_urn
             else []
         )
         self.limiter = RateLimiter(settings.sweep_rate, invocation.clock)

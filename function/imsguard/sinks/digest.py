@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from datetime import date
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -19,6 +20,7 @@ from imsguard.results import Covered, EventReport, ImageResult, SweepReport, nee
 
 if TYPE_CHECKING:
     from imsguard.policy import Policy
+    from imsguard.settings import Settings
 
 SUBJECT_BYTES = 512
 MESSAGE_BYTES = 256 * 1024
@@ -27,6 +29,9 @@ SMS_CHARS = 490
 # copy keeps within this, so the whole message_structure stays under MESSAGE_BYTES.
 EMAIL_BYTES = 120 * 1024
 FIELD_CHARS = 300  # an image name or reason longer than this is shortened, with "..."
+# The JSON a sweep hop hands its next hop for the sweep's one digest, at most (the rest is
+# summarised): the continuation's payload stays far below FunctionGraph's request limits.
+CARRY_BYTES = 32 * 1024
 
 NEED_A_PERSON = "Images that need a person"
 HELD_BACK = "Changes held back"
@@ -53,6 +58,8 @@ class Item(NamedTuple):
     # The images the line stands for: 1 (an image, or an exemption listed itself; lines with
     # the same subject count once), or how many a summary line stands for.
     images: int = 1
+    # An expiring exemption's line: the exemption's index in the policy (None: other lines).
+    exemption: int | None = None
 
 
 class Digest(NamedTuple):
@@ -71,12 +78,17 @@ class Digest(NamedTuple):
 
 
 def items_for(
-    report: EventReport | SweepReport, policy: Policy, today: date, expiry_days: int
+    report: EventReport | SweepReport,
+    policy: Policy,
+    today: date,
+    expiry_days: int,
+    final: bool = True,
 ) -> list[Item]:
     """Everything a person should hear about, in section order, then by image id and rule.
     A sweep's digest counts the images beyond IMSGUARD_RESULTS_LIMIT in one line per section
-    (from the report's totals), and lists the exemptions expiring soon on its first hop only
-    (the images each one covers, or the exemption itself when it covers none it examined).
+    (from the report's totals), and lists the exemptions expiring soon: the images each one
+    covers (every hop's, handed on), and in the ``final`` digest the exemption itself when no
+    hop examined an image it covers.
     An event lists only its images that need a person (never a result FunctionGraph will
     retry: it is not final yet), and no exemption: the sweep's digest covers those."""
     found: list[Item] = []
@@ -110,10 +122,15 @@ def items_for(
                     )
         for result in report.results:
             found.extend(_held_by_safety(result))
-        if report.hop == 0:  # a continued sweep's later hops do not repeat them
-            found.extend(
-                expiring(policy, today, expiry_days, report.covered, report.covered_beyond)
-            )
+        covered = expiring(
+            policy, today, expiry_days, report.covered, report.covered_beyond, itself=False
+        )
+        found += covered + report.notices_before  # the earlier hops': one digest in all
+        if final:
+            listed = {i.exemption for i in found if i.exemption is not None}
+            found += [
+                i for i in expiring(policy, today, expiry_days, []) if i.exemption not in listed
+            ]
     else:
         for result in report.results:
             if result.retryable:
@@ -121,12 +138,95 @@ def items_for(
             if needs_a_person(result):
                 found.extend(_attention(result.subject, result.image_name, None, result))
             found.extend(_held_by_safety(result))
+    return ordered(found)
+
+
+def ordered(items: list[Item]) -> list[Item]:
+    """Items in digest order: by section, then image id and rule; an item listed twice
+    (results and attention, or two hops) once; one summary line per section."""
     order = {section: index for index, section in enumerate(SECTIONS)}
-    unique = dict.fromkeys(found)  # an image listed twice (results and attention) once
+    unique = _fold_summaries(items)
     return sorted(
         unique,
         key=lambda i: (order[i.section], i.label == NOT_LISTED, i.subject, i.rule, i.label),
     )
+
+
+_NOT_LISTED_WHAT = {
+    NEED_A_PERSON: "that need a person",
+    HELD_BACK: "whose changes are held back",
+    EXPIRING: "covered by exemptions that expire soon",
+}
+
+
+def _fold_summaries(items: list[Item]) -> list[Item]:
+    """The items once each, and the summary lines of a section (one per hop, which may
+    read alike) as one line counting all their images."""
+    summaries: Counter[str] = Counter()
+    kept: list[Item] = []
+    for item in items:
+        if item.label == NOT_LISTED:
+            summaries[item.section] += item.images
+        else:
+            kept.append(item)
+    kept = list(dict.fromkeys(kept))
+    kept += [_not_listed(s, n, _NOT_LISTED_WHAT[s]) for s, n in summaries.items()]
+    return kept
+
+
+def carry(items: list[Item], budget_bytes: int = CARRY_BYTES) -> list[Item]:
+    """What a sweep hop hands its next hop for the sweep's one digest: its items in digest
+    order while they fit in ``budget_bytes`` of JSON (the continuation's payload stays small),
+    the rest folded into one summary line per section that counts their images."""
+    kept: list[Item] = []
+    size = 0
+    rest: list[Item] = []
+    for item in ordered(items):
+        cost = len(json.dumps(item._asdict(), ensure_ascii=False).encode("utf-8")) + 2
+        if rest or (item.label != NOT_LISTED and size + cost > budget_bytes):
+            rest.append(item)
+            continue
+        kept.append(item)
+        size += cost
+    listed = {(i.section, i.subject) for i in kept}
+
+    def images(lines: list[Item]) -> int:
+        singles = {i.subject for i in lines if i.images == 1}
+        return len({s for s in singles if (lines[0].section, s) not in listed}) + sum(
+            i.images for i in lines if i.images != 1
+        )
+
+    exemptions: dict[int, list[Item]] = {}
+    for item in rest:  # an expiring exemption's lines stay its own: the digest names it
+        if item.exemption is not None:
+            exemptions.setdefault(item.exemption, []).append(item)
+    for lines in exemptions.values():
+        first = lines[0]
+        subject = f"and {images(lines):,} more images"
+        kept.append(first._replace(subject=subject, name="", tags=None, images=images(lines)))
+    for section in SECTIONS:
+        lines = [i for i in rest if i.section == section and i.exemption is None]
+        if lines and images(lines):
+            kept.append(_not_listed(section, images(lines), _NOT_LISTED_WHAT[section]))
+    return ordered(kept)
+
+
+def handed_on(
+    report: SweepReport, policy: Policy, today: date, settings: Settings
+) -> list[dict[str, Any]]:
+    """The digest lines (this hop's and those handed to it) a continuing sweep hop gives its
+    next hop, as JSON for the continuation's payload: the sweep publishes one digest."""
+    found = items_for(report, policy, today, settings.notify_expiry_days, final=False)
+    return [item._asdict() for item in carry(found)]
+
+
+def received(notices: Iterable[dict[str, Any]]) -> list[Item]:
+    """The digest lines an earlier hop handed on (``handed_on``), as items again."""
+    lines = []
+    for notice in notices:
+        tags = notice.get("tags")
+        lines.append(Item(**{**notice, "tags": None if tags is None else tuple(tags)}))
+    return lines
 
 
 def _not_listed(section: str, images: int, what: str) -> Item:
@@ -243,6 +343,7 @@ def expiring(
                     label,
                     _text(f"exemption {which}: {exemption.reason}"),
                     tags,
+                    exemption=index,
                 )
             )
         if more:
@@ -255,11 +356,20 @@ def expiring(
                     label,
                     _text(f"and {more:,} more images it covers: {exemption.reason}"),
                     images=more,
+                    exemption=index,
                 )
             )
         if itself and not images and not more:
             found.extend(
-                Item(EXPIRING, _text(which), "", rule, label, _text(exemption.reason))
+                Item(
+                    EXPIRING,
+                    _text(which),
+                    "",
+                    rule,
+                    label,
+                    _text(exemption.reason),
+                    exemption=index,
+                )
                 for rule in sorted(exemption.rules or ["-"])
             )
     return found

@@ -1,6 +1,6 @@
-"""SMN notices: each sweep hop publishes at most one digest per topic (a sweep that continues
-publishes one per hop, each about its hop's images), an event a notice only when its image
-needs a person (``IMSGUARD_NOTIFY_TOPIC_URN``; endpoint ``IMSGUARD_SMN_ENDPOINT``).
+"""SMN notices: a sweep publishes at most one digest per topic (a sweep that continues hands
+its digest lines from hop to hop and publishes on its last hop), an event a notice only when
+its image needs a person (``IMSGUARD_NOTIFY_TOPIC_URN``; endpoint ``IMSGUARD_SMN_ENDPOINT``).
 ``IMSGUARD_NOTIFY_ROUTES`` sends the lines of images with a route's tag to that route's
 topic instead; the rest go to the default topic.
 
@@ -17,6 +17,7 @@ from huaweicloudsdkcore.exceptions.exceptions import SdkException
 from huaweicloudsdksmn.v2 import PublishMessageRequest, PublishMessageRequestBody, SmnClient
 from huaweicloudsdksmn.v2.region.smn_region import SmnRegion
 
+from imsguard.events import CONFIG_SWEEP
 from imsguard.logs import RedactingFilter, log, redact
 from imsguard.permissions import PUBLISH_MESSAGE, requires
 from imsguard.results import SweepReport
@@ -42,9 +43,13 @@ class SmnNotices:
         self, report: EventReport | SweepReport, invocation: Invocation, policy: Policy
     ) -> dict[str, Any]:
         settings = invocation.settings
+        sweep = isinstance(report, SweepReport)
+        if isinstance(report, SweepReport) and (report.continued or {}).get("started"):
+            payload = (report.continued or {}).get("payload", {})
+            handed = len(payload.get(CONFIG_SWEEP, payload).get("notices", []))
+            return {"published": 0, "topic_urns": [], "handed_on": handed}
         today = invocation.clock.utcnow().date()
         items = items_for(report, policy, today, settings.notify_expiry_days)
-        sweep = isinstance(report, SweepReport)
         outcome: dict[str, Any] = {"published": 0, "topic_urns": []}
         failed: list[tuple[str, SinkError]] = []
         by_topic = route(items, settings.notify_routes, settings.notify_topic_urn or "")
@@ -55,7 +60,11 @@ class SmnNotices:
                 region=settings.region,
                 project_id=invocation.project_id,
                 dry_run=report.dry_run,
-                examined=report.examined if isinstance(report, SweepReport) else None,
+                examined=(
+                    report.examined_before + report.examined
+                    if isinstance(report, SweepReport)
+                    else None
+                ),
             )
             if digest is None:
                 continue
