@@ -498,4 +498,4 @@ def test_deploy_fake_dry_run_prints_the_config_rules(tmp_path, package, capsys):
         "create   Config rule imsguard-uefi-boot: on changes of ims/images, rule uefi-boot" in out
     )
     assert "create   Config rule imsguard-daily: every TwentyFour_Hours, every rule decides" in out
-    assert "6 change(s) would reach FunctionGraph" in out
+    assert "6 change(s) would reach FunctionGraph and Config" in out

@@ -876,9 +876,10 @@ def _print_steps(
         print(f"  {_policy_line(policy)}")
     for step in steps:
         print(f"  {step.action:<8} {step.what}: {step.detail}")
-    print(
-        f"  {len(writes)} change(s) {verb} reach FunctionGraph" if writes else "  nothing to change"
-    )
+    where = "FunctionGraph"
+    if any(s.what.startswith("Config rule") for s in writes):
+        where = "FunctionGraph and Config"
+    print(f"  {len(writes)} change(s) {verb} reach {where}" if writes else "  nothing to change")
 
 
 def _iam_policy(args: argparse.Namespace) -> int:
