@@ -176,6 +176,12 @@ def _main(argv: list[str] | None) -> int:
     )
     deploy.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     deploy.add_argument("--fake", action="store_true", help="against the fake FunctionGraph")
+    deploy.add_argument(
+        "--force-config-type",
+        action="store_true",
+        help="create resource-triggered Config rules even when Config's providers list "
+        "does not show their image type",
+    )
 
     undo = commands.add_parser(
         "revert", help="undo what a result or sweep report says imsguard changed"
@@ -712,7 +718,13 @@ def _policy_line(checked: dict[str, Any]) -> str:
 def _deploy(args: argparse.Namespace) -> int:
     """Make FunctionGraph match the template: create what is missing, update what differs."""
     from imsguard.context import read_credentials
-    from imsguard_tools.deploy import Deployer, DeployError, build_client
+    from imsguard_tools.deploy import (
+        ConfigRules,
+        Deployer,
+        DeployError,
+        build_client,
+        build_config_client,
+    )
     from imsguard_tools.package import PackageError, build_package, python_of
     from imsguard_tools.template import TemplateError, load_template
 
@@ -748,13 +760,23 @@ def _deploy(args: argparse.Namespace) -> int:
     if not region:
         return _fail(args, "no region: set IMSGUARD_REGION in the template's settings")
     fake = None
+    domain_id = os.environ.get("IMSGUARD_DOMAIN_ID") or os.environ.get("HUAWEICLOUD_SDK_DOMAIN_ID")
+    config_endpoint = os.environ.get("IMSGUARD_CONFIG_ENDPOINT") or template.function.settings.get(
+        "IMSGUARD_CONFIG_ENDPOINT"
+    )
     if args.fake:
+        from imsguard_tools.fake_config import FakeConfig
         from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
         fake = FakeIms(project_id=SAMPLE_PROJECT_ID, region=region)
         project_id: str = SAMPLE_PROJECT_ID
         endpoint: str | None = fake.fgs_endpoint
         credentials: Credentials = Credentials("FAKE-AK", "FAKE-SK")
+        domain_id = "0" * 32  # a fake account whose Config lists IMS images
+        types = [{"name": t, "track": "tracked"} for t in ("images", "private_image")]
+        fake_config = FakeConfig(domain_id, [{"provider": "ims", "resource_types": types}])
+        config_endpoint = fake_config.endpoint
+        fake.attach(fake_config)
         fake.start()
     else:
         found_project = os.environ.get("IMSGUARD_PROJECT_ID") or os.environ.get(
@@ -771,7 +793,11 @@ def _deploy(args: argparse.Namespace) -> int:
         project_id, credentials = found_project, found_credentials
     try:
         client = build_client(region, endpoint, project_id, credentials)
-        deployer = Deployer(client, project_id, region, template, package)
+        config = None
+        if template.config_rules and domain_id:  # Config is global: the account's domain
+            config_client = build_config_client(domain_id, config_endpoint, credentials)
+            config = ConfigRules(config_client, args.force_config_type)
+        deployer = Deployer(client, project_id, region, template, package, config)
         steps = deployer.plan()
         done = steps if args.dry_run else deployer.apply(steps)
     except DeployError as exc:
@@ -820,7 +846,7 @@ def _print_steps(
     urn: str | None = None,
     policy: dict[str, Any] | None = None,
 ) -> None:
-    writes = [s for s in steps if s.action != "keep"]
+    writes = [s for s in steps if s.run is not None]  # not keep, check or warn
     if args.output == "json":
         report = {
             "dry_run": args.dry_run,
@@ -850,9 +876,10 @@ def _print_steps(
         print(f"  {_policy_line(policy)}")
     for step in steps:
         print(f"  {step.action:<8} {step.what}: {step.detail}")
-    print(
-        f"  {len(writes)} change(s) {verb} reach FunctionGraph" if writes else "  nothing to change"
-    )
+    where = "FunctionGraph"
+    if any(s.what.startswith("Config rule") for s in writes):
+        where = "FunctionGraph and Config"
+    print(f"  {len(writes)} change(s) {verb} reach {where}" if writes else "  nothing to change")
 
 
 def _iam_policy(args: argparse.Namespace) -> int:

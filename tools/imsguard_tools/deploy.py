@@ -5,6 +5,12 @@ triggers, asynchronous invocation settings); applying it writes only the steps t
 differ, so a second deploy writes nothing. FunctionGraph's API changes a trigger's
 status in place but has no update for its event data (CTS operations, timer rate):
 such a trigger is replaced (deleted, then created again).
+
+The template's ``config_rules`` become Config custom rules (policy assignments) that invoke
+the function, read and written through Config's global API (``ConfigRules``) after the
+function's own steps. A rule is imsguard's when it is a custom rule invoking this function
+(its ``custom_policy.function_urn``): only such rules are updated, and no rule is ever
+deleted.
 """
 
 from __future__ import annotations
@@ -46,9 +52,13 @@ from huaweicloudsdkfunctiongraph.v2 import (
 from imsguard.context import Credentials
 from imsguard.fgs import client_for
 from imsguard.logs import redact
-from imsguard_tools.template import CtsTriggerSpec, Template, TriggerSpec
+from imsguard_tools.template import ConfigRuleSpec, CtsTriggerSpec, Template, TriggerSpec
 
 PACKAGE = "default"  # FunctionGraph's default application ("package")
+CONFIG_ENDPOINT = "https://rms.myhuaweicloud.com"  # Config is global (as sinks/config.py)
+CONFIG_PAGE = 200  # rules per page (Config allows 1-500)
+PROVIDERS_PAGE = 200  # services per page (Config's maximum)
+IMAGE_PROVIDER = "ims"
 DESTINATION_PARAM = {
     "SMN": "topic_urn",
     "OBS": "bucket",
@@ -88,9 +98,12 @@ class Deployer:
         region: str,
         template: Template,
         package: Path,
+        config: ConfigRules | None = None,
     ):
         self.client = client
         self.template = template
+        self.config = config
+        self.region = region
         self.code = package.read_bytes()
         self.filename = package.name
         self.digest = hashlib.sha512(self.code).hexdigest()  # assumption: FG's `digest`
@@ -112,7 +125,8 @@ class Deployer:
                     self._create_function,
                 )
             ]
-            return steps + self._trigger_steps([]) + self._async_steps(None)
+            steps += self._trigger_steps([]) + self._async_steps(None)
+            return steps + self._config_rule_steps()
         steps = [self._config_step(current), self._code_step(current)]
         triggers = self._call(
             self.client.list_function_triggers, ListFunctionTriggersRequest(function_urn=self.urn)
@@ -122,7 +136,18 @@ class Deployer:
             ShowFunctionAsyncInvokeConfigRequest(function_urn=self.urn),
             missing_ok=True,
         )
-        return steps + self._trigger_steps(triggers or []) + self._async_steps(config)
+        steps += self._trigger_steps(triggers or []) + self._async_steps(config)
+        return steps + self._config_rule_steps()
+
+    def _config_rule_steps(self) -> list[Step]:
+        if not self.template.config_rules:
+            return []
+        if self.config is None:
+            raise DeployError(
+                "the template has config_rules: Config needs the account's domain id "
+                "(IMSGUARD_DOMAIN_ID or HUAWEICLOUD_SDK_DOMAIN_ID)"
+            )
+        return self.config.steps(self.template.config_rules, self.urn, self.region)
 
     def apply(self, steps: list[Step]) -> list[Step]:
         done: list[Step] = []
@@ -362,7 +387,9 @@ class Deployer:
     # -- calls --------------------------------------------------------------------------
 
     @staticmethod
-    def _call(method: Any, request: Any, missing_ok: bool = False) -> Any:
+    def _call(
+        method: Any, request: Any, missing_ok: bool = False, service: str = "FunctionGraph"
+    ) -> Any:
         """The raw JSON answer; None for a 404 when ``missing_ok``."""
         try:
             response = method(request)
@@ -371,15 +398,258 @@ class Deployer:
                 return None
             raise DeployError(
                 redact(
-                    f"FunctionGraph answered {exc.status_code} "
+                    f"{service} answered {exc.status_code} "
                     f"{exc.error_code}: {exc.error_msg} (request id "
                     f"{exc.request_id})"
                 )
             ) from None
         except (SdkException, requests.RequestException) as exc:
-            raise DeployError(f"FunctionGraph could not be reached: {type(exc).__name__}") from None
+            raise DeployError(f"{service} could not be reached: {type(exc).__name__}") from None
         content = getattr(response, "raw_content", None)
         return json.loads(content) if content else None
+
+
+class ConfigRules:
+    """The template's Config rules against Config's own (global API, domain credentials).
+
+    Before any rule, Config's providers list is read: a ``resource`` rule whose image type
+    Config does not list would never fire, so the plan is refused (``force``: a warning
+    instead); a ``period`` rule lists the images itself, so it is created with a warning.
+    """
+
+    def __init__(self, client: Any, force: bool = False):
+        self.client = client
+        self.force = force
+
+    def steps(self, rules: list[ConfigRuleSpec], urn: str, region: str) -> list[Step]:
+        steps = self._type_steps(rules)
+        existing = self._assignments()
+        by_name = {a.get("name"): a for a in existing}
+        for rule in rules:
+            label = f"Config rule {rule.name}"
+            wanted = _assignment(rule, urn, region)
+            current = by_name.get(rule.name)
+            if current is None:
+                steps.append(
+                    Step("create", label, _rule_summary(rule), partial(self._create, wanted))
+                )
+                continue
+            if not _ours(current, urn):
+                raise DeployError(
+                    f"Config already has a rule named {rule.name!r} that is not this "
+                    f"function's ({_runs(current)}): imsguard changes only the rules that "
+                    "invoke its function; give the template's rule another name"
+                )
+            changed = [k for k, v in _definition(wanted).items() if _definition(current)[k] != v]
+            if changed:
+                update = partial(self._update, str(current.get("id")), wanted)
+                steps.append(Step("update", label, f"its {', '.join(changed)} changed", update))
+            else:
+                steps.append(Step("keep", label, "unchanged"))
+        named = {rule.name for rule in rules}
+        for current in existing:
+            if _ours(current, urn) and current.get("name") not in named:
+                steps.append(
+                    Step(
+                        "keep",
+                        f"Config rule {current.get('name')}",
+                        "not in the template: left as it is (imsguard deletes no Config "
+                        "rule; delete it in the Config console if it is no longer wanted)",
+                    )
+                )
+        return steps
+
+    def _type_steps(self, rules: list[ConfigRuleSpec]) -> list[Step]:
+        """Whether Config lists the image types the rules need: a resource rule's filter
+        type, and the type a periodic evaluation's states carry (sinks/config.py)."""
+        from imsguard.sinks.config import IMAGE_TYPE
+
+        listed = self._image_types()
+        needs: dict[str, list[ConfigRuleSpec]] = {}
+        for rule in rules:
+            kind = rule.image_type if rule.trigger == "resource" else IMAGE_TYPE
+            needs.setdefault(kind, []).append(rule)
+        found = (
+            f"its {IMAGE_PROVIDER} types: {', '.join(sorted(listed))}"
+            if listed
+            else f"it lists no {IMAGE_PROVIDER} service at all"
+            if listed is None
+            else f"it lists {IMAGE_PROVIDER} with no resource types"
+        )
+        steps = []
+        for kind, users in sorted(needs.items()):
+            if listed and kind in listed:
+                track = listed[kind]
+                note = "" if track in (None, "tracked") else f" ({track}: add it to the recorder)"
+                steps.append(
+                    Step("check", "Config resource types", f"{IMAGE_PROVIDER}/{kind} listed{note}")
+                )
+                continue
+            resource = [r.name for r in users if r.trigger == "resource"]
+            missing = f"Config's providers list has no {IMAGE_PROVIDER}/{kind} ({found})"
+            if resource and not self.force:
+                raise DeployError(
+                    f"{missing}: the resource rules {resource} would never be triggered; "
+                    "set their resource_type to a type Config lists, use trigger: period, "
+                    "or deploy with --force-config-type to create them anyway"
+                )
+            what = (
+                f"resource rules {resource} are created anyway (--force-config-type)"
+                if resource
+                else f"period rules {[r.name for r in users]} are created; their states "
+                f"name {IMAGE_PROVIDER}/{kind}, which Config may not accept"
+            )
+            steps.append(Step("warn", "Config resource types", f"{missing}: {what}"))
+        return steps
+
+    def _image_types(self) -> dict[str, str | None] | None:
+        """Config's resource types for IMS (name -> track), None when it lists no IMS;
+        every page of ``list_providers`` (offset paging, as the API documents)."""
+        from huaweicloudsdkconfig.v1 import ListProvidersRequest
+
+        providers: list[dict[str, Any]] = []
+        while True:
+            request = ListProvidersRequest(limit=PROVIDERS_PAGE)
+            if providers:  # the documented offset is at least 1: the first page has none
+                request.offset = len(providers)
+            page = self._call(self.client.list_providers, request) or {}
+            got = [p for p in page.get("resource_providers") or [] if isinstance(p, dict)]
+            providers += got
+            total = page.get("total_count")
+            if not got or not isinstance(total, int) or len(providers) >= total:
+                break
+        ims = [p for p in providers if p.get("provider") == IMAGE_PROVIDER]
+        if not ims:
+            return None
+        return {
+            str(t.get("name")): t.get("track")
+            for p in ims
+            for t in p.get("resource_types") or []
+            if isinstance(t, dict)
+        }
+
+    def _assignments(self) -> list[dict[str, Any]]:
+        """Every rule of the account (``marker`` paging)."""
+        from huaweicloudsdkconfig.v1 import ListPolicyAssignmentsRequest
+
+        found: list[dict[str, Any]] = []
+        marker = None
+        while True:
+            request = ListPolicyAssignmentsRequest(limit=CONFIG_PAGE, marker=marker)
+            page = self._call(self.client.list_policy_assignments, request) or {}
+            found += [a for a in page.get("value") or [] if isinstance(a, dict)]
+            marker = (page.get("page_info") or {}).get("next_marker")
+            if not marker:
+                return found
+
+    def _create(self, wanted: dict[str, Any]) -> None:
+        from huaweicloudsdkconfig.v1 import CreatePolicyAssignmentsRequest
+
+        self._call(
+            self.client.create_policy_assignments,
+            CreatePolicyAssignmentsRequest(body=_request_body(wanted)),
+        )
+
+    def _update(self, assignment_id: str, wanted: dict[str, Any]) -> None:
+        from huaweicloudsdkconfig.v1 import UpdatePolicyAssignmentRequest
+
+        self._call(
+            self.client.update_policy_assignment,
+            UpdatePolicyAssignmentRequest(
+                policy_assignment_id=assignment_id, body=_request_body(wanted)
+            ),
+        )
+
+    @staticmethod
+    def _call(method: Any, request: Any) -> Any:
+        return Deployer._call(method, request, service="Config")
+
+
+def _assignment(rule: ConfigRuleSpec, urn: str, region: str) -> dict[str, Any]:
+    """The policy assignment a template rule is: a custom rule invoking the function with
+    Config's agency, on changes of the region's IMS images or every period."""
+    body: dict[str, Any] = {
+        "policy_assignment_type": "custom",
+        "name": rule.name,
+        "description": rule.description,
+        "custom_policy": {
+            "function_urn": urn,
+            "auth_type": "agency",
+            "auth_value": {"agency_name": rule.agency},
+        },
+        "parameters": rule.parameters(),
+    }
+    if rule.trigger == "period":
+        body["period"] = rule.period
+    else:  # the function answers only for images of its own region
+        body["policy_filter"] = {
+            "region_id": region,
+            "resource_provider": IMAGE_PROVIDER,
+            "resource_type": rule.image_type,
+        }
+    return body
+
+
+def _request_body(wanted: dict[str, Any]) -> Any:
+    from huaweicloudsdkconfig.v1 import (
+        CustomPolicy,
+        PolicyAssignmentRequestBody,
+        PolicyFilterDefinition,
+        PolicyParameterValue,
+    )
+
+    scope = wanted.get("policy_filter")
+    return PolicyAssignmentRequestBody(
+        **{
+            **wanted,
+            "custom_policy": CustomPolicy(**wanted["custom_policy"]),
+            "policy_filter": PolicyFilterDefinition(**scope) if scope else None,
+            "parameters": {
+                k: PolicyParameterValue(value=v["value"]) for k, v in wanted["parameters"].items()
+            },
+        }
+    )
+
+
+def _definition(assignment: dict[str, Any]) -> dict[str, Any]:
+    """What a rule does, compared as data: empty and missing values alike."""
+    custom = assignment.get("custom_policy") or {}
+    scope = assignment.get("policy_filter") or {}
+    return {
+        "description": assignment.get("description") or "",
+        "period": assignment.get("period") or None,
+        "policy_filter": {k: v for k, v in scope.items() if v} or None,
+        "custom_policy": {
+            "function_urn": custom.get("function_urn"),
+            "auth_type": custom.get("auth_type"),
+            "auth_value": custom.get("auth_value") or {},
+        },
+        "parameters": assignment.get("parameters") or {},
+    }
+
+
+def _ours(assignment: dict[str, Any], urn: str) -> bool:
+    """imsguard's own: a custom rule invoking this function."""
+    custom = assignment.get("custom_policy") or {}
+    kind = assignment.get("policy_assignment_type")
+    return kind == "custom" and custom.get("function_urn") == urn
+
+
+def _runs(assignment: dict[str, Any]) -> str:
+    custom = assignment.get("custom_policy") or {}
+    if custom.get("function_urn"):
+        return f"it invokes {custom['function_urn']}"
+    return f"a {assignment.get('policy_assignment_type') or 'builtin'} rule"
+
+
+def _rule_summary(rule: ConfigRuleSpec) -> str:
+    when = (
+        f"every {rule.period}"
+        if rule.trigger == "period"
+        else f"on changes of {IMAGE_PROVIDER}/{rule.image_type}"
+    )
+    decides = f"rule {rule.rule}" if rule.rule else "every rule"
+    return f"{when}, {decides} decides, agency {rule.agency}"
 
 
 def _event_data(trigger: TriggerSpec) -> dict[str, Any]:
@@ -440,6 +710,27 @@ def _json_or_text(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+def build_config_client(domain_id: str, endpoint: str | None, credentials: Credentials) -> Any:
+    """Config's client: global credentials for the account (domain), its global endpoint."""
+    from huaweicloudsdkconfig.v1 import ConfigClient
+    from huaweicloudsdkcore.auth.credentials import GlobalCredentials
+    from huaweicloudsdkcore.http.http_config import HttpConfig
+
+    basic = GlobalCredentials(credentials.access_key, credentials.secret_key, domain_id)
+    if credentials.security_token:
+        basic = basic.with_security_token(credentials.security_token)
+    config = HttpConfig.get_default_config()
+    config.timeout = (10, 60)
+    config.retry_times = 0
+    return (
+        ConfigClient.new_builder()
+        .with_credentials(basic)
+        .with_http_config(config)
+        .with_endpoints([endpoint or CONFIG_ENDPOINT])
+        .build()
+    )
 
 
 def build_client(

@@ -8,13 +8,28 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from imsguard.events import IMAGE_TRACES, Skip, SweepRequest, parse_event
-from imsguard.policy import line_of, yaml_loader
+from imsguard.events import (
+    CONFIG_IMAGE_TYPES,
+    CONFIG_RULE_PARAMETER,
+    IMAGE_TRACES,
+    Skip,
+    SweepRequest,
+    parse_event,
+)
+from imsguard.policy import PolicyError, line_of, load_policy, yaml_loader
 from imsguard.settings import SettingsError, load_settings, setting_name_problem
 from imsguard_tools.iam import actions, all_permissions, needed, optional_actions
 from imsguard_tools.local_context import LocalContext
@@ -28,6 +43,16 @@ RATE = re.compile(r"([1-9][0-9]*)([mhd])")  # FunctionGraph timer rates: minutes
 CTS_TRIGGER_NAME = re.compile(r"[A-Za-z0-9_\u4e00-\u9fa5]{1,64}")
 TIMER_TRIGGER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 MAX_USER_EVENT_BYTES = 2047  # a timer's user_event must stay under 2 KB
+# Config rule (policy assignment) names: Config's API documents at most 64 characters and a
+# "Name is illegal" error (RMS.00010046) without the character set; these are the ones safe
+# in every tool (README, Assumptions).
+CONFIG_RULE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ConfigPeriod = Literal["One_Hour", "Three_Hours", "Six_Hours", "Twelve_Hours", "TwentyFour_Hours"]
+CONFIG_PERIODS = get_args(ConfigPeriod)
+# The resource type a resource-triggered rule selects by default: Config's "Supported
+# resources" table (Open Telekom Cloud edition) lists IMS images as ims.images; TMS says
+# private_image. Unconfirmed for Huawei Cloud: `imsguard deploy` checks the providers list.
+DEFAULT_CONFIG_IMAGE_TYPE = "images"
 
 
 class TemplateError(ValueError):
@@ -214,11 +239,66 @@ class AsyncInvoke(_Strict):
     on_failure: Destination | None = None
 
 
+class ConfigRuleSpec(_Strict):
+    """A Config custom rule (policy assignment) that invokes the function: on each change
+    of an image (``resource``) or every ``period`` (the function then lists the images)."""
+
+    name: str
+    description: str = Field(default="", max_length=512)  # Config's limit
+    rule: str | None = Field(default=None, min_length=1)  # one imsguard rule decides
+    trigger: Literal["resource", "period"]
+    period: ConfigPeriod | None = None
+    resource_type: str | None = None  # resource trigger only; DEFAULT_CONFIG_IMAGE_TYPE
+    agency: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # Config's, to invoke the function
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not CONFIG_RULE_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r}: a Config rule name is 1-64 letters, digits, _ or - "
+                "(Config's API allows at most 64 characters)"
+            )
+        return value
+
+    @field_validator("resource_type")
+    @classmethod
+    def _resource_type(cls, value: str | None) -> str | None:
+        if value is not None and value not in CONFIG_IMAGE_TYPES:
+            raise ValueError(
+                f"{value!r}: the function answers Config only for IMS images under the "
+                f"types {sorted(CONFIG_IMAGE_TYPES)}; any other type would be ignored"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _trigger(self) -> ConfigRuleSpec:
+        if self.trigger == "period" and self.period is None:
+            raise ValueError(f"a period rule needs a period, one of {list(CONFIG_PERIODS)}")
+        if self.trigger == "resource" and self.period is not None:
+            raise ValueError(
+                "period is only for trigger: period (Config takes either a period or a "
+                "resource filter, not both)"
+            )
+        if self.trigger == "period" and self.resource_type is not None:
+            raise ValueError("resource_type is only for trigger: resource")
+        return self
+
+    @property
+    def image_type(self) -> str:
+        return self.resource_type or DEFAULT_CONFIG_IMAGE_TYPE
+
+    def parameters(self) -> dict[str, dict[str, str]]:
+        """Config's rule_parameter: the one imsguard rule that decides, if any."""
+        return {CONFIG_RULE_PARAMETER: {"value": self.rule}} if self.rule else {}
+
+
 class Template(_Strict):
     templateVersion: Literal[1]
     function: Function
     triggers: list[TriggerSpec] = Field(min_length=1)
     async_invoke: AsyncInvoke = Field(default_factory=AsyncInvoke)
+    config_rules: list[ConfigRuleSpec] = Field(default_factory=list)
 
 
 def load_template(path: Path) -> Template:
@@ -302,6 +382,7 @@ def _deployment_problems(template: Template, folder: Path) -> list[tuple[tuple[A
                 f"{policy} is not a file under {code_root}",
             )
         )
+    problems += _config_rule_problems(template, code_root / (policy or "policy.yaml"))
     listed = function.agency.permissions
     if listed is not None:
         used = needed(all_permissions(), function.settings)
@@ -322,4 +403,42 @@ def _deployment_problems(template: Template, folder: Path) -> list[tuple[tuple[A
                     f"{sorted(wanted)} (`imsguard iam-policy` prints its policy)",
                 )
             )
+    return problems
+
+
+def _config_rule_problems(template: Template, policy: Path) -> list[tuple[tuple[Any, ...], str]]:
+    """Config rules the function could not answer: shared names, the function's Config mode
+    off (it would ignore every evaluation), a ``rule`` the shipped policy does not have."""
+    rules = template.config_rules
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    names = [r.name for r in rules]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            problems.append(
+                (("config_rules", index, "name"), f"two Config rules share the name {name!r}")
+            )
+    settings = template.function.settings
+    if rules and settings.get("IMSGUARD_CONFIG_RULES", "").strip().lower() != "true":
+        problems.append(
+            (
+                ("config_rules",),
+                'needs IMSGUARD_CONFIG_RULES: "true" in function.settings, else the function '
+                "ignores Config's evaluations",
+            )
+        )
+    wanted = [(i, r.rule) for i, r in enumerate(rules) if r.rule]
+    if wanted:
+        try:
+            have = [rule.name for rule in load_policy(policy).rules]
+        except PolicyError:
+            return problems  # the policy's own check reports why it does not load
+        for index, rule in wanted:
+            if rule not in have:
+                problems.append(
+                    (
+                        ("config_rules", index, "rule"),
+                        f"{rule!r} is not a rule of the policy {policy.name} "
+                        f"(it has {', '.join(have) or 'no rules'})",
+                    )
+                )
     return problems
