@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench chaos clean
+.PHONY: demo test browser bench chaos clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml tools/pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "imsguard needs Python 3.10 or newer")'
@@ -22,6 +22,16 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The HTML report's browser test (tests/test_report_browser.py) drives Debian's chromium;
+# Playwright's own browser downloads are not used. Without chromium that test skips.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if [ -x /usr/bin/chromium ]; then echo "make browser: /usr/bin/chromium is installed"; else \
+	  echo "make browser: downloads and installs Debian's chromium package and the libraries it"; \
+	  echo "  needs with apt-get (a few hundred MB from the Debian mirrors) as /usr/bin/chromium"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 
 bench: $(STAMP)
 	$(BIN)/python bench/cold_start.py

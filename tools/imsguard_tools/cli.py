@@ -202,8 +202,32 @@ def _main(argv: list[str] | None) -> int:
 
     commands.add_parser("schema", help="the JSON Schema of the policy format, for editors")
 
+    report = commands.add_parser(
+        "report", help="a sweep's report for people: totals, compliance, changes, attention"
+    )
+    report.add_argument(
+        "source",
+        help="a report file (the OBS report, or a sweep's or invoke's --output json) "
+        "or obs://bucket/key (needs IMSGUARD_OBS_ENDPOINT and HUAWEICLOUD_SDK_AK/SK)",
+    )
+    report.add_argument(
+        "--html", type=Path, metavar="OUT.html", help="also write one self-contained HTML page"
+    )
+
     schema = commands.choices["schema"]
-    for command in (invoke, validate, test, explain, sweep, package, deploy, undo, iam, schema):
+    for command in (
+        invoke,
+        validate,
+        test,
+        explain,
+        sweep,
+        package,
+        deploy,
+        undo,
+        iam,
+        schema,
+        report,
+    ):
         command.add_argument("--output", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     return {
@@ -217,6 +241,7 @@ def _main(argv: list[str] | None) -> int:
         "revert": _revert,
         "iam-policy": _iam_policy,
         "schema": _schema,
+        "report": _report,
     }[args.command](args)
 
 
@@ -911,6 +936,39 @@ def _iam_policy(args: argparse.Namespace) -> int:
                 )
             print(f"#   {permission.api:<{width}}  {action}", file=sys.stderr)
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Render a report; nothing is written unless the report could be read and understood."""
+    from imsguard_tools.report import ReportError, read_report_source, render_html, render_text
+    from imsguard_tools.report import summarize as summarize_report
+
+    try:
+        summary = summarize_report(read_report_source(args.source), args.source)
+    except ReportError as exc:
+        return _fail(args, str(exc))
+    if args.html is not None:
+        try:
+            _write_atomically(args.html, render_html(summary))
+        except OSError as exc:
+            return _fail(args, f"cannot write {args.html}: {exc.strerror or exc}")
+    if args.output == "json":
+        _print_json(summary)
+    else:
+        print(render_text(summary))
+    if args.html is not None:
+        print(f"imsguard: wrote {args.html}", file=sys.stderr)
+    return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write beside the target, then rename: a failed write leaves no half page."""
+    part = path.with_name(f".{path.name}.part")
+    try:
+        part.write_text(text, encoding="utf-8")
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def _schema(args: argparse.Namespace) -> int:
