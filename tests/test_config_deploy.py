@@ -126,13 +126,14 @@ UEFI_BODY = {
     "custom_policy": CUSTOM,
     "parameters": {"rule": {"value": "uefi-boot"}},
 }
+DAILY_PARAMETERS = {"resource_type": {"value": "images"}}  # the type its states name
 DAILY_BODY = {
     "policy_assignment_type": "custom",
     "name": "imsguard-daily",
     "description": "",
     "period": "TwentyFour_Hours",
     "custom_policy": CUSTOM,
-    "parameters": {},
+    "parameters": {"resource_type": {"value": "images"}},
 }
 
 
@@ -158,7 +159,6 @@ DAILY_BODY = {
             "config_rules.0.rule (line 48): 'no-such-rule' is not a rule of the policy",
         ),
         (lambda r: r[0].update(resource_type="cloudservers"), "answers Config only for IMS"),
-        (lambda r: r[1].update(resource_type="images"), "resource_type is only for trigger"),
         (lambda r: r[0].pop("agency"), "config_rules.0.agency"),
         (lambda r: r[0].update(description="d" * 513), "config_rules.0.description"),
     ],
@@ -195,8 +195,7 @@ def test_the_first_deploy_creates_the_rules_with_exact_bodies(clouds, tmp_path, 
     steps = deploy(fgs, template(tmp_path), package)
 
     assert config_steps(steps) == [
-        ("check", "Config resource types"),
-        ("check", "Config resource types"),
+        ("check", "Config resource types"),  # ims/images: both rules' type
         ("create", "Config rule imsguard-uefi-boot"),
         ("create", "Config rule imsguard-daily"),
     ]
@@ -263,7 +262,7 @@ def test_a_rule_switched_from_period_to_resource_changes_its_trigger(clouds, tmp
     steps = deploy(fgs, template(tmp_path, change), package)
 
     assert [s.detail for s in steps if s.action == "update"] == [
-        "its period, policy_filter changed"
+        "its period, policy_filter, parameters changed"
     ]
     assert config.assignments[1]["period"] is None
     assert config.assignments[1]["policy_filter"]["resource_type"] == "images"
@@ -325,7 +324,7 @@ def test_every_page_of_rules_is_read(clouds, tmp_path, package, monkeypatch):
     config.add_assignment(
         name="imsguard-daily",
         policy_assignment_type="custom",
-        **{"custom_policy": CUSTOM, "period": "TwentyFour_Hours", "parameters": {}},
+        **{"custom_policy": CUSTOM, "period": "TwentyFour_Hours", "parameters": DAILY_PARAMETERS},
     )
 
     steps = deploy(fgs, template(tmp_path), package)
@@ -374,9 +373,8 @@ def test_forced_resource_rules_are_created_with_a_warning(clouds, tmp_path, pack
     warnings = [s.detail for s in steps if s.action == "warn"]
     assert warnings == [
         "Config's providers list has no ims/images (it lists no ims service at all): "
-        "resource rules ['imsguard-uefi-boot'] are created anyway (--force-config-type)",
-        "Config's providers list has no ims/private_image (it lists no ims service at all): "
-        "period rules ['imsguard-daily'] are created; their states name ims/private_image, "
+        "resource rules ['imsguard-uefi-boot'] are created anyway (--force-config-type); "
+        "period rules ['imsguard-daily'] are created; their states name ims/images, "
         "which Config may not accept",
     ]
     assert [a["name"] for a in config.assignments] == ["imsguard-uefi-boot", "imsguard-daily"]
@@ -393,8 +391,7 @@ def test_period_rules_are_created_with_a_warning_when_config_lists_no_images(
     assert [(s.action, s.detail.split(":")[0]) for s in steps if "types" in s.what] == [
         (
             "warn",
-            "Config's providers list has no ims/private_image "
-            "(it lists ims with no resource types)",
+            "Config's providers list has no ims/images (it lists ims with no resource types)",
         )
     ]
     assert [a["name"] for a in config.assignments] == ["imsguard-daily"]
@@ -408,10 +405,7 @@ def test_every_page_of_providers_is_read(clouds, tmp_path, package, monkeypatch)
 
     steps = deploy(fgs, template(tmp_path), package)
 
-    assert [s.detail for s in steps if s.action == "check"] == [
-        "ims/images listed",
-        "ims/private_image listed",
-    ]
+    assert [s.detail for s in steps if s.action == "check"] == ["ims/images listed"]
     pages = [c.query for c in config.calls if c.path.endswith("/providers")]
     assert pages == [
         {"limit": "1"},
@@ -499,3 +493,20 @@ def test_deploy_fake_dry_run_prints_the_config_rules(tmp_path, package, capsys):
     )
     assert "create   Config rule imsguard-daily: every TwentyFour_Hours, every rule decides" in out
     assert "6 change(s) would reach FunctionGraph and Config" in out
+
+
+def test_a_period_rule_names_the_type_its_states_carry(clouds, tmp_path, package):
+    """A period rule's resource_type is checked in the providers list and sent to the
+    function as rule_parameter, so its states name a type Config lists."""
+    fgs, config = clouds
+    config.providers = [{"provider": "ims", "resource_types": [{"name": "private_image"}]}]
+
+    def private(document):
+        document["config_rules"].pop(0)
+        document["config_rules"][0]["resource_type"] = "private_image"
+
+    steps = deploy(fgs, template(tmp_path, private), package)
+
+    assert [s.detail for s in steps if s.action == "check"] == ["ims/private_image listed"]
+    (created,) = config.assignments
+    assert created["parameters"] == {"resource_type": {"value": "private_image"}}

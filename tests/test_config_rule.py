@@ -218,7 +218,7 @@ def test_a_periodic_evaluation_reports_every_image_once(clouds, ctx):
     bodies = {call.body["policy_resource"]["resource_id"]: call.body for call in puts(config)}
     assert len(puts(config)) == len(images)
     for image in images:
-        assert bodies[image["id"]] == state(image, expected[image["id"]], "period", "private_image")
+        assert bodies[image["id"]] == state(image, expected[image["id"]], "period", "images")
     assert report["summary"] == {"compliant": 1, "exempt": 1, "non_compliant": 1, "updated": 1}
     assert report["sinks"]["config"]["reported"] == 4
     assert report["sinks"]["config"]["states"] == expected
@@ -433,6 +433,8 @@ def test_another_resource_type_is_ignored():
         ({"rule_parameter": {"rules": {"value": "x"}}}, "unknown parameter(s) ['rules']"),
         ({"rule_parameter": {"rule": "owner-tag"}}, 'rule_parameter.rule: {"value"'),
         ({"rule_parameter": "owner-tag"}, "rule_parameter: an object is required"),
+        ({"rule_parameter": {"resource_type": {"value": "ecs"}}}, "names for IMS images"),
+        ({"rule_parameter": {"resource_type": "images"}}, 'resource_type: {"value": "images"}'),
         ({"policy_assignment_name": 7}, "policy_assignment_name: a non-empty string"),
     ],
 )
@@ -443,6 +445,19 @@ def test_a_malformed_evaluation_is_invalid_with_its_reason(change, reason):
     assert isinstance(parsed, Skip) and parsed.status == "invalid"
     assert parsed.reason.startswith("invalid Config evaluation event: ")
     assert reason in parsed.reason
+
+
+def test_a_period_rule_parameter_names_the_type_its_states_carry(clouds, ctx):
+    """imsguard deploy sends the type it found in Config's providers list; states name it."""
+    ims, config = clouds
+    image = dict(ims.add_image({"name": "web-base", "tags": ["team=web"]}))
+    event = period_event("owner-tag")
+    event["rule_parameter"]["resource_type"] = {"value": "private_image"}
+
+    handler(event, ctx)
+
+    (call,) = puts(config)
+    assert call.body == state(image, "Compliant", "period", "private_image")
 
 
 def test_period_options_are_validated():

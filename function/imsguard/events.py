@@ -154,6 +154,7 @@ class ConfigEvaluation(NamedTuple):
     evaluation_hash: str
     rule: str | None = None
     resource: dict[str, Any] | None = None
+    resource_type: str | None = None  # rule_parameter resource_type: periodic states' type
 
 
 class Skip(NamedTuple):
@@ -434,13 +435,19 @@ class TimerEnvelope(Envelope):
         return self.sweep_request(options)
 
 
-# Config's names for IMS images: TMS names them provider "ims", type "private_image"; Config's
-# own name is unconfirmed, so every plausible spelling is accepted (README, Assumptions).
-CONFIG_IMAGE_PROVIDERS = frozenset({"ims"})
+# Config's names for IMS images: Config's supported-resources table (Open Telekom Cloud
+# edition) says provider "ims", type "images"; TMS says "private_image". Unconfirmed for Huawei
+# Cloud, so every plausible spelling is accepted (README, Assumptions). CONFIG_IMAGE_TYPE is
+# the default: a periodic evaluation's states name it unless rule_parameter resource_type
+# names another (imsguard deploy sets it to the type it found in Config's providers list).
+CONFIG_IMAGE_PROVIDER = "ims"
+CONFIG_IMAGE_TYPE = "images"
+CONFIG_IMAGE_PROVIDERS = frozenset({CONFIG_IMAGE_PROVIDER})
 CONFIG_IMAGE_TYPES = frozenset(
-    {"images", "image", "private_image", "private_images", "privateimage", "cloudimages"}
+    {CONFIG_IMAGE_TYPE, "image", "private_image", "private_images", "privateimage", "cloudimages"}
 )
 CONFIG_RULE_PARAMETER = "rule"  # rule_parameter {"rule": {"value": "<imsguard rule name>"}}
+CONFIG_TYPE_PARAMETER = "resource_type"  # rule_parameter {"resource_type": {"value": "images"}}
 # A periodic evaluation's continuation carries the sweep's options under this key (the
 # Config event's own fields unchanged), so every hop reports its images to Config.
 CONFIG_SWEEP = "imsguard_sweep"
@@ -520,7 +527,7 @@ def read_config_evaluation(event: dict[str, Any]) -> ConfigEvaluation | str:
         problems.append(
             f"invoking_event.id: the resource's id, a UUID (got {shorten(invoking.get('id'))})"
         )
-    rule = _config_rule(event.get("rule_parameter"), problems)
+    rule, resource_type = _config_parameters(event.get("rule_parameter"), problems)
     if problems:
         return "; ".join(problems)
     assert isinstance(invoking, dict) and isinstance(evaluation_time, int)
@@ -533,6 +540,7 @@ def read_config_evaluation(event: dict[str, Any]) -> ConfigEvaluation | str:
         evaluation_hash,
         rule,
         invoking if trigger_type == "resource" else None,
+        resource_type,
     )
 
 
@@ -548,34 +556,52 @@ def config_event(evaluation: ConfigEvaluation) -> dict[str, Any]:
     }
     if evaluation.policy_assignment_name:
         event["policy_assignment_name"] = evaluation.policy_assignment_name
-    if evaluation.rule is not None:
-        event["rule_parameter"] = {CONFIG_RULE_PARAMETER: {"value": evaluation.rule}}
+    parameters = {
+        CONFIG_RULE_PARAMETER: evaluation.rule,
+        CONFIG_TYPE_PARAMETER: evaluation.resource_type,
+    }
+    if any(v is not None for v in parameters.values()):
+        event["rule_parameter"] = {k: {"value": v} for k, v in parameters.items() if v is not None}
     return event
 
 
-def _config_rule(parameters: Any, problems: list[str]) -> str | None:
-    """The imsguard rule rule_parameter names ({"rule": {"value": "uefi-boot"}}), if any."""
+def _config_parameters(parameters: Any, problems: list[str]) -> tuple[str | None, str | None]:
+    """What rule_parameter says: the imsguard rule that decides ({"rule": {"value":
+    "uefi-boot"}}) and the type periodic states name ({"resource_type": {"value": "images"}})."""
     if parameters in (None, {}):
-        return None
+        return None, None
     if not isinstance(parameters, dict):
         problems.append(f"rule_parameter: an object is required (got {shorten(parameters)})")
-        return None
-    unknown = sorted(str(k) for k in parameters if k != CONFIG_RULE_PARAMETER)
+        return None, None
+    known = (CONFIG_RULE_PARAMETER, CONFIG_TYPE_PARAMETER)
+    unknown = sorted(str(k) for k in parameters if k not in known)
     if unknown:
         problems.append(
-            f"rule_parameter: unknown parameter(s) {shorten(unknown)}; the only one is "
-            f"{CONFIG_RULE_PARAMETER!r}"
+            f"rule_parameter: unknown parameter(s) {shorten(unknown)}; imsguard's are "
+            f"{CONFIG_RULE_PARAMETER!r} and {CONFIG_TYPE_PARAMETER!r}"
         )
-    if CONFIG_RULE_PARAMETER not in parameters:
-        return None
-    value = parameters[CONFIG_RULE_PARAMETER]
-    name = value.get("value") if isinstance(value, dict) else None
-    if not isinstance(name, str) or not name.strip():
+    found: list[str | None] = []
+    for key, wanted in (
+        (CONFIG_RULE_PARAMETER, "<imsguard rule name>"),
+        (CONFIG_TYPE_PARAMETER, CONFIG_IMAGE_TYPE),
+    ):
+        value = parameters.get(key)
+        text = value.get("value") if isinstance(value, dict) else None
+        if key not in parameters:
+            found.append(None)
+        elif not isinstance(text, str) or not text.strip():
+            problems.append(f'rule_parameter.{key}: {{"value": "{wanted}"}} (got {shorten(value)})')
+            found.append(None)
+        else:
+            found.append(text.strip())
+    rule, resource_type = found
+    if resource_type is not None and resource_type not in CONFIG_IMAGE_TYPES:
         problems.append(
-            f'rule_parameter.rule: {{"value": "<imsguard rule name>"}} (got {shorten(value)})'
+            f"rule_parameter.resource_type: one of Config's names for IMS images "
+            f"{sorted(CONFIG_IMAGE_TYPES)} (got {shorten(resource_type)})"
         )
-        return None
-    return name.strip()
+        resource_type = None
+    return rule, resource_type
 
 
 # Tried in this order; the first envelope that matches unwraps the event. The order decides

@@ -35,6 +35,7 @@ FUNCTION_URN = "IMSGUARD_FUNCTION_URN"  # the function to continue a sweep with
 FGS_ENDPOINT = "IMSGUARD_FGS_ENDPOINT"  # FunctionGraph endpoint URL (default: the region's)
 CONFIG_RULES = "IMSGUARD_CONFIG_RULES"  # "true": answer Config custom-rule evaluations
 CONFIG_ENDPOINT = "IMSGUARD_CONFIG_ENDPOINT"  # Config endpoint URL (default: its global one)
+CONFIG_GLOBAL_ENDPOINT = "https://rms.myhuaweicloud.com"  # Config is a global service
 NOTIFY_TOPIC_URN = "IMSGUARD_NOTIFY_TOPIC_URN"  # SMN topic for digests and notices (off: unset)
 NOTIFY_ROUTES = "IMSGUARD_NOTIFY_ROUTES"  # JSON {"key=value": topic URN}: owners' topics
 NOTIFY_EXPIRY_DAYS = "IMSGUARD_NOTIFY_EXPIRY_DAYS"  # exemptions expiring this soon (default 14)
@@ -110,7 +111,7 @@ class Settings(NamedTuple):
     function_urn: str | None = None
     fgs_endpoint: str | None = None
     config_rules: bool = False
-    config_endpoint: str | None = None  # None: rms.myhuaweicloud.com
+    config_endpoint: str | None = None  # None: CONFIG_GLOBAL_ENDPOINT
     notify_topic_urn: str | None = None
     notify_routes: tuple[tuple[str, str], ...] = ()  # (tag, topic URN), in the order given
     notify_expiry_days: int = 14

@@ -50,15 +50,15 @@ from huaweicloudsdkfunctiongraph.v2 import (
 )
 
 from imsguard.context import Credentials
+from imsguard.events import CONFIG_IMAGE_PROVIDER
 from imsguard.fgs import client_for
 from imsguard.logs import redact
+from imsguard.settings import CONFIG_GLOBAL_ENDPOINT
 from imsguard_tools.template import ConfigRuleSpec, CtsTriggerSpec, Template, TriggerSpec
 
 PACKAGE = "default"  # FunctionGraph's default application ("package")
-CONFIG_ENDPOINT = "https://rms.myhuaweicloud.com"  # Config is global (as sinks/config.py)
 CONFIG_PAGE = 200  # rules per page (Config allows 1-500)
 PROVIDERS_PAGE = 200  # services per page (Config's maximum)
-IMAGE_PROVIDER = "ims"
 DESTINATION_PARAM = {
     "SMN": "topic_urn",
     "OBS": "bucket",
@@ -461,20 +461,18 @@ class ConfigRules:
 
     def _type_steps(self, rules: list[ConfigRuleSpec]) -> list[Step]:
         """Whether Config lists the image types the rules need: a resource rule's filter
-        type, and the type a periodic evaluation's states carry (sinks/config.py)."""
-        from imsguard.sinks.config import IMAGE_TYPE
-
+        type, and the type a periodic evaluation's states name (its rule_parameter)."""
         listed = self._image_types()
         needs: dict[str, list[ConfigRuleSpec]] = {}
         for rule in rules:
-            kind = rule.image_type if rule.trigger == "resource" else IMAGE_TYPE
+            kind = rule.image_type
             needs.setdefault(kind, []).append(rule)
         found = (
-            f"its {IMAGE_PROVIDER} types: {', '.join(sorted(listed))}"
+            f"its {CONFIG_IMAGE_PROVIDER} types: {', '.join(sorted(listed))}"
             if listed
-            else f"it lists no {IMAGE_PROVIDER} service at all"
+            else f"it lists no {CONFIG_IMAGE_PROVIDER} service at all"
             if listed is None
-            else f"it lists {IMAGE_PROVIDER} with no resource types"
+            else f"it lists {CONFIG_IMAGE_PROVIDER} with no resource types"
         )
         steps = []
         for kind, users in sorted(needs.items()):
@@ -482,23 +480,29 @@ class ConfigRules:
                 track = listed[kind]
                 note = "" if track in (None, "tracked") else f" ({track}: add it to the recorder)"
                 steps.append(
-                    Step("check", "Config resource types", f"{IMAGE_PROVIDER}/{kind} listed{note}")
+                    Step(
+                        "check",
+                        "Config resource types",
+                        f"{CONFIG_IMAGE_PROVIDER}/{kind} listed{note}",
+                    )
                 )
                 continue
             resource = [r.name for r in users if r.trigger == "resource"]
-            missing = f"Config's providers list has no {IMAGE_PROVIDER}/{kind} ({found})"
+            missing = f"Config's providers list has no {CONFIG_IMAGE_PROVIDER}/{kind} ({found})"
             if resource and not self.force:
                 raise DeployError(
                     f"{missing}: the resource rules {resource} would never be triggered; "
                     "set their resource_type to a type Config lists, use trigger: period, "
                     "or deploy with --force-config-type to create them anyway"
                 )
-            what = (
-                f"resource rules {resource} are created anyway (--force-config-type)"
-                if resource
-                else f"period rules {[r.name for r in users]} are created; their states "
-                f"name {IMAGE_PROVIDER}/{kind}, which Config may not accept"
-            )
+            period = [r.name for r in users if r.trigger == "period"]
+            parts = [f"resource rules {resource} are created anyway (--force-config-type)"] * bool(
+                resource
+            ) + [
+                f"period rules {period} are created; their states name "
+                f"{CONFIG_IMAGE_PROVIDER}/{kind}, which Config may not accept"
+            ] * bool(period)
+            what = "; ".join(parts)
             steps.append(Step("warn", "Config resource types", f"{missing}: {what}"))
         return steps
 
@@ -518,7 +522,7 @@ class ConfigRules:
             total = page.get("total_count")
             if not got or not isinstance(total, int) or len(providers) >= total:
                 break
-        ims = [p for p in providers if p.get("provider") == IMAGE_PROVIDER]
+        ims = [p for p in providers if p.get("provider") == CONFIG_IMAGE_PROVIDER]
         if not ims:
             return None
         return {
@@ -584,7 +588,7 @@ def _assignment(rule: ConfigRuleSpec, urn: str, region: str) -> dict[str, Any]:
     else:  # the function answers only for images of its own region
         body["policy_filter"] = {
             "region_id": region,
-            "resource_provider": IMAGE_PROVIDER,
+            "resource_provider": CONFIG_IMAGE_PROVIDER,
             "resource_type": rule.image_type,
         }
     return body
@@ -646,7 +650,7 @@ def _rule_summary(rule: ConfigRuleSpec) -> str:
     when = (
         f"every {rule.period}"
         if rule.trigger == "period"
-        else f"on changes of {IMAGE_PROVIDER}/{rule.image_type}"
+        else f"on changes of {CONFIG_IMAGE_PROVIDER}/{rule.image_type}"
     )
     decides = f"rule {rule.rule}" if rule.rule else "every rule"
     return f"{when}, {decides} decides, agency {rule.agency}"
@@ -728,7 +732,7 @@ def build_config_client(domain_id: str, endpoint: str | None, credentials: Crede
         ConfigClient.new_builder()
         .with_credentials(basic)
         .with_http_config(config)
-        .with_endpoints([endpoint or CONFIG_ENDPOINT])
+        .with_endpoints([endpoint or CONFIG_GLOBAL_ENDPOINT])
         .build()
     )
 

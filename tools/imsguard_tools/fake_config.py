@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from imsguard.settings import CONFIG_GLOBAL_ENDPOINT
 from imsguard_tools.fake_http import ApiError, FakeCall, FakeHttpApi, try_json
 
 STATE_FIELDS = (
@@ -42,7 +43,6 @@ RESOURCE_FIELDS = (
     "region_id",
     "domain_id",
 )
-DEFAULT_ENDPOINT = "https://rms.myhuaweicloud.com"
 PERIODS = ("One_Hour", "Three_Hours", "Six_Hours", "Twelve_Hours", "TwentyFour_Hours")
 FILTER_LIMITS = {
     "region_id": 128,
@@ -77,7 +77,7 @@ class FakeConfig(FakeHttpApi):
         self,
         domain_id: str,
         providers: list[dict[str, Any]] | None = None,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoint: str = CONFIG_GLOBAL_ENDPOINT,
     ) -> None:
         super().__init__(project_id="", region="global")
         self.domain_id = domain_id

@@ -22,8 +22,10 @@ from pydantic import (
 )
 
 from imsguard.events import (
+    CONFIG_IMAGE_TYPE,
     CONFIG_IMAGE_TYPES,
     CONFIG_RULE_PARAMETER,
+    CONFIG_TYPE_PARAMETER,
     IMAGE_TRACES,
     Skip,
     SweepRequest,
@@ -49,10 +51,6 @@ MAX_USER_EVENT_BYTES = 2047  # a timer's user_event must stay under 2 KB
 CONFIG_RULE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ConfigPeriod = Literal["One_Hour", "Three_Hours", "Six_Hours", "Twelve_Hours", "TwentyFour_Hours"]
 CONFIG_PERIODS = get_args(ConfigPeriod)
-# The resource type a resource-triggered rule selects by default: Config's "Supported
-# resources" table (Open Telekom Cloud edition) lists IMS images as ims.images; TMS says
-# private_image. Unconfirmed for Huawei Cloud: `imsguard deploy` checks the providers list.
-DEFAULT_CONFIG_IMAGE_TYPE = "images"
 
 
 class TemplateError(ValueError):
@@ -248,7 +246,9 @@ class ConfigRuleSpec(_Strict):
     rule: str | None = Field(default=None, min_length=1)  # one imsguard rule decides
     trigger: Literal["resource", "period"]
     period: ConfigPeriod | None = None
-    resource_type: str | None = None  # resource trigger only; DEFAULT_CONFIG_IMAGE_TYPE
+    # Config's type for IMS images (default events.CONFIG_IMAGE_TYPE): what a resource rule
+    # selects, and what a period rule's states name (sent to the function as rule_parameter).
+    resource_type: str | None = None
     agency: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # Config's, to invoke the function
 
     @field_validator("name")
@@ -280,17 +280,19 @@ class ConfigRuleSpec(_Strict):
                 "period is only for trigger: period (Config takes either a period or a "
                 "resource filter, not both)"
             )
-        if self.trigger == "period" and self.resource_type is not None:
-            raise ValueError("resource_type is only for trigger: resource")
         return self
 
     @property
     def image_type(self) -> str:
-        return self.resource_type or DEFAULT_CONFIG_IMAGE_TYPE
+        return self.resource_type or CONFIG_IMAGE_TYPE
 
     def parameters(self) -> dict[str, dict[str, str]]:
-        """Config's rule_parameter: the one imsguard rule that decides, if any."""
-        return {CONFIG_RULE_PARAMETER: {"value": self.rule}} if self.rule else {}
+        """Config's rule_parameter: the one imsguard rule that decides, if any, and for a
+        period rule the type its states name (the one deploy found in the providers list)."""
+        parameters = {CONFIG_RULE_PARAMETER: {"value": self.rule}} if self.rule else {}
+        if self.trigger == "period":
+            parameters[CONFIG_TYPE_PARAMETER] = {"value": self.image_type}
+        return parameters
 
 
 class Template(_Strict):

@@ -34,8 +34,10 @@ from huaweicloudsdkconfig.v1 import (
 )
 from huaweicloudsdkcore.exceptions.exceptions import SdkException
 
+from imsguard.events import CONFIG_IMAGE_PROVIDER, CONFIG_IMAGE_TYPE
 from imsguard.logs import RedactingFilter, log, redact
 from imsguard.permissions import UPDATE_POLICY_STATE, requires
+from imsguard.settings import CONFIG_GLOBAL_ENDPOINT
 from imsguard.sinks import ConfigStateNotReported, SinkError, call_timeouts
 from imsguard.sinks.sdk import build_client, failure, transient
 
@@ -49,12 +51,6 @@ if TYPE_CHECKING:
 logging.getLogger("HuaweiCloud-SDK-ConfigClient").addHandler(logging.NullHandler())
 logging.getLogger("HuaweiCloud-SDK-ConfigClient").addFilter(RedactingFilter())
 
-DEFAULT_ENDPOINT = "https://rms.myhuaweicloud.com"  # Config is global
-# What an image is called in states of a periodic evaluation (whose event names no image):
-# one constant, TMS's names; Config's own are unconfirmed (README, Assumptions). A resource
-# evaluation's states echo the type its event names.
-IMAGE_PROVIDER = "ims"
-IMAGE_TYPE = "private_image"
 # UpdatePolicyState's own retries (the SDK makes none): at most ATTEMPTS calls, waiting
 # 0.5, 1, 2 s between them while the invocation's budget allows.
 ATTEMPTS = 4
@@ -93,7 +89,7 @@ class ConfigStates:
         self.evaluation = evaluation
         self.region = region
         self.credentials = credentials
-        self.endpoint = endpoint or DEFAULT_ENDPOINT
+        self.endpoint = endpoint or CONFIG_GLOBAL_ENDPOINT
         self.budget = budget
         self.limit = limit
         self.client: Any = None
@@ -183,7 +179,8 @@ class ConfigStates:
 
     def _resource(self, image: dict[str, Any]) -> dict[str, Any]:
         """The policy_resource: the event's own values for a resource evaluation (its type
-        echoed); for a periodic one, whose event names no image, IMAGE_PROVIDER/IMAGE_TYPE."""
+        echoed); for a periodic one, whose event names no image, Config's provider and type
+        for IMS images (rule_parameter resource_type, else events.CONFIG_IMAGE_TYPE)."""
         evaluation = self.evaluation
         event = evaluation.resource
         if event is not None and event.get("id") == image["id"]:
@@ -198,8 +195,8 @@ class ConfigStates:
         return {
             "resource_id": image["id"],
             "resource_name": image.get("name"),
-            "resource_provider": IMAGE_PROVIDER,
-            "resource_type": IMAGE_TYPE,
+            "resource_provider": CONFIG_IMAGE_PROVIDER,
+            "resource_type": evaluation.resource_type or CONFIG_IMAGE_TYPE,
             "region_id": self.region,
             "domain_id": evaluation.domain_id,
         }
