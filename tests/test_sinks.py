@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from helpers import SECRETS, load_event, use_policy
 from imsguard.app import handler
@@ -625,7 +626,7 @@ def test_a_hop_that_cannot_continue_publishes_what_it_was_handed(clouds, sinks_o
     first = handler({"action": "sweep"}, sinks_on)
     assert first["continued"]["started"] and not smn.published
     payload = ims.invocations[-1]["body"]
-    assert payload["notices"] and all(set(n) == NOTICE_KEYS for n in payload["notices"])
+    assert payload["notices"] and all(set(n) <= NOTICE_KEYS for n in payload["notices"])
     sinks_on.user_data["IMSGUARD_SWEEP_CONTINUE"] = "false"  # the next hop may not go on
     clock.elapsed = 0
 
@@ -635,20 +636,10 @@ def test_a_hop_that_cannot_continue_publishes_what_it_was_handed(clouds, sinks_o
     (message,) = smn.published
     email = json.loads(message["message_structure"])["email"]
     for notice in payload["notices"]:  # handed on by the first hop, published by the second
-        assert f"- {notice['subject']} " in email
+        assert f"- {notice['image_id']} " in email
 
 
-NOTICE_KEYS = {
-    "section",
-    "subject",
-    "name",
-    "rule",
-    "label",
-    "reason",
-    "tags",
-    "images",
-    "exemption",
-}
+NOTICE_KEYS = {"section", "image_id", "name", "rule", "label", "tags", "images", "exemption"}
 
 
 def test_the_lines_handed_on_stay_small_and_are_counted_beyond(
@@ -676,37 +667,121 @@ def test_the_lines_handed_on_stay_small_and_are_counted_beyond(
     assert f"- and {60 - listed} more images that need a person (not listed" in email
 
 
-def test_a_notice_handed_on_is_checked_like_any_option(clouds, sinks_on):
-    bad = {"action": "sweep", "hop": 1, "notices": [{"section": "x", "subject": 1}]}
+GOOD_NOTICE = {
+    "section": "attention",
+    "image_id": "00000000-0000-4000-8000-000000000001",
+    "name": "db-base",
+    "rule": "owner-tag",
+    "label": "cannot_fix",
+    "tags": [],
+    "images": 1,
+}
 
-    report = handler(bad, sinks_on)
 
-    assert report["results"] == [] and report["status"] != "ok"
-    assert "notices" in json.dumps(report)
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"hop": 0}, "only with a continuation"),
+        ({"reason": "log in at https://evil.example"}, "reason"),
+        ({"name": "see https://evil.example/login"}, "not an image name IMS accepts"),
+        ({"section": "Urgent"}, "section"),
+        ({"label": "visit evil.example"}, "label"),
+        ({"rule": "Owner Tag!"}, "rule"),
+        ({"images": 10**12}, "images"),
+        ({"images": 0}, "images"),
+        ({"image_id": "not-an-id"}, "not an image id"),
+        ({"section": "expiring"}, "an exemption is named on expiring lines"),
+    ],
+)
+def test_a_forged_notice_is_refused_before_any_work(clouds, sinks_on, change, problem):
+    ims, smn, _ = clouds
+    fill(ims)
+    hop = change.pop("hop", 1)
+    event = {"action": "sweep", "hop": hop, "notices": [{**GOOD_NOTICE, **change}]}
+
+    report = handler(event, sinks_on)
+
+    assert report["status"] == "invalid" and report["results"] == []
+    assert "notices" in report["reason"] and problem in report["reason"]
+    assert ims.patches == [] and smn.published == []
+
+
+def test_a_well_formed_notice_is_worded_by_the_function_not_the_caller(clouds, sinks_on):
+    _, smn, _ = clouds
+    notices = [
+        GOOD_NOTICE,
+        {**GOOD_NOTICE, "label": "made_up", "image_id": "00000000-0000-4000-8000-000000000002"},
+        {**GOOD_NOTICE, "section": "expiring", "exemption": 7, "label": "expires 2026-01-10"},
+    ]
+
+    report = handler({"action": "sweep", "hop": 1, "notices": notices}, sinks_on)
+
+    assert report["status"] == "ok"
+    (message,) = smn.published
+    email = json.loads(message["message_structure"])["email"]
+    assert (
+        '- 00000000-0000-4000-8000-000000000001 "db-base" rule owner-tag: cannot_fix: imsguard '
+        "cannot fix this rule; found by an earlier hop of this sweep" in email
+    )
+    assert "000000000002" not in email  # an unknown label is dropped, never printed
+    assert "1 need a person" in message["subject"]  # nor the exemption the policy lacks
+
+
+def test_what_a_hop_hands_on_always_passes_the_next_hops_checks():
+    """Lines cut by the budget between two exemptions of one image, long names and rules:
+    whatever carry() keeps, the next hop's options accept."""
+    from imsguard.event_models import SweepOptions
+    from imsguard.sinks.digest import EXPIRING, NEED_A_PERSON, Item, _wire, carry
+
+    image = "00000000-0000-4000-8000-000000000009"
+    lines = [
+        Item(
+            NEED_A_PERSON, f"00000000-0000-4000-8000-{n:012d}", "x" * 300, "owner-tag", "error", "r"
+        )
+        for n in range(30)
+    ] + [
+        Item(EXPIRING, image, "Legacy Box", "a, b", "expires 2026-01-10", "x", ("legacy",), 1, 0),
+        Item(EXPIRING, image, "Legacy Box", "a, b", "expires 2026-06-30", "x", ("legacy",), 1, 1),
+    ]
+    for budget in (0, 200, 700, 2_000, 10_000):
+        notices = [_wire(i) for i in carry(lines, budget)]
+        SweepOptions.model_validate({"hop": 1, "notices": json.loads(json.dumps(notices))})
 
 
 def test_carried_lines_beyond_the_budget_keep_their_exemption_and_count_images():
-    from imsguard.sinks.digest import EXPIRING, NEED_A_PERSON, Item, carry, received
+    from imsguard.sinks.digest import EXPIRING, NEED_A_PERSON, Item, _wire, carry, received
 
+    policy = parse_policy(yaml.safe_load(POLICY))
+    ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(15)]
     lines = [
-        Item(NEED_A_PERSON, f"img-{n:02d}", "", rule, "cannot_fix", "no team tag")
+        Item(NEED_A_PERSON, ids[n], f"db-{n}", rule, "cannot_fix", "no team tag")
         for n in range(10)
         for rule in ("owner-tag", "kebab-case-name")  # two lines, one image
     ] + [
-        Item(
-            EXPIRING, f"old-{n}", "", "-", "expires 2026-01-10", "exemption tag legacy: x", (), 1, 0
-        )
-        for n in range(5)
+        Item(EXPIRING, ids[10 + n], "", "-", "expires 2026-01-10", "x", (), 1, 0) for n in range(5)
     ]
 
-    carried = received(json.loads(json.dumps([i._asdict() for i in carry(lines, 1_500)])))
+    wire = json.loads(json.dumps([_wire(i) for i in carry(lines, 1_500)]))
+    carried = received(wire, policy)
 
-    kept = [i for i in carried if i.images == 1]
-    summaries = [i for i in carried if i.images != 1]
+    kept = [i for i in carried if not i.summary]
+    summaries = [i for i in carried if i.summary]
     counted = len({i.subject for i in kept if i.section == NEED_A_PERSON}) + sum(
         i.images for i in summaries if i.section == NEED_A_PERSON
     )
     assert counted == 10 and summaries  # every image counted once, the rest summarised
     expiring_lines = [i for i in carried if i.section == EXPIRING]
     assert {i.exemption for i in expiring_lines} == {0}  # the exemption is still named
-    assert sum(i.images if i.images != 1 else 1 for i in expiring_lines) == 5
+    assert sum(i.images for i in expiring_lines) == 5
+    assert all("tag legacy" in i.reason or i.subject == "tag legacy" for i in expiring_lines)
+
+
+def test_a_rule_imsguard_cannot_fix_on_an_updated_image_says_so(clouds, sinks_on):
+    ims, smn, _ = clouds
+    image = ims.add_image({"name": "DB_Base", "tags": []})["id"]
+
+    report = handler({"action": "sweep"}, sinks_on)
+
+    assert report["summary"] == {"updated": 1}  # its name was fixed; its tags cannot be
+    email = json.loads(smn.published[0]["message_structure"])["email"]
+    assert f'- {image} "DB_Base" rule owner-tag: cannot_fix: imsguard cannot fix this rule' in email

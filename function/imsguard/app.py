@@ -252,7 +252,7 @@ def _run_sweep_hop(
     if request.options.notices and invocation.settings.notify_topic_urn:
         from imsguard.sinks.digest import received
 
-        report.notices_before = received(n.model_dump() for n in request.options.notices)
+        report.notices_before = received((n.model_dump() for n in request.options.notices), policy)
     if report.continuation is not None:
         report.continued = _start_next_hop(request, report, invocation, policy)
     return report
@@ -304,7 +304,11 @@ def _start_next_hop(
     if settings.notify_topic_urn:
         from imsguard.sinks.digest import handed_on
 
-        notices = handed_on(report, policy, invocation.clock.utcnow().date(), settings)
+        try:
+            notices = handed_on(report, policy, invocation.clock.utcnow().date(), settings)
+            report.notices_handed = True
+        except Exception:  # a bug here must not stop the sweep: this hop publishes instead
+            get_logger().exception("digest lines not handed on; this hop publishes its own")
         if notices:
             options["notices"] = notices
     payload = (

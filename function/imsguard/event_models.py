@@ -6,11 +6,17 @@ such an event arrives: a CTS event (most of them) never pays for building these 
 from __future__ import annotations
 
 from datetime import timezone
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from imsguard.events import MAX_IMAGES_PER_EVENT, is_image_id, parse_time
+from imsguard.events import (
+    MAX_IMAGE_NAME,
+    MAX_IMAGES_PER_EVENT,
+    is_image_id,
+    is_image_name,
+    parse_time,
+)
 
 
 class CloudEvent(BaseModel):
@@ -50,20 +56,43 @@ class DirectInvocation(BaseModel):
 
 
 class CarriedNotice(BaseModel):
-    """One line of the sweep's SMN digest, handed from a hop to the next (sinks.digest.Item):
-    a continued sweep publishes one digest, on its last hop."""
+    """One line of the sweep's SMN digest, handed from a hop to the next
+    (sinks.digest.handed_on): a continued sweep publishes one digest, on its last hop. Ids,
+    an IMS image name, a rule name, a label and counts only: the last hop words the line
+    from the label and the policy, so no caller can make the function publish its own text."""
 
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
-    section: str = Field(max_length=100)
-    subject: str = Field(max_length=2000)
-    name: str = Field(max_length=2000)
-    rule: str = Field(max_length=2000)
-    label: str = Field(max_length=200)
-    reason: str = Field(max_length=2000)
-    tags: list[str] | None = Field(default=None, max_length=100)
-    images: int = Field(default=1, ge=1)
-    exemption: int | None = Field(default=None, ge=0)
+    section: Literal["attention", "held_back", "expiring"]
+    image_id: str | None  # None: a line that stands for ``images`` images not listed
+    name: str = Field(default="", max_length=MAX_IMAGE_NAME)
+    rule: str = Field(default="-", pattern=r"^(-|[a-z0-9]+(-[a-z0-9]+)*)$", max_length=64)
+    label: str = Field(pattern=r"^[a-z_ ]{1,30}( [0-9]{4}-[0-9]{2}-[0-9]{2})?$")
+    tags: list[Annotated[str, Field(max_length=256)]] | None = Field(default=None, max_length=50)
+    images: int = Field(default=1, ge=1, le=10_000_000)
+    exemption: int | None = Field(default=None, ge=0, le=10_000)
+
+    @field_validator("image_id")
+    @classmethod
+    def _image_id(cls, value: str | None) -> str | None:
+        if value is not None and not is_image_id(value):
+            raise ValueError("not an image id (a UUID)")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if value and not is_image_name(value):
+            raise ValueError("not an image name IMS accepts")
+        return value
+
+    @model_validator(mode="after")
+    def _lines(self) -> CarriedNotice:
+        if self.image_id is not None and self.images != 1:
+            raise ValueError("a line about one image stands for 1 image")
+        if (self.section == "expiring") != (self.exemption is not None):
+            raise ValueError("an exemption is named on expiring lines, and only there")
+        return self
 
 
 class SweepOptions(BaseModel):
@@ -86,6 +115,12 @@ class SweepOptions(BaseModel):
     config_reported_at: str | None = Field(default=None, max_length=40)
     # The digest lines of the sweep's earlier hops (SMN on): the last hop publishes them all.
     notices: list[CarriedNotice] | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _notices_follow_a_hop(self) -> SweepOptions:
+        if self.notices and not self.hop:
+            raise ValueError("notices come only with a continuation (hop 1 or later)")
+        return self
 
     @field_validator("since")
     @classmethod

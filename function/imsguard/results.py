@@ -238,6 +238,7 @@ class SweepReport:
         "needs_attention_total",
         "notes",
         "notices_before",
+        "notices_handed",
         "results",
         "rules",
         "sinks",
@@ -295,6 +296,7 @@ class SweepReport:
         # sinks.digest.Item values): a continued sweep publishes one digest, on its last hop.
         self.examined_before = 0
         self.notices_before: list[Any] = []
+        self.notices_handed = False  # handed to the next hop, which publishes them
         self.ims_retries = 0
         self.continued: dict[str, Any] | None = None
         self.sinks: dict[str, dict[str, Any]] | None = None  # what each report sink did

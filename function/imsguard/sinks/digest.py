@@ -9,12 +9,15 @@ lists the first items and then one summary line; no line is ever cut.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from datetime import date
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from imsguard.evaluate import expiring_soon
+from imsguard.events import is_image_id, is_image_name
+from imsguard.logs import log
 from imsguard.match import has_tag
 from imsguard.results import Covered, EventReport, ImageResult, SweepReport, needs_a_person
 
@@ -60,6 +63,9 @@ class Item(NamedTuple):
     images: int = 1
     # An expiring exemption's line: the exemption's index in the policy (None: other lines).
     exemption: int | None = None
+    # A line that stands for ``images`` images not listed (of its section, or of its
+    # exemption): summary lines of several hops add up into one.
+    summary: bool = False
 
 
 class Digest(NamedTuple):
@@ -143,11 +149,27 @@ def items_for(
 
 def ordered(items: list[Item]) -> list[Item]:
     """Items in digest order: by section, then image id and rule; an item listed twice
-    (results and attention, or two hops) once; one summary line per section."""
+    (results and attention, or two hops) once; one summary line per section (and per
+    expiring exemption) counting the images of all its summary lines."""
     order = {section: index for index, section in enumerate(SECTIONS)}
-    unique = _fold_summaries(items)
+    counts: Counter[tuple[str, int | None]] = Counter()
+    firsts: dict[tuple[str, int | None], Item] = {}
+    kept: list[Item] = []
+    for item in items:
+        if item.summary:
+            key = (item.section, item.exemption)
+            counts[key] += item.images
+            firsts.setdefault(key, item)
+        else:
+            kept.append(item)
+    kept = list(dict.fromkeys(kept))
+    for (section, exemption), images in counts.items():
+        if exemption is None:
+            kept.append(_not_listed(section, images, _NOT_LISTED_WHAT[section]))
+        else:
+            kept.append(firsts[section, exemption]._replace(images=images))
     return sorted(
-        unique,
+        kept,
         key=lambda i: (order[i.section], i.label == NOT_LISTED, i.subject, i.rule, i.label),
     )
 
@@ -159,80 +181,160 @@ _NOT_LISTED_WHAT = {
 }
 
 
-def _fold_summaries(items: list[Item]) -> list[Item]:
-    """The items once each, and the summary lines of a section (one per hop, which may
-    read alike) as one line counting all their images."""
-    summaries: Counter[str] = Counter()
-    kept: list[Item] = []
-    for item in items:
-        if item.label == NOT_LISTED:
-            summaries[item.section] += item.images
-        else:
-            kept.append(item)
-    kept = list(dict.fromkeys(kept))
-    kept += [_not_listed(s, n, _NOT_LISTED_WHAT[s]) for s, n in summaries.items()]
-    return kept
-
-
 def carry(items: list[Item], budget_bytes: int = CARRY_BYTES) -> list[Item]:
     """What a sweep hop hands its next hop for the sweep's one digest: its items in digest
     order while they fit in ``budget_bytes`` of JSON (the continuation's payload stays small),
-    the rest folded into one summary line per section that counts their images."""
+    the rest folded into summary lines (per section, and per expiring exemption) that count
+    their images, each image once."""
     kept: list[Item] = []
     size = 0
     rest: list[Item] = []
     for item in ordered(items):
-        cost = len(json.dumps(item._asdict(), ensure_ascii=False).encode("utf-8")) + 2
-        if rest or (item.label != NOT_LISTED and size + cost > budget_bytes):
+        cost = len(json.dumps(_wire(item), ensure_ascii=False).encode("utf-8")) + 2
+        if rest or (not item.summary and size + cost > budget_bytes):
             rest.append(item)
             continue
         kept.append(item)
         size += cost
-    listed = {(i.section, i.subject) for i in kept}
-
-    def images(lines: list[Item]) -> int:
-        singles = {i.subject for i in lines if i.images == 1}
-        return len({s for s in singles if (lines[0].section, s) not in listed}) + sum(
-            i.images for i in lines if i.images != 1
-        )
-
-    exemptions: dict[int, list[Item]] = {}
-    for item in rest:  # an expiring exemption's lines stay its own: the digest names it
-        if item.exemption is not None:
-            exemptions.setdefault(item.exemption, []).append(item)
-    for lines in exemptions.values():
-        first = lines[0]
-        subject = f"and {images(lines):,} more images"
-        kept.append(first._replace(subject=subject, name="", tags=None, images=images(lines)))
-    for section in SECTIONS:
-        lines = [i for i in rest if i.section == section and i.exemption is None]
-        if lines and images(lines):
-            kept.append(_not_listed(section, images(lines), _NOT_LISTED_WHAT[section]))
+    listed = {(i.section, i.subject) for i in kept if not i.summary}
+    groups: dict[tuple[str, int | None], list[Item]] = {}
+    for item in rest:
+        groups.setdefault((item.section, item.exemption), []).append(item)
+    for (section, exemption), lines in groups.items():
+        singles = {i.subject for i in lines if not i.summary and (section, i.subject) not in listed}
+        images = len(singles) + sum(i.images for i in lines if i.summary)
+        if not images:
+            continue  # every image of these lines is listed already
+        if exemption is None:
+            kept.append(_not_listed(section, images, _NOT_LISTED_WHAT[section]))
+        else:  # the receiving hop names the exemption again from the policy
+            kept.append(lines[0]._replace(name="", tags=None, images=images, summary=True))
+        listed |= {(section, subject) for subject in singles}
     return ordered(kept)
+
+
+# What a notice handed from hop to hop is called on the wire (event_models.CarriedNotice).
+SECTION_CODES = {NEED_A_PERSON: "attention", HELD_BACK: "held_back", EXPIRING: "expiring"}
+# What an earlier hop's line says: the label's meaning (free text never crosses hops: a
+# caller who can invoke the function cannot make it publish words of their own).
+LABEL_REASONS = {
+    "cannot_fix": "imsguard cannot fix this rule",
+    "partly_fixed": "a safety check held part of the fix back",
+    "partly_would_fix": "a safety check would hold part of the fix back",
+    "partly_not_fixed": "the update failed",
+    "not_fixed": "the update failed",
+    "would_fix": "not fixed (dry run or audit)",
+    "audit": "the rule is in audit mode: reported, never fixed",
+    "non_compliant": "a violation imsguard did not fix",
+    "error": "imsguard could not check or fix the image",
+    "guardrail": "held back by the sweep's guardrail (max_updates)",
+    "safety check": "a safety check held the change back",
+}
+EARLIER_HOP = "found by an earlier hop of this sweep; its log line has the details"
+
+
+def _wire(item: Item) -> dict[str, Any]:
+    """A line as a continuation carries it: ids, names, rule, label and counts; no text."""
+    notice: dict[str, Any] = {
+        "section": SECTION_CODES[item.section],
+        "image_id": None if item.summary else item.subject,
+        "name": item.name if is_image_name(item.name) else "",  # IMS's characters: no URL
+        "rule": "-" if item.exemption is not None else item.rule,  # the policy's, on receipt
+        "label": item.label,
+        "tags": None if item.tags is None else list(item.tags),
+        "images": item.images,
+    }
+    if item.exemption is not None:
+        notice["exemption"] = item.exemption
+    return notice
 
 
 def handed_on(
     report: SweepReport, policy: Policy, today: date, settings: Settings
 ) -> list[dict[str, Any]]:
     """The digest lines (this hop's and those handed to it) a continuing sweep hop gives its
-    next hop, as JSON for the continuation's payload: the sweep publishes one digest."""
+    next hop, as JSON for the continuation's payload: the sweep publishes one digest. Only
+    lines about images (ids) and counts cross hops: an exemption that covers no image so far
+    is named by the last hop."""
     found = items_for(report, policy, today, settings.notify_expiry_days, final=False)
-    return [item._asdict() for item in carry(found)]
+    return [_wire(item) for item in carry(found) if item.summary or is_image_id(item.subject)]
 
 
-def received(notices: Iterable[dict[str, Any]]) -> list[Item]:
-    """The digest lines an earlier hop handed on (``handed_on``), as items again."""
-    lines = []
+def received(notices: Iterable[dict[str, Any]], policy: Policy) -> list[Item]:
+    """The digest lines an earlier hop handed on (``handed_on``, checked by
+    event_models.CarriedNotice), as items again: their words come from the label and the
+    policy. A line about a rule or an exemption the policy no longer has is dropped."""
+    sections = {code: section for section, code in SECTION_CODES.items()}
+    rules = {rule.name for rule in policy.rules}
+    lines: list[Item] = []
+    dropped = 0
     for notice in notices:
-        tags = notice.get("tags")
-        lines.append(Item(**{**notice, "tags": None if tags is None else tuple(tags)}))
+        section, images = sections[notice["section"]], notice["images"]
+        tags = None if notice.get("tags") is None else tuple(notice["tags"])
+        index = notice.get("exemption")
+        if section == EXPIRING:
+            line = _exemption_line(policy, index, notice, tags)
+            if line is None:
+                dropped += 1
+            else:
+                lines.append(line)
+        elif notice["label"] == NOT_LISTED:
+            lines.append(_not_listed(section, images, _NOT_LISTED_WHAT[section]))
+        elif notice["label"] not in LABEL_REASONS or notice["rule"] not in {"-", *rules}:
+            dropped += 1
+        else:
+            reason = f"{LABEL_REASONS[notice['label']]}; {EARLIER_HOP}"
+            subject = str(notice["image_id"])
+            lines.append(
+                Item(
+                    section, subject, notice["name"], notice["rule"], notice["label"], reason, tags
+                )
+            )
+    if dropped:
+        log(
+            logging.WARNING,
+            "digest lines of earlier hops dropped: an unknown label, or a rule or exemption "
+            "the policy no longer has",
+            dropped=dropped,
+        )
     return lines
+
+
+def _exemption_line(
+    policy: Policy, index: int | None, notice: dict[str, Any], tags: tuple[str, ...] | None
+) -> Item | None:
+    """An expiring exemption's line handed on, named again from the policy (None: the
+    policy has no such exemption, or it no longer expires on the date the line says)."""
+    if index is None or index >= len(policy.exemptions):
+        return None
+    exemption = policy.exemptions[index]
+    label = _expires(exemption)
+    if notice["label"] != label:
+        return None
+    which, rules = _which(exemption), ", ".join(sorted(exemption.rules or ["-"]))
+    if notice["image_id"] is None:
+        return Item(
+            EXPIRING,
+            which,
+            "",
+            rules,
+            label,
+            _text(exemption.reason),
+            None,
+            notice["images"],
+            index,
+            summary=True,
+        )
+    reason = _text(f"exemption {which}: {exemption.reason}")
+    return Item(
+        EXPIRING, str(notice["image_id"]), notice["name"], rules, label, reason, tags, 1, index
+    )
 
 
 def _not_listed(section: str, images: int, what: str) -> Item:
     """The line for the images of a section that the results limit kept out of the report."""
     subject = f"and {images:,} more image{'s' if images != 1 else ''} {what}"
-    return Item(section, subject, "", "-", NOT_LISTED, WHY_NOT_LISTED, None, images)
+    return Item(section, subject, "", "-", NOT_LISTED, WHY_NOT_LISTED, None, images, summary=True)
 
 
 def _label(result: ImageResult, verdict: Any) -> str | None:
@@ -267,7 +369,8 @@ def _attention(
                 )
         if not lines:
             for rule, label in sorted((result.fixes or {}).items()):
-                if label != "fixed":
+                if label != "fixed":  # a sweep keeps labels, not verdicts: the label's words
+                    reason = LABEL_REASONS.get(label, result.reason)
                     lines.append(
                         Item(
                             NEED_A_PERSON,
@@ -275,7 +378,7 @@ def _attention(
                             image_name,
                             rule,
                             label,
-                            _text(result.reason),
+                            _text(reason),
                             tags,
                         )
                     )
@@ -324,13 +427,8 @@ def expiring(
     found: list[Item] = []
     for index in expiring_soon(policy, today, days):
         exemption = policy.exemptions[index]
-        which = (
-            f"tag {exemption.tag}"
-            if exemption.tag
-            else "images " + ", ".join(sorted(exemption.images or []))
-        )
-        label = f"expires {exemption.expires.isoformat() if exemption.expires else ''}"
-        rules = ", ".join(sorted(exemption.rules or ["-"]))
+        which, label = _which(exemption), _expires(exemption)
+        rules = _text(", ".join(sorted(exemption.rules or ["-"])))
         images = [c for c in covered or () if c[0] == index]
         more = (beyond or {}).get(index, 0)
         for _, image_id, name, tags in images:
@@ -350,20 +448,21 @@ def expiring(
             found.append(
                 Item(
                     EXPIRING,
-                    _text(which),
+                    which,
                     "",
                     rules,
                     label,
-                    _text(f"and {more:,} more images it covers: {exemption.reason}"),
+                    _text(exemption.reason),
                     images=more,
                     exemption=index,
+                    summary=True,
                 )
             )
         if itself and not images and not more:
             found.extend(
                 Item(
                     EXPIRING,
-                    _text(which),
+                    which,
                     "",
                     rule,
                     label,
@@ -373,6 +472,17 @@ def expiring(
                 for rule in sorted(exemption.rules or ["-"])
             )
     return found
+
+
+def _which(exemption: Any) -> str:
+    """An exemption as a digest names it: its tag, or its images."""
+    if exemption.tag:
+        return _text(f"tag {exemption.tag}")
+    return _text("images " + ", ".join(sorted(exemption.images or [])))
+
+
+def _expires(exemption: Any) -> str:
+    return f"expires {exemption.expires.isoformat() if exemption.expires else ''}"
 
 
 def route(
@@ -448,8 +558,8 @@ def image_counts(items: list[Item]) -> Counter[str]:
     counts: Counter[str] = Counter()
     for section in SECTIONS:
         lines = [i for i in items if i.section == section]
-        counts[section] = len({i.subject for i in lines if i.images == 1}) + sum(
-            i.images for i in lines if i.images != 1
+        counts[section] = len({i.subject for i in lines if not i.summary}) + sum(
+            i.images for i in lines if i.summary
         )
     return +counts
 
@@ -461,6 +571,11 @@ def _short(section: str) -> str:
 def _line(item: Item) -> str:
     if item.label == NOT_LISTED:
         return f"- {item.subject} ({NOT_LISTED}: {item.reason})"
+    if item.summary:  # an expiring exemption's images beyond those listed
+        return (
+            f"- {item.subject} rule {item.rule}: {item.label}: and {item.images:,} more images "
+            f"it covers: {item.reason}"
+        )
     name = f' "{item.name}"' if item.name else ""
     return f"- {item.subject}{name} rule {item.rule}: {item.label}: {item.reason}"
 

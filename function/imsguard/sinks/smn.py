@@ -44,7 +44,11 @@ class SmnNotices:
     ) -> dict[str, Any]:
         settings = invocation.settings
         sweep = isinstance(report, SweepReport)
-        if isinstance(report, SweepReport) and (report.continued or {}).get("started"):
+        if (
+            isinstance(report, SweepReport)
+            and report.notices_handed
+            and (report.continued or {}).get("started")
+        ):
             payload = (report.continued or {}).get("payload", {})
             handed = len(payload.get(CONFIG_SWEEP, payload).get("notices", []))
             return {"published": 0, "topic_urns": [], "handed_on": handed}
