@@ -346,6 +346,7 @@ def test_the_client_checks_tls_certificates_and_host_names():
     client = obs_client(f"https://obs.{REGION}.myhuaweicloud.com", Credentials("a", "b", "t"), 3)
 
     assert client.context.verify_mode == ssl.CERT_REQUIRED and client.context.check_hostname
+    assert client.context.cert_store_stats()["x509_ca"] > 0  # certifi's CA bundle is loaded
     assert client.max_retry_count == 0 and client.timeout == 3
 
 

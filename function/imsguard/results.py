@@ -42,15 +42,17 @@ Operation = dict[str, str]
 # An examined image an exemption that expires soon covers: (the exemption's index in the
 # policy, image id, image name, image tags). Kept for SMN's digest; never reported as JSON.
 Covered = tuple[int, str, Any, tuple[str, ...]]
-# One rule's finding as the OBS report lists it: (rule, verdict, reason, mode, fix label or
-# ""); and as a sweep keeps it until the image's result exists: (rule, verdict, reason, mode).
-VerdictRow = tuple[str, str, str, str, str]
-Found = tuple[str, str, str, str]
-# An examined image as the OBS report lists it: (image id, name, outcome, reason,
-# operations, before, verdict rows). Kept only while the OBS sink is on; never in the JSON.
-Examined = tuple[
-    str | None, Any, str, str, list[Operation], dict[str, Any] | None, tuple[VerdictRow, ...]
-]
+if TYPE_CHECKING:  # types only: an event's cold start does not build them
+    # One rule's finding as the OBS report lists it: (rule, verdict, reason, mode, fix label
+    # or ""); and as a sweep keeps it until the image's result exists: (rule, verdict,
+    # reason, mode).
+    VerdictRow = tuple[str, str, str, str, str]
+    Found = tuple[str, str, str, str]
+    # An examined image as the OBS report lists it: (image id, name, outcome, reason,
+    # operations, before, verdict rows). Kept only while the OBS sink is on; not in the JSON.
+    Examined = tuple[
+        str | None, Any, str, str, list[Operation], dict[str, Any] | None, tuple[VerdictRow, ...]
+    ]
 
 
 _UNLISTED: Any = object()  # a key not reported: image_name (no image read), job_id (no job)

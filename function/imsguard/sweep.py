@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from imsguard.clock import RateLimiter
 from imsguard.evaluate import (
@@ -38,13 +38,14 @@ from imsguard.resolve import failure
 from imsguard.results import (
     WOULD_CHANGE,
     Covered,
-    Examined,
-    Found,
     ImageResult,
     Outcome,
     SweepReport,
     needs_a_person,
 )
+
+if TYPE_CHECKING:
+    from imsguard.results import Examined, Found
 
 
 class PlannedPatch(NamedTuple):

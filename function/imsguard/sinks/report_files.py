@@ -11,10 +11,12 @@ import io
 import json
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imsguard.logs import redact
-from imsguard.results import Examined, SweepReport
+
+if TYPE_CHECKING:
+    from imsguard.results import Examined, SweepReport
 
 CSV_HEADER = ("image_id", "image_name", "outcome", "rule", "verdict", "fix", "reason")
 # A spreadsheet runs a cell starting with these as a formula (OWASP, CSV injection): such a
