@@ -144,6 +144,12 @@ def set_context(**fields: Any) -> None:
     _context.set({k: v for k, v in fields.items() if v is not None})
 
 
+def context_field(name: str) -> Any:
+    """One of the invocation's fields (``request_id``), or None: for what names its output
+    after the invocation (the OBS report's keys)."""
+    return _context.get().get(name)
+
+
 def in_context(function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` as it should run in another thread: in this invocation's context (its
     log fields, its IMS limits); each call gets its own copy, as threads may run at once."""

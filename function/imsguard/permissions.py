@@ -77,6 +77,13 @@ UPDATE_POLICY_STATE = Permission(
     "rms:policyStates:update permission\" (the API reference's permissions table is unconfirmed)",
     "IMSGUARD_CONFIG_RULES",
 )
+PUT_OBJECT = Permission(
+    "PUT /{bucket}/{object_key}",
+    "obs:object:PutObject",
+    "OBS permissions, object actions (PUT upload: obs:object:PutObject); OBS SDK for Python "
+    "developer guide, uploading objects, restrictions",
+    "IMSGUARD_REPORT_BUCKET",
+)
 
 
 Declared = TypeVar("Declared", bound=Callable[..., Any])

@@ -42,6 +42,17 @@ Operation = dict[str, str]
 # An examined image an exemption that expires soon covers: (the exemption's index in the
 # policy, image id, image name, image tags). Kept for SMN's digest; never reported as JSON.
 Covered = tuple[int, str, Any, tuple[str, ...]]
+if TYPE_CHECKING:  # types only: an event's cold start does not build them
+    # One rule's finding as the OBS report lists it: (rule, verdict, reason, mode, fix label
+    # or ""); and as a sweep keeps it until the image's result exists: (rule, verdict,
+    # reason, mode).
+    VerdictRow = tuple[str, str, str, str, str]
+    Found = tuple[str, str, str, str]
+    # An examined image as the OBS report lists it: (image id, name, outcome, reason,
+    # operations, before, verdict rows). Kept only while the OBS sink is on; not in the JSON.
+    Examined = tuple[
+        str | None, Any, str, str, list[Operation], dict[str, Any] | None, tuple[VerdictRow, ...]
+    ]
 
 
 _UNLISTED: Any = object()  # a key not reported: image_name (no image read), job_id (no job)
@@ -217,8 +228,9 @@ class SweepReport:
     where the next hop resumes (``continuation``) and whether it was started (``continued``).
     ``listed`` (each listed image's result, by id), ``covered`` and ``covered_beyond`` (the
     examined images that exemptions expiring soon cover: the first ones, then a count per
-    exemption), ``hop``, ``examined_before`` and ``notices_before`` are for the report sinks,
-    not the JSON."""
+    exemption), ``hop``, ``examined_before``, ``notices_before`` and ``examined_images``
+    (every examined image with its verdicts and ``before`` values, kept only when the OBS
+    sink is on: None otherwise) are for the report sinks, not the JSON."""
 
     __slots__ = (
         "changed",
@@ -230,6 +242,7 @@ class SweepReport:
         "error",
         "examined",
         "examined_before",
+        "examined_images",
         "guardrail",
         "hop",
         "ims_retries",
@@ -269,6 +282,7 @@ class SweepReport:
         covered: list[Covered] | None = None,
         covered_beyond: dict[int, int] | None = None,
         hop: int = 0,
+        examined_images: list[Examined] | None = None,
     ):
         self.trigger = trigger
         self.dry_run = dry_run
@@ -292,6 +306,7 @@ class SweepReport:
         self.covered = covered  # None: not known (the exemptions themselves are listed)
         self.covered_beyond = {} if covered_beyond is None else covered_beyond
         self.hop = hop  # which hop of its sweep (0: the first); for the sinks, not the JSON
+        self.examined_images = examined_images
         # The images earlier hops examined, and the digest lines they handed on (SMN's
         # sinks.digest.Item values): a continued sweep publishes one digest, on its last hop.
         self.examined_before = 0

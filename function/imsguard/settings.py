@@ -42,6 +42,10 @@ NOTIFY_EXPIRY_DAYS = "IMSGUARD_NOTIFY_EXPIRY_DAYS"  # exemptions expiring this s
 SMN_ENDPOINT = "IMSGUARD_SMN_ENDPOINT"  # SMN endpoint URL (default: the region's)
 METRICS = "IMSGUARD_METRICS"  # "true": post Cloud Eye custom metrics after each invocation
 CES_ENDPOINT = "IMSGUARD_CES_ENDPOINT"  # Cloud Eye endpoint URL (default: the region's)
+REPORT_BUCKET = "IMSGUARD_REPORT_BUCKET"  # OBS bucket for sweep reports (off: unset)
+REPORT_PREFIX = "IMSGUARD_REPORT_PREFIX"  # where in the bucket (default imsguard/)
+OBS_ENDPOINT = "IMSGUARD_OBS_ENDPOINT"  # OBS endpoint URL (default: the region's)
+DEFAULT_REPORT_PREFIX = "imsguard/"
 DEFAULT_MAX_WAIT_S = 900.0  # longer creations are deferred (a later event or sweep checks them)
 
 # Every IMSGUARD_* setting, in one place: the template refuses any other IMSGUARD_* name, so
@@ -73,6 +77,9 @@ KNOWN_SETTINGS = frozenset(
         SMN_ENDPOINT,
         METRICS,
         CES_ENDPOINT,
+        REPORT_BUCKET,
+        REPORT_PREFIX,
+        OBS_ENDPOINT,
     }
 )
 
@@ -118,6 +125,9 @@ class Settings(NamedTuple):
     smn_endpoint: str | None = None
     metrics: bool = False
     ces_endpoint: str | None = None
+    report_bucket: str | None = None
+    report_prefix: str = DEFAULT_REPORT_PREFIX
+    obs_endpoint: str | None = None  # set whenever report_bucket is: the region's by default
 
 
 def read_setting(context: Any, key: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -186,6 +196,7 @@ def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Set
     if log_level not in _LOG_LEVELS:
         raise SettingsError(f"{LOG_LEVEL}={log_level!r} is not one of {sorted(_LOG_LEVELS)}")
     notify_topic_urn = _topic_urn(read, region, project_id)
+    report_bucket = _bucket(read)
     return Settings(
         region=region,
         project_id=project_id,
@@ -212,6 +223,9 @@ def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Set
         smn_endpoint=_endpoint(read, SMN_ENDPOINT),
         metrics=parse_bool(METRICS, read(METRICS)),
         ces_endpoint=_endpoint(read, CES_ENDPOINT),
+        report_bucket=report_bucket,
+        report_prefix=_prefix(read),
+        obs_endpoint=_obs_endpoint(read, report_bucket, region),
     )
 
 
@@ -357,3 +371,63 @@ def _routes(
             )
         _topic_scope(f"{NOTIFY_ROUTES}: the topic of {tag!r}, {urn!r},", urn, region, project_id)
     return tuple(routes)
+
+
+# OBS bucket names (OBS SDK guides, "Creating a Bucket"): 3 to 63 lowercase letters, digits,
+# hyphens and periods, starting and ending with a letter or digit, no "..", no "-." or ".-",
+# and not an IP address. Compiled only when a bucket is set.
+_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+_IP = r"\d+\.\d+\.\d+\.\d+"
+MAX_PREFIX = 256  # leaves room for the dated key within OBS's 1,024-byte object keys
+
+
+def _bucket(read: Reader) -> str | None:
+    """``IMSGUARD_REPORT_BUCKET``: a bucket name OBS accepts, or an error saying which rule
+    it breaks (a bad name would fail every sweep's report, quietly but for the log)."""
+    bucket = read(REPORT_BUCKET)
+    if bucket is None:
+        return None
+    what = f"{REPORT_BUCKET}={bucket!r}"
+    if not 3 <= len(bucket) <= 63:
+        raise SettingsError(f"{what} is not an OBS bucket name: it must be 3 to 63 characters")
+    if not re.fullmatch(_BUCKET, bucket):
+        raise SettingsError(
+            f"{what} is not an OBS bucket name: use lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    if ".." in bucket or ".-" in bucket or "-." in bucket:
+        raise SettingsError(
+            f"{what} is not an OBS bucket name: no '..', '.-' or '-.' (e.g. my-reports.backup)"
+        )
+    if re.fullmatch(_IP, bucket):
+        raise SettingsError(f"{what} is not an OBS bucket name: it must not be an IP address")
+    return bucket
+
+
+def _prefix(read: Reader) -> str:
+    """``IMSGUARD_REPORT_PREFIX``: where the reports go in the bucket, used as given (so
+    ``reports/`` is a folder; ``reports-`` starts the keys)."""
+    prefix = read(REPORT_PREFIX)
+    if prefix is None:
+        return DEFAULT_REPORT_PREFIX
+    what = f"{REPORT_PREFIX}={prefix!r}"
+    if prefix.startswith("/"):
+        raise SettingsError(
+            f"{what} starts with '/': OBS keys have no leading slash; write e.g. 'imsguard/'"
+        )
+    if len(prefix) > MAX_PREFIX:
+        raise SettingsError(f"{what} is longer than {MAX_PREFIX} characters")
+    if any(ord(c) < 32 or ord(c) == 127 or c == "\\" for c in prefix):
+        raise SettingsError(f"{what} holds a control character or a backslash")
+    return prefix
+
+
+def _obs_endpoint(read: Reader, bucket: str | None, region: str | None) -> str | None:
+    """``IMSGUARD_OBS_ENDPOINT``, else the region's OBS endpoint when reports are on; with
+    neither a region nor an endpoint, reports could go nowhere: a configuration error."""
+    endpoint = _endpoint(read, OBS_ENDPOINT)
+    if endpoint or bucket is None:
+        return endpoint
+    if region is None:
+        raise SettingsError(f"{REPORT_BUCKET} needs {REGION} or {OBS_ENDPOINT}: where OBS is")
+    return f"https://obs.{region}.myhuaweicloud.com"

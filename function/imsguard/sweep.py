@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from imsguard.clock import RateLimiter
 from imsguard.evaluate import (
@@ -44,6 +44,9 @@ from imsguard.results import (
     needs_a_person,
 )
 
+if TYPE_CHECKING:
+    from imsguard.results import Examined, Found
+
 
 class PlannedPatch(NamedTuple):
     """An image that needs changing: kept until every page has been read."""
@@ -57,13 +60,19 @@ class PlannedPatch(NamedTuple):
     examined_at: int  # images this hop examined before it, and of those, the ones
     changes_at: int  # it would change: a hop that defers it hands these counts on
     tags: tuple[str, ...]  # the image's tags (for notice routing)
+    found: tuple[Found, ...] = ()  # its verdicts, for the OBS report (only when that is on)
 
 
 class SweepTally:
     """Counts for every image, details for the first ``limit`` of them; each result goes
     to the invocation's sinks (its log line) as it is added."""
 
-    def __init__(self, limit: int, publish: Callable[[ImageResult], ImageResult]):
+    def __init__(
+        self,
+        limit: int,
+        publish: Callable[[ImageResult], ImageResult],
+        keep_images: bool = False,
+    ):
         self.limit = limit
         self.publish = publish
         self.outcomes: Counter[Outcome] = Counter()
@@ -78,6 +87,8 @@ class SweepTally:
         self.listed: dict[str, ImageResult] = {}
         self.covered: list[Covered] = []
         self.covered_beyond: Counter[int] = Counter()
+        # For the OBS report: every examined image, however many (None: that sink is off).
+        self.images: list[Examined] | None = [] if keep_images else None
 
     def cover(self, exemption: int, image: dict[str, Any]) -> None:
         """An examined image that an exemption expiring soon covers."""
@@ -87,9 +98,27 @@ class SweepTally:
         else:
             self.covered_beyond[exemption] += 1
 
-    def add(self, result: ImageResult) -> None:
-        """One image's result: counted, listed while under the limit, and published."""
+    def add(self, result: ImageResult, found: tuple[Found, ...] = ()) -> None:
+        """One image's result: counted, listed while under the limit, published, and kept
+        for the OBS report with its verdicts (``found``) and final fix labels when it is on."""
         outcome = result.outcome
+        if self.images is not None:
+            fixes = result.fixes or {}
+            rows = tuple(
+                (rule, verdict, reason, mode, fixes.get(rule, ""))
+                for rule, verdict, reason, mode in found
+            )
+            self.images.append(
+                (
+                    result.image_id,
+                    result.image_name,
+                    outcome,
+                    result.reason,
+                    result.operations,
+                    result.before,
+                    rows,
+                )
+            )
         self.outcomes[outcome] += 1
         short = {
             "image_id": result.image_id,
@@ -144,7 +173,9 @@ class SweepHop:
         self.concurrency = settings.sweep_concurrency
         self.uefi_versions = uefi_versions
         self.progress = invocation.progress
-        self.tally = SweepTally(settings.results_limit, invocation.publish)
+        self.tally = SweepTally(
+            settings.results_limit, invocation.publish, keep_images=bool(settings.report_bucket)
+        )
         self.today = invocation.clock.utcnow().date()
         # Exemptions expiring soon, whose images SMN's digest lists (only when it is on; each
         # hop lists those it examines, and the sweep's one digest gathers them).
@@ -218,6 +249,7 @@ class SweepHop:
             covered=tally.covered,
             covered_beyond=dict(tally.covered_beyond),
             hop=self.options.hop,
+            examined_images=tally.images,
         )
 
     # -- phase 1: list and evaluate -----------------------------------------------------
@@ -388,6 +420,9 @@ class SweepHop:
         planned = plan(decision, self.dry_run)
         sent = [op["path"][1:] for op in planned.send]
         labels = {}
+        found: tuple[Found, ...] = ()
+        if self.tally.images is not None:  # the OBS report lists every verdict
+            found = tuple((v.rule, v.status, v.reason, v.mode) for v in decision.verdicts)
         for verdict in decision.verdicts:
             self.tally.rules[verdict.rule][verdict.status] += 1
             label = fix_label(verdict, sent)
@@ -406,6 +441,7 @@ class SweepHop:
                 examined_at,
                 changes_at,
                 ImageResult.tags_of(image),
+                found,
             )
         self.tally.add(
             ImageResult(
@@ -420,7 +456,8 @@ class SweepHop:
                 else None,
                 fixes=labels,
                 tags=ImageResult.tags_of(image),
-            )
+            ),
+            found,
         )
         return None
 
@@ -448,7 +485,8 @@ class SweepHop:
 
     def _hold(self, plans: list[PlannedPatch], reason: str) -> None:
         for planned in plans:
-            self.tally.add(self._result(planned, "would_update", reason, "would_fix"))
+            result = self._result(planned, "would_update", reason, "would_fix")
+            self.tally.add(result, planned.found)
 
     def _apply(self, plans: list[PlannedPatch]) -> dict[str, Any] | None:
         """PATCH each plan, ``concurrency`` at a time; the continuation if time ran out.
@@ -462,7 +500,7 @@ class SweepHop:
             for index, (planned, result) in enumerate(
                 zip(plans, pool.map(patch, plans), strict=True)
             ):
-                self.tally.add(result)
+                self.tally.add(result, planned.found)
                 self.progress({"applied": index + 1})
                 if result.outcome == "deferred" and first_late is None:
                     first_late = planned

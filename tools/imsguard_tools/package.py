@@ -37,6 +37,11 @@ PLATFORMS = (
     "manylinux2010_x86_64",
     "manylinux1_x86_64",
 )
+# Published as source only (no wheel on the index; the OBS SDK and its crcmod): pip builds them
+# here. Both run as pure Python: crcmod's optional C extension, compiled for this machine and
+# not for the runtime, is left out (crcmod then uses its pure-Python code).
+SOURCE_ONLY = ("esdk-obs-python", "crcmod")
+_BUILT_FOR_THIS_MACHINE = "crcmod/_crcfunext"
 PIP_TIMEOUT_S = 1800
 STDERR_LINES = 20  # lines of pip's stderr a PackageError quotes
 
@@ -218,6 +223,7 @@ def install_dependencies(requirements: Path, python_version: str, target: Path) 
         "--no-compile",
         "--no-deps",
         "--only-binary=:all:",
+        f"--no-binary={','.join(SOURCE_ONLY)}",
         *(f"--platform={p}" for p in PLATFORMS),
         "--implementation",
         "cp",
@@ -257,6 +263,8 @@ def _dependency_files(target: Path) -> Iterator[tuple[str, Path]]:
         if top == "bin":
             continue
         if top.endswith(".dist-info") and rest in _INSTALL_RECORDS:
+            continue
+        if name.startswith(_BUILT_FOR_THIS_MACHINE):
             continue
         yield name, path
 

@@ -1,5 +1,6 @@
 """What tests, ours and yours, import: the fake IMS (with FunctionGraph's API beside it),
-the fake FunctionGraph alone, the sample ids, and a clock that never really waits."""
+the fake FunctionGraph alone, SMN, Cloud Eye and OBS (a loopback server), the sample ids, and a
+clock that never really waits."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from imsguard_tools.fake_ims import (
     FakeIms,
     sample_images,
 )
+from imsguard_tools.fake_obs import FakeObs
 from imsguard_tools.fake_smn import FakeSmn
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "FakeClock",
     "FakeFunctionGraph",
     "FakeIms",
+    "FakeObs",
     "FakeSmn",
     "sample_images",
 ]

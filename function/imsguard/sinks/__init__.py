@@ -1,10 +1,11 @@
 """Report sinks: after an invocation's report exists, optional reporters consume it once.
 
-Each sink is one class in its own module here (``smn.SmnNotices``, ``ces.CesMetrics``) with
-``finish(report, invocation, policy) -> dict`` (what it did) and ``@requires`` on the method
-that calls its cloud API. A sink's module, and its SDK, load only when its setting is on
-(``REGISTRY``); Config policy states and OBS reports join the registry later. This module
-itself is light: the handler imports it on every invocation with image work.
+Each sink is one class in its own module here (``smn.SmnNotices``, ``ces.CesMetrics``,
+``obs.ObsReports``) with ``finish(report, invocation, policy) -> dict`` (what it did) and
+``@requires`` on the method that calls its cloud API. A sink's module, and its SDK, load only
+when its setting is on (``REGISTRY``; the OBS SDK only when a sweep's report is written);
+Config's policy states are sent as images are evaluated, outside it. This module itself is
+light: the handler imports it on every invocation with image work.
 
 A failing sink never changes what happened to images: its failure is logged at ERROR and
 reported as ``{"error": ...}`` under the report's ``sinks``; nothing is raised.
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, tuple[str, str, str]] = {
     "smn": ("notify_topic_urn", "imsguard.sinks.smn", "SmnNotices"),
     "ces": ("metrics", "imsguard.sinks.ces", "CesMetrics"),
+    "obs": ("report_bucket", "imsguard.sinks.obs", "ObsReports"),
 }
 
 

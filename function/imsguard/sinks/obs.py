@@ -1,0 +1,137 @@
+"""Reports in OBS (``IMSGUARD_REPORT_BUCKET``; ``IMSGUARD_REPORT_PREFIX``, endpoint
+``IMSGUARD_OBS_ENDPOINT``): after each sweep hop, the full report as JSON and CSV under a dated
+key named by the invocation's request id, then ``latest.json``. Events write nothing.
+
+Written with the official OBS SDK (``esdk-obs-python``), imported only when a report is written:
+an event, or a function without a bucket, never loads it. The SDK does not use ``requests``;
+its own retries are off and each write is tried here at most ATTEMPTS times."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import uuid
+from datetime import timezone
+from http.client import HTTPException
+from typing import TYPE_CHECKING, Any
+
+from imsguard.logs import context_field, log, redact
+from imsguard.permissions import PUT_OBJECT, requires
+from imsguard.results import SweepReport
+from imsguard.sinks import SinkError, call_timeouts
+from imsguard.sinks.report_files import object_keys, report_csv, report_json
+
+if TYPE_CHECKING:
+    from imsguard.context import Credentials
+    from imsguard.invocation import Invocation
+    from imsguard.policy import Policy
+    from imsguard.results import EventReport
+
+ATTEMPTS = 3
+BACKOFF_S = 0.25  # before the second try; doubled before the third
+JSON_TYPE = "application/json"
+CSV_TYPE = "text/csv; charset=utf-8"
+
+
+class ObsReports:
+    """Writes one sweep hop's report to OBS: dated JSON, dated CSV, then ``latest.json``."""
+
+    def finish(
+        self, report: EventReport | SweepReport, invocation: Invocation, policy: Policy
+    ) -> dict[str, Any]:
+        if not isinstance(report, SweepReport):
+            return {"skipped": "reports are written after sweeps only"}
+        settings = invocation.settings
+        bucket = settings.report_bucket or ""
+        now = invocation.clock.utcnow().astimezone(timezone.utc)
+        request_id = str(context_field("request_id") or uuid.uuid4().hex)
+        dated_json, dated_csv, latest = object_keys(settings.report_prefix, now, request_id)
+        about = {
+            "request_id": request_id,
+            "generated_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "region": settings.region,
+            "project_id": invocation.project_id,
+            "hop": report.hop,
+        }
+        document = report_json(report, about).encode("utf-8")
+        table = report_csv(report.examined_images or []).encode("utf-8")
+        written: list[str] = []
+        for key, body, content_type in (
+            (dated_json, document, JSON_TYPE),
+            (dated_csv, table, CSV_TYPE),
+            (latest, document, JSON_TYPE),
+        ):
+            try:
+                self.put(bucket, key, body, content_type, invocation)
+            except SinkError as exc:
+                done = f" (written before it: {', '.join(written)})" if written else ""
+                raise SinkError(f"{exc}{done}") from None
+            written.append(key)
+        log(logging.INFO, "report written", bucket=bucket, keys=written, bytes=len(document))
+        return {"written": written, "bucket": bucket}
+
+    @requires(PUT_OBJECT)
+    def put(
+        self, bucket: str, key: str, body: bytes, content_type: str, invocation: Invocation
+    ) -> None:
+        """PUT one object, up to ATTEMPTS times while OBS fails transiently (no answer, a
+        timeout, 429, 5xx; never again after a refusal such as 403 or 404), each try's timeout
+        fitting in the invocation's time left."""
+        from obs import PutObjectHeader  # the SDK loads only when a report is written
+
+        endpoint = invocation.settings.obs_endpoint or ""
+        digest = hashlib.md5(body, usedforsecurity=False).digest()
+        md5 = base64.b64encode(digest).decode()  # OBS checks the body against it
+        reason = ""
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                log(logging.WARNING, "report write retried", key=key, reason=reason)
+                invocation.clock.sleep(BACKOFF_S * 2 ** (attempt - 1))
+            try:
+                connect, read = call_timeouts(invocation.budget.time_left())
+            except SinkError as exc:
+                raise SinkError(f"{reason}; {exc}" if reason else str(exc)) from None
+            # One timeout serves connecting and each read: their mean keeps both within the
+            # time left (connect + read).
+            client = obs_client(endpoint, invocation.credentials, (connect + read) / 2)
+            try:
+                answer = client.putContent(
+                    bucket, key, body, headers=PutObjectHeader(md5=md5, contentType=content_type)
+                )
+            except (OSError, HTTPException) as exc:
+                reason = redact(f"OBS could not be reached writing {key}: {type(exc).__name__}")
+                continue
+            finally:
+                client.close()
+            status = int(answer.status or 0)
+            if status < 300:
+                return
+            code = answer.errorCode or ""
+            message = answer.errorMessage or answer.reason or ""
+            reason = redact(f"OBS refused writing {key}: HTTP {status} {code} {message}".strip())
+            if status < 500 and status != 429:
+                break
+        raise SinkError(reason)
+
+
+def obs_client(endpoint: str, credentials: Credentials, timeout: float) -> Any:
+    """An ObsClient with the invocation's temporary credentials, no retries of its own, this
+    timeout, and TLS certificates checked (the SDK checks none unless told: ``ssl_verify``
+    names the CA bundle, and its context is made to check the host name too)."""
+    import certifi
+    from obs import ObsClient
+
+    client = ObsClient(
+        access_key_id=credentials.access_key,
+        secret_access_key=credentials.secret_key,
+        security_token=credentials.security_token,
+        server=endpoint,
+        ssl_verify=certifi.where(),
+        max_retry_count=0,
+        timeout=timeout,
+        is_signature_negotiation=False,
+    )
+    if client.context is not None:  # https only
+        client.context.check_hostname = True
+    return client

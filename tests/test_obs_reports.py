@@ -1,0 +1,360 @@
+"""Reports in OBS: through the handler and the real OBS SDK (``esdk-obs-python``) against the
+fake OBS on a loopback server, beside the fake IMS."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import SECRETS, use_policy
+from imsguard.app import _run, handler
+from imsguard.context import Credentials
+from imsguard.settings import SettingsError, load_settings
+from imsguard.sinks.obs import obs_client
+from imsguard.sinks.report_files import CSV_HEADER, csv_cell, report_csv
+from imsguard_tools.local_context import LocalContext
+from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms, FakeObs
+
+REGION = "ap-southeast-1"
+BUCKET = "imsguard-reports"
+DAY = "2026/01/01"  # the tests' fake clock
+MULTIQUEUE = {"hw_vif_multiqueue_enabled": "true"}  # what the audit rule asks for
+POLICY = """
+version: 1
+rules:
+  - name: kebab-case-name
+    kind: name
+    pattern: '^[a-z0-9]+(-[a-z0-9]+)*$'
+    fix: normalize
+  - name: owner-tag
+    kind: tags
+    require: [team]
+  - name: multiqueue
+    kind: set
+    mode: audit
+    set: {hw_vif_multiqueue_enabled: "true"}
+"""
+
+
+@pytest.fixture
+def clouds():
+    """The fake IMS (on ``responses``) and the fake OBS (a loopback server) with its endpoint."""
+    obs = FakeObs((BUCKET,), token=SECRETS[2])
+    with FakeIms(project_id=SAMPLE_PROJECT_ID) as ims, obs.serve() as endpoint:
+        yield ims, obs, endpoint
+    ims.assert_injections_met()
+    obs.assert_faults_met()
+
+
+def reporting(clouds, tmp_path, request_id="req-0001", **extra):
+    """A context with reports on, the test policy, and this request id."""
+    _, _, endpoint = clouds
+    ak, sk, token = SECRETS
+    data = {"IMSGUARD_REPORT_BUCKET": BUCKET, "IMSGUARD_OBS_ENDPOINT": endpoint, **extra}
+    context = LocalContext(data, ak, sk, token, request_id=request_id, **_timeout(extra))
+    use_policy(context, tmp_path, POLICY)
+    return context
+
+
+def _timeout(extra):
+    return {"timeout_ms": 2500} if extra.get("IMSGUARD_SAFETY_MARGIN_SECONDS") == "0" else {}
+
+
+def fill(ims):
+    """Three images: compliant but for audit, fixable, and one no rule can fix."""
+    add = ims.add_image
+    return {
+        "ok": add({"name": "web-base", "tags": ["team=web"], **MULTIQUEUE})["id"],
+        "fixable": add({"name": "Web_Base_2", "tags": ["team=web"]})["id"],
+        "untagged": add({"name": "=HYPERLINK(1)", "tags": []})["id"],
+    }
+
+
+def keys(request_id="req-0001"):
+    stem = f"imsguard/{DAY}/sweep-{request_id}"
+    return [f"{stem}.json", f"{stem}.csv", "imsguard/latest.json"]
+
+
+def test_a_sweep_writes_the_dated_json_and_csv_then_latest(clouds, tmp_path):
+    ims, obs, _ = clouds
+    fill(ims)
+
+    report = handler({"action": "sweep"}, reporting(clouds, tmp_path))
+
+    assert report["sinks"]["obs"] == {"written": keys(), "bucket": BUCKET}
+    assert [call.key for call in obs.puts] == keys()  # in this order: latest.json last
+    assert obs.keys() == sorted(keys())
+    for call in obs.puts:
+        assert call.headers["x-amz-security-token"] == SECRETS[2]  # path-style: v2 signing
+        assert call.headers["authorization"].startswith(f"AWS {SECRETS[0]}:")
+        assert call.status == 200
+    assert obs.content_types[(BUCKET, keys()[0])] == "application/json"
+    assert obs.content_types[(BUCKET, keys()[1])].startswith("text/csv")
+
+
+def test_the_json_lists_every_image_with_verdicts_and_before_beyond_the_results_limit(
+    clouds, tmp_path
+):
+    ims, obs, _ = clouds
+    ids = fill(ims)
+    context = reporting(clouds, tmp_path, IMSGUARD_RESULTS_LIMIT="1")
+
+    report = handler({"action": "sweep"}, context)
+
+    document = json.loads(obs.text(keys()[0]))
+    assert len(report["results"]) == 1 and report["truncated"] is True
+    assert {k: document[k] for k in ("request_id", "region", "project_id", "hop")} == {
+        "request_id": "req-0001",
+        "region": REGION,
+        "project_id": SAMPLE_PROJECT_ID,
+        "hop": 0,
+    }
+    assert document["generated_at"] == "2026-01-01T00:30:00Z"
+    assert document["summary"] == report["summary"] and document["examined"] == 3
+    images = {image["image_id"]: image for image in document["images"]}
+    assert set(images) == set(ids.values())
+    fixed = images[ids["fixable"]]
+    assert fixed["outcome"] == "updated"
+    assert fixed["before"] == {"name": "Web_Base_2"}
+    assert fixed["operations"] == [{"op": "replace", "path": "/name", "value": "web-base-2"}]
+    assert fixed["rules"] == [
+        {"rule": "kebab-case-name", "verdict": "violation", "reason": fixed["rules"][0]["reason"],
+         "fix": "fixed"},
+        {"rule": "owner-tag", "verdict": "compliant", "reason": fixed["rules"][1]["reason"]},
+        {"rule": "multiqueue", "verdict": "violation", "reason": fixed["rules"][2]["reason"],
+         "mode": "audit", "fix": "would_fix"},
+    ]  # fmt: skip
+    untagged = images[ids["untagged"]]
+    owner = next(rule for rule in untagged["rules"] if rule["rule"] == "owner-tag")
+    assert owner["fix"] == "cannot_fix" and untagged["before"] == {"name": "=HYPERLINK(1)"}
+    assert images[ids["ok"]]["before"] == {} and images[ids["ok"]]["outcome"] == "compliant"
+    assert obs.text("imsguard/latest.json") == obs.text(keys()[0])
+
+
+def test_the_csv_has_one_row_per_image_and_rule_and_quotes_formulas(clouds, tmp_path):
+    ims, obs, _ = clouds
+    ids = fill(ims)
+
+    handler({"action": "sweep"}, reporting(clouds, tmp_path))
+
+    rows = list(csv.reader(io.StringIO(obs.text(keys()[1]))))
+    assert tuple(rows[0]) == CSV_HEADER
+    assert len(rows[1:]) == 3 * 3  # three images, three rules each
+    by_rule = {(row[0], row[3]): row for row in rows[1:]}
+    assert by_rule[(ids["fixable"], "kebab-case-name")][2:6] == [
+        "updated",
+        "kebab-case-name",
+        "violation",
+        "fixed",
+    ]
+    untagged = by_rule[(ids["untagged"], "owner-tag")]
+    assert untagged[1] == "'=HYPERLINK(1)"  # shown as text, never run as a formula
+    assert untagged[5] == "cannot_fix"
+
+
+def test_an_image_without_verdicts_gets_one_csv_row_and_formula_cells_are_quoted():
+    images = [
+        ("img-1", None, "error", "-internal error: boom", [], None, ()),
+        ("img-2", "+x", "compliant", "ok", [], None, (("r", "compliant", "@fine", "enforce", ""),)),
+    ]
+
+    rows = list(csv.reader(io.StringIO(report_csv(images))))
+
+    assert rows[1] == ["img-1", "", "error", "", "", "", "'-internal error: boom"]
+    assert rows[2] == ["img-2", "'+x", "compliant", "r", "compliant", "", "'@fine"]
+    assert [csv_cell(v) for v in ("=1", "a=1", "\tx", None, 5)] == ["'=1", "a=1", "'\tx", "", "5"]
+
+
+def test_each_sweep_replaces_latest_json(clouds, tmp_path):
+    ims, obs, _ = clouds
+    fill(ims)
+    handler({"action": "sweep", "dry_run": True}, reporting(clouds, tmp_path, "req-a"))
+    first = obs.text("imsguard/latest.json")
+
+    handler({"action": "sweep", "dry_run": True}, reporting(clouds, tmp_path, "req-b"))
+
+    assert json.loads(first)["request_id"] == "req-a"
+    assert obs.text("imsguard/latest.json") == obs.text(keys("req-b")[0]) != first
+    assert set(keys("req-a")[:2]) <= set(obs.keys())  # the dated ones stay
+
+
+@pytest.mark.parametrize(
+    ("fault", "attempts", "says"),
+    [
+        ({"status": 403}, 1, "HTTP 403 AccessDenied"),
+        ({"status": 500, "times": 3}, 3, "HTTP 500 InternalError"),
+        ({"delay": 1.6, "times": 3}, 3, "could not be reached"),
+    ],
+    ids=["403", "500", "timeout"],
+)
+def test_a_failing_write_changes_nothing_for_images_and_is_reported(
+    clouds, tmp_path, caplog, fault, attempts, says
+):
+    ims, obs, _ = clouds
+    fill(ims)
+    context = reporting(clouds, tmp_path, IMSGUARD_SAFETY_MARGIN_SECONDS="0")
+    baseline = handler({"action": "sweep", "dry_run": True}, context)
+    obs.calls.clear()
+    obs.fail_next(**fault)
+
+    report = handler({"action": "sweep", "dry_run": True}, context)
+    obs.settle(attempts)  # a delayed request is recorded when its late answer goes out
+
+    assert report["results"] == baseline["results"] and report["summary"] == baseline["summary"]
+    assert report["status"] == "ok" and ims.patches == []
+    error = report["sinks"]["obs"]["error"]
+    assert says in error and keys()[0] in error
+    assert len(obs.calls) == attempts  # 5xx and timeouts are retried; a refusal is not
+    assert SECRETS[0] not in error and SECRETS[2] not in error
+
+
+def test_a_failed_write_leaves_an_enforcing_sweeps_fixes_in_place(clouds, tmp_path):
+    ims, obs, _ = clouds
+    ids = fill(ims)
+    obs.fail_next(500, times=3)
+
+    report = handler({"action": "sweep"}, reporting(clouds, tmp_path))
+
+    assert report["summary"] == {"compliant": 1, "updated": 2}
+    assert ims.images[ids["fixable"]]["name"] == "web-base-2"
+    assert "HTTP 500" in report["sinks"]["obs"]["error"]
+
+
+def test_a_write_that_succeeds_on_a_retry_is_written(clouds, tmp_path):
+    ims, obs, _ = clouds
+    fill(ims)
+    obs.fail_next(500)
+
+    report = handler({"action": "sweep"}, reporting(clouds, tmp_path))
+
+    assert report["sinks"]["obs"]["written"] == keys()
+    assert [call.status for call in obs.calls] == [500, 200, 200, 200]
+
+
+def test_an_event_writes_no_report(clouds, tmp_path):
+    ims, obs, _ = clouds
+    image = ims.add_image({"name": "Web_Base", "tags": ["team=web"]})["id"]
+
+    report = handler({"image_id": image}, reporting(clouds, tmp_path))
+
+    assert report["results"][0]["outcome"] == "updated"
+    assert report["sinks"]["obs"] == {"skipped": "reports are written after sweeps only"}
+    assert obs.calls == []
+
+
+def test_a_sweep_keeps_the_examined_images_only_when_reports_are_on(clouds, tmp_path):
+    ims, _, _ = clouds
+    fill(ims)
+    off = reporting(clouds, tmp_path)
+    del off.user_data["IMSGUARD_REPORT_BUCKET"]
+
+    assert _run({"action": "sweep", "dry_run": True}, off).examined_images is None
+    kept = _run({"action": "sweep", "dry_run": True}, reporting(clouds, tmp_path))
+    assert len(kept.examined_images) == 3
+    assert all(isinstance(image, tuple) for image in kept.examined_images)
+
+
+def test_secrets_never_reach_the_report_objects(clouds, tmp_path):
+    ims, obs, _ = clouds
+    ims.add_image({"name": f"box {SECRETS[1]}", "tags": []})  # renamed: the old name is kept
+
+    report = handler({"action": "sweep"}, reporting(clouds, tmp_path))
+
+    assert report["summary"] == {"updated": 1}
+    for key in keys():
+        assert SECRETS[1][:10] not in obs.text(key) and "***" in obs.text(key)
+
+
+def test_without_a_bucket_nothing_loads_the_obs_sdk_and_an_event_never_does():
+    """Sweeps without a bucket, and events with one, never import the OBS SDK (``obs``)."""
+    code = (
+        "import sys, imsguard.app\n"
+        "from imsguard_tools.testing import FakeIms\n"
+        "from imsguard_tools.local_context import LocalContext\n"
+        "with FakeIms.seeded() as f:\n"
+        "    imsguard.app.handler({'action': 'sweep'}, LocalContext(None, 'a'*8, 'b'*8))\n"
+        "    on = LocalContext({'IMSGUARD_REPORT_BUCKET': 'imsguard-reports'}, 'a'*8, 'b'*8)\n"
+        "    image = next(iter(f.images))\n"
+        "    print(imsguard.app.handler({'image_id': image}, on)['sinks'])\n"
+        "print(sorted(m for m in sys.modules if m == 'obs' or m.startswith(('obs.', 'Crypto'))))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        "IMSGUARD_REGION": REGION,
+        "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID,
+        "PATH": "",
+        "PYTHONPATH": os.pathsep.join(str(root / part) for part in ("function", "tools")),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert "'obs': {'skipped'" in out
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"IMSGUARD_REPORT_BUCKET": "ab"}, "3 to 63 characters"),
+        ({"IMSGUARD_REPORT_BUCKET": "a" * 64}, "3 to 63 characters"),
+        ({"IMSGUARD_REPORT_BUCKET": "Reports"}, "lowercase letters"),
+        ({"IMSGUARD_REPORT_BUCKET": "my_reports"}, "lowercase letters"),
+        ({"IMSGUARD_REPORT_BUCKET": "-reports"}, "starting and ending with a letter or digit"),
+        ({"IMSGUARD_REPORT_BUCKET": "my..reports"}, r"no '\.\.'"),
+        ({"IMSGUARD_REPORT_BUCKET": "my-.reports"}, r"no '\.\.', '\.-' or '-\.'"),
+        ({"IMSGUARD_REPORT_BUCKET": "192.168.10.1"}, "must not be an IP address"),
+        ({"IMSGUARD_REPORT_PREFIX": "/reports/"}, "starts with '/'"),
+        ({"IMSGUARD_REPORT_PREFIX": "r" * 257}, "longer than 256 characters"),
+        ({"IMSGUARD_REPORT_PREFIX": "a\nb/"}, "control character"),
+        ({"IMSGUARD_OBS_ENDPOINT": "obs.example"}, "not an endpoint URL"),
+    ],
+)
+def test_bad_report_settings_are_configuration_errors(clouds, data, message):
+    ims, obs, _ = clouds
+    ak, sk, token = SECRETS
+    context = LocalContext(data, ak, sk, token)
+    with pytest.raises(SettingsError, match=message):
+        load_settings(context, {"IMSGUARD_REGION": REGION})
+
+    report = handler({"action": "sweep"}, context)
+
+    assert report["status"] == "error" and report["reason"].startswith("configuration:")
+    assert ims.calls == [] and obs.calls == []
+
+
+def test_report_settings_defaults_and_a_bucket_without_region_or_endpoint():
+    on = {"IMSGUARD_REPORT_BUCKET": "my.reports-2026"}
+
+    settings = load_settings(None, {**on, "IMSGUARD_REGION": REGION})
+
+    assert settings.report_bucket == "my.reports-2026" and settings.report_prefix == "imsguard/"
+    assert settings.obs_endpoint == f"https://obs.{REGION}.myhuaweicloud.com"
+    assert load_settings(None, {"IMSGUARD_REGION": REGION}).obs_endpoint is None
+    with pytest.raises(SettingsError, match="needs IMSGUARD_REGION or IMSGUARD_OBS_ENDPOINT"):
+        load_settings(None, on)
+
+
+def test_the_client_checks_tls_certificates_and_host_names():
+    client = obs_client(f"https://obs.{REGION}.myhuaweicloud.com", Credentials("a", "b", "t"), 3)
+
+    assert client.context.verify_mode == ssl.CERT_REQUIRED and client.context.check_hostname
+    assert client.context.cert_store_stats()["x509_ca"] > 0  # certifi's CA bundle is loaded
+    assert client.max_retry_count == 0 and client.timeout == 3
+
+
+def test_the_agency_policy_gains_put_object_only_with_a_bucket():
+    from imsguard_tools.iam import actions, all_permissions, needed
+
+    base = set(actions(needed(all_permissions(), {})))
+    with_bucket = set(actions(needed(all_permissions(), {"IMSGUARD_REPORT_BUCKET": BUCKET})))
+
+    assert with_bucket - base == {"obs:object:PutObject"}
+    assert "obs:object:PutObject" not in base
