@@ -358,3 +358,58 @@ def test_the_agency_policy_gains_put_object_only_with_a_bucket():
 
     assert with_bucket - base == {"obs:object:PutObject"}
     assert "obs:object:PutObject" not in base
+
+
+def test_imsguard_report_reads_what_a_sweep_wrote_to_obs(clouds, tmp_path, capsys, monkeypatch):
+    """The sink's report, read back through obs:// with the real OBS SDK, gives the numbers
+    the sweep itself reported: the sink's format and the report command agree."""
+    from imsguard_tools.cli import main
+
+    ims, obs, endpoint = clouds
+    ids = fill(ims)
+    sweep = handler({"action": "sweep"}, reporting(clouds, tmp_path))
+    assert sweep["sinks"]["obs"]["written"]
+    ak, sk, token = SECRETS
+    for name, value in {
+        "HUAWEICLOUD_SDK_AK": ak,
+        "HUAWEICLOUD_SDK_SK": sk,
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN": token,
+        "IMSGUARD_OBS_ENDPOINT": endpoint,
+    }.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+
+    assert main(["report", f"obs://{BUCKET}/imsguard/latest.json", "--output", "json"]) == 0
+
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kind"] == "sweep" and summary["complete"] is True
+    assert summary["examined"] == sweep["examined"] == 3
+    assert summary["outcomes"] == sweep["summary"]
+    judged = {r["rule"]: (r["compliant"], r["violations"]) for r in summary["rules"]}
+    assert judged == {
+        rule: (counts.get("compliant", 0), counts.get("violation", 0))
+        for rule, counts in sweep["rules"].items()
+    }
+    assert {(c["image_id"], c["attribute"], c["after"]) for c in summary["changes"]} == {
+        (ids["fixable"], "name", "web-base-2"),
+        (ids["untagged"], "name", "hyperlink-1"),
+    }
+    assert ids["untagged"] in {r["image_id"] for r in summary["needs_attention"]}
+    gets = [c for c in obs.calls if c.method == "GET"]
+    assert len(gets) == 1 and gets[0].headers["x-amz-security-token"] == token
+
+
+def test_imsguard_report_says_when_obs_has_no_such_report(clouds, capsys, monkeypatch):
+    from imsguard_tools.cli import main
+
+    _, _, endpoint = clouds
+    ak, sk, token = SECRETS
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", ak)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", sk)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SECURITY_TOKEN", token)
+    monkeypatch.setenv("IMSGUARD_OBS_ENDPOINT", endpoint)
+
+    assert main(["report", f"obs://{BUCKET}/imsguard/nothing.json"]) == 2
+
+    err = capsys.readouterr().err
+    assert f"cannot read obs://{BUCKET}/imsguard/nothing.json: OBS answered 404" in err

@@ -97,3 +97,42 @@ def test_the_page_shows_the_reports_numbers_and_runs_nothing(browser, tmp_path, 
     assert page.evaluate("() => document.scripts.length") == 0
     assert requests == [url]
     page.close()
+
+
+def test_the_page_of_a_report_the_sweep_wrote_to_obs(browser, tmp_path, capsys):
+    """The whole path: a sweep writes its report to (the fake) OBS, `imsguard report` renders
+    the object, and the browser shows the sweep's own totals and percentages."""
+    from helpers import SECRETS, use_policy
+    from imsguard.app import handler
+    from imsguard_tools.local_context import LocalContext
+    from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms, FakeObs
+
+    obs = FakeObs(("reports",))
+    with FakeIms(project_id=SAMPLE_PROJECT_ID) as ims, obs.serve() as endpoint:
+        for name in ("web-base", "Web_Base_2", "DB Base", "cache"):
+            ims.add_image({"name": name})
+        settings = {"IMSGUARD_REPORT_BUCKET": "reports", "IMSGUARD_OBS_ENDPOINT": endpoint}
+        context = LocalContext(settings, *SECRETS)
+        use_policy(
+            context,
+            tmp_path,
+            "version: 1\nrules:\n  - {name: kebab, kind: name, "
+            "pattern: '^[a-z0-9]+(-[a-z0-9]+)*$', fix: normalize}\n",
+        )
+        sweep = handler({"action": "sweep"}, context)
+        saved = tmp_path / "latest.json"
+        saved.write_text(obs.text("imsguard/latest.json", bucket="reports"))
+    page_file = tmp_path / "report.html"
+    assert main(["report", str(saved), "--html", str(page_file)]) == 0
+    capsys.readouterr()
+    page = browser.new_page()
+    page.goto(page_file.as_uri())
+
+    totals = {
+        cell.get_attribute("data-total"): cell.inner_text()
+        for cell in page.locator("#totals td[data-total]").all()
+    }
+    assert totals == {"examined": "4", **{k: str(v) for k, v in sweep["summary"].items()}}
+    bar = page.locator('#chart .rule-bar[data-rule="kebab"]')
+    assert bar.locator("text.percent").text_content() == "50%"  # 2 of 4 names were kebab-case
+    page.close()

@@ -387,21 +387,26 @@ def _bucket(read: Reader) -> str | None:
     bucket = read(REPORT_BUCKET)
     if bucket is None:
         return None
-    what = f"{REPORT_BUCKET}={bucket!r}"
+    problem = bucket_problem(bucket)
+    if problem:
+        raise SettingsError(f"{REPORT_BUCKET}={bucket!r} is not an OBS bucket name: {problem}")
+    return bucket
+
+
+def bucket_problem(bucket: str) -> str | None:
+    """Which of OBS's bucket-name rules ``bucket`` breaks, if any (the one home of those
+    rules: the setting and ``imsguard report obs://`` check them)."""
     if not 3 <= len(bucket) <= 63:
-        raise SettingsError(f"{what} is not an OBS bucket name: it must be 3 to 63 characters")
+        return "it must be 3 to 63 characters"
     if not re.fullmatch(_BUCKET, bucket):
-        raise SettingsError(
-            f"{what} is not an OBS bucket name: use lowercase letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit"
+        return (
+            "use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
         )
     if ".." in bucket or ".-" in bucket or "-." in bucket:
-        raise SettingsError(
-            f"{what} is not an OBS bucket name: no '..', '.-' or '-.' (e.g. my-reports.backup)"
-        )
+        return "no '..', '.-' or '-.' (e.g. my-reports.backup)"
     if re.fullmatch(_IP, bucket):
-        raise SettingsError(f"{what} is not an OBS bucket name: it must not be an IP address")
-    return bucket
+        return "it must not be an IP address"
+    return None
 
 
 def _prefix(read: Reader) -> str:

@@ -10,26 +10,21 @@ the text, the JSON and the HTML page are views of that summary, so they cannot d
 from __future__ import annotations
 
 import html
-import importlib
-import ipaddress
 import json
 import os
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from imsguard.settings import OBS_ENDPOINT, bucket_problem
 
 OBS_SCHEME = "obs://"
-OBS_ENDPOINT = "IMSGUARD_OBS_ENDPOINT"
-# OBS bucket names: 3 to 63 lowercase letters, digits, hyphens and periods, starting and
-# ending with a letter or digit (OBS's naming rules; the rest are checked by OBS itself).
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # Verdicts that count towards a rule's compliance: "not_applicable" and "exempt" do not.
 _JUDGED = ("compliant", "violation", "error")
 _CHANGE_OUTCOMES = ("updated", "would_update")
 _ATTENTION_OUTCOMES = ("non_compliant", "error")
 BAR_WIDTH = 300  # px of a 100 % bar in the HTML chart
+READ_TIMEOUT_S = 60.0  # reading one report object from OBS
 
 
 class ReportError(ValueError):
@@ -46,11 +41,9 @@ def parse_obs_uri(source: str) -> tuple[str, str]:
     bucket, slash, key = rest.partition("/")
     if not bucket:
         raise ReportError(f"{source!r} names no bucket: write obs://bucket/key")
-    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise ReportError(
-            f"{source!r}: {bucket!r} is not an OBS bucket name (3-63 lowercase letters, "
-            "digits, '-' and '.', starting and ending with a letter or digit)"
-        )
+    problem = bucket_problem(bucket)
+    if problem:
+        raise ReportError(f"{source!r}: {bucket!r} is not an OBS bucket name: {problem}")
     if not slash or not key:
         raise ReportError(f"{source!r} names no object: write obs://{bucket}/<key>")
     if key.endswith("/"):
@@ -98,20 +91,13 @@ def _read_obs(bucket: str, key: str) -> bytes:
             "HUAWEICLOUD_SDK_SK (and HUAWEICLOUD_SDK_SECURITY_TOKEN for temporary ones)"
         )
     try:
-        obs = importlib.import_module("obs")  # untyped; imported lazily
+        from imsguard.sinks.obs import obs_client
+
+        client = obs_client(endpoint, credentials, READ_TIMEOUT_S)
     except ImportError:
         raise ReportError(
             f"reading obs://{bucket}/{key} needs the OBS SDK: pip install esdk-obs-python"
         ) from None
-    host = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}").hostname or ""
-    client = obs.ObsClient(
-        access_key_id=credentials.access_key,
-        secret_access_key=credentials.secret_key,
-        security_token=credentials.security_token,
-        server=endpoint,
-        path_style=_is_address(host),  # an IP endpoint has no bucket subdomains
-        ssl_verify=_ca_bundle(),
-    )
     try:
         response = client.getObject(bucket, key, loadStreamInMemory=True)
     except Exception as exc:  # the SDK raises its own and the socket's errors
@@ -124,23 +110,6 @@ def _read_obs(bucket: str, key: str) -> bytes:
             f"cannot read obs://{bucket}/{key}: OBS answered {response.status} ({why})"
         )
     return bytes(response.body.buffer or b"")
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return host == "localhost"
-    return True
-
-
-def _ca_bundle() -> str | bool:
-    """The CA bundle to check OBS's certificate with (the SDK checks none by default)."""
-    try:
-        import certifi
-    except ImportError:
-        return False
-    return str(certifi.where())
 
 
 # -- the summary -----------------------------------------------------------------------------
