@@ -23,7 +23,7 @@ from imsguard.events import (
     Trigger,
     parse_event,
 )
-from imsguard.sinks.config import ATTEMPTS
+from imsguard.sinks.config import ATTEMPTS, STATE_MOST_S
 from imsguard_tools.fake_config import FakeConfig
 from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
 
@@ -602,8 +602,8 @@ def test_patches_deferred_to_a_continuation_are_not_reported_again(clouds, ctx, 
     ctx.user_data["IMSGUARD_SWEEP_CONCURRENCY"] = "1"
 
     def slow(method: str, path: str) -> None:
-        if method == "PATCH":
-            clock.elapsed += 1
+        if method == "PATCH":  # slower than the hop's estimate: some are deferred
+            clock.elapsed += 1.5
 
     ims.before_request = slow
 
@@ -627,3 +627,89 @@ def test_the_config_outcome_keeps_counts_and_the_first_few_states(clouds, ctx):
 
     assert outcome["reported"] == 5 and outcome["compliance"] == {"NonCompliant": 5}
     assert len(outcome["states"]) == 2 and len(puts(config)) == 5
+
+
+# -- a Config that fails or never answers ------------------------------------------------
+
+
+def test_a_config_that_never_answers_costs_a_periodic_sweep_two_states_not_its_fixes(
+    clouds, ctx, clock, capsys
+):
+    """Each silent call costs its whole timeout: after two states that failed even after
+    their retries, no more are sent in this invocation; every image is still fixed."""
+    ims, config = clouds
+    images = [ims.add_image({"name": f"Web_{i}", "tags": ["team=web"]})["id"] for i in range(60)]
+    continuing(ctx, ims, 300_000)
+    ctx.user_data["IMSGUARD_SWEEP_MAX_HOPS"] = "10"
+    config.never_answer(clock, "PUT")
+
+    reports = run_hops(ims, ctx, clock, period_event())
+
+    assert len(reports) == 1  # before: 11 hops of 1 or 2 images, cut off by the hop limit
+    assert all(ims.images[i]["name"].startswith("web-") for i in images)
+    outcome = reports[0]["sinks"]["config"]
+    assert outcome["reported"] == 0 and outcome["failed_total"] == 2
+    assert outcome["not_sent"] == 58 and "no answer" in outcome["not_sent_reason"]
+    assert len(puts(config)) <= 2 * ATTEMPTS
+    # short timeouts (3 s to connect, 5 s to read), each state within 20 s
+    assert clock.elapsed < 2 * STATE_MOST_S + 10
+    log = capsys.readouterr().out
+    assert log.count("Config states no longer sent") == 1
+
+
+def test_a_state_taken_between_failures_keeps_states_going(clouds, ctx, clock):
+    ims, config = clouds
+    for i in range(3):
+        ims.add_image({"name": f"web-{i}", "tags": ["team=web"]})
+    config.fail_next("PUT", 500, "SYS.0500", times=ATTEMPTS)  # the first image's state
+    config.respond_next("PUT", 200, {})  # the second's
+    config.fail_next("PUT", 503, "SYS.0503", times=ATTEMPTS)  # the third's
+
+    outcome = handler(period_event(), ctx)["sinks"]["config"]
+
+    assert outcome["failed_total"] == 2 and outcome["reported"] == 1
+    assert "not_sent" not in outcome
+
+
+def test_evaluation_time_is_echoed_as_received(clouds, ctx):
+    """Config's example event sends epoch milliseconds as a number; the SDK's model and
+    the API reference declare a string: whichever came, the same goes back."""
+    ims, config = clouds
+    image = dict(ims.add_image({"name": "web-base", "tags": ["team=web"]}))
+
+    handler({**resource_event(image), "evaluation_time": str(EVALUATED_AT)}, ctx)
+    handler(resource_event(image), ctx)
+
+    assert [call.body["evaluation_time"] for call in puts(config)] == [
+        str(EVALUATED_AT),
+        EVALUATED_AT,
+    ]
+
+
+def test_a_periodic_evaluation_sends_no_state_for_an_image_that_is_not_active(clouds, ctx):
+    """IMS lists active images, but one may come otherwise: it was not evaluated, so it has
+    no state (Config's next evaluation covers it); public and shared ones stay Compliant."""
+    ims, config = clouds
+    active = dict(ims.add_image({"name": "web-base", "tags": ["team=web"]}))
+    saving = dict(ims.add_image({"name": "Web_New", "tags": []}))
+    page = [{**saving, "status": "saving"}, active]  # newest first
+    ims.respond_next("GET", 200, {"images": page})
+
+    report = handler(period_event(), ctx)
+
+    assert [c.body["policy_resource"]["resource_id"] for c in puts(config)] == [active["id"]]
+    assert report["sinks"]["config"]["reported"] == 1
+    assert report["sinks"]["config"]["not_active"] == 1
+
+
+def test_config_rules_need_the_region_the_states_name(clouds, ctx, monkeypatch):
+    ims, config = clouds
+    ims.add_image({"name": "web-base", "tags": ["team=web"]})
+    monkeypatch.delenv("IMSGUARD_REGION")
+    ctx.user_data["IMSGUARD_IMS_ENDPOINT"] = ims.endpoint  # enough for IMS, not for Config
+
+    report = handler(period_event(), ctx)
+
+    assert report["status"] == "error"
+    assert "IMSGUARD_CONFIG_RULES=true needs IMSGUARD_REGION" in report["reason"]
+    assert ims.calls == [] and config.calls == []

@@ -150,7 +150,9 @@ class ConfigEvaluation(NamedTuple):
     policy_assignment_id: str
     policy_assignment_name: str | None
     trigger_type: Literal["resource", "period"]
-    evaluation_time: int
+    # epoch ms as received, a number or a digit string: echoed unchanged (Config's example
+    # event sends a number, its SDK model and API reference declare a string)
+    evaluation_time: int | str
     evaluation_hash: str
     rule: str | None = None
     resource: dict[str, Any] | None = None
@@ -516,9 +518,10 @@ def read_config_evaluation(event: dict[str, Any]) -> ConfigEvaluation | str:
     if trigger_type not in ("resource", "period"):
         problems.append(f"trigger_type: 'resource' or 'period' (got {shorten(trigger_type)})")
     evaluation_time = event.get("evaluation_time")
-    if isinstance(evaluation_time, str) and evaluation_time.strip().isdigit():
-        evaluation_time = int(evaluation_time)
-    if not isinstance(evaluation_time, int) or isinstance(evaluation_time, bool):
+    digits = isinstance(evaluation_time, str) and evaluation_time.isascii()
+    if isinstance(evaluation_time, bool) or not (
+        isinstance(evaluation_time, int) or (digits and str(evaluation_time).isdigit())
+    ):
         problems.append(f"evaluation_time: epoch milliseconds (got {shorten(evaluation_time)})")
     invoking = event.get("invoking_event")
     if not isinstance(invoking, dict):
@@ -530,7 +533,7 @@ def read_config_evaluation(event: dict[str, Any]) -> ConfigEvaluation | str:
     rule, resource_type = _config_parameters(event.get("rule_parameter"), problems)
     if problems:
         return "; ".join(problems)
-    assert isinstance(invoking, dict) and isinstance(evaluation_time, int)
+    assert isinstance(invoking, dict) and isinstance(evaluation_time, (int, str))
     return ConfigEvaluation(
         domain_id,
         assignment_id,

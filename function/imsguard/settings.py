@@ -197,6 +197,12 @@ def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Set
         raise SettingsError(f"{LOG_LEVEL}={log_level!r} is not one of {sorted(_LOG_LEVELS)}")
     notify_topic_urn = _topic_urn(read, region, project_id)
     report_bucket = _bucket(read)
+    config_rules = parse_bool(CONFIG_RULES, read(CONFIG_RULES))
+    if config_rules and region is None:
+        raise SettingsError(
+            f"{CONFIG_RULES}=true needs {REGION}: every state sent to Config names the "
+            "image's region, which an IMS endpoint alone does not say"
+        )
     return Settings(
         region=region,
         project_id=project_id,
@@ -215,7 +221,7 @@ def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Set
         results_limit=int(_number(read, RESULTS_LIMIT, 1000, 0, 100_000, whole=True)),
         function_urn=_function_urn(read),
         fgs_endpoint=_endpoint(read, FGS_ENDPOINT),
-        config_rules=parse_bool(CONFIG_RULES, read(CONFIG_RULES)),
+        config_rules=config_rules,
         config_endpoint=_endpoint(read, CONFIG_ENDPOINT),
         notify_topic_urn=notify_topic_urn,
         notify_routes=_routes(read, notify_topic_urn, region, project_id),

@@ -47,6 +47,10 @@ from imsguard.results import (
 if TYPE_CHECKING:
     from imsguard.results import Examined, Found
 
+# An image's Config state is sent only with at least this many seconds to spare for it (the
+# sink keeps within what it is given, timeouts and retries included).
+MIN_STATE_S = 2.0
+
 
 class PlannedPatch(NamedTuple):
     """An image that needs changing: kept until every page has been read."""
@@ -191,10 +195,10 @@ class SweepHop:
         self.restarted = ""  # says how the listing went on when IMS refused a marker
         self.last_created: str | None = None  # created_at of the last image examined
         self.request_seconds = 0.5  # a guess until requests have been timed
-        # Told each image's evaluation before anything is sent (Config's states): the state
-        # is sent then, timed (``state_seconds``) and counted when deciding to go on.
-        self.observe: Callable[[dict[str, Any], Decision], None] | None = None
-        self.state_seconds = 0.5  # a guess until states have been timed
+        # Told each image's evaluation before anything is sent (Config's states), with the
+        # seconds the hop can spare for it: the state is sent then, within them (its worst
+        # case, so a Config that never answers cannot take the time the fixes need).
+        self.observe: Callable[[dict[str, Any], Decision, float], None] | None = None
         # The last image whose state was sent (id, created_at), by this hop or an earlier
         # one: images up to it, listed again, are not reported again.
         self.reported: tuple[str, str | None] | None = (
@@ -290,13 +294,13 @@ class SweepHop:
                 if image["id"] in self.seen:  # listed again after a restart: counted once
                     marker = image["id"]
                     continue
-                report = self._to_report(image)
-                if report and not self._time_for_a_state(len(plans)):
+                within = self._time_for_a_state(len(plans)) if self._to_report(image) else None
+                if within == 0:
                     # its state is not sent: the next hop resumes at this image
                     return list(plans.values()), self._continuation(marker, "time"), None
                 self.seen.add(image["id"])
                 self.examined += 1
-                planned = self._evaluate_safely(image, marker, report)
+                planned = self._evaluate_safely(image, marker, within)
                 if planned is not None:
                     plans[planned.image_id] = planned
                 marker, self.last_created = image["id"], image.get("created_at")
@@ -364,22 +368,22 @@ class SweepHop:
             return True
         return False
 
-    def _time_for_a_state(self, planned: int) -> bool:
-        """Another image's state only if the plans so far can still be applied after it."""
+    def _time_for_a_state(self, planned: int) -> float:
+        """The seconds another image's state may take with the plans so far still applied
+        after it; 0 when fewer than MIN_STATE_S are left for it."""
         per_patch = max(self.request_seconds / self.concurrency, 1 / self.limiter.rate)
         applying = (planned + 1) * per_patch * 2 + self.request_seconds
-        return self.budget.remaining() > self.state_seconds * 2 + applying
+        spare = self.budget.remaining() - applying
+        return spare if spare >= MIN_STATE_S else 0.0
 
-    def _observe(self, image: dict[str, Any], decision: Decision) -> None:
-        """Send the image's state (timed); a failure never costs the image its fix."""
+    def _observe(self, image: dict[str, Any], decision: Decision, within: float) -> None:
+        """Send the image's state, in ``within`` seconds at most; a failure never costs the
+        image its fix."""
         assert self.observe is not None
-        started = self.budget.clock.monotonic()
         try:
-            self.observe(image, decision)
+            self.observe(image, decision, within)
         except Exception as exc:
             _log_unexpected(exc, image.get("id"))
-        elapsed = self.budget.clock.monotonic() - started
-        self.state_seconds = max(0.05, 0.7 * self.state_seconds + 0.3 * elapsed)
         self.reported = (image["id"], image.get("created_at"))
 
     def _since(self) -> str | None:
@@ -389,14 +393,14 @@ class SweepHop:
         return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
     def _evaluate_safely(
-        self, image: dict[str, Any], listed_after: str | None, report: bool = False
+        self, image: dict[str, Any], listed_after: str | None, state_within: float | None = None
     ) -> PlannedPatch | None:
         """One odd image must not stop the sweep: its error is its result, the rest go on."""
         for index in self.expiring:
             if exemption_covers(self.policy.exemptions[index], image):
                 self.tally.cover(index, image)
         try:
-            return self._evaluate(image, listed_after, report)
+            return self._evaluate(image, listed_after, state_within)
         except Exception as exc:
             _log_unexpected(exc, image.get("id"))
             self.tally.add(
@@ -411,12 +415,13 @@ class SweepHop:
             return None
 
     def _evaluate(
-        self, image: dict[str, Any], listed_after: str | None, report: bool = False
+        self, image: dict[str, Any], listed_after: str | None, state_within: float | None = None
     ) -> PlannedPatch | None:
+        """``state_within``: the seconds for the image's Config state (None: none is sent)."""
         examined_at, changes_at = self.examined - 1, self.would_change
         decision = evaluate(self.policy, image, self.project_id, self.today, self.uefi_versions)
-        if report:
-            self._observe(image, decision)
+        if state_within is not None:
+            self._observe(image, decision, state_within)
         planned = plan(decision, self.dry_run)
         sent = [op["path"][1:] for op in planned.send]
         labels = {}

@@ -133,7 +133,13 @@ class FakeConfig(FakeHttpApi):
         resource = data["policy_resource"]
         if not isinstance(resource, dict) or any(k not in resource for k in RESOURCE_FIELDS):
             raise invalid(f"policy_resource needs {list(RESOURCE_FIELDS)}")
-        if not isinstance(data["evaluation_time"], int):
+        # assumption: epoch ms as a number (Config's example event) or a digit string (the
+        # SDK model's and the API reference's type) are both taken
+        evaluation_time = data["evaluation_time"]
+        if isinstance(evaluation_time, bool) or not (
+            isinstance(evaluation_time, int)
+            or (isinstance(evaluation_time, str) and re.fullmatch(r"[0-9]+", evaluation_time))
+        ):
             raise invalid("evaluation_time must be epoch milliseconds")
         self.states.append(data)
         return 200, {**data, "domain_id": domain_id}

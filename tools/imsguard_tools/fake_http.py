@@ -104,6 +104,8 @@ class FakeHttpApi:
         self.trickle_seconds = 0.0
         self.trickle_headers = False
         self._routes: list[Route] = []  # each service adds its own
+        # never_answer(): (the clock a silent request costs, the methods that get no answer)
+        self._silent: tuple[Any, frozenset[str]] | None = None
         self._attached: list[FakeHttpApi] = []  # other fakes served by this one's mock
 
     def attach(self: _Fake, *others: FakeHttpApi) -> _Fake:
@@ -169,6 +171,12 @@ class FakeHttpApi:
         ``requests.exceptions.ReadTimeout()`` (only under ``with fake:``); ``after``: once
         the request has been carried out (a PATCH applied, its answer lost)."""
         self._injected.append((method.upper(), (exception, after)))
+
+    def never_answer(self, clock: Any, *methods: str) -> None:
+        """From now on, requests of ``methods`` get no answer (only under ``with fake:``):
+        each costs ``clock`` the whole timeout its client set (connect plus read, the worst
+        case), then fails with a ReadTimeout, as a service that accepts and never answers."""
+        self._silent = (clock, frozenset(m.upper() for m in methods))
 
     def inject_faults(
         self, rate: float, seed: int = 1, kinds: tuple[str, ...] = FAULT_KINDS
@@ -307,6 +315,25 @@ class FakeHttpApi:
         self.stop()
 
     def _responses_callback(self, request: Any) -> tuple[int, dict[str, str], bytes]:
+        method = request.method.upper()
+        if self._silent is not None and method in self._silent[1]:
+            timeout = getattr(request, "req_kwargs", {}).get("timeout")
+            waited = sum(timeout) if isinstance(timeout, tuple) else float(timeout or 0)
+            self._silent[0].sleep(waited)
+            parts, body = urlsplit(request.url), request.body
+            text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+            with self._lock:
+                self.calls.append(
+                    FakeCall(
+                        method,
+                        parts.path,
+                        dict(parse_qsl(parts.query)),
+                        try_json(text),
+                        0,
+                        dict(request.headers),
+                    )
+                )
+            raise requests.exceptions.ReadTimeout(f"Read timed out (no answer in {waited:g} s)")
         return self.dispatch(request.method, request.url, request.headers, request.body)
 
     @contextmanager

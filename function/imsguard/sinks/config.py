@@ -8,7 +8,12 @@ reported ``NonCompliant``: the fix triggers Config's next evaluation, which reco
 ``Compliant``. A rule that fixed silently would hide the violation, and could loop.
 
 Each state is sent before the image's PATCH, retried in-process a few times (the SDK
-retries nothing). A failure is logged and counted under the report's ``sinks.config``,
+retries nothing), with short timeouts and within STATE_MOST_S (and the time the sweep can
+spare), so a Config that never answers cannot take a sweep's time: after BREAKER_STATES
+states in a row that failed transiently, no more are sent in the invocation (counted as
+``not_sent``; the images are still evaluated and fixed). A period evaluation sends no state
+for an image that is not active (it was not evaluated; Config's next evaluation covers it).
+A failure is logged and counted under the report's ``sinks.config``,
 and the image is fixed all the same, with one exception: for a ``resource`` evaluation a
 transient failure (HTTP 429 or 5xx, no answer) that outlasts the retries raises
 ConfigStateNotReported before the PATCH and before any report sink, so FunctionGraph's
@@ -52,10 +57,20 @@ logging.getLogger("HuaweiCloud-SDK-ConfigClient").addHandler(logging.NullHandler
 logging.getLogger("HuaweiCloud-SDK-ConfigClient").addFilter(RedactingFilter())
 
 # UpdatePolicyState's own retries (the SDK makes none): at most ATTEMPTS calls, waiting
-# 0.5, 1, 2 s between them while the invocation's budget allows.
+# 0.5, 1, 2 s between them, while the invocation's budget allows and only if the next call
+# can end within STATE_MOST_S of the state's start (or the time the caller can spare).
 ATTEMPTS = 4
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 2.0
+STATE_MOST_S = 20.0
+MIN_CALL_S = 2.0  # no call is started with less time than this for it
+# One call's timeouts: Config takes a state in well under a second, and each call of a
+# Config that never answers costs its whole timeout.
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 5.0
+# States in a row that failed transiently even after their retries: then no more are sent
+# in this invocation (a Config outage would otherwise cost every image STATE_MOST_S).
+BREAKER_STATES = 2
 COMPLIANT, NON_COMPLIANT = "Compliant", "NonCompliant"
 # Verdicts that make an image non-compliant: a violation (fixable or not, enforce or audit
 # mode) and a rule that could not decide (a person should look).
@@ -93,12 +108,16 @@ class ConfigStates:
         self.budget = budget
         self.limit = limit
         self.client: Any = None
-        self.call_limit = 0.0  # the longest a call of ``client`` may take
+        self.timeout = (0.0, 0.0)  # the (connect, read) timeouts ``client`` was built with
         self.reported = 0
         self.compliance: Counter[str] = Counter()
         self.states: dict[str, str] = {}  # the first ``limit`` reported, by image id
         self.failed_total = 0
         self.failed: list[dict[str, str]] = []  # the first ``limit`` failures
+        self.in_a_row = 0  # states that failed transiently since the last one taken
+        self.stopped: str | None = None  # why no more states are sent (the breaker is open)
+        self.not_sent = 0  # states not sent since then
+        self.not_active = 0  # images a period evaluation sent no state for: not active
         self.lock = threading.Lock()
         names = [rule.name for rule in policy.rules]
         self.problem = (
@@ -108,27 +127,41 @@ class ConfigStates:
             else None
         )
 
-    def observe(self, image: dict[str, Any], decision: Decision) -> None:
-        """Report one image's state, before anything is sent to IMS. A failure is counted
+    def observe(
+        self, image: dict[str, Any], decision: Decision, within: float | None = None
+    ) -> None:
+        """Report one image's state, before anything is sent to IMS, in ``within`` seconds
+        at most (the sweep's share of its time; None: STATE_MOST_S). A failure is counted
         and logged, never raised, except the one a ``resource`` evaluation must not go
         past: a transient failure after the retries raises ConfigStateNotReported, so the
         image is not fixed and FunctionGraph's retry finds (and reports) the violation."""
         if self.problem is not None:
             return
         image_id = str(image.get("id"))
+        period = self.evaluation.trigger_type == "period"
+        with self.lock:
+            if period and image.get("status") != "active":  # not evaluated: no state
+                self.not_active += 1
+                return
+            if self.stopped is not None:
+                self.not_sent += 1
+                return
         try:
             state = compliance(decision, self.evaluation.rule)
-            self._send(self.body(self._resource(image), state))
+            self._send(self.body(self._resource(image), state), within)
         except _Failure as exc:
             self._fail(image_id, str(exc))
-            if exc.transient and self.evaluation.trigger_type == "resource":
+            if exc.transient and not period:
                 raise ConfigStateNotReported(f"Config did not take the state: {exc}") from None
+            if exc.transient:
+                self._failed_transiently(str(exc))
             return
         except Exception as exc:  # a bug here must not cost the image its fix
             logging.getLogger("imsguard").exception("Config state not reported")
             self._fail(image_id, redact(f"internal error: {type(exc).__name__}: {exc}"))
             return
         with self.lock:
+            self.in_a_row = 0
             self.reported += 1
             self.compliance[state] += 1
             if len(self.states) < self.limit:
@@ -141,27 +174,54 @@ class ConfigStates:
             if len(self.failed) < self.limit:
                 self.failed.append({"image_id": image_id, "error": error})
 
-    def _send(self, body: dict[str, Any]) -> None:
+    def _failed_transiently(self, error: str) -> None:
+        """One more state in a row that Config did not take: at BREAKER_STATES, stop."""
+        with self.lock:
+            self.in_a_row += 1
+            if self.in_a_row < BREAKER_STATES or self.stopped is not None:
+                return
+            self.stopped = (
+                f"Config failed transiently (no answer, 429 or 5xx) for {self.in_a_row} states "
+                f"in a row, even after retries (the last: {error}); no more states are sent in "
+                "this invocation, its images are still fixed, and Config's next evaluation "
+                "reports them"
+            )
+        log(logging.ERROR, "Config states no longer sent", reason=self.stopped)
+
+    def _send(self, body: dict[str, Any], within: float | None) -> None:
         """One UpdatePolicyState, retried in-process (the SDK retries nothing) with a
-        bounded backoff while the budget allows; _Failure when it still fails."""
+        bounded backoff while the budget allows, all within STATE_MOST_S (or ``within``):
+        the caller can count on that. _Failure when it still fails."""
+        most = STATE_MOST_S if within is None else min(STATE_MOST_S, within)
+        clock = self.budget.clock
+        started = clock.monotonic()
         for attempt in range(ATTEMPTS):
             try:
-                update_policy_state(self._client(), self.evaluation.domain_id, body)
+                allowed = most - (clock.monotonic() - started)
+                update_policy_state(self._client(allowed), self.evaluation.domain_id, body)
                 return
             except _Failure as exc:
                 delay = min(MAX_DELAY_S, FIRST_DELAY_S * 2**attempt)
-                last = attempt + 1 == ATTEMPTS
-                if not exc.transient or last or self.budget.remaining() < delay + 1:
+                spent = clock.monotonic() - started
+                if (
+                    not exc.transient
+                    or attempt + 1 == ATTEMPTS
+                    or spent + delay + MIN_CALL_S > most
+                    or self.budget.remaining() < delay + 1
+                ):
                     raise
-                self.budget.clock.sleep(delay)
+                clock.sleep(delay)
 
-    def _client(self) -> Any:
-        """A client whose calls fit in what is left of the invocation (a new one when the
-        last one's timeouts no longer do); _Failure (transient) when too little is left."""
+    def _client(self, allowed: float) -> Any:
+        """A client whose calls take CONNECT_TIMEOUT_S + READ_TIMEOUT_S at most, and fit in
+        ``allowed`` seconds and in what is left of the invocation (a new client when the last
+        one's timeouts differ); _Failure (transient) when too little is left."""
         left = self.budget.time_left()
         try:
-            if self.client is None or (left is not None and left < self.call_limit + 1):
-                timeout = call_timeouts(left)
+            limit = allowed if left is None else min(left, allowed)
+            connect, read = call_timeouts(limit, READ_TIMEOUT_S)
+            timeout = (min(connect, CONNECT_TIMEOUT_S), read)
+            if self.client is None or timeout != self.timeout:
                 self.client = build_client(
                     ConfigClient,
                     None,
@@ -172,7 +232,7 @@ class ConfigStates:
                     timeout,
                     domain_id=self.evaluation.domain_id,
                 )
-                self.call_limit = sum(timeout)
+                self.timeout = timeout
         except SinkError as exc:
             raise _Failure(str(exc), True) from None
         return self.client
@@ -230,6 +290,11 @@ class ConfigStates:
         if self.failed_total:
             outcome["failed_total"] = self.failed_total
             outcome["failed"] = self.failed
+        if self.stopped is not None:
+            outcome["not_sent"] = self.not_sent
+            outcome["not_sent_reason"] = self.stopped
+        if self.not_active:
+            outcome["not_active"] = self.not_active
         return outcome
 
 
