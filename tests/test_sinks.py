@@ -785,3 +785,39 @@ def test_a_rule_imsguard_cannot_fix_on_an_updated_image_says_so(clouds, sinks_on
     assert report["summary"] == {"updated": 1}  # its name was fixed; its tags cannot be
     email = json.loads(smn.published[0]["message_structure"])["email"]
     assert f'- {image} "DB_Base" rule owner-tag: cannot_fix: imsguard cannot fix this rule' in email
+
+
+def test_images_a_deferring_hop_leaves_to_the_next_are_counted_once(clouds, sinks_on, clock):
+    """Patches run out of time: the next hop lists the deferred images, and every image
+    after them, again. The digest counts and lists each image that needs a person once,
+    listed or beyond IMSGUARD_RESULTS_LIMIT."""
+    ims, smn, _ = clouds
+    untagged = set()
+    for n in range(20):
+        ims.add_image({"name": f"Web_{n}", "tags": ["team=web"]})  # a patch each
+        untagged.add(ims.add_image({"name": f"db-{n}", "tags": []})["id"])  # needs a person
+    continuing(ims, sinks_on, clock, timeout_ms=20_000)
+    sinks_on.user_data.update(
+        IMSGUARD_SWEEP_PAGE_SIZE="50",
+        IMSGUARD_SWEEP_CONCURRENCY="1",
+        IMSGUARD_SWEEP_MAX_HOPS="30",
+        IMSGUARD_RESULTS_LIMIT="3",
+    )
+
+    def slow(method: str, path: str) -> None:
+        if method == "PATCH":  # slower than the hop's estimate: some are deferred
+            clock.elapsed += 1.5
+
+    ims.before_request = slow
+
+    reports = run_sweep(ims, sinks_on, clock)
+
+    assert any(r["summary"].get("deferred") for r in reports)
+    assert sum(r["summary"].get("non_compliant", 0) for r in reports) > 20  # seen twice
+    (message,) = smn.published
+    assert "20 need a person" in message["subject"]
+    email = json.loads(message["message_structure"])["email"]
+    assert "Images that need a person (20):" in email
+    listed = [image for image in untagged if f"- {image} " in email]
+    assert all(email.count(f"- {image} ") == 1 for image in listed)
+    assert f"- and {20 - len(listed)} more images that need a person" in email

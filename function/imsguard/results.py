@@ -11,7 +11,7 @@ cold start, and every event with image work loads this module.)
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from imsguard import __version__
@@ -233,14 +233,17 @@ class SweepReport:
     sink is on: None otherwise) are for the report sinks, not the JSON."""
 
     __slots__ = (
+        "attention_at",
         "changed",
         "continuation",
         "continued",
         "covered",
         "covered_beyond",
+        "deferred_at",
         "dry_run",
         "error",
         "examined",
+        "examined_at",
         "examined_before",
         "examined_images",
         "guardrail",
@@ -283,6 +286,9 @@ class SweepReport:
         covered_beyond: dict[int, int] | None = None,
         hop: int = 0,
         examined_images: list[Examined] | None = None,
+        examined_at: dict[str, int] | None = None,
+        attention_at: Sequence[int] = (),
+        deferred_at: int | None = None,
     ):
         self.trigger = trigger
         self.dry_run = dry_run
@@ -307,6 +313,13 @@ class SweepReport:
         self.covered_beyond = {} if covered_beyond is None else covered_beyond
         self.hop = hop  # which hop of its sweep (0: the first); for the sinks, not the JSON
         self.examined_images = examined_images
+        # For SMN's digest when this hop deferred patches: the next hop examines the images
+        # from the ``deferred_at``-th on again, so the lines handed to it leave them out.
+        # ``examined_at``: each listed or covered image's place in this hop's listing;
+        # ``attention_at``: the place of each image that needs a person.
+        self.examined_at = {} if examined_at is None else examined_at
+        self.attention_at = attention_at
+        self.deferred_at = deferred_at
         # The images earlier hops examined, and the digest lines they handed on (SMN's
         # sinks.digest.Item values): a continued sweep publishes one digest, on its last hop.
         self.examined_before = 0

@@ -12,6 +12,7 @@ runs out of time returns a ``continuation`` marker (and may invoke itself with i
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -91,20 +92,27 @@ class SweepTally:
         self.listed: dict[str, ImageResult] = {}
         self.covered: list[Covered] = []
         self.covered_beyond: Counter[int] = Counter()
+        # For SMN's digest of a hop that defers patches (the next hop examines those images
+        # again): where in this hop's listing each listed or covered image was examined, and
+        # each image that needs a person (listed or not).
+        self.at: dict[str, int] = {}
+        self.attention_at: array[int] = array("l")
         # For the OBS report: every examined image, however many (None: that sink is off).
         self.images: list[Examined] | None = [] if keep_images else None
 
-    def cover(self, exemption: int, image: dict[str, Any]) -> None:
-        """An examined image that an exemption expiring soon covers."""
+    def cover(self, exemption: int, image: dict[str, Any], at: int) -> None:
+        """An examined image that an exemption expiring soon covers (the ``at``-th examined)."""
         if len(self.covered) < self.limit:
             tags = ImageResult.tags_of(image)
             self.covered.append((exemption, str(image.get("id")), image.get("name"), tags))
+            self.at[str(image.get("id"))] = at
         else:
             self.covered_beyond[exemption] += 1
 
-    def add(self, result: ImageResult, found: tuple[Found, ...] = ()) -> None:
-        """One image's result: counted, listed while under the limit, published, and kept
-        for the OBS report with its verdicts (``found``) and final fix labels when it is on."""
+    def add(self, result: ImageResult, at: int, found: tuple[Found, ...] = ()) -> None:
+        """One image's result (the ``at``-th this hop examined): counted, listed while under
+        the limit, published, and kept for the OBS report with its verdicts (``found``) and
+        final fix labels when it is on."""
         outcome = result.outcome
         if self.images is not None:
             fixes = result.fixes or {}
@@ -143,6 +151,7 @@ class SweepTally:
             listed = True
         if needs_a_person(result):
             self.attention_total += 1
+            self.attention_at.append(at)
             if len(self.attention) < self.limit:
                 self.attention.append({**short, "outcome": outcome})
                 listed = True
@@ -151,6 +160,7 @@ class SweepTally:
             listed = True
         if listed and result.image_id:
             self.listed[result.image_id] = result
+            self.at[result.image_id] = at
         self.publish(result)
 
 
@@ -190,6 +200,9 @@ class SweepHop:
         )
         self.limiter = RateLimiter(settings.sweep_rate, invocation.clock)
         self.examined = 0
+        # The first deferred image's place in this hop's listing: the next hop examines it,
+        # and every image after it, again (None: nothing deferred).
+        self.deferred_at: int | None = None
         self.seen: set[str] = set()  # ids examined by this run: each counted once
         self.would_change = 0  # images the enforce-mode rules would change (dry run or not)
         self.restarted = ""  # says how the listing went on when IMS refused a marker
@@ -254,6 +267,9 @@ class SweepHop:
             covered_beyond=dict(tally.covered_beyond),
             hop=self.options.hop,
             examined_images=tally.images,
+            examined_at=tally.at,
+            attention_at=tally.attention_at,
+            deferred_at=self.deferred_at,
         )
 
     # -- phase 1: list and evaluate -----------------------------------------------------
@@ -398,7 +414,7 @@ class SweepHop:
         """One odd image must not stop the sweep: its error is its result, the rest go on."""
         for index in self.expiring:
             if exemption_covers(self.policy.exemptions[index], image):
-                self.tally.cover(index, image)
+                self.tally.cover(index, image, self.examined - 1)
         try:
             return self._evaluate(image, listed_after, state_within)
         except Exception as exc:
@@ -410,7 +426,8 @@ class SweepHop:
                     f"internal error: {type(exc).__name__}: {exc}",
                     image_name=image.get("name"),
                     tags=ImageResult.tags_of(image),
-                )
+                ),
+                self.examined - 1,
             )
             return None
 
@@ -462,6 +479,7 @@ class SweepHop:
                 fixes=labels,
                 tags=ImageResult.tags_of(image),
             ),
+            examined_at,
             found,
         )
         return None
@@ -491,7 +509,7 @@ class SweepHop:
     def _hold(self, plans: list[PlannedPatch], reason: str) -> None:
         for planned in plans:
             result = self._result(planned, "would_update", reason, "would_fix")
-            self.tally.add(result, planned.found)
+            self.tally.add(result, planned.examined_at, planned.found)
 
     def _apply(self, plans: list[PlannedPatch]) -> dict[str, Any] | None:
         """PATCH each plan, ``concurrency`` at a time; the continuation if time ran out.
@@ -505,7 +523,7 @@ class SweepHop:
             for index, (planned, result) in enumerate(
                 zip(plans, pool.map(patch, plans), strict=True)
             ):
-                self.tally.add(result, planned.found)
+                self.tally.add(result, planned.examined_at, planned.found)
                 self.progress({"applied": index + 1})
                 if result.outcome == "deferred" and first_late is None:
                     first_late = planned
@@ -513,6 +531,7 @@ class SweepHop:
                     changed_after += 1
         if first_late is None:
             return None
+        self.deferred_at = first_late.examined_at
         continuation = self._continuation(first_late.resume_after, "time")
         continuation["examined_before"] = self.options.examined_before + first_late.examined_at
         continuation["planned_before"] = (

@@ -105,6 +105,13 @@ def items_for(
             result = by_id.get(entry["image_id"])
             found.extend(_attention(entry["image_id"], entry["image_name"], entry, result))
         beyond = report.needs_attention_total - len(report.needs_attention)
+        cut = None if final else report.deferred_at
+        if cut is not None:  # the images from the first deferred on are the next hop's
+            at = report.examined_at
+            found = [i for i in found if at.get(i.subject, -1) < cut]
+            beyond = sum(1 for a in report.attention_at if a < cut) - sum(
+                1 for e in report.needs_attention if at.get(str(e["image_id"]), -1) < cut
+            )
         if beyond > 0:
             found.append(_not_listed(NEED_A_PERSON, beyond, "that need a person"))
         if report.guardrail is not None:
@@ -127,10 +134,13 @@ def items_for(
                         )
                     )
         for result in report.results:
-            found.extend(_held_by_safety(result))
+            if cut is None or report.examined_at.get(str(result.image_id), -1) < cut:
+                found.extend(_held_by_safety(result))
         covered = expiring(
             policy, today, expiry_days, report.covered, report.covered_beyond, itself=False
         )
+        if cut is not None:
+            covered = [i for i in covered if report.examined_at.get(i.subject, -1) < cut]
         found += covered + report.notices_before  # the earlier hops': one digest in all
         if final:
             listed = {i.exemption for i in found if i.exemption is not None}
