@@ -182,6 +182,14 @@ def test_config_rules_need_the_functions_config_mode(tmp_path):
         load_template(write(tmp_path, data))
 
 
+@pytest.mark.parametrize("on", ["yes", "on", "1", "True"])
+def test_config_mode_is_on_as_the_function_reads_it(tmp_path, on):
+    data = template_data()
+    data["function"]["settings"]["IMSGUARD_CONFIG_RULES"] = on
+
+    assert [r.name for r in load_template(write(tmp_path, data)).config_rules]
+
+
 def test_the_shipped_template_deploys_no_config_rule(tmp_path):
     assert load_template(ROOT / "template.yaml").config_rules == []
 
@@ -250,7 +258,8 @@ def test_a_changed_rule_is_updated_in_place(clouds, tmp_path, package):
     assert config.assignments[1]["period"] == "Six_Hours"
 
 
-def test_a_rule_switched_from_period_to_resource_changes_its_trigger(clouds, tmp_path, package):
+def test_a_rule_switched_from_period_to_resource_is_refused(clouds, tmp_path, package):
+    """Whether Config's update clears the old trigger is undocumented: no switch in place."""
     fgs, config = clouds
     deploy(fgs, template(tmp_path), package)
     config.reset_calls()
@@ -259,13 +268,35 @@ def test_a_rule_switched_from_period_to_resource_changes_its_trigger(clouds, tmp
         data["config_rules"][1].pop("period")
         data["config_rules"][1]["trigger"] = "resource"
 
-    steps = deploy(fgs, template(tmp_path, change), package)
+    with pytest.raises(DeployError) as refused:
+        deploy(fgs, template(tmp_path, change), package)
 
-    assert [s.detail for s in steps if s.action == "update"] == [
-        "its period, policy_filter, parameters changed"
-    ]
-    assert config.assignments[1]["period"] is None
-    assert config.assignments[1]["policy_filter"]["resource_type"] == "images"
+    assert "'imsguard-daily' would change from a period to a resource trigger" in str(refused.value)
+    assert "delete the rule in the Config console" in str(refused.value)
+    assert config.writes == []
+
+
+def test_a_rule_with_a_console_filter_v2_is_refused(clouds, tmp_path, package):
+    fgs, config = clouds
+    deploy(fgs, template(tmp_path), package)
+    config.assignments[0]["policy_filter_v2"] = {"tag_key_logic": "AND"}
+    config.reset_calls()
+
+    with pytest.raises(DeployError, match="has a policy_filter_v2"):
+        deploy(fgs, template(tmp_path), package)
+
+    assert config.writes == []
+
+
+def test_a_disabled_rule_is_named_in_the_plan(clouds, tmp_path, package):
+    fgs, config = clouds
+    deploy(fgs, template(tmp_path), package)
+    config.assignments[0]["state"] = "Disabled"
+
+    steps = deploy(fgs, template(tmp_path), package)
+
+    warned = [s.detail for s in steps if s.action == "warn"]
+    assert warned and warned[0].startswith("disabled in Config")
 
 
 def test_rules_imsguard_did_not_make_are_left_untouched(clouds, tmp_path, package):

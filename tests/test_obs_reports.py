@@ -358,6 +358,9 @@ def test_the_agency_policy_gains_put_object_only_with_a_bucket():
 
     assert with_bucket - base == {"obs:object:PutObject"}
     assert "obs:object:PutObject" not in base
+    for bucket in ("off", "false", "no"):  # bucket names, not switches
+        named = set(actions(needed(all_permissions(), {"IMSGUARD_REPORT_BUCKET": bucket})))
+        assert "obs:object:PutObject" in named
 
 
 def test_imsguard_report_reads_what_a_sweep_wrote_to_obs(clouds, tmp_path, capsys, monkeypatch):

@@ -437,3 +437,36 @@ def test_a_checkout_without_symbolic_links_still_finds_the_bundled_files(tmp_pat
     assert locate(folder, "copy.yaml") == folder / "copy.yaml"
     with pytest.raises(FileNotFoundError, match=r"gone\.yaml is a link to"):
         locate(folder, "gone.yaml")
+
+
+@pytest.mark.network  # needs the package index: skipped with the reason offline
+def test_the_source_built_obs_sdk_is_pure_python_and_built_by_the_pinned_backend(
+    built, names, tmp_path
+):
+    from imsguard_tools.package import BUILD_BACKEND
+
+    assert not [n for n in names if "_crcfunext" in n]  # compiled for this machine: left out
+    setuptools = next(p for p in BUILD_BACKEND if p.startswith("setuptools=="))
+    with zipfile.ZipFile(built.path) as archive:
+        wheels = [n for n in names if n.endswith(".dist-info/WHEEL") and "crcmod" in n]
+        assert wheels
+        generator = archive.read(wheels[0]).decode()
+        archive.extractall(tmp_path / "code")
+    assert f"Generator: setuptools ({setuptools.split('==')[1]})" in generator
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "import obs, crcmod; print(obs.__file__, crcmod.__file__)",
+            str(tmp_path / "code"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(str(tmp_path / "code")) == 2  # both from the zip

@@ -155,6 +155,10 @@ def setting_name_problem(name: str) -> str | None:
     return f"{name!r} is not a known imsguard setting (the README's Settings lists them)"
 
 
+# The settings that are switches (true/false); every other setting names or sizes something.
+SWITCHES = frozenset({DRY_RUN, UEFI_FROM_IMS, SWEEP_CONTINUE, METRICS, CONFIG_RULES})
+
+
 def parse_bool(key: str, value: str | None) -> bool:
     text = (value or "").strip().lower()
     if text in _TRUE:

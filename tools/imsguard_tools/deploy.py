@@ -440,6 +440,16 @@ class ConfigRules:
                     f"function's ({_runs(current)}): imsguard changes only the rules that "
                     "invoke its function; give the template's rule another name"
                 )
+            _refuse_what_an_update_may_not_undo(rule.name, current, wanted)
+            if str(current.get("state") or "").lower() == "disabled":
+                steps.append(
+                    Step(
+                        "warn",
+                        label,
+                        "disabled in Config: it evaluates nothing until you enable it there "
+                        "(imsguard does not enable or disable rules)",
+                    )
+                )
             changed = [k for k, v in _definition(wanted).items() if _definition(current)[k] != v]
             if changed:
                 update = partial(self._update, str(current.get("id")), wanted)
@@ -630,6 +640,30 @@ def _definition(assignment: dict[str, Any]) -> dict[str, Any]:
         },
         "parameters": assignment.get("parameters") or {},
     }
+
+
+def _refuse_what_an_update_may_not_undo(
+    name: str, current: dict[str, Any], wanted: dict[str, Any]
+) -> None:
+    """A rule whose trigger changes (period <-> resource), or that carries a policy_filter_v2
+    set in the console, is not updated in place: Config's documents do not say that an update
+    clears the old trigger or filter (the SDK sends no null), and a rule left with both would
+    evaluate what nobody asked for. The plan stops before anything is written."""
+    fix = (
+        "delete the rule in the Config console and deploy again, or give the template's rule "
+        "another name"
+    )
+    if bool(current.get("period")) != bool(wanted.get("period")):
+        was, now = ("period", "resource") if current.get("period") else ("resource", "period")
+        raise DeployError(
+            f"Config rule {name!r} would change from a {was} to a {now} trigger, which "
+            f"imsguard does not do in place: {fix}"
+        )
+    if current.get("policy_filter_v2"):
+        raise DeployError(
+            f"Config rule {name!r} has a policy_filter_v2 (set outside imsguard), which an "
+            f"update may not clear: {fix}"
+        )
 
 
 def _ours(assignment: dict[str, Any], urn: str) -> bool:

@@ -32,11 +32,13 @@ def all_permissions() -> list[Permission]:
 
 def needed(permissions: Iterable[Permission], settings: Mapping[str, str]) -> list[Permission]:
     """The permissions a deployment with these ``IMSGUARD_*`` settings uses."""
-    from imsguard.settings import SettingsError, parse_bool
+    from imsguard.settings import SWITCHES, SettingsError, parse_bool
 
     def on(key: str) -> bool:
-        # A switch is on when true; a setting that names something (a topic URN) is on
-        # when present (parse_bool refuses it, and an empty one is off).
+        # A switch is on when true; a setting that names something (a topic URN, a bucket,
+        # which may well be called "off") is on when present and not empty.
+        if key not in SWITCHES:
+            return bool((settings.get(key) or "").strip())
         try:
             return parse_bool(key, settings.get(key))
         except SettingsError:

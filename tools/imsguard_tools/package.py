@@ -41,6 +41,10 @@ PLATFORMS = (
 # here. Both run as pure Python: crcmod's optional C extension, compiled for this machine and
 # not for the runtime, is left out (crcmod then uses its pure-Python code).
 SOURCE_ONLY = ("esdk-obs-python", "crcmod")
+# The build backend pip may use for them, pinned (through PIP_CONSTRAINT, which pip's isolated
+# build environment honours): the same sources build the same files, so the ZIP's digest
+# changes only when imsguard or a pin does.
+BUILD_BACKEND = ("setuptools==80.9.0", "wheel==0.45.1")
 _BUILT_FOR_THIS_MACHINE = "crcmod/_crcfunext"
 PIP_TIMEOUT_S = 1800
 STDERR_LINES = 20  # lines of pip's stderr a PackageError quotes
@@ -221,6 +225,7 @@ def install_dependencies(requirements: Path, python_version: str, target: Path) 
         "--quiet",
         "--disable-pip-version-check",
         "--no-compile",
+        "--no-cache-dir",  # a wheel cached from another build backend would slip in
         "--no-deps",
         "--only-binary=:all:",
         f"--no-binary={','.join(SOURCE_ONLY)}",
@@ -234,6 +239,8 @@ def install_dependencies(requirements: Path, python_version: str, target: Path) 
         "-r",
         str(requirements),
     ]
+    constraints = target.parent / f"{target.name}-build-constraints.txt"
+    constraints.write_text("\n".join(BUILD_BACKEND) + "\n", encoding="utf-8")
     try:
         done = subprocess.run(
             command,
@@ -242,6 +249,7 @@ def install_dependencies(requirements: Path, python_version: str, target: Path) 
             errors="replace",
             timeout=PIP_TIMEOUT_S,
             check=False,
+            env={**os.environ, "PIP_CONSTRAINT": str(constraints)},
         )
     except subprocess.TimeoutExpired as exc:
         raise PackageError(f"pip did not finish in {PIP_TIMEOUT_S} s") from exc

@@ -7,6 +7,7 @@ Serverless Devs file. Every mistake is reported before any API call is made.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -32,7 +33,13 @@ from imsguard.events import (
     parse_event,
 )
 from imsguard.policy import PolicyError, line_of, load_policy, yaml_loader
-from imsguard.settings import SettingsError, load_settings, setting_name_problem
+from imsguard.settings import (
+    CONFIG_RULES,
+    SettingsError,
+    load_settings,
+    parse_bool,
+    setting_name_problem,
+)
 from imsguard_tools.iam import actions, all_permissions, needed, optional_actions
 from imsguard_tools.local_context import LocalContext
 
@@ -408,6 +415,15 @@ def _deployment_problems(template: Template, folder: Path) -> list[tuple[tuple[A
     return problems
 
 
+def _switch_on(settings: Mapping[str, str], key: str) -> bool:
+    """Whether a switch setting is on as the function reads it (yes, on, 1 ... too); a
+    value that is no boolean is the settings check's to report."""
+    try:
+        return parse_bool(key, settings.get(key))
+    except SettingsError:
+        return False
+
+
 def _config_rule_problems(template: Template, policy: Path) -> list[tuple[tuple[Any, ...], str]]:
     """Config rules the function could not answer: shared names, the function's Config mode
     off (it would ignore every evaluation), a ``rule`` the shipped policy does not have."""
@@ -420,7 +436,7 @@ def _config_rule_problems(template: Template, policy: Path) -> list[tuple[tuple[
                 (("config_rules", index, "name"), f"two Config rules share the name {name!r}")
             )
     settings = template.function.settings
-    if rules and settings.get("IMSGUARD_CONFIG_RULES", "").strip().lower() != "true":
+    if rules and not _switch_on(settings, CONFIG_RULES):
         problems.append(
             (
                 ("config_rules",),
