@@ -12,7 +12,10 @@ measures what the function really needs, each figure the peak resident set size
 * **sweep**: the handler sweeping ``--images`` generated images (about 30% out of line,
   so it PATCHes about 3,000 of 10,000) from a fake IMS in its own process
   (``bench/sweep.py``'s sweep child, concurrency 4), and the bare SDK making the same
-  requests (its baseline child).
+  requests (its baseline child);
+* **sweep + reports**: the same sweep with ``IMSGUARD_REPORT_BUCKET`` set, writing its OBS
+  report (every image's verdicts as JSON, then the CSV) to a fake OBS in the fake IMS's
+  process, so only the function's side is measured.
 
 The FunctionGraph runtime's own process is not in these figures (it is not published);
 the headroom column is what is left of 128 MB for it.
@@ -40,7 +43,13 @@ BUDGET_MB = 128  # FunctionGraph's smallest memory size
 def measure(images: int, runs: int) -> dict[str, Any]:
     fake = cold_start.FakeIms.seeded()
     original = cold_start.copy.deepcopy(fake.images[cold_start.EXAMPLE_IMAGE_ID])
-    peaks: dict[str, list[float]] = {"deps-only": [], "event": [], "sweep": [], "bare SDK": []}
+    peaks: dict[str, list[float]] = {
+        "deps-only": [],
+        "event": [],
+        "sweep": [],
+        "sweep + reports": [],
+        "bare SDK": [],
+    }
     with fake.serve() as endpoint:
         env = cold_start.function_env(endpoint)
         cold_start.run_child(cold_start.BASELINE_CHILD, cold_start.base_env())  # warm-up
@@ -54,6 +63,8 @@ def measure(images: int, runs: int) -> dict[str, Any]:
         workdir, recorded = Path(tmp), Path(tmp) / "patches.json"
         for _ in range(runs):
             peaks["sweep"].append(sweep.run("sweep", images, 4, recorded, workdir)["rss_kb"] / 1024)
+            reported = sweep.run("sweep", images, 4, None, workdir, reports=True)
+            peaks["sweep + reports"].append(reported["rss_kb"] / 1024)
             peaks["bare SDK"].append(
                 sweep.run("baseline", images, 1, recorded, workdir)["rss_kb"] / 1024
             )
@@ -92,6 +103,7 @@ def main() -> int:
         "deps-only": "deps-only (SDK, pydantic, YAML)",
         "event": "one CTS event (GET + PATCH)",
         "sweep": f"sweep of {args.images:,} images",
+        "sweep + reports": "the same sweep, reports in OBS",
         "bare SDK": f"bare SDK, same {args.images:,} requests",
     }
     for kind, label in labels.items():

@@ -43,11 +43,13 @@ PAGE_SIZE = 500
 SERVER = """\
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from imsguard_tools.testing import FakeIms
+from contextlib import nullcontext
+from imsguard_tools.testing import FakeIms, FakeObs
 fake = FakeIms(project_id=sys.argv[2])
 bad = fake.add_fleet(int(sys.argv[3]))
-with fake.serve() as endpoint:
-    print(json.dumps({"endpoint": endpoint, "bad": bad}), flush=True)
+obs = FakeObs(("bench-reports",)) if sys.argv[5] == "reports" else None  # the OBS sink's
+with fake.serve() as endpoint, (obs.serve() if obs else nullcontext()) as obs_endpoint:
+    print(json.dumps({"endpoint": endpoint, "obs": obs_endpoint, "bad": bad}), flush=True)
     sys.stdin.read()  # serve until the parent closes our stdin
 lists = [c for c in fake.calls if c.method == "GET" and c.path == "/v2/cloudimages"]
 patches = [{"id": c.path.rsplit("/", 1)[1], "body": c.body} for c in fake.calls
@@ -62,14 +64,18 @@ sys.path.insert(0, sys.argv[1])
 from imsguard.app import handler
 from imsguard_tools.local_context import LocalContext
 import imsguard.ims, imsguard.sweep  # the SDK loads before the clock starts, as in the baseline
-context = LocalContext(access_key="AK", secret_key="SK", timeout_ms=3_600_000, user_data={
+reports = ({"IMSGUARD_REPORT_BUCKET": "bench-reports", "IMSGUARD_OBS_ENDPOINT": sys.argv[5]}
+           if len(sys.argv) > 5 else {})
+context = LocalContext(access_key="AK", secret_key="SK", security_token="TOKEN",
+    timeout_ms=3_600_000, user_data={
     "IMSGUARD_IMS_ENDPOINT": sys.argv[2], "RUNTIME_PROJECT_ID": sys.argv[3],
     "IMSGUARD_SWEEP_RATE": "1000", "IMSGUARD_SWEEP_CONCURRENCY": sys.argv[4],
-    "IMSGUARD_LOG_LEVEL": "WARNING"})
+    "IMSGUARD_LOG_LEVEL": "WARNING", **reports})
 started = time.perf_counter()
 report = handler({"action": "sweep"}, context)
 wall = time.perf_counter() - started
 assert report["status"] == "ok" and "continuation" not in report, report.get("error")
+assert "error" not in report.get("sinks", {}).get("obs", {}), report["sinks"]
 print(json.dumps({"wall": wall, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   "examined": report["examined"], "updated": report["summary"].get("updated", 0)}))
 """
@@ -117,9 +123,15 @@ def child_env() -> dict[str, str]:
 
 
 def run(
-    kind: str, images: int, concurrency: int, recorded: Path | None, workdir: Path
+    kind: str,
+    images: int,
+    concurrency: int,
+    recorded: Path | None,
+    workdir: Path,
+    reports: bool = False,
 ) -> dict[str, Any]:
-    """One measured run against a fresh fake; the fake's request counts come back too."""
+    """One measured run against a fresh fake; the fake's request counts come back too.
+    ``reports``: the sweep writes its OBS report, to a fake OBS in the fake IMS's process."""
     counts_file = workdir / f"counts-{kind}.json"
     server = subprocess.Popen(
         [
@@ -130,6 +142,7 @@ def run(
             PROJECT,
             str(images),
             str(counts_file),
+            "reports" if reports else "-",
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -150,6 +163,8 @@ def run(
             ]
         else:
             argv = [SWEEP, str(ROOT / "function"), endpoint, PROJECT, str(concurrency)]
+            if reports:
+                argv.append(started["obs"])
         done = subprocess.run(
             [sys.executable, "-c", *argv],
             capture_output=True,

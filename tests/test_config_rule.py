@@ -713,3 +713,33 @@ def test_config_rules_need_the_region_the_states_name(clouds, ctx, monkeypatch):
     assert report["status"] == "error"
     assert "IMSGUARD_CONFIG_RULES=true needs IMSGUARD_REGION" in report["reason"]
     assert ims.calls == [] and config.calls == []
+
+
+def test_a_periodic_evaluation_in_hops_carries_its_report_keys_in_its_sweep_options(
+    clouds, ctx, clock
+):
+    """With reports in OBS, the sweep id and the hops' report keys ride in the nested
+    ``imsguard_sweep`` options; every hop accepts them and the last writes the index."""
+    from imsguard_tools.testing import FakeObs
+
+    ims, _ = clouds
+    for index in range(30):
+        ims.add_image({"name": f"web-{index}", "tags": ["team=web"]})
+    obs = FakeObs(token=SECRETS[2])
+    with obs.serve() as endpoint:
+        ctx.user_data.update(
+            IMSGUARD_REPORT_BUCKET="imsguard-reports", IMSGUARD_OBS_ENDPOINT=endpoint
+        )
+        continuing(ctx, ims, 17_000)
+        ctx.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "10"
+        ims.before_request = lambda method, path: setattr(clock, "elapsed", clock.elapsed + 2)
+        ctx.request_id = "config-sweep-1"
+
+        reports = run_hops(ims, ctx, clock, period_event("owner-tag"))
+
+    assert len(reports) >= 2 and all(r["status"] == "ok" for r in reports)
+    assert sum(r["examined"] for r in reports) == 30
+    index = json.loads(obs.text("imsguard/latest.json"))
+    assert index["sweep_id"] == "config-sweep-1"
+    assert len(index["hops"]) == len(reports)
+    assert [json.loads(obs.text(key))["hop"] for key in index["hops"]] == list(range(len(reports)))

@@ -73,6 +73,8 @@ def test_json_summary_has_its_documented_keys_and_numbers(capsys):
         "project_id",
         "request_id",
         "hop",
+        "sweep_id",
+        "hops",
         "examined",
         "outcomes",
         "rules",
@@ -320,6 +322,7 @@ BAD_URIS = {
     "obs://ab/sweep.json": "'ab' is not an OBS bucket name",
     "obs://-bucket/sweep.json": "'-bucket' is not an OBS bucket name",
     "obs://my..bucket/sweep.json": "'my..bucket' is not an OBS bucket name",
+    "obs://reports.prod/sweep.json": "no '.': OBS accepts it, but the SDK addresses the bucket",
     "obs://reports": "names no object: write obs://reports/<key>",
     "obs://reports/": "names no object",
     "obs://reports/imsguard/2026/": "names a folder, not a report object",
@@ -345,11 +348,11 @@ def test_an_obs_uri_is_read_through_read_obs(tmp_path, capsys, monkeypatch):
         return OBS_SWEEP.read_bytes()
 
     monkeypatch.setattr(report, "_read_obs", read)
-    uri = "obs://imsguard-reports.prod/imsguard/latest.json"
+    uri = "obs://imsguard-reports-prod/imsguard/latest.json"
 
     summary = summary_of(capsys, uri)
 
-    assert asked == [("imsguard-reports.prod", "imsguard/latest.json")]
+    assert asked == [("imsguard-reports-prod", "imsguard/latest.json")]
     assert summary["source"] == uri and summary["examined"] == 6
 
 
@@ -369,4 +372,160 @@ def test_reading_obs_needs_credentials(tmp_path, capsys, monkeypatch):
         tmp_path,
         "obs://reports/imsguard/latest.json",
         "needs credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK",
+    )
+
+
+def test_reading_obs_over_plain_http_is_refused_but_for_loopback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("IMSGUARD_OBS_ENDPOINT", "http://obs.ap-southeast-1.myhuaweicloud.com")
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", "AK-TEST-0001")
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", "SK-TEST-SECRET-0002")
+    expect_refused(
+        capsys, tmp_path, "obs://reports/imsguard/latest.json", "security token in clear"
+    )
+
+
+# -- where a sweep stopped, and a sweep in several hops ------------------------------------
+
+
+def hop_report(hop: int, images: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """A hop's report as the OBS sink writes it, its counts drawn from ``images``."""
+    rules: dict[str, dict[str, int]] = {}
+    for image in images:
+        for verdict in image["rules"]:
+            counts = rules.setdefault(verdict["rule"], {})
+            counts[verdict["verdict"]] = counts.get(verdict["verdict"], 0) + 1
+    outcomes: dict[str, int] = {}
+    for image in images:
+        outcomes[image["outcome"]] = outcomes.get(image["outcome"], 0) + 1
+    return {
+        "sweep_id": "sweep-1",
+        "hop": hop,
+        "request_id": f"req-{hop}",
+        "imsguard": "0.1.0",
+        "trigger": "timer",
+        "status": "ok",
+        "examined": len(images),
+        "summary": outcomes,
+        "rules": rules,
+        "images": images,
+        **extra,
+    }
+
+
+def image(image_id: str, outcome: str, verdict: str, fix: str = "") -> dict[str, Any]:
+    rule = {"rule": "kebab", "verdict": verdict, "reason": "why", **({"fix": fix} if fix else {})}
+    updated = outcome in ("updated", "would_update")
+    return {
+        "image_id": image_id,
+        "image_name": "Web_1",
+        "outcome": outcome,
+        "reason": "r",
+        "operations": [{"op": "replace", "path": "/name", "value": "web-1"}] if updated else [],
+        "before": {"name": "Web_1"} if updated else {},
+        "rules": [rule],
+    }
+
+
+CONTINUED = {
+    "limit": (
+        {"cause": "limit", "reason": "the limit of images was reached", "marker": "m-9", "hop": 1},
+        {"started": False, "reason": "the limit of images was reached: rerun ..."},
+        "stopped (the limit of images was reached): rerun with marker m-9",
+    ),
+    "error": (
+        {"cause": "error", "reason": "a page could not be read", "marker": None, "hop": 1},
+        {"started": False, "reason": "a page could not be read: rerun ..."},
+        "stopped (a page could not be read): rerun the sweep from the start",
+    ),
+    "time, not continued": (
+        {"cause": "time", "reason": "out of time", "marker": "m-3", "hop": 1},
+        {"started": False, "reason": "IMSGUARD_SWEEP_CONTINUE is not true: run it again"},
+        "stopped (out of time; no next hop was started: IMSGUARD_SWEEP_CONTINUE is not true: "
+        "run it again): rerun with marker m-3",
+    ),
+    "time, continued": (
+        {"cause": "time", "reason": "out of time", "marker": "m-3", "hop": 4},
+        {"started": True, "request_id": "r"},
+        "not finished (out of time): hop 4 went on in another invocation",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CONTINUED, ids=list(CONTINUED))
+def test_a_continuation_is_worded_from_its_cause_and_whether_a_hop_went_on(case, tmp_path, capsys):
+    continuation, continued, says = CONTINUED[case]
+    data = hop_report(0, [image("a", "compliant", "compliant")])
+    data.update(continuation=continuation, continued=continued)
+
+    status, out, _ = run(capsys, saved(tmp_path, data))
+
+    assert status == 0 and f"note: {says}" in out
+    assert ("went on" in out) == continued["started"]
+    assert "· hop 0 ·" in out  # one hop's report says which
+
+
+def test_an_index_merges_its_hops_the_last_entry_of_an_image_winning(tmp_path, capsys, monkeypatch):
+    """Hop 0 deferred image b's patch (out of time): hop 1 examined b again and fixed it.
+    Totals add up each hop's; rules, changes and attention count b once, as hop 1 found it."""
+    hop0 = hop_report(
+        0,
+        [image("a", "updated", "violation", "fixed"), image("b", "deferred", "violation")],
+        continuation={"cause": "time", "reason": "out of time", "marker": "a", "hop": 1},
+        continued={"started": True},
+    )
+    hop1 = hop_report(
+        1, [image("b", "updated", "violation", "fixed"), image("c", "non_compliant", "violation")]
+    )
+    index = {
+        "imsguard": "0.1.0",
+        "kind": "sweep-index",
+        "sweep_id": "sweep-1",
+        "generated_at": "2026-01-01T00:40:00Z",
+        "region": "ap-southeast-1",
+        "project_id": "p",
+        "hops": ["imsguard/2026/01/01/sweep-sweep-1-hop-0.json", "imsguard/x/hop-1.json"],
+    }
+    objects = {
+        "imsguard/latest.json": index,
+        index["hops"][0]: hop0,
+        index["hops"][1]: hop1,
+    }
+
+    def read(bucket: str, key: str) -> bytes:
+        if key not in objects:
+            raise report.ReportError(f"cannot read obs://{bucket}/{key}: OBS answered 404")
+        return json.dumps(objects[key]).encode()
+
+    monkeypatch.setattr(report, "_read_obs", read)
+
+    summary = summary_of(capsys, "obs://reports/imsguard/latest.json")
+    status, out, _ = run(capsys, "obs://reports/imsguard/latest.json")
+
+    assert (summary["sweep_id"], summary["hops"], summary["hop"]) == ("sweep-1", 2, None)
+    assert summary["examined"] == 4
+    assert summary["outcomes"] == {"deferred": 1, "non_compliant": 1, "updated": 2}
+    assert summary["rules"][0]["violations"] == 3 and summary["rules"][0]["fixed"] == 2
+    assert [(r["image_id"], r["outcome"]) for r in summary["changes"]] == [
+        ("a", "updated"),
+        ("b", "updated"),
+    ]
+    assert [r["image_id"] for r in summary["needs_attention"]] == ["c"]
+    assert summary["notes"] == [
+        "1 examination(s) were of an image an earlier hop had examined (its patch deferred): "
+        "totals count each hop's; rules, changes and needs attention count each image once, "
+        "as the last hop found it"
+    ]
+    assert status == 0 and "timer · sweep sweep-1, 2 hops · generated at" in out
+
+    del objects[index["hops"][1]]  # a hop's object that cannot be read is named, not hidden
+    summary = summary_of(capsys, "obs://reports/imsguard/latest.json")
+    assert summary["complete"] is False and summary["examined"] == 2
+    assert "not in these numbers: " in summary["notes"][0]
+
+
+def test_a_local_index_is_refused_saying_to_read_it_from_obs(tmp_path, capsys):
+    index = {"imsguard": "0.1.0", "kind": "sweep-index", "sweep_id": "s", "hops": ["k.json"]}
+
+    expect_refused(
+        capsys, tmp_path, saved(tmp_path, index), "is a sweep index (latest.json): it lists"
     )

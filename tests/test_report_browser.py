@@ -7,6 +7,7 @@ Needs /usr/bin/chromium (`make browser` installs it) and the `playwright` packag
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -120,8 +121,9 @@ def test_the_page_of_a_report_the_sweep_wrote_to_obs(browser, tmp_path, capsys):
             "pattern: '^[a-z0-9]+(-[a-z0-9]+)*$', fix: normalize}\n",
         )
         sweep = handler({"action": "sweep"}, context)
-        saved = tmp_path / "latest.json"
-        saved.write_text(obs.text("imsguard/latest.json", bucket="reports"))
+        (hop_key,) = json.loads(obs.text("imsguard/latest.json", bucket="reports"))["hops"]
+        saved = tmp_path / "hop-0.json"
+        saved.write_text(obs.text(hop_key, bucket="reports"))
     page_file = tmp_path / "report.html"
     assert main(["report", str(saved), "--html", str(page_file)]) == 0
     capsys.readouterr()

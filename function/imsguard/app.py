@@ -249,6 +249,8 @@ def _run_sweep_hop(
     report = hop.run(request.summary)
     report.ims_retries = invocation.ims_calls.retries
     report.examined_before = request.options.examined_before
+    report.sweep_id = request.options.sweep_id  # reports in OBS: None on a sweep's hop 0
+    report.report_keys_before = list(request.options.report_keys or ())
     if request.options.notices and invocation.settings.notify_topic_urn:
         from imsguard.sinks.digest import received
 
@@ -293,13 +295,26 @@ def _start_next_hop(
     if urn is None:
         return {"started": False, "reason": f"no function to invoke: set {FUNCTION_URN}"}
     options: dict[str, Any] = request.options.model_dump(
-        exclude={"marker", "hop", "examined_before", "planned_before", "notices", *CONFIG_MARKS},
+        exclude={
+            "marker",
+            "hop",
+            "examined_before",
+            "planned_before",
+            "notices",
+            "sweep_id",
+            "report_keys",
+            *CONFIG_MARKS,
+        },
         exclude_none=True,
     )
     carried = ("hop", "examined_before", "planned_before", *CONFIG_MARKS)
     options.update({k: continuation[k] for k in carried if k in continuation})
     if continuation["marker"]:
         options["marker"] = continuation["marker"]
+    if settings.report_bucket:  # the sweep's id and its hops' report keys, for its index
+        from imsguard.sinks.obs import handed_on as reports_handed_on
+
+        options.update(reports_handed_on(report, invocation))
     notices: list[dict[str, Any]] = []
     if settings.notify_topic_urn:
         from imsguard.sinks.digest import handed_on
@@ -331,6 +346,8 @@ def _start_next_hop(
         log(logging.ERROR, "sweep not continued", reason=str(exc))
         return {"started": False, "reason": str(exc)}
     shown = {**options, "notices": len(notices)} if notices else options  # lines, not text
+    if "report_keys" in shown:  # a count, not up to SWEEP_MAX_HOPS keys
+        shown = {**shown, "report_keys": len(shown["report_keys"])}
     logged = (
         {"action": "sweep", **shown} if request.config is None else {**payload, CONFIG_SWEEP: shown}
     )

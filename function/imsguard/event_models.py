@@ -5,6 +5,7 @@ such an event arrives: a CTS event (most of them) never pays for building these 
 
 from __future__ import annotations
 
+import re
 from datetime import timezone
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -115,11 +116,30 @@ class SweepOptions(BaseModel):
     config_reported_at: str | None = Field(default=None, max_length=40)
     # The digest lines of the sweep's earlier hops (SMN on): the last hop publishes them all.
     notices: list[CarriedNotice] | None = Field(default=None, max_length=2000)
+    # Reports in OBS: the sweep's id (its first hop's request id) and the JSON keys of the
+    # earlier hops' reports, for the index the last hop writes (sinks.obs.handed_on). The
+    # sink lists only keys under its prefix.
+    sweep_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,128}$")
+    report_keys: list[Annotated[str, Field(max_length=1024)]] | None = Field(
+        default=None, max_length=1000
+    )
 
     @model_validator(mode="after")
     def _notices_follow_a_hop(self) -> SweepOptions:
         if self.notices and not self.hop:
             raise ValueError("notices come only with a continuation (hop 1 or later)")
+        if (self.sweep_id or self.report_keys) and not self.hop:
+            raise ValueError("sweep_id and report_keys come only with a continuation (hop 1 on)")
+        if self.report_keys and not self.sweep_id:
+            raise ValueError("report_keys come with the sweep_id they belong to")
+        if len(self.report_keys or ()) > self.hop:
+            raise ValueError("more report_keys than hops before this one")
+        for index, key in enumerate(self.report_keys or ()):
+            if not _report_key(key, self.sweep_id or "", index):
+                raise ValueError(
+                    f"report_keys[{index}] is not the key of this sweep's hop {index} "
+                    "(<prefix>YYYY/MM/DD/sweep-<sweep_id>-hop-<n>.json)"
+                )
         return self
 
     @field_validator("since")
@@ -140,6 +160,15 @@ class SweepOptions(BaseModel):
         if value is not None and not is_image_id(value):
             raise ValueError("not an image id (a UUID)")
         return value
+
+
+def _report_key(key: str, sweep_id: str, hop: int) -> bool:
+    """Whether ``key`` is a plausible key of this sweep's ``hop``-th report (any prefix but
+    one with control characters or a backslash; sinks.obs checks it is its own)."""
+    head, found, rest = key.rpartition(f"/sweep-{sweep_id}-hop-{hop}.json")
+    if not found or rest or not re.fullmatch(r".{0,256}[0-9]{4}/[0-9]{2}/[0-9]{2}", head):
+        return False
+    return not any(ord(c) < 32 or ord(c) == 127 or c == "\\" for c in head)
 
 
 Model = TypeVar("Model", bound=BaseModel)

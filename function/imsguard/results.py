@@ -255,10 +255,13 @@ class SweepReport:
         "notes",
         "notices_before",
         "notices_handed",
+        "report_keys_before",
+        "report_stem",
         "results",
         "rules",
         "sinks",
         "summary",
+        "sweep_id",
         "trigger",
         "truncated",
         "would_change",
@@ -326,6 +329,12 @@ class SweepReport:
         self.notices_before: list[Any] = []
         self.notices_handed = False  # handed to the next hop, which publishes them
         self.ims_retries = 0
+        # The OBS sink's: the sweep's id (its first hop's request id; None until known), the
+        # JSON keys of the earlier hops' reports, and this hop's key without .json/.csv, set
+        # once (sinks.obs.hop_report) so the key handed to the next hop is the one written.
+        self.sweep_id: str | None = None
+        self.report_keys_before: list[str] = []
+        self.report_stem: str | None = None
         self.continued: dict[str, Any] | None = None
         self.sinks: dict[str, dict[str, Any]] | None = None  # what each report sink did
 

@@ -239,6 +239,30 @@ def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Set
     )
 
 
+def obs_endpoint_problem(endpoint: str) -> str | None:
+    """Why an OBS endpoint may not be used, if it may not (the one home of this rule: the
+    setting and ``imsguard report obs://`` check it): plain http sends the temporary
+    credentials' security token in clear, so only a loopback address (a local test server)
+    may use it."""
+    import ipaddress  # only when an OBS endpoint is set: not on an event's cold start
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    if parts.scheme.lower() != "http":
+        return None
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (
+        "http:// would send the security token in clear; use https:// "
+        "(http:// is accepted only for a loopback address such as 127.0.0.1, a local test)"
+    )
+
+
 Reader = Callable[[str], str | None]
 
 
@@ -385,7 +409,9 @@ def _routes(
 
 # OBS bucket names (OBS SDK guides, "Creating a Bucket"): 3 to 63 lowercase letters, digits,
 # hyphens and periods, starting and ending with a letter or digit, no "..", no "-." or ".-",
-# and not an IP address. Compiled only when a bucket is set.
+# and not an IP address. imsguard also refuses periods: the SDK addresses a bucket by host
+# name (virtual-hosted), and OBS's certificate, *.obs.<region>.myhuaweicloud.com, matches one
+# label only, so TLS fails for a dotted name. Compiled only when a bucket is set.
 _BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 _IP = r"\d+\.\d+\.\d+\.\d+"
 MAX_PREFIX = 256  # leaves room for the dated key within OBS's 1,024-byte object keys
@@ -416,6 +442,12 @@ def bucket_problem(bucket: str) -> str | None:
         return "no '..', '.-' or '-.' (e.g. my-reports.backup)"
     if re.fullmatch(_IP, bucket):
         return "it must not be an IP address"
+    if "." in bucket:  # OBS allows it; HTTPS to it fails (see the comment above)
+        return (
+            "no '.': OBS accepts it, but the SDK addresses the bucket as "
+            "<bucket>.obs.<region>.myhuaweicloud.com, which OBS's wildcard certificate does "
+            "not cover, so every write over HTTPS would fail; use '-' instead"
+        )
     return None
 
 
@@ -441,6 +473,9 @@ def _obs_endpoint(read: Reader, bucket: str | None, region: str | None) -> str |
     """``IMSGUARD_OBS_ENDPOINT``, else the region's OBS endpoint when reports are on; with
     neither a region nor an endpoint, reports could go nowhere: a configuration error."""
     endpoint = _endpoint(read, OBS_ENDPOINT)
+    problem = obs_endpoint_problem(endpoint) if endpoint else None
+    if problem:
+        raise SettingsError(f"{OBS_ENDPOINT}={endpoint!r}: {problem}")
     if endpoint or bucket is None:
         return endpoint
     if region is None:

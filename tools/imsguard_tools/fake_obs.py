@@ -6,8 +6,8 @@ intercept it: tests run the real SDK against this server. Path-style addressing
 HEAD. Each request must carry a signed ``Authorization`` header and the temporary credentials'
 security token (``x-obs-security-token``, or ``x-amz-security-token`` in the SDK's path-style
 signing); a ``Content-MD5`` header is checked against the body, as OBS does. Errors are OBS's
-XML (``<Error><Code>AccessDenied</Code>...``). ``fail_next`` answers the next requests with 403
-or 500, or delays them past the client's timeout.
+XML (``<Error><Code>AccessDenied</Code>...``). ``fail_next`` answers the next requests with 400
+RequestTimeout, 403, 500 or 503 SlowDown, or delays them past the client's timeout.
 """
 
 from __future__ import annotations
@@ -34,8 +34,13 @@ MESSAGES = {
     "BadDigest": "The Content-MD5 you specified did not match what we received.",
     "InvalidAccessKeyId": "The access key Id you provided does not exist in our records.",
     "MethodNotAllowed": "The specified method is not allowed against this resource.",
+    "SlowDown": "Please reduce your request rate.",
+    "RequestTimeout": "Your socket connection to the server was not read from or written to "
+    "within the timeout period.",
 }
-FAULTS = {403: "AccessDenied", 500: "InternalError"}
+# The statuses fail_next can answer with, and OBS's code for each: 503 SlowDown (throttled)
+# and 400 RequestTimeout (the upload stalled) are transient, as 500 is.
+FAULTS = {400: "RequestTimeout", 403: "AccessDenied", 500: "InternalError", 503: "SlowDown"}
 
 
 @dataclass(frozen=True)
@@ -63,10 +68,10 @@ class FakeObs:
         self._lock = threading.Lock()
 
     def fail_next(self, status: int | None = None, times: int = 1, delay: float = 0.0) -> None:
-        """Answer the next ``times`` requests with ``status`` (403 or 500) as OBS's XML error,
+        """Answer the next ``times`` requests with ``status`` (a FAULTS key) as OBS's XML error,
         or, with ``delay``, answer them normally only after ``delay`` seconds (a timeout)."""
         if status is not None and status not in FAULTS:
-            raise ValueError(f"fail_next takes 403 or 500, not {status}")
+            raise ValueError(f"fail_next takes one of {sorted(FAULTS)}, not {status}")
         with self._lock:
             self._faults += [(status, delay)] * times
 

@@ -16,9 +16,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from imsguard.settings import OBS_ENDPOINT, bucket_problem
+from imsguard.settings import OBS_ENDPOINT, bucket_problem, obs_endpoint_problem
 
 OBS_SCHEME = "obs://"
+INDEX_KIND = "sweep-index"  # latest.json: the keys of a sweep's hop reports (sinks.obs)
 # Verdicts that count towards a rule's compliance: "not_applicable" and "exempt" do not.
 _JUDGED = ("compliant", "violation", "error")
 _CHANGE_OUTCOMES = ("updated", "would_update")
@@ -65,12 +66,46 @@ def read_report_source(source: str) -> Any:
             data = Path(source).read_bytes()
         except OSError as exc:
             raise ReportError(f"cannot read {source}: {exc.strerror or exc}") from None
+    report = _parse(data, source)
+    if isinstance(report, dict) and report.get("kind") == INDEX_KIND:
+        return _read_hops(report, source)
+    return report
+
+
+def _parse(data: bytes, source: str) -> Any:
     try:
         return json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise ReportError(f"{source} is not a JSON report: it is not UTF-8 text") from None
     except ValueError as exc:
         raise ReportError(f"{source} is not a JSON report: {exc}") from None
+
+
+def _read_hops(index: dict[str, Any], source: str) -> dict[str, Any]:
+    """A sweep index (``latest.json``) with every hop's report it lists, read from the
+    index's bucket; a hop that cannot be read is named in ``unread``, not fatal. A local
+    index is refused: its keys name OBS objects, and only OBS holds them."""
+    hops = index.get("hops")
+    if not isinstance(hops, list) or not hops or not all(isinstance(k, str) for k in hops):
+        raise ReportError(f"{source}: a sweep index whose 'hops' is not a list of object keys")
+    if not source.startswith(OBS_SCHEME):
+        raise ReportError(
+            f"{source} is a sweep index (latest.json): it lists the keys of its "
+            f"{len(hops)} hop report(s) in OBS, not their images. Read it as "
+            "obs://<bucket>/<its key>, and imsguard report reads every hop from that bucket; "
+            "or give one hop's report file"
+        )
+    bucket, _ = parse_obs_uri(source)
+    reports: list[tuple[str, Any]] = []
+    unread: list[str] = []
+    for key in hops:
+        hop_source = f"{OBS_SCHEME}{bucket}/{key}"
+        try:
+            _, key = parse_obs_uri(hop_source)
+            reports.append((hop_source, _parse(_read_obs(bucket, key), hop_source)))
+        except ReportError as exc:
+            unread.append(str(exc))
+    return {**index, "hop_reports": reports, "unread": unread}
 
 
 def _read_obs(bucket: str, key: str) -> bytes:
@@ -84,6 +119,9 @@ def _read_obs(bucket: str, key: str) -> bytes:
             f"reading obs://{bucket}/{key} needs {OBS_ENDPOINT}, the OBS endpoint "
             "(such as https://obs.ap-southeast-1.myhuaweicloud.com)"
         )
+    problem = obs_endpoint_problem(endpoint)
+    if problem:
+        raise ReportError(f"{OBS_ENDPOINT}={endpoint!r}: {problem}")
     credentials = read_credentials(None)
     if credentials is None:
         raise ReportError(
@@ -127,6 +165,8 @@ def summarize(report: Any, source: str) -> dict[str, Any]:
             f"{source} is not an imsguard report: it has no 'imsguard' version key "
             f"(keys: {', '.join(sorted(map(str, report))[:12]) or 'none'})"
         )
+    if report.get("kind") == INDEX_KIND:
+        return _summarize_sweep(report, source)
     if "images" in report:
         kind, images = "sweep", _entries(report, "images", source)
     elif "results" in report:
@@ -152,8 +192,9 @@ def summarize(report: Any, source: str) -> dict[str, Any]:
         "dry_run": bool(report.get("dry_run")),
         "status": report.get("status", "ok"),
     }
-    for key in ("generated_at", "region", "project_id", "request_id", "hop"):
+    for key in ("generated_at", "region", "project_id", "request_id", "hop", "sweep_id"):
         summary[key] = report.get(key)
+    summary["hops"] = None  # a sweep's hops merged: only from its index
     summary["examined"] = report["examined"] if kind != "event" else len(images)
     summary["outcomes"] = dict(sorted(outcomes.items()))
     summary["rules"] = _compliance(counts, images)
@@ -161,6 +202,59 @@ def summarize(report: Any, source: str) -> dict[str, Any]:
     summary["needs_attention"] = _attention(report, images, kind)
     summary["notes"] = _notes(report, complete)
     return summary
+
+
+def _summarize_sweep(index: dict[str, Any], source: str) -> dict[str, Any]:
+    """One summary of every hop a sweep index lists: totals and examined summed over the
+    hops; images by id, the last hop's entry winning (a hop that defers patches leaves those
+    images to the next, which examines them again), and rules, changes and needs-attention
+    drawn from those images."""
+    hops = [summarize(report, hop_source) for hop_source, report in index["hop_reports"]]
+    if any(hop["kind"] != "sweep" for hop in hops):
+        raise ReportError(f"{source}: a hop it lists is not a report the OBS sink wrote")
+    if not hops:
+        raise ReportError(f"{source}: no hop of the sweep could be read: {index['unread'][0]}")
+    images: dict[Any, dict[str, Any]] = {}
+    for hop_source, report in index["hop_reports"]:
+        for number, image in enumerate(report["images"]):
+            images[image.get("image_id") or (hop_source, number)] = image
+    merged = list(images.values())
+    outcomes: Counter[str] = Counter()
+    for _, report in index["hop_reports"]:
+        outcomes.update(report["summary"])
+    examined = sum(hop["examined"] for hop in hops)
+    notes = [f"not in these numbers: {why}" for why in index["unread"]]
+    if examined > len(merged):
+        notes.append(
+            f"{examined - len(merged)} examination(s) were of an image an earlier hop had "
+            "examined (its patch deferred): totals count each hop's; rules, changes and "
+            "needs attention count each image once, as the last hop found it"
+        )
+    for hop in hops:
+        notes += [f"hop {hop['hop']}: {note}" for note in hop["notes"] if "went on" not in note]
+    first, last = hops[0], hops[-1]
+    return {
+        "source": source,
+        "kind": "sweep",
+        "complete": not index["unread"],
+        "imsguard": index.get("imsguard"),
+        "trigger": first["trigger"],
+        "dry_run": any(hop["dry_run"] for hop in hops),
+        "status": "ok" if all(hop["status"] == "ok" for hop in hops) else "error",
+        "generated_at": index.get("generated_at") or last["generated_at"],
+        "region": index.get("region"),
+        "project_id": index.get("project_id"),
+        "request_id": None,
+        "hop": None,
+        "sweep_id": index.get("sweep_id"),
+        "hops": len(index["hops"]),
+        "examined": examined,
+        "outcomes": dict(sorted(outcomes.items())),
+        "rules": _compliance(_rule_counts(merged), merged),
+        "changes": _changes({}, merged, "sweep"),
+        "needs_attention": _attention({}, merged, "sweep"),
+        "notes": notes,
+    }
 
 
 def _entries(report: dict[str, Any], key: str, source: str) -> list[dict[str, Any]]:
@@ -342,12 +436,29 @@ def _notes(report: dict[str, Any], complete: bool) -> list[str]:
             notes.append(f"{key}: {report[key]}")
     continuation = report.get("continuation")
     if isinstance(continuation, dict):
-        notes.append(f"not finished ({continuation.get('reason')}): a later hop went on")
+        notes.append(_continuation_note(continuation, report.get("continued")))
     if report.get("status") not in (None, "ok") and report.get("reason"):
         notes.append(f"{report['status']}: {report['reason']}")
     if isinstance(report.get("notes"), list):
         notes += [str(note) for note in report["notes"]]
     return notes
+
+
+def _continuation_note(continuation: dict[str, Any], continued: Any) -> str:
+    """Where the sweep stopped, and whether a next hop went on: from ``continued.started``
+    and the continuation's cause (time, limit, error)."""
+    reason = continuation.get("reason") or continuation.get("cause") or "not finished"
+    marker = continuation.get("marker")
+    rerun = f"rerun with marker {marker}" if marker else "rerun the sweep from the start"
+    continued = continued if isinstance(continued, dict) else {}
+    if continued.get("started"):
+        return (
+            f"not finished ({reason}): hop {continuation.get('hop')} went on in another "
+            "invocation; the sweep's index (latest.json) lists every hop's report"
+        )
+    if continuation.get("cause") == "time" and continued.get("reason"):
+        return f"stopped ({reason}; no next hop was started: {continued['reason']}): {rerun}"
+    return f"stopped ({reason}): {rerun}"
 
 
 # -- text ------------------------------------------------------------------------------------
@@ -394,9 +505,13 @@ def render_text(summary: dict[str, Any]) -> str:
 
 def _header_facts(summary: dict[str, Any]) -> list[str]:
     facts = [str(summary["trigger"] or summary["kind"])]
+    if summary["hops"] is not None:  # a sweep's hops, merged
+        facts.append(f"sweep {summary['sweep_id']}, {summary['hops']} hops")
     for key in ("generated_at", "region", "project_id", "request_id"):
         if summary[key]:
             facts.append(f"{key.replace('_', ' ')} {summary[key]}")
+    if summary["hop"] is not None:
+        facts.append(f"hop {summary['hop']}")
     facts.append(f"status {summary['status']}")
     if summary["dry_run"]:
         facts.append("dry run")

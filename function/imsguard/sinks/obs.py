@@ -1,6 +1,7 @@
 """Reports in OBS (``IMSGUARD_REPORT_BUCKET``; ``IMSGUARD_REPORT_PREFIX``, endpoint
-``IMSGUARD_OBS_ENDPOINT``): after each sweep hop, the full report as JSON and CSV under a dated
-key named by the invocation's request id, then ``latest.json``. Events write nothing.
+``IMSGUARD_OBS_ENDPOINT``): after each sweep hop, the hop's full report as JSON and CSV under
+a dated key named by the sweep's id (its first hop's request id) and the hop; the sweep's last
+hop then replaces ``latest.json`` with an index of every hop's JSON. Events write nothing.
 
 Written with the official OBS SDK (``esdk-obs-python``), imported only when a report is written:
 an event, or a function without a bucket, never loads it. The SDK does not use ``requests``;
@@ -16,11 +17,19 @@ from datetime import timezone
 from http.client import HTTPException
 from typing import TYPE_CHECKING, Any
 
+from imsguard import __version__
 from imsguard.logs import context_field, log, redact
 from imsguard.permissions import PUT_OBJECT, requires
 from imsguard.results import SweepReport
 from imsguard.sinks import SinkError, call_timeouts
-from imsguard.sinks.report_files import object_keys, report_csv, report_json
+from imsguard.sinks.report_files import (
+    hop_stem,
+    index_json,
+    latest_key,
+    report_csv,
+    report_json,
+    sweep_id_of,
+)
 
 if TYPE_CHECKING:
     from imsguard.context import Credentials
@@ -35,7 +44,8 @@ CSV_TYPE = "text/csv; charset=utf-8"
 
 
 class ObsReports:
-    """Writes one sweep hop's report to OBS: dated JSON, dated CSV, then ``latest.json``."""
+    """Writes one sweep hop's report to OBS: its JSON, its CSV, and on the sweep's last hop
+    the index ``latest.json``."""
 
     def finish(
         self, report: EventReport | SweepReport, invocation: Invocation, policy: Policy
@@ -44,40 +54,70 @@ class ObsReports:
             return {"skipped": "reports are written after sweeps only"}
         settings = invocation.settings
         bucket = settings.report_bucket or ""
+        sweep_id, stem = hop_report(report, invocation)
         now = invocation.clock.utcnow().astimezone(timezone.utc)
-        request_id = str(context_field("request_id") or uuid.uuid4().hex)
-        dated_json, dated_csv, latest = object_keys(settings.report_prefix, now, request_id)
         about = {
-            "request_id": request_id,
+            "sweep_id": sweep_id,
+            "hop": report.hop,
+            "request_id": str(context_field("request_id") or ""),
             "generated_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
             "region": settings.region,
             "project_id": invocation.project_id,
-            "hop": report.hop,
         }
-        document = report_json(report, about).encode("utf-8")
-        table = report_csv(report.examined_images or []).encode("utf-8")
         written: list[str] = []
-        for key, body, content_type in (
-            (dated_json, document, JSON_TYPE),
-            (dated_csv, table, CSV_TYPE),
-            (latest, document, JSON_TYPE),
-        ):
-            try:
-                self.put(bucket, key, body, content_type, invocation)
-            except SinkError as exc:
-                done = f" (written before it: {', '.join(written)})" if written else ""
-                raise SinkError(f"{exc}{done}") from None
-            written.append(key)
-        log(logging.INFO, "report written", bucket=bucket, keys=written, bytes=len(document))
-        return {"written": written, "bucket": bucket}
+        # One object at a time, each freed once sent: a report of 10,000 images is MBs.
+        body = report_json(report, about).getvalue()
+        self.send(bucket, f"{stem}.json", body, JSON_TYPE, invocation, written)
+        size = len(body)
+        del body
+        body = report_csv(report.examined_images or []).getvalue()
+        self.send(bucket, f"{stem}.csv", body, CSV_TYPE, invocation, written)
+        del body
+        outcome: dict[str, Any] = {"written": written, "bucket": bucket}
+        if not (report.continued or {}).get("started"):  # the sweep's last hop
+            prefix = settings.report_prefix
+            hops = [key for key in report.report_keys_before if key.startswith(prefix)]
+            if len(hops) < len(report.report_keys_before):  # handed on by an earlier hop
+                left_out = len(report.report_keys_before) - len(hops)
+                outcome["index_left_out"] = left_out
+                log(logging.WARNING, "hop keys not under the prefix left out", keys=left_out)
+            index = {
+                "imsguard": __version__,
+                "kind": "sweep-index",
+                "sweep_id": sweep_id,
+                "generated_at": about["generated_at"],
+                "region": settings.region,
+                "project_id": invocation.project_id,
+            }
+            body = index_json(index, [*hops, f"{stem}.json"])
+            self.send(bucket, latest_key(prefix), body, JSON_TYPE, invocation, written)
+        log(logging.INFO, "report written", bucket=bucket, keys=written, bytes=size)
+        return outcome
+
+    def send(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        content_type: str,
+        invocation: Invocation,
+        written: list[str],
+    ) -> None:
+        """PUT one object and add its key to ``written``; a failure names those written."""
+        try:
+            self.put(bucket, key, body, content_type, invocation)
+        except SinkError as exc:
+            done = f" (written before it: {', '.join(written)})" if written else ""
+            raise SinkError(f"{exc}{done}") from None
+        written.append(key)
 
     @requires(PUT_OBJECT)
     def put(
         self, bucket: str, key: str, body: bytes, content_type: str, invocation: Invocation
     ) -> None:
         """PUT one object, up to ATTEMPTS times while OBS fails transiently (no answer, a
-        timeout, 429, 5xx; never again after a refusal such as 403 or 404), each try's timeout
-        fitting in the invocation's time left."""
+        timeout, 429, 5xx such as 503 SlowDown, 400 RequestTimeout; never again after a
+        refusal such as 403 or 404), each try's timeout fitting in the invocation's time left."""
         from obs import PutObjectHeader  # the SDK loads only when a report is written
 
         endpoint = invocation.settings.obs_endpoint or ""
@@ -110,9 +150,30 @@ class ObsReports:
             code = answer.errorCode or ""
             message = answer.errorMessage or answer.reason or ""
             reason = redact(f"OBS refused writing {key}: HTTP {status} {code} {message}".strip())
-            if status < 500 and status != 429:
+            if status < 500 and status != 429 and code != "RequestTimeout":
                 break
         raise SinkError(reason)
+
+
+def hop_report(report: SweepReport, invocation: Invocation) -> tuple[str, str]:
+    """The sweep's id and this hop's key without ``.json``/``.csv``, fixed on first use (by
+    the hop handing them on, or by this sink) so the next hop is told the key written.
+    Hop 0's request id names the sweep; the date is the invocation clock's (UTC)."""
+    if report.sweep_id is None:
+        report.sweep_id = sweep_id_of(str(context_field("request_id") or uuid.uuid4().hex))
+    if report.report_stem is None:
+        now = invocation.clock.utcnow().astimezone(timezone.utc)
+        prefix = invocation.settings.report_prefix
+        report.report_stem = hop_stem(prefix, now, report.sweep_id, report.hop)
+    return report.sweep_id, report.report_stem
+
+
+def handed_on(report: SweepReport, invocation: Invocation) -> dict[str, Any]:
+    """The options the next hop needs for the sweep's index: the sweep's id and the JSON
+    keys of every hop so far, this one's last (computed, not waited for: it is written after
+    the next hop starts)."""
+    sweep_id, stem = hop_report(report, invocation)
+    return {"sweep_id": sweep_id, "report_keys": [*report.report_keys_before, f"{stem}.json"]}
 
 
 def obs_client(endpoint: str, credentials: Credentials, timeout: float) -> Any:
