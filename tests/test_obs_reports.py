@@ -551,14 +551,26 @@ def test_imsguard_report_merges_the_hops_an_index_lists(
     assert main(["report", latest]) == 0
     text = capsys.readouterr().out
 
-    assert summary["examined"] == sum(r["examined"] for r in reports) == 8
+    # Patches deferred to a next hop (timing decides) make it examine images again: every
+    # number counts each image once, and a note says how many examinations were repeats.
+    repeats = sum(r["examined"] for r in reports) - 8
+    assert summary["examined"] == 8 and repeats >= 0
     assert (summary["sweep_id"], summary["hops"]) == ("req-0", len(reports))
     assert summary["outcomes"] == {"compliant": 1, "updated": 7}
     owner = next(r for r in summary["rules"] if r["rule"] == "owner-tag")
     assert (owner["compliant"], owner["violations"]) == (7, 1)
     assert len(summary["changes"]) == 7  # every hop's changes
     assert [r["image_id"] for r in summary["needs_attention"]] == [ids["untagged"]]
-    assert summary["notes"] == [] and summary["complete"] is True
+    assert summary["complete"] is True
+    assert summary["notes"] == (
+        [
+            f"{repeats} examination(s) were of an image an earlier hop had examined (its patch "
+            "deferred to the next hop): every number counts each image once, as the last hop "
+            "found it"
+        ]
+        if repeats
+        else []
+    )
     assert f"sweep req-0, {len(reports)} hops" in text and "went on" not in text
 
 

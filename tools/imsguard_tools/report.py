@@ -205,10 +205,10 @@ def summarize(report: Any, source: str) -> dict[str, Any]:
 
 
 def _summarize_sweep(index: dict[str, Any], source: str) -> dict[str, Any]:
-    """One summary of every hop a sweep index lists: totals and examined summed over the
-    hops; images by id, the last hop's entry winning (a hop that defers patches leaves those
-    images to the next, which examines them again), and rules, changes and needs-attention
-    drawn from those images."""
+    """One summary of every hop a sweep index lists: images by id, the last hop's entry
+    winning (a hop that defers patches leaves those images to the next, which examines them
+    again), and every number (examined, outcomes, rules, changes, needs attention) drawn
+    from those images, each counted once."""
     hops = [summarize(report, hop_source) for hop_source, report in index["hop_reports"]]
     if any(hop["kind"] != "sweep" for hop in hops):
         raise ReportError(f"{source}: a hop it lists is not a report the OBS sink wrote")
@@ -219,16 +219,14 @@ def _summarize_sweep(index: dict[str, Any], source: str) -> dict[str, Any]:
         for number, image in enumerate(report["images"]):
             images[image.get("image_id") or (hop_source, number)] = image
     merged = list(images.values())
-    outcomes: Counter[str] = Counter()
-    for _, report in index["hop_reports"]:
-        outcomes.update(report["summary"])
-    examined = sum(hop["examined"] for hop in hops)
+    outcomes = Counter(str(image["outcome"]) for image in merged)
+    examinations = sum(hop["examined"] for hop in hops)
     notes = [f"not in these numbers: {why}" for why in index["unread"]]
-    if examined > len(merged):
+    if examinations > len(merged):
         notes.append(
-            f"{examined - len(merged)} examination(s) were of an image an earlier hop had "
-            "examined (its patch deferred): totals count each hop's; rules, changes and "
-            "needs attention count each image once, as the last hop found it"
+            f"{examinations - len(merged)} examination(s) were of an image an earlier hop "
+            "had examined (its patch deferred to the next hop): every number counts each "
+            "image once, as the last hop found it"
         )
     for hop in hops:
         notes += [f"hop {hop['hop']}: {note}" for note in hop["notes"] if "went on" not in note]
@@ -248,7 +246,7 @@ def _summarize_sweep(index: dict[str, Any], source: str) -> dict[str, Any]:
         "hop": None,
         "sweep_id": index.get("sweep_id"),
         "hops": len(index["hops"]),
-        "examined": examined,
+        "examined": len(merged),
         "outcomes": dict(sorted(outcomes.items())),
         "rules": _compliance(_rule_counts(merged), merged),
         "changes": _changes({}, merged, "sweep"),
