@@ -86,6 +86,39 @@ PUT_OBJECT = Permission(
 )
 
 
+# Organization scale (org sweeps only: each needs IMSGUARD_ORG_AGENCY set).
+ORG_AGENCY_SETTING = "IMSGUARD_ORG_AGENCY"
+LIST_ACCOUNTS = Permission(
+    "GET /v1/organizations/accounts",
+    "organizations:accounts:list",
+    "Organizations API reference, Listing Accounts in an Organization, authorization "
+    "information (support.huaweicloud.com/intl/en-us/api-organizations/ListAccounts.html)",
+    ORG_AGENCY_SETTING,
+)
+LIST_ACCOUNT_TAGS = Permission(
+    "GET /v1/organizations/{resource_type}/{resource_id}/tags",
+    "organizations:tags:list",
+    "Organizations API reference, Listing Tags for the Specified Resource Type, authorization "
+    "information (support.huaweicloud.com/intl/en-us/api-organizations/ListTagResources.html)",
+    ORG_AGENCY_SETTING,
+)
+ASSUME_AGENCY = Permission(
+    "POST /v5/agencies/assume",
+    "sts:agencies:assume",
+    "IAM (v5) API reference, AssumeAgency, authorization information "
+    "(support.huaweicloud.com/intl/en-us/api-iam5/AssumeAgency.html); IAM user guide, granting "
+    "permission to obtain temporary security credentials (usermanual-iam5/iam_01_1240)",
+    ORG_AGENCY_SETTING,
+)
+LIST_AUTH_PROJECTS = Permission(
+    "GET /v3/auth/projects",
+    None,
+    'IAM API reference, KeystoneListAuthProjects (api-iam/iam_06_0003): "no policy permission '
+    "required\"; called with each member account's assumed agency, not the function's",
+    ORG_AGENCY_SETTING,
+)
+
+
 Declared = TypeVar("Declared", bound=Callable[..., Any])
 
 

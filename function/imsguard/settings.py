@@ -46,6 +46,30 @@ REPORT_BUCKET = "IMSGUARD_REPORT_BUCKET"  # OBS bucket for sweep reports (off: u
 REPORT_PREFIX = "IMSGUARD_REPORT_PREFIX"  # where in the bucket (default imsguard/)
 OBS_ENDPOINT = "IMSGUARD_OBS_ENDPOINT"  # OBS endpoint URL (default: the region's)
 DEFAULT_REPORT_PREFIX = "imsguard/"
+# -- Organization scale (org sweeps; issue 15): one block, to ease merging ---------------------
+ORG_AGENCY = "IMSGUARD_ORG_AGENCY"  # the agency each member account lends imsguard (off: unset)
+ORG_REGIONS = "IMSGUARD_ORG_REGIONS"  # comma list of region ids an org sweep covers (all: unset)
+ORG_CONCURRENCY = "IMSGUARD_ORG_CONCURRENCY"  # shards started at once (1-1000, default 50)
+ORGANIZATIONS_ENDPOINT = "IMSGUARD_ORGANIZATIONS_ENDPOINT"  # default: its global endpoint
+STS_ENDPOINT = "IMSGUARD_STS_ENDPOINT"  # default: the function's region's STS endpoint
+IAM_ENDPOINT = "IMSGUARD_IAM_ENDPOINT"  # default: IAM's global endpoint
+ORG_SETTINGS = (
+    ORG_AGENCY,
+    ORG_REGIONS,
+    ORG_CONCURRENCY,
+    ORGANIZATIONS_ENDPOINT,
+    STS_ENDPOINT,
+    IAM_ENDPOINT,
+)
+# Organizations is global (OrganizationsRegion's only endpoint); IAM's global endpoint is the one
+# its API reference's examples call (IamRegion lists regional ones only); STS has none global
+# (StsRegion: sts.<region>.myhuaweicloud.com; "STS APIs can be called at any regional endpoint").
+ORGANIZATIONS_GLOBAL_ENDPOINT = "https://organizations.myhuaweicloud.com"
+IAM_GLOBAL_ENDPOINT = "https://iam.myhuaweicloud.com"
+# IAM agency names (IAM v5 trust agencies): 1-64 letters, digits and +=,.@-_ (assumption: the
+# older IAM v3 agencies allow a subset of these).
+_AGENCY = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
+# -- end of organization scale -----------------------------------------------------------------
 DEFAULT_MAX_WAIT_S = 900.0  # longer creations are deferred (a later event or sweep checks them)
 
 # Every IMSGUARD_* setting, in one place: the template refuses any other IMSGUARD_* name, so
@@ -80,6 +104,7 @@ KNOWN_SETTINGS = frozenset(
         REPORT_BUCKET,
         REPORT_PREFIX,
         OBS_ENDPOINT,
+        *ORG_SETTINGS,
     }
 )
 
@@ -128,6 +153,13 @@ class Settings(NamedTuple):
     report_bucket: str | None = None
     report_prefix: str = DEFAULT_REPORT_PREFIX
     obs_endpoint: str | None = None  # set whenever report_bucket is: the region's by default
+    # organization scale (see _org_settings)
+    org_agency: str | None = None
+    org_regions: tuple[str, ...] = ()
+    org_concurrency: int = 50
+    organizations_endpoint: str = ""  # set by load_settings: ORGANIZATIONS_GLOBAL_ENDPOINT
+    sts_endpoint: str | None = None  # None: the region's (needs a region)
+    iam_endpoint: str = ""  # set by load_settings: IAM_GLOBAL_ENDPOINT
 
 
 def read_setting(context: Any, key: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -236,6 +268,7 @@ def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Set
         report_bucket=report_bucket,
         report_prefix=_prefix(read),
         obs_endpoint=_obs_endpoint(read, report_bucket, region),
+        **_org_settings(read, region),
     )
 
 
@@ -481,3 +514,35 @@ def _obs_endpoint(read: Reader, bucket: str | None, region: str | None) -> str |
     if region is None:
         raise SettingsError(f"{REPORT_BUCKET} needs {REGION} or {OBS_ENDPOINT}: where OBS is")
     return f"https://obs.{region}.myhuaweicloud.com"
+
+
+def _org_settings(read: Reader, region: str | None) -> dict[str, Any]:
+    """The organization-scale settings, checked: an agency name IAM accepts, region ids, a
+    concurrency of 1 to 1000, endpoint URLs (STS's defaults to the function's region's)."""
+    agency = read(ORG_AGENCY)
+    if agency is not None and not _AGENCY.fullmatch(agency):
+        raise SettingsError(
+            f"{ORG_AGENCY}={agency!r} is not an agency name: 1 to 64 letters, digits and +=,.@-_"
+        )
+    text = read(ORG_REGIONS)
+    regions = tuple(r.strip() for r in (text or "").split(",") if r.strip())
+    bad = [r for r in regions if not _REGION.fullmatch(r)]
+    if bad or (text is not None and not regions):
+        raise SettingsError(
+            f"{ORG_REGIONS}={text!r} is not a comma list of region ids such as "
+            "'ap-southeast-1,eu-west-101'" + (f" ({bad[0]!r})" if bad else "")
+        )
+    sts = _endpoint(read, STS_ENDPOINT)
+    if sts is None and agency is not None and region is not None:
+        sts = f"https://sts.{region}.myhuaweicloud.com"
+    if agency is not None and sts is None:
+        raise SettingsError(f"{ORG_AGENCY} needs {REGION} or {STS_ENDPOINT}: where STS is")
+    return {
+        "org_agency": agency,
+        "org_regions": tuple(dict.fromkeys(regions)),
+        "org_concurrency": int(_number(read, ORG_CONCURRENCY, 50, 1, 1000, whole=True)),
+        "organizations_endpoint": _endpoint(read, ORGANIZATIONS_ENDPOINT)
+        or ORGANIZATIONS_GLOBAL_ENDPOINT,
+        "sts_endpoint": sts,
+        "iam_endpoint": _endpoint(read, IAM_ENDPOINT) or IAM_GLOBAL_ENDPOINT,
+    }

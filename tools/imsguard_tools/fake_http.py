@@ -246,7 +246,7 @@ class FakeHttpApi:
             except ApiError as error:
                 status = error.status
                 message = error.message or self.messages.get(error.code, error.code)
-                payload = {"error": {"code": error.code, "message": message}}
+                payload = self.error_body(error.code, message)
                 extra_headers = error.headers
             self.calls.append(
                 FakeCall(method, parts.path, query, try_json(text), status, dict(headers))
@@ -275,6 +275,11 @@ class FakeHttpApi:
                 args = [unquote(group) for group in match.groups()]
                 return handler(*args, query=query, body=body)
         raise ApiError(404, "APIGW.0101")
+
+    def error_body(self, code: str, message: str) -> Any:
+        """An error answer's body in the service's documented shape (this default: the shared
+        {"error": {"code", "message"}}; services that document another override it)."""
+        return {"error": {"code": code, "message": message}}
 
     def _authenticate(self, headers: Mapping[str, str]) -> None:
         """Accept only requests signed the way the SDK's BasicCredentials sign them."""

@@ -24,10 +24,20 @@ def all_permissions() -> list[Permission]:
     """Every call imsguard can make in the cloud (loads the SDKs: for tools, not events)."""
     from imsguard.fgs import invoke_async
     from imsguard.ims import ImsGateway
+    from imsguard.org.credentials import assume
+    from imsguard.org.discovery import list_accounts, list_regions
     from imsguard.sinks import sink_classes
     from imsguard.sinks.config import update_policy_state
 
-    return declared_by(ImsGateway, invoke_async, update_policy_state, *sink_classes())
+    return declared_by(
+        ImsGateway,
+        invoke_async,
+        update_policy_state,
+        *sink_classes(),
+        list_accounts,
+        assume,
+        list_regions,
+    )
 
 
 def needed(permissions: Iterable[Permission], settings: Mapping[str, str]) -> list[Permission]:

@@ -1,5 +1,6 @@
 """What tests, ours and yours, import: the fake IMS (with FunctionGraph's API beside it),
-the fake FunctionGraph alone, SMN, Cloud Eye and OBS (a loopback server), the sample ids, and a
+the fake FunctionGraph alone, SMN, Cloud Eye and OBS (a loopback server), Organizations, STS
+and IAM (org sweeps), the sample ids, and a
 clock that never really waits."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from imsguard_tools.fake_ims import (
     sample_images,
 )
 from imsguard_tools.fake_obs import FakeObs
+from imsguard_tools.fake_org import FakeAccount, FakeIam, FakeOrganizations, FakeSts
 from imsguard_tools.fake_smn import FakeSmn
 
 __all__ = [
@@ -33,13 +35,17 @@ __all__ = [
     "FAULT_KINDS",
     "NATIVE_IMAGE_ID",
     "SAMPLE_PROJECT_ID",
+    "FakeAccount",
     "FakeCall",
     "FakeCes",
     "FakeClock",
     "FakeFunctionGraph",
+    "FakeIam",
     "FakeIms",
     "FakeObs",
+    "FakeOrganizations",
     "FakeSmn",
+    "FakeSts",
     "sample_images",
 ]
 
