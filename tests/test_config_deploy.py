@@ -276,14 +276,22 @@ def test_a_rule_switched_from_period_to_resource_is_refused(clouds, tmp_path, pa
     assert config.writes == []
 
 
-def test_a_rule_with_a_console_filter_v2_is_refused(clouds, tmp_path, package):
+def test_a_rule_with_a_console_filter_v2_is_refused_an_update(clouds, tmp_path, package):
     fgs, config = clouds
     deploy(fgs, template(tmp_path), package)
-    config.assignments[0]["policy_filter_v2"] = {"tag_key_logic": "AND"}
+    config.assignments[0]["policy_filter_v2"] = {"tag_key_logic": None, "tag_filters": []}
     config.reset_calls()
+    steps = deploy(fgs, template(tmp_path), package)  # empty members: nothing set there
+    assert ("keep", "Config rule imsguard-uefi-boot") in config_steps(steps)
+    config.assignments[0]["policy_filter_v2"] = {"tag_key_logic": "AND"}
+    steps = deploy(fgs, template(tmp_path), package)  # set, but no update needed
+    assert ("keep", "Config rule imsguard-uefi-boot") in config_steps(steps)
+
+    def change(data):
+        data["config_rules"][0]["description"] = "changed"
 
     with pytest.raises(DeployError, match="has a policy_filter_v2"):
-        deploy(fgs, template(tmp_path), package)
+        deploy(fgs, template(tmp_path, change), package)
 
     assert config.writes == []
 

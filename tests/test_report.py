@@ -466,7 +466,7 @@ def test_a_continuation_is_worded_from_its_cause_and_whether_a_hop_went_on(case,
 
 def test_an_index_merges_its_hops_the_last_entry_of_an_image_winning(tmp_path, capsys, monkeypatch):
     """Hop 0 deferred image b's patch (out of time): hop 1 examined b again and fixed it.
-    Totals add up each hop's; rules, changes and attention count b once, as hop 1 found it."""
+    Every number counts b once, as hop 1 found it."""
     hop0 = hop_report(
         0,
         [image("a", "updated", "violation", "fixed"), image("b", "deferred", "violation")],
@@ -511,8 +511,9 @@ def test_an_index_merges_its_hops_the_last_entry_of_an_image_winning(tmp_path, c
     ]
     assert [r["image_id"] for r in summary["needs_attention"]] == ["c"]
     assert summary["notes"] == [
-        "1 examination(s) were of an image an earlier hop had examined (its patch deferred "
-        "to the next hop): every number counts each image once, as the last hop found it"
+        "1 examination(s) were of an image an earlier hop had examined (a patch deferred to "
+        "the next hop, or a listing that started again): every number counts each image "
+        "once, as the last hop found it, or as the hop that changed it"
     ]
     assert status == 0 and "timer · sweep sweep-1, 2 hops · generated at" in out
 
@@ -528,3 +529,60 @@ def test_a_local_index_is_refused_saying_to_read_it_from_obs(tmp_path, capsys):
     expect_refused(
         capsys, tmp_path, saved(tmp_path, index), "is a sweep index (latest.json): it lists"
     )
+
+
+def index_of(*keys):
+    return {
+        "imsguard": "0.1.0",
+        "kind": "sweep-index",
+        "sweep_id": "s",
+        "generated_at": "2026-01-01T00:40:00Z",
+        "region": "ap-southeast-1",
+        "project_id": "p",
+        "hops": list(keys),
+    }
+
+
+def serve(monkeypatch, objects):
+    def read(bucket: str, key: str) -> bytes:
+        if key not in objects:
+            raise report.ReportError(f"cannot read obs://{bucket}/{key}: OBS answered 404")
+        return json.dumps(objects[key]).encode()
+
+    monkeypatch.setattr(report, "_read_obs", read)
+
+
+def test_a_change_an_earlier_hop_made_stays_when_a_later_hop_sees_the_image_again(
+    capsys, monkeypatch
+):
+    """A listing that started again: hop 1 sees image a, which hop 0 fixed, as compliant."""
+    hop0 = hop_report(0, [image("a", "updated", "violation", "fixed")])
+    hop1 = hop_report(1, [image("a", "compliant", "compliant")])
+    serve(
+        monkeypatch,
+        {"latest.json": index_of("h0.json", "h1.json"), "h0.json": hop0, "h1.json": hop1},
+    )
+
+    summary = summary_of(capsys, "obs://reports/latest.json")
+
+    assert summary["outcomes"] == {"updated": 1}
+    assert [c["image_id"] for c in summary["changes"]] == ["a"]
+
+
+def test_a_hop_that_is_an_index_or_malformed_is_named_not_fatal(capsys, monkeypatch):
+    hop0 = hop_report(0, [image("a", "updated", "violation", "fixed")])
+    serve(
+        monkeypatch,
+        {
+            "latest.json": index_of("h0.json", "nested.json", "bad.json"),
+            "h0.json": hop0,
+            "nested.json": index_of("h0.json"),
+            "bad.json": {"imsguard": "0.1.0", "images": "nope"},
+        },
+    )
+
+    summary = summary_of(capsys, "obs://reports/latest.json")
+
+    assert summary["complete"] is False and summary["examined"] == 1
+    assert len([n for n in summary["notes"] if n.startswith("not in these numbers")]) == 2
+    assert any("is a sweep index, not a hop's report" in n for n in summary["notes"])

@@ -821,3 +821,45 @@ def test_images_a_deferring_hop_leaves_to_the_next_are_counted_once(clouds, sink
     listed = [image for image in untagged if f"- {image} " in email]
     assert all(email.count(f"- {image} ") == 1 for image in listed)
     assert f"- and {20 - len(listed)} more images that need a person" in email
+
+
+def test_exempt_images_a_deferring_hop_leaves_to_the_next_are_counted_once(clouds, sinks_on, clock):
+    ims, smn, _ = clouds
+    for n in range(20):
+        ims.add_image({"name": f"Web_{n}", "tags": ["team=web"]})  # a patch each
+        ims.add_image({"name": f"old-{n}", "tags": ["legacy", "team=x"]})  # exempt
+    continuing(ims, sinks_on, clock, timeout_ms=20_000)
+    sinks_on.user_data.update(
+        IMSGUARD_SWEEP_PAGE_SIZE="50",
+        IMSGUARD_SWEEP_CONCURRENCY="1",
+        IMSGUARD_SWEEP_MAX_HOPS="30",
+        IMSGUARD_RESULTS_LIMIT="3",
+    )
+
+    def slow(method: str, path: str) -> None:
+        if method == "PATCH":  # slower than the hop's estimate: some are deferred
+            clock.elapsed += 1.5
+
+    ims.before_request = slow
+
+    reports = run_sweep(ims, sinks_on, clock)
+
+    assert any(r["summary"].get("deferred") for r in reports)
+    (message,) = smn.published
+    assert "20 expiring" in message["subject"]
+
+
+def test_an_image_with_the_longest_tags_ims_allows_is_carried_to_the_last_hop(
+    clouds, sinks_on, clock
+):
+    ims, smn, _ = clouds
+    tag = f"{'k' * 128}={'v' * 255}"  # IMS: a 128-character key, a 255-character value
+    untagged = [ims.add_image({"name": f"db-{n}", "tags": [tag]})["id"] for n in range(6)]
+    continuing(ims, sinks_on, clock)
+
+    reports = run_sweep(ims, sinks_on, clock)
+
+    assert len(reports) >= 2 and all(r["status"] == "ok" for r in reports)
+    (message,) = smn.published
+    email = json.loads(message["message_structure"])["email"]
+    assert all(f"- {image} " in email for image in untagged)

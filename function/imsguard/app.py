@@ -326,6 +326,9 @@ def _start_next_hop(
             get_logger().exception("digest lines not handed on; this hop publishes its own")
         if notices:
             options["notices"] = notices
+    if _hand_on_refused(options):  # what the next hop would refuse is not handed on
+        notices = []
+        report.notices_handed = False  # this hop publishes its digest itself
     payload = (
         {"action": "sweep", **options}
         if request.config is None
@@ -353,6 +356,21 @@ def _start_next_hop(
     )
     log(logging.INFO, "sweep continued", function_urn=urn, request_id=request_id, **logged)
     return {"started": True, "function_urn": urn, "request_id": request_id, "payload": payload}
+
+
+def _hand_on_refused(options: dict[str, Any]) -> bool:
+    """Check the next hop's options as the next hop will. If they fail (a bug, or a tag no
+    limit foresaw), the next hop gets the sweep's position without the digest lines and
+    report keys, rather than refusing the whole continuation and ending the sweep."""
+    from imsguard.event_models import SweepOptions, validated
+
+    problem = validated(SweepOptions, options)
+    if not isinstance(problem, str):
+        return False
+    log(logging.ERROR, "continuation options refused by their own check", problem=problem)
+    for key in ("notices", "sweep_id", "report_keys"):
+        options.pop(key, None)
+    return True
 
 
 def _stop(status: str, reason: str, **extra: Any) -> dict[str, Any]:

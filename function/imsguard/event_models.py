@@ -5,6 +5,7 @@ such an event arrives: a CTS event (most of them) never pays for building these 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timezone
 from typing import Annotated, Any, Literal, TypeVar
@@ -18,6 +19,7 @@ from imsguard.events import (
     is_image_name,
     parse_time,
 )
+from imsguard.sinks import REPORT_KEYS_BYTES
 
 
 class CloudEvent(BaseModel):
@@ -69,7 +71,8 @@ class CarriedNotice(BaseModel):
     name: str = Field(default="", max_length=MAX_IMAGE_NAME)
     rule: str = Field(default="-", pattern=r"^(-|[a-z0-9]+(-[a-z0-9]+)*)$", max_length=64)
     label: str = Field(pattern=r"^[a-z_ ]{1,30}( [0-9]{4}-[0-9]{2}-[0-9]{2})?$")
-    tags: list[Annotated[str, Field(max_length=256)]] | None = Field(default=None, max_length=50)
+    # IMS tags: a key of up to 128 characters and a value of up to 255, as key=value.
+    tags: list[Annotated[str, Field(max_length=384)]] | None = Field(default=None, max_length=50)
     images: int = Field(default=1, ge=1, le=10_000_000)
     exemption: int | None = Field(default=None, ge=0, le=10_000)
 
@@ -123,6 +126,8 @@ class SweepOptions(BaseModel):
     report_keys: list[Annotated[str, Field(max_length=1024)]] | None = Field(
         default=None, max_length=1000
     )
+    # The keys, at most (bytes of their JSON): with the notices, the continuation's payload
+    # stays far below FunctionGraph's request limits (sinks.obs stops listing beyond it).
 
     @model_validator(mode="after")
     def _notices_follow_a_hop(self) -> SweepOptions:
@@ -132,12 +137,16 @@ class SweepOptions(BaseModel):
             raise ValueError("sweep_id and report_keys come only with a continuation (hop 1 on)")
         if self.report_keys and not self.sweep_id:
             raise ValueError("report_keys come with the sweep_id they belong to")
-        if len(self.report_keys or ()) > self.hop:
+        keys = self.report_keys or []
+        if len(keys) > self.hop:
             raise ValueError("more report_keys than hops before this one")
-        for index, key in enumerate(self.report_keys or ()):
-            if not _report_key(key, self.sweep_id or "", index):
+        if len(json.dumps(keys)) > REPORT_KEYS_BYTES:
+            raise ValueError(f"report_keys take more than {REPORT_KEYS_BYTES} bytes")
+        first = self.hop - len(keys)  # a sweep rerun by hand from a hop lists from there
+        for index, key in enumerate(keys):
+            if not _report_key(key, self.sweep_id or "", first + index):
                 raise ValueError(
-                    f"report_keys[{index}] is not the key of this sweep's hop {index} "
+                    f"report_keys[{index}] is not the key of this sweep's hop {first + index} "
                     "(<prefix>YYYY/MM/DD/sweep-<sweep_id>-hop-<n>.json)"
                 )
         return self

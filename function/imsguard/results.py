@@ -11,7 +11,7 @@ cold start, and every event with image work loads this module.)
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from imsguard import __version__
@@ -239,6 +239,7 @@ class SweepReport:
         "continued",
         "covered",
         "covered_beyond",
+        "covered_beyond_at",
         "deferred_at",
         "dry_run",
         "error",
@@ -292,6 +293,7 @@ class SweepReport:
         examined_at: dict[str, int] | None = None,
         attention_at: Sequence[int] = (),
         deferred_at: int | None = None,
+        covered_beyond_at: Mapping[int, Sequence[int]] | None = None,
     ):
         self.trigger = trigger
         self.dry_run = dry_run
@@ -323,6 +325,8 @@ class SweepReport:
         self.examined_at = {} if examined_at is None else examined_at
         self.attention_at = attention_at
         self.deferred_at = deferred_at
+        # each exemption's covered images beyond the listed ones, by place (as attention_at)
+        self.covered_beyond_at = {} if covered_beyond_at is None else covered_beyond_at
         # The images earlier hops examined, and the digest lines they handed on (SMN's
         # sinks.digest.Item values): a continued sweep publishes one digest, on its last hop.
         self.examined_before = 0

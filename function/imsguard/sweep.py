@@ -97,6 +97,7 @@ class SweepTally:
         # each image that needs a person (listed or not).
         self.at: dict[str, int] = {}
         self.attention_at: array[int] = array("l")
+        self.covered_beyond_at: dict[int, array[int]] = {}
         # For the OBS report: every examined image, however many (None: that sink is off).
         self.images: list[Examined] | None = [] if keep_images else None
 
@@ -108,6 +109,7 @@ class SweepTally:
             self.at[str(image.get("id"))] = at
         else:
             self.covered_beyond[exemption] += 1
+            self.covered_beyond_at.setdefault(exemption, array("l")).append(at)
 
     def add(self, result: ImageResult, at: int, found: tuple[Found, ...] = ()) -> None:
         """One image's result (the ``at``-th this hop examined): counted, listed while under
@@ -269,6 +271,7 @@ class SweepHop:
             examined_images=tally.images,
             examined_at=tally.at,
             attention_at=tally.attention_at,
+            covered_beyond_at=tally.covered_beyond_at,
             deferred_at=self.deferred_at,
         )
 

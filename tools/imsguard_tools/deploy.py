@@ -440,7 +440,6 @@ class ConfigRules:
                     f"function's ({_runs(current)}): imsguard changes only the rules that "
                     "invoke its function; give the template's rule another name"
                 )
-            _refuse_what_an_update_may_not_undo(rule.name, current, wanted)
             if str(current.get("state") or "").lower() == "disabled":
                 steps.append(
                     Step(
@@ -452,6 +451,7 @@ class ConfigRules:
                 )
             changed = [k for k, v in _definition(wanted).items() if _definition(current)[k] != v]
             if changed:
+                _refuse_what_an_update_may_not_undo(rule.name, current, wanted)
                 update = partial(self._update, str(current.get("id")), wanted)
                 steps.append(Step("update", label, f"its {', '.join(changed)} changed", update))
             else:
@@ -659,11 +659,20 @@ def _refuse_what_an_update_may_not_undo(
             f"Config rule {name!r} would change from a {was} to a {now} trigger, which "
             f"imsguard does not do in place: {fix}"
         )
-    if current.get("policy_filter_v2"):
+    if _has_values(current.get("policy_filter_v2")):
         raise DeployError(
             f"Config rule {name!r} has a policy_filter_v2 (set outside imsguard), which an "
             f"update may not clear: {fix}"
         )
+
+
+def _has_values(value: Any) -> bool:
+    """Whether a filter sets anything (Config may answer empty members for none)."""
+    if isinstance(value, dict):
+        return any(_has_values(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_values(v) for v in value)
+    return value not in (None, "", False)
 
 
 def _ours(assignment: dict[str, Any], urn: str) -> bool:

@@ -102,9 +102,19 @@ def _read_hops(index: dict[str, Any], source: str) -> dict[str, Any]:
         hop_source = f"{OBS_SCHEME}{bucket}/{key}"
         try:
             _, key = parse_obs_uri(hop_source)
-            reports.append((hop_source, _parse(_read_obs(bucket, key), hop_source)))
+            hop_report = _parse(_read_obs(bucket, key), hop_source)
+            if isinstance(hop_report, dict) and hop_report.get("kind") == "sweep-index":
+                raise ReportError(f"{hop_source} is a sweep index, not a hop's report")
+            summarize(hop_report, hop_source)  # a malformed hop is named, not fatal
+            reports.append((hop_source, hop_report))
         except ReportError as exc:
             unread.append(str(exc))
+    unlisted = index.get("hops_not_listed")
+    if isinstance(unlisted, int) and unlisted > 0:
+        unread.append(
+            f"the sweep's first {unlisted} hop(s), which its index does not list (a sweep "
+            "rerun from a later hop, or keys left out to keep the continuation small)"
+        )
     return {**index, "hop_reports": reports, "unread": unread}
 
 
@@ -217,7 +227,10 @@ def _summarize_sweep(index: dict[str, Any], source: str) -> dict[str, Any]:
     images: dict[Any, dict[str, Any]] = {}
     for hop_source, report in index["hop_reports"]:
         for number, image in enumerate(report["images"]):
-            images[image.get("image_id") or (hop_source, number)] = image
+            key = image.get("image_id") or (hop_source, number)
+            if images.get(key, {}).get("outcome") == "updated" != image.get("outcome"):
+                continue  # a change made stays in the report (with its before values)
+            images[key] = image
     merged = list(images.values())
     outcomes = Counter(str(image["outcome"]) for image in merged)
     examinations = sum(hop["examined"] for hop in hops)
@@ -225,8 +238,9 @@ def _summarize_sweep(index: dict[str, Any], source: str) -> dict[str, Any]:
     if examinations > len(merged):
         notes.append(
             f"{examinations - len(merged)} examination(s) were of an image an earlier hop "
-            "had examined (its patch deferred to the next hop): every number counts each "
-            "image once, as the last hop found it"
+            "had examined (a patch deferred to the next hop, or a listing that started again): "
+            "every number counts each image once, as the last hop found it, or as the hop "
+            "that changed it"
         )
     for hop in hops:
         notes += [f"hop {hop['hop']}: {note}" for note in hop["notes"] if "went on" not in note]

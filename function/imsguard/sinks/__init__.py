@@ -34,6 +34,12 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
 }
 
 
+# A sweep's continuation carries the keys of its earlier hops' OBS reports in at most this
+# many bytes of JSON (the oldest beyond it go unlisted): with SMN's notices, the payload stays
+# far below FunctionGraph's request limits.
+REPORT_KEYS_BYTES = 64 * 1024
+
+
 class SinkError(Exception):
     """A sink could not do its work; the message says why (and holds no secret)."""
 

@@ -136,9 +136,13 @@ def items_for(
         for result in report.results:
             if cut is None or report.examined_at.get(str(result.image_id), -1) < cut:
                 found.extend(_held_by_safety(result))
-        covered = expiring(
-            policy, today, expiry_days, report.covered, report.covered_beyond, itself=False
-        )
+        beyond_covered = report.covered_beyond
+        if cut is not None:  # the covered images from the first deferred on: the next hop's
+            beyond_covered = {
+                index: sum(1 for a in places if a < cut)
+                for index, places in report.covered_beyond_at.items()
+            }
+        covered = expiring(policy, today, expiry_days, report.covered, beyond_covered, itself=False)
         if cut is not None:
             covered = [i for i in covered if report.examined_at.get(i.subject, -1) < cut]
         found += covered + report.notices_before  # the earlier hops': one digest in all

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import uuid
 from datetime import timezone
@@ -21,7 +22,7 @@ from imsguard import __version__
 from imsguard.logs import context_field, log, redact
 from imsguard.permissions import PUT_OBJECT, requires
 from imsguard.results import SweepReport
-from imsguard.sinks import SinkError, call_timeouts
+from imsguard.sinks import REPORT_KEYS_BYTES, SinkError, call_timeouts
 from imsguard.sinks.report_files import (
     hop_stem,
     index_json,
@@ -65,14 +66,16 @@ class ObsReports:
             "project_id": invocation.project_id,
         }
         written: list[str] = []
+        failed: list[str] = []
         # One object at a time, each freed once sent: a report of 10,000 images is MBs.
         body = report_json(report, about).getvalue()
-        self.send(bucket, f"{stem}.json", body, JSON_TYPE, invocation, written)
+        self._send(bucket, f"{stem}.json", body, JSON_TYPE, invocation, written, failed)
         size = len(body)
         del body
-        body = report_csv(report.examined_images or []).getvalue()
-        self.send(bucket, f"{stem}.csv", body, CSV_TYPE, invocation, written)
-        del body
+        if not failed:  # the CSV only beside its JSON
+            body = report_csv(report.examined_images or []).getvalue()
+            self._send(bucket, f"{stem}.csv", body, CSV_TYPE, invocation, written, failed)
+            del body
         outcome: dict[str, Any] = {"written": written, "bucket": bucket}
         if not (report.continued or {}).get("started"):  # the sweep's last hop
             prefix = settings.report_prefix
@@ -89,10 +92,33 @@ class ObsReports:
                 "region": settings.region,
                 "project_id": invocation.project_id,
             }
+            unlisted = report.hop - len(report.report_keys_before)  # dropped to stay small
+            if unlisted > 0:
+                index["hops_not_listed"] = outcome["hops_not_listed"] = unlisted
+            # Written even when this hop's own objects failed: an older sweep's index must
+            # not pass for this one's (imsguard report names the hop it cannot read).
             body = index_json(index, [*hops, f"{stem}.json"])
-            self.send(bucket, latest_key(prefix), body, JSON_TYPE, invocation, written)
+            self._send(bucket, latest_key(prefix), body, JSON_TYPE, invocation, written, failed)
+        if failed:
+            raise SinkError("; ".join(failed))
         log(logging.INFO, "report written", bucket=bucket, keys=written, bytes=size)
         return outcome
+
+    def _send(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        content_type: str,
+        invocation: Invocation,
+        written: list[str],
+        failed: list[str],
+    ) -> None:
+        """``send``, its failure noted in ``failed`` so the objects after it are still tried."""
+        try:
+            self.send(bucket, key, body, content_type, invocation, written)
+        except SinkError as exc:
+            failed.append(str(exc))
 
     def send(
         self,
@@ -173,7 +199,10 @@ def handed_on(report: SweepReport, invocation: Invocation) -> dict[str, Any]:
     keys of every hop so far, this one's last (computed, not waited for: it is written after
     the next hop starts)."""
     sweep_id, stem = hop_report(report, invocation)
-    return {"sweep_id": sweep_id, "report_keys": [*report.report_keys_before, f"{stem}.json"]}
+    keys = [*report.report_keys_before, f"{stem}.json"]
+    while len(json.dumps(keys)) > REPORT_KEYS_BYTES:  # the payload stays small: the oldest
+        keys.pop(0)  # hops go unlisted (the index says how many)
+    return {"sweep_id": sweep_id, "report_keys": keys}
 
 
 def obs_client(endpoint: str, credentials: Credentials, timeout: float) -> Any:
