@@ -10,6 +10,7 @@ cloud with the SDK's credentials (HUAWEICLOUD_SDK_AK/SK) and IMSGUARD_REGION.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -176,6 +177,21 @@ def _main(argv: list[str] | None) -> int:
     )
     deploy.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     deploy.add_argument("--fake", action="store_true", help="against the fake FunctionGraph")
+    deploy.add_argument(
+        "--region",
+        action="append",
+        metavar="REGION",
+        help="deploy to this one of the template's regions (repeatable; default: every one "
+        "listed, else the template's IMSGUARD_REGION)",
+    )
+    deploy.add_argument(
+        "--project-id",
+        action="append",
+        default=[],
+        metavar="REGION=ID",
+        help="the project id of REGION (repeatable; every region needs its own with the "
+        "template's regions; else IMSGUARD_PROJECT_ID)",
+    )
     deploy.add_argument(
         "--force-config-type",
         action="store_true",
@@ -747,8 +763,10 @@ def _deploy(args: argparse.Namespace) -> int:
         ConfigRules,
         Deployer,
         DeployError,
+        RegionsError,
         build_client,
         build_config_client,
+        deploy_regions,
     )
     from imsguard_tools.package import PackageError, build_package, python_of
     from imsguard_tools.template import TemplateError, load_template
@@ -779,60 +797,145 @@ def _deploy(args: argparse.Namespace) -> int:
     missing = _not_in_package(package, name)
     if missing:
         return _fail(args, missing)
-    region = template.function.settings.get("IMSGUARD_REGION") or os.environ.get(
-        "HUAWEICLOUD_SDK_REGION"
-    )
-    if not region:
-        return _fail(args, "no region: set IMSGUARD_REGION in the template's settings")
+    regions, projects, problem = _deploy_targets(args, template)
+    if problem is not None:
+        return _fail(args, problem)
     fake = None
     domain_id = os.environ.get("IMSGUARD_DOMAIN_ID") or os.environ.get("HUAWEICLOUD_SDK_DOMAIN_ID")
     config_endpoint = os.environ.get("IMSGUARD_CONFIG_ENDPOINT") or template.function.settings.get(
         "IMSGUARD_CONFIG_ENDPOINT"
     )
-    if args.fake:
+    endpoints: dict[str, str | None] = {}
+    if args.fake:  # one fake FunctionGraph per region, all served by the first one's mock
         from imsguard_tools.fake_config import FakeConfig
-        from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
+        from imsguard_tools.testing import FakeIms
 
-        fake = FakeIms(project_id=SAMPLE_PROJECT_ID, region=region)
-        project_id: str = SAMPLE_PROJECT_ID
-        endpoint: str | None = fake.fgs_endpoint
+        fakes = {
+            r: FakeIms(project_id=projects.get(r) or _fake_project(template, r), region=r)
+            for r in regions
+        }
+        fake = fakes[regions[0]]
+        projects = {r: f.project_id for r, f in fakes.items()}
+        endpoints = {r: f.fgs_endpoint for r, f in fakes.items()}
         credentials: Credentials = Credentials("FAKE-AK", "FAKE-SK")
         domain_id = "0" * 32  # a fake account whose Config lists IMS images
         types = [{"name": t, "track": "tracked"} for t in ("images", "private_image")]
         fake_config = FakeConfig(domain_id, [{"provider": "ims", "resource_types": types}])
         config_endpoint = fake_config.endpoint
-        fake.attach(fake_config)
+        fake.attach(fake_config, *list(fakes.values())[1:])
         fake.start()
     else:
-        found_project = os.environ.get("IMSGUARD_PROJECT_ID") or os.environ.get(
-            "HUAWEICLOUD_SDK_PROJECT_ID"
-        )
-        endpoint = os.environ.get("IMSGUARD_FGS_ENDPOINT")
         found_credentials = read_credentials(None)
-        if not found_project or found_credentials is None:
+        unknown = [r for r in regions if not projects.get(r)]
+        if unknown or found_credentials is None:
+            needs = (
+                f"each region's project id (--project-id REGION=ID; missing: {', '.join(unknown)})"
+                if template.regions
+                else "a project id (IMSGUARD_PROJECT_ID) and IMSGUARD_REGION in the template"
+            )
+            return _fail(args, f"deploy needs HUAWEICLOUD_SDK_AK/SK, {needs}")
+        credentials = found_credentials
+        shared = os.environ.get("IMSGUARD_FGS_ENDPOINT")  # one region's endpoint
+        if shared and len(regions) > 1:
             return _fail(
                 args,
-                "deploy needs HUAWEICLOUD_SDK_AK/SK, a project id "
-                "(IMSGUARD_PROJECT_ID) and IMSGUARD_REGION in the template",
+                "IMSGUARD_FGS_ENDPOINT names one region's FunctionGraph endpoint: with several "
+                "regions, set it per region under the template's region_settings",
             )
-        project_id, credentials = found_project, found_credentials
+        endpoints = {
+            r: template.settings_for(r).get("IMSGUARD_FGS_ENDPOINT") or shared for r in regions
+        }
     try:
-        client = build_client(region, endpoint, project_id, credentials)
         config = None
         if template.config_rules and domain_id:  # Config is global: the account's domain
             config_client = build_config_client(domain_id, config_endpoint, credentials)
             config = ConfigRules(config_client, args.force_config_type)
-        deployer = Deployer(client, project_id, region, template, package, config)
-        steps = deployer.plan()
-        done = steps if args.dry_run else deployer.apply(steps)
+        deployers = {
+            r: Deployer(
+                build_client(r, endpoints.get(r), projects[r], credentials),
+                projects[r],
+                r,
+                template,
+                package,
+                config,
+            )
+            for r in regions
+        }
+        result = deploy_regions(deployers, args.dry_run)
     except DeployError as exc:
-        _print_steps(args, [], exc)
+        if template.regions and isinstance(exc, RegionsError):
+            _print_regions(args, template, deployers, {}, exc, checked)
+        else:
+            _print_steps(args, [], exc)
         return 1
     finally:
         if fake is not None:
             fake.stop()
-    _print_steps(args, done, None, deployer.urn, checked)
+    if template.regions:
+        _print_regions(args, template, deployers, result, None, checked)
+    else:
+        _print_steps(args, result[regions[0]], None, deployers[regions[0]].urn, checked)
     return 0
+
+
+def _deploy_targets(
+    args: argparse.Namespace, template: Any
+) -> tuple[list[str], dict[str, str], str | None]:
+    """The regions to deploy to (--region, else the template's regions, else its one
+    IMSGUARD_REGION), the project ids given for them, and why not, if they will not do."""
+    if template.regions:
+        regions = list(dict.fromkeys(args.region or template.regions))
+        unknown = [r for r in regions if r not in template.regions]
+        if unknown:
+            return (
+                [],
+                {},
+                (
+                    f"region {unknown[0]} is not in the template's regions "
+                    f"({', '.join(template.regions)}): add it there first"
+                ),
+            )
+    else:
+        region = template.function.settings.get("IMSGUARD_REGION") or os.environ.get(
+            "HUAWEICLOUD_SDK_REGION"
+        )
+        if not region:
+            return [], {}, "no region: set IMSGUARD_REGION in the template's settings"
+        other = [r for r in args.region or () if r != region]
+        if other:
+            return (
+                [],
+                {},
+                (
+                    f"region {other[0]} is not in the template: it deploys to {region} only "
+                    "(IMSGUARD_REGION); list several regions under regions:"
+                ),
+            )
+        regions = [region]
+    projects: dict[str, str] = {}
+    for given in args.project_id:
+        region, sep, project = given.partition("=")
+        if not sep or not project.strip():
+            return [], {}, f"--project-id {given!r}: write REGION=ID"
+        listed = template.regions or regions
+        if region not in listed:
+            return [], {}, f"--project-id {given!r}: the template's regions are {', '.join(listed)}"
+        if region in regions:  # another listed region's id is fine: --region picked some
+            projects[region] = project.strip()
+    if not template.regions:  # one region, as before: the environment's project id
+        env = os.environ.get("IMSGUARD_PROJECT_ID") or os.environ.get("HUAWEICLOUD_SDK_PROJECT_ID")
+        projects.setdefault(regions[0], env or "")
+    return regions, projects, None
+
+
+def _fake_project(template: Any, region: str) -> str:
+    """A fake project id: the sample one without regions, else one of the region's own (each
+    region of an account has its own project)."""
+    from imsguard_tools.testing import SAMPLE_PROJECT_ID
+
+    if not template.regions:
+        return SAMPLE_PROJECT_ID
+    return hashlib.sha256(region.encode()).hexdigest()[:32]
 
 
 def _not_in_package(package: Path, name: str) -> str | None:
@@ -905,6 +1008,87 @@ def _print_steps(
     if any(s.what.startswith("Config rule") for s in writes):
         where = "FunctionGraph and Config"
     print(f"  {len(writes)} change(s) {verb} reach {where}" if writes else "  nothing to change")
+
+
+def _print_regions(
+    args: argparse.Namespace,
+    template: Any,
+    deployers: dict[str, Any],
+    result: dict[str, list[Any]],
+    error: Any,
+    policy: dict[str, Any] | None,
+) -> None:
+    """A plan per region (a header line each), or, after a failure, what each region got."""
+    entries = []
+    for region, deployer in deployers.items():
+        steps: list[Any] = result.get(region, [])
+        status = "planned" if args.dry_run else "applied"
+        if error is not None:
+            steps = error.applied.get(region, [])
+            if region == error.region:
+                status = "failed while planning" if error.planning else "failed"
+            elif region in error.not_started:
+                status = "not planned" if error.planning else "not started"
+            else:
+                status = "planned, nothing written" if error.planning else "applied"
+        entry: dict[str, Any] = {
+            "region": region,
+            "coordinator": region == template.coordinator_region,
+            "function_urn": deployer.urn,
+            "status": status,
+            "steps": [s.describe() for s in steps],
+            "writes": len([s for s in steps if s.run is not None]),
+        }
+        if error is not None and region == error.region:
+            entry.update(
+                error=str(error),
+                done=[s.describe() for s in error.done],
+                not_done=[s.describe() for s in error.left],
+            )
+        entries.append(entry)
+    if args.output == "json":
+        _print_json(
+            {
+                "dry_run": args.dry_run,
+                "coordinator_region": template.coordinator_region,
+                "regions": entries,
+                "error": None if error is None else str(error),
+                "policy": policy,
+            }
+        )
+        return
+    if error is not None:
+        where = " (while planning: nothing was written in any region)" if error.planning else ""
+        print(f"imsguard deploy failed in region {error.region}{where}: {error}", file=sys.stderr)
+        for entry in entries:
+            print(f"  region {entry['region']}: {entry['status']}", file=sys.stderr)
+            if "error" in entry:
+                for label, items in (("done", entry["done"]), ("not done", entry["not_done"])):
+                    for step in items:
+                        print(
+                            f"    {label:<9} {step['action']:<8} {step['what']}: {step['detail']}",
+                            file=sys.stderr,
+                        )
+            elif entry["status"] == "applied":
+                print(f"    {entry['writes']} change(s) reached FunctionGraph", file=sys.stderr)
+        return
+    verb = "would" if args.dry_run else "did"
+    coordinator = f", coordinator {template.coordinator_region}" * bool(template.coordinator_region)
+    print(
+        f"imsguard deploy {'(dry run) ' if args.dry_run else ''}to {len(entries)} region(s)"
+        f"{coordinator}"
+    )
+    if policy is not None:
+        print(f"  {_policy_line(policy)}")
+    for entry in entries:
+        role = " (coordinator)" if entry["coordinator"] else ""
+        print(f"region {entry['region']}{role}: {entry['function_urn']}")
+        for step in entry["steps"]:
+            print(f"  {step['action']:<8} {step['what']}: {step['detail']}")
+        writes = entry["writes"]
+        print(
+            f"  {writes} change(s) {verb} reach FunctionGraph" if writes else "  nothing to change"
+        )
 
 
 def _iam_policy(args: argparse.Namespace) -> int:

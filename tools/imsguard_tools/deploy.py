@@ -6,6 +6,10 @@ differ, so a second deploy writes nothing. FunctionGraph's API changes a trigger
 status in place but has no update for its event data (CTS operations, timer rate):
 such a trigger is replaced (deleted, then created again).
 
+With the template's ``regions``, the same is done in each region (``deploy_regions``): every
+region is planned before any is written, then applied one after another, stopping at the
+first failure; the error says what each region got.
+
 The template's ``config_rules`` become Config custom rules (policy assignments) that invoke
 the function, read and written through Config's global API (``ConfigRules``) after the
 function's own steps. A rule is imsguard's when it is a custom rule invoking this function
@@ -76,6 +80,27 @@ class DeployError(Exception):
         self.done = done or []
         self.left = left or []
         super().__init__(message)
+
+
+class RegionsError(DeployError):
+    """A multi-region deploy stopped in ``region``: ``applied`` holds what the regions before
+    it got (every step of their plans), ``done`` and ``left`` what ``region`` got and did not,
+    ``not_started`` the regions after it. ``planning``: it stopped while reading, before
+    anything was written anywhere."""
+
+    def __init__(
+        self,
+        region: str,
+        error: DeployError,
+        applied: dict[str, list[Step]],
+        not_started: list[str],
+        planning: bool,
+    ):
+        super().__init__(str(error), error.done, error.left)
+        self.region = region
+        self.applied = applied
+        self.not_started = not_started
+        self.planning = planning
 
 
 class Step(NamedTuple):
@@ -175,7 +200,7 @@ class Deployer:
             "timeout": function.timeout,
             "description": function.description,
             "xrole": function.agency.name,
-            "user_data": json.dumps(function.settings, sort_keys=True),
+            "user_data": json.dumps(self.template.settings_for(self.region), sort_keys=True),
         }
 
     def _config_step(self, current: dict[str, Any]) -> Step:
@@ -407,6 +432,29 @@ class Deployer:
             raise DeployError(f"{service} could not be reached: {type(exc).__name__}") from None
         content = getattr(response, "raw_content", None)
         return json.loads(content) if content else None
+
+
+def deploy_regions(deployers: dict[str, Deployer], dry_run: bool) -> dict[str, list[Step]]:
+    """Each region's steps, planned or applied. Every region is planned first (reads only),
+    so a region that cannot be read or planned stops the deploy before anything is written
+    anywhere; then regions are applied in order, and the first failure stops the rest (a
+    half-deployed region is for a person to look at, not a reason to go on)."""
+    regions = list(deployers)
+    plans: dict[str, list[Step]] = {}
+    for index, region in enumerate(regions):
+        try:
+            plans[region] = deployers[region].plan()
+        except DeployError as exc:
+            raise RegionsError(region, exc, {}, regions[index + 1 :], planning=True) from None
+    if dry_run:
+        return plans
+    applied: dict[str, list[Step]] = {}
+    for index, region in enumerate(regions):
+        try:
+            applied[region] = deployers[region].apply(plans[region])
+        except DeployError as exc:
+            raise RegionsError(region, exc, applied, regions[index + 1 :], planning=False) from None
+    return applied
 
 
 class ConfigRules:

@@ -34,7 +34,19 @@ from imsguard.events import (
 )
 from imsguard.policy import PolicyError, line_of, load_policy, yaml_loader
 from imsguard.settings import (
+    CES_ENDPOINT,
     CONFIG_RULES,
+    FGS_ENDPOINT,
+    FUNCTION_URN,
+    IMS_ENDPOINT,
+    NOTIFY_ROUTES,
+    NOTIFY_TOPIC_URN,
+    OBS_ENDPOINT,
+    PROJECT_ID,
+    REGION,
+    REPORT_BUCKET,
+    SMN_ENDPOINT,
+    STS_ENDPOINT,
     SettingsError,
     load_settings,
     parse_bool,
@@ -58,6 +70,25 @@ MAX_USER_EVENT_BYTES = 2047  # a timer's user_event must stay under 2 KB
 CONFIG_RULE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ConfigPeriod = Literal["One_Hour", "Three_Hours", "Six_Hours", "Twelve_Hours", "TwentyFour_Hours"]
 CONFIG_PERIODS = get_args(ConfigPeriod)
+REGION_ID = r"^[a-z]{2,}(-[a-z0-9]+)+$"  # as settings checks IMSGUARD_REGION
+# Settings that name one region's resources (endpoints, topics, buckets, the project, the
+# function): in a template with several regions they are set per region (region_settings),
+# never copied from one region to another. IMSGUARD_REGION itself deploy sets per region.
+REGIONAL_SETTINGS = frozenset(
+    {
+        IMS_ENDPOINT,
+        FGS_ENDPOINT,
+        SMN_ENDPOINT,
+        CES_ENDPOINT,
+        OBS_ENDPOINT,
+        STS_ENDPOINT,
+        REPORT_BUCKET,
+        NOTIFY_TOPIC_URN,
+        NOTIFY_ROUTES,
+        PROJECT_ID,
+        FUNCTION_URN,
+    }
+)
 
 
 class TemplateError(ValueError):
@@ -308,6 +339,19 @@ class Template(_Strict):
     triggers: list[TriggerSpec] = Field(min_length=1)
     async_invoke: AsyncInvoke = Field(default_factory=AsyncInvoke)
     config_rules: list[ConfigRuleSpec] = Field(default_factory=list)
+    # Deploying to several regions (CTS is regional: a function hears only its own region's
+    # image events). Empty: the one region of IMSGUARD_REGION, as before.
+    regions: list[Annotated[str, Field(pattern=REGION_ID)]] = Field(default_factory=list)
+    coordinator_region: str | None = None  # where the org coordinator runs (one of regions)
+    region_settings: dict[str, dict[SettingName, str]] = Field(default_factory=dict)
+
+    def settings_for(self, region: str) -> dict[str, str]:
+        """The function's settings in ``region``: the shared ones, that region's own, and
+        IMSGUARD_REGION set to it (only with ``regions``: a template without keeps its
+        settings exactly as written)."""
+        if not self.regions:
+            return dict(self.function.settings)
+        return {**self.function.settings, **self.region_settings.get(region, {}), REGION: region}
 
 
 def load_template(path: Path) -> Template:
@@ -342,6 +386,11 @@ def template_settings(path: Path) -> dict[str, str]:
         raise TemplateError(
             str(path), ["function.settings: a mapping of IMSGUARD_* names to text is needed"]
         )
+    regional = data.get("region_settings") if isinstance(data, dict) else None
+    if isinstance(regional, dict) and regional:  # every region sets the same keys
+        region, own = next(iter(regional.items()))
+        if isinstance(own, dict) and all(isinstance(v, str) for v in own.values()):
+            settings = {**settings, **own, REGION: str(region)}
     try:
         return check_settings(settings)
     except ValueError as exc:
@@ -392,9 +441,12 @@ def _deployment_problems(template: Template, folder: Path) -> list[tuple[tuple[A
             )
         )
     problems += _config_rule_problems(template, code_root / (policy or "policy.yaml"))
+    problems += _region_problems(template)
     listed = function.agency.permissions
     if listed is not None:
-        used = needed(all_permissions(), function.settings)
+        # One agency serves every region (IAM is global); every region sets the same keys.
+        first = template.regions[0] if template.regions else ""
+        used = needed(all_permissions(), template.settings_for(first))
         wanted = set(actions(used))
         extra = sorted(set(listed) - wanted - set(optional_actions(used)))
         missing = sorted(wanted - set(listed))
@@ -460,3 +512,97 @@ def _config_rule_problems(template: Template, policy: Path) -> list[tuple[tuple[
                     )
                 )
     return problems
+
+
+def _region_problems(template: Template) -> list[tuple[tuple[Any, ...], str]]:
+    """A multi-region template that could deploy one region's resources into another: a
+    regional setting shared by every region, region_settings that differ in their keys (the
+    agency and the calls are the same everywhere, only the resources differ) or name another
+    region; also Config rules and a failure destination, which are one region's each."""
+    regions = template.regions
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for index, region in enumerate(regions):
+        if region in regions[:index]:
+            problems.append((("regions", index), f"{region} is listed twice"))
+    shared = template.function.settings
+    if regions and shared.get(REGION) and shared[REGION] not in regions:
+        problems.append(
+            (
+                ("function", "settings", REGION),
+                f"{shared[REGION]} is not one of regions {regions}: add it, or remove the "
+                "setting (deploy sets IMSGUARD_REGION to each region it deploys to)",
+            )
+        )
+    coordinator = template.coordinator_region
+    if coordinator is not None and coordinator not in regions:
+        problems.append((("coordinator_region",), f"{coordinator} is not one of regions {regions}"))
+    keys: dict[str, set[str]] = {}
+    for region, own in template.region_settings.items():
+        if region not in regions:
+            problems.append(
+                (("region_settings", region), f"{region} is not one of regions {regions}")
+            )
+            continue
+        for key, value in own.items():
+            if key not in REGIONAL_SETTINGS:
+                why = (
+                    "deploy sets it to the region"
+                    if key == REGION
+                    else "it is no regional setting: set it in function.settings"
+                )
+                problems.append((("region_settings", region, key), f"not here: {why}"))
+                continue
+            other = [r for r in regions if r != region and _mentions(value, r)]
+            if other:
+                problems.append(
+                    (("region_settings", region, key), f"names region {other[0]}, not {region}")
+                )
+        keys[region] = set(own)
+    for region in dict.fromkeys(regions):  # each region's settings, as its function reads them
+        try:
+            check_settings(template.settings_for(region))
+        except ValueError as exc:
+            problems.append((("region_settings", region), str(exc)))
+    if len(regions) < 2:
+        return problems
+    for key in sorted(REGIONAL_SETTINGS & set(shared)):
+        problems.append(
+            (
+                ("function", "settings", key),
+                f"names one region's resource, and regions lists {len(regions)}: set it "
+                "for each region under region_settings",
+            )
+        )
+    if template.region_settings:
+        for region in regions:
+            these, first = keys.get(region, set()), keys.get(regions[0], set())
+            if these != first:
+                problems.append(
+                    (
+                        ("region_settings", region),
+                        f"sets {sorted(these)}, {regions[0]} sets {sorted(first)}: every "
+                        "region sets the same "
+                        "keys (one agency, the same calls; only the resources differ)",
+                    )
+                )
+    if template.config_rules:
+        problems.append(
+            (
+                ("config_rules",),
+                "not with several regions: Config is global and rule names are the "
+                "account's, so each region's function would claim the same rules",
+            )
+        )
+    if template.async_invoke.on_failure is not None:
+        problems.append(
+            (
+                ("async_invoke", "on_failure"),
+                "not with several regions: a failure destination is one region's",
+            )
+        )
+    return problems
+
+
+def _mentions(value: str, region: str) -> bool:
+    """Whether a setting's value names ``region`` (in a URL or a URN), as a whole id."""
+    return re.search(rf"(?<![a-z0-9-]){re.escape(region)}(?![a-z0-9-])", value) is not None
