@@ -222,7 +222,6 @@ def test_a_region_without_ims_is_an_error_and_changes_nothing(org, shard_context
     assert "is IMS offered in that region" in report["error"]
     assert all(c.method == "GET" for c in org.ims_calls())
     assert report["continuation"]["cause"] == "error" and not report["continued"]["started"]
-    print(report["error"])
 
 
 def test_without_an_org_agency_a_shard_is_refused(org, context):
