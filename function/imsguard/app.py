@@ -32,6 +32,7 @@ from imsguard.policy import PolicyError, cached_policy
 from imsguard.settings import (
     CONFIG_RULES,
     FUNCTION_URN,
+    ORG_AGENCY,
     SWEEP_CONTINUE,
     SWEEP_MAX_HOPS,
     SettingsError,
@@ -41,10 +42,13 @@ from imsguard.sinks import ConfigStateNotReported
 from imsguard.uefi import normalize_os_version
 
 if TYPE_CHECKING:
+    from imsguard.context import Credentials
+    from imsguard.event_models import OrgShard
     from imsguard.ims import ImsGateway
     from imsguard.invocation import Invocation
     from imsguard.policy import Policy
     from imsguard.results import EventReport, SweepReport
+    from imsguard.settings import Settings
     from imsguard.sinks.config import ConfigStates
 
 # Credentials the process may see besides the context's: redacted whether used or not.
@@ -81,7 +85,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         answer: dict[str, Any] = redact_all(
             report if isinstance(report, dict) else report.to_json()
         )
-    except InvalidPolicy:
+    except (InvalidPolicy, TransientFailure):
         raise
     except ConfigStateNotReported as exc:  # raised before the image's PATCH: retry the event
         log(logging.ERROR, "Config state not reported; raising for FunctionGraph to retry")
@@ -131,6 +135,15 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     if isinstance(parsed, Skip):
         log(logging.INFO, "event skipped", status=parsed.status, reason=parsed.reason)
         return _stop(parsed.status, parsed.reason)
+    shard = parsed.shard if isinstance(parsed, SweepRequest) else None
+    named = {} if shard is None else {"shard": shard.fields()}  # a shard's answers name it
+    if shard is not None and not settings.org_agency:
+        return _stop(
+            "error",
+            f"configuration: an org-shard event needs {ORG_AGENCY}, the agency each member "
+            "account lends imsguard; it is not set, so no account is swept",
+            **named,
+        )
     config = parsed.config
     if config is not None and not settings.config_rules:
         return _stop(
@@ -147,7 +160,9 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
         )
     if not settings.project_id:
         return _stop(
-            "error", "configuration: no project id (RUNTIME_PROJECT_ID or IMSGUARD_PROJECT_ID)"
+            "error",
+            "configuration: no project id (RUNTIME_PROJECT_ID or IMSGUARD_PROJECT_ID)",
+            **named,
         )
     credentials = read_credentials(context)
     if credentials is not None:
@@ -158,6 +173,7 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
             "error",
             "configuration: no credentials (give the function an agency, or "
             "set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK)",
+            **named,
         )
     # The SDK, and what works with it, load only when there is work to do.
     from imsguard.event_check import EventCheck
@@ -165,12 +181,6 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     from imsguard.invocation import Invocation
     from imsguard.results import EventReport
 
-    try:
-        gateway = gateway_for(
-            settings.region, settings.ims_endpoint, settings.project_id, credentials
-        )
-    except ValueError as exc:
-        return _stop("error", f"configuration: {exc}")
     # A sweep waits for nothing: its budget is all the time to the safety margin.
     max_wait_s = float("inf") if isinstance(parsed, SweepRequest) else settings.max_wait_s
     # Only a local run (tests, the CLI: imsguard_tools' LocalContext) brings its own clock
@@ -179,6 +189,18 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     clock = (context.clock if local else None) or SystemClock()
     budget = Budget.for_invocation(context, clock, settings.safety_margin_s, max_wait_s)
     progress = context.progress if local else None
+    if shard is not None:  # another account's project, under the agency it lends us
+        opened = _open_shard(shard, settings, credentials, budget)
+        if isinstance(opened, dict):
+            return opened
+        gateway, budget = opened
+    else:
+        try:
+            gateway = gateway_for(
+                settings.region, settings.ims_endpoint, settings.project_id, credentials
+            )
+        except ValueError as exc:
+            return _stop("error", f"configuration: {exc}")
     invocation = Invocation(settings, credentials, budget, gateway, progress)
     uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
     states: ConfigStates | None = None
@@ -197,6 +219,11 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     report: EventReport | SweepReport
     if isinstance(parsed, SweepRequest):
         report = _run_sweep_hop(parsed, invocation, policy, uefi_versions, states)
+        if shard is not None:
+            from imsguard.org.shard import explain
+
+            explain(report, shard, settings)
+            report.shard = shard.fields()
     else:
         dry_run = settings.dry_run or parsed.dry_run is True
         check = EventCheck(invocation, policy, dry_run, uefi_versions)
@@ -213,6 +240,26 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     if states is not None:  # each state was sent as its image was evaluated
         report.sinks = {**(report.sinks or {}), "config": states.outcome()}
     return report
+
+
+def _open_shard(
+    shard: OrgShard, settings: Settings, credentials: Credentials, budget: Budget
+) -> tuple[ImsGateway, Budget] | dict[str, Any]:
+    """An org shard's IMS gateway (the account's assumed agency) and the budget its hop keeps
+    to; or the answer of a shard that cannot run (status "error": FunctionGraph does not retry
+    a permanent failure). STS throttled or unreachable raises TransientFailure: a retry may
+    succeed."""
+    from imsguard.org.shard import ShardFailed, open_shard
+
+    try:
+        return open_shard(shard, settings, credentials, budget)
+    except ShardFailed as exc:
+        reason = redact(str(exc))
+        if exc.transient:
+            log(logging.ERROR, "org shard: raising for FunctionGraph to retry", reason=reason)
+            raise TransientFailure(reason) from None
+        log(logging.ERROR, "org shard failed", reason=reason, **shard.fields())
+        return _stop("error", reason, shard=shard.fields())
 
 
 def _uefi_versions(gateway: ImsGateway) -> frozenset[str] | None:
@@ -329,12 +376,7 @@ def _start_next_hop(
     if _hand_on_refused(options):  # what the next hop would refuse is not handed on
         notices = []
         report.notices_handed = False  # this hop publishes its digest itself
-    payload = (
-        {"action": "sweep", **options}
-        if request.config is None
-        # a Config periodic evaluation goes on as one: the next hop reports its images too
-        else {**config_event(request.config), CONFIG_SWEEP: options}
-    )
+    payload = _next_event(request, options)
     try:
         request_id = invoke_async(
             urn,
@@ -351,9 +393,7 @@ def _start_next_hop(
     shown = {**options, "notices": len(notices)} if notices else options  # lines, not text
     if "report_keys" in shown:  # a count, not up to SWEEP_MAX_HOPS keys
         shown = {**shown, "report_keys": len(shown["report_keys"])}
-    logged = (
-        {"action": "sweep", **shown} if request.config is None else {**payload, CONFIG_SWEEP: shown}
-    )
+    logged = _next_event(request, shown)
     log(logging.INFO, "sweep continued", function_urn=urn, request_id=request_id, **logged)
     return {"started": True, "function_urn": urn, "request_id": request_id, "payload": payload}
 
@@ -371,6 +411,17 @@ def _hand_on_refused(options: dict[str, Any]) -> bool:
     for key in ("notices", "sweep_id", "report_keys"):
         options.pop(key, None)
     return True
+
+
+def _next_event(request: SweepRequest, options: dict[str, Any]) -> dict[str, Any]:
+    """The event that continues ``request`` with the next hop's sweep ``options``."""
+    if request.shard is not None:  # an org shard goes on as the same shard
+        from imsguard.org.shard import continuation_event
+
+        return continuation_event(request.shard, options)
+    if request.config is not None:  # a Config periodic evaluation goes on as one
+        return {**config_event(request.config), CONFIG_SWEEP: options}
+    return {"action": "sweep", **options}
 
 
 def _stop(status: str, reason: str, **extra: Any) -> dict[str, Any]:

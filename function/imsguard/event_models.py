@@ -10,7 +10,15 @@ import re
 from datetime import timezone
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from imsguard.events import (
     MAX_IMAGE_NAME,
@@ -169,6 +177,58 @@ class SweepOptions(BaseModel):
         if value is not None and not is_image_id(value):
             raise ValueError("not an image id (a UUID)")
         return value
+
+
+# What each shard field must be (fullmatch), and how a refusal says so: an org run's id (the
+# coordinator's, naming the run's shards and reports), an account's (domain) id as
+# Organizations lists it and STS's agency URN takes it, a region id, a project id.
+SHARD_FIELDS = {
+    "org_run": (r"[A-Za-z0-9._-]{1,64}", "1 to 64 letters, digits, '.', '_' or '-'"),
+    "account": (r"[0-9a-f]{32}", "an account (domain) id: 32 lower-case hex characters"),
+    "region": (r"[a-z]{2,}(-[a-z0-9]+){1,5}", "a region id such as 'ap-southeast-1'"),
+    "project_id": (r"[0-9a-f]{32}", "a project id: 32 lower-case hex characters"),
+}
+
+
+class OrgShard(BaseModel):
+    """Which unit of an organization sweep a shard is: one account's project in one region,
+    in the run's ``plan`` (a dry run that counts the changes) or ``apply`` phase."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    org_run: str
+    account: str
+    account_name: str | None = Field(default=None, max_length=64)
+    region: str
+    project_id: str
+    phase: Literal["plan", "apply"]
+
+    @field_validator("org_run", "account", "region", "project_id")
+    @classmethod
+    def _id(cls, value: str, info: ValidationInfo) -> str:
+        pattern, wanted = SHARD_FIELDS[str(info.field_name)]
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"not {wanted}")
+        return value
+
+    @field_validator("account_name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("holds a control character")
+        return value
+
+    def fields(self) -> dict[str, Any]:
+        """The shard's own fields (not an event's ``action`` or ``sweep``), for reports."""
+        return self.model_dump(include=set(OrgShard.model_fields))
+
+
+class OrgShardEvent(OrgShard):
+    """``{"action": "org-shard", <the shard's fields>, "sweep": {<sweep options>}}``: one
+    shard of an organization sweep, started by its coordinator (or by itself, continued)."""
+
+    action: Literal["org-shard"]
+    sweep: SweepOptions = Field(default_factory=SweepOptions)
 
 
 def _report_key(key: str, sweep_id: str, hop: int) -> bool:

@@ -1,9 +1,9 @@
 """Event parsing: every envelope imsguard accepts becomes one small Trigger.
 
-Each kind of event is one :class:`Envelope` in :data:`ENVELOPES`: a sweep action, a CTS
-trigger event (``{"cts": {...}}``), an EventGrid batch (``{"events": [...]}``) or single
-CloudEvent carrying a CTS trace, a direct invocation (``{"image_id": ...}`` /
-``{"image_ids": [...]}``), a timer, a Config custom rule's evaluation. Where each IMS
+Each kind of event is one :class:`Envelope` in :data:`ENVELOPES`: an action (a sweep, an org
+sweep's shard), a CTS trigger event (``{"cts": {...}}``), an EventGrid batch (``{"events":
+[...]}``) or single CloudEvent carrying a CTS trace, a direct invocation (``{"image_id": ...}``
+/ ``{"image_ids": [...]}``), a timer, a Config custom rule's evaluation. Where each IMS
 trace keeps its ids is data: :data:`TRACE_SPECS`. Anything else becomes a :class:`Skip`
 with a reason, never an exception.
 """
@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeGuard
 
 if TYPE_CHECKING:
-    from imsguard.event_models import SweepOptions
+    from imsguard.event_models import OrgShard, SweepOptions
 
 
 # IMS identifiers. Always used with fullmatch: "$" would also accept a trailing newline.
@@ -137,6 +137,7 @@ class SweepRequest(NamedTuple):
     summary: str
     options: SweepOptions
     config: ConfigEvaluation | None = None  # a Config rule's periodic evaluation
+    shard: OrgShard | None = None  # an org sweep's shard: another account's project
 
 
 class ConfigEvaluation(NamedTuple):
@@ -300,21 +301,72 @@ class Envelope:
         return SweepRequest(self.source, f"sweep ({self.source}{hop})", parsed)
 
 
-class SweepActionEnvelope(Envelope):
+class ActionEnvelope(Envelope):
+    """``{"action": <action>, ...}``: something asked for by hand or by imsguard itself. Each
+    action is one subclass in :data:`ENVELOPES`; any other action is refused by
+    :class:`UnknownActionEnvelope`, which names them all."""
+
+    action: ClassVar[str]
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        return event.get("action") == self.action
+
+
+class SweepActionEnvelope(ActionEnvelope):
     """``{"action": "sweep", ...options}``: a sweep asked for by hand."""
+
+    source = "direct"
+    action = "sweep"
+
+    def unwrap(self, event: dict[str, Any]) -> SweepRequest | Skip:
+        return self.sweep_request({k: v for k, v in event.items() if k != "action"})
+
+
+ORG_SHARD = "org-shard"
+
+
+class OrgShardEnvelope(ActionEnvelope):
+    """``{"action": "org-shard", "org_run", "account", "account_name", "region", "project_id",
+    "phase", "sweep": {...options}}``: one (account, region/project) shard of an org sweep,
+    an ordinary sweep of that project under the account's agency (imsguard.org.shard). The
+    ``plan`` phase is always a dry run."""
+
+    source = "org"
+    action = ORG_SHARD
+
+    def unwrap(self, event: dict[str, Any]) -> SweepRequest | Skip:
+        from imsguard import event_models  # only org shards need their model
+
+        parsed = event_models.validated(event_models.OrgShardEvent, event)
+        if isinstance(parsed, str):
+            return Skip("invalid", f"invalid {ORG_SHARD} event: {parsed}")
+        options = parsed.sweep
+        if parsed.phase == "plan" and options.dry_run is not True:
+            options = options.model_copy(update={"dry_run": True})
+        shard = event_models.OrgShard.model_validate(parsed.fields())
+        hop = f", continuation {options.hop}" if options.hop else ""
+        summary = (
+            f"org shard {shard.org_run}: account {shard.account}, {shard.region} "
+            f"project {shard.project_id} ({shard.phase}{hop})"
+        )
+        return SweepRequest(self.source, summary, options, shard=shard)
+
+
+class UnknownActionEnvelope(Envelope):
+    """Any other ``{"action": ...}``: refused, naming the actions there are."""
 
     source = "direct"
 
     def matches(self, event: dict[str, Any]) -> bool:
-        return "action" in event
+        return "action" in event and not any(
+            e.matches(event) for e in ENVELOPES if isinstance(e, ActionEnvelope)
+        )
 
-    def unwrap(self, event: dict[str, Any]) -> SweepRequest | Skip:
-        if event.get("action") != "sweep":
-            return Skip(
-                "invalid",
-                f"unknown action {shorten(event.get('action'))}; the only action is 'sweep'",
-            )
-        return self.sweep_request({k: v for k, v in event.items() if k != "action"})
+    def unwrap(self, event: dict[str, Any]) -> Skip:
+        known = ", ".join(repr(e.action) for e in ENVELOPES if isinstance(e, ActionEnvelope))
+        return Skip(
+            "invalid", f"unknown action {shorten(event.get('action'))}; the actions are {known}"
+        )
 
 
 class CtsEnvelope(Envelope):
@@ -608,12 +660,15 @@ def _config_parameters(parameters: Any, problems: list[str]) -> tuple[str | None
 
 
 # Tried in this order; the first envelope that matches unwraps the event. The order decides
-# events with keys of several kinds: "action" first (a sweep action may carry any option);
+# events with keys of several kinds: "action" first (an action may carry any option; an
+# unknown action is refused, naming the known ones);
 # "cts" and "events" before a single CloudEvent, whose keys (source, type, data) a wrapper
 # may also have; the direct invocation before the timer, whose trigger_type a hand-made
 # event might copy (the direct model then rejects the extra key, loudly).
 ENVELOPES: list[Envelope] = [
     SweepActionEnvelope(),
+    OrgShardEnvelope(),
+    UnknownActionEnvelope(),
     CtsEnvelope(),
     EventGridBatchEnvelope(),
     CloudEventEnvelope(),

@@ -40,9 +40,10 @@ def no_progress(counts: dict[str, int]) -> None:
 
 
 class Invocation:
-    """One handler call: its settings, credentials, clock and time budget, its view of
-    the shared IMS gateway (``ims_calls``: its limits and retry count), its progress
-    callback and its result sinks."""
+    """One handler call: its settings, credentials (the function's own: an org shard's
+    gateway carries the member account's), clock and time budget, its view of the shared IMS
+    gateway (``ims_calls``: its limits and retry count), its progress callback and its
+    result sinks."""
 
     __slots__ = ("budget", "credentials", "gateway", "ims_calls", "progress", "settings", "sinks")
 
@@ -73,7 +74,13 @@ class Invocation:
 
     @property
     def project_id(self) -> str:
+        """The images' project (an org shard's: another account's)."""
         return self.gateway.project_id
+
+    @property
+    def home_project_id(self) -> str:
+        """The function's own project, where its sinks publish with its ``credentials``."""
+        return self.settings.project_id or self.gateway.project_id
 
     def publish(self, result: ImageResult) -> ImageResult:
         """Hand a finished result to every sink; returns it, for the report."""

@@ -260,6 +260,7 @@ class SweepReport:
         "report_stem",
         "results",
         "rules",
+        "shard",
         "sinks",
         "summary",
         "sweep_id",
@@ -341,6 +342,7 @@ class SweepReport:
         self.report_stem: str | None = None
         self.continued: dict[str, Any] | None = None
         self.sinks: dict[str, dict[str, Any]] | None = None  # what each report sink did
+        self.shard: dict[str, Any] | None = None  # an org sweep's shard: which one it is
 
     @property
     def status(self) -> str:
@@ -361,6 +363,8 @@ class SweepReport:
             "results": [r.to_json() for r in self.results],
             "truncated": self.truncated,
         }
+        if self.shard is not None:
+            report["shard"] = self.shard
         if self.notes:
             report["notes"] = list(self.notes)
         if self.error is not None:

@@ -215,6 +215,11 @@ def _main(argv: list[str] | None) -> int:
         type=Path,
         help="default: the bundled template.yaml (its settings decide the optional calls)",
     )
+    iam.add_argument(
+        "--member",
+        action="store_true",
+        help="the policy of the agency each member account lends an org sweep",
+    )
 
     commands.add_parser("schema", help="the JSON Schema of the policy format, for editors")
 
@@ -1094,7 +1099,7 @@ def _print_regions(
 def _iam_policy(args: argparse.Namespace) -> int:
     """The agency's custom policy (IAM policy language 1.1), from the actions the function's
     calls declare and the template's settings; on stdout alone, so it can go to IAM as it is."""
-    from imsguard_tools.iam import all_permissions, needed, policy_document
+    from imsguard_tools.iam import all_permissions, member_permissions, needed, policy_document
     from imsguard_tools.template import TemplateError, template_settings
 
     path = _template_path(args.template)
@@ -1102,11 +1107,12 @@ def _iam_policy(args: argparse.Namespace) -> int:
         settings = template_settings(path)
     except TemplateError as exc:
         return _fail(args, str(exc))
-    used = needed(all_permissions(), settings)
+    used = needed(member_permissions() if args.member else all_permissions(), settings)
     _print_json(policy_document(used))
     if args.output == "text":
+        whose = "the agency each member account lends an org sweep" if args.member else "the agency"
         print(
-            f"# {path}: the agency's custom policy, exactly the actions imsguard's calls need "
+            f"# {path}: the custom policy of {whose}, exactly the actions imsguard's calls need "
             "with its settings:",
             file=sys.stderr,
         )

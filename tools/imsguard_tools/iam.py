@@ -40,6 +40,14 @@ def all_permissions() -> list[Permission]:
     )
 
 
+def member_permissions() -> list[Permission]:
+    """What the agency each member account lends an org sweep must allow: the IMS calls one
+    shard makes there (list and update images, and the UEFI OS list when that is read)."""
+    from imsguard.ims import ImsGateway
+
+    return declared_by(ImsGateway.list_page, ImsGateway.update_image, ImsGateway.uefi_os_versions)
+
+
 def needed(permissions: Iterable[Permission], settings: Mapping[str, str]) -> list[Permission]:
     """The permissions a deployment with these ``IMSGUARD_*`` settings uses."""
     from imsguard.settings import SWITCHES, SettingsError, parse_bool

@@ -89,7 +89,7 @@ class CesMetrics:
             CesRegion,
             settings.region,
             settings.ces_endpoint,
-            invocation.project_id,
+            invocation.home_project_id,
             invocation.credentials,
             timeouts,
         )

@@ -110,7 +110,7 @@ class SmnNotices:
             SmnRegion,
             settings.region,
             settings.smn_endpoint,
-            invocation.project_id,
+            invocation.home_project_id,
             invocation.credentials,
             timeouts,
         )
