@@ -5,15 +5,11 @@ with UpdatePolicyState through the real Config SDK client against a fake Config 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
 
-from helpers import SECRETS, load_event, use_policy
+from helpers import SECRETS, load_event, modules_after_an_event, use_policy
 from imsguard.app import ConfigStateNotReported, handler
 from imsguard.events import (
     ConfigEvaluation,
@@ -472,27 +468,8 @@ def test_the_timer_and_cts_events_are_not_config_events():
 
 
 def test_an_ordinary_event_imports_neither_the_config_reporter_nor_its_sdk():
-    code = (
-        "import sys, json, imsguard.app\n"
-        "from imsguard_tools.testing import FakeIms\n"
-        "from imsguard_tools.local_context import LocalContext\n"
-        "event = json.load(open('tests/events/cts_create_image.json'))\n"
-        "with FakeIms.seeded() as f:\n"
-        "    imsguard.app.handler(event, LocalContext(None, 'a'*8, 'b'*8))\n"
-        "print(sorted(m for m in sys.modules\n"
-        "             if m == 'imsguard.sinks.config' or 'sdkconfig' in m))\n"
-    )
-    root = Path(__file__).resolve().parent.parent  # this checkout's code, not an installed one
-    env = {
-        "IMSGUARD_REGION": REGION,
-        "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID,
-        "PATH": "",
-        "PYTHONPATH": os.pathsep.join(str(root / part) for part in ("function", "tools")),
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=root
-    ).stdout
-    assert out.strip().splitlines()[-1] == "[]"
+    loaded = modules_after_an_event()
+    assert not {m for m in loaded if m == "imsguard.sinks.config" or "sdkconfig" in m}
 
 
 def test_a_periodic_evaluation_out_of_time_continues_itself_as_a_config_event(clouds, ctx, clock):

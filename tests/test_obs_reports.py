@@ -6,15 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import ssl
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from helpers import SECRETS, use_policy
+from helpers import SECRETS, run_fresh, use_policy
 from imsguard.app import _run, handler
 from imsguard.context import Credentials
 from imsguard.settings import SettingsError, load_settings
@@ -302,16 +298,7 @@ def test_without_a_bucket_nothing_loads_the_obs_sdk_and_an_event_never_does():
         "    print(imsguard.app.handler({'image_id': image}, on)['sinks'])\n"
         "print(sorted(m for m in sys.modules if m == 'obs' or m.startswith(('obs.', 'Crypto'))))\n"
     )
-    root = Path(__file__).resolve().parents[1]
-    env = {
-        "IMSGUARD_REGION": REGION,
-        "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID,
-        "PATH": "",
-        "PYTHONPATH": os.pathsep.join(str(root / part) for part in ("function", "tools")),
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    ).stdout
+    out = run_fresh(code, IMSGUARD_REGION=REGION)
     assert "'obs': {'skipped'" in out
     assert out.strip().splitlines()[-1] == "[]"
 

@@ -4,14 +4,11 @@ Organizations, STS and IAM SDKs against the fakes (tools/imsguard_tools/fake_org
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
+from helpers import modules_after_an_event
 from imsguard.clock import Budget
 from imsguard.context import Credentials
 from imsguard.org.calls import AccessDenied, OrganizationsNotEnabled, Throttled
@@ -328,28 +325,11 @@ def test_the_agency_policy_gains_the_org_actions_only_for_org_deployments():
 
 
 def test_an_ordinary_event_imports_none_of_the_org_sdks():
-    code = (
-        "import sys, json, imsguard.app\n"
-        "from imsguard_tools.testing import FakeIms\n"
-        "from imsguard_tools.local_context import LocalContext\n"
-        "event = json.load(open('tests/events/cts_create_image.json'))\n"
-        "with FakeIms.seeded() as f:\n"
-        "    imsguard.app.handler(event, LocalContext(None, 'a'*8, 'b'*8))\n"
-        "print(sorted(m for m in sys.modules if m.startswith('imsguard.org')\n"
-        "             or m.split('.')[0] in ('huaweicloudsdkorganizations',\n"
-        "                                    'huaweicloudsdksts', 'huaweicloudsdkiam')))\n"
-    )
-    root = Path(__file__).resolve().parent.parent  # this checkout's code, not an installed one
-    env = {
-        "IMSGUARD_REGION": REGION,
-        "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID,
-        "PATH": "",
-        "PYTHONPATH": os.pathsep.join(str(root / part) for part in ("function", "tools")),
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=root
-    ).stdout
-    assert out.strip().splitlines()[-1] == "[]"
+    loaded = modules_after_an_event()
+    assert not {m for m in loaded if m.startswith("imsguard.org") or m.split(".")[0] in ORG_SDKS}
+
+
+ORG_SDKS = ("huaweicloudsdkorganizations", "huaweicloudsdksts", "huaweicloudsdkiam")
 
 
 def test_a_refused_listing_is_a_clear_access_denied(org, clock):

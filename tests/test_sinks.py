@@ -4,17 +4,13 @@ clients against the fake IMS, SMN and Cloud Eye (one ``with`` block, on ``respon
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import date
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from helpers import SECRETS, load_event, use_policy
+from helpers import SECRETS, load_event, run_fresh, use_policy
 from imsguard.app import handler
 from imsguard.policy import parse_policy
 from imsguard.results import EventReport, ImageResult, SweepReport
@@ -362,16 +358,7 @@ def test_an_ordinary_event_imports_no_sink_and_no_new_sdk():
         "new = set(sys.modules) - before\n"
         "print(sorted(m for m in new if 'sinks.' in m or 'smn' in m or 'ces' in m))\n"
     )
-    root = Path(__file__).resolve().parents[1]  # this checkout's code, not an installed one
-    env = {
-        "IMSGUARD_REGION": REGION,
-        "RUNTIME_PROJECT_ID": SAMPLE_PROJECT_ID,
-        "PATH": "",
-        "PYTHONPATH": os.pathsep.join(str(root / part) for part in ("function", "tools")),
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    ).stdout
+    out = run_fresh(code, IMSGUARD_REGION=REGION)
     assert out.strip().splitlines()[-1] == "[]"
 
 
@@ -787,17 +774,11 @@ def test_a_rule_imsguard_cannot_fix_on_an_updated_image_says_so(clouds, sinks_on
     assert f'- {image} "DB_Base" rule owner-tag: cannot_fix: imsguard cannot fix this rule' in email
 
 
-def test_images_a_deferring_hop_leaves_to_the_next_are_counted_once(clouds, sinks_on, clock):
-    """Patches run out of time: the next hop lists the deferred images, and every image
-    after them, again. The digest counts and lists each image that needs a person once,
-    listed or beyond IMSGUARD_RESULTS_LIMIT."""
-    ims, smn, _ = clouds
-    untagged = set()
-    for n in range(20):
-        ims.add_image({"name": f"Web_{n}", "tags": ["team=web"]})  # a patch each
-        untagged.add(ims.add_image({"name": f"db-{n}", "tags": []})["id"])  # needs a person
-    continuing(ims, sinks_on, clock, timeout_ms=20_000)
-    sinks_on.user_data.update(
+def deferring(ims, context, clock):
+    """Sweeps whose patches run out of time (some are deferred to the next hop), listing at
+    most 3 results per hop."""
+    continuing(ims, context, clock, timeout_ms=20_000)
+    context.user_data.update(
         IMSGUARD_SWEEP_PAGE_SIZE="50",
         IMSGUARD_SWEEP_CONCURRENCY="1",
         IMSGUARD_SWEEP_MAX_HOPS="30",
@@ -809,6 +790,18 @@ def test_images_a_deferring_hop_leaves_to_the_next_are_counted_once(clouds, sink
             clock.elapsed += 1.5
 
     ims.before_request = slow
+
+
+def test_images_a_deferring_hop_leaves_to_the_next_are_counted_once(clouds, sinks_on, clock):
+    """Patches run out of time: the next hop lists the deferred images, and every image
+    after them, again. The digest counts and lists each image that needs a person once,
+    listed or beyond IMSGUARD_RESULTS_LIMIT."""
+    ims, smn, _ = clouds
+    untagged = set()
+    for n in range(20):
+        ims.add_image({"name": f"Web_{n}", "tags": ["team=web"]})  # a patch each
+        untagged.add(ims.add_image({"name": f"db-{n}", "tags": []})["id"])  # needs a person
+    deferring(ims, sinks_on, clock)
 
     reports = run_sweep(ims, sinks_on, clock)
 
@@ -828,19 +821,7 @@ def test_exempt_images_a_deferring_hop_leaves_to_the_next_are_counted_once(cloud
     for n in range(20):
         ims.add_image({"name": f"Web_{n}", "tags": ["team=web"]})  # a patch each
         ims.add_image({"name": f"old-{n}", "tags": ["legacy", "team=x"]})  # exempt
-    continuing(ims, sinks_on, clock, timeout_ms=20_000)
-    sinks_on.user_data.update(
-        IMSGUARD_SWEEP_PAGE_SIZE="50",
-        IMSGUARD_SWEEP_CONCURRENCY="1",
-        IMSGUARD_SWEEP_MAX_HOPS="30",
-        IMSGUARD_RESULTS_LIMIT="3",
-    )
-
-    def slow(method: str, path: str) -> None:
-        if method == "PATCH":  # slower than the hop's estimate: some are deferred
-            clock.elapsed += 1.5
-
-    ims.before_request = slow
+    deferring(ims, sinks_on, clock)
 
     reports = run_sweep(ims, sinks_on, clock)
 
