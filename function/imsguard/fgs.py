@@ -12,12 +12,11 @@ import os
 from typing import Any
 
 import requests
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import SdkException
-from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkfunctiongraph.v2 import AsyncInvokeFunctionRequest, FunctionGraphClient
 from huaweicloudsdkfunctiongraph.v2.region.functiongraph_region import FunctionGraphRegion
 
+from imsguard.clients import client_builder
 from imsguard.context import Credentials
 from imsguard.logs import RedactingFilter, redact
 from imsguard.permissions import INVOKE_ASYNC, requires
@@ -50,13 +49,7 @@ def client_for(
 ) -> FunctionGraphClient:
     """A FunctionGraph client (project id always given: no IAM look-up); KeyError when
     the SDK knows no endpoint for the region."""
-    basic = BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
-    if credentials.security_token:
-        basic = basic.with_security_token(credentials.security_token)
-    config = HttpConfig.get_default_config()
-    config.timeout = timeout
-    config.retry_times = 0
-    builder = FunctionGraphClient.new_builder().with_credentials(basic).with_http_config(config)
+    builder = client_builder(FunctionGraphClient, credentials, timeout, project_id=project_id)
     if endpoint:
         return builder.with_endpoints([endpoint]).build()
     return builder.with_region(FunctionGraphRegion.value_of(region or "")).build()

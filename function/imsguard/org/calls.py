@@ -7,10 +7,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import requests
-from huaweicloudsdkcore.auth.credentials import BasicCredentials, GlobalCredentials
 from huaweicloudsdkcore.exceptions.exceptions import SdkException
-from huaweicloudsdkcore.http.http_config import HttpConfig
 
+from imsguard.clients import client_builder
 from imsguard.clock import Budget
 from imsguard.context import Credentials
 from imsguard.logs import redact
@@ -56,17 +55,9 @@ def client(
     """A client at ``endpoint``: global credentials for ``domain_id`` (Organizations, IAM),
     else project credentials (STS); both given, so the SDK never looks either up through an
     IAM endpoint of its own choosing. No retries of the SDK's own: ours respect the budget."""
-    basic: Any = (
-        GlobalCredentials(credentials.access_key, credentials.secret_key, domain_id)
-        if domain_id
-        else BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
+    builder = client_builder(
+        client_class, credentials, TIMEOUT, project_id=project_id, domain_id=domain_id
     )
-    if credentials.security_token:
-        basic = basic.with_security_token(credentials.security_token)
-    config = HttpConfig.get_default_config()
-    config.timeout = TIMEOUT
-    config.retry_times = 0
-    builder = client_class.new_builder().with_credentials(basic).with_http_config(config)
     return builder.with_endpoints([endpoint]).build()
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import requests
-from huaweicloudsdkcore.auth.credentials import BasicCredentials, GlobalCredentials
 from huaweicloudsdkcore.exceptions.exceptions import SdkException
-from huaweicloudsdkcore.http.http_config import HttpConfig
 
+from imsguard.clients import client_builder
 from imsguard.context import Credentials
 from imsguard.logs import redact
 from imsguard.sinks import SinkError
@@ -28,17 +27,9 @@ def build_client(
     given: no IAM look-up), no retries of the SDK's own, and these timeouts; the region's
     endpoint unless ``endpoint`` is given. ``domain_id``: a global service's client
     (Config), with global credentials for that domain instead of the project's."""
-    basic: Any = (
-        GlobalCredentials(credentials.access_key, credentials.secret_key, domain_id)
-        if domain_id
-        else BasicCredentials(credentials.access_key, credentials.secret_key, project_id)
+    builder = client_builder(
+        client_class, credentials, timeout, project_id=project_id, domain_id=domain_id
     )
-    if credentials.security_token:
-        basic = basic.with_security_token(credentials.security_token)
-    config = HttpConfig.get_default_config()
-    config.timeout = timeout
-    config.retry_times = 0
-    builder = client_class.new_builder().with_credentials(basic).with_http_config(config)
     if endpoint:
         return builder.with_endpoints([endpoint]).build()
     try:
