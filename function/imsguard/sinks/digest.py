@@ -325,24 +325,9 @@ def _exemption_line(
     label = _expires(exemption)
     if notice["label"] != label:
         return None
-    which, rules = _which(exemption), ", ".join(sorted(exemption.rules or ["-"]))
     if notice["image_id"] is None:
-        return Item(
-            EXPIRING,
-            which,
-            "",
-            rules,
-            label,
-            _text(exemption.reason),
-            None,
-            notice["images"],
-            index,
-            summary=True,
-        )
-    reason = _text(f"exemption {which}: {exemption.reason}")
-    return Item(
-        EXPIRING, str(notice["image_id"]), notice["name"], rules, label, reason, tags, 1, index
-    )
+        return _covered_beyond(exemption, index, notice["images"])
+    return _covered(exemption, index, str(notice["image_id"]), notice["name"], tags)
 
 
 def _not_listed(section: str, images: int, what: str) -> Item:
@@ -442,36 +427,13 @@ def expiring(
     for index in expiring_soon(policy, today, days):
         exemption = policy.exemptions[index]
         which, label = _which(exemption), _expires(exemption)
-        rules = _text(", ".join(sorted(exemption.rules or ["-"])))
         images = [c for c in covered or () if c[0] == index]
         more = (beyond or {}).get(index, 0)
         for _, image_id, name, tags in images:
-            found.append(
-                Item(
-                    EXPIRING,
-                    image_id,
-                    _text(name) if isinstance(name, str) else "",
-                    rules,
-                    label,
-                    _text(f"exemption {which}: {exemption.reason}"),
-                    tags,
-                    exemption=index,
-                )
-            )
+            image_name = _text(name) if isinstance(name, str) else ""
+            found.append(_covered(exemption, index, image_id, image_name, tags))
         if more:
-            found.append(
-                Item(
-                    EXPIRING,
-                    which,
-                    "",
-                    rules,
-                    label,
-                    _text(exemption.reason),
-                    images=more,
-                    exemption=index,
-                    summary=True,
-                )
-            )
+            found.append(_covered_beyond(exemption, index, more))
         if itself and not images and not more:
             found.extend(
                 Item(
@@ -486,6 +448,35 @@ def expiring(
                 for rule in sorted(exemption.rules or ["-"])
             )
     return found
+
+
+def _covered(
+    exemption: Any, index: int, image_id: str, name: str, tags: tuple[str, ...] | None
+) -> Item:
+    """The line of an image an expiring exemption covers."""
+    reason = _text(f"exemption {_which(exemption)}: {exemption.reason}")
+    return Item(
+        EXPIRING, image_id, name, _rules(exemption), _expires(exemption), reason, tags, 1, index
+    )
+
+
+def _covered_beyond(exemption: Any, index: int, images: int) -> Item:
+    """The line that counts the images an expiring exemption covers beyond those listed."""
+    return Item(
+        EXPIRING,
+        _which(exemption),
+        "",
+        _rules(exemption),
+        _expires(exemption),
+        _text(exemption.reason),
+        images=images,
+        exemption=index,
+        summary=True,
+    )
+
+
+def _rules(exemption: Any) -> str:
+    return _text(", ".join(sorted(exemption.rules or ["-"])))
 
 
 def _which(exemption: Any) -> str:

@@ -69,12 +69,12 @@ class ObsReports:
         failed: list[str] = []
         # One object at a time, each freed once sent: a report of 10,000 images is MBs.
         body = report_json(report, about).getvalue()
-        self._send(bucket, f"{stem}.json", body, JSON_TYPE, invocation, written, failed)
+        self.send(bucket, f"{stem}.json", body, JSON_TYPE, invocation, written, failed)
         size = len(body)
         del body
         if not failed:  # the CSV only beside its JSON
             body = report_csv(report.examined_images or []).getvalue()
-            self._send(bucket, f"{stem}.csv", body, CSV_TYPE, invocation, written, failed)
+            self.send(bucket, f"{stem}.csv", body, CSV_TYPE, invocation, written, failed)
             del body
         outcome: dict[str, Any] = {"written": written, "bucket": bucket}
         if not (report.continued or {}).get("started"):  # the sweep's last hop
@@ -98,27 +98,11 @@ class ObsReports:
             # Written even when this hop's own objects failed: an older sweep's index must
             # not pass for this one's (imsguard report names the hop it cannot read).
             body = index_json(index, [*hops, f"{stem}.json"])
-            self._send(bucket, latest_key(prefix), body, JSON_TYPE, invocation, written, failed)
+            self.send(bucket, latest_key(prefix), body, JSON_TYPE, invocation, written, failed)
         if failed:
             raise SinkError("; ".join(failed))
         log(logging.INFO, "report written", bucket=bucket, keys=written, bytes=size)
         return outcome
-
-    def _send(
-        self,
-        bucket: str,
-        key: str,
-        body: bytes,
-        content_type: str,
-        invocation: Invocation,
-        written: list[str],
-        failed: list[str],
-    ) -> None:
-        """``send``, its failure noted in ``failed`` so the objects after it are still tried."""
-        try:
-            self.send(bucket, key, body, content_type, invocation, written)
-        except SinkError as exc:
-            failed.append(str(exc))
 
     def send(
         self,
@@ -128,14 +112,17 @@ class ObsReports:
         content_type: str,
         invocation: Invocation,
         written: list[str],
+        failed: list[str],
     ) -> None:
-        """PUT one object and add its key to ``written``; a failure names those written."""
+        """PUT one object: its key goes to ``written``, or why not to ``failed`` (naming
+        those written before it), so the objects after it are still tried."""
         try:
             self.put(bucket, key, body, content_type, invocation)
         except SinkError as exc:
             done = f" (written before it: {', '.join(written)})" if written else ""
-            raise SinkError(f"{exc}{done}") from None
-        written.append(key)
+            failed.append(f"{exc}{done}")
+        else:
+            written.append(key)
 
     @requires(PUT_OBJECT)
     def put(
