@@ -562,7 +562,7 @@ def _org_sweep(args: argparse.Namespace) -> int:
     concurrency = args.concurrency or int(os.environ.get("IMSGUARD_ORG_CONCURRENCY") or 50)
     log_to("stderr")
     began = time.monotonic()
-    org = org_local.FakeOrg(args.accounts, args.regions, args.images)
+    org = org_local.FakeOrg(args.accounts, args.regions, args.images, LocalContext.clock)
     user_data = {
         **org.user_data(concurrency),
         "IMSGUARD_LOG_LEVEL": args.log_level.upper(),
