@@ -267,3 +267,18 @@ def test_malformed_org_sweep_events_are_invalid_with_the_reason(cloud, event, wo
     assert answer["reason"].startswith("invalid org-sweep event: ")
     assert words.replace("Value error, ", "") in answer["reason"]
     assert fgs.invocations == []
+
+
+def test_a_timer_can_start_the_org_sweep(cloud):
+    _, fgs, context = cloud
+    timer = {
+        "trigger_type": "TIMER",
+        "trigger_name": "nightly-org",
+        "user_event": json.dumps({"action": "org-sweep", "regions": ["ap-southeast-1"]}),
+    }
+
+    answer = app.handler(timer, context)
+
+    assert answer["status"] == "ok" and answer["shards_total"] == 3
+    shards = [i["body"] for i in fgs.invocations if i["body"]["action"] == "org-shard"]
+    assert {s["region"] for s in shards} == {"ap-southeast-1"} and len(shards) == 2

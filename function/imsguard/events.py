@@ -492,14 +492,14 @@ class DirectEnvelope(Envelope):
 
 class TimerEnvelope(Envelope):
     """FunctionGraph's timer; its ``user_event`` ("additional information") holds the
-    sweep options as JSON text."""
+    sweep options as JSON text, or an org-sweep request (``{"action": "org-sweep", ...}``)."""
 
     source = "timer"
 
     def matches(self, event: dict[str, Any]) -> bool:
         return str(event.get("trigger_type", "")).upper() == "TIMER"
 
-    def unwrap(self, event: dict[str, Any]) -> SweepRequest | Skip:
+    def unwrap(self, event: dict[str, Any]) -> SweepRequest | OrgSweepRequest | Skip:
         raw = event.get("user_event")
         if raw in (None, ""):
             return self.sweep_request({})
@@ -515,6 +515,8 @@ class TimerEnvelope(Envelope):
             )
         if not isinstance(options, dict):
             return Skip("invalid", "the timer's user_event must be a JSON object of sweep options")
+        if options.get("action") == ORG_SWEEP:  # a nightly organization sweep
+            return OrgSweepEnvelope().unwrap(options)
         return self.sweep_request(options)
 
 
