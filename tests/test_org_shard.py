@@ -371,7 +371,10 @@ def test_an_unknown_action_names_every_action(shard_context):
     report = handler({"action": "org-shards"}, shard_context)
 
     assert report["status"] == "invalid"
-    assert report["reason"] == "unknown action 'org-shards'; the actions are 'sweep', 'org-shard'"
+    assert (
+        report["reason"]
+        == "unknown action 'org-shards'; the actions are 'sweep', 'org-shard', 'org-sweep'"
+    )
 
 
 def test_an_ordinary_event_loads_nothing_of_org_shards():

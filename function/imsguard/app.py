@@ -21,6 +21,7 @@ from imsguard.context import LocalRun, call_getter, read_credentials
 from imsguard.events import (
     CONFIG_MARKS,
     CONFIG_SWEEP,
+    OrgSweepRequest,
     Skip,
     SweepRequest,
     config_event,
@@ -135,6 +136,8 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     if isinstance(parsed, Skip):
         log(logging.INFO, "event skipped", status=parsed.status, reason=parsed.reason)
         return _stop(parsed.status, parsed.reason)
+    if isinstance(parsed, OrgSweepRequest):
+        return _run_org_sweep(parsed, settings, policy, context)
     shard = parsed.shard if isinstance(parsed, SweepRequest) else None
     named = {} if shard is None else {"shard": shard.fields()}  # a shard's answers name it
     if shard is not None and not settings.org_agency:
@@ -240,6 +243,42 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     if states is not None:  # each state was sent as its image was evaluated
         report.sinks = {**(report.sinks or {}), "config": states.outcome()}
     return report
+
+
+def _run_org_sweep(
+    request: OrgSweepRequest, settings: Settings, policy: Policy, context: Any
+) -> dict[str, Any]:
+    """Coordinate an organization sweep in the cloud: discover its shards, start this
+    invocation's share of them asynchronously, continue with the rest (imsguard.org)."""
+    if not settings.org_agency:
+        return _stop("error", f"configuration: an org-sweep event needs {ORG_AGENCY}")
+    if not settings.project_id:
+        return _stop("error", "configuration: no project id (RUNTIME_PROJECT_ID)")
+    credentials = read_credentials(context)
+    if credentials is None:
+        return _stop("error", "configuration: no credentials (give the function an agency)")
+    keep_secret(*credentials)
+    from imsguard.fgs import own_urn
+    from imsguard.org.cloud_invoker import CloudInvoker
+    from imsguard.org.coordinator import CoordinatorError, discover, org_run_id, run_cloud
+
+    urn = settings.function_urn or own_urn(settings.region, settings.project_id)
+    if urn is None:
+        return _stop("error", f"configuration: no function to invoke: set {FUNCTION_URN}")
+    local = isinstance(context, LocalRun)
+    clock = (context.clock if local else None) or SystemClock()
+    budget = Budget.for_invocation(context, clock, settings.safety_margin_s, float("inf"))
+    event = request.event
+    org_run = event.org_run or org_run_id(clock, call_getter(context, "getRequestID"))
+    invoker = CloudInvoker(urn, settings, credentials, budget)
+    try:
+        shards = discover(event, settings, credentials, budget)
+        answer = run_cloud(event, shards, org_run, invoker, policy, settings, budget)
+    except CoordinatorError as exc:
+        log(logging.ERROR, "org sweep not started", reason=str(exc))
+        return _stop("error", redact(str(exc)), org_run=org_run)
+    log(logging.INFO, "org sweep: shards started", org_run=org_run, shards=len(answer["shards"]))
+    return {"imsguard": __version__, "summary": request.summary, **answer}
 
 
 def _open_shard(

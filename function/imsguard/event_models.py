@@ -26,6 +26,7 @@ from imsguard.events import (
     is_image_id,
     is_image_name,
     parse_time,
+    shorten,
 )
 from imsguard.sinks import REPORT_KEYS_BYTES
 
@@ -162,14 +163,7 @@ class SweepOptions(BaseModel):
     @field_validator("since")
     @classmethod
     def _since(cls, value: str | None) -> str | None:
-        moment = parse_time(value) if value is not None else None
-        try:
-            usable = moment is not None and moment.astimezone(timezone.utc).year >= 1970
-        except (OverflowError, ValueError):
-            usable = False
-        if value is not None and not usable:
-            raise ValueError("not a date or time such as 2026-11-01 or 2026-11-01T08:00:00Z")
-        return value
+        return _since(value)
 
     @field_validator("marker")
     @classmethod
@@ -229,6 +223,83 @@ class OrgShardEvent(OrgShard):
 
     action: Literal["org-shard"]
     sweep: SweepOptions = Field(default_factory=SweepOptions)
+
+
+class OrgSweepEvent(BaseModel):
+    """``{"action": "org-sweep", "accounts"?, "regions"?, "dry_run"?, "since"?, "ou"?,
+    "tag"?}``: sweep an organization (imsguard.org.coordinator). ``org_run``, ``start_at``
+    and ``hop`` continue a coordinator that ran out of time or started its share of shards:
+    an index into the run's deterministic shard order, never credentials."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    action: Literal["org-sweep"]
+    accounts: list[str] | None = Field(default=None, min_length=1, max_length=10_000)
+    regions: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    dry_run: bool | None = None
+    since: str | None = Field(default=None, max_length=40)
+    ou: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    tag: str | None = Field(default=None, pattern=r"^[^=\x00-\x1f]{1,128}=[^\x00-\x1f]{0,255}$")
+    org_run: str | None = None
+    start_at: int = Field(default=0, ge=0)
+    hop: int = Field(default=0, ge=0, le=1000)
+
+    @field_validator("accounts")
+    @classmethod
+    def _accounts(cls, values: list[str] | None) -> list[str] | None:
+        return _each(values, "account")
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, values: list[str] | None) -> list[str] | None:
+        return _each(values, "region")
+
+    @field_validator("org_run")
+    @classmethod
+    def _org_run(cls, value: str | None) -> str | None:
+        _each([value] if value is not None else None, "org_run")
+        return value
+
+    @field_validator("since")
+    @classmethod
+    def _since(cls, value: str | None) -> str | None:
+        return _since(value)
+
+    @model_validator(mode="after")
+    def _continuation(self) -> OrgSweepEvent:
+        if (self.start_at or self.hop) and self.org_run is None:
+            raise ValueError("start_at and hop come only with the org_run they continue")
+        return self
+
+    def tag_pair(self) -> tuple[str, str] | None:
+        """``tag`` ("key=value") as Organizations' (key, value)."""
+        if self.tag is None:
+            return None
+        key, _, value = self.tag.partition("=")
+        return key, value
+
+
+def _since(value: str | None) -> str | None:
+    """``value`` if it is a date or time a sweep's ``since`` can take."""
+    moment = parse_time(value) if value is not None else None
+    try:
+        usable = moment is not None and moment.astimezone(timezone.utc).year >= 1970
+    except (OverflowError, ValueError):
+        usable = False
+    if value is not None and not usable:
+        raise ValueError("not a date or time such as 2026-11-01 or 2026-11-01T08:00:00Z")
+    return value
+
+
+def _each(values: list[str] | None, field: str) -> list[str] | None:
+    """``values``, each checked as SHARD_FIELDS[field] says; duplicates dropped."""
+    if values is None:
+        return None
+    pattern, wanted = SHARD_FIELDS[field]
+    for index, value in enumerate(values):
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"[{index}] {shorten(value)} is not {wanted}")
+    return list(dict.fromkeys(values))
 
 
 def _report_key(key: str, sweep_id: str, hop: int) -> bool:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeGuard
 
 if TYPE_CHECKING:
-    from imsguard.event_models import OrgShard, SweepOptions
+    from imsguard.event_models import OrgShard, OrgSweepEvent, SweepOptions
 
 
 # IMS identifiers. Always used with fullmatch: "$" would also accept a trailing newline.
@@ -284,7 +284,7 @@ class Envelope:
     def matches(self, event: dict[str, Any]) -> bool:
         raise NotImplementedError
 
-    def unwrap(self, event: dict[str, Any]) -> Trigger | SweepRequest | Skip:
+    def unwrap(self, event: dict[str, Any]) -> Trigger | SweepRequest | OrgSweepRequest | Skip:
         raise NotImplementedError
 
     def trigger(self, summary: str, targets: tuple[Target, ...], **extra: Any) -> Trigger:
@@ -350,6 +350,35 @@ class OrgShardEnvelope(ActionEnvelope):
             f"project {shard.project_id} ({shard.phase}{hop})"
         )
         return SweepRequest(self.source, summary, options, shard=shard)
+
+
+ORG_SWEEP = "org-sweep"
+
+
+class OrgSweepRequest(NamedTuple):
+    """An organization sweep to coordinate (imsguard.org.coordinator)."""
+
+    source: str
+    summary: str
+    event: OrgSweepEvent
+
+
+class OrgSweepEnvelope(ActionEnvelope):
+    """``{"action": "org-sweep", "accounts"?, "regions"?, "dry_run"?, "since"?, "ou"?,
+    "tag"?}``: sweep every account and region of an organization, one org-shard event per
+    (account, project), started by this coordinator."""
+
+    source = "org"
+    action = ORG_SWEEP
+
+    def unwrap(self, event: dict[str, Any]) -> OrgSweepRequest | Skip:
+        from imsguard import event_models  # only org sweeps need their model
+
+        parsed = event_models.validated(event_models.OrgSweepEvent, event)
+        if isinstance(parsed, str):
+            return Skip("invalid", f"invalid {ORG_SWEEP} event: {parsed}")
+        hop = f", continuation {parsed.hop}" if parsed.hop else ""
+        return OrgSweepRequest(self.source, f"org sweep{hop}", parsed)
 
 
 class UnknownActionEnvelope(Envelope):
@@ -463,14 +492,14 @@ class DirectEnvelope(Envelope):
 
 class TimerEnvelope(Envelope):
     """FunctionGraph's timer; its ``user_event`` ("additional information") holds the
-    sweep options as JSON text."""
+    sweep options as JSON text, or an org-sweep request (``{"action": "org-sweep", ...}``)."""
 
     source = "timer"
 
     def matches(self, event: dict[str, Any]) -> bool:
         return str(event.get("trigger_type", "")).upper() == "TIMER"
 
-    def unwrap(self, event: dict[str, Any]) -> SweepRequest | Skip:
+    def unwrap(self, event: dict[str, Any]) -> SweepRequest | OrgSweepRequest | Skip:
         raw = event.get("user_event")
         if raw in (None, ""):
             return self.sweep_request({})
@@ -486,6 +515,8 @@ class TimerEnvelope(Envelope):
             )
         if not isinstance(options, dict):
             return Skip("invalid", "the timer's user_event must be a JSON object of sweep options")
+        if options.get("action") == ORG_SWEEP:  # a nightly organization sweep
+            return OrgSweepEnvelope().unwrap(options)
         return self.sweep_request(options)
 
 
@@ -668,6 +699,7 @@ def _config_parameters(parameters: Any, problems: list[str]) -> tuple[str | None
 ENVELOPES: list[Envelope] = [
     SweepActionEnvelope(),
     OrgShardEnvelope(),
+    OrgSweepEnvelope(),
     UnknownActionEnvelope(),
     CtsEnvelope(),
     EventGridBatchEnvelope(),
@@ -678,7 +710,7 @@ ENVELOPES: list[Envelope] = [
 ]
 
 
-def parse_event(event: Any) -> Trigger | SweepRequest | Skip:
+def parse_event(event: Any) -> Trigger | SweepRequest | OrgSweepRequest | Skip:
     """Turn a raw FunctionGraph event into a Trigger or a SweepRequest, or say why there is
     nothing to do."""
     if not isinstance(event, dict):

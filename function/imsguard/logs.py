@@ -49,7 +49,9 @@ def keep_secret(*values: str | None) -> None:
 
 def redact(text: str) -> str:
     """Every kept secret, and every run of 10 or more of its first characters, as ***."""
-    for secret in _secrets:
+    # A copy (made under the GIL, at once): another thread (an org sweep's local shards)
+    # may keep a secret meanwhile.
+    for secret in tuple(_secrets):
         head = secret[:PREFIX] if len(secret) >= PREFIX else secret
         if head in text:
             text = _hide(text, secret, head)

@@ -90,6 +90,10 @@ class Policy(BaseModel):
     # Sweep guardrails: a sweep that would change more images than this changes none.
     max_updates: int | None = Field(default=None, ge=0)
     max_updates_percent: float | None = Field(default=None, ge=0, le=100)
+    # The same limits for a whole organization sweep (imsguard.org.coordinator): shards plan
+    # first, and none applies unless the organization's total is within them.
+    org_max_updates: int | None = Field(default=None, ge=0)
+    org_max_updates_percent: float | None = Field(default=None, ge=0, le=100)
     # Without this key, images tagged imsguard-exempt are exempt; a list replaces that.
     exemptions: list[Exemption] = Field(default_factory=_default_exemptions)
     # Extension attributes of the team's own that set rules may write; nothing else is

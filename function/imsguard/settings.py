@@ -52,6 +52,7 @@ ORG_REGIONS = "IMSGUARD_ORG_REGIONS"  # comma list of region ids an org sweep co
 ORG_CONCURRENCY = "IMSGUARD_ORG_CONCURRENCY"  # shards started at once (1-1000, default 50)
 ORGANIZATIONS_ENDPOINT = "IMSGUARD_ORGANIZATIONS_ENDPOINT"  # default: its global endpoint
 STS_ENDPOINT = "IMSGUARD_STS_ENDPOINT"  # default: the function's region's STS endpoint
+ORG_DOMAIN_ID = "IMSGUARD_ORG_DOMAIN_ID"  # the management account's id, to list its accounts
 IAM_ENDPOINT = "IMSGUARD_IAM_ENDPOINT"  # default: IAM's global endpoint
 ORG_SETTINGS = (
     ORG_AGENCY,
@@ -59,6 +60,7 @@ ORG_SETTINGS = (
     ORG_CONCURRENCY,
     ORGANIZATIONS_ENDPOINT,
     STS_ENDPOINT,
+    ORG_DOMAIN_ID,
     IAM_ENDPOINT,
 )
 # Organizations is global (OrganizationsRegion's only endpoint); IAM's global endpoint is the one
@@ -160,6 +162,7 @@ class Settings(NamedTuple):
     organizations_endpoint: str = ""  # set by load_settings: ORGANIZATIONS_GLOBAL_ENDPOINT
     sts_endpoint: str | None = None  # None: the region's (needs a region)
     iam_endpoint: str = ""  # set by load_settings: IAM_GLOBAL_ENDPOINT
+    org_domain_id: str | None = None  # the management account (Organizations is global)
 
 
 def read_setting(context: Any, key: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -537,6 +540,11 @@ def _org_settings(read: Reader, region: str | None) -> dict[str, Any]:
         sts = f"https://sts.{region}.myhuaweicloud.com"
     if agency is not None and sts is None:
         raise SettingsError(f"{ORG_AGENCY} needs {REGION} or {STS_ENDPOINT}: where STS is")
+    domain_id = read(ORG_DOMAIN_ID)
+    if domain_id is not None and not re.fullmatch(r"[0-9a-f]{32}", domain_id):
+        raise SettingsError(
+            f"{ORG_DOMAIN_ID}={domain_id!r} is not an account (domain) id: 32 lower-case hex"
+        )
     return {
         "org_agency": agency,
         "org_regions": tuple(dict.fromkeys(regions)),
@@ -545,4 +553,5 @@ def _org_settings(read: Reader, region: str | None) -> dict[str, Any]:
         or ORGANIZATIONS_GLOBAL_ENDPOINT,
         "sts_endpoint": sts,
         "iam_endpoint": _endpoint(read, IAM_ENDPOINT) or IAM_GLOBAL_ENDPOINT,
+        "org_domain_id": domain_id,
     }

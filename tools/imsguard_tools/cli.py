@@ -155,6 +155,21 @@ def _main(argv: list[str] | None) -> int:
     )
     _log_level_option(sweep)
 
+    org_sweep = commands.add_parser(
+        "org-sweep", help="sweep every account and region of an organization (local engine)"
+    )
+    org_sweep.add_argument(
+        "--fake", action="store_true", required=True, help="a fake organization (required)"
+    )
+    org_sweep.add_argument("--accounts", type=int, default=3, help="member accounts (default 3)")
+    org_sweep.add_argument("--regions", type=int, default=2, help="regions per account (1-10)")
+    org_sweep.add_argument("--images", type=int, default=20, help="images per account and region")
+    org_sweep.add_argument("--dry-run", action="store_true", help="plan, but send no update")
+    org_sweep.add_argument("--policy", type=Path, help="policy file (default: the built-in one)")
+    org_sweep.add_argument(
+        "--concurrency", type=int, help="shards at once (default IMSGUARD_ORG_CONCURRENCY or 50)"
+    )
+    _log_level_option(org_sweep)
     package = commands.add_parser("package", help="build the FunctionGraph ZIP in dist/")
     package.add_argument(
         "--python-version",
@@ -242,6 +257,7 @@ def _main(argv: list[str] | None) -> int:
         test,
         explain,
         sweep,
+        org_sweep,
         package,
         deploy,
         undo,
@@ -257,6 +273,7 @@ def _main(argv: list[str] | None) -> int:
         "test": _test,
         "explain": _explain,
         "sweep": _sweep,
+        "org-sweep": _org_sweep,
         "package": _package,
         "deploy": _deploy,
         "revert": _revert,
@@ -529,6 +546,45 @@ def _sweep(args: argparse.Namespace) -> int:
     else:
         _print_sweep(report, fake, _resume_command(args), args.timeout)
     return 0 if report.get("status") == "ok" else 1
+
+
+def _org_sweep(args: argparse.Namespace) -> int:
+    """An organization sweep on the local engine (imsguard_tools.org_local), on fakes."""
+    import time
+
+    from imsguard.org.coordinator import CoordinatorError
+    from imsguard_tools import org_local
+
+    if args.accounts < 1 or args.images < 0 or not 1 <= args.regions <= len(org_local.REGIONS):
+        return _fail(
+            args, f"--accounts at least 1, --regions 1 to {len(org_local.REGIONS)}, --images >= 0"
+        )
+    concurrency = args.concurrency or int(os.environ.get("IMSGUARD_ORG_CONCURRENCY") or 50)
+    log_to("stderr")
+    began = time.monotonic()
+    org = org_local.FakeOrg(args.accounts, args.regions, args.images, LocalContext.clock)
+    user_data = {
+        **org.user_data(concurrency),
+        "IMSGUARD_LOG_LEVEL": args.log_level.upper(),
+        **_policy_setting(args.policy),
+    }
+    context = LocalContext(user_data, "FAKE-AK", "FAKE-SK", "FAKE-TOKEN", timeout_ms=900_000)
+    built = time.monotonic()
+    invoker = org_local.LocalInvoker(_call_handler, org.shard_context(context), concurrency)
+    event = {"action": "org-sweep", **({"dry_run": True} if args.dry_run else {})}
+    try:
+        with org.serving():
+            result = org_local.run_local(event, context, invoker)
+    except (CoordinatorError, ValueError) as exc:
+        return _fail(args, str(exc))
+    finally:
+        invoker.close()
+    ended = time.monotonic()
+    if args.output == "json":
+        _print_json(org_local.public(result))
+    else:
+        print(org_local.render(result, built - began, ended - built, invoker.max_in_flight))
+    return 0 if result["status"] == "ok" else 1
 
 
 def _sweep_time_problem(timeout: float, context: LocalContext) -> str | None:

@@ -28,6 +28,7 @@ from imsguard.events import (
     CONFIG_RULE_PARAMETER,
     CONFIG_TYPE_PARAMETER,
     IMAGE_TRACES,
+    OrgSweepRequest,
     Skip,
     SweepRequest,
     parse_event,
@@ -254,7 +255,7 @@ class TimerTriggerSpec(_Strict):
         parsed = parse_event({"trigger_type": "TIMER", "user_event": value})
         if isinstance(parsed, Skip):
             raise ValueError(parsed.reason)
-        if not isinstance(parsed, SweepRequest):
+        if not isinstance(parsed, (SweepRequest, OrgSweepRequest)):
             raise ValueError("a timer event must ask for a sweep")
         return value
 

@@ -1,0 +1,44 @@
+"""Starting an org sweep's shards in the cloud: asynchronous invocations of this same
+function (FunctionGraph retries a failed one). It never waits for their results: each shard
+writes its own sweep report (OBS when configured); collecting them is later work."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from imsguard.fgs import invoke_async
+
+if TYPE_CHECKING:
+    from imsguard.clock import Budget
+    from imsguard.context import Credentials
+    from imsguard.settings import Settings
+
+
+class CloudInvoker:
+    """Invokes ``function_urn`` asynchronously with the function's own credentials (a
+    shard assumes its account's agency itself: nothing secret is in a payload)."""
+
+    waits = False
+
+    def __init__(
+        self, function_urn: str, settings: Settings, credentials: Credentials, budget: Budget
+    ) -> None:
+        self.function_urn = function_urn
+        self._settings = settings
+        self._credentials = credentials
+        self._budget = budget
+
+    def start(self, event: dict[str, Any]) -> str:
+        """Raises fgs.ContinueError when FunctionGraph does not take the invocation."""
+        return invoke_async(
+            self.function_urn,
+            event,
+            self._settings.region,
+            self._settings.fgs_endpoint,
+            self._settings.project_id or "",
+            self._credentials,
+            self._budget.time_left(),
+        )
+
+    def results(self, handles: list[str]) -> list[dict[str, Any]]:
+        raise NotImplementedError("the cloud coordinator does not wait for its shards")

@@ -1,0 +1,393 @@
+"""The coordinator of an organization sweep: which shards there are, and starting them.
+
+It lists the accounts (the request's, else Organizations'), each account's region projects
+(IAM under that account's assumed agency), and turns them into shards in a deterministic
+order: accounts as listed, then each account's projects by region and name. An account or
+region that cannot be swept is a shard entry with a status and a reason, never the end of
+the run.
+
+Shards are started through an :class:`Invoker`. In the cloud (:class:`CloudInvoker`) each is
+an asynchronous invocation of this same function, at most ``IMSGUARD_ORG_CONCURRENCY`` per
+coordinator invocation; the coordinator then continues itself with an index into the shard
+order (never credentials) and does not wait: each shard's result is its own sweep report
+(in OBS when configured). A waiting invoker (the local engine, imsguard_tools.org_local)
+runs the shards and hands their reports back, so the organization's limit
+(``org_max_updates`` / ``org_max_updates_percent``) is enforced there in two phases: every
+shard plans (a dry run), and only if the total is within the limit does any shard apply.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from imsguard.fgs import ContinueError
+from imsguard.logs import log
+from imsguard.org.calls import OrgError
+from imsguard.org.credentials import agency_urn, assume
+from imsguard.org.discovery import Account, list_accounts, list_regions
+from imsguard.org.shard import SESSION_PREFIX
+
+if TYPE_CHECKING:
+    from imsguard.clock import Budget, Clock
+    from imsguard.context import Credentials
+    from imsguard.event_models import OrgSweepEvent
+    from imsguard.policy import Policy
+    from imsguard.settings import Settings
+
+DISCOVERY_THREADS = 8  # accounts whose regions are read at once
+DISCOVERY_DURATION_S = 900  # the shortest STS allows: discovery needs one IAM call
+START_TIME_S = 5.0  # a coordinator with less time left continues itself instead
+
+
+class Shard(NamedTuple):
+    """One (account, project) unit, or an account or region that cannot be swept:
+    ``problem`` says why (its ``status``: "error" or "skipped")."""
+
+    account: str
+    account_name: str | None
+    region: str | None
+    project_id: str | None
+    status: str = "pending"
+    problem: str | None = None
+
+    def entry(self) -> dict[str, Any]:
+        """The shard's identity, as every report of it names it."""
+        return {
+            "account": self.account,
+            "region": self.region,
+            "project_id": self.project_id,
+        }
+
+
+class Invoker(Protocol):
+    """Starts shards. ``waits``: ``results`` hands back their reports (the local engine);
+    else (the cloud) the shards report on their own and ``results`` is never called."""
+
+    waits: bool
+
+    def start(self, event: dict[str, Any]) -> str:
+        """Start one invocation with ``event``; returns its handle (a request id)."""
+        ...
+
+    def results(self, handles: list[str]) -> list[dict[str, Any]]:
+        """The reports of the invocations ``handles`` (in that order), once all ended."""
+        ...
+
+
+class CoordinatorError(Exception):
+    """The org sweep cannot start at all (no accounts to list, an org limit in the cloud)."""
+
+
+def discover(
+    request: OrgSweepEvent, settings: Settings, caller: Credentials, budget: Budget
+) -> list[Shard]:
+    """Every shard of the request, in a deterministic order. Raises CoordinatorError when
+    the accounts cannot be listed; an account or region that fails is a shard with a
+    status."""
+    if not settings.org_agency or not settings.sts_endpoint or not settings.project_id:
+        raise CoordinatorError("configuration: an org sweep needs IMSGUARD_ORG_AGENCY")
+    accounts: list[Account]
+    if request.accounts:
+        accounts = [Account(a, "", "active") for a in request.accounts]
+    else:
+        if not settings.org_domain_id:
+            raise CoordinatorError(
+                "configuration: listing the organization's accounts needs "
+                "IMSGUARD_ORG_DOMAIN_ID (the management account's id), or give 'accounts'"
+            )
+        try:
+            accounts = list_accounts(
+                caller,
+                settings.org_domain_id,
+                budget,
+                request.ou,
+                request.tag_pair(),
+                settings.organizations_endpoint,
+            )
+        except OrgError as exc:
+            raise CoordinatorError(f"the organization's accounts were not listed: {exc}") from None
+    wanted = wanted_regions(request, settings)
+    with ThreadPoolExecutor(max_workers=DISCOVERY_THREADS) as pool:
+        found = pool.map(
+            lambda a: _account_shards(a, request, wanted, settings, caller, budget), accounts
+        )
+        return [shard for shards in found for shard in shards]
+
+
+def wanted_regions(request: OrgSweepEvent, settings: Settings) -> tuple[str, ...]:
+    """The request's regions within IMSGUARD_ORG_REGIONS (either alone when the other is
+    unset; () for every region)."""
+    asked = tuple(request.regions or ())
+    allowed = settings.org_regions
+    if asked and allowed:
+        return tuple(r for r in asked if r in allowed)
+    return asked or allowed
+
+
+def _account_shards(
+    account: Account,
+    request: OrgSweepEvent,
+    wanted: tuple[str, ...],
+    settings: Settings,
+    caller: Credentials,
+    budget: Budget,
+) -> list[Shard]:
+    """One account's shards: one per region project, or one entry that says why none."""
+    name = _shard_name(account.name)
+    if account.skipped:
+        return [Shard(account.id, name, None, None, "skipped", account.skipped)]
+    if request.regions and not wanted:
+        return [
+            Shard(
+                account.id,
+                name,
+                None,
+                None,
+                "skipped",
+                "none of the regions asked for is in IMSGUARD_ORG_REGIONS",
+            )
+        ]
+    assert settings.org_agency and settings.sts_endpoint and settings.project_id
+    urn = agency_urn(account.id, settings.org_agency)
+    try:
+        assumed = assume(
+            urn,
+            f"{SESSION_PREFIX}discovery",
+            DISCOVERY_DURATION_S,
+            caller,
+            settings.project_id,
+            settings.sts_endpoint,
+            budget,
+        )
+        projects = list_regions(
+            assumed.credentials, account.id, budget, wanted, settings.iam_endpoint
+        )
+    except OrgError as exc:
+        log(logging.ERROR, "org sweep: account not discovered", account=account.id, error=str(exc))
+        return [Shard(account.id, name, None, None, "error", f"regions not listed ({urn}): {exc}")]
+    projects.sort(key=lambda p: (p.region, p.name))
+    shards = [Shard(account.id, name, p.region, p.id) for p in projects]
+    seen = {p.region for p in projects}
+    for region in request.regions or ():
+        if region in wanted and region not in seen:
+            shards.append(
+                Shard(
+                    account.id,
+                    name,
+                    region,
+                    None,
+                    "skipped",
+                    f"account {account.id} has no enabled project in {region}",
+                )
+            )
+    return shards
+
+
+def _shard_name(name: str) -> str | None:
+    """An account's name as a shard event may carry it (at most 64, no control characters)."""
+    cleaned = re.sub(r"[\x00-\x1f\x7f]", " ", name)[:64]
+    return cleaned or None
+
+
+def org_run_id(clock: Clock, request_id: Any) -> str:
+    """A new run's id: its start time and the coordinator's request id (what STS session
+    names and shard events allow)."""
+    tail = re.sub(r"[^A-Za-z0-9._-]", "", str(request_id or ""))[:24]
+    return f"{clock.utcnow():%Y%m%dT%H%M%S}-{tail or 'local'}"
+
+
+def shard_event(shard: Shard, org_run: str, phase: str, request: OrgSweepEvent) -> dict[str, Any]:
+    """The org-shard event that sweeps ``shard`` (no credentials: it assumes its agency)."""
+    sweep: dict[str, Any] = {}
+    if request.dry_run is not None:
+        sweep["dry_run"] = request.dry_run
+    if request.since is not None:
+        sweep["since"] = request.since
+    event: dict[str, Any] = {
+        "action": "org-shard",
+        "org_run": org_run,
+        "account": shard.account,
+        "region": shard.region,
+        "project_id": shard.project_id,
+        "phase": phase,
+        "sweep": sweep,
+    }
+    if shard.account_name:
+        event["account_name"] = shard.account_name
+    return event
+
+
+def org_limit(policy: Policy) -> bool:
+    """Whether the policy sets a limit for the whole organization."""
+    return policy.org_max_updates is not None or policy.org_max_updates_percent is not None
+
+
+def over_limit(policy: Policy, changes: int, examined: int) -> str | None:
+    """Why no shard may apply: the organization's planned changes exceed its limit."""
+    most = policy.org_max_updates
+    percent = policy.org_max_updates_percent
+    done = "nothing was changed in any account; the planned changes are reported per shard"
+    if most is not None and changes > most:
+        return f"{changes} images would change, more than org_max_updates {most}; {done}"
+    if percent is not None and examined and 100 * changes / examined > percent:
+        return (
+            f"{changes} of {examined} images would change ({100 * changes / examined:.1f}%), "
+            f"more than org_max_updates_percent {percent:g}; {done}"
+        )
+    return None
+
+
+def _status(report: dict[str, Any]) -> str:
+    return str(report.get("status") or "error")
+
+
+def _merge(shard: Shard, report: dict[str, Any], status: str | None = None) -> dict[str, Any]:
+    """A shard's entry from its report."""
+    return {
+        **shard.entry(),
+        "account_name": shard.account_name,
+        "examined": int(report.get("examined") or 0),
+        "summary": dict(report.get("summary") or {}),
+        "status": status or _status(report),
+        "reason": report.get("reason") or report.get("error") or report.get("guardrail"),
+        "would_change": list(report.get("would_change") or []),
+    }
+
+
+def _unrun(shard: Shard) -> dict[str, Any]:
+    return {
+        **shard.entry(),
+        "account_name": shard.account_name,
+        "examined": 0,
+        "summary": {},
+        "status": shard.status,
+        "reason": shard.problem,
+        "would_change": [],
+    }
+
+
+def totals(entries: list[dict[str, Any]]) -> tuple[int, dict[str, int]]:
+    """The organization's images examined and its summary (each shard's summed)."""
+    summary: dict[str, int] = {}
+    for entry in entries:
+        for key, count in entry["summary"].items():
+            summary[key] = summary.get(key, 0) + int(count)
+    return sum(e["examined"] for e in entries), dict(sorted(summary.items()))
+
+
+def run_waiting(
+    request: OrgSweepEvent, shards: list[Shard], org_run: str, invoker: Invoker, policy: Policy
+) -> dict[str, Any]:
+    """Every shard to the end, through an invoker that waits (the local engine). With an
+    org limit and a real run: every shard plans, then all apply or none does."""
+    runnable = [s for s in shards if s.status == "pending"]
+
+    def run(phase: str) -> list[dict[str, Any]]:
+        handles = [invoker.start(shard_event(s, org_run, phase, request)) for s in runnable]
+        return invoker.results(handles)
+
+    reason: str | None = None
+    if org_limit(policy) and request.dry_run is not True:
+        planned = run("plan")
+        entries = [_merge(s, r) for s, r in zip(runnable, planned, strict=True)]
+        failed = [e for e in entries if e["status"] != "ok"]
+        examined, summary = totals(entries)
+        if failed:
+            reason = (
+                f"{len(failed)} shard(s) did not plan (first: account {failed[0]['account']} "
+                f"{failed[0]['region']}): the organization's limit cannot be checked; "
+                "nothing was changed in any account"
+            )
+        else:
+            reason = over_limit(policy, summary.get("would_update", 0), examined)
+        if reason is None:
+            applied = run("apply")
+            entries = [_merge(s, r) for s, r in zip(runnable, applied, strict=True)]
+        else:
+            entries = [
+                _merge(s, r, "held" if r.get("status") == "ok" else None)
+                for s, r in zip(runnable, planned, strict=True)
+            ]
+    else:
+        phase = "plan" if request.dry_run is True else "apply"
+        entries = [_merge(s, r) for s, r in zip(runnable, run(phase), strict=True)]
+        if org_limit(policy):  # a dry run says whether a real one would be held
+            examined, summary = totals(entries)
+            reason = over_limit(policy, summary.get("would_update", 0), examined)
+    by_shard = dict(zip(runnable, entries, strict=True))
+    ordered = [by_shard[s] if s in by_shard else _unrun(s) for s in shards]
+    examined, summary = totals(ordered)
+    return {
+        "status": "held" if reason else "ok",
+        "org_run": org_run,
+        "reason": reason,
+        "shards": ordered,
+        "examined": examined,
+        "summary": summary,
+    }
+
+
+def run_cloud(
+    request: OrgSweepEvent,
+    shards: list[Shard],
+    org_run: str,
+    invoker: Invoker,
+    policy: Policy,
+    settings: Settings,
+    budget: Budget,
+) -> dict[str, Any]:
+    """Start this invocation's share of the shards (IMSGUARD_ORG_CONCURRENCY at most, from
+    ``request.start_at``), then continue with the rest; results are not awaited."""
+    if org_limit(policy) and request.dry_run is not True:
+        raise CoordinatorError(
+            "the policy sets org_max_updates / org_max_updates_percent, which only the local "
+            "engine enforces for now (imsguard org-sweep); the cloud coordinator started no "
+            "shard rather than ignore the limit: run a dry run, or remove the limit"
+        )
+    phase = "plan" if request.dry_run is True else "apply"
+    entries: list[dict[str, Any]] = []
+    index = request.start_at
+    started = 0
+    while index < len(shards):
+        shard = shards[index]
+        if shard.status != "pending":
+            entries.append({**_unrun(shard), "index": index})
+            index += 1
+            continue
+        left = budget.time_left()
+        if started >= settings.org_concurrency or (left is not None and left < START_TIME_S):
+            break
+        try:
+            handle = invoker.start(shard_event(shard, org_run, phase, request))
+        except ContinueError as exc:
+            entries.append({**shard.entry(), "index": index, "status": "error", "reason": str(exc)})
+        else:
+            entries.append(
+                {**shard.entry(), "index": index, "status": "started", "request_id": handle}
+            )
+        started += 1
+        index += 1
+    answer: dict[str, Any] = {
+        "status": "ok",
+        "org_run": org_run,
+        "shards_total": len(shards),
+        "shards": entries,
+        "results": "each shard reports on its own (its sweep report, in OBS when configured)",
+    }
+    if index < len(shards):
+        payload = continuation(request, org_run, index)
+        try:
+            answer["continued"] = {"started": True, "request_id": invoker.start(payload)}
+        except ContinueError as exc:
+            answer["continued"] = {"started": False, "reason": f"{exc}: rerun with this payload"}
+        answer["continued"]["payload"] = payload
+    return answer
+
+
+def continuation(request: OrgSweepEvent, org_run: str, start_at: int) -> dict[str, Any]:
+    """The event that continues the coordinator at shard ``start_at`` of the same order."""
+    event = request.model_dump(exclude_none=True, exclude={"start_at", "hop", "org_run"})
+    return {**event, "org_run": org_run, "start_at": start_at, "hop": request.hop + 1}
