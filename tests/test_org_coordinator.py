@@ -215,13 +215,16 @@ def test_the_cloud_coordinator_starts_its_share_and_continues_with_the_rest(clou
     shard_events = [i["body"] for i in fgs.invocations[:2]]
     assert all(e["action"] == "org-shard" and e["phase"] == "apply" for e in shard_events)
     assert shard_events[0]["sweep"] == {"since": "2025-01-01"}
-    assert fgs.invocations[2]["body"] == {
+    continued = fgs.invocations[2]["body"]
+    assert continued == {
         "action": "org-sweep",
         "since": "2025-01-01",
         "org_run": first["org_run"],
         "start_at": 2,
         "hop": 1,
+        "shards_digest": continued["shards_digest"],  # the shard order it continues
     }
+    assert len(continued["shards_digest"]) == 16
     hops = [first]
     while "continued" in hops[-1]:  # what FunctionGraph would deliver
         hops.append(app.handler(fgs.invocations[-1]["body"], context))
@@ -282,3 +285,45 @@ def test_a_timer_can_start_the_org_sweep(cloud):
     assert answer["status"] == "ok" and answer["shards_total"] == 3
     shards = [i["body"] for i in fgs.invocations if i["body"]["action"] == "org-shard"]
     assert {s["region"] for s in shards} == {"ap-southeast-1"} and len(shards) == 2
+
+
+def test_each_apply_shard_may_change_at_most_what_it_planned(clock, tmp_path):
+    org = FakeOrg(2, 2, 9, clock)
+    policy = write_policy(tmp_path, "org_max_updates: 1000")
+
+    result, invoker = run(org, policy=policy)
+
+    plans = [e for e in invoker.events if e["phase"] == "plan"]
+    applies = [e for e in invoker.events if e["phase"] == "apply"]
+    assert len(plans) == len(applies) == 4
+    caps = [e["sweep"]["max_changes"] for e in applies]
+    assert sum(caps) == result["summary"]["updated"] == patches(org) > 0
+
+
+def test_a_sweep_with_max_changes_changes_nothing_beyond_them():
+    """What an apply shard does when its images went out of line after the plan."""
+    from imsguard_tools.testing import SAMPLE_PROJECT_ID, FakeIms
+
+    with FakeIms(project_id=SAMPLE_PROJECT_ID) as ims:
+        for n in range(4):
+            ims.add_image({"name": f"Bad_Name_{n}"})
+        context = LocalContext({}, *SECRETS)
+        report = app.handler({"action": "sweep", "max_changes": 3}, context)
+
+    assert ims.patches == [] and report["summary"] == {"would_update": 4}
+    assert "more than the 3 its organization's plan allowed" in report["guardrail"]
+
+
+def test_a_continued_coordinator_whose_shards_changed_starts_none(cloud):
+    """Discovery runs again on each hop; if it finds other shards (an agency removed, an
+    account joined), the positions no longer match: the hop stops and says so."""
+    org, fgs, context = cloud
+    first = app.handler({"action": "org-sweep"}, context)
+    org.sts.agencies[org.organizations.accounts[2].id] = set()  # a later account's agency goes
+    started = len(fgs.invocations)
+
+    second = app.handler(fgs.invocations[-1]["body"], context)
+
+    assert first["status"] == "ok" and second["status"] == "error"
+    assert "shards changed since this run's first hop" in second["reason"]
+    assert len(fgs.invocations) == started  # nothing skipped, nothing started twice

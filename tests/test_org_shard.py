@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from helpers import SECRETS, modules_after_an_event
+from helpers import SECRETS, modules_after_an_event, use_policy
 from imsguard.app import TransientFailure, handler
 from imsguard_tools.testing import (
     SAMPLE_PROJECT_ID,
@@ -400,3 +400,43 @@ def test_the_member_agency_policy_is_the_ims_calls_of_a_shard(capsys):
         "Statement": [{"Effect": "Allow", "Action": ["ims:images:list", "ims:images:update"]}],
     }
     assert "the custom policy of the agency each member account lends an org sweep" in err
+
+
+class CloudContext:
+    """FunctionGraph's own context (not a LocalRun): settings and temporary credentials."""
+
+    def __init__(self, local):
+        self.local = local
+
+    def getUserData(self, key):
+        return self.local.user_data.get(key)
+
+    def getSecurityAccessKey(self):
+        return SECRETS[0]
+
+    def getSecuritySecretKey(self):
+        return SECRETS[1]
+
+    def getSecurityToken(self):
+        return SECRETS[2]
+
+    def getRemainingTimeInMilliSeconds(self):
+        return 600_000
+
+
+def test_an_apply_shard_changes_nothing_in_the_cloud_while_an_org_limit_is_set(
+    org, shard_context, tmp_path
+):
+    """Only the local engine checks the organization's limit yet: a hand-made (or stale)
+    apply shard in the cloud must not change images past it."""
+    use_policy(
+        shard_context,
+        tmp_path,
+        "version: 1\norg_max_updates: 1\nrules:\n  - {name: kebab, kind: name, "
+        "pattern: '^[a-z0-9]+(-[a-z0-9]+)*$', fix: normalize}\n",
+    )
+
+    report = handler(shard(), CloudContext(shard_context))
+
+    assert report["status"] == "error" and "only the local engine" in report["reason"]
+    assert org.ims_calls() == [] and org.sts.calls == []

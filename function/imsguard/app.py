@@ -147,6 +147,16 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
             "account lends imsguard; it is not set, so no account is swept",
             **named,
         )
+    # Only the local engine checks an organization's limit yet: no apply shard elsewhere.
+    limited = shard is not None and shard.phase == "apply" and policy.org_limited
+    if limited and not isinstance(context, LocalRun):
+        return _stop(
+            "error",
+            "the policy limits the organization's changes (org_max_updates / "
+            "org_max_updates_percent), which only the local engine (imsguard org-sweep) "
+            "checks for now: an apply shard changes nothing here",
+            **named,
+        )
     config = parsed.config
     if config is not None and not settings.config_rules:
         return _stop(

@@ -126,6 +126,9 @@ class SweepOptions(BaseModel):
     # next hop may list images again (patches deferred to it) and reports none up to it.
     config_reported: str | None = Field(default=None, max_length=200)
     config_reported_at: str | None = Field(default=None, max_length=40)
+    # The most images this sweep may change, over all its hops (an organization's plan gave
+    # it): more, and it changes nothing, as with the policy's max_updates.
+    max_changes: int | None = Field(default=None, ge=0)
     # The digest lines of the sweep's earlier hops (SMN on): the last hop publishes them all.
     notices: list[CarriedNotice] | None = Field(default=None, max_length=2000)
     # Reports in OBS: the sweep's id (its first hop's request id) and the JSON keys of the
@@ -243,6 +246,9 @@ class OrgSweepEvent(BaseModel):
     org_run: str | None = None
     start_at: int = Field(default=0, ge=0)
     hop: int = Field(default=0, ge=0, le=1000)
+    # The shard order start_at indexes, as a digest: a next hop whose discovery finds other
+    # shards stops and says so, rather than skip some or start others twice.
+    shards_digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
 
     @field_validator("accounts")
     @classmethod
@@ -267,7 +273,7 @@ class OrgSweepEvent(BaseModel):
 
     @model_validator(mode="after")
     def _continuation(self) -> OrgSweepEvent:
-        if (self.start_at or self.hop) and self.org_run is None:
+        if (self.start_at or self.hop or self.shards_digest) and self.org_run is None:
             raise ValueError("start_at and hop come only with the org_run they continue")
         return self
 

@@ -111,6 +111,11 @@ class Policy(BaseModel):
             raise ValueError("; ".join(problems))
         return names
 
+    @property
+    def org_limited(self) -> bool:
+        """Whether the policy limits the changes of a whole organization's sweep."""
+        return self.org_max_updates is not None or self.org_max_updates_percent is not None
+
     def mode_of(self, rule: RuleKind) -> Mode:
         return rule.mode or self.mode
 

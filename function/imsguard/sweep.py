@@ -501,6 +501,12 @@ class SweepHop:
         ) + "; the changes held back are listed under would_change"
         if most is not None and changes > most:
             return f"{changes} images would change, more than max_updates {most}; {done}"
+        cap = self.options.max_changes
+        if cap is not None and changes > cap:
+            return (
+                f"{changes} images would change, more than the {cap} its organization's plan "
+                f"allowed this project (images changed since the plan); {done}"
+            )
         if percent is not None and examined and 100 * changes / examined > percent:
             return (
                 f"{changes} of {examined} images would change "

@@ -18,6 +18,8 @@ shard plans (a dry run), and only if the total is within the limit does any shar
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -199,9 +201,18 @@ def org_run_id(clock: Clock, request_id: Any) -> str:
     return f"{clock.utcnow():%Y%m%dT%H%M%S}-{tail or 'local'}"
 
 
-def shard_event(shard: Shard, org_run: str, phase: str, request: OrgSweepEvent) -> dict[str, Any]:
-    """The org-shard event that sweeps ``shard`` (no credentials: it assumes its agency)."""
+def shard_event(
+    shard: Shard,
+    org_run: str,
+    phase: str,
+    request: OrgSweepEvent,
+    max_changes: int | None = None,
+) -> dict[str, Any]:
+    """The org-shard event that sweeps ``shard`` (no credentials: it assumes its agency);
+    ``max_changes``: the most it may change, as the organization's plan found it."""
     sweep: dict[str, Any] = {}
+    if max_changes is not None:
+        sweep["max_changes"] = max_changes
     if request.dry_run is not None:
         sweep["dry_run"] = request.dry_run
     if request.since is not None:
@@ -218,11 +229,6 @@ def shard_event(shard: Shard, org_run: str, phase: str, request: OrgSweepEvent) 
     if shard.account_name:
         event["account_name"] = shard.account_name
     return event
-
-
-def org_limit(policy: Policy) -> bool:
-    """Whether the policy sets a limit for the whole organization."""
-    return policy.org_max_updates is not None or policy.org_max_updates_percent is not None
 
 
 def over_limit(policy: Policy, changes: int, examined: int) -> str | None:
@@ -285,15 +291,24 @@ def run_waiting(
     org limit and a real run: every shard plans, then all apply or none does."""
     runnable = [s for s in shards if s.status == "pending"]
 
-    def run(phase: str) -> list[dict[str, Any]]:
-        handles = [invoker.start(shard_event(s, org_run, phase, request)) for s in runnable]
+    def run(phase: str, caps: list[int | None] | None = None) -> list[dict[str, Any]]:
+        caps = caps or [None] * len(runnable)
+        handles = [
+            invoker.start(shard_event(s, org_run, phase, request, cap))
+            for s, cap in zip(runnable, caps, strict=True)
+        ]
         return invoker.results(handles)
 
     reason: str | None = None
-    if org_limit(policy) and request.dry_run is not True:
+    if policy.org_limited and request.dry_run is not True:
         planned = run("plan")
         entries = [_merge(s, r) for s, r in zip(runnable, planned, strict=True)]
-        failed = [e for e in entries if e["status"] != "ok"]
+        # A plan that did not finish (it would go on in another hop) counts as none.
+        failed = [
+            e
+            for e, r in zip(entries, planned, strict=True)
+            if e["status"] != "ok" or r.get("continuation")
+        ]
         examined, summary = totals(entries)
         if failed:
             reason = (
@@ -303,8 +318,11 @@ def run_waiting(
             )
         else:
             reason = over_limit(policy, summary.get("would_update", 0), examined)
-        if reason is None:
-            applied = run("apply")
+        if reason is None:  # each shard may change at most what it planned
+            caps: list[int | None] = [
+                int((r.get("summary") or {}).get("would_update", 0)) for r in planned
+            ]
+            applied = run("apply", caps)
             entries = [_merge(s, r) for s, r in zip(runnable, applied, strict=True)]
         else:
             entries = [
@@ -314,7 +332,7 @@ def run_waiting(
     else:
         phase = "plan" if request.dry_run is True else "apply"
         entries = [_merge(s, r) for s, r in zip(runnable, run(phase), strict=True)]
-        if org_limit(policy):  # a dry run says whether a real one would be held
+        if policy.org_limited:  # a dry run says whether a real one would be held
             examined, summary = totals(entries)
             reason = over_limit(policy, summary.get("would_update", 0), examined)
     by_shard = dict(zip(runnable, entries, strict=True))
@@ -341,13 +359,20 @@ def run_cloud(
 ) -> dict[str, Any]:
     """Start this invocation's share of the shards (IMSGUARD_ORG_CONCURRENCY at most, from
     ``request.start_at``), then continue with the rest; results are not awaited."""
-    if org_limit(policy) and request.dry_run is not True:
+    if policy.org_limited and request.dry_run is not True:
         raise CoordinatorError(
             "the policy sets org_max_updates / org_max_updates_percent, which only the local "
             "engine enforces for now (imsguard org-sweep); the cloud coordinator started no "
             "shard rather than ignore the limit: run a dry run, or remove the limit"
         )
     phase = "plan" if request.dry_run is True else "apply"
+    digest = shards_digest(shards)
+    if request.shards_digest is not None and request.shards_digest != digest:
+        raise CoordinatorError(
+            f"the organization's shards changed since this run's first hop (accounts, regions "
+            f"or agencies differ): the shards from position {request.start_at} on were not "
+            "started, so none is skipped or started twice; run the org sweep again"
+        )
     entries: list[dict[str, Any]] = []
     index = request.start_at
     started = 0
@@ -377,8 +402,14 @@ def run_cloud(
         "shards": entries,
         "results": "each shard reports on its own (its sweep report, in OBS when configured)",
     }
-    if index < len(shards):
-        payload = continuation(request, org_run, index)
+    if index < len(shards) and index == request.start_at:  # no progress: do not loop
+        answer["status"] = "error"
+        answer["reason"] = (
+            f"no shard could be started (too little time left after discovery, or "
+            f"IMSGUARD_ORG_CONCURRENCY is 0): rerun from position {index} with a longer timeout"
+        )
+    elif index < len(shards):
+        payload = continuation(request, org_run, index, digest)
         try:
             answer["continued"] = {"started": True, "request_id": invoker.start(payload)}
         except ContinueError as exc:
@@ -387,7 +418,23 @@ def run_cloud(
     return answer
 
 
-def continuation(request: OrgSweepEvent, org_run: str, start_at: int) -> dict[str, Any]:
+def continuation(
+    request: OrgSweepEvent, org_run: str, start_at: int, digest: str
+) -> dict[str, Any]:
     """The event that continues the coordinator at shard ``start_at`` of the same order."""
-    event = request.model_dump(exclude_none=True, exclude={"start_at", "hop", "org_run"})
-    return {**event, "org_run": org_run, "start_at": start_at, "hop": request.hop + 1}
+    event = request.model_dump(
+        exclude_none=True, exclude={"start_at", "hop", "org_run", "shards_digest"}
+    )
+    return {
+        **event,
+        "org_run": org_run,
+        "start_at": start_at,
+        "hop": request.hop + 1,
+        "shards_digest": digest,
+    }
+
+
+def shards_digest(shards: list[Shard]) -> str:
+    """A short digest of the shard order (accounts, regions, projects and their status)."""
+    keys = [(s.account, s.region, s.project_id, s.status) for s in shards]
+    return hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:16]
