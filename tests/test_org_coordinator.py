@@ -12,6 +12,7 @@ import pytest
 from helpers import SECRETS
 from imsguard import app
 from imsguard.org import discovery
+from imsguard_tools import org_local
 from imsguard_tools.local_context import LocalContext
 from imsguard_tools.org_local import FakeOrg, LocalInvoker, run_local
 from imsguard_tools.testing import FakeFunctionGraph
@@ -80,11 +81,12 @@ def test_explicit_accounts_and_regions_are_the_shards(clock):
         (third, "cn-north-9", "skipped"),
         (first, "ap-southeast-2", "ok"),
         (first, "cn-north-9", "skipped"),
-        (unknown, None, "error"),
+        (unknown, None, "skipped"),  # not a member: its agency is never asked for
     ]
+    assert "not an active member of the organization" in result["shards"][4]["reason"]
     assert "has no enabled project in cn-north-9" in result["shards"][1]["reason"]
     assert [e["region"] for e in invoker.events] == ["ap-southeast-2"] * 2
-    assert not any(c.path.startswith("/v1/organizations") for c in org.organizations.calls)
+    assert not any(unknown in str(c.body) for c in org.sts.calls)
     touched = {key for key, fake in org.ims.items() if fake.calls}
     assert touched == {(third, "ap-southeast-2"), (first, "ap-southeast-2")}
 
@@ -327,3 +329,19 @@ def test_a_continued_coordinator_whose_shards_changed_starts_none(cloud):
     assert first["status"] == "ok" and second["status"] == "error"
     assert "shards changed since this run's first hop" in second["reason"]
     assert len(fgs.invocations) == started  # nothing skipped, nothing started twice
+
+
+def test_named_accounts_outside_the_organization_are_not_swept(clock):
+    """With IMSGUARD_ORG_DOMAIN_ID set, an account the event names is swept only if it is an
+    active member: an agency left behind by an account that left is not enough."""
+    org = FakeOrg(2, 1, 4, clock)
+    member = org.organizations.accounts[0].id
+    outsider = f"{0xDEAD:032x}"
+    org.sts.agencies[outsider] = {org_local.AGENCY}
+
+    result, _ = run(org, {"action": "org-sweep", "accounts": [member, outsider]})
+
+    by_account = {s["account"]: s for s in result["shards"]}
+    assert by_account[member]["status"] == "ok"
+    assert by_account[outsider]["status"] == "skipped"
+    assert not any(fake.calls for (account, _), fake in org.ims.items() if account == outsider)

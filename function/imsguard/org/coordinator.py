@@ -83,6 +83,11 @@ class CoordinatorError(Exception):
     """The org sweep cannot start at all (no accounts to list, an org limit in the cloud)."""
 
 
+NOT_A_MEMBER = (
+    "not an active member of the organization (Organizations' list of accounts): not swept"
+)
+
+
 def discover(
     request: OrgSweepEvent, settings: Settings, caller: Credentials, budget: Budget
 ) -> list[Shard]:
@@ -92,7 +97,7 @@ def discover(
     if not settings.org_agency or not settings.sts_endpoint or not settings.project_id:
         raise CoordinatorError("configuration: an org sweep needs IMSGUARD_ORG_AGENCY")
     accounts: list[Account]
-    if request.accounts:
+    if request.accounts and not settings.org_domain_id:
         accounts = [Account(a, "", "active") for a in request.accounts]
     else:
         if not settings.org_domain_id:
@@ -111,6 +116,12 @@ def discover(
             )
         except OrgError as exc:
             raise CoordinatorError(f"the organization's accounts were not listed: {exc}") from None
+        if request.accounts:  # named accounts, checked against the organization's members
+            members = {a.id: a for a in accounts}
+            accounts = [
+                members.get(a) or Account(a, "", "not a member", NOT_A_MEMBER)
+                for a in request.accounts
+            ]
     wanted = wanted_regions(request, settings)
     with ThreadPoolExecutor(max_workers=DISCOVERY_THREADS) as pool:
         found = pool.map(
