@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sweep.py --images 1000
 	$(BIN)/python bench/sweep.py --images 10000
 	$(BIN)/python bench/memory.py --images 10000
+	$(BIN)/python bench/org_scale.py
 
 chaos: $(STAMP)
 	IMSGUARD_CHAOS_IMAGES=5000 $(BIN)/pytest -s tests/test_chaos.py
