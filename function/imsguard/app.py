@@ -288,7 +288,8 @@ def _run_org_sweep(
         log(logging.ERROR, "org sweep not started", reason=str(exc))
         return _stop("error", redact(str(exc)), org_run=org_run)
     log(logging.INFO, "org sweep: shards started", org_run=org_run, shards=len(answer["shards"]))
-    return {"imsguard": __version__, "summary": request.summary, **answer}
+    # The coordinator examines no image itself: each shard reports its own (results: []).
+    return {"imsguard": __version__, "summary": request.summary, **answer, "results": []}
 
 
 def _open_shard(
