@@ -440,3 +440,13 @@ def test_an_apply_shard_changes_nothing_in_the_cloud_while_an_org_limit_is_set(
 
     assert report["status"] == "error" and "only the local engine" in report["reason"]
     assert org.ims_calls() == [] and org.sts.calls == []
+
+
+def test_a_shard_in_the_cloud_refuses_one_ims_endpoint_for_every_region(org, shard_context):
+    """IMSGUARD_IMS_ENDPOINT would send every account's assumed credentials to one place."""
+    shard_context.user_data["IMSGUARD_IMS_ENDPOINT"] = "https://ims.example.com"
+
+    report = handler(shard(), CloudContext(shard_context))
+
+    assert report["status"] == "error" and "IMSGUARD_IMS_ENDPOINT" in report["reason"]
+    assert org.ims_calls() == [] and org.sts.calls == []

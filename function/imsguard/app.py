@@ -33,6 +33,7 @@ from imsguard.policy import PolicyError, cached_policy
 from imsguard.settings import (
     CONFIG_RULES,
     FUNCTION_URN,
+    IMS_ENDPOINT,
     ORG_AGENCY,
     SWEEP_CONTINUE,
     SWEEP_MAX_HOPS,
@@ -145,6 +146,15 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
             "error",
             f"configuration: an org-shard event needs {ORG_AGENCY}, the agency each member "
             "account lends imsguard; it is not set, so no account is swept",
+            **named,
+        )
+    # One IMS endpoint for every shard would send each account's assumed credentials, for
+    # every region, to that one place: in the cloud a shard uses its region's endpoint.
+    if shard is not None and settings.ims_endpoint and not isinstance(context, LocalRun):
+        return _stop(
+            "error",
+            f"configuration: {IMS_ENDPOINT} names one IMS endpoint, but an org shard calls "
+            f"its own region's ({shard.region}): unset it for organization sweeps",
             **named,
         )
     # Only the local engine checks an organization's limit yet: no apply shard elsewhere.
