@@ -226,6 +226,7 @@ def install_dependencies(requirements: Path, python_version: str, target: Path) 
         "--disable-pip-version-check",
         "--no-compile",
         "--no-cache-dir",  # a wheel cached from another build backend would slip in
+        "--use-pep517",  # older pips would "setup.py install" the source-only ones (egg-info)
         "--no-deps",
         "--only-binary=:all:",
         f"--no-binary={','.join(SOURCE_ONLY)}",
