@@ -11,7 +11,7 @@ import pytest
 
 from helpers import SECRETS
 from imsguard import app
-from imsguard.org import discovery
+from imsguard.org import coordinator, discovery
 from imsguard_tools import org_local
 from imsguard_tools.local_context import LocalContext
 from imsguard_tools.org_local import FakeOrg, LocalInvoker, run_local
@@ -223,15 +223,18 @@ def test_the_cloud_coordinator_starts_its_share_and_continues_with_the_rest(clou
         "action": "org-sweep",
         "since": "2025-01-01",
         "org_run": first["org_run"],
-        "start_at": 2,
         "hop": 1,
-        "shards_digest": continued["shards_digest"],  # the shard order it continues
+        "pending": continued["pending"],  # the 4 shards still to start
     }
-    assert len(continued["shards_digest"]) == 16
+    first_started = {(s["account"], s["region"]) for s in first["shards"]}
+    handed = {(p["account"], p["region"]) for p in continued["pending"]}
+    assert len(continued["pending"]) == 4 and first_started | handed == set(org.ims)
+    discovery = len(org.sts.calls)
     hops = [first]
     while "continued" in hops[-1]:  # what FunctionGraph would deliver
         hops.append(app.handler(fgs.invocations[-1]["body"], context))
     assert len(hops) == 3
+    assert len(org.sts.calls) == discovery  # later hops discover nothing again
     started = [i["body"] for i in fgs.invocations if i["body"]["action"] == "org-shard"]
     assert sorted((e["account"], e["region"]) for e in started) == sorted(org.ims)
     assert {e["org_run"] for e in started} == {first["org_run"]}
@@ -260,7 +263,19 @@ def test_the_cloud_coordinator_refuses_an_org_limit_it_cannot_enforce(cloud, tmp
         ({"accounts": []}, "accounts: List should have at least 1 item"),
         ({"since": "soon"}, "since: not a date or time"),
         ({"tag": "no-equals"}, "tag: String should match pattern"),
-        ({"start_at": 3}, "start_at and hop come only with the org_run"),
+        ({"start_at": 3}, "start_at, hop, shards_digest and pending come only with the org_run"),
+        (
+            {
+                "pending": [
+                    {"account": "a" * 32, "region": "ap-southeast-1", "project_id": "b" * 32}
+                ]
+            },
+            "start_at, hop, shards_digest and pending come only with the org_run",
+        ),
+        (
+            {"org_run": "r1", "pending": [{"account": "x", "region": "r", "project_id": "p"}]},
+            "pending.0.account",
+        ),
         ({"credentials": {"ak": "x"}}, "credentials: Extra inputs are not permitted"),
     ],
 )
@@ -317,11 +332,13 @@ def test_a_sweep_with_max_changes_changes_nothing_beyond_them():
     assert "more than the 3 its organization's plan allowed" in report["guardrail"]
 
 
-def test_a_continued_coordinator_whose_shards_changed_starts_none(cloud):
+def test_a_continued_coordinator_whose_shards_changed_starts_none(cloud, monkeypatch):
     """Discovery runs again on each hop; if it finds other shards (an agency removed, an
     account joined), the positions no longer match: the hop stops and says so."""
     org, fgs, context = cloud
+    monkeypatch.setattr(coordinator, "PENDING_BYTES", 0)  # too many shards to hand on
     first = app.handler({"action": "org-sweep"}, context)
+    assert "shards_digest" in fgs.invocations[-1]["body"]
     org.sts.agencies[org.organizations.accounts[2].id] = set()  # a later account's agency goes
     started = len(fgs.invocations)
 

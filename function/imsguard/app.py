@@ -280,7 +280,13 @@ def _run_org_sweep(
     keep_secret(*credentials)
     from imsguard.fgs import own_urn
     from imsguard.org.cloud_invoker import CloudInvoker
-    from imsguard.org.coordinator import CoordinatorError, discover, org_run_id, run_cloud
+    from imsguard.org.coordinator import (
+        CoordinatorError,
+        carried_shards,
+        discover,
+        org_run_id,
+        run_cloud,
+    )
 
     urn = settings.function_urn or own_urn(settings.region, settings.project_id)
     if urn is None:
@@ -292,7 +298,7 @@ def _run_org_sweep(
     org_run = event.org_run or org_run_id(clock, call_getter(context, "getRequestID"))
     invoker = CloudInvoker(urn, settings, credentials, budget)
     try:
-        shards = discover(event, settings, credentials, budget)
+        shards = carried_shards(event) or discover(event, settings, credentials, budget)
         answer = run_cloud(event, shards, org_run, invoker, policy, settings, budget)
     except CoordinatorError as exc:
         log(logging.ERROR, "org sweep not started", reason=str(exc))

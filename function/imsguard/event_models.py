@@ -228,6 +228,26 @@ class OrgShardEvent(OrgShard):
     sweep: SweepOptions = Field(default_factory=SweepOptions)
 
 
+class PendingShard(BaseModel):
+    """A shard a coordinator hop hands to the next, not yet started: the next hop starts it
+    without discovering the organization again."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    account: str
+    account_name: str | None = Field(default=None, max_length=64)
+    region: str
+    project_id: str
+
+    @field_validator("account", "region", "project_id")
+    @classmethod
+    def _id(cls, value: str, info: ValidationInfo) -> str:
+        pattern, wanted = SHARD_FIELDS[str(info.field_name)]
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"not {wanted}")
+        return value
+
+
 class OrgSweepEvent(BaseModel):
     """``{"action": "org-sweep", "accounts"?, "regions"?, "dry_run"?, "since"?, "ou"?,
     "tag"?}``: sweep an organization (imsguard.org.coordinator). ``org_run``, ``start_at``
@@ -249,6 +269,9 @@ class OrgSweepEvent(BaseModel):
     # The shard order start_at indexes, as a digest: a next hop whose discovery finds other
     # shards stops and says so, rather than skip some or start others twice.
     shards_digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+    # The shards still to start, when they fit in the payload: the next hop starts them
+    # without discovering the organization again (else start_at and shards_digest).
+    pending: list[PendingShard] | None = Field(default=None, max_length=5000)
 
     @field_validator("accounts")
     @classmethod
@@ -273,8 +296,10 @@ class OrgSweepEvent(BaseModel):
 
     @model_validator(mode="after")
     def _continuation(self) -> OrgSweepEvent:
-        if (self.start_at or self.hop or self.shards_digest) and self.org_run is None:
-            raise ValueError("start_at and hop come only with the org_run they continue")
+        if (self.start_at or self.hop or self.shards_digest or self.pending) and not self.org_run:
+            raise ValueError(
+                "start_at, hop, shards_digest and pending come only with the org_run they continue"
+            )
         return self
 
     def tag_pair(self) -> tuple[str, str] | None:

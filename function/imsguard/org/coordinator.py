@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 DISCOVERY_THREADS = 8  # accounts whose regions are read at once
 DISCOVERY_DURATION_S = 900  # the shortest STS allows: discovery needs one IAM call
+PENDING_BYTES = 48 * 1024  # the shards a hop hands on, at most (JSON): else start_at
 START_TIME_S = 5.0  # a coordinator with less time left continues itself instead
 
 
@@ -54,6 +55,11 @@ class Shard(NamedTuple):
     project_id: str | None
     status: str = "pending"
     problem: str | None = None
+
+    def pending(self) -> dict[str, Any]:
+        """The shard as a coordinator hop hands it on (event_models.PendingShard)."""
+        fields = {"account": self.account, "region": self.region, "project_id": self.project_id}
+        return {**fields, "account_name": self.account_name} if self.account_name else fields
 
     def entry(self) -> dict[str, Any]:
         """The shard's identity, as every report of it names it."""
@@ -420,29 +426,50 @@ def run_cloud(
             f"IMSGUARD_ORG_CONCURRENCY is 0): rerun from position {index} with a longer timeout"
         )
     elif index < len(shards):
-        payload = continuation(request, org_run, index, digest)
-        try:
-            answer["continued"] = {"started": True, "request_id": invoker.start(payload)}
-        except ContinueError as exc:
-            answer["continued"] = {"started": False, "reason": f"{exc}: rerun with this payload"}
-        answer["continued"]["payload"] = payload
+        carried = [s.pending() for s in shards[index:] if s.status == "pending"]
+        payload: dict[str, Any] | None = continuation(request, org_run, index, digest)
+        if len(json.dumps(carried)) <= PENDING_BYTES:  # the next hop discovers nothing again
+            entries += [
+                {**_unrun(s), "index": at}
+                for at, s in enumerate(shards[index:], index)
+                if s.status != "pending"
+            ]
+            payload = continuation(request, org_run, 0, None, carried) if carried else None
+        if payload is not None:
+            try:
+                answer["continued"] = {"started": True, "request_id": invoker.start(payload)}
+            except ContinueError as exc:
+                reason = f"{exc}: rerun with this payload"
+                answer["continued"] = {"started": False, "reason": reason}
+            answer["continued"]["payload"] = payload
     return answer
 
 
 def continuation(
-    request: OrgSweepEvent, org_run: str, start_at: int, digest: str
+    request: OrgSweepEvent,
+    org_run: str,
+    start_at: int,
+    digest: str | None,
+    pending: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The event that continues the coordinator at shard ``start_at`` of the same order."""
+    """The event that continues the coordinator: with the shards still to start
+    (``pending``), or else at shard ``start_at`` of the same order (``digest``)."""
     event = request.model_dump(
-        exclude_none=True, exclude={"start_at", "hop", "org_run", "shards_digest"}
+        exclude_none=True, exclude={"start_at", "hop", "org_run", "shards_digest", "pending"}
     )
-    return {
-        **event,
-        "org_run": org_run,
-        "start_at": start_at,
-        "hop": request.hop + 1,
-        "shards_digest": digest,
-    }
+    event.update(org_run=org_run, hop=request.hop + 1)
+    if pending is not None:
+        event["pending"] = pending
+    else:
+        event.update(start_at=start_at, shards_digest=digest)
+    return event
+
+
+def carried_shards(request: OrgSweepEvent) -> list[Shard] | None:
+    """The shards an earlier hop handed on (None: discover them)."""
+    if request.pending is None:
+        return None
+    return [Shard(p.account, p.account_name, p.region, p.project_id) for p in request.pending]
 
 
 def shards_digest(shards: list[Shard]) -> str:
