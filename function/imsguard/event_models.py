@@ -187,50 +187,10 @@ SHARD_FIELDS = {
 }
 
 
-class OrgShard(BaseModel):
-    """Which unit of an organization sweep a shard is: one account's project in one region,
-    in the run's ``plan`` (a dry run that counts the changes) or ``apply`` phase."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
-
-    org_run: str
-    account: str
-    account_name: str | None = Field(default=None, max_length=64)
-    region: str
-    project_id: str
-    phase: Literal["plan", "apply"]
-
-    @field_validator("org_run", "account", "region", "project_id")
-    @classmethod
-    def _id(cls, value: str, info: ValidationInfo) -> str:
-        pattern, wanted = SHARD_FIELDS[str(info.field_name)]
-        if not re.fullmatch(pattern, value):
-            raise ValueError(f"not {wanted}")
-        return value
-
-    @field_validator("account_name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError("holds a control character")
-        return value
-
-    def fields(self) -> dict[str, Any]:
-        """The shard's own fields (not an event's ``action`` or ``sweep``), for reports."""
-        return self.model_dump(include=set(OrgShard.model_fields))
-
-
-class OrgShardEvent(OrgShard):
-    """``{"action": "org-shard", <the shard's fields>, "sweep": {<sweep options>}}``: one
-    shard of an organization sweep, started by its coordinator (or by itself, continued)."""
-
-    action: Literal["org-shard"]
-    sweep: SweepOptions = Field(default_factory=SweepOptions)
-
-
 class PendingShard(BaseModel):
-    """A shard a coordinator hop hands to the next, not yet started: the next hop starts it
-    without discovering the organization again."""
+    """One account's project in one region, to be swept: what a coordinator hop hands the
+    next (which starts it without discovering the organization again), and the identity of
+    every org shard."""
 
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
@@ -242,10 +202,48 @@ class PendingShard(BaseModel):
     @field_validator("account", "region", "project_id")
     @classmethod
     def _id(cls, value: str, info: ValidationInfo) -> str:
-        pattern, wanted = SHARD_FIELDS[str(info.field_name)]
-        if not re.fullmatch(pattern, value):
-            raise ValueError(f"not {wanted}")
+        return _shard_field(value, str(info.field_name))
+
+    @field_validator("account_name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("holds a control character")
         return value
+
+
+class OrgShard(PendingShard):
+    """Which unit of an organization sweep a shard is: one account's project in one region,
+    in the run's ``plan`` (a dry run that counts the changes) or ``apply`` phase."""
+
+    org_run: str
+    phase: Literal["plan", "apply"]
+
+    @field_validator("org_run")
+    @classmethod
+    def _run(cls, value: str) -> str:
+        return _shard_field(value, "org_run")
+
+    def fields(self) -> dict[str, Any]:
+        """The shard's own fields (not an event's ``action`` or ``sweep``), for reports."""
+        order = ("org_run", "account", "account_name", "region", "project_id", "phase")
+        return {name: getattr(self, name) for name in order}
+
+
+class OrgShardEvent(OrgShard):
+    """``{"action": "org-shard", <the shard's fields>, "sweep": {<sweep options>}}``: one
+    shard of an organization sweep, started by its coordinator (or by itself, continued)."""
+
+    action: Literal["org-shard"]
+    sweep: SweepOptions = Field(default_factory=SweepOptions)
+
+
+def _shard_field(value: str, field: str) -> str:
+    """``value`` checked as SHARD_FIELDS[field] says."""
+    pattern, wanted = SHARD_FIELDS[field]
+    if not re.fullmatch(pattern, value):
+        raise ValueError(f"not {wanted}")
+    return value
 
 
 class OrgSweepEvent(BaseModel):
