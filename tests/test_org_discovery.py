@@ -35,6 +35,21 @@ def budget(clock: FakeClock, seconds: float = 600) -> Budget:
     return Budget(clock, clock.monotonic() + seconds, clock.monotonic() + seconds + 10)
 
 
+def agency_holder(account: str, sts, clock: FakeClock, seconds: float = 600) -> AgencyCredentials:
+    """The agency's credentials in ``account``, for a shard with ``seconds`` left."""
+    return AgencyCredentials(
+        account,
+        AGENCY,
+        "imsguard-shard",
+        900,
+        CALLER,
+        SAMPLE_PROJECT_ID,
+        sts.endpoint,
+        budget(clock, seconds),
+        clock,
+    )
+
+
 @pytest.fixture
 def org(clock: FakeClock):
     accounts = [
@@ -184,17 +199,7 @@ def test_a_missing_agency_is_a_clear_access_denied(org, clock):
 def test_agency_credentials_refresh_before_expiry(org, clock):
     organizations, sts, _iam = org
     account = organizations.accounts[0].id
-    holder = AgencyCredentials(
-        account,
-        AGENCY,
-        "imsguard-shard",
-        900,
-        CALLER,
-        SAMPLE_PROJECT_ID,
-        sts.endpoint,
-        budget(clock, 3600),
-        clock,
-    )
+    holder = agency_holder(account, sts, clock, seconds=3600)
 
     first = holder.get()
     clock.sleep(500)  # 400 s left: kept
@@ -209,17 +214,7 @@ def test_agency_credentials_refresh_before_expiry(org, clock):
 def test_projects_become_regions_with_sub_projects_and_without_mos(org, clock):
     organizations, sts, _iam = org
     account = organizations.accounts[1].id
-    holder = AgencyCredentials(
-        account,
-        AGENCY,
-        "imsguard-shard",
-        900,
-        CALLER,
-        SAMPLE_PROJECT_ID,
-        sts.endpoint,
-        budget(clock),
-        clock,
-    )
+    holder = agency_holder(account, sts, clock)
 
     projects = list_regions(holder.get(), account, budget(clock))
     wanted = list_regions(holder.get(), account, budget(clock), wanted=(REGION,))
@@ -238,17 +233,7 @@ def test_projects_become_regions_with_sub_projects_and_without_mos(org, clock):
 def test_iam_answers_only_the_account_whose_credentials_call(org, clock):
     organizations, sts, iam = org
     mine, other = organizations.accounts[0].id, organizations.accounts[1].id
-    holder = AgencyCredentials(
-        mine,
-        AGENCY,
-        "imsguard-shard",
-        900,
-        CALLER,
-        SAMPLE_PROJECT_ID,
-        sts.endpoint,
-        budget(clock),
-        clock,
-    )
+    holder = agency_holder(mine, sts, clock)
     iam.projects[mine] = [FakeIam.project(mine, "eu-west-101")]
 
     assert [p.name for p in list_regions(holder.get(), mine, budget(clock))] == ["eu-west-101"]
@@ -264,17 +249,7 @@ def test_no_secret_reaches_the_logs(org, clock, caplog):
     organizations, sts, _ = org
     caplog.set_level(logging.DEBUG)
     account = organizations.accounts[0].id
-    holder = AgencyCredentials(
-        account,
-        AGENCY,
-        "imsguard-shard",
-        900,
-        CALLER,
-        SAMPLE_PROJECT_ID,
-        sts.endpoint,
-        budget(clock),
-        clock,
-    )
+    holder = agency_holder(account, sts, clock)
     got = holder.get()
     list_regions(got, account, budget(clock))
     logging.getLogger("HuaweiCloud-SDK-IamClient").warning("leak? %s %s", got.secret_key, got)
