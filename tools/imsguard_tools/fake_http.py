@@ -348,22 +348,27 @@ class FakeHttpApi:
         Use it without ``start()``: while ``responses`` is active it would intercept
         the loopback calls too.
         """
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        server.daemon_threads = True
-        # A short poll interval keeps shutdown fast (the default waits up to half a second).
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-{type(self).__name__}",
-            daemon=True,
-        )
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join()
+        with serve_loopback(_handler_for(self), f"fake-{type(self).__name__}") as url:
+            yield url
+
+
+@contextmanager
+def serve_loopback(handler: type[BaseHTTPRequestHandler], name: str) -> Iterator[str]:
+    """Serve ``handler`` on a free loopback port in a thread; yields the base URL. For the
+    fakes of clients that do not use ``requests`` (which ``responses`` cannot intercept)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    # A short poll interval keeps shutdown fast (the default waits up to half a second).
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def _route_to(mock: responses.RequestsMock, fake: FakeHttpApi) -> None:

@@ -20,10 +20,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
+
+from imsguard_tools.fake_http import serve_loopback
 
 # OBS's wording for the codes the fake answers (OBS API reference, error codes).
 MESSAGES = {
@@ -149,18 +151,8 @@ class FakeObs:
     @contextmanager
     def serve(self) -> Iterator[str]:
         """Serve the fake on a free loopback port; yields its endpoint URL."""
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        server.daemon_threads = True
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join()
+        with serve_loopback(_handler_for(self), "fake-obs") as url:
+            yield url
 
 
 def _error(status: int, code: str, bucket: str, key: str) -> tuple[int, dict[str, str], bytes]:
