@@ -113,11 +113,11 @@ def items_for(
                 1 for e in report.needs_attention if at.get(str(e["image_id"]), -1) < cut
             )
         if beyond > 0:
-            found.append(_not_listed(NEED_A_PERSON, beyond, "that need a person"))
+            found.append(_not_listed(NEED_A_PERSON, beyond))
         if report.guardrail is not None:
             held = report.summary.get("would_update", 0) - len(report.would_change)
             if held > 0:
-                found.append(_not_listed(HELD_BACK, held, "whose changes are held back"))
+                found.append(_not_listed(HELD_BACK, held))
             for entry in report.would_change:
                 result = by_id.get(entry["image_id"])
                 rules = sorted((result.fixes or {}) if result else {}) or ["-"]
@@ -179,7 +179,7 @@ def ordered(items: list[Item]) -> list[Item]:
     kept = list(dict.fromkeys(kept))
     for (section, exemption), images in counts.items():
         if exemption is None:
-            kept.append(_not_listed(section, images, _NOT_LISTED_WHAT[section]))
+            kept.append(_not_listed(section, images))
         else:
             kept.append(firsts[section, exemption]._replace(images=images))
     return sorted(
@@ -220,7 +220,7 @@ def carry(items: list[Item], budget_bytes: int = CARRY_BYTES) -> list[Item]:
         if not images:
             continue  # every image of these lines is listed already
         if exemption is None:
-            kept.append(_not_listed(section, images, _NOT_LISTED_WHAT[section]))
+            kept.append(_not_listed(section, images))
         else:  # the receiving hop names the exemption again from the policy
             kept.append(lines[0]._replace(name="", tags=None, images=images, summary=True))
         listed |= {(section, subject) for subject in singles}
@@ -293,7 +293,7 @@ def received(notices: Iterable[dict[str, Any]], policy: Policy) -> list[Item]:
             else:
                 lines.append(line)
         elif notice["label"] == NOT_LISTED:
-            lines.append(_not_listed(section, images, _NOT_LISTED_WHAT[section]))
+            lines.append(_not_listed(section, images))
         elif notice["label"] not in LABEL_REASONS or notice["rule"] not in {"-", *rules}:
             dropped += 1
         else:
@@ -330,9 +330,9 @@ def _exemption_line(
     return _covered(exemption, index, str(notice["image_id"]), notice["name"], tags)
 
 
-def _not_listed(section: str, images: int, what: str) -> Item:
+def _not_listed(section: str, images: int) -> Item:
     """The line for the images of a section that the results limit kept out of the report."""
-    subject = f"and {images:,} more image{'s' if images != 1 else ''} {what}"
+    subject = f"and {images:,} more image{'s' if images != 1 else ''} {_NOT_LISTED_WHAT[section]}"
     return Item(section, subject, "", "-", NOT_LISTED, WHY_NOT_LISTED, None, images, summary=True)
 
 
