@@ -206,12 +206,9 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
 
     # A sweep waits for nothing: its budget is all the time to the safety margin.
     max_wait_s = float("inf") if isinstance(parsed, SweepRequest) else settings.max_wait_s
-    # Only a local run (tests, the CLI: imsguard_tools' LocalContext) brings its own clock
-    # and a sweep's progress callback; FunctionGraph's context has neither.
-    local = isinstance(context, LocalRun)
-    clock = (context.clock if local else None) or SystemClock()
-    budget = Budget.for_invocation(context, clock, settings.safety_margin_s, max_wait_s)
-    progress = context.progress if local else None
+    _, budget = _clock_and_budget(context, settings, max_wait_s)
+    # Only a local run brings a sweep's progress callback; FunctionGraph's context has none.
+    progress = context.progress if isinstance(context, LocalRun) else None
     if shard is not None:  # another account's project, under the agency it lends us
         opened = _open_shard(shard, settings, credentials, budget)
         if isinstance(opened, dict):
@@ -291,9 +288,7 @@ def _run_org_sweep(
     urn = settings.function_urn or own_urn(settings.region, settings.project_id)
     if urn is None:
         return _stop("error", f"configuration: no function to invoke: set {FUNCTION_URN}")
-    local = isinstance(context, LocalRun)
-    clock = (context.clock if local else None) or SystemClock()
-    budget = Budget.for_invocation(context, clock, settings.safety_margin_s, float("inf"))
+    clock, budget = _clock_and_budget(context, settings, float("inf"))
     event = request.event
     org_run = event.org_run or org_run_id(clock, call_getter(context, "getRequestID"))
     invoker = CloudInvoker(urn, settings, credentials, budget)
@@ -326,6 +321,14 @@ def _open_shard(
             raise TransientFailure(reason) from None
         log(logging.ERROR, "org shard failed", reason=reason, **shard.fields())
         return _stop("error", reason, shard=shard.fields())
+
+
+def _clock_and_budget(context: Any, settings: Settings, max_wait_s: float) -> tuple[Any, Budget]:
+    """The invocation's clock and time budget. Only a local run (tests, the CLI:
+    imsguard_tools' LocalContext) brings its own clock; FunctionGraph's context has none."""
+    local = isinstance(context, LocalRun)
+    clock = (context.clock if local else None) or SystemClock()
+    return clock, Budget.for_invocation(context, clock, settings.safety_margin_s, max_wait_s)
 
 
 def _uefi_versions(gateway: ImsGateway) -> frozenset[str] | None:
