@@ -251,7 +251,7 @@ def test_the_cloud_coordinator_refuses_an_org_limit_it_cannot_enforce(cloud, tmp
     answer = app.handler({"action": "org-sweep"}, context)
 
     assert answer["status"] == "error"
-    assert "only the local engine enforces for now" in answer["reason"]
+    assert "IMSGUARD_REPORT_BUCKET is unset" in answer["reason"]
     assert fgs.invocations == []
 
 

@@ -424,11 +424,11 @@ class CloudContext:
         return 600_000
 
 
-def test_an_apply_shard_changes_nothing_in_the_cloud_while_an_org_limit_is_set(
+def test_an_apply_shard_without_the_runs_bucket_changes_nothing_while_an_org_limit_is_set(
     org, shard_context, tmp_path
 ):
-    """Only the local engine checks the organization's limit yet: a hand-made (or stale)
-    apply shard in the cloud must not change images past it."""
+    """In the cloud, only a coordinator that keeps its run in OBS checks the organization's
+    limit: a hand-made (or stale) apply shard without that bucket changes nothing."""
     use_policy(
         shard_context,
         tmp_path,
@@ -438,7 +438,7 @@ def test_an_apply_shard_changes_nothing_in_the_cloud_while_an_org_limit_is_set(
 
     report = handler(shard(), CloudContext(shard_context))
 
-    assert report["status"] == "error" and "only the local engine" in report["reason"]
+    assert report["status"] == "error" and "IMSGUARD_REPORT_BUCKET" in report["reason"]
     assert org.ims_calls() == [] and org.sts.calls == []
 
 

@@ -45,9 +45,10 @@ from imsguard.uefi import normalize_os_version
 
 if TYPE_CHECKING:
     from imsguard.context import Credentials
-    from imsguard.event_models import OrgShard
+    from imsguard.event_models import OrgShard, OrgSweepEvent
     from imsguard.ims import ImsGateway
     from imsguard.invocation import Invocation
+    from imsguard.org.cloud_invoker import CloudInvoker
     from imsguard.policy import Policy
     from imsguard.results import EventReport, SweepReport
     from imsguard.settings import Settings
@@ -157,16 +158,6 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
             f"its own region's ({shard.region}): unset it for organization sweeps",
             **named,
         )
-    # Only the local engine checks an organization's limit yet: no apply shard elsewhere.
-    limited = shard is not None and shard.phase == "apply" and policy.org_limited
-    if limited and not isinstance(context, LocalRun):
-        return _stop(
-            "error",
-            "the policy limits the organization's changes (org_max_updates / "
-            "org_max_updates_percent), which only the local engine (imsguard org-sweep) "
-            "checks for now: an apply shard changes nothing here",
-            **named,
-        )
     config = parsed.config
     if config is not None and not settings.config_rules:
         return _stop(
@@ -210,8 +201,18 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     # Only a local run brings a sweep's progress callback; FunctionGraph's context has none.
     progress = context.progress if isinstance(context, LocalRun) else None
     if shard is not None:  # another account's project, under the agency it lends us
+        refused = _limit_refuses(parsed, policy, settings, credentials, budget, context)
+        if refused is not None:
+            log(logging.ERROR, "org shard refused", reason=refused, **named)
+            return _stop("error", refused, **named)
         opened = _open_shard(shard, settings, credentials, budget)
-        if isinstance(opened, dict):
+        if isinstance(opened, dict):  # the coordinator reads why from its record
+            if settings.report_bucket:
+                from imsguard.org.store import record_hop
+
+                hop = parsed.options.hop if isinstance(parsed, SweepRequest) else 0
+                outcome = record_hop(settings, credentials, budget, shard, opened, hop)
+                opened["sinks"] = {"org": outcome}
             return opened
         gateway, budget = opened
     else:
@@ -259,7 +260,30 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
         report.sinks = finish_sinks(report, invocation, policy)
     if states is not None:  # each state was sent as its image was evaluated
         report.sinks = {**(report.sinks or {}), "config": states.outcome()}
+    if shard is not None and settings.report_bucket and not isinstance(report, EventReport):
+        outcome = _record_shard_hop(report, invocation, shard)
+        report.sinks = {**(report.sinks or {}), "org": outcome}
     return report
+
+
+def _record_shard_hop(
+    report: SweepReport, invocation: Invocation, shard: OrgShard
+) -> dict[str, Any]:
+    """Tell the org sweep's coordinator what this shard hop found (imsguard.org.store),
+    naming this hop's report in OBS when the report sink wrote it."""
+    from imsguard.org.store import record_hop
+
+    written = ((report.sinks or {}).get("obs") or {}).get("written") or []
+    key = f"{report.report_stem}.json"
+    return record_hop(
+        invocation.settings,
+        invocation.credentials,
+        invocation.budget,
+        shard,
+        report.to_json(),
+        report.hop,
+        key if key in written else None,
+    )
 
 
 def _run_org_sweep(
@@ -293,14 +317,59 @@ def _run_org_sweep(
     org_run = event.org_run or org_run_id(clock, call_getter(context, "getRequestID"))
     invoker = CloudInvoker(urn, settings, credentials, budget)
     try:
-        shards = carried_shards(event) or discover(event, settings, credentials, budget)
-        answer = run_cloud(event, shards, org_run, invoker, policy, settings, budget)
+        if settings.report_bucket:  # the run is kept in OBS, and followed to one report
+            answer = _run_observed(event, org_run, invoker, policy, settings, credentials, budget)
+        else:
+            shards = carried_shards(event) or discover(event, settings, credentials, budget)
+            answer = run_cloud(event, shards, org_run, invoker, policy, settings, budget)
     except CoordinatorError as exc:
         log(logging.ERROR, "org sweep not started", reason=str(exc))
         return _stop("error", redact(str(exc)), org_run=org_run)
-    log(logging.INFO, "org sweep: shards started", org_run=org_run, shards=len(answer["shards"]))
+    log(logging.INFO, "org sweep: coordinator hop done", org_run=org_run, hop=event.hop)
     # The coordinator examines no image itself: each shard reports its own (results: []).
     return {"imsguard": __version__, "summary": request.summary, **answer, "results": []}
+
+
+def _run_observed(
+    event: OrgSweepEvent,
+    org_run: str,
+    invoker: CloudInvoker,
+    policy: Policy,
+    settings: Settings,
+    credentials: Credentials,
+    budget: Budget,
+) -> dict[str, Any]:
+    """One hop of a coordinator that keeps its run in OBS (imsguard.org.collect)."""
+    from imsguard.org.collect import run_observed
+    from imsguard.org.coordinator import discover
+    from imsguard.org.store import RunStore
+
+    store = RunStore(settings, credentials, budget, org_run)
+    shards = discover(event, settings, credentials, budget) if event.hop == 0 else None
+    # How long a shard's invocation may run: the function's timeout (shards are this function)
+    timeout_s = float(os.environ.get("RUNTIME_TIMEOUT") or 0) or (budget.time_left() or 900.0)
+    return run_observed(event, org_run, shards, store, invoker, policy, settings, budget, timeout_s)
+
+
+def _limit_refuses(
+    parsed: Any,
+    policy: Policy,
+    settings: Settings,
+    credentials: Credentials,
+    budget: Budget,
+    context: Any,
+) -> str | None:
+    """Why an org shard may not apply under the organization's limit (None: it may). The
+    local engine (no bucket) enforces the limit itself; anywhere else the coordinator's
+    approval, in the run's OBS objects, must allow the shard's changes."""
+    shard = parsed.shard
+    if shard.phase != "apply" or not policy.org_limited:
+        return None
+    if isinstance(context, LocalRun) and not settings.report_bucket:
+        return None
+    from imsguard.org.store import approval_problem
+
+    return approval_problem(settings, credentials, budget, shard, parsed.options.max_changes)
 
 
 def _open_shard(

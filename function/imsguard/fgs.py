@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import requests
 from huaweicloudsdkcore.exceptions.exceptions import SdkException
-from huaweicloudsdkfunctiongraph.v2 import AsyncInvokeFunctionRequest, FunctionGraphClient
+from huaweicloudsdkfunctiongraph.v2 import (
+    AsyncInvokeFunctionRequest,
+    FunctionGraphClient,
+    ListAsyncInvocationsRequest,
+)
 from huaweicloudsdkfunctiongraph.v2.region.functiongraph_region import FunctionGraphRegion
 
 from imsguard.clients import client_builder
 from imsguard.context import Credentials
 from imsguard.logs import RedactingFilter, redact
-from imsguard.permissions import INVOKE_ASYNC, requires
+from imsguard.permissions import INVOKE_ASYNC, LIST_ASYNC_INVOCATIONS, requires
 
 logging.getLogger("HuaweiCloud-SDK-FunctionGraphClient").addHandler(logging.NullHandler())
 logging.getLogger("HuaweiCloud-SDK-FunctionGraphClient").addFilter(RedactingFilter())
@@ -86,3 +91,50 @@ def invoke_async(
     except requests.RequestException as exc:
         raise ContinueError(f"FunctionGraph could not be reached: {type(exc).__name__}") from None
     return response.request_id or ""
+
+
+# What FunctionGraph says of an asynchronous invocation that ended without success.
+ENDED_BADLY = ("FAIL", "DISCARD")
+
+
+@requires(LIST_ASYNC_INVOCATIONS)
+def invocation_status(
+    function_urn: str,
+    request_id: str,
+    started: datetime,
+    region: str | None,
+    endpoint: str | None,
+    project_id: str,
+    credentials: Credentials,
+    time_left: float | None = None,
+) -> tuple[str, str] | None:
+    """FunctionGraph's record of one asynchronous invocation started at ``started``: its
+    status (WAIT, RUNNING, SUCCESS, FAIL or DISCARD) and error message; None when it has
+    no record of it (yet) or cannot be asked (the caller then waits for the record, or
+    for its own deadline). The search starts a minute before ``started``: by default
+    FunctionGraph searches only the last hour."""
+    left = 35.0 if time_left is None else time_left
+    if left < 1:
+        return None
+    connect = min(5.0, left / 3)
+    begin = started.astimezone(timezone.utc) - timedelta(minutes=1)
+    try:
+        client = client_for(
+            region, endpoint, project_id, credentials, (connect, min(30.0, left - connect - 0.2))
+        )
+        response = client.list_async_invocations(
+            ListAsyncInvocationsRequest(
+                function_urn=function_urn,
+                request_id=request_id,
+                query_begin_time=begin.replace(tzinfo=None, microsecond=0),
+            )
+        )
+    except (KeyError, ValueError, SdkException, requests.RequestException) as exc:
+        logging.getLogger("imsguard").warning(
+            "invocation status unknown: %s", redact(type(exc).__name__)
+        )
+        return None
+    for record in response.invocations or []:
+        if record.request_id == request_id and record.status:
+            return str(record.status), redact(str(record.error_message or ""))
+    return None

@@ -22,13 +22,13 @@ class Permission(NamedTuple):
     document no action for the call (it then relies on authorization the documents do not
     describe); ``unconfirmed`` names an action seen in only one edition of the documents,
     which an agency may hold but is never required to (IAM refuses a whole policy over one
-    unknown action); ``setting`` names the ``IMSGUARD_*`` switch that makes the call happen
-    (None: always)."""
+    unknown action); ``setting`` names the ``IMSGUARD_*`` switch that makes the call happen,
+    or the switches that together do (None: always)."""
 
     api: str
     action: str | None
     source: str
-    setting: str | None = None
+    setting: str | tuple[str, ...] | None = None
     unconfirmed: str | None = None
 
 
@@ -116,6 +116,22 @@ LIST_AUTH_PROJECTS = Permission(
     'IAM API reference, KeystoneListAuthProjects (api-iam/iam_06_0003): "no policy permission '
     "required\"; called with each member account's assumed agency, not the function's",
     ORG_AGENCY_SETTING,
+)
+# An org sweep that keeps its run in OBS (IMSGUARD_REPORT_BUCKET set too): the coordinator
+# reads its shards' records, and asks FunctionGraph how their invocations ended.
+GET_OBJECT = Permission(
+    "GET /{bucket}/{object_key}",
+    "obs:object:GetObject",
+    "OBS permissions, object actions (GET download: obs:object:GetObject)",
+    (ORG_AGENCY_SETTING, "IMSGUARD_REPORT_BUCKET"),
+)
+LIST_ASYNC_INVOCATIONS = Permission(
+    "GET /v2/{project_id}/fgs/functions/{function_urn}/async-invocations",
+    None,
+    "FunctionGraph API reference, ListAsyncInvocations (api-functiongraph/"
+    "functiongraph_06_0112_00_3): its action in the permissions table is unconfirmed; "
+    "a refusal only makes a shard's failure known later (README, Assumptions)",
+    (ORG_AGENCY_SETTING, "IMSGUARD_REPORT_BUCKET"),
 )
 
 

@@ -51,6 +51,7 @@ class FakeFunctionGraph(FakeHttpApi):
         triggers = r"/v2/([^/]+)/fgs/triggers"
         self._routes += [
             ("POST", re.compile(functions + r"/([^/]+)/invocations-async"), self._invoke_async),
+            ("GET", re.compile(functions + r"/([^/]+)/async-invocations"), self._invocations),
             ("POST", re.compile(functions), self._fgs_create_function),
             ("GET", re.compile(functions + r"/([^/]+)/config"), self._fgs_config),
             ("PUT", re.compile(functions + r"/([^/]+)/config"), self._fgs_update_config),
@@ -87,8 +88,52 @@ class FakeFunctionGraph(FakeHttpApi):
         payload = try_json(body)
         if not isinstance(payload, dict):
             raise ApiError(400, "FSS.0400", "The request body must be a JSON object.")
-        self.invocations.append({"function_urn": function_urn, "body": payload})
-        return 202, {"request_id": uuid.uuid4().hex}
+        request_id = uuid.uuid4().hex
+        self.invocations.append(
+            {
+                "function_urn": function_urn,
+                "body": payload,
+                "request_id": request_id,
+                "status": "WAIT",
+                "error_message": "",
+            }
+        )
+        return 202, {"request_id": request_id}
+
+    def set_status(self, request_id: str, status: str, error_message: str = "") -> None:
+        """What FunctionGraph's records say of one invocation from now on (as the platform
+        would, running it: RUNNING, SUCCESS, FAIL or DISCARD)."""
+        for invocation in self.invocations:
+            if invocation["request_id"] == request_id:
+                invocation.update(status=status, error_message=error_message)
+                return
+        raise KeyError(request_id)
+
+    def _invocations(
+        self, project_id: str, function_urn: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
+        """FunctionGraph's records of a function's asynchronous invocations (ListAsyncInvocations),
+        one page, optionally of one ``request_id``; times in its documented format."""
+        if project_id != self.project_id:
+            raise ApiError(401, "APIGW.0301")
+        for name in ("query_begin_time", "query_end_time"):
+            value = query.get(name)
+            if value is not None and not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", value):
+                raise ApiError(400, "FSS.0400", f"Invalid {name}: {value}")
+        wanted = query.get("request_id")
+        found = [
+            {
+                "request_id": i["request_id"],
+                "status": i["status"],
+                "error_message": i["error_message"],
+                "error_code": 0 if i["status"] != "FAIL" else 500,
+                "start_time": "2026-01-01T00:00:00",
+                "end_time": "2026-01-01T00:00:01",
+            }
+            for i in self.invocations
+            if i["function_urn"] == function_urn and wanted in (None, i["request_id"])
+        ]
+        return 200, {"invocations": found, "count": len(found), "next_marker": len(found)}
 
     def _fgs_function(self, project_id: str, urn: str) -> dict[str, Any]:
         if project_id != self.project_id:

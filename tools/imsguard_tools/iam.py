@@ -62,7 +62,10 @@ def needed(permissions: Iterable[Permission], settings: Mapping[str, str]) -> li
         except SettingsError:
             return True  # a broken setting is reported by the settings check itself
 
-    return [p for p in permissions if p.setting is None or on(p.setting)]
+    def all_on(setting: str | tuple[str, ...]) -> bool:
+        return all(on(key) for key in ((setting,) if isinstance(setting, str) else setting))
+
+    return [p for p in permissions if p.setting is None or all_on(p.setting)]
 
 
 def actions(permissions: Iterable[Permission]) -> list[str]:

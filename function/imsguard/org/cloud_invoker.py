@@ -1,14 +1,16 @@
 """Starting an org sweep's shards in the cloud: asynchronous invocations of this same
-function (FunctionGraph retries a failed one). It never waits for their results: each shard
-writes its own sweep report (OBS when configured); collecting them is later work."""
+function (FunctionGraph retries a failed one), and asking FunctionGraph how one ended. Their
+results come from the records the shards write (imsguard.org.store), not from here."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from imsguard.fgs import invoke_async
+from imsguard.fgs import invocation_status, invoke_async
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from imsguard.clock import Budget
     from imsguard.context import Credentials
     from imsguard.settings import Settings
@@ -33,6 +35,19 @@ class CloudInvoker:
         return invoke_async(
             self.function_urn,
             event,
+            self._settings.region,
+            self._settings.fgs_endpoint,
+            self._settings.project_id or "",
+            self._credentials,
+            self._budget.time_left(),
+        )
+
+    def status(self, request_id: str, started: datetime) -> tuple[str, str] | None:
+        """FunctionGraph's word on one invocation (imsguard.fgs.invocation_status)."""
+        return invocation_status(
+            self.function_urn,
+            request_id,
+            started,
             self._settings.region,
             self._settings.fgs_endpoint,
             self._settings.project_id or "",

@@ -378,9 +378,10 @@ def run_cloud(
     ``request.start_at``), then continue with the rest; results are not awaited."""
     if policy.org_limited and request.dry_run is not True:
         raise CoordinatorError(
-            "the policy sets org_max_updates / org_max_updates_percent, which only the local "
-            "engine enforces for now (imsguard org-sweep); the cloud coordinator started no "
-            "shard rather than ignore the limit: run a dry run, or remove the limit"
+            "the policy sets org_max_updates / org_max_updates_percent: the cloud coordinator "
+            "enforces them only while it keeps its run in OBS, and IMSGUARD_REPORT_BUCKET is "
+            "unset; it started no shard rather than ignore the limit: set the bucket, run a "
+            "dry run, or remove the limit"
         )
     phase = "plan" if request.dry_run is True else "apply"
     digest = shards_digest(shards)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import timezone
 from http.client import HTTPException
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from imsguard.sinks.report_files import (
 )
 
 if TYPE_CHECKING:
+    from imsguard.clock import Budget
     from imsguard.context import Credentials
     from imsguard.invocation import Invocation
     from imsguard.policy import Policy
@@ -128,44 +130,105 @@ class ObsReports:
     def put(
         self, bucket: str, key: str, body: bytes, content_type: str, invocation: Invocation
     ) -> None:
-        """PUT one object, up to ATTEMPTS times while OBS fails transiently (no answer, a
-        timeout, 429, 5xx such as 503 SlowDown, 400 RequestTimeout; never again after a
-        refusal such as 403 or 404), each try's timeout fitting in the invocation's time left."""
-        from obs import PutObjectHeader  # the SDK loads only when a report is written
+        """PUT one object with the invocation's own credentials (put_object)."""
+        settings = invocation.settings
+        put_object(
+            settings.obs_endpoint or "",
+            invocation.credentials,
+            invocation.budget,
+            bucket,
+            key,
+            body,
+            content_type,
+        )
 
-        endpoint = invocation.settings.obs_endpoint or ""
-        digest = hashlib.md5(body, usedforsecurity=False).digest()
-        md5 = base64.b64encode(digest).decode()  # OBS checks the body against it
-        reason = ""
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                log(logging.WARNING, "report write retried", key=key, reason=reason)
-                invocation.clock.sleep(BACKOFF_S * 2 ** (attempt - 1))
-            try:
-                connect, read = call_timeouts(invocation.budget.time_left())
-            except SinkError as exc:
-                raise SinkError(f"{reason}; {exc}" if reason else str(exc)) from None
-            # One timeout serves connecting and each read: their mean keeps both within the
-            # time left (connect + read).
-            client = obs_client(endpoint, invocation.credentials, (connect + read) / 2)
-            try:
-                answer = client.putContent(
-                    bucket, key, body, headers=PutObjectHeader(md5=md5, contentType=content_type)
-                )
-            except (OSError, HTTPException) as exc:
-                reason = redact(f"OBS could not be reached writing {key}: {type(exc).__name__}")
-                continue
-            finally:
-                client.close()
-            status = int(answer.status or 0)
-            if status < 300:
-                return
-            code = answer.errorCode or ""
-            message = answer.errorMessage or answer.reason or ""
-            reason = redact(f"OBS refused writing {key}: HTTP {status} {code} {message}".strip())
-            if status < 500 and status != 429 and code != "RequestTimeout":
-                break
-        raise SinkError(reason)
+
+def put_object(
+    endpoint: str,
+    credentials: Credentials,
+    budget: Budget,
+    bucket: str,
+    key: str,
+    body: bytes,
+    content_type: str,
+) -> None:
+    """PUT one object, up to ATTEMPTS times while OBS fails transiently (no answer, a
+    timeout, 429, 5xx such as 503 SlowDown, 400 RequestTimeout; never again after a
+    refusal such as 403 or 404), each try's timeout fitting in the invocation's time left."""
+    from obs import PutObjectHeader  # the SDK loads only when a report is written
+
+    digest = hashlib.md5(body, usedforsecurity=False).digest()
+    md5 = base64.b64encode(digest).decode()  # OBS checks the body against it
+    headers = PutObjectHeader(md5=md5, contentType=content_type)
+    _retried(
+        "writing",
+        key,
+        budget,
+        lambda c: c.putContent(bucket, key, body, headers=headers),
+        endpoint,
+        credentials,
+    )
+
+
+def get_object(
+    endpoint: str, credentials: Credentials, budget: Budget, bucket: str, key: str
+) -> bytes | None:
+    """GET one object (None: there is none, 404 NoSuchKey), retried as put_object is."""
+    answer = _retried(
+        "reading",
+        key,
+        budget,
+        lambda c: c.getObject(bucket, key, loadStreamInMemory=True),
+        endpoint,
+        credentials,
+        missing_ok=True,
+    )
+    if answer is None:
+        return None
+    return bytes(getattr(answer.body, "buffer", None) or b"")
+
+
+def _retried(
+    doing: str,
+    key: str,
+    budget: Budget,
+    call: Callable[[Any], Any],
+    endpoint: str,
+    credentials: Credentials,
+    missing_ok: bool = False,
+) -> Any:
+    """One OBS call, tried up to ATTEMPTS times while OBS fails transiently; its answer, or
+    None for a missing object when ``missing_ok``. Raises SinkError saying why not."""
+    reason = ""
+    for attempt in range(ATTEMPTS):
+        if attempt:
+            log(logging.WARNING, f"OBS {doing} retried", key=key, reason=reason)
+            budget.clock.sleep(BACKOFF_S * 2 ** (attempt - 1))
+        try:
+            connect, read = call_timeouts(budget.time_left())
+        except SinkError as exc:
+            raise SinkError(f"{reason}; {exc}" if reason else str(exc)) from None
+        # One timeout serves connecting and each read: their mean keeps both within the
+        # time left (connect + read).
+        client = obs_client(endpoint, credentials, (connect + read) / 2)
+        try:
+            answer = call(client)
+        except (OSError, HTTPException) as exc:
+            reason = redact(f"OBS could not be reached {doing} {key}: {type(exc).__name__}")
+            continue
+        finally:
+            client.close()
+        status = int(answer.status or 0)
+        if status < 300:
+            return answer
+        code = answer.errorCode or ""
+        if missing_ok and status == 404 and code == "NoSuchKey":
+            return None
+        message = answer.errorMessage or answer.reason or ""
+        reason = redact(f"OBS refused {doing} {key}: HTTP {status} {code} {message}".strip())
+        if status < 500 and status != 429 and code != "RequestTimeout":
+            break
+    raise SinkError(reason)
 
 
 def hop_report(report: SweepReport, invocation: Invocation) -> tuple[str, str]:

@@ -1,0 +1,376 @@
+"""The cloud coordinator of an org sweep that keeps its run in OBS: it starts the shards, at
+most ``IMSGUARD_ORG_CONCURRENCY`` running at once, follows each to its end through the
+records its hops write (imsguard.org.store), and merges them into one organization report.
+
+With an organization limit (``org_max_updates`` / ``org_max_updates_percent``) and a real
+run, every shard first plans (a dry run); once all have, the planned changes are compared
+with the limit: within it, every shard applies, each at most what it planned; beyond it, or
+when any shard did not plan, none does, and the report lists every planned change.
+
+One coordinator hop polls every POLL_S seconds until its time runs out, then writes the
+run's state and continues itself with ``{"action": "org-sweep", "org_run", "hop"}`` only:
+a single chain of coordinator hops, each the only one writing the state. A hop that finds
+the state already at its own hop or later is a duplicate (FunctionGraph retried it) and
+stops. A shard's hop that writes no record is followed through FunctionGraph's records of
+the invocation (failed, discarded, or ended without one: "failed" or "lost"), and past
+STALE_S without any sign it is "lost": a shard that keeps failing is reported, never waited
+for forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Protocol
+
+from imsguard import __version__
+from imsguard.fgs import ENDED_BADLY, ContinueError
+from imsguard.logs import log
+from imsguard.org.coordinator import (
+    START_TIME_S,
+    CoordinatorError,
+    Shard,
+    over_limit,
+    shard_event,
+    totals,
+)
+from imsguard.org.merge import FAILED, add_hop, new_entry, org_report
+from imsguard.org.store import (
+    LATEST,
+    REPORT,
+    SHARDS,
+    STATE,
+    RunStore,
+    approval_name,
+    hop_name,
+)
+from imsguard.sinks import SinkError
+
+if TYPE_CHECKING:
+    from imsguard.clock import Budget
+    from imsguard.event_models import OrgSweepEvent
+    from imsguard.policy import Policy
+    from imsguard.settings import Settings
+
+POLL_S = 10.0  # between two looks at the running shards
+# A shard hop with no record and no word from FunctionGraph this long after it started is
+# lost: FunctionGraph keeps an async event an hour by default, then runs it (RUNTIME_TIMEOUT
+# at most) and may retry it once.
+EVENT_AGE_S = 3600.0
+
+
+class Watcher(Protocol):
+    """Starts shards and says how their invocations ended (imsguard.org.cloud_invoker)."""
+
+    def start(self, event: dict[str, Any]) -> str: ...
+
+    def status(self, request_id: str, started: datetime) -> tuple[str, str] | None: ...
+
+
+def run_observed(
+    request: OrgSweepEvent,
+    org_run: str,
+    shards: list[Shard] | None,
+    store: RunStore,
+    watcher: Watcher,
+    policy: Policy,
+    settings: Settings,
+    budget: Budget,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """One coordinator hop. ``shards``: what discovery found (hop 0), else None (read from
+    the run). Raises CoordinatorError when the run cannot go on; sinks.SinkError when OBS
+    fails (the hop then raises, and FunctionGraph retries it)."""
+    if shards is not None:
+        store.write(SHARDS, [s._asdict() for s in shards])
+        state = new_state(request, policy)
+    else:
+        state = store.read(STATE)
+        listed = store.read(SHARDS)
+        if not isinstance(state, dict) or not isinstance(listed, list):
+            raise CoordinatorError(
+                f"org run {org_run} has no state in obs://{store.bucket}/{store.prefix}: "
+                "start a new org sweep"
+            )
+        if state["hop"] >= request.hop:
+            return {
+                "status": "ignored",
+                "org_run": org_run,
+                "reason": f"coordinator hop {request.hop} of run {org_run} already ran "
+                f"(the run is at hop {state['hop']}): a retried or duplicate invocation",
+            }
+        shards = [Shard(**s) for s in listed]
+    run = OrgRun(org_run, state, shards, store, watcher, policy, settings, budget, timeout_s)
+    try:
+        while True:
+            run.follow()
+            run.start_more()
+            if not run.running and run.next_pending() is None:
+                if run.next_phase():
+                    continue
+                return run.finish(request.hop)
+            left = budget.time_left()
+            if left is not None and left < POLL_S + START_TIME_S:
+                break
+            budget.clock.sleep(POLL_S)
+    except SinkError as exc:  # the next hop goes on from the state this one writes
+        log(logging.ERROR, "org sweep: OBS failed; continuing", org_run=org_run, reason=str(exc))
+    state["hop"] = request.hop
+    try:
+        store.write(STATE, state)
+    except SinkError as exc:  # a next hop would start again what this one started
+        return {
+            "status": "error",
+            "org_run": org_run,
+            "reason": f"the run's state was not written ({exc}): it stopped at coordinator "
+            f"hop {request.hop}; shards started in this hop finish on their own, and "
+            "no report is written. Start a new org sweep",
+        }
+    payload = {"action": "org-sweep", "org_run": org_run, "hop": request.hop + 1}
+    answer: dict[str, Any] = {"status": "ok", "org_run": org_run, **run.progress()}
+    try:
+        answer["continued"] = {"started": True, "request_id": watcher.start(payload)}
+    except ContinueError as exc:
+        log(logging.ERROR, "org sweep not continued", org_run=org_run, reason=str(exc))
+        answer["status"] = "error"
+        answer["continued"] = {"started": False, "reason": f"{exc}: rerun with this payload"}
+    answer["continued"]["payload"] = payload
+    return answer
+
+
+def new_state(request: OrgSweepEvent, policy: Policy) -> dict[str, Any]:
+    """A run's state before its first shard starts."""
+    limited = policy.org_limited and request.dry_run is not True
+    return {
+        "kind": "org-run",
+        "hop": -1,
+        "request": request.model_dump(
+            exclude_none=True,
+            include={"dry_run", "since", "accounts", "regions", "ou", "tag"},
+        ),
+        "phase": "plan" if limited or request.dry_run is True else "apply",
+        "limited": limited,
+        "next": 0,
+        "running": [],
+        "entries": {},
+        "caps": None,
+        "plan": None,
+    }
+
+
+class OrgRun:
+    """A run's state, as one coordinator hop moves it on (every change is in ``state``,
+    which the hop writes back before it continues)."""
+
+    def __init__(
+        self,
+        org_run: str,
+        state: dict[str, Any],
+        shards: list[Shard],
+        store: RunStore,
+        watcher: Watcher,
+        policy: Policy,
+        settings: Settings,
+        budget: Budget,
+        timeout_s: float,
+    ) -> None:
+        self.org_run = org_run
+        self.state = state
+        self.shards = shards
+        self.store = store
+        self.watcher = watcher
+        self.policy = policy
+        self.concurrency = settings.org_concurrency
+        self.budget = budget
+        self.stale_s = EVENT_AGE_S + 2 * timeout_s
+
+    @property
+    def running(self) -> list[dict[str, Any]]:
+        return self.state["running"]  # type: ignore[no-any-return]
+
+    def now(self) -> datetime:
+        return self.budget.clock.utcnow().astimezone(timezone.utc)
+
+    def next_pending(self) -> int | None:
+        """The next shard to start (None: every one was)."""
+        index = self.state["next"]
+        while index < len(self.shards) and self.shards[index].status != "pending":
+            index += 1
+        self.state["next"] = index
+        return index if index < len(self.shards) else None
+
+    def start_more(self) -> None:
+        """Start shards while fewer than IMSGUARD_ORG_CONCURRENCY run."""
+        phase = self.state["phase"]
+        request = _request(self.state)
+        while len(self.running) < self.concurrency:
+            index = self.next_pending()
+            left = self.budget.time_left()
+            if index is None or (left is not None and left < START_TIME_S):
+                return
+            shard = self.shards[index]
+            caps = self.state["caps"]
+            cap = None if caps is None else caps.get(str(index), 0)
+            entry = new_entry(shard._asdict())
+            if cap is not None:  # the shard checks it before it changes anything
+                self.store.write(approval_name(shard), {"max_changes": cap})
+            try:
+                request_id = self.watcher.start(
+                    shard_event(shard, self.org_run, phase, request, cap)
+                )
+            except ContinueError as exc:
+                entry.update(status="error", reason=f"not started: {exc}")
+                self.state["entries"][str(index)] = entry
+            else:
+                self.running.append(
+                    {
+                        "index": index,
+                        "hop": 0,
+                        "request_id": request_id,
+                        "started": self.now().isoformat(),
+                        "entry": entry,
+                    }
+                )
+            self.state["next"] = index + 1
+
+    def follow(self) -> None:
+        """Add each running shard's new hop records; move those that ended to the entries."""
+        still: list[dict[str, Any]] = []
+        for item in self.running:
+            if self._ended(item):
+                self.state["entries"][str(item["index"])] = item["entry"]
+            else:
+                still.append(item)
+        self.state["running"] = still
+
+    def _record(self, item: dict[str, Any]) -> Any:
+        """The record of the running shard's current hop (None: not written yet)."""
+        shard = self.shards[item["index"]]
+        phase = self.state["phase"]
+        return self.store.read(
+            hop_name(phase, shard.account, shard.region, shard.project_id, item["hop"])
+        )
+
+    def _ended(self, item: dict[str, Any]) -> bool:
+        """Follow one running shard through the records of its hops: whether it ended."""
+        entry = item["entry"]
+        while (record := self._record(item)) is not None:
+            add_hop(entry, record)
+            if entry["status"] != "running":
+                return True
+            item.update(hop=item["hop"] + 1, request_id=record["continued"])
+            item["started"] = self.now().isoformat()
+        started = datetime.fromisoformat(item["started"])
+        said = self.watcher.status(item["request_id"], started)
+        where = f"hop {item['hop']} (request {item['request_id']})"
+        if said is not None and said[0] in ENDED_BADLY:
+            entry["status"] = "failed"
+            entry["reason"] = f"FunctionGraph: {where} ended {said[0]}: {said[1] or 'no message'}"
+            return True
+        if said is not None and said[0] == "SUCCESS":  # its record, if any, is written by now
+            if self._record(item) is not None:
+                return self._ended(item)
+            entry["status"] = "lost"
+            entry["reason"] = f"{where} ended without writing its record (see its log)"
+            return True
+        if self.now() - started > timedelta(seconds=self.stale_s):
+            entry["status"] = "lost"
+            entry["reason"] = f"no record of {where} {self.stale_s:.0f} s after it started"
+            return True
+        return False
+
+    def next_phase(self) -> bool:
+        """After every shard planned: whether they now apply (within the limit)."""
+        state = self.state
+        if state["phase"] != "plan" or not state["limited"]:
+            return False
+        entries = self.entries()
+        failed = [
+            e
+            for e, shard in zip(entries, self.shards, strict=True)
+            if shard.status == "pending" and e["status"] != "ok"
+        ]
+        examined, summary = totals(entries)
+        planned = summary.get("would_update", 0)
+        state["plan"] = {"examined": examined, "planned": planned}
+        if failed:
+            state["plan"]["reason"] = (
+                f"{len(failed)} shard(s) did not plan (first: account {failed[0]['account']} "
+                f"{failed[0]['region']}): the organization's limit cannot be checked; "
+                "nothing was changed in any account"
+            )
+        else:
+            state["plan"]["reason"] = over_limit(self.policy, planned, examined)
+        if state["plan"]["reason"]:
+            return False
+        state["caps"] = {
+            str(i): int(e["summary"].get("would_update", 0))
+            for i, e in enumerate(entries)
+            if self.shards[i].status == "pending"
+        }
+        state.update(phase="apply", next=0, running=[], entries={})
+        log(logging.INFO, "org sweep: planned within the limit; applying", planned=planned)
+        return True
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every shard's entry, in the run's order (one that never ran says why)."""
+        found = self.state["entries"]
+        return [
+            found.get(str(i)) or new_entry(s._asdict(), s.status, s.problem)
+            for i, s in enumerate(self.shards)
+        ]
+
+    def finish(self, hop: int) -> dict[str, Any]:
+        """Merge the entries into the organization's report and write it; the run's state
+        then says it is done (at coordinator hop ``hop``), so a duplicate hop stops."""
+        plan = self.state["plan"] or {}
+        reason = plan.get("reason")
+        entries = self.entries()
+        if reason:  # held: what each shard planned is reported, nothing was applied
+            for entry in entries:
+                if entry["status"] == "ok":
+                    entry["status"] = "held"
+        limit = None
+        if self.policy.org_limited:
+            limit = {
+                "org_max_updates": self.policy.org_max_updates,
+                "org_max_updates_percent": self.policy.org_max_updates_percent,
+                "planned": plan.get("planned"),
+                "examined": plan.get("examined"),
+            }
+        now = self.now().isoformat(timespec="seconds").replace("+00:00", "Z")
+        dry_run = _request(self.state).dry_run is True
+        org_run = self.org_run
+        report = org_report(org_run, entries, now, dry_run, reason, limit)
+        report["imsguard"] = __version__
+        key = self.store.write(REPORT, report)
+        self.store.write(LATEST, report, top_level=True)
+        self.state.update(hop=hop, phase="done", running=[])
+        self.store.write(STATE, self.state)
+        log(logging.INFO, "org sweep: report written", org_run=org_run, key=key)
+        return {
+            "status": report["status"],
+            "org_run": org_run,
+            "reason": report["reason"],
+            "report": f"obs://{self.store.bucket}/{key}",
+            "examined": report["examined"],
+            "summary": report["summary"],
+            "failed": len(report["failed"]),
+        }
+
+    def progress(self) -> dict[str, Any]:
+        """Where the run is, for the hop's answer."""
+        ended = self.state["entries"].values()
+        return {
+            "phase": self.state["phase"],
+            "shards_total": len(self.shards),
+            "running": len(self.running),
+            "ended": len(self.state["entries"]),
+            "failed": sum(1 for e in ended if e["status"] in FAILED),
+        }
+
+
+def _request(state: dict[str, Any]) -> OrgSweepEvent:
+    from imsguard.event_models import OrgSweepEvent
+
+    return OrgSweepEvent(action="org-sweep", **state["request"])

@@ -1,0 +1,304 @@
+"""The cloud coordinator that keeps its run in OBS: shards bounded while they run, followed
+through their hop records and FunctionGraph's invocation records, the organization's limit
+in two phases, and one organization report; through the real SDKs against the fakes (the
+OBS SDK against the loopback fake OBS)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import SECRETS
+from imsguard import app
+from imsguard.org import collect
+from imsguard_tools.fake_obs import FakeObs
+from imsguard_tools.local_context import LocalContext
+from imsguard_tools.org_local import FakeOrg
+from imsguard_tools.testing import FakeClock, FakeFunctionGraph
+
+BUCKET = "imsguard-reports"
+PREFIX = "imsguard/"  # IMSGUARD_REPORT_PREFIX's default
+URN_TAIL = "function:default:imsguard:latest"
+
+
+class Platform(FakeClock):
+    """FunctionGraph for the test, on a fake clock: while the coordinator sleeps between two
+    looks, the shard invocations it started run (through the handler), as the platform would
+    run them meanwhile. ``fail``: request ids FunctionGraph gives up on (FAIL, not run);
+    ``most_waiting``: the most shard invocations started and not yet run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fgs: FakeFunctionGraph | None = None
+        self.context_for = None
+        self.fail: set[tuple[str, str]] = set()  # (account, region) whose invocations fail
+        self.silent: set[tuple[str, str]] = set()  # never run, never recorded
+        self.no_record: set[tuple[str, str]] = set()  # run without the bucket: no record
+        self.most_waiting = 0
+        self._running = False
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if self._running or self.fgs is None:
+            return  # a shard's own waits only pass time
+        self._running = True
+        try:
+            self.run_waiting()
+        finally:
+            self._running = False
+
+    def waiting(self) -> list[dict]:
+        return [
+            i
+            for i in self.fgs.invocations
+            if i["status"] == "WAIT" and i["body"]["action"] == "org-shard"
+        ]
+
+    def run_waiting(self) -> None:
+        waiting = self.waiting()
+        self.most_waiting = max(self.most_waiting, len(waiting))
+        for invocation in waiting:
+            body = invocation["body"]
+            where = (body["account"], body["region"])
+            if where in self.silent:
+                continue
+            if where in self.fail:
+                self.fgs.set_status(invocation["request_id"], "FAIL", "RuntimeError: boom")
+                continue
+            context = self.context_for(body)
+            if where in self.no_record:
+                context.user_data.pop("IMSGUARD_REPORT_BUCKET")
+            self.fgs.set_status(invocation["request_id"], "RUNNING")
+            try:
+                app.handler(body, context)
+            except Exception as exc:  # what FunctionGraph records, after its retries
+                self.fgs.set_status(invocation["request_id"], "FAIL", str(exc))
+            else:
+                self.fgs.set_status(invocation["request_id"], "SUCCESS")
+
+
+@pytest.fixture
+def platform(monkeypatch):
+    clock = Platform()
+    monkeypatch.setattr(LocalContext, "clock", clock)
+    return clock
+
+
+@pytest.fixture
+def cloud(platform, tmp_path):
+    """3 accounts x 2 regions x 4 images; the coordinator's context (2 shards at once, its
+    run in the fake OBS); what FunctionGraph and OBS saw."""
+    org = FakeOrg(3, 2, 4, platform)
+    fgs = FakeFunctionGraph(org.sts.project_id, "ap-southeast-1")
+    fgs.fgs_endpoint = "https://fgs.home.example.com"
+    urn = f"urn:fss:ap-southeast-1:{org.sts.project_id}:{URN_TAIL}"
+    obs = FakeObs((BUCKET,))
+    with org.serving(), obs.serve() as endpoint:
+        org.organizations.attach(fgs)
+        ak, sk, token = SECRETS
+        data = {
+            **org.user_data(2),
+            "IMSGUARD_FUNCTION_URN": urn,
+            "IMSGUARD_FGS_ENDPOINT": fgs.fgs_endpoint,
+            "IMSGUARD_REPORT_BUCKET": BUCKET,
+            "IMSGUARD_OBS_ENDPOINT": endpoint,
+            "IMSGUARD_SWEEP_CONTINUE": "true",
+        }
+        context = LocalContext(data, ak, sk, token, timeout_ms=120_000)
+        platform.fgs = fgs
+        platform.context_for = org.shard_context(context)
+        yield org, fgs, obs, context
+    obs.assert_faults_met()
+
+
+def coordinate(fgs, context, event=None):
+    """Every coordinator hop, as FunctionGraph delivers each continuation; their answers."""
+    hops = [app.handler({"action": "org-sweep", **(event or {})}, context)]
+    while (hops[-1].get("continued") or {}).get("started"):
+        hops.append(app.handler(hops[-1]["continued"]["payload"], context))
+    return hops
+
+
+def org_report(obs) -> dict:
+    return json.loads(obs.text(f"{PREFIX}org-latest.json", BUCKET))
+
+
+def patches(org) -> int:
+    return sum(len(fake.patches) for fake in org.ims.values())
+
+
+def use_policy(context, tmp_path, limits: str) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(f"version: 1\n{limits}\nrules:\n  - {{name: names, kind: name}}\n")
+    context.user_data["IMSGUARD_POLICY"] = str(path)
+
+
+def test_one_report_for_the_organization_with_at_most_the_concurrency_running(cloud, platform):
+    org, fgs, obs, context = cloud
+
+    hops = coordinate(fgs, context)
+
+    assert hops[-1]["status"] == "ok" and hops[-1]["report"].endswith("/report.json")
+    report = org_report(obs)
+    assert report["kind"] == "org-report" and report["status"] == "ok"
+    assert [(s["account"], s["region"]) for s in report["shards"]] == list(org.ims)
+    assert all(s["status"] == "ok" and s["examined"] == 4 for s in report["shards"])
+    assert report["examined"] == 24 == hops[-1]["examined"]
+    assert report["summary"]["updated"] == patches(org) > 0
+    assert report["failed"] == [] and report["dry_run"] is False
+    assert {(c["account"], c["region"]) for c in report["changed"]} <= set(org.ims)
+    assert sum(c["compliant"] + c["violation"] for c in report["rules"].values()) > 0
+    assert platform.most_waiting == 2  # IMSGUARD_ORG_CONCURRENCY, never more at once
+    run_report = f"{PREFIX}org/{report['org_run']}/report.json"
+    assert obs.text(run_report, BUCKET) == obs.text(f"{PREFIX}org-latest.json", BUCKET)
+
+
+def test_no_credentials_in_any_payload_record_or_report(cloud):
+    org, fgs, obs, context = cloud
+
+    hops = coordinate(fgs, context)
+
+    stored = [obs.text(key, BUCKET) for key in obs.keys(BUCKET)]
+    text = json.dumps([fgs.invocations, hops, stored])
+    secrets = [*SECRETS, *(s for ak, i in org.sts.issued.items() for s in (ak, i.secret_key))]
+    assert org.sts.issued and not any(secret in text for secret in secrets)
+
+
+def test_a_continued_coordinator_goes_on_from_its_state_and_a_duplicate_hop_stops(cloud):
+    org, fgs, _obs, context = cloud
+    context.timeout_ms = 30_000  # one look per hop: the run takes several hops
+
+    hops = coordinate(fgs, context)
+
+    assert len(hops) >= 2 and hops[-1]["status"] == "ok"
+    assert [h["continued"]["payload"]["hop"] for h in hops[:-1]] == list(range(1, len(hops)))
+    assert set(hops[0]["continued"]["payload"]) == {"action", "org_run", "hop"}
+    discovered = [c for c in org.organizations.calls if c.path == "/v1/organizations/accounts"]
+    assert len(discovered) == 1  # later hops read the shards from the run
+    started = [i["body"] for i in fgs.invocations if i["body"]["action"] == "org-shard"]
+    assert len(started) == len(org.ims)  # none started twice
+    for payload in (hops[0]["continued"]["payload"], hops[-2]["continued"]["payload"]):
+        again = app.handler(payload, context)  # FunctionGraph delivering a hop twice
+        assert again["status"] == "ignored" and "already ran" in again["reason"]
+    assert len(fgs.invocations) == len(started) + len(hops) - 1
+
+
+def test_over_the_org_limit_nothing_changes_anywhere_and_every_plan_is_reported(cloud, tmp_path):
+    org, fgs, obs, context = cloud
+    use_policy(context, tmp_path, "org_max_updates: 1")
+
+    hops = coordinate(fgs, context)
+
+    assert patches(org) == 0
+    report = org_report(obs)
+    assert report["status"] == "held" and "org_max_updates 1" in report["reason"]
+    assert report["limit"]["planned"] == report["summary"]["would_update"] > 1
+    assert {s["status"] for s in report["shards"]} == {"held"}
+    assert len(report["would_change"]) == report["summary"]["would_update"]
+    assert {i["body"]["phase"] for i in fgs.invocations if "phase" in i["body"]} == {"plan"}
+    assert hops[-1]["status"] == "held"
+
+
+def test_within_the_org_limit_every_shard_plans_then_applies_what_it_planned(cloud, tmp_path):
+    org, fgs, obs, context = cloud
+    use_policy(context, tmp_path, "org_max_updates: 100")
+
+    coordinate(fgs, context)
+
+    report = org_report(obs)
+    assert report["status"] == "ok" and report["limit"]["planned"] == patches(org) > 0
+    assert report["summary"]["updated"] == patches(org)
+    plans = [i["body"] for i in fgs.invocations if i["body"].get("phase") == "plan"]
+    applies = [i["body"] for i in fgs.invocations if i["body"].get("phase") == "apply"]
+    assert len(plans) == len(applies) == len(org.ims)
+    assert sum(a["sweep"]["max_changes"] for a in applies) == patches(org)
+    approvals = [k for k in obs.keys(BUCKET) if k.endswith("/approved.json")]
+    assert len(approvals) == len(org.ims)
+
+
+def test_a_forged_apply_shard_changes_nothing_under_the_org_limit(cloud, tmp_path):
+    org, _fgs, _obs, context = cloud
+    use_policy(context, tmp_path, "org_max_updates: 100")
+    account, region = next(iter(org.ims))
+    project = org.ims[account, region].project_id
+    forged = {
+        "action": "org-shard",
+        "org_run": "20260101T000000-forged",
+        "account": account,
+        "region": region,
+        "project_id": project,
+        "phase": "apply",
+        "sweep": {"max_changes": 1000},
+    }
+
+    answer = app.handler(forged, context)
+
+    assert answer["status"] == "error" and "did not approve this shard" in answer["reason"]
+    assert patches(org) == 0 and org.sts.calls == []
+
+
+def test_a_shard_functiongraph_gives_up_on_is_reported_while_the_others_finish(cloud, platform):
+    org, fgs, obs, context = cloud
+    platform.fail.add(next(iter(org.ims)))
+
+    hops = coordinate(fgs, context)
+
+    report = org_report(obs)
+    assert report["status"] == "incomplete" and hops[-1]["status"] == "incomplete"
+    failed = report["failed"]
+    assert [(f["account"], f["region"], f["status"]) for f in failed] == [
+        (*next(iter(org.ims)), "failed")
+    ]
+    assert "ended FAIL: RuntimeError: boom" in failed[0]["reason"]
+    assert sum(s["status"] == "ok" for s in report["shards"]) == len(org.ims) - 1
+
+
+def test_a_shard_that_ends_without_its_record_is_lost_not_waited_for(cloud, platform):
+    org, fgs, obs, context = cloud
+    where = list(org.ims)[1]
+    platform.no_record.add(where)
+
+    coordinate(fgs, context)
+
+    failed = org_report(obs)["failed"]
+    assert [(f["account"], f["region"], f["status"]) for f in failed] == [(*where, "lost")]
+    assert "without writing its record" in failed[0]["reason"]
+
+
+def test_a_shard_never_heard_of_again_is_lost_after_the_deadline(cloud, platform, monkeypatch):
+    org, fgs, obs, context = cloud
+    monkeypatch.setattr(collect, "EVENT_AGE_S", 60.0)
+    where = list(org.ims)[2]
+    platform.silent.add(where)
+
+    hops = coordinate(fgs, context)
+
+    failed = org_report(obs)["failed"]
+    assert [(f["account"], f["region"], f["status"]) for f in failed] == [(*where, "lost")]
+    assert "no record of hop 0" in failed[0]["reason"]
+    assert len(hops) > 1  # it waited across coordinator hops, then gave up
+
+
+def test_a_dry_run_plans_only_and_reports_what_would_change(cloud):
+    org, fgs, obs, context = cloud
+
+    coordinate(fgs, context, {"dry_run": True})
+
+    report = org_report(obs)
+    assert report["dry_run"] is True and patches(org) == 0
+    assert report["summary"]["would_update"] == len(report["would_change"]) > 0
+
+
+def test_an_apply_shard_replayed_with_more_changes_than_approved_changes_nothing(cloud, tmp_path):
+    org, fgs, _obs, context = cloud
+    use_policy(context, tmp_path, "org_max_updates: 100")
+    coordinate(fgs, context)
+    done = patches(org)
+    applied = [i["body"] for i in fgs.invocations if i["body"].get("phase") == "apply"]
+    replayed = {**applied[0], "sweep": {"max_changes": applied[0]["sweep"]["max_changes"] + 5}}
+
+    answer = app.handler(replayed, context)
+
+    assert answer["status"] == "error" and "approved at most" in answer["reason"]
+    assert patches(org) == done
