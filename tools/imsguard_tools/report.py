@@ -569,6 +569,7 @@ h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 td.n{text-align:right}.facts{color:#555}.note{background:#fff4d6;padding:.4em .6em}
 svg text{font:13px system-ui,sans-serif}.track{fill:#eee}.bar{fill:#2e7d32}
+.alert{color:#b71c1c}
 """
 
 
