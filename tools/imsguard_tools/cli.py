@@ -17,6 +17,7 @@ import math
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
@@ -250,6 +251,18 @@ def _main(argv: list[str] | None) -> int:
         "--html", type=Path, metavar="OUT.html", help="also write one self-contained HTML page"
     )
 
+    org_report = commands.add_parser(
+        "org-report", help="an org sweep's report for people: accounts, compliance, failures"
+    )
+    org_report.add_argument(
+        "source",
+        help="the org sweep's report (report.json or org-latest.json) as a file or "
+        "obs://bucket/key (needs IMSGUARD_OBS_ENDPOINT and HUAWEICLOUD_SDK_AK/SK)",
+    )
+    org_report.add_argument(
+        "--html", type=Path, metavar="OUT.html", help="also write one self-contained HTML page"
+    )
+
     schema = commands.choices["schema"]
     for command in (
         invoke,
@@ -264,6 +277,7 @@ def _main(argv: list[str] | None) -> int:
         iam,
         schema,
         report,
+        org_report,
     ):
         command.add_argument("--output", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
@@ -280,6 +294,7 @@ def _main(argv: list[str] | None) -> int:
         "iam-policy": _iam_policy,
         "schema": _schema,
         "report": _report,
+        "org-report": _org_report,
     }[args.command](args)
 
 
@@ -1185,12 +1200,41 @@ def _iam_policy(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    """Render a report; nothing is written unless the report could be read and understood."""
-    from imsguard_tools.report import ReportError, read_report_source, render_html, render_text
-    from imsguard_tools.report import summarize as summarize_report
+    from imsguard_tools import report
+
+    def summarize() -> dict[str, Any]:
+        return report.summarize(report.read_report_source(args.source), args.source)
+
+    return _render_report(args, summarize, report.render_text, report.render_html, lambda _: 0)
+
+
+def _org_report(args: argparse.Namespace) -> int:
+    """Exit status 1 when the run was held or did not finish: the report is rendered anyway."""
+    from imsguard_tools import org_report
+    from imsguard_tools.report import read_json_source
+
+    def summarize() -> dict[str, Any]:
+        return org_report.summarize(read_json_source(args.source), args.source)
+
+    def status(summary: dict[str, Any]) -> int:
+        return 0 if summary["status"] == "ok" else 1
+
+    return _render_report(args, summarize, org_report.render_text, org_report.render_html, status)
+
+
+def _render_report(
+    args: argparse.Namespace,
+    summarize: Callable[[], dict[str, Any]],
+    render_text: Callable[[dict[str, Any]], str],
+    render_html: Callable[[dict[str, Any]], str],
+    status: Callable[[dict[str, Any]], int],
+) -> int:
+    """Render a report's summary as text or JSON, and the HTML page with --html; nothing is
+    written unless the report could be read and understood (exit status 2)."""
+    from imsguard_tools.report import ReportError
 
     try:
-        summary = summarize_report(read_report_source(args.source), args.source)
+        summary = summarize()
     except ReportError as exc:
         return _fail(args, str(exc))
     if args.html is not None:
@@ -1204,7 +1248,7 @@ def _report(args: argparse.Namespace) -> int:
         print(render_text(summary))
     if args.html is not None:
         print(f"imsguard: wrote {args.html}", file=sys.stderr)
-    return 0
+    return status(summary)
 
 
 def _write_atomically(path: Path, text: str) -> None:

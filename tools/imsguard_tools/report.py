@@ -55,7 +55,17 @@ def parse_obs_uri(source: str) -> tuple[str, str]:
 
 
 def read_report_source(source: str) -> Any:
-    """The parsed JSON of a report file or ``obs://`` object; ReportError says why not."""
+    """The parsed JSON of a report file or ``obs://`` object, a sweep index with the hop
+    reports it lists; ReportError says why not."""
+    report = read_json_source(source)
+    if isinstance(report, dict) and report.get("kind") == INDEX_KIND:
+        return _read_hops(report, source)
+    return report
+
+
+def read_json_source(source: str) -> Any:
+    """The parsed JSON of a file or ``obs://`` object, as it is (``imsguard org-report``
+    reads its report through here too); ReportError says why not."""
     if source.startswith(OBS_SCHEME):
         bucket, key = parse_obs_uri(source)
         data = _read_obs(bucket, key)
@@ -66,10 +76,7 @@ def read_report_source(source: str) -> Any:
             data = Path(source).read_bytes()
         except OSError as exc:
             raise ReportError(f"cannot read {source}: {exc.strerror or exc}") from None
-    report = _parse(data, source)
-    if isinstance(report, dict) and report.get("kind") == INDEX_KIND:
-        return _read_hops(report, source)
-    return report
+    return _parse(data, source)
 
 
 def _parse(data: bytes, source: str) -> Any:
@@ -187,7 +194,7 @@ def summarize(report: Any, source: str) -> dict[str, Any]:
             f"{source} is not an imsguard report: it has neither 'images' nor 'results'"
         )
     if kind != "event":
-        _check_counts(report, source)
+        check_counts(report, source)
     if kind == "sweep_result":  # its results carry fix labels, not verdicts
         images = [{**entry, "rules": _rules_from_fixes(entry)} for entry in images]
     complete = kind != "sweep_result" or not report.get("truncated")
@@ -207,7 +214,7 @@ def summarize(report: Any, source: str) -> dict[str, Any]:
     summary["hops"] = None  # a sweep's hops merged: only from its index
     summary["examined"] = report["examined"] if kind != "event" else len(images)
     summary["outcomes"] = dict(sorted(outcomes.items()))
-    summary["rules"] = _compliance(counts, images)
+    summary["rules"] = compliance(counts, images)
     summary["changes"] = _changes(report, images, kind)
     summary["needs_attention"] = _attention(report, images, kind)
     summary["notes"] = _notes(report, complete)
@@ -262,7 +269,7 @@ def _summarize_sweep(index: dict[str, Any], source: str) -> dict[str, Any]:
         "hops": len(index["hops"]),
         "examined": len(merged),
         "outcomes": dict(sorted(outcomes.items())),
-        "rules": _compliance(_rule_counts(merged), merged),
+        "rules": compliance(_rule_counts(merged), merged),
         "changes": _changes({}, merged, "sweep"),
         "needs_attention": _attention({}, merged, "sweep"),
         "notes": notes,
@@ -280,15 +287,15 @@ def _entries(report: dict[str, Any], key: str, source: str) -> list[dict[str, An
             raise ReportError(f"{where} is a {type(entry).__name__}, not an image object")
         if not isinstance(entry.get("outcome"), str):
             raise ReportError(f"{where} has no 'outcome'")
-        _check_list(entry, "operations", ("path",), where)
-        _check_list(entry, "rules", ("rule", "verdict"), where)
+        check_list(entry, "operations", ("path",), where)
+        check_list(entry, "rules", ("rule", "verdict"), where)
         for name in ("before", "fixes"):
             if name in entry and not isinstance(entry[name], dict):
                 raise ReportError(f"{where}: '{name}' is not an object")
     return entries
 
 
-def _check_list(entry: dict[str, Any], key: str, needed: tuple[str, ...], where: str) -> None:
+def check_list(entry: dict[str, Any], key: str, needed: tuple[str, ...], where: str) -> None:
     items = entry.get(key, [])
     if not isinstance(items, list) or not all(
         isinstance(item, dict) and all(isinstance(item.get(k), str) for k in needed)
@@ -297,21 +304,22 @@ def _check_list(entry: dict[str, Any], key: str, needed: tuple[str, ...], where:
         raise ReportError(f"{where}: '{key}' is not a list of objects with {', '.join(needed)}")
 
 
-def _check_counts(report: dict[str, Any], source: str) -> None:
-    """A sweep's counts: examined, outcomes and per-rule verdict counts, all whole numbers."""
-    if not _is_count(report.get("examined")):
+def check_counts(report: dict[str, Any], source: str) -> None:
+    """A report's counts (a sweep's, an organization's, a shard's): examined, outcomes and
+    per-rule verdict counts, all whole numbers."""
+    if not is_count(report.get("examined")):
         raise ReportError(f"{source}: 'examined' is not a count of images")
     for key in ("summary", "rules"):
         if not isinstance(report.get(key), dict):
             raise ReportError(f"{source}: '{key}' is missing or not an object")
-    if not all(_is_count(n) for n in report["summary"].values()):
+    if not all(is_count(n) for n in report["summary"].values()):
         raise ReportError(f"{source}: 'summary' is not a count per outcome")
     for rule, counts in report["rules"].items():
-        if not isinstance(counts, dict) or not all(_is_count(n) for n in counts.values()):
+        if not isinstance(counts, dict) or not all(is_count(n) for n in counts.values()):
             raise ReportError(f"{source}: rules[{rule!r}] is not a count per verdict")
 
 
-def _is_count(value: Any) -> bool:
+def is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -331,7 +339,7 @@ def _rule_counts(images: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return {rule: dict(c) for rule, c in counts.items()}
 
 
-def _compliance(
+def compliance(
     counts: dict[str, dict[str, int]], images: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Per rule: compliant, violations and fixed images, and the percent compliant as
@@ -372,21 +380,26 @@ def _changes(
         sources += [("would_update", e) for e in report.get("would_change") or []]
     else:
         sources = [(i["outcome"], i) for i in images if i["outcome"] in _CHANGE_OUTCOMES]
+    return [row for outcome, entry in sources for row in change_rows(entry, outcome)]
+
+
+def change_rows(entry: dict[str, Any], outcome: str) -> list[dict[str, Any]]:
+    """One image's changes (a report entry with ``operations`` and ``before``), a row per
+    attribute: before, and after from the operation sent."""
+    before = entry.get("before") or {}
     rows = []
-    for outcome, entry in sources:
-        before = entry.get("before") or {}
-        for op in entry.get("operations") or []:
-            attribute = str(op.get("path", "")).lstrip("/")
-            rows.append(
-                {
-                    "image_id": entry.get("image_id"),
-                    "image_name": entry.get("image_name"),
-                    "outcome": outcome,
-                    "attribute": attribute,
-                    "before": before.get(attribute),
-                    "after": None if op.get("op") == "remove" else op.get("value"),
-                }
-            )
+    for op in entry.get("operations") or []:
+        attribute = str(op.get("path", "")).lstrip("/")
+        rows.append(
+            {
+                "image_id": entry.get("image_id"),
+                "image_name": entry.get("image_name"),
+                "outcome": outcome,
+                "attribute": attribute,
+                "before": before.get(attribute),
+                "after": None if op.get("op") == "remove" else op.get("value"),
+            }
+        )
     return rows
 
 
@@ -490,7 +503,7 @@ def render_text(summary: dict[str, Any]) -> str:
         for row in summary["rules"]:
             lines.append(
                 f"  {row['rule']:<24}{row['compliant']:>10}{row['violations']:>12}"
-                f"{row['fixed']:>7}{_percent(row['percent_compliant']):>13}"
+                f"{row['fixed']:>7}{percent_text(row['percent_compliant']):>13}"
             )
     for outcome, title in (("updated", "changed"), ("would_update", "would change, not sent")):
         rows = [r for r in summary["changes"] if r["outcome"] == outcome]
@@ -500,14 +513,12 @@ def render_text(summary: dict[str, Any]) -> str:
         for r in rows:
             if r["image_id"] != image:
                 image = r["image_id"]
-                lines.append(f"    {image} {_quoted(r['image_name'])}")
-            lines.append(
-                f"      {r['attribute']}: {_literal(r['before'])} -> {_literal(r['after'])}"
-            )
+                lines.append(f"    {image} {quoted(r['image_name'])}")
+            lines.append(f"      {r['attribute']}: {literal(r['before'])} -> {literal(r['after'])}")
     attention = summary["needs_attention"]
     lines.append(f"\n  needs attention: {len(attention) or 'nothing'}")
     lines += [
-        f"    {r['image_id']} {_quoted(r['image_name'])} [{r['outcome']}] "
+        f"    {r['image_id']} {quoted(r['image_name'])} [{r['outcome']}] "
         f"{r['rule'] or '(no rule)'}: {r['reason']}"
         for r in attention
     ]
@@ -530,23 +541,23 @@ def _header_facts(summary: dict[str, Any]) -> list[str]:
     return facts
 
 
-def _percent(value: float | None) -> str:
+def percent_text(value: float | None) -> str:
     return "n/a" if value is None else f"{value:g}%"
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A value for people: strings as they are, "not set" for None, others as JSON."""
     if value is None:
         return "not set"
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _literal(value: Any) -> str:
+def literal(value: Any) -> str:
     """A value in text, where a string's spaces must show: quoted."""
-    return repr(value) if isinstance(value, str) else _shown(value)
+    return repr(value) if isinstance(value, str) else shown(value)
 
 
-def _quoted(name: Any) -> str:
+def quoted(name: Any) -> str:
     return "(no name)" if name is None else repr(name)
 
 
@@ -558,6 +569,7 @@ h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 td.n{text-align:right}.facts{color:#555}.note{background:#fff4d6;padding:.4em .6em}
 svg text{font:13px system-ui,sans-serif}.track{fill:#eee}.bar{fill:#2e7d32}
+.alert{color:#b71c1c}
 """
 
 
@@ -565,19 +577,8 @@ def render_html(summary: dict[str, Any]) -> str:
     """One self-contained page: inline CSS, the chart drawn here as SVG, no script and no
     URL; every value from the report is escaped, and the page's policy forbids scripts and
     fetches should anything slip through."""
-    e = _escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta http-equiv="Content-Security-Policy" '
-        "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-        f"<title>imsguard report: {e(summary['source'])}</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        "<h1>imsguard report</h1>",
-        f'<p class="facts">{e(summary["source"])}<br>{e(" · ".join(_header_facts(summary)))}</p>',
-    ]
-    parts += [f'<p class="note">{e(note)}</p>' for note in summary["notes"]]
-    parts.append('<h2>Totals</h2><table id="totals"><tr><th>images</th><th>count</th></tr>')
+    e = escape
+    parts = ['<h2>Totals</h2><table id="totals"><tr><th>images</th><th>count</th></tr>']
     totals = {"examined": summary["examined"], **summary["outcomes"]}
     for label, count in totals.items():
         parts.append(
@@ -585,9 +586,9 @@ def render_html(summary: dict[str, Any]) -> str:
         )
     parts.append("</table>")
     parts.append("<h2>Compliance per rule</h2>")
-    parts.append(_chart(summary["rules"]) if summary["rules"] else "<p>No rule was evaluated.</p>")
+    parts.append(chart(summary["rules"]) if summary["rules"] else "<p>No rule was evaluated.</p>")
     parts.append(
-        _table(
+        table(
             "rules",
             ("rule", "compliant", "violations", "fixed", "errors", "exempt", "not applicable"),
             [
@@ -606,17 +607,17 @@ def render_html(summary: dict[str, Any]) -> str:
     )
     parts.append("<h2>Changes</h2>")
     parts.append(
-        _table(
+        table(
             "changes",
             ("image", "name", "outcome", "attribute", "before", "after"),
             [
                 (
                     r["image_id"],
-                    _name(r["image_name"]),
+                    image_name(r["image_name"]),
                     r["outcome"],
                     r["attribute"],
-                    _shown(r["before"]),
-                    _shown(r["after"]),
+                    shown(r["before"]),
+                    shown(r["after"]),
                 )
                 for r in summary["changes"]
             ],
@@ -625,21 +626,49 @@ def render_html(summary: dict[str, Any]) -> str:
     )
     parts.append("<h2>Needs attention</h2>")
     parts.append(
-        _table(
+        table(
             "attention",
             ("image", "name", "outcome", "rule", "reason"),
             [
-                (r["image_id"], _name(r["image_name"]), r["outcome"], r["rule"] or "", r["reason"])
+                (
+                    r["image_id"],
+                    image_name(r["image_name"]),
+                    r["outcome"],
+                    r["rule"] or "",
+                    r["reason"],
+                )
                 for r in summary["needs_attention"]
             ],
             "Nothing needs a person.",
         )
     )
+    return page(
+        "imsguard report", summary["source"], _header_facts(summary), summary["notes"], parts
+    )
+
+
+def page(heading: str, source: str, facts: list[str], notes: list[str], sections: list[str]) -> str:
+    """The page every report renders into: no script and no URL, inline CSS, and a policy
+    that forbids scripts and fetches should anything slip through. ``sections`` are HTML
+    already escaped; every other value is escaped here."""
+    e = escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        f"<title>{e(heading)}: {e(source)}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>{e(heading)}</h1>",
+        f'<p class="facts">{e(source)}<br>{e(" · ".join(facts))}</p>',
+    ]
+    parts += [f'<p class="note">{e(note)}</p>' for note in notes]
+    parts += sections
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
-def _chart(rules: list[dict[str, Any]]) -> str:
+def chart(rules: list[dict[str, Any]]) -> str:
     """Horizontal bars, one per rule: its name, a bar as wide as its percent compliant of
     BAR_WIDTH, and the percent as text (n/a when the rule judged no image)."""
     label_width, row = 200, 28
@@ -653,13 +682,13 @@ def _chart(rules: list[dict[str, Any]]) -> str:
         percent = rule["percent_compliant"]
         bar = BAR_WIDTH * (percent or 0) / 100
         parts.append(
-            f'<g class="rule-bar" data-rule="{_escape(rule["rule"])}" '
+            f'<g class="rule-bar" data-rule="{escape(rule["rule"])}" '
             f'data-percent="{"" if percent is None else percent}">'
-            f'<text x="0" y="{y + 15}">{_escape(_clip(rule["rule"]))}</text>'
+            f'<text x="0" y="{y + 15}">{escape(_clip(rule["rule"]))}</text>'
             f'<rect class="track" x="{label_width}" y="{y}" width="{BAR_WIDTH}" height="20"/>'
             f'<rect class="bar" x="{label_width}" y="{y}" width="{bar:.1f}" height="20"/>'
             f'<text class="percent" x="{label_width + BAR_WIDTH + 8}" y="{y + 15}">'
-            f"{_percent(percent)}</text></g>"
+            f"{percent_text(percent)}</text></g>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -669,21 +698,21 @@ def _clip(text: str, most: int = 28) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"
 
 
-def _table(
+def table(
     table_id: str, headers: tuple[str, ...], rows: list[tuple[Any, ...]], empty: str = ""
 ) -> str:
     if not rows and empty:
-        return f'<p id="{table_id}">{_escape(empty)}</p>'
-    head = "".join(f"<th>{_escape(h)}</th>" for h in headers)
+        return f'<p id="{table_id}">{escape(empty)}</p>'
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
     )
     return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
 
 
-def _name(name: Any) -> str:
+def image_name(name: Any) -> str:
     return "(no name)" if name is None else str(name)
 
 
-def _escape(value: Any) -> str:
+def escape(value: Any) -> str:
     return html.escape(str(value), quote=True)
