@@ -1,5 +1,5 @@
 """`imsguard org-report`: an organization sweep's report, made by the real merging of
-``imsguard.org.report`` from sweep-report-shaped answers, rendered as text, JSON and one HTML
+``imsguard.org.merge`` from sweep-report-shaped answers, rendered as text, JSON and one HTML
 page; exit 1 when held or incomplete; anything else refused with exit status 2."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from helpers import SECRETS
-from imsguard.org.report import add_hop, hop_record, new_entry, org_report
+from imsguard.org.merge import add_hop, hop_record, new_entry, org_report
 from imsguard_tools.cli import main
 from imsguard_tools.testing import FakeObs
 

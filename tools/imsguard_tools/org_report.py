@@ -1,6 +1,6 @@
 """``imsguard org-report``: an organization sweep's report, rendered for people.
 
-It reads the one document an org sweep writes (``imsguard.org.report``, ``kind:
+It reads the one document an org sweep writes (``imsguard.org.merge``, ``kind:
 "org-report"``: ``<prefix>org/<org_run>/report.json`` or ``<prefix>org-latest.json`` in
 OBS, or a file), checks it, and turns it into one summary (``summarize``); the text, the
 JSON and the HTML page are views of that summary, so they cannot disagree. Reading, the
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imsguard.org.report import HOP_KIND, KIND, LIST_MOST, LISTS, REPORT_LIST_MOST, SHARD_KEYS
+from imsguard.org.merge import HOP_KIND, KIND, LIST_MOST, LISTS, REPORT_LIST_MOST, SHARD_KEYS
 from imsguard_tools.report import (
     INDEX_KIND,
     ReportError,
