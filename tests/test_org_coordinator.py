@@ -195,6 +195,25 @@ def test_the_cli_text_shows_each_shard_the_totals_and_the_time(capsys):
     assert "organization: 2 shards, 40 examined" in out and "time: " in out
 
 
+def test_the_local_engine_writes_the_organization_report_org_report_renders(capsys, tmp_path):
+    from imsguard_tools.cli import main
+
+    path = tmp_path / "org.json"
+    assert (
+        main(["org-sweep", "--fake", "--accounts", "2", "--regions", "2", "--report", str(path)])
+        == 0
+    )
+    capsys.readouterr()
+
+    report = json.loads(path.read_text())
+    assert report["kind"] == "org-report" and report["status"] == "ok"
+    assert report["examined"] == 80 and len(report["shards"]) == 4
+    assert 0 < len(report["changed"]) <= report["summary"]["updated"]
+    assert main(["org-report", str(path), "--output", "json"]) == 0
+    rendered = json.loads(capsys.readouterr().out)
+    assert rendered["examined"] == 80 and len(rendered["accounts"]) == 2
+
+
 @pytest.fixture
 def cloud(clock):
     org = FakeOrg(3, 2, 4, clock)

@@ -170,6 +170,12 @@ def _main(argv: list[str] | None) -> int:
     org_sweep.add_argument(
         "--concurrency", type=int, help="shards at once (default IMSGUARD_ORG_CONCURRENCY or 50)"
     )
+    org_sweep.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="also write the organization's report there (for imsguard org-report)",
+    )
     _log_level_option(org_sweep)
     package = commands.add_parser("package", help="build the FunctionGraph ZIP in dist/")
     package.add_argument(
@@ -595,6 +601,11 @@ def _org_sweep(args: argparse.Namespace) -> int:
     finally:
         invoker.close()
     ended = time.monotonic()
+    if args.report is not None:
+        try:
+            args.report.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            return _fail(args, f"the report was not written to {args.report}: {exc}")
     if args.output == "json":
         _print_json(org_local.public(result))
     else:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from datetime import timezone
 from typing import Any
 
 from imsguard.clock import Budget, SystemClock
@@ -94,8 +95,9 @@ def run_local(
     event: dict[str, Any], context: LocalContext, invoker: LocalInvoker
 ) -> dict[str, Any]:
     """An org-sweep ``event`` coordinated with the settings and credentials of ``context``,
-    every shard run through ``invoker`` to the end. Raises ValueError for a bad event and
-    imsguard.org.coordinator.CoordinatorError when it cannot start."""
+    every shard run through ``invoker`` to the end; the organization's report
+    (imsguard.org.merge, as the cloud coordinator writes it to OBS). Raises ValueError for
+    a bad event and imsguard.org.coordinator.CoordinatorError when it cannot start."""
     settings = load_settings(context)
     policy = cached_policy(settings.policy_path)
     request = validated(OrgSweepEvent, event)
@@ -108,7 +110,8 @@ def run_local(
     budget = Budget.for_invocation(context, clock, settings.safety_margin_s, float("inf"))
     shards = discover(request, settings, credentials, budget)
     org_run = request.org_run or org_run_id(clock, context.getRequestID())
-    return run_waiting(request, shards, org_run, invoker, policy)
+    now = clock.utcnow().astimezone(timezone.utc).isoformat(timespec="seconds")
+    return run_waiting(request, shards, org_run, invoker, policy, now.replace("+00:00", "Z"))
 
 
 def ims_endpoint(account: str, region: str) -> str:

@@ -30,9 +30,9 @@ from imsguard.org.coordinator import (
     START_TIME_S,
     CoordinatorError,
     Shard,
-    over_limit,
+    limit_of,
+    plan_problem,
     shard_event,
-    totals,
 )
 from imsguard.org.merge import FAILED, add_hop, new_entry, org_report
 from imsguard.org.store import (
@@ -285,22 +285,10 @@ class OrgRun:
         if state["phase"] != "plan" or not state["limited"]:
             return False
         entries = self.entries()
-        failed = [
-            e
-            for e, shard in zip(entries, self.shards, strict=True)
-            if shard.status == "pending" and e["status"] != "ok"
-        ]
-        examined, summary = totals(entries)
-        planned = summary.get("would_update", 0)
-        state["plan"] = {"examined": examined, "planned": planned}
-        if failed:
-            state["plan"]["reason"] = (
-                f"{len(failed)} shard(s) did not plan (first: account {failed[0]['account']} "
-                f"{failed[0]['region']}): the organization's limit cannot be checked; "
-                "nothing was changed in any account"
-            )
-        else:
-            state["plan"]["reason"] = over_limit(self.policy, planned, examined)
+        runnable = [shard.status == "pending" for shard in self.shards]
+        reason, state["plan"] = plan_problem(self.policy, entries, runnable)
+        state["plan"]["reason"] = reason
+        planned = state["plan"]["planned"]
         if state["plan"]["reason"]:
             return False
         state["caps"] = {
@@ -330,14 +318,7 @@ class OrgRun:
             for entry in entries:
                 if entry["status"] == "ok":
                     entry["status"] = "held"
-        limit = None
-        if self.policy.org_limited:
-            limit = {
-                "org_max_updates": self.policy.org_max_updates,
-                "org_max_updates_percent": self.policy.org_max_updates_percent,
-                "planned": plan.get("planned"),
-                "examined": plan.get("examined"),
-            }
+        limit = limit_of(self.policy, plan)
         now = self.now().isoformat(timespec="seconds").replace("+00:00", "Z")
         dry_run = _request(self.state).dry_run is True
         org_run = self.org_run

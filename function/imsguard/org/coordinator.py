@@ -30,6 +30,7 @@ from imsguard.logs import log
 from imsguard.org.calls import OrgError
 from imsguard.org.credentials import agency_urn, assume
 from imsguard.org.discovery import Account, list_accounts, list_regions
+from imsguard.org.merge import add_hop, hop_record, new_entry, org_report
 from imsguard.org.shard import SESSION_PREFIX
 
 if TYPE_CHECKING:
@@ -263,33 +264,14 @@ def over_limit(policy: Policy, changes: int, examined: int) -> str | None:
     return None
 
 
-def _status(report: dict[str, Any]) -> str:
-    return str(report.get("status") or "error")
-
-
-def _merge(shard: Shard, report: dict[str, Any], status: str | None = None) -> dict[str, Any]:
-    """A shard's entry from its report."""
-    return {
-        **shard.entry(),
-        "account_name": shard.account_name,
-        "examined": int(report.get("examined") or 0),
-        "summary": dict(report.get("summary") or {}),
-        "status": status or _status(report),
-        "reason": report.get("reason") or report.get("error") or report.get("guardrail"),
-        "would_change": list(report.get("would_change") or []),
-    }
-
-
-def _unrun(shard: Shard) -> dict[str, Any]:
-    return {
-        **shard.entry(),
-        "account_name": shard.account_name,
-        "examined": 0,
-        "summary": {},
-        "status": shard.status,
-        "reason": shard.problem,
-        "would_change": [],
-    }
+def _entry(shard: Shard, answer: dict[str, Any], status: str | None = None) -> dict[str, Any]:
+    """A shard's entry from the answer of its one hop (the local engine runs each shard in
+    one invocation: one that would go on in another is "unfinished")."""
+    entry = new_entry(shard._asdict())
+    add_hop(entry, hop_record(answer, 0, None))
+    if status is not None and entry["status"] == "ok":
+        entry["status"] = status
+    return entry
 
 
 def totals(entries: list[dict[str, Any]]) -> tuple[int, dict[str, int]]:
@@ -301,11 +283,46 @@ def totals(entries: list[dict[str, Any]]) -> tuple[int, dict[str, int]]:
     return sum(e["examined"] for e in entries), dict(sorted(summary.items()))
 
 
+def limit_of(policy: Policy, plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The organization's limit and what its plan counted, for the report (None: no limit)."""
+    if not policy.org_limited:
+        return None
+    return {
+        "org_max_updates": policy.org_max_updates,
+        "org_max_updates_percent": policy.org_max_updates_percent,
+        "planned": (plan or {}).get("planned"),
+        "examined": (plan or {}).get("examined"),
+    }
+
+
+def plan_problem(
+    policy: Policy, entries: list[dict[str, Any]], runnable: list[bool]
+) -> tuple[str | None, dict[str, Any]]:
+    """Why no shard may apply after the plan (None: every one may), and the plan's counts.
+    ``runnable``: which entries are shards that ran (not skipped before they could)."""
+    failed = [e for e, ran in zip(entries, runnable, strict=True) if ran and e["status"] != "ok"]
+    examined, summary = totals(entries)
+    plan = {"examined": examined, "planned": summary.get("would_update", 0)}
+    if failed:
+        return (
+            f"{len(failed)} shard(s) did not plan (first: account {failed[0]['account']} "
+            f"{failed[0]['region']}): the organization's limit cannot be checked; "
+            "nothing was changed in any account"
+        ), plan
+    return over_limit(policy, plan["planned"], examined), plan
+
+
 def run_waiting(
-    request: OrgSweepEvent, shards: list[Shard], org_run: str, invoker: Invoker, policy: Policy
+    request: OrgSweepEvent,
+    shards: list[Shard],
+    org_run: str,
+    invoker: Invoker,
+    policy: Policy,
+    generated_at: str,
 ) -> dict[str, Any]:
-    """Every shard to the end, through an invoker that waits (the local engine). With an
-    org limit and a real run: every shard plans, then all apply or none does."""
+    """Every shard to the end, through an invoker that waits (the local engine); the
+    organization's report (imsguard.org.merge). With an org limit and a real run: every
+    shard plans, then all apply or none does."""
     runnable = [s for s in shards if s.status == "pending"]
 
     def run(phase: str, caps: list[int | None] | None = None) -> list[dict[str, Any]]:
@@ -317,52 +334,26 @@ def run_waiting(
         return invoker.results(handles)
 
     reason: str | None = None
+    plan: dict[str, Any] | None = None
     if policy.org_limited and request.dry_run is not True:
-        planned = run("plan")
-        entries = [_merge(s, r) for s, r in zip(runnable, planned, strict=True)]
-        # A plan that did not finish (it would go on in another hop) counts as none.
-        failed = [
-            e
-            for e, r in zip(entries, planned, strict=True)
-            if e["status"] != "ok" or r.get("continuation")
-        ]
-        examined, summary = totals(entries)
-        if failed:
-            reason = (
-                f"{len(failed)} shard(s) did not plan (first: account {failed[0]['account']} "
-                f"{failed[0]['region']}): the organization's limit cannot be checked; "
-                "nothing was changed in any account"
-            )
-        else:
-            reason = over_limit(policy, summary.get("would_update", 0), examined)
+        planned = [_entry(s, r) for s, r in zip(runnable, run("plan"), strict=True)]
+        reason, plan = plan_problem(policy, planned, [True] * len(planned))
         if reason is None:  # each shard may change at most what it planned
-            caps: list[int | None] = [
-                int((r.get("summary") or {}).get("would_update", 0)) for r in planned
-            ]
-            applied = run("apply", caps)
-            entries = [_merge(s, r) for s, r in zip(runnable, applied, strict=True)]
+            caps: list[int | None] = [int(e["summary"].get("would_update", 0)) for e in planned]
+            entries = [_entry(s, r) for s, r in zip(runnable, run("apply", caps), strict=True)]
         else:
             entries = [
-                _merge(s, r, "held" if r.get("status") == "ok" else None)
-                for s, r in zip(runnable, planned, strict=True)
+                {**e, "status": "held" if e["status"] == "ok" else e["status"]} for e in planned
             ]
     else:
         phase = "plan" if request.dry_run is True else "apply"
-        entries = [_merge(s, r) for s, r in zip(runnable, run(phase), strict=True)]
+        entries = [_entry(s, r) for s, r in zip(runnable, run(phase), strict=True)]
         if policy.org_limited:  # a dry run says whether a real one would be held
-            examined, summary = totals(entries)
-            reason = over_limit(policy, summary.get("would_update", 0), examined)
+            reason, plan = plan_problem(policy, entries, [True] * len(entries))
     by_shard = dict(zip(runnable, entries, strict=True))
-    ordered = [by_shard[s] if s in by_shard else _unrun(s) for s in shards]
-    examined, summary = totals(ordered)
-    return {
-        "status": "held" if reason else "ok",
-        "org_run": org_run,
-        "reason": reason,
-        "shards": ordered,
-        "examined": examined,
-        "summary": summary,
-    }
+    ordered = [by_shard.get(s) or new_entry(s._asdict(), s.status, s.problem) for s in shards]
+    dry_run = request.dry_run is True
+    return org_report(org_run, ordered, generated_at, dry_run, reason, limit_of(policy, plan))
 
 
 def run_cloud(
@@ -397,7 +388,9 @@ def run_cloud(
     while index < len(shards):
         shard = shards[index]
         if shard.status != "pending":
-            entries.append({**_unrun(shard), "index": index})
+            entries.append(
+                {**new_entry(shard._asdict(), shard.status, shard.problem), "index": index}
+            )
             index += 1
             continue
         left = budget.time_left()
@@ -431,7 +424,7 @@ def run_cloud(
         payload: dict[str, Any] | None = continuation(request, org_run, index, digest)
         if len(json.dumps(carried)) <= PENDING_BYTES:  # the next hop discovers nothing again
             entries += [
-                {**_unrun(s), "index": at}
+                {**new_entry(s._asdict(), s.status, s.problem), "index": at}
                 for at, s in enumerate(shards[index:], index)
                 if s.status != "pending"
             ]
