@@ -291,12 +291,17 @@ def test_the_agency_policy_gains_the_org_actions_only_for_org_deployments():
 
     base = set(actions(needed(all_permissions(), {})))
     org = set(actions(needed(all_permissions(), {"IMSGUARD_ORG_AGENCY": AGENCY})))
+    kept = {"IMSGUARD_ORG_AGENCY": AGENCY, "IMSGUARD_REPORT_BUCKET": "reports"}
+    run_in_obs = set(actions(needed(all_permissions(), kept)))
 
+    # The coordinator starts its shards asynchronously, whether sweeps continue or not.
     assert org - base == {
         "organizations:accounts:list",
         "organizations:tags:list",
         "sts:agencies:assume",
+        "functiongraph:function:invokeAsync",
     }
+    assert run_in_obs - org == {"obs:object:PutObject", "obs:object:GetObject"}
 
 
 def test_an_ordinary_event_imports_none_of_the_org_sdks():

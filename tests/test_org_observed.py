@@ -35,6 +35,7 @@ class Platform(FakeClock):
         self.fail: set[tuple[str, str]] = set()  # (account, region) whose invocations fail
         self.silent: set[tuple[str, str]] = set()  # never run, never recorded
         self.no_record: set[tuple[str, str]] = set()  # run without the bucket: no record
+        self.shard_timeout_ms: int | None = None  # else the coordinator's
         self.most_waiting = 0
         self._running = False
 
@@ -67,6 +68,7 @@ class Platform(FakeClock):
                 self.fgs.set_status(invocation["request_id"], "FAIL", "RuntimeError: boom")
                 continue
             context = self.context_for(body)
+            context.timeout_ms = self.shard_timeout_ms or context.timeout_ms
             if where in self.no_record:
                 context.user_data.pop("IMSGUARD_REPORT_BUCKET")
             self.fgs.set_status(invocation["request_id"], "RUNNING")
@@ -302,3 +304,22 @@ def test_an_apply_shard_replayed_with_more_changes_than_approved_changes_nothing
 
     assert answer["status"] == "error" and "approved at most" in answer["reason"]
     assert patches(org) == done
+
+
+def test_a_shard_that_continues_itself_is_followed_through_every_hop(cloud, platform):
+    org, fgs, obs, context = cloud
+    context.user_data["IMSGUARD_SWEEP_RATE"] = "1"  # a request a second on the fake clock
+    context.user_data["IMSGUARD_SWEEP_PAGE_SIZE"] = "1"
+    platform.shard_timeout_ms = 16_000  # 6 s of work per shard hop: they continue
+
+    hops = coordinate(fgs, context)
+
+    report = org_report(obs)
+    assert report["status"] == "ok" and report["examined"] == 24
+    assert report["summary"]["updated"] == patches(org) > 0
+    assert all(s["status"] == "ok" for s in report["shards"])
+    assert max(s["hops"] for s in report["shards"]) > 1
+    assert all(len(s["report_keys"]) == s["hops"] for s in report["shards"])
+    shard_hops = [i for i in fgs.invocations if i["body"]["action"] == "org-shard"]
+    assert len(shard_hops) == sum(s["hops"] for s in report["shards"]) > len(org.ims)
+    assert hops[-1]["status"] == "ok"

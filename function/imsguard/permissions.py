@@ -117,6 +117,12 @@ LIST_AUTH_PROJECTS = Permission(
     "required\"; called with each member account's assumed agency, not the function's",
     ORG_AGENCY_SETTING,
 )
+START_SHARD = Permission(
+    INVOKE_ASYNC.api,
+    INVOKE_ASYNC.action,
+    f"{INVOKE_ASYNC.source}: the org coordinator starts each shard as an async invocation",
+    ORG_AGENCY_SETTING,
+)
 # An org sweep that keeps its run in OBS (IMSGUARD_REPORT_BUCKET set too): the coordinator
 # reads its shards' records, and asks FunctionGraph how their invocations ended.
 GET_OBJECT = Permission(

@@ -22,12 +22,14 @@ def declared_by(*owners: Any) -> list[Permission]:
 
 def all_permissions() -> list[Permission]:
     """Every call imsguard can make in the cloud (loads the SDKs: for tools, not events)."""
-    from imsguard.fgs import invoke_async
+    from imsguard.fgs import invocation_status, invoke_async
     from imsguard.ims import ImsGateway
+    from imsguard.org.cloud_invoker import CloudInvoker
     from imsguard.org.credentials import assume
     from imsguard.org.discovery import list_accounts, list_regions
     from imsguard.sinks import sink_classes
     from imsguard.sinks.config import update_policy_state
+    from imsguard.sinks.obs import get_object
 
     return declared_by(
         ImsGateway,
@@ -37,6 +39,9 @@ def all_permissions() -> list[Permission]:
         list_accounts,
         assume,
         list_regions,
+        get_object,
+        invocation_status,
+        CloudInvoker,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from imsguard.fgs import invocation_status, invoke_async
+from imsguard.permissions import START_SHARD, requires
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -30,6 +31,7 @@ class CloudInvoker:
         self._credentials = credentials
         self._budget = budget
 
+    @requires(START_SHARD)
     def start(self, event: dict[str, Any]) -> str:
         """Raises fgs.ContinueError when FunctionGraph does not take the invocation."""
         return invoke_async(
