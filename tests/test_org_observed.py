@@ -11,7 +11,8 @@ import pytest
 
 from helpers import SECRETS
 from imsguard import app
-from imsguard.org import collect
+from imsguard.org import collect, coordinator
+from imsguard.org.calls import Throttled
 from imsguard_tools.fake_obs import FakeObs
 from imsguard_tools.local_context import LocalContext
 from imsguard_tools.org_local import FakeOrg
@@ -323,3 +324,44 @@ def test_a_shard_that_continues_itself_is_followed_through_every_hop(cloud, plat
     shard_hops = [i for i in fgs.invocations if i["body"]["action"] == "org-shard"]
     assert len(shard_hops) == sum(s["hops"] for s in report["shards"]) > len(org.ims)
     assert hops[-1]["status"] == "ok"
+
+
+def test_an_account_whose_discovery_was_throttled_is_tried_again_in_a_later_hop(cloud, monkeypatch):
+    org, fgs, obs, context = cloud
+    monkeypatch.setattr(coordinator, "DISCOVERY_THREADS", 1)  # the first account is throttled
+    org.iam.fail_next("GET", 429, "APIGW.0308", times=4)  # more than the call's own retries
+
+    hops = coordinate(fgs, context)
+
+    report = org_report(obs)
+    assert report["status"] == "ok" and report["failed"] == []
+    assert sorted((s["account"], s["region"]) for s in report["shards"]) == sorted(org.ims)
+    assert all(s["status"] == "ok" and s["examined"] == 4 for s in report["shards"])
+    first = org.organizations.accounts[0].id
+    assert [s["account"] for s in report["shards"]][-2:] == [first, first]  # found later
+    assert len(hops) > 1
+
+
+def test_an_account_throttled_in_every_try_is_reported_not_dropped(cloud, monkeypatch):
+    org, fgs, obs, context = cloud
+    first = org.organizations.accounts[0].id
+    listed = coordinator.list_regions
+    tried = []
+
+    def throttled_for_the_first(credentials, account, *args):
+        tried.append(account)
+        if account == first:  # IAM answers 429 beyond the call's retries (test_org_discovery)
+            raise Throttled(f"IAM refused keystone_list_auth_projects for account {account}")
+        return listed(credentials, account, *args)
+
+    monkeypatch.setattr(coordinator, "list_regions", throttled_for_the_first)
+    tries = 1 + collect.REDISCOVERIES
+
+    hops = coordinate(fgs, context)
+
+    report = org_report(obs)
+    assert report["status"] == "incomplete"
+    assert [(f["account"], f["status"]) for f in report["failed"]] == [(first, "throttled")]
+    assert "regions not listed" in report["failed"][0]["reason"]
+    assert sum(s["status"] == "ok" for s in report["shards"]) == 4
+    assert tried.count(first) == tries and len(hops) >= tries

@@ -341,14 +341,17 @@ def _run_observed(
 ) -> dict[str, Any]:
     """One hop of a coordinator that keeps its run in OBS (imsguard.org.collect)."""
     from imsguard.org.collect import run_observed
-    from imsguard.org.coordinator import discover
+    from imsguard.org.coordinator import discover, rediscover
     from imsguard.org.store import RunStore
 
     store = RunStore(settings, credentials, budget, org_run)
     shards = discover(event, settings, credentials, budget) if event.hop == 0 else None
     # How long a shard's invocation may run: the function's timeout (shards are this function)
     timeout_s = float(os.environ.get("RUNTIME_TIMEOUT") or 0) or (budget.time_left() or 900.0)
-    return run_observed(event, org_run, shards, store, invoker, policy, settings, budget, timeout_s)
+    again = lambda shard: rediscover(shard, event, settings, credentials, budget)  # noqa: E731
+    return run_observed(
+        event, org_run, shards, store, invoker, policy, settings, budget, timeout_s, again
+    )
 
 
 def _limit_refuses(

@@ -20,6 +20,7 @@ for forever.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -53,10 +54,15 @@ if TYPE_CHECKING:
     from imsguard.settings import Settings
 
 POLL_S = 10.0  # between two looks at the running shards
+REDISCOVERIES = 3  # coordinator hops that try a throttled account again, at most
+REPLACED = "replaced"  # a throttled account's entry, once discovered: its shards follow
 # A shard hop with no record and no word from FunctionGraph this long after it started is
 # lost: FunctionGraph keeps an async event an hour by default, then runs it (RUNTIME_TIMEOUT
 # at most) and may retry it once.
 EVENT_AGE_S = 3600.0
+
+
+Rediscover = Callable[[Shard], list[Shard]]
 
 
 class Watcher(Protocol):
@@ -77,10 +83,12 @@ def run_observed(
     settings: Settings,
     budget: Budget,
     timeout_s: float,
+    rediscover: Rediscover,
 ) -> dict[str, Any]:
     """One coordinator hop. ``shards``: what discovery found (hop 0), else None (read from
-    the run). Raises CoordinatorError when the run cannot go on; sinks.SinkError when OBS
-    fails (the hop then raises, and FunctionGraph retries it)."""
+    the run); ``rediscover``: an account's shards, discovered again. Raises CoordinatorError
+    when the run cannot go on, and sinks.SinkError when OBS fails before any shard of this
+    hop started (FunctionGraph then retries the hop)."""
     if shards is not None:
         store.write(SHARDS, [s._asdict() for s in shards])
         state = new_state(request, policy)
@@ -102,10 +110,13 @@ def run_observed(
         shards = [Shard(**s) for s in listed]
     run = OrgRun(org_run, state, shards, store, watcher, policy, settings, budget, timeout_s)
     try:
+        if request.hop > 0:
+            run.rediscover(rediscover)
         while True:
             run.follow()
             run.start_more()
-            if not run.running and run.next_pending() is None:
+            # Throttled accounts wait for the next hop; else the phase is over.
+            if not run.running and run.next_pending() is None and not run.retrying():
                 if run.next_phase():
                     continue
                 return run.finish(request.hop)
@@ -155,6 +166,7 @@ def new_state(request: OrgSweepEvent, policy: Policy) -> dict[str, Any]:
         "entries": {},
         "caps": None,
         "plan": None,
+        "rediscovered": {},  # a throttled account's entry: how often it was tried again
     }
 
 
@@ -198,6 +210,39 @@ class OrgRun:
             index += 1
         self.state["next"] = index
         return index if index < len(self.shards) else None
+
+    def retrying(self) -> bool:
+        """Whether a throttled account will be tried again (in the first phase only: an
+        account found after the plan was never planned)."""
+        if self.state["caps"] is not None:
+            return False
+        tried = self.state["rediscovered"]
+        return any(
+            s.status == "throttled" and tried.get(str(i), 0) < REDISCOVERIES
+            for i, s in enumerate(self.shards)
+        )
+
+    def rediscover(self, discover: Rediscover) -> None:
+        """Try each throttled account again: its shards join the run's order at the end
+        (the entries of those before keep their places), and the run's shards are rewritten;
+        after REDISCOVERIES tries it stays "throttled" (reported as not finished)."""
+        if not self.retrying():
+            return
+        tried = self.state["rediscovered"]
+        found: list[Shard] = []
+        for index, shard in enumerate(self.shards):
+            if shard.status != "throttled" or tried.get(str(index), 0) >= REDISCOVERIES:
+                continue
+            tried[str(index)] = tried.get(str(index), 0) + 1
+            shards = discover(shard)
+            if len(shards) == 1 and shards[0].status == "throttled":
+                self.shards[index] = shards[0]
+                continue
+            self.shards[index] = shard._replace(status=REPLACED)
+            found += shards
+        self.shards += found
+        self.store.write(SHARDS, [s._asdict() for s in self.shards])
+        log(logging.INFO, "org sweep: throttled accounts tried again", shards=len(found))
 
     def start_more(self) -> None:
         """Start shards while fewer than IMSGUARD_ORG_CONCURRENCY run."""
@@ -284,8 +329,9 @@ class OrgRun:
         state = self.state
         if state["phase"] != "plan" or not state["limited"]:
             return False
-        entries = self.entries()
-        runnable = [shard.status == "pending" for shard in self.shards]
+        entries = self.entries()  # in the order of the shards not replaced
+        kept = [(i, s) for i, s in enumerate(self.shards) if s.status != REPLACED]
+        runnable = [shard.status == "pending" for _, shard in kept]
         reason, state["plan"] = plan_problem(self.policy, entries, runnable)
         state["plan"]["reason"] = reason
         planned = state["plan"]["planned"]
@@ -293,8 +339,8 @@ class OrgRun:
             return False
         state["caps"] = {
             str(i): int(e["summary"].get("would_update", 0))
-            for i, e in enumerate(entries)
-            if self.shards[i].status == "pending"
+            for (i, shard), e in zip(kept, entries, strict=True)
+            if shard.status == "pending"
         }
         state.update(phase="apply", next=0, running=[], entries={})
         log(logging.INFO, "org sweep: planned within the limit; applying", planned=planned)
@@ -306,6 +352,7 @@ class OrgRun:
         return [
             found.get(str(i)) or new_entry(s._asdict(), s.status, s.problem)
             for i, s in enumerate(self.shards)
+            if s.status != REPLACED
         ]
 
     def finish(self, hop: int) -> dict[str, Any]:

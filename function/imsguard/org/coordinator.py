@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from imsguard.fgs import ContinueError
 from imsguard.logs import log
-from imsguard.org.calls import OrgError
+from imsguard.org.calls import OrgError, Throttled
 from imsguard.org.credentials import agency_urn, assume
 from imsguard.org.discovery import Account, list_accounts, list_regions
 from imsguard.org.merge import add_hop, hop_record, new_entry, org_report
@@ -137,6 +137,16 @@ def discover(
         return [shard for shards in found for shard in shards]
 
 
+def rediscover(
+    shard: Shard, request: OrgSweepEvent, settings: Settings, caller: Credentials, budget: Budget
+) -> list[Shard]:
+    """The shards of an account whose discovery was throttled, discovered again."""
+    account = Account(shard.account, shard.account_name or "", "active")
+    return _account_shards(
+        account, request, wanted_regions(request, settings), settings, caller, budget
+    )
+
+
 def wanted_regions(request: OrgSweepEvent, settings: Settings) -> tuple[str, ...]:
     """The request's regions within IMSGUARD_ORG_REGIONS (either alone when the other is
     unset; () for every region)."""
@@ -187,7 +197,10 @@ def _account_shards(
         )
     except OrgError as exc:
         log(logging.ERROR, "org sweep: account not discovered", account=account.id, error=str(exc))
-        return [Shard(account.id, name, None, None, "error", f"regions not listed ({urn}): {exc}")]
+        # Throttled still, after the call's own retries: a coordinator that keeps its run in
+        # OBS tries the account again in a later hop (imsguard.org.collect).
+        status = "throttled" if isinstance(exc, Throttled) else "error"
+        return [Shard(account.id, name, None, None, status, f"regions not listed ({urn}): {exc}")]
     projects.sort(key=lambda p: (p.region, p.name))
     shards = [Shard(account.id, name, p.region, p.id) for p in projects]
     seen = {p.region for p in projects}

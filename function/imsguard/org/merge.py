@@ -35,6 +35,7 @@ FAILED = (
     "failed",  # FunctionGraph gave up on one of its invocations (its records say so)
     "lost",  # an invocation ended without writing its record
     "unfinished",  # a hop ran out of time and could not continue itself
+    "throttled",  # its account's regions could not be listed: STS or IAM throttled
 )
 SHARD_KEYS = (
     "account",
