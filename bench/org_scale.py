@@ -54,6 +54,12 @@ For ``--shards`` shards of ``--images`` images each (default 1,000 x 10,000), wi
   the shards it started, so its next hop starts the next ``concurrency`` at once and all
   of them run together, if FunctionGraph's instance quota for the function allows, which
   is not checked here): ``wall = coordinator hops + start + slowest shard``.
+* **fan-out, bounded** (the cloud coordinator that keeps its run in OBS,
+  ``IMSGUARD_REPORT_BUCKET`` set): it discovers once, starts ``concurrency`` shards, looks
+  every ``POLL_S`` (10 s) for those that ended and starts the next in their place, so at most
+  ``concurrency`` run at once; equal shards end together, so ``wall = discovery +
+  ceil(shards / concurrency) x (start + slowest shard + POLL_S / 2)`` plus the report; the
+  coordinator runs the whole time (hops of ``--timeout-s``), which adds its GB-seconds.
 * **sequential, c7n-org style**: one worker on one machine runs shard after shard (no
   timeout, so no hops; one agency assumption each): ``wall = discovery + shards x shard``.
   Same IMS requests; no FunctionGraph invocations (its machine is not costed).
@@ -93,6 +99,7 @@ sys.path[:0] = [str(ROOT / "function"), str(ROOT / "tools")]
 
 from imsguard import app  # noqa: E402
 from imsguard.logs import log_to  # noqa: E402
+from imsguard.org.collect import POLL_S  # noqa: E402
 from imsguard.settings import DEFAULT_SAFETY_MARGIN_S, Settings  # noqa: E402
 from imsguard_tools import org_local  # noqa: E402
 from imsguard_tools.local_context import LocalContext  # noqa: E402
@@ -275,6 +282,9 @@ def project(measured: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
     sequential = discovery + args.shards * (hop_fixed + work)
     invocations = args.shards * hops + coord_hops
     gb_s = (args.shards * shard_billed + coord_billed) * args.memory_mb / 1024
+    bounded = discovery + waves * (start + shard_wall + POLL_S / 2) + latency
+    bounded_hops = math.ceil(bounded / (args.timeout_s - DEFAULT_SAFETY_MARGIN_S))
+    bounded_gb_s = (args.shards * shard_billed + bounded) * args.memory_mb / 1024
     return {
         "shards": args.shards,
         "images_per_shard": images,
@@ -304,6 +314,14 @@ def project(measured: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
             "gb_s": gb_s,
             "ims_requests": requests * args.shards,
         },
+        "bounded": {
+            "model": "run in OBS: discovery + ceil(shards/concurrency) x (start + slowest "
+            "shard + poll/2); the coordinator runs throughout",
+            "wall_s": bounded,
+            "invocations": args.shards * hops + bounded_hops,
+            "gb_s": bounded_gb_s,
+            "ims_requests": requests * args.shards,
+        },
         "sequential": {
             "model": "c7n-org style, one worker: discovery + shards x (agency + shard work)",
             "wall_s": sequential,
@@ -315,6 +333,8 @@ def project(measured: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
         "ratio_not_waiting": sequential / fan_free,
         "wall_over_slowest_shard": fan_waves / shard_wall,
         "wall_over_slowest_shard_not_waiting": fan_free / shard_wall,
+        "ratio_bounded": sequential / bounded,
+        "wall_over_slowest_shard_bounded": bounded / shard_wall,
     }
 
 
@@ -366,29 +386,35 @@ def print_table(figures: dict[str, Any]) -> None:
     )
     c = p["coordinator"]
     print(f"  coordinator: {c['hops']} hops, discovery {duration(c['discovery_s'])} each")
-    f, q = p["fan_out"], p["sequential"]
+    f, b, q = p["fan_out"], p["bounded"], p["sequential"]
     print(
-        f"\n{'':<28}{'fan-out (waves)':>18}{'not waiting':>14}{'sequential':>14}"
-        f"{'seq / fan-out':>15}"
+        f"\n{'':<28}{'fan-out (waves)':>18}{'bounded, OBS':>14}{'not waiting':>14}"
+        f"{'sequential':>14}{'seq / bounded':>15}"
     )
     print(
-        f"{'wall time':<28}{duration(f['wall_s']):>18}{duration(f['wall_s_not_waiting']):>14}"
-        f"{duration(q['wall_s']):>14}{p['ratio']:>14.1f}x"
+        f"{'wall time':<28}{duration(f['wall_s']):>18}{duration(b['wall_s']):>14}"
+        f"{duration(f['wall_s_not_waiting']):>14}{duration(q['wall_s']):>14}"
+        f"{p['ratio_bounded']:>14.1f}x"
     )
     print(
-        f"{'FunctionGraph invocations':<28}{f['invocations']:>18,}{f['invocations']:>14,}{'-':>14}"
+        f"{'FunctionGraph invocations':<28}{f['invocations']:>18,}{b['invocations']:>14,}"
+        f"{f['invocations']:>14,}{'-':>14}"
     )
-    print(f"{'GB-seconds':<28}{f['gb_s']:>18,.0f}{f['gb_s']:>14,.0f}{'-':>14}")
+    print(f"{'GB-seconds':<28}{f['gb_s']:>18,.0f}{b['gb_s']:>14,.0f}{f['gb_s']:>14,.0f}{'-':>14}")
     print(
-        f"{'IMS requests':<28}{f['ims_requests']:>18,}{f['ims_requests']:>14,}"
-        f"{q['ims_requests']:>14,}"
+        f"{'IMS requests':<28}{f['ims_requests']:>18,}{b['ims_requests']:>14,}"
+        f"{f['ims_requests']:>14,}{q['ims_requests']:>14,}"
     )
     print(
         f"\nwall / slowest shard: {p['wall_over_slowest_shard']:.1f} in waves, "
+        f"{p['wall_over_slowest_shard_bounded']:.1f} bounded, "
         f"{p['wall_over_slowest_shard_not_waiting']:.2f} not waiting "
         f"(sequential / not waiting: {p['ratio_not_waiting']:.0f}x)"
     )
-    print(f"model, fan-out: {f['model']}\nmodel, sequential: {q['model']}")
+    print(
+        f"model, fan-out: {f['model']}\nmodel, bounded: {b['model']}\n"
+        f"model, sequential: {q['model']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

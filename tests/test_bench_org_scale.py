@@ -43,3 +43,7 @@ def test_org_scale_runs_and_projects() -> None:
     assert fan_out["invocations"] == 120 * shard["hops"] + 3
     assert fan_out["ims_requests"] == sequential["ims_requests"] == 120 * shard["ims_requests"]
     assert sequential["wall_s"] > fan_out["wall_s"]
+    bounded = projection["bounded"]  # the coordinator that keeps its run in OBS
+    assert {"wall_s", "invocations", "gb_s", "ims_requests"} <= bounded.keys()
+    assert fan_out["wall_s"] < bounded["wall_s"] < sequential["wall_s"]
+    assert bounded["gb_s"] > fan_out["gb_s"]  # the coordinator waits, and is billed for it
