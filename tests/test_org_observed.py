@@ -37,6 +37,8 @@ class Platform(FakeClock):
         self.silent: set[tuple[str, str]] = set()  # never run, never recorded
         self.no_record: set[tuple[str, str]] = set()  # run without the bucket: no record
         self.shard_timeout_ms: int | None = None  # else the coordinator's
+        self.fail_after: dict[tuple[str, str], float] = {}  # silent, then FAIL after s
+        self.on_sleep: list = []  # one called after each sleep's shards ran, in order
         self.most_waiting = 0
         self._running = False
 
@@ -63,6 +65,10 @@ class Platform(FakeClock):
         for invocation in waiting:
             body = invocation["body"]
             where = (body["account"], body["region"])
+            if where in self.fail_after:
+                if self.elapsed >= self.fail_after[where]:
+                    self.fgs.set_status(invocation["request_id"], "FAIL", "timed out")
+                continue
             if where in self.silent:
                 continue
             if where in self.fail:
@@ -79,6 +85,8 @@ class Platform(FakeClock):
                 self.fgs.set_status(invocation["request_id"], "FAIL", str(exc))
             else:
                 self.fgs.set_status(invocation["request_id"], "SUCCESS")
+        if self.on_sleep:
+            self.on_sleep.pop(0)()
 
 
 @pytest.fixture
@@ -93,7 +101,7 @@ def cloud(platform, tmp_path):
     """3 accounts x 2 regions x 4 images; the coordinator's context (2 shards at once, its
     run in the fake OBS); what FunctionGraph and OBS saw."""
     org = FakeOrg(3, 2, 4, platform)
-    fgs = FakeFunctionGraph(org.sts.project_id, "ap-southeast-1")
+    fgs = FakeFunctionGraph(org.sts.project_id, "ap-southeast-1", platform)
     fgs.fgs_endpoint = "https://fgs.home.example.com"
     urn = f"urn:fss:ap-southeast-1:{org.sts.project_id}:{URN_TAIL}"
     obs = FakeObs((BUCKET,))
@@ -163,7 +171,7 @@ def test_no_credentials_in_any_payload_record_or_report(cloud):
     hops = coordinate(fgs, context)
 
     stored = [obs.text(key, BUCKET) for key in obs.keys(BUCKET)]
-    text = json.dumps([fgs.invocations, hops, stored])
+    text = json.dumps([fgs.invocations, hops, stored], default=str)
     secrets = [*SECRETS, *(s for ak, i in org.sts.issued.items() for s in (ak, i.secret_key))]
     assert org.sts.issued and not any(secret in text for secret in secrets)
 
@@ -181,9 +189,13 @@ def test_a_continued_coordinator_goes_on_from_its_state_and_a_duplicate_hop_stop
     assert len(discovered) == 1  # later hops read the shards from the run
     started = [i["body"] for i in fgs.invocations if i["body"]["action"] == "org-shard"]
     assert len(started) == len(org.ims)  # none started twice
-    for payload in (hops[0]["continued"]["payload"], hops[-2]["continued"]["payload"]):
+    later = {**hops[-2]["continued"]["payload"], "hop": len(hops) + 3}
+    for payload in (hops[0]["continued"]["payload"], hops[-2]["continued"]["payload"], later):
         again = app.handler(payload, context)  # FunctionGraph delivering a hop twice
-        assert again["status"] == "ignored" and "already ran" in again["reason"]
+        assert again["status"] == "ignored" and "duplicate" in again["reason"]
+    assert len(fgs.invocations) == len(started) + len(hops) - 1
+    restarted = app.handler({"action": "org-sweep", "org_run": hops[0]["org_run"]}, context)
+    assert restarted["status"] == "error" and "exists already" in restarted["reason"]
     assert len(fgs.invocations) == len(started) + len(hops) - 1
 
 
@@ -293,18 +305,74 @@ def test_a_dry_run_plans_only_and_reports_what_would_change(cloud):
     assert report["summary"]["would_update"] == len(report["would_change"]) > 0
 
 
-def test_an_apply_shard_replayed_with_more_changes_than_approved_changes_nothing(cloud, tmp_path):
-    org, fgs, _obs, context = cloud
+def test_obs_failing_part_way_through_a_look_counts_no_record_twice(cloud, platform):
+    org, fgs, obs, context = cloud
+    # after the claim's wait, and the first shards ran: the coordinator's next read fails
+    platform.on_sleep += [lambda: None, lambda: obs.fail_next(500, times=3)]
+
+    hops = coordinate(fgs, context)
+
+    report = org_report(obs)
+    assert report["status"] == "ok" and report["examined"] == 24
+    assert report["summary"]["updated"] == patches(org)
+    assert all(s["hops"] == 1 for s in report["shards"])
+    assert len(hops) > 1  # the hop that met the failure went on in a new one
+
+
+def test_a_dry_run_under_the_org_limit_says_a_real_run_would_be_held(cloud, tmp_path):
+    org, fgs, obs, context = cloud
+    use_policy(context, tmp_path, "org_max_updates: 1")
+
+    coordinate(fgs, context, {"dry_run": True})
+
+    report = org_report(obs)
+    assert report["status"] == "held" and "org_max_updates 1" in report["reason"]
+    assert report["limit"]["planned"] == report["summary"]["would_update"] > 1
+    assert patches(org) == 0
+
+
+def test_an_account_still_throttled_holds_the_org_limit(cloud, tmp_path, monkeypatch):
+    org, fgs, obs, context = cloud
     use_policy(context, tmp_path, "org_max_updates: 100")
+    first = org.organizations.accounts[0].id
+    listed = coordinator.list_regions
+
+    def throttled_for_the_first(credentials, account, *args):
+        if account == first:
+            raise Throttled(f"IAM refused keystone_list_auth_projects for account {account}")
+        return listed(credentials, account, *args)
+
+    monkeypatch.setattr(coordinator, "list_regions", throttled_for_the_first)
+
     coordinate(fgs, context)
-    done = patches(org)
-    applied = [i["body"] for i in fgs.invocations if i["body"].get("phase") == "apply"]
-    replayed = {**applied[0], "sweep": {"max_changes": applied[0]["sweep"]["max_changes"] + 5}}
 
-    answer = app.handler(replayed, context)
+    report = org_report(obs)
+    assert report["status"] == "held" and "did not plan" in report["reason"]
+    assert patches(org) == 0
 
-    assert answer["status"] == "error" and "approved at most" in answer["reason"]
-    assert patches(org) == done
+
+def test_a_shard_functiongraph_refuses_to_start_is_started_at_the_next_look(cloud):
+    org, fgs, obs, context = cloud
+    fgs.fail_next("POST", 429, "FSS.0429", "Too many requests")
+
+    coordinate(fgs, context)
+
+    report = org_report(obs)
+    assert report["status"] == "ok" and report["examined"] == 24
+    started = [i["body"] for i in fgs.invocations if i["body"]["action"] == "org-shard"]
+    assert len(started) == len(org.ims)
+
+
+def test_a_shard_failing_after_an_hour_is_found_through_functiongraphs_records(cloud, platform):
+    org, fgs, obs, context = cloud
+    where = list(org.ims)[3]
+    platform.fail_after[where] = 3700.0  # queued, given up on after more than an hour
+
+    coordinate(fgs, context)
+
+    failed = org_report(obs)["failed"]
+    assert [(f["account"], f["region"], f["status"]) for f in failed] == [(*where, "failed")]
+    assert "ended FAIL: timed out" in failed[0]["reason"]
 
 
 def test_a_shard_that_continues_itself_is_followed_through_every_hop(cloud, platform):
@@ -324,6 +392,7 @@ def test_a_shard_that_continues_itself_is_followed_through_every_hop(cloud, plat
     shard_hops = [i for i in fgs.invocations if i["body"]["action"] == "org-shard"]
     assert len(shard_hops) == sum(s["hops"] for s in report["shards"]) > len(org.ims)
     assert hops[-1]["status"] == "ok"
+    assert platform.most_waiting == 2  # shards in flight across looks: never more at once
 
 
 def test_an_account_whose_discovery_was_throttled_is_tried_again_in_a_later_hop(cloud, monkeypatch):
@@ -365,3 +434,76 @@ def test_an_account_throttled_in_every_try_is_reported_not_dropped(cloud, monkey
     assert "regions not listed" in report["failed"][0]["reason"]
     assert sum(s["status"] == "ok" for s in report["shards"]) == 4
     assert tried.count(first) == tries and len(hops) >= tries
+
+
+def test_an_approved_apply_shard_replayed_after_it_ended_changes_nothing(cloud, tmp_path):
+    org, fgs, _obs, context = cloud
+    use_policy(context, tmp_path, "org_max_updates: 100")
+    coordinate(fgs, context)
+    done = patches(org)
+    applied = [i["body"] for i in fgs.invocations if i["body"].get("phase") == "apply"]
+    org.ims[applied[0]["account"], applied[0]["region"]].add_image({"name": "Out_Of_Line"})
+
+    answer = app.handler(applied[0], context)  # the coordinator's own event, again
+
+    assert answer["status"] == "error" and "revoked" in answer["reason"]
+    assert patches(org) == done
+
+
+def approve(obs, event, most, token="a" * 32):
+    """An approval as the coordinator writes it, for a hand-made apply event."""
+    key = f"{PREFIX}org/{event['org_run']}/apply/{event['account']}/{event['region']}/"
+    put(obs, key + f"{event['project_id']}/approved.json", {"token": token, "max_changes": most})
+    return {**event, "approval": token}
+
+
+def put(obs, key, document):
+    obs.objects[BUCKET, key] = json.dumps(document).encode()
+    obs.content_types[BUCKET, key] = "application/json"
+
+
+def apply_event(org, **sweep):
+    account, region = next(iter(org.ims))
+    return {
+        "action": "org-shard",
+        "org_run": "20260101T000000-run",
+        "account": account,
+        "region": region,
+        "project_id": org.ims[account, region].project_id,
+        "phase": "apply",
+        "sweep": sweep,
+    }
+
+
+@pytest.mark.parametrize(
+    ("sweep", "token", "words"),
+    [
+        ({"max_changes": 6}, "a" * 32, "approved at most 5 change(s)"),
+        ({"max_changes": 5}, "b" * 32, "did not approve this shard"),
+        ({"max_changes": 5, "hop": 1}, "a" * 32, "does not follow this shard's earlier hops"),
+    ],
+)
+def test_an_apply_event_beyond_its_approval_changes_nothing(cloud, tmp_path, sweep, token, words):
+    org, _fgs, obs, context = cloud
+    use_policy(context, tmp_path, "org_max_updates: 100")
+    event = approve(obs, apply_event(org, **sweep), 5)
+
+    answer = app.handler({**event, "approval": token}, context)
+
+    assert answer["status"] == "error" and words in answer["reason"]
+    assert patches(org) == 0 and org.sts.calls == []
+
+
+def test_a_continued_apply_event_must_count_what_its_earlier_hops_changed(cloud, tmp_path):
+    org, _fgs, obs, context = cloud
+    use_policy(context, tmp_path, "org_max_updates: 100")
+    event = approve(obs, apply_event(org, max_changes=5, hop=1, planned_before=0), 5)
+    first = f"{PREFIX}org/{event['org_run']}/apply/{event['account']}/{event['region']}/"
+    first += f"{event['project_id']}/hop-0.json"
+    record = {"kind": "org-shard-hop", "summary": {"updated": 4}, "continued": "r" * 32}
+    put(obs, first, record)
+
+    answer = app.handler(event, context)
+
+    assert answer["status"] == "error" and "changed 4 image(s)" in answer["reason"]
+    assert patches(org) == 0

@@ -40,7 +40,7 @@ from imsguard.settings import (
     SettingsError,
     load_settings,
 )
-from imsguard.sinks import ConfigStateNotReported
+from imsguard.sinks import ConfigStateNotReported, SinkError
 from imsguard.uefi import normalize_os_version
 
 if TYPE_CHECKING:
@@ -318,13 +318,19 @@ def _run_org_sweep(
     invoker = CloudInvoker(urn, settings, credentials, budget)
     try:
         if settings.report_bucket:  # the run is kept in OBS, and followed to one report
-            answer = _run_observed(event, org_run, invoker, policy, settings, credentials, budget)
+            answer = _run_observed(
+                event, org_run, invoker, policy, settings, credentials, budget, context
+            )
         else:
             shards = carried_shards(event) or discover(event, settings, credentials, budget)
             answer = run_cloud(event, shards, org_run, invoker, policy, settings, budget)
     except CoordinatorError as exc:
         log(logging.ERROR, "org sweep not started", reason=str(exc))
         return _stop("error", redact(str(exc)), org_run=org_run)
+    except SinkError as exc:  # OBS failed before this hop started a shard: a retry may not
+        reason = redact(f"org sweep hop {event.hop}: {exc}")
+        log(logging.ERROR, "org sweep: raising for FunctionGraph to retry", reason=reason)
+        raise TransientFailure(reason) from None
     log(logging.INFO, "org sweep: coordinator hop done", org_run=org_run, hop=event.hop)
     # The coordinator examines no image itself: each shard reports its own (results: []).
     return {"imsguard": __version__, "summary": request.summary, **answer, "results": []}
@@ -338,8 +344,11 @@ def _run_observed(
     settings: Settings,
     credentials: Credentials,
     budget: Budget,
+    context: Any,
 ) -> dict[str, Any]:
     """One hop of a coordinator that keeps its run in OBS (imsguard.org.collect)."""
+    import uuid
+
     from imsguard.org.collect import run_observed
     from imsguard.org.coordinator import discover, rediscover
     from imsguard.org.store import RunStore
@@ -349,8 +358,9 @@ def _run_observed(
     # How long a shard's invocation may run: the function's timeout (shards are this function)
     timeout_s = float(os.environ.get("RUNTIME_TIMEOUT") or 0) or (budget.time_left() or 900.0)
     again = lambda shard: rediscover(shard, event, settings, credentials, budget)  # noqa: E731
+    claim = str(call_getter(context, "getRequestID") or uuid.uuid4().hex)
     return run_observed(
-        event, org_run, shards, store, invoker, policy, settings, budget, timeout_s, again
+        event, org_run, shards, store, invoker, policy, settings, budget, timeout_s, again, claim
     )
 
 
@@ -372,7 +382,7 @@ def _limit_refuses(
         return None
     from imsguard.org.store import approval_problem
 
-    return approval_problem(settings, credentials, budget, shard, parsed.options.max_changes)
+    return approval_problem(settings, credentials, budget, shard, parsed.options)
 
 
 def _open_shard(

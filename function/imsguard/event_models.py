@@ -218,6 +218,9 @@ class OrgShard(PendingShard):
 
     org_run: str
     phase: Literal["plan", "apply"]
+    # Under an organization limit, the token of the coordinator's approval of this apply
+    # shard in the run's OBS objects (imsguard.org.store.approval_problem).
+    approval: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
 
     @field_validator("org_run")
     @classmethod
@@ -227,7 +230,8 @@ class OrgShard(PendingShard):
     def fields(self) -> dict[str, Any]:
         """The shard's own fields (not an event's ``action`` or ``sweep``), for reports."""
         order = ("org_run", "account", "account_name", "region", "project_id", "phase")
-        return {name: getattr(self, name) for name in order}
+        found = {name: getattr(self, name) for name in order}
+        return found if self.approval is None else {**found, "approval": self.approval}
 
 
 class OrgShardEvent(OrgShard):

@@ -54,6 +54,9 @@ ORGANIZATIONS_ENDPOINT = "IMSGUARD_ORGANIZATIONS_ENDPOINT"  # default: its globa
 STS_ENDPOINT = "IMSGUARD_STS_ENDPOINT"  # default: the function's region's STS endpoint
 ORG_DOMAIN_ID = "IMSGUARD_ORG_DOMAIN_ID"  # the management account's id, to list its accounts
 IAM_ENDPOINT = "IMSGUARD_IAM_ENDPOINT"  # default: IAM's global endpoint
+# How long a shard hop may stay silent (no record, no word from FunctionGraph) before it is
+# "lost": max_async_event_age + (max_async_retry_attempts + 1) x timeout (default: 1 h + 3 x)
+ORG_SHARD_DEADLINE = "IMSGUARD_ORG_SHARD_DEADLINE_SECONDS"
 ORG_SETTINGS = (
     ORG_AGENCY,
     ORG_REGIONS,
@@ -62,6 +65,7 @@ ORG_SETTINGS = (
     STS_ENDPOINT,
     ORG_DOMAIN_ID,
     IAM_ENDPOINT,
+    ORG_SHARD_DEADLINE,
 )
 # Organizations is global (OrganizationsRegion's only endpoint); IAM's global endpoint is the one
 # its API reference's examples call (IamRegion lists regional ones only); STS has none global
@@ -163,6 +167,7 @@ class Settings(NamedTuple):
     sts_endpoint: str | None = None  # None: the region's (needs a region)
     iam_endpoint: str = ""  # set by load_settings: IAM_GLOBAL_ENDPOINT
     org_domain_id: str | None = None  # the management account (Organizations is global)
+    org_shard_deadline_s: float | None = None  # None: 1 h + 3 x the function's timeout
 
 
 def read_setting(context: Any, key: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -554,4 +559,7 @@ def _org_settings(read: Reader, region: str | None) -> dict[str, Any]:
         "sts_endpoint": sts,
         "iam_endpoint": _endpoint(read, IAM_ENDPOINT) or IAM_GLOBAL_ENDPOINT,
         "org_domain_id": domain_id,
+        "org_shard_deadline_s": None
+        if read(ORG_SHARD_DEADLINE) is None
+        else _number(read, ORG_SHARD_DEADLINE, 0, 60, 86_400 + 4 * 259_200),
     }

@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 from imsguard_tools.fake_http import ApiError, FakeHttpApi, try_json
@@ -37,8 +38,9 @@ class FakeFunctionGraph(FakeHttpApi):
         "FSS.1319": "Invalid trigger name.",
     }
 
-    def __init__(self, project_id: str, region: str) -> None:
+    def __init__(self, project_id: str, region: str, clock: Any = None) -> None:
         super().__init__(project_id, region)
+        self.clock = clock  # when invocations start, for the records' search window
         # FunctionGraph's function API, for deploy tests: functions by URN, their triggers
         # and asynchronous invocation settings.
         self.functions: dict[str, dict[str, Any]] = {}
@@ -96,6 +98,7 @@ class FakeFunctionGraph(FakeHttpApi):
                 "request_id": request_id,
                 "status": "WAIT",
                 "error_message": "",
+                "start_time": self._now().replace(microsecond=0),
             }
         )
         return 202, {"request_id": request_id}
@@ -116,10 +119,18 @@ class FakeFunctionGraph(FakeHttpApi):
         one page, optionally of one ``request_id``; times in its documented format."""
         if project_id != self.project_id:
             raise ApiError(401, "APIGW.0301")
-        for name in ("query_begin_time", "query_end_time"):
+        window = []
+        for name, default in (("query_begin_time", -3600), ("query_end_time", 0)):
             value = query.get(name)
             if value is not None and not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", value):
                 raise ApiError(400, "FSS.0400", f"Invalid {name}: {value}")
+            # FunctionGraph's default window: the last hour (its API reference)
+            now = self._now().replace(microsecond=0)
+            window.append(
+                now + timedelta(seconds=default)
+                if value is None
+                else datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+            )
         wanted = query.get("request_id")
         found = [
             {
@@ -127,13 +138,20 @@ class FakeFunctionGraph(FakeHttpApi):
                 "status": i["status"],
                 "error_message": i["error_message"],
                 "error_code": 0 if i["status"] != "FAIL" else 500,
-                "start_time": "2026-01-01T00:00:00",
-                "end_time": "2026-01-01T00:00:01",
+                "start_time": i["start_time"].strftime("%Y-%m-%dT%H:%M:%S"),
+                "end_time": i["start_time"].strftime("%Y-%m-%dT%H:%M:%S"),
             }
             for i in self.invocations
-            if i["function_urn"] == function_urn and wanted in (None, i["request_id"])
+            if i["function_urn"] == function_urn
+            and wanted in (None, i["request_id"])
+            and window[0] <= i["start_time"] <= window[1]
         ]
         return 200, {"invocations": found, "count": len(found), "next_marker": len(found)}
+
+    def _now(self) -> datetime:
+        return (self.clock.utcnow() if self.clock else datetime.now(timezone.utc)).astimezone(
+            timezone.utc
+        )
 
     def _fgs_function(self, project_id: str, urn: str) -> dict[str, Any]:
         if project_id != self.project_id:

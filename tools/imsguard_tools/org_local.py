@@ -49,8 +49,6 @@ class LocalInvoker:
     """Runs shard events through ``handler`` on a pool of ``concurrency`` threads, each
     with the context ``context_for(event)`` gives; counts the most in flight at once."""
 
-    waits = True
-
     def __init__(
         self,
         handler: Handler,

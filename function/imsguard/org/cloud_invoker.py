@@ -21,8 +21,6 @@ class CloudInvoker:
     """Invokes ``function_urn`` asynchronously with the function's own credentials (a
     shard assumes its account's agency itself: nothing secret is in a payload)."""
 
-    waits = False
-
     def __init__(
         self, function_urn: str, settings: Settings, credentials: Credentials, budget: Budget
     ) -> None:
@@ -56,6 +54,3 @@ class CloudInvoker:
             self._credentials,
             self._budget.time_left(),
         )
-
-    def results(self, handles: list[str]) -> list[dict[str, Any]]:
-        raise NotImplementedError("the cloud coordinator does not wait for its shards")

@@ -9,19 +9,23 @@ when any shard did not plan, none does, and the report lists every planned chang
 
 One coordinator hop polls every POLL_S seconds until its time runs out, then writes the
 run's state and continues itself with ``{"action": "org-sweep", "org_run", "hop"}`` only:
-a single chain of coordinator hops, each the only one writing the state. A hop that finds
-the state already at its own hop or later is a duplicate (FunctionGraph retried it) and
-stops. A shard's hop that writes no record is followed through FunctionGraph's records of
-the invocation (failed, discarded, or ended without one: "failed" or "lost"), and past
-STALE_S without any sign it is "lost": a shard that keeps failing is reported, never waited
-for forever.
+a single chain of coordinator hops, each the only one writing the state. A hop first claims
+its number (claims/hop-<n>.json, read back after CLAIM_S: OBS has no conditional write, so
+the later of two copies delivered at once wins and the other stops); a hop that finds the
+state at its own hop or later, or the run done, is a duplicate and stops; the state is
+written after every batch of starts, so a hop retried after a crash starts none twice. A
+shard's hop that writes no record is followed through FunctionGraph's records of the
+invocation once it is older than the function's timeout (failed, discarded, or ended without
+one: "failed" or "lost"), and past the shard deadline without any sign it is "lost": a
+shard that keeps failing is reported, never waited for forever.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from imsguard import __version__
@@ -56,10 +60,15 @@ if TYPE_CHECKING:
 POLL_S = 10.0  # between two looks at the running shards
 REDISCOVERIES = 3  # coordinator hops that try a throttled account again, at most
 REPLACED = "replaced"  # a throttled account's entry, once discovered: its shards follow
+REDISCOVERY_WAIT_S = 60.0  # with only throttled accounts left, wait this long, then go on
+CLAIM_S = 2.0  # between claiming a coordinator hop and reading the claim back
+START_TRIES = 3  # FunctionGraph refusing to start a shard this often makes it an error
 # A shard hop with no record and no word from FunctionGraph this long after it started is
-# lost: FunctionGraph keeps an async event an hour by default, then runs it (RUNTIME_TIMEOUT
-# at most) and may retry it once.
+# lost, unless IMSGUARD_ORG_SHARD_DEADLINE_SECONDS says otherwise: FunctionGraph keeps an
+# async event an hour by default, then runs it (RUNTIME_TIMEOUT at most) and retries it up to
+# twice (the template's max_retries).
 EVENT_AGE_S = 3600.0
+TRIES = 3
 
 
 Rediscover = Callable[[Shard], list[Shard]]
@@ -84,51 +93,64 @@ def run_observed(
     budget: Budget,
     timeout_s: float,
     rediscover: Rediscover,
+    claim: str,
 ) -> dict[str, Any]:
     """One coordinator hop. ``shards``: what discovery found (hop 0), else None (read from
-    the run); ``rediscover``: an account's shards, discovered again. Raises CoordinatorError
-    when the run cannot go on, and sinks.SinkError when OBS fails before any shard of this
-    hop started (FunctionGraph then retries the hop)."""
+    the run); ``rediscover``: an account's shards, discovered again; ``claim``: this
+    invocation's request id. Raises CoordinatorError when the run cannot go on, and
+    sinks.SinkError when OBS fails before any shard of this hop started (FunctionGraph then
+    retries the hop)."""
+    state = store.read(STATE)
     if shards is not None:
+        if state is not None:
+            raise CoordinatorError(
+                f"org run {org_run} exists already (obs://{store.bucket}/{store.prefix}): a "
+                "new org sweep names no org_run, and a run goes on only from its next hop"
+            )
         store.write(SHARDS, [s._asdict() for s in shards])
         state = new_state(request, policy)
     else:
-        state = store.read(STATE)
         listed = store.read(SHARDS)
         if not isinstance(state, dict) or not isinstance(listed, list):
             raise CoordinatorError(
                 f"org run {org_run} has no state in obs://{store.bucket}/{store.prefix}: "
                 "start a new org sweep"
             )
-        if state["hop"] >= request.hop:
-            return {
-                "status": "ignored",
-                "org_run": org_run,
-                "reason": f"coordinator hop {request.hop} of run {org_run} already ran "
-                f"(the run is at hop {state['hop']}): a retried or duplicate invocation",
-            }
+        if state["hop"] >= request.hop or state["phase"] == "done":
+            return _ignored(org_run, f"the run is at hop {state['hop']}, {state['phase']}")
         shards = [Shard(**s) for s in listed]
+    store.write(f"claims/hop-{request.hop}.json", {"claim": claim})
+    budget.clock.sleep(CLAIM_S)
+    if (store.read(f"claims/hop-{request.hop}.json") or {}).get("claim") != claim:
+        return _ignored(org_run, "another invocation of the same hop claimed it")
     run = OrgRun(org_run, state, shards, store, watcher, policy, settings, budget, timeout_s)
+    poll_s = 0.0  # how long the last look took: the hop keeps that back, besides POLL_S
     try:
         if request.hop > 0:
             run.rediscover(rediscover)
         while True:
+            began = budget.clock.monotonic()
             run.follow()
-            run.start_more()
-            # Throttled accounts wait for the next hop; else the phase is over.
-            if not run.running and run.next_pending() is None and not run.retrying():
+            if run.start_more():
+                run.save(request.hop - 1)  # a retried hop starts none of them again
+            poll_s = budget.clock.monotonic() - began
+            left = budget.time_left()
+            reserve = POLL_S + START_TIME_S + 2 * poll_s
+            if not run.running and run.next_pending() is None:
+                if run.retrying():  # only throttled accounts left: the next hop tries them
+                    if left is None or left > REDISCOVERY_WAIT_S + reserve:
+                        budget.clock.sleep(REDISCOVERY_WAIT_S)
+                    break
                 if run.next_phase():
                     continue
                 return run.finish(request.hop)
-            left = budget.time_left()
-            if left is not None and left < POLL_S + START_TIME_S:
+            if left is not None and left < reserve:
                 break
             budget.clock.sleep(POLL_S)
-    except SinkError as exc:  # the next hop goes on from the state this one writes
-        log(logging.ERROR, "org sweep: OBS failed; continuing", org_run=org_run, reason=str(exc))
-    state["hop"] = request.hop
+    except Exception as exc:  # the next hop goes on from the state this one writes
+        log(logging.ERROR, "org sweep: hop cut short; continuing", org_run=org_run, error=repr(exc))
     try:
-        store.write(STATE, state)
+        run.save(request.hop)
     except SinkError as exc:  # a next hop would start again what this one started
         return {
             "status": "error",
@@ -149,6 +171,16 @@ def run_observed(
     return answer
 
 
+def _ignored(org_run: str, why: str) -> dict[str, Any]:
+    """The answer of a coordinator hop that is a duplicate (FunctionGraph delivering it
+    twice, a retry after the hop went on, or a hop of a finished run)."""
+    return {
+        "status": "ignored",
+        "org_run": org_run,
+        "reason": f"a retried or duplicate coordinator hop of run {org_run}: {why}",
+    }
+
+
 def new_state(request: OrgSweepEvent, policy: Policy) -> dict[str, Any]:
     """A run's state before its first shard starts."""
     limited = policy.org_limited and request.dry_run is not True
@@ -167,6 +199,7 @@ def new_state(request: OrgSweepEvent, policy: Policy) -> dict[str, Any]:
         "caps": None,
         "plan": None,
         "rediscovered": {},  # a throttled account's entry: how often it was tried again
+        "start_failures": {},  # a shard's: how often FunctionGraph refused to start it
     }
 
 
@@ -194,7 +227,8 @@ class OrgRun:
         self.policy = policy
         self.concurrency = settings.org_concurrency
         self.budget = budget
-        self.stale_s = EVENT_AGE_S + 2 * timeout_s
+        self.timeout_s = timeout_s
+        self.stale_s = settings.org_shard_deadline_s or EVENT_AGE_S + TRIES * timeout_s
 
     @property
     def running(self) -> list[dict[str, Any]]:
@@ -244,27 +278,40 @@ class OrgRun:
         self.store.write(SHARDS, [s._asdict() for s in self.shards])
         log(logging.INFO, "org sweep: throttled accounts tried again", shards=len(found))
 
-    def start_more(self) -> None:
-        """Start shards while fewer than IMSGUARD_ORG_CONCURRENCY run."""
+    def save(self, hop: int) -> None:
+        """Write the run's state as coordinator hop ``hop`` leaves it."""
+        self.state["hop"] = hop
+        self.store.write(STATE, self.state)
+
+    def start_more(self) -> int:
+        """Start shards while fewer than IMSGUARD_ORG_CONCURRENCY run; how many started. A
+        shard FunctionGraph refuses to start is tried again at the next look, START_TRIES
+        times at most. Under a limit, each apply shard's approval (a new token) is written
+        just before it starts."""
         phase = self.state["phase"]
         request = _request(self.state)
-        while len(self.running) < self.concurrency:
-            index = self.next_pending()
+        failures = self.state["start_failures"]
+        started = 0
+        index = self.next_pending()
+        while index is not None and len(self.running) < self.concurrency:
             left = self.budget.time_left()
-            if index is None or (left is not None and left < START_TIME_S):
-                return
+            if left is not None and left < START_TIME_S:
+                break
             shard = self.shards[index]
             caps = self.state["caps"]
             cap = None if caps is None else caps.get(str(index), 0)
-            entry = new_entry(shard._asdict())
-            if cap is not None:  # the shard checks it before it changes anything
-                self.store.write(approval_name(shard), {"max_changes": cap})
+            token = None if cap is None else secrets.token_hex(16)
+            if token is not None:
+                approval = {"token": token, "max_changes": cap}
+                self.store.write(approval_name(shard), approval)
+            event = shard_event(shard, self.org_run, phase, request, cap, token)
             try:
-                request_id = self.watcher.start(
-                    shard_event(shard, self.org_run, phase, request, cap)
-                )
+                request_id = self.watcher.start(event)
             except ContinueError as exc:
-                entry.update(status="error", reason=f"not started: {exc}")
+                tries = failures[str(index)] = failures.get(str(index), 0) + 1
+                if tries < START_TRIES:
+                    break  # the next look tries it again, in order
+                entry = new_entry(shard._asdict(), "error", f"not started: {exc}")
                 self.state["entries"][str(index)] = entry
             else:
                 self.running.append(
@@ -273,20 +320,26 @@ class OrgRun:
                         "hop": 0,
                         "request_id": request_id,
                         "started": self.now().isoformat(),
-                        "entry": entry,
+                        "entry": new_entry(shard._asdict()),
+                        "token": token,
                     }
                 )
+                started += 1
             self.state["next"] = index + 1
+            index = self.next_pending()
+        return started
 
     def follow(self) -> None:
-        """Add each running shard's new hop records; move those that ended to the entries."""
-        still: list[dict[str, Any]] = []
-        for item in self.running:
-            if self._ended(item):
-                self.state["entries"][str(item["index"])] = item["entry"]
-            else:
-                still.append(item)
-        self.state["running"] = still
+        """Add each running shard's new hop records; move each that ended to the entries at
+        once (so a failure part-way never counts a record twice) and revoke its approval."""
+        for item in list(self.running):
+            if not self._ended(item):
+                continue
+            self.state["entries"][str(item["index"])] = item["entry"]
+            self.running.remove(item)
+            if item.get("token"):
+                shard = self.shards[item["index"]]
+                self.store.write(approval_name(shard), {"token": item["token"], "revoked": True})
 
     def _record(self, item: dict[str, Any]) -> Any:
         """The record of the running shard's current hop (None: not written yet)."""
@@ -297,17 +350,20 @@ class OrgRun:
         )
 
     def _ended(self, item: dict[str, Any]) -> bool:
-        """Follow one running shard through the records of its hops: whether it ended."""
+        """Follow one running shard through the records of its hops: whether it ended.
+        FunctionGraph is asked about a hop only once it could have ended (older than the
+        function's timeout), not at every look."""
         entry = item["entry"]
         while (record := self._record(item)) is not None:
             add_hop(entry, record)
             if entry["status"] != "running":
                 return True
-            item.update(hop=item["hop"] + 1, request_id=record["continued"])
-            item["started"] = self.now().isoformat()
+            started = record.get("continued_at") or self.now().isoformat()
+            item.update(hop=item["hop"] + 1, request_id=record["continued"], started=started)
         started = datetime.fromisoformat(item["started"])
-        said = self.watcher.status(item["request_id"], started)
+        age = (self.now() - started).total_seconds()
         where = f"hop {item['hop']} (request {item['request_id']})"
+        said = self.watcher.status(item["request_id"], started) if age > self.timeout_s else None
         if said is not None and said[0] in ENDED_BADLY:
             entry["status"] = "failed"
             entry["reason"] = f"FunctionGraph: {where} ended {said[0]}: {said[1] or 'no message'}"
@@ -316,9 +372,12 @@ class OrgRun:
             if self._record(item) is not None:
                 return self._ended(item)
             entry["status"] = "lost"
-            entry["reason"] = f"{where} ended without writing its record (see its log)"
+            entry["reason"] = (
+                f"{where} ended without writing its record (its log says why: a refused "
+                "approval, a configuration error, or OBS failing)"
+            )
             return True
-        if self.now() - started > timedelta(seconds=self.stale_s):
+        if age > self.stale_s:
             entry["status"] = "lost"
             entry["reason"] = f"no record of {where} {self.stale_s:.0f} s after it started"
             return True
@@ -358,23 +417,27 @@ class OrgRun:
     def finish(self, hop: int) -> dict[str, Any]:
         """Merge the entries into the organization's report and write it; the run's state
         then says it is done (at coordinator hop ``hop``), so a duplicate hop stops."""
+        entries = self.entries()
+        dry_run = _request(self.state).dry_run is True
+        if dry_run and self.policy.org_limited:  # would a real run be held?
+            runnable = [s.status == "pending" for s in self.shards if s.status != REPLACED]
+            reason, self.state["plan"] = plan_problem(self.policy, entries, runnable)
+            self.state["plan"]["reason"] = reason
         plan = self.state["plan"] or {}
         reason = plan.get("reason")
-        entries = self.entries()
-        if reason:  # held: what each shard planned is reported, nothing was applied
+        if reason and not dry_run:  # held: what each shard planned is reported
             for entry in entries:
                 if entry["status"] == "ok":
                     entry["status"] = "held"
         limit = limit_of(self.policy, plan)
         now = self.now().isoformat(timespec="seconds").replace("+00:00", "Z")
-        dry_run = _request(self.state).dry_run is True
         org_run = self.org_run
         report = org_report(org_run, entries, now, dry_run, reason, limit)
         report["imsguard"] = __version__
         key = self.store.write(REPORT, report)
         self.store.write(LATEST, report, top_level=True)
-        self.state.update(hop=hop, phase="done", running=[])
-        self.store.write(STATE, self.state)
+        self.state.update(phase="done", running=[])
+        self.save(hop)
         log(logging.INFO, "org sweep: report written", org_run=org_run, key=key)
         return {
             "status": report["status"],

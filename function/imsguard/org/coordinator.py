@@ -6,14 +6,15 @@ order: accounts as listed, then each account's projects by region and name. An a
 region that cannot be swept is a shard entry with a status and a reason, never the end of
 the run.
 
-Shards are started through an :class:`Invoker`. In the cloud (:class:`CloudInvoker`) each is
-an asynchronous invocation of this same function, at most ``IMSGUARD_ORG_CONCURRENCY`` per
-coordinator invocation; the coordinator then continues itself with an index into the shard
-order (never credentials) and does not wait: each shard's result is its own sweep report
-(in OBS when configured). A waiting invoker (the local engine, imsguard_tools.org_local)
-runs the shards and hands their reports back, so the organization's limit
-(``org_max_updates`` / ``org_max_updates_percent``) is enforced there in two phases: every
-shard plans (a dry run), and only if the total is within the limit does any shard apply.
+Three ways to run the shards. The local engine (``run_waiting``, imsguard_tools.org_local)
+runs them through an :class:`Invoker` that hands their answers back. In the cloud each shard
+is an asynchronous invocation of this same function (org.cloud_invoker): with the run kept in
+OBS the coordinator follows them to one report (org.collect); without a bucket
+(``run_cloud``) it starts at most ``IMSGUARD_ORG_CONCURRENCY`` per coordinator invocation,
+continues itself with an index into the shard order (never credentials) and does not wait.
+The organization's limit (``org_max_updates`` / ``org_max_updates_percent``) is enforced in
+two phases by the first two: every shard plans (a dry run), and only if the total is within
+the limit does any shard apply (``plan_problem``).
 """
 
 from __future__ import annotations
@@ -71,11 +72,16 @@ class Shard(NamedTuple):
         }
 
 
-class Invoker(Protocol):
-    """Starts shards. ``waits``: ``results`` hands back their reports (the local engine);
-    else (the cloud) the shards report on their own and ``results`` is never called."""
+class Starter(Protocol):
+    """Starts shards (org.cloud_invoker.CloudInvoker: an async invocation each)."""
 
-    waits: bool
+    def start(self, event: dict[str, Any]) -> str:
+        """Start one invocation with ``event``; returns its handle (a request id)."""
+        ...
+
+
+class Invoker(Protocol):
+    """Starts shards and hands back their answers (the local engine)."""
 
     def start(self, event: dict[str, Any]) -> str:
         """Start one invocation with ``event``; returns its handle (a request id)."""
@@ -238,9 +244,11 @@ def shard_event(
     phase: str,
     request: OrgSweepEvent,
     max_changes: int | None = None,
+    approval: str | None = None,
 ) -> dict[str, Any]:
     """The org-shard event that sweeps ``shard`` (no credentials: it assumes its agency);
-    ``max_changes``: the most it may change, as the organization's plan found it."""
+    ``max_changes``: the most it may change, as the organization's plan found it, and
+    ``approval`` the token of the coordinator's approval of that, in the run's OBS objects."""
     sweep: dict[str, Any] = {}
     if max_changes is not None:
         sweep["max_changes"] = max_changes
@@ -259,6 +267,8 @@ def shard_event(
     }
     if shard.account_name:
         event["account_name"] = shard.account_name
+    if approval is not None:
+        event["approval"] = approval
     return event
 
 
@@ -313,7 +323,12 @@ def plan_problem(
 ) -> tuple[str | None, dict[str, Any]]:
     """Why no shard may apply after the plan (None: every one may), and the plan's counts.
     ``runnable``: which entries are shards that ran (not skipped before they could)."""
-    failed = [e for e, ran in zip(entries, runnable, strict=True) if ran and e["status"] != "ok"]
+    # A shard that ran and did not plan, or an account still throttled (never discovered)
+    failed = [
+        e
+        for e, ran in zip(entries, runnable, strict=True)
+        if (ran and e["status"] != "ok") or e["status"] == "throttled"
+    ]
     examined, summary = totals(entries)
     plan = {"examined": examined, "planned": summary.get("would_update", 0)}
     if failed:
@@ -373,7 +388,7 @@ def run_cloud(
     request: OrgSweepEvent,
     shards: list[Shard],
     org_run: str,
-    invoker: Invoker,
+    invoker: Starter,
     policy: Policy,
     settings: Settings,
     budget: Budget,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from datetime import timezone
 from typing import TYPE_CHECKING, Any
 
 from imsguard.logs import log, redact
@@ -27,7 +28,7 @@ from imsguard.sinks.obs import JSON_TYPE, get_object, put_object
 if TYPE_CHECKING:
     from imsguard.clock import Budget
     from imsguard.context import Credentials
-    from imsguard.event_models import OrgShard
+    from imsguard.event_models import OrgShard, SweepOptions
     from imsguard.org.coordinator import Shard
     from imsguard.settings import Settings
 
@@ -35,6 +36,8 @@ SHARDS = "shards.json"
 STATE = "state.json"
 REPORT = "report.json"
 LATEST = "org-latest.json"
+RECORD_WAIT_S = 60.0  # a continued apply shard waits this long for the hop before's record
+WAIT_STEP_S = 2.0
 
 
 def run_prefix(report_prefix: str, org_run: str) -> str:
@@ -74,6 +77,18 @@ class RunStore:
         except ValueError:
             raise SinkError(f"obs://{self.bucket}/{key} is not JSON") from None
 
+    def wait_for(self, name: str, seconds: float) -> Any:
+        """The object ``name``, read every WAIT_STEP_S until it is there or ``seconds``
+        (and the invocation's time) have passed; None if it never came."""
+        waited = 0.0
+        while (found := self.read(name)) is None and waited < seconds:
+            left = self._budget.time_left()
+            if left is not None and left < WAIT_STEP_S:
+                break
+            self._budget.clock.sleep(WAIT_STEP_S)
+            waited += WAIT_STEP_S
+        return found
+
     def write(self, name: str, document: Any, top_level: bool = False) -> str:
         """Write ``document`` as JSON under the run's prefix (``top_level``: under the report
         prefix itself); returns its key."""
@@ -103,13 +118,20 @@ def record_hop(
 
     store = RunStore(settings, credentials, budget, shard.org_run)
     name = hop_name(shard.phase, shard.account, shard.region, shard.project_id, hop)
+    record = hop_record(answer, hop, report_key)
+    if record["continued"]:  # where FunctionGraph's records of the next hop begin
+        record["continued_at"] = budget.clock.utcnow().astimezone(timezone.utc).isoformat()
     try:
-        key = store.write(name, hop_record(answer, hop, report_key))
+        key = store.write(name, record)
     except SinkError as exc:
         reason = redact(str(exc))
         log(logging.ERROR, "org shard: record not written", reason=reason, **shard.fields())
         return {"error": reason}
     return {"written": [key]}
+
+
+def apply_hop(shard: OrgShard, hop: int) -> str:
+    return hop_name("apply", shard.account, shard.region, shard.project_id, hop)
 
 
 def approval_name(shard: OrgShard | Shard) -> str:
@@ -123,12 +145,15 @@ def approval_problem(
     credentials: Credentials,
     budget: Budget,
     shard: OrgShard,
-    max_changes: int | None,
+    options: SweepOptions,
 ) -> str | None:
     """Why an apply shard under an organization limit may not change anything (None: it
-    may): its coordinator must have approved it, in the run's OBS objects that only the
-    function's own credentials write, for exactly the changes its event allows. An event
-    forged or replayed by someone who may only invoke the function changes nothing."""
+    may). Its coordinator must have approved it, in the run's OBS objects that only the
+    function's own credentials write: the approval names a token the event must carry, is
+    revoked once the shard ended, and allows at most ``max_changes``; a later hop must
+    follow the records of every hop before it, and count the changes they made. So an event
+    forged, replayed after its shard ended, or claiming fewer changes so far, changes
+    nothing."""
     from imsguard.sinks import SinkError
 
     refused = "the organization's limit is set (org_max_updates / org_max_updates_percent)"
@@ -137,13 +162,29 @@ def approval_problem(
     store = RunStore(settings, credentials, budget, shard.org_run)
     try:
         approval = store.read(approval_name(shard))
+        earlier = [store.read(apply_hop(shard, hop)) for hop in range(options.hop - 1)]
+        if options.hop:  # the hop before writes its record just after it started this one
+            earlier.append(store.wait_for(apply_hop(shard, options.hop - 1), RECORD_WAIT_S))
     except SinkError as exc:
         return f"{refused} and this shard's approval could not be read: {redact(str(exc))}"
-    if not isinstance(approval, dict) or approval.get("max_changes") is None:
+    if not isinstance(approval, dict) or approval.get("token") != shard.approval:
         return f"{refused} and the coordinator of run {shard.org_run} did not approve this shard"
-    if max_changes is None or max_changes > approval["max_changes"]:
+    if approval.get("revoked"):
+        return f"{refused} and this shard's approval was revoked: the shard already ended"
+    most = approval.get("max_changes")
+    if options.max_changes is None or not isinstance(most, int) or options.max_changes > most:
         return (
-            f"{refused}: the coordinator approved at most {approval['max_changes']} change(s) "
-            f"for this shard, and the event allows {max_changes}"
+            f"{refused}: the coordinator approved at most {most} change(s) for this shard, "
+            f"and the event allows {options.max_changes}"
+        )
+    if any(not isinstance(r, dict) for r in earlier) or (
+        earlier and not earlier[-1].get("continued")
+    ):
+        return f"{refused} and hop {options.hop} does not follow this shard's earlier hops"
+    made = sum(int((r.get("summary") or {}).get("updated", 0)) for r in earlier)
+    if options.planned_before < made:
+        return (
+            f"{refused}: this shard's earlier hops changed {made} image(s), and the event "
+            f"counts {options.planned_before}"
         )
     return None
