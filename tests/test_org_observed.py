@@ -307,8 +307,12 @@ def test_a_dry_run_plans_only_and_reports_what_would_change(cloud):
 
 def test_obs_failing_part_way_through_a_look_counts_no_record_twice(cloud, platform):
     org, fgs, obs, context = cloud
-    # after the claim's wait, and the first shards ran: the coordinator's next read fails
-    platform.on_sleep += [lambda: None, lambda: obs.fail_next(500, times=3)]
+    def fail_the_second_read():  # the first shard's record is read, the next one fails
+        obs.fail_next(None)
+        obs.fail_next(500, times=3)
+
+    # after the claim's wait, and the first shards ran
+    platform.on_sleep += [lambda: None, fail_the_second_read]
 
     hops = coordinate(fgs, context)
 
