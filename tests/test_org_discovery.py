@@ -301,7 +301,11 @@ def test_the_agency_policy_gains_the_org_actions_only_for_org_deployments():
         "sts:agencies:assume",
         "functiongraph:function:invokeAsync",
     }
-    assert run_in_obs - org == {"obs:object:PutObject", "obs:object:GetObject"}
+    assert run_in_obs - org == {
+        "obs:object:PutObject",
+        "obs:object:GetObject",
+        "obs:bucket:ListBucket",
+    }
 
 
 def test_an_ordinary_event_imports_none_of_the_org_sdks():

@@ -307,6 +307,7 @@ def test_a_dry_run_plans_only_and_reports_what_would_change(cloud):
 
 def test_obs_failing_part_way_through_a_look_counts_no_record_twice(cloud, platform):
     org, fgs, obs, context = cloud
+
     def fail_the_second_read():  # the first shard's record is read, the next one fails
         obs.fail_next(None)
         obs.fail_next(500, times=3)
@@ -511,3 +512,15 @@ def test_a_continued_apply_event_must_count_what_its_earlier_hops_changed(cloud,
 
     assert answer["status"] == "error" and "changed 4 image(s)" in answer["reason"]
     assert patches(org) == 0
+
+
+@pytest.mark.parametrize(("value", "expected"), [("7200", 7200.0), ("30", None), ("soon", None)])
+def test_the_shard_deadline_setting_is_checked(value, expected):
+    from imsguard.settings import SettingsError, load_settings
+
+    context = LocalContext({"IMSGUARD_ORG_SHARD_DEADLINE_SECONDS": value})
+    if expected is None:
+        with pytest.raises(SettingsError, match="IMSGUARD_ORG_SHARD_DEADLINE_SECONDS"):
+            load_settings(context)
+    else:
+        assert load_settings(context).org_shard_deadline_s == expected

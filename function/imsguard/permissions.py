@@ -131,6 +131,15 @@ GET_OBJECT = Permission(
     "OBS permissions, object actions (GET download: obs:object:GetObject)",
     (ORG_AGENCY_SETTING, "IMSGUARD_REPORT_BUCKET"),
 )
+# Without it a missing object may answer 403 rather than 404 NoSuchKey (so S3 does; OBS's
+# documents do not say): a shard's record not written yet must read as missing, not refused.
+LIST_BUCKET = Permission(
+    "GET /{bucket}/{object_key} (an object not written yet)",
+    "obs:bucket:ListBucket",
+    "OBS permissions, bucket actions (GET bucket: obs:bucket:ListBucket); whether OBS answers "
+    "403 for a missing object without it is unconfirmed (README, Assumptions)",
+    (ORG_AGENCY_SETTING, "IMSGUARD_REPORT_BUCKET"),
+)
 LIST_ASYNC_INVOCATIONS = Permission(
     "GET /v2/{project_id}/fgs/functions/{function_urn}/async-invocations",
     None,

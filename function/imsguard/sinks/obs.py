@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from imsguard import __version__
 from imsguard.logs import context_field, log, redact
-from imsguard.permissions import GET_OBJECT, PUT_OBJECT, requires
+from imsguard.permissions import GET_OBJECT, LIST_BUCKET, PUT_OBJECT, requires
 from imsguard.results import SweepReport
 from imsguard.sinks import REPORT_KEYS_BYTES, SinkError, call_timeouts
 from imsguard.sinks.report_files import (
@@ -170,7 +170,7 @@ def put_object(
     )
 
 
-@requires(GET_OBJECT)
+@requires(GET_OBJECT, LIST_BUCKET)
 def get_object(
     endpoint: str, credentials: Credentials, budget: Budget, bucket: str, key: str
 ) -> bytes | None:
