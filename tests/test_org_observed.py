@@ -171,7 +171,7 @@ def test_no_credentials_in_any_payload_record_or_report(cloud):
     hops = coordinate(fgs, context)
 
     stored = [obs.text(key, BUCKET) for key in obs.keys(BUCKET)]
-    text = json.dumps([fgs.invocations, hops, stored], default=str)
+    text = json.dumps([fgs.invocations, hops, stored])
     secrets = [*SECRETS, *(s for ak, i in org.sts.issued.items() for s in (ak, i.secret_key))]
     assert org.sts.issued and not any(secret in text for secret in secrets)
 

@@ -98,7 +98,7 @@ class FakeFunctionGraph(FakeHttpApi):
                 "request_id": request_id,
                 "status": "WAIT",
                 "error_message": "",
-                "start_time": self._now().replace(microsecond=0),
+                "start_time": self._now().strftime("%Y-%m-%dT%H:%M:%S"),
             }
         )
         return 202, {"request_id": request_id}
@@ -126,11 +126,7 @@ class FakeFunctionGraph(FakeHttpApi):
                 raise ApiError(400, "FSS.0400", f"Invalid {name}: {value}")
             # FunctionGraph's default window: the last hour (its API reference)
             now = self._now().replace(microsecond=0)
-            window.append(
-                now + timedelta(seconds=default)
-                if value is None
-                else datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
-            )
+            window.append(now + timedelta(seconds=default) if value is None else _utc(value))
         wanted = query.get("request_id")
         found = [
             {
@@ -138,13 +134,13 @@ class FakeFunctionGraph(FakeHttpApi):
                 "status": i["status"],
                 "error_message": i["error_message"],
                 "error_code": 0 if i["status"] != "FAIL" else 500,
-                "start_time": i["start_time"].strftime("%Y-%m-%dT%H:%M:%S"),
-                "end_time": i["start_time"].strftime("%Y-%m-%dT%H:%M:%S"),
+                "start_time": i["start_time"],
+                "end_time": i["start_time"],
             }
             for i in self.invocations
             if i["function_urn"] == function_urn
             and wanted in (None, i["request_id"])
-            and window[0] <= i["start_time"] <= window[1]
+            and window[0] <= _utc(i["start_time"]) <= window[1]
         ]
         return 200, {"invocations": found, "count": len(found), "next_marker": len(found)}
 
@@ -298,6 +294,11 @@ class FakeFunctionGraph(FakeHttpApi):
         self._fgs_function(project_id, urn)
         self.async_configs[urn] = {"func_urn": urn, **self._fgs_body(body)}
         return 200, self.async_configs[urn]
+
+
+def _utc(text: str) -> datetime:
+    """A time in FunctionGraph's format (YYYY-MM-DDTHH:mm:ss, UTC)."""
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
 def _stored_config(config: dict[str, Any]) -> dict[str, Any]:
