@@ -16,6 +16,7 @@ from imsguard_tools.report import (
     INDEX_KIND,
     ReportError,
     change_rows,
+    changes_text,
     chart,
     check_counts,
     check_list,
@@ -23,10 +24,9 @@ from imsguard_tools.report import (
     escape,
     image_name,
     is_count,
-    literal,
     page,
-    percent_text,
     quoted,
+    rules_text,
     shown,
     table,
 )
@@ -285,28 +285,14 @@ def render_text(summary: dict[str, Any]) -> str:
                 f"    {shown(region['region']):<18}{region['status']:<12}"
                 f"examined {region['examined']}{_outcomes_text(region['outcomes'], ', ')}{why}"
             )
-    if summary["rules"]:
-        lines.append(
-            f"\n  {'rule':<24}{'compliant':>10}{'violations':>12}{'errors':>8}{'compliant %':>13}"
-        )
-        for row in summary["rules"]:
-            lines.append(
-                f"  {row['rule']:<24}{row['compliant']:>10}{row['violations']:>12}"
-                f"{row['errors']:>8}{percent_text(row['percent_compliant']):>13}"
-            )
-    for outcome, title in (("updated", "changed"), ("would_update", "would change, not sent")):
-        rows = [r for r in summary["changes"] if r["outcome"] == outcome]
-        if rows:
-            lines.append(f"\n  {title}:")
-        image: Any = None
-        for r in rows:
-            if (r["account"], r["region"], r["image_id"]) != image:
-                image = (r["account"], r["region"], r["image_id"])
-                lines.append(
-                    f"    account {shown(r['account'])} {shown(r['region'])}: "
-                    f"{r['image_id']} {quoted(r['image_name'])}"
-                )
-            lines.append(f"      {r['attribute']}: {literal(r['before'])} -> {literal(r['after'])}")
+    lines += rules_text(summary["rules"], "errors")
+    lines += changes_text(
+        summary["changes"],
+        lambda r: (
+            f"account {shown(r['account'])} {shown(r['region'])}: "
+            f"{r['image_id']} {quoted(r['image_name'])}"
+        ),
+    )
     attention, more = summary["needs_attention"], summary["needs_attention_more"]
     lines.append(f"\n  needs attention: {summary['needs_attention_total'] or 'nothing'}")
     lines += [

@@ -13,6 +13,7 @@ import html
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -496,25 +497,10 @@ def render_text(summary: dict[str, Any]) -> str:
     if summary["outcomes"]:
         lines.append(f"\n  {'outcome':<16}{'images':>8}")
         lines += [f"  {o:<16}{n:>8}" for o, n in summary["outcomes"].items()]
-    if summary["rules"]:
-        lines.append(
-            f"\n  {'rule':<24}{'compliant':>10}{'violations':>12}{'fixed':>7}{'compliant %':>13}"
-        )
-        for row in summary["rules"]:
-            lines.append(
-                f"  {row['rule']:<24}{row['compliant']:>10}{row['violations']:>12}"
-                f"{row['fixed']:>7}{percent_text(row['percent_compliant']):>13}"
-            )
-    for outcome, title in (("updated", "changed"), ("would_update", "would change, not sent")):
-        rows = [r for r in summary["changes"] if r["outcome"] == outcome]
-        if rows:
-            lines.append(f"\n  {title}:")
-        image = None
-        for r in rows:
-            if r["image_id"] != image:
-                image = r["image_id"]
-                lines.append(f"    {image} {quoted(r['image_name'])}")
-            lines.append(f"      {r['attribute']}: {literal(r['before'])} -> {literal(r['after'])}")
+    lines += rules_text(summary["rules"], "fixed")
+    lines += changes_text(
+        summary["changes"], lambda r: f"{r['image_id']} {quoted(r['image_name'])}"
+    )
     attention = summary["needs_attention"]
     lines.append(f"\n  needs attention: {len(attention) or 'nothing'}")
     lines += [
@@ -524,6 +510,42 @@ def render_text(summary: dict[str, Any]) -> str:
     ]
     lines += [f"\n  note: {note}" for note in summary["notes"]]
     return "\n".join(lines)
+
+
+def rules_text(rules: list[dict[str, Any]], third: str) -> list[str]:
+    """The per-rule compliance table: compliant, violations, ``third`` (a count column of
+    each row: "fixed" in a sweep's report, "errors" in an organization's) and the percent."""
+    if not rules:
+        return []
+    width = len(third) + 2
+    lines = [
+        f"\n  {'rule':<24}{'compliant':>10}{'violations':>12}{third:>{width}}{'compliant %':>13}"
+    ]
+    lines += [
+        f"  {row['rule']:<24}{row['compliant']:>10}{row['violations']:>12}"
+        f"{row[third]:>{width}}{percent_text(row['percent_compliant']):>13}"
+        for row in rules
+    ]
+    return lines
+
+
+def changes_text(
+    changes: list[dict[str, Any]], image: Callable[[dict[str, Any]], str]
+) -> list[str]:
+    """What changed, then what would change: a line per image (``image`` words it), then
+    one per attribute with its value before and after."""
+    lines: list[str] = []
+    for outcome, title in (("updated", "changed"), ("would_update", "would change, not sent")):
+        rows = [r for r in changes if r["outcome"] == outcome]
+        if rows:
+            lines.append(f"\n  {title}:")
+        last = None
+        for r in rows:
+            if image(r) != last:
+                last = image(r)
+                lines.append(f"    {last}")
+            lines.append(f"      {r['attribute']}: {literal(r['before'])} -> {literal(r['after'])}")
+    return lines
 
 
 def _header_facts(summary: dict[str, Any]) -> list[str]:
