@@ -524,3 +524,25 @@ def test_the_shard_deadline_setting_is_checked(value, expected):
             load_settings(context)
     else:
         assert load_settings(context).org_shard_deadline_s == expected
+
+
+def test_a_first_hop_retried_after_a_crash_starts_no_shard_twice(cloud, monkeypatch):
+    org, fgs, obs, context = cloud
+    follow, looks = collect.OrgRun.follow, []
+
+    def killed_at_the_second_look(run):
+        looks.append(1)
+        if len(looks) == 2:  # after the first shards started: the platform stops the hop
+            raise SystemExit("killed")
+        follow(run)
+
+    monkeypatch.setattr(collect.OrgRun, "follow", killed_at_the_second_look)
+    with pytest.raises(SystemExit):
+        app.handler({"action": "org-sweep"}, context)
+    monkeypatch.setattr(collect.OrgRun, "follow", follow)
+
+    hops = coordinate(fgs, context)  # FunctionGraph retries it: the same request id
+
+    assert hops[-1]["status"] == "ok" and org_report(obs)["examined"] == 24
+    started = [i["body"] for i in fgs.invocations if i["body"]["action"] == "org-shard"]
+    assert len(started) == len(org.ims)

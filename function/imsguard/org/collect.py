@@ -101,23 +101,25 @@ def run_observed(
     sinks.SinkError when OBS fails before any shard of this hop started (FunctionGraph then
     retries the hop)."""
     state = store.read(STATE)
-    if shards is not None:
-        if state is not None:
-            raise CoordinatorError(
-                f"org run {org_run} exists already (obs://{store.bucket}/{store.prefix}): a "
-                "new org sweep names no org_run, and a run goes on only from its next hop"
-            )
-        store.write(SHARDS, [s._asdict() for s in shards])
-        state = new_state(request, policy)
-    else:
-        listed = store.read(SHARDS)
-        if not isinstance(state, dict) or not isinstance(listed, list):
+    if state is not None and request.hop == 0 and request.org_run is not None:
+        raise CoordinatorError(
+            f"org run {org_run} exists already (obs://{store.bucket}/{store.prefix}): a "
+            "new org sweep names no org_run, and a run goes on only from its next hop"
+        )
+    if state is None:
+        if shards is None:
             raise CoordinatorError(
                 f"org run {org_run} has no state in obs://{store.bucket}/{store.prefix}: "
                 "start a new org sweep"
             )
+        store.write(SHARDS, [s._asdict() for s in shards])
+        state = new_state(request, policy)
+    else:  # a later hop, or the first one retried (its state says hop -1)
         if state["hop"] >= request.hop or state["phase"] == "done":
             return _ignored(org_run, f"the run is at hop {state['hop']}, {state['phase']}")
+        listed = store.read(SHARDS)
+        if not isinstance(listed, list):
+            raise CoordinatorError(f"org run {org_run} has no shards.json: start a new org sweep")
         shards = [Shard(**s) for s in listed]
     store.write(f"claims/hop-{request.hop}.json", {"claim": claim})
     budget.clock.sleep(CLAIM_S)

@@ -232,10 +232,11 @@ def _shard_name(name: str) -> str | None:
 
 
 def org_run_id(clock: Clock, request_id: Any) -> str:
-    """A new run's id: its start time and the coordinator's request id (what STS session
-    names and shard events allow)."""
+    """A new run's id: its day and the coordinator's request id (what STS session names and
+    shard events allow). No time of day: FunctionGraph retrying the first hop the same day
+    finds the same run, and goes on with it rather than start every shard again."""
     tail = re.sub(r"[^A-Za-z0-9._-]", "", str(request_id or ""))[:24]
-    return f"{clock.utcnow():%Y%m%dT%H%M%S}-{tail or 'local'}"
+    return f"{clock.utcnow():%Y%m%d}-{tail or 'local'}"
 
 
 def shard_event(
