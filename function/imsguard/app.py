@@ -223,6 +223,10 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
         except ValueError as exc:
             return _stop("error", f"configuration: {exc}")
     invocation = Invocation(settings, credentials, budget, gateway, progress)
+    if settings.self_check and shard is None:  # once per container: its module loads only then
+        from imsguard.selfcheck import log_once
+
+        log_once(gateway, settings)
     uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
     states: ConfigStates | None = None
     if config is not None:  # a Config rule's evaluation: its SDK loads only now

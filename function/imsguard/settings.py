@@ -24,6 +24,7 @@ LOG_LEVEL = "IMSGUARD_LOG_LEVEL"
 SAFETY_MARGIN = "IMSGUARD_SAFETY_MARGIN_SECONDS"
 DEFAULT_SAFETY_MARGIN_S = 10.0
 UEFI_FROM_IMS = "IMSGUARD_UEFI_FROM_IMS"  # "true": read IMS's UEFI OS list once per container
+SELF_CHECK = "IMSGUARD_SELF_CHECK"  # "true": check IMS's assumptions once per container, log it
 MAX_WAIT = "IMSGUARD_MAX_WAIT_SECONDS"
 SWEEP_CONCURRENCY = "IMSGUARD_SWEEP_CONCURRENCY"  # PATCHes in flight at once (default 4)
 SWEEP_RATE = "IMSGUARD_SWEEP_RATE"  # IMS requests per second at most (default 20)
@@ -90,6 +91,7 @@ KNOWN_SETTINGS = frozenset(
         LOG_LEVEL,
         SAFETY_MARGIN,
         UEFI_FROM_IMS,
+        SELF_CHECK,
         MAX_WAIT,
         SWEEP_CONCURRENCY,
         SWEEP_RATE,
@@ -140,6 +142,7 @@ class Settings(NamedTuple):
     safety_margin_s: float = DEFAULT_SAFETY_MARGIN_S
     max_wait_s: float = DEFAULT_MAX_WAIT_S
     uefi_from_ims: bool = False
+    self_check: bool = False
     sweep_concurrency: int = 4
     sweep_rate: float = 20.0
     sweep_page_size: int = 500
@@ -196,7 +199,7 @@ def setting_name_problem(name: str) -> str | None:
 
 
 # The settings that are switches (true/false); every other setting names or sizes something.
-SWITCHES = frozenset({DRY_RUN, UEFI_FROM_IMS, SWEEP_CONTINUE, METRICS, CONFIG_RULES})
+SWITCHES = frozenset({DRY_RUN, UEFI_FROM_IMS, SELF_CHECK, SWEEP_CONTINUE, METRICS, CONFIG_RULES})
 
 
 def parse_bool(key: str, value: str | None) -> bool:
@@ -257,6 +260,7 @@ def load_settings(context: Any, environ: Mapping[str, str] | None = None) -> Set
         safety_margin_s=_number(read, SAFETY_MARGIN, DEFAULT_SAFETY_MARGIN_S, 0, 3600),
         max_wait_s=_number(read, MAX_WAIT, DEFAULT_MAX_WAIT_S, 0, 259_200),
         uefi_from_ims=parse_bool(UEFI_FROM_IMS, read(UEFI_FROM_IMS)),
+        self_check=parse_bool(SELF_CHECK, read(SELF_CHECK)),
         sweep_concurrency=int(_number(read, SWEEP_CONCURRENCY, 4, 1, 32, whole=True)),
         sweep_rate=_number(read, SWEEP_RATE, 20, 0.1, 1000),
         sweep_page_size=int(_number(read, SWEEP_PAGE_SIZE, 500, 1, 1000, whole=True)),

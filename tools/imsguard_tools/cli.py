@@ -269,8 +269,31 @@ def _main(argv: list[str] | None) -> int:
         "--html", type=Path, metavar="OUT.html", help="also write one self-contained HTML page"
     )
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="read-only checks of a deployment: what works, what to fix, what cannot be told",
+    )
+    doctor.add_argument("--template", type=Path, help="template.yaml (default: the bundled one)")
+    doctor.add_argument("--region", help="the region to check (default: the template's)")
+    doctor.add_argument(
+        "--deadline",
+        type=float,
+        default=60.0,
+        help="seconds the whole command may take (default 60)",
+    )
+    doctor.add_argument(
+        "--fake", action="store_true", help="check against the fakes (the template deployed)"
+    )
+    doctor.add_argument(
+        "--refuse",
+        action="append",
+        metavar="CHECK",
+        default=[],
+        help="with --fake: make this check's call refused (403), to see its failure",
+    )
     schema = commands.choices["schema"]
     for command in (
+        doctor,
         invoke,
         validate,
         test,
@@ -301,6 +324,7 @@ def _main(argv: list[str] | None) -> int:
         "schema": _schema,
         "report": _report,
         "org-report": _org_report,
+        "doctor": _doctor,
     }[args.command](args)
 
 
@@ -841,6 +865,57 @@ def _policy_line(checked: dict[str, Any]) -> str:
         else "no cases file beside it"
     )
     return f"policy {checked['file']} (as {checked['packaged_as']}): valid, {cases}"
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """Read-only checks of a deployment (imsguard_tools.doctor); exit 1 when one failed."""
+    from imsguard.context import read_credentials
+    from imsguard_tools import doctor
+    from imsguard_tools.doctor_fake import CREDENTIALS, PROJECT_ID, fake_cloud, refusal
+
+    if not 1 <= args.deadline <= 3600:
+        return _fail(args, "--deadline: 1 to 3600 seconds")
+    template, why = doctor.template_or_none(_template_path(args.template))
+    if why and args.template is not None:
+        return _fail(args, why)
+    region = (
+        args.region
+        or (template.function.settings.get("IMSGUARD_REGION") if template else None)
+        or os.environ.get("HUAWEICLOUD_SDK_REGION")
+    )
+    wanted = doctor.checks()
+    names = {c.name: c for c in wanted}
+    unknown = [n for n in args.refuse if n not in names]
+    if unknown or (args.refuse and not args.fake):
+        return _fail(
+            args,
+            "--refuse takes a check's name, with --fake: "
+            + ", ".join(n for n in names if refusal(names[n]) is not None),
+        )
+    if args.fake:
+        with fake_cloud(region or "ap-southeast-1", template, wanted) as cloud:
+            for name in args.refuse:
+                refuse = refusal(names[name])
+                if refuse is None:
+                    return _fail(args, f"check {name} makes no call to refuse")
+                refuse(cloud)
+            probe = doctor.probe_for(
+                template, cloud.region, args.deadline, CREDENTIALS, PROJECT_ID, cloud.endpoints
+            )
+            results = doctor.run_checks(probe, wanted)
+            writes = cloud.writes()
+        if writes:  # a check must never change anything
+            return _fail(args, f"a check wrote: {writes[0]}")
+    else:
+        project_id = os.environ.get("IMSGUARD_PROJECT_ID") or os.environ.get(
+            "HUAWEICLOUD_SDK_PROJECT_ID"
+        )
+        probe = doctor.probe_for(
+            template, region, args.deadline, read_credentials(None), project_id
+        )
+        results = doctor.run_checks(probe, wanted)
+    print(doctor.render_json(results) if args.output == "json" else doctor.render_text(results))
+    return 1 if any(r.status == "fail" for r in results) else 0
 
 
 def _deploy(args: argparse.Namespace) -> int:

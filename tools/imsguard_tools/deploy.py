@@ -122,15 +122,17 @@ class Deployer:
         project_id: str,
         region: str,
         template: Template,
-        package: Path,
+        package: Path | None,
         config: ConfigRules | None = None,
     ):
+        """``package``: the ZIP to deploy; None to read only (imsguard doctor compares the
+        configuration, triggers and asynchronous settings, not the code)."""
         self.client = client
         self.template = template
         self.config = config
         self.region = region
-        self.code = package.read_bytes()
-        self.filename = package.name
+        self.code = package.read_bytes() if package is not None else b""
+        self.filename = package.name if package is not None else "code.zip"
         self.digest = hashlib.sha512(self.code).hexdigest()  # assumption: FG's `digest`
         function = template.function
         self.urn = f"urn:fss:{region}:{project_id}:function:{PACKAGE}:{function.name}:latest"

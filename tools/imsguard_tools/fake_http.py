@@ -107,6 +107,8 @@ class FakeHttpApi:
         # never_answer(): (the clock a silent request costs, the methods that get no answer)
         self._silent: tuple[Any, frozenset[str]] | None = None
         self._attached: list[FakeHttpApi] = []  # other fakes served by this one's mock
+        # refuse(): (method, path pattern, the error) answered to every matching request
+        self._refusals: list[tuple[str, re.Pattern[str], ApiError]] = []
 
     def attach(self: _Fake, *others: FakeHttpApi) -> _Fake:
         """Serve these fakes too (e.g. SMN and Cloud Eye beside the fake IMS): their
@@ -155,6 +157,12 @@ class FakeHttpApi:
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
         for _ in range(times):
             self._injected.append((method.upper(), ApiError(status, code, message, headers)))
+
+    def refuse(self, method: str, path: str, status: int, code: str) -> None:
+        """Answer every ``method`` request whose path matches the regular expression
+        ``path`` with this error (e.g. 403: one call an account's policy does not allow),
+        whatever other requests come first."""
+        self._refusals.append((method.upper(), re.compile(path), ApiError(status, code)))
 
     def assert_injections_met(self) -> None:
         """Fail if an answer injected with fail_next, respond_next or raise_next was never
@@ -228,6 +236,9 @@ class FakeHttpApi:
         with self._lock:
             extra_headers: dict[str, str] = {}
             try:
+                refused = [e for m, p, e in self._refusals if m == method and p.search(parts.path)]
+                if refused:
+                    raise refused[0]
                 injected = self._take_injected(method) or self._chaos_fault(method)
                 if isinstance(injected, tuple) and isinstance(injected[0], BaseException):
                     exception, after = injected  # a transport failure: recorded as status 0

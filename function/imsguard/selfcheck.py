@@ -1,0 +1,211 @@
+"""Checks that turn the README's unconfirmed IMS assumptions into confirmed ones at the
+user's site, each read-only: the IMS list call is allowed, the job API answers (an unknown
+job is IMS's own "not found", not a refusal), and IMS's UEFI OS list is readable and agrees
+with the built-in table.
+
+One class per check, with its name, the permissions its calls need (``needs``, as
+``@requires`` declares them on the gateway) and ``run``. ``imsguard doctor`` runs these with
+the tools' checks (imsguard_tools.doctor); the function runs them once per container when
+``IMSGUARD_SELF_CHECK=true`` (``log_once``), and logs one JSON line. This module loads only
+then: an ordinary event never imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
+
+from imsguard.ims import ImsError
+from imsguard.logs import log
+from imsguard.permissions import LIST_IMAGES, LIST_OS_VERSIONS, SHOW_JOB_PROGRESS, Permission
+from imsguard.uefi import is_uefi_capable, normalize_os_version
+
+if TYPE_CHECKING:
+    from imsguard.ims import ImsGateway
+    from imsguard.settings import Settings
+
+Status = Literal["ok", "fail", "unknown"]
+
+
+class CheckResult(NamedTuple):
+    """One check's answer: ``reason`` for every status but ok, ``fix`` for a failure."""
+
+    name: str
+    status: Status
+    reason: str | None = None
+    fix: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "reason": self.reason, "fix": self.fix}
+
+
+class Check:
+    """A read-only check. ``needs``: the permissions of the calls it makes. ``run`` gets the
+    probe (what the check may call: a gateway, settings, clients) and never raises for a
+    cloud answer: it says ok, fail (why, and the fix) or unknown (why it cannot tell)."""
+
+    name: ClassVar[str]
+    needs: ClassVar[tuple[Permission, ...]] = ()
+
+    def run(self, probe: Any) -> CheckResult:
+        raise NotImplementedError
+
+    def ok(self) -> CheckResult:
+        return CheckResult(self.name, "ok")
+
+    def fail(self, reason: str, fix: str) -> CheckResult:
+        return CheckResult(self.name, "fail", reason, fix)
+
+    def unknown(self, reason: str) -> CheckResult:
+        return CheckResult(self.name, "unknown", reason)
+
+
+def ims_answer(check: Check, exc: ImsError, action: str | None) -> CheckResult:
+    """What an IMS failure says: refused (fail, name the action), unreachable or out of
+    time (unknown), anything else (fail, as IMS worded it)."""
+    if exc.status in (401, 403):
+        what = f"grant {action}" if action else "check the agency's or user's IMS permissions"
+        return check.fail(f"IMS refused the call: {exc}", f"{what} (imsguard iam-policy)")
+    if exc.kind == "out_of_time" or exc.status in (None, 429) or exc.status >= 500:
+        return check.unknown(f"IMS did not answer in time or was unavailable: {exc}")
+    return check.fail(f"IMS answered: {exc}", "check IMSGUARD_REGION and IMSGUARD_IMS_ENDPOINT")
+
+
+class ImsList(Check):
+    """Credentials, region and project work, and the IMS list call is allowed."""
+
+    name = "ims-list"
+    needs = (LIST_IMAGES,)
+
+    def run(self, probe: Any) -> CheckResult:
+        gateway: ImsGateway = probe.gateway()
+        try:
+            gateway.list_page(None, 1, None)
+        except ImsError as exc:
+            return ims_answer(self, exc, LIST_IMAGES.action)
+        return self.ok()
+
+
+class JobApi(Check):
+    """The job-progress API answers: an unknown job id gives IMS's own "not found" (a 404
+    with an IMS code), never a refusal, so image creation can be followed."""
+
+    name = "ims-job-api"
+    needs = (SHOW_JOB_PROGRESS,)
+
+    def run(self, probe: Any) -> CheckResult:
+        gateway: ImsGateway = probe.gateway()
+        job_id = uuid.uuid4().hex  # no such job
+        try:
+            gateway.get_job(job_id)
+        except ImsError as exc:
+            if exc.status == 404 and not str(exc.code or "").startswith("APIGW"):
+                return self.ok()
+            return ims_answer(self, exc, SHOW_JOB_PROGRESS.unconfirmed)
+        return self.fail(
+            f"IMS showed a job for the made-up id {job_id}",
+            "report this: imsguard expects IMS to answer 404 for an unknown job",
+        )
+
+
+class UefiList(Check):
+    """IMS's UEFI OS list is readable and the built-in table agrees with it (the
+    differences are listed: set IMSGUARD_UEFI_FROM_IMS=true to follow IMS's list)."""
+
+    name = "uefi-os-list"
+    needs = (LIST_OS_VERSIONS, LIST_IMAGES)
+
+    def run(self, probe: Any) -> CheckResult:
+        gateway: ImsGateway = probe.gateway()
+        settings: Settings = probe.settings
+        try:
+            listed = {normalize_os_version(v) for v in gateway.uefi_os_versions()}
+        except ImsError as exc:
+            return ims_answer(self, exc, LIST_OS_VERSIONS.action)
+        if not listed:
+            return self.unknown("IMS listed no UEFI-capable OS version in this region")
+        missing = sorted(v for v in listed if not is_uefi_capable(v))
+        try:  # the other way round on the images themselves: the dangerous difference
+            images, _ = gateway.list_page(None, SAMPLE, None)
+        except ImsError as exc:
+            return ims_answer(self, exc, LIST_IMAGES.action)
+        extra = sorted(
+            {
+                normalize_os_version(str(v))
+                for v in (i.get("__os_version") for i in images)
+                if isinstance(v, str)
+                and is_uefi_capable(v)
+                and normalize_os_version(v) not in listed
+            }
+        )
+        problems = []
+        if extra:
+            problems.append(
+                f"the built-in table calls {len(extra)} OS version(s) of this project's images "
+                f"UEFI-capable that IMS does not list: {_first(extra)}"
+            )
+        if missing:
+            problems.append(
+                f"IMS lists {len(missing)} UEFI-capable OS version(s) the built-in table does "
+                f"not: {_first(missing)}"
+            )
+        if not problems:
+            return self.ok()
+        if settings.uefi_from_ims:  # the function follows IMS's list: nothing to fix
+            return CheckResult(
+                self.name, "ok", "; ".join(problems) + " (IMSGUARD_UEFI_FROM_IMS=true follows IMS)"
+            )
+        return self.fail(
+            "; ".join(problems), "set IMSGUARD_UEFI_FROM_IMS=true to follow IMS's list"
+        )
+
+
+def _first(values: list[str], most: int = 5) -> str:
+    more = f" and {len(values) - most} more" if len(values) > most else ""
+    return ", ".join(values[:most]) + more
+
+
+SAMPLE = 100  # images whose OS versions the UEFI check compares
+
+
+# The checks the function can run from inside (its own agency, its own IMS).
+INSIDE: tuple[type[Check], ...] = (ImsList, JobApi, UefiList)
+
+_done = threading.Event()  # once per container
+
+
+class _InsideProbe:
+    def __init__(self, gateway: ImsGateway, settings: Settings) -> None:
+        self._gateway = gateway
+        self.settings = settings
+
+    def gateway(self) -> ImsGateway:
+        return self._gateway
+
+
+def log_once(gateway: ImsGateway, settings: Settings) -> list[CheckResult] | None:
+    """Run the inside checks the first time a container is asked to (None after): one INFO
+    JSON line with every result, and an ERROR line naming the fix for each failure."""
+    if _done.is_set():
+        return None
+    _done.set()
+    probe = _InsideProbe(gateway, settings)
+    results = []
+    for check in INSIDE:
+        try:
+            results.append(check().run(probe))
+        except Exception as exc:  # a bug in a check must not cost the event
+            results.append(check().unknown(f"the check failed: {type(exc).__name__}: {exc}"))
+    log(logging.INFO, "self check", checks=[r.to_json() for r in results])
+    for result in results:
+        if result.status == "fail":
+            log(
+                logging.ERROR,
+                "self check failed",
+                check=result.name,
+                reason=result.reason,
+                fix=result.fix,
+            )
+    return results

@@ -1,0 +1,179 @@
+"""Doctor checks of the function itself in FunctionGraph, against the template: its
+configuration (runtime, handler, memory, timeout, agency and settings), its CTS and TIMER
+triggers, and its asynchronous invocation settings. They read what ``imsguard deploy``
+plans from (imsguard_tools.deploy.Deployer, given no package: nothing is written), so a
+difference the doctor reports is one deploy would fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
+
+from huaweicloudsdkfunctiongraph.v2 import (
+    ListFunctionTriggersRequest,
+    ShowFunctionAsyncInvokeConfigRequest,
+    ShowFunctionConfigRequest,
+)
+
+from imsguard.permissions import Permission
+from imsguard.selfcheck import Check, CheckResult
+from imsguard_tools.deploy import Deployer, DeployError, Step
+
+if TYPE_CHECKING:
+    from imsguard_tools.doctor import Probe
+    from imsguard_tools.doctor_fake import FakeCloud
+
+# The deployer's reads (doctor's, not the function's): the actions are named as the
+# FunctionGraph permissions table is understood to spell them, not confirmed here.
+FGS_PERMISSIONS = "FunctionGraph API reference, permissions and supported actions (unread)"
+GET_FUNCTION = Permission(
+    "GET /v2/{project_id}/fgs/functions/{function_urn}/config",
+    None,
+    FGS_PERMISSIONS,
+    unconfirmed="functiongraph:function:getConfig",
+)
+LIST_TRIGGERS = Permission(
+    "GET /v2/{project_id}/fgs/triggers/{function_urn}",
+    None,
+    FGS_PERMISSIONS,
+    unconfirmed="functiongraph:trigger:list",
+)
+GET_ASYNC_CONFIG = Permission(
+    "GET /v2/{project_id}/fgs/functions/{function_urn}/async-invoke-config",
+    None,
+    FGS_PERMISSIONS,
+    unconfirmed="functiongraph:function:getAsyncInvokeConfig",
+)
+DEPLOY_FIX = "run imsguard deploy (imsguard deploy --dry-run shows what it would change)"
+COMPARED = ("runtime", "handler", "memory_size", "timeout", "xrole", "description", "user_data")
+
+
+def _deployer(probe: Probe) -> Deployer:
+    template = probe.needs_template()
+    assert probe.project_id is not None and probe.region is not None
+    return Deployer(probe.fgs(), probe.project_id, probe.region, template, None)
+
+
+def refused(check: Check, exc: DeployError) -> CheckResult:
+    """FunctionGraph refusing (fail: grant the check's actions) or not answering (unknown)."""
+    text = str(exc)
+    if " 401 " in text or " 403 " in text:
+        actions = ", ".join(p.action or p.unconfirmed or p.api for p in check.needs)
+        return check.fail(f"FunctionGraph refused: {text}", f"allow {actions} to who runs doctor")
+    return check.unknown(text)
+
+
+def differences(check: Check, steps: list[Step], what: str) -> CheckResult:
+    """ok when deploy would keep every step, else a failure naming each difference."""
+    changes = [s for s in steps if s.action != "keep"]
+    if not changes:
+        return check.ok()
+    reason = "; ".join(f"{s.what}: {s.action} ({s.detail})" for s in changes)
+    return check.fail(f"{what} differ from the template: {reason}", DEPLOY_FIX)
+
+
+def _refuse(path: str) -> Callable[[FakeCloud], None]:
+    """Make the fake FunctionGraph refuse one read (its 403 code: assumption)."""
+    return lambda cloud: cloud.ims.refuse("GET", path, 403, "FSS.0403")
+
+
+class FunctionConfig(Check):
+    """The function exists with the template's runtime, handler, memory, timeout, agency,
+    description and settings."""
+
+    name = "function"
+    needs = (GET_FUNCTION,)
+    refuse = staticmethod(_refuse(r"/fgs/functions/[^/]+/config$"))
+
+    def run(self, probe: Probe) -> CheckResult:
+        try:
+            deployer = _deployer(probe)
+            current = deployer._call(
+                deployer.client.show_function_config,
+                ShowFunctionConfigRequest(function_urn=deployer.urn),
+                missing_ok=True,
+            )
+        except DeployError as exc:
+            return refused(self, exc)
+        if current is None:
+            return self.fail(f"no function {deployer.urn} in FunctionGraph", DEPLOY_FIX)
+        wanted = deployer._wanted_config()
+        differs = []
+        for key in COMPARED:
+            step = deployer._config_step({**wanted, key: current.get(key)})
+            if step.action != "keep":
+                shown = (
+                    "its settings (user_data)"
+                    if key == "user_data"
+                    else f"{key} {current.get(key)!r}"
+                )
+                want = "" if key == "user_data" else f" (the template: {wanted[key]!r})"
+                differs.append(f"{shown}{want}")
+        if not differs:
+            return self.ok()
+        return self.fail(f"{deployer.urn} has {'; '.join(differs)}", DEPLOY_FIX)
+
+
+class _TriggerCheck(Check):
+    """The function's triggers of one kind, as the template has them."""
+
+    kind: ClassVar[str]
+    needs: ClassVar[tuple[Permission, ...]] = (LIST_TRIGGERS,)
+    refuse = staticmethod(_refuse(r"/fgs/triggers/[^/]+$"))
+
+    @classmethod
+    def applies(cls, probe: Probe) -> bool:
+        return probe.template is None or any(t.type == cls.kind for t in probe.template.triggers)
+
+    def run(self, probe: Probe) -> CheckResult:
+        try:
+            deployer = _deployer(probe)
+            triggers = deployer._call(
+                deployer.client.list_function_triggers,
+                ListFunctionTriggersRequest(function_urn=deployer.urn),
+                missing_ok=True,
+            )
+        except DeployError as exc:
+            return refused(self, exc)
+        if triggers is None:
+            return self.fail(f"no function {deployer.urn} in FunctionGraph", DEPLOY_FIX)
+        steps = deployer._trigger_steps(triggers)
+        return differences(self, [s for s in steps if s.what.startswith(self.kind)], "triggers")
+
+
+class CtsTrigger(_TriggerCheck):
+    """The CTS trigger exists with the template's operations (and status)."""
+
+    name = "cts-trigger"
+    kind = "CTS"
+
+
+class TimerTrigger(_TriggerCheck):
+    """The TIMER trigger exists with the template's schedule, event and status."""
+
+    name = "timer-trigger"
+    kind = "TIMER"
+
+
+class AsyncConfig(Check):
+    """The asynchronous invocation settings (retries, event age, on-failure destination)
+    are the template's."""
+
+    name = "async-config"
+    needs = (GET_ASYNC_CONFIG,)
+    refuse = staticmethod(_refuse(r"/fgs/functions/[^/]+/async-invoke-config$"))
+
+    def run(self, probe: Probe) -> CheckResult:
+        try:
+            deployer = _deployer(probe)
+            current = deployer._call(
+                deployer.client.show_function_async_invoke_config,
+                ShowFunctionAsyncInvokeConfigRequest(function_urn=deployer.urn),
+                missing_ok=True,
+            )
+        except DeployError as exc:
+            return refused(self, exc)
+        return differences(self, deployer._async_steps(current), "asynchronous settings")
+
+
+FUNCTION_CHECKS: tuple[type[Check], ...] = (FunctionConfig, CtsTrigger, TimerTrigger, AsyncConfig)
