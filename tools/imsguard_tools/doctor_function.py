@@ -49,9 +49,11 @@ COMPARED = ("runtime", "handler", "memory_size", "timeout", "xrole", "descriptio
 
 
 def _deployer(probe: Probe) -> Deployer:
+    """Deploy's planner for the probe's region, given no package: it reads only."""
     template = probe.needs_template()
+    client = probe.fgs()  # needs the credentials, region and project id
     assert probe.project_id is not None and probe.region is not None
-    return Deployer(probe.fgs(), probe.project_id, probe.region, template, None)
+    return Deployer(client, probe.project_id, probe.region, template, None)
 
 
 def refused(check: Check, exc: DeployError) -> CheckResult:

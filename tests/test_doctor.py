@@ -1,0 +1,309 @@
+"""imsguard doctor: read-only checks with one deadline, through the real SDKs against the
+fakes (the template deployed into the fake FunctionGraph); and the function's own self
+check (IMSGUARD_SELF_CHECK)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import modules_after_an_event
+from imsguard import app, selfcheck
+from imsguard_tools import doctor
+from imsguard_tools.bundled import TEMPLATE
+from imsguard_tools.cli import main
+from imsguard_tools.doctor_fake import CREDENTIALS, PROJECT_ID, fake_cloud
+from imsguard_tools.local_context import LocalContext
+from imsguard_tools.template import load_template
+from imsguard_tools.testing import FakeIms
+
+ROOT = Path(__file__).resolve().parent.parent
+INSIDE_AND_FUNCTION = (
+    "ims-list",
+    "ims-job-api",
+    "uefi-os-list",
+    "function",
+    "cts-trigger",
+    "timer-trigger",
+    "async-config",
+)
+
+
+def run(*args: str) -> tuple[int, dict]:
+    return main(["doctor", *args, "--output", "json"]), {}
+
+
+def doctor_json(capsys, *args: str) -> tuple[int, list[dict]]:
+    code = main(["doctor", *args, "--output", "json"])
+    return code, json.loads(capsys.readouterr().out)["checks"]
+
+
+def by_name(checks: list[dict]) -> dict[str, dict]:
+    return {c["name"]: c for c in checks}
+
+
+def test_every_check_is_ok_against_the_fakes_with_exactly_the_documented_keys(capsys):
+    code, checks = doctor_json(capsys, "--fake")
+
+    assert code == 0
+    assert {"credentials", *INSIDE_AND_FUNCTION} <= set(by_name(checks))
+    for check in checks:
+        assert set(check) == {"name", "status", "reason", "fix"}
+        assert check["status"] == "ok", check
+
+
+@pytest.mark.parametrize("name", INSIDE_AND_FUNCTION)
+def test_a_refused_call_fails_its_check_with_the_reason_and_the_fix(capsys, name):
+    code, checks = doctor_json(capsys, "--fake", "--refuse", name)
+
+    assert code == 1
+    failed = by_name(checks)[name]
+    assert failed["status"] == "fail" and "refused" in failed["reason"] and failed["fix"]
+    assert "403" in failed["reason"]
+    assert all(c["reason"] for c in checks if c["status"] != "ok")
+
+
+def test_the_text_says_each_check_and_the_fix(capsys):
+    assert main(["doctor", "--fake", "--refuse", "function"]) == 1
+
+    out = capsys.readouterr().out
+    assert "ok      ims-list" in out
+    assert "fail    function: FunctionGraph refused" in out
+    assert "fix: allow functiongraph:function:getConfig" in out
+    assert "1 failed" in out
+
+
+def test_no_check_writes_anything():
+    template = load_template(TEMPLATE)
+    wanted = doctor.checks()
+    with fake_cloud("ap-southeast-1", template, wanted) as cloud:
+        probe = doctor.probe_for(
+            template, "ap-southeast-1", 30, CREDENTIALS, PROJECT_ID, cloud.endpoints
+        )
+        results = doctor.run_checks(probe, wanted)
+        assert cloud.writes() == []
+        assert cloud.ims.reads  # it did read
+    assert {r.status for r in results} == {"ok"}
+
+
+def probe_of(cloud, template, deadline: float = 30, **settings: str) -> doctor.Probe:
+    return doctor.probe_for(
+        template, cloud.region, deadline, CREDENTIALS, PROJECT_ID, {**cloud.endpoints, **settings}
+    )
+
+
+def results_of(probe) -> dict[str, selfcheck.CheckResult]:
+    return {r.name: r for r in doctor.run_checks(probe, doctor.checks())}
+
+
+def test_a_function_that_differs_from_the_template_names_each_difference():
+    template = load_template(TEMPLATE)
+    with fake_cloud("ap-southeast-1", template, doctor.checks()) as cloud:
+        (function,) = cloud.ims.functions.values()
+        function.update(memory_size=512, timeout=30)
+        cloud.ims.function_triggers[next(iter(cloud.ims.function_triggers))][:] = []
+        found = results_of(probe_of(cloud, template))
+
+    assert found["function"].status == "fail"
+    assert "memory_size 512" in found["function"].reason
+    assert "timeout 30" in found["function"].reason
+    assert found["function"].fix.startswith("run imsguard deploy")
+    assert found["cts-trigger"].status == "fail" and "create" in found["cts-trigger"].reason
+    assert found["timer-trigger"].status == "fail"
+
+
+def test_no_function_at_all_is_a_failure_that_says_deploy():
+    with fake_cloud("ap-southeast-1", None, doctor.checks()) as cloud:
+        template = load_template(TEMPLATE)
+        found = results_of(probe_of(cloud, template))
+
+    assert found["function"].status == "fail" and "no function" in found["function"].reason
+    assert "imsguard deploy" in found["function"].fix
+
+
+def test_uefi_lists_that_disagree_are_listed_and_fixed_by_following_ims():
+    template = load_template(TEMPLATE)
+    template.function.settings["IMSGUARD_UEFI_FROM_IMS"] = "false"  # the built-in table
+    following = load_template(TEMPLATE)  # the bundled template follows IMS's list
+    with fake_cloud("ap-southeast-1", template, doctor.checks()) as cloud:
+        cloud.ims.uefi_os_versions.append(
+            {"platform": "Ubuntu", "os_version": "Ubuntu 26.04 server 64bit", "os_bit": "64"}
+        )
+        cloud.ims.add_image({"name": "old-centos", "__os_version": "CentOS 7.6 64bit"})
+        found = results_of(probe_of(cloud, template))
+        followed = results_of(probe_of(cloud, following))
+
+    uefi = found["uefi-os-list"]
+    assert uefi.status == "fail"
+    assert "ubuntu 26.04 server 64bit" in uefi.reason  # IMS lists it, the table does not
+    assert "centos 7.6 64bit" in uefi.reason  # the table calls it UEFI, IMS does not here
+    assert "IMSGUARD_UEFI_FROM_IMS=true" in uefi.fix
+    assert followed["uefi-os-list"].status == "ok"
+    assert "follows IMS" in followed["uefi-os-list"].reason
+
+
+def test_the_job_api_must_answer_not_found_for_an_unknown_job():
+    template = load_template(TEMPLATE)
+    with fake_cloud("ap-southeast-1", template, doctor.checks()) as cloud:
+        cloud.ims.refuse("GET", r"^/v1/cloudimages/job/", 404, "APIGW.0101")  # unknown API
+        cloud.ims.refuse("GET", r"/jobs/", 403, "IMS.0003")  # and the old one refused
+        found = results_of(probe_of(cloud, template))
+
+    assert found["ims-job-api"].status == "fail"
+    assert "refused" in found["ims-job-api"].reason
+
+
+def test_without_credentials_every_check_says_why_and_nothing_is_called():
+    template = load_template(TEMPLATE)
+    with fake_cloud("ap-southeast-1", template, doctor.checks()) as cloud:
+        probe = doctor.probe_for(template, "ap-southeast-1", 30, None, None, cloud.endpoints)
+        found = results_of(probe)
+        assert cloud.ims.calls == []
+
+    assert found["credentials"].status == "fail"
+    assert "HUAWEICLOUD_SDK_AK" in found["credentials"].reason
+    others = [r for name, r in found.items() if name != "credentials"]
+    assert {r.status for r in others} == {"unknown"}
+    assert all("no credentials" in r.reason for r in others)
+
+
+@pytest.fixture
+def silent_endpoint():
+    """A loopback port that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def test_the_command_ends_within_its_deadline_when_no_endpoint_answers(silent_endpoint):
+    """A new process, as a user runs it: every endpoint silent, a 4 s deadline."""
+    endpoints = {
+        key: silent_endpoint
+        for key in (
+            "IMSGUARD_IMS_ENDPOINT",
+            "IMSGUARD_FGS_ENDPOINT",
+            "IMSGUARD_CONFIG_ENDPOINT",
+            "IMSGUARD_SMN_ENDPOINT",
+            "IMSGUARD_CES_ENDPOINT",
+            "IMSGUARD_OBS_ENDPOINT",
+            "IMSGUARD_CTS_ENDPOINT",
+            "IMSGUARD_IAM_ENDPOINT",
+        )
+    }
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HUAWEICLOUD_SDK_AK": "AK" * 10,
+        "HUAWEICLOUD_SDK_SK": "SK" * 20,
+        "IMSGUARD_PROJECT_ID": PROJECT_ID,
+        "IMSGUARD_DOMAIN_ID": "0" * 32,
+        **endpoints,
+    }
+    began = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imsguard_tools.cli",
+            "doctor",
+            "--deadline",
+            "4",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": f"{ROOT / 'function'}:{ROOT / 'tools'}"},
+        timeout=60,
+        check=False,
+    )
+    took = time.monotonic() - began
+
+    assert took < 15, took  # the deadline, the interpreter's start, the threads' last calls
+    assert "Traceback" not in done.stderr
+    checks = json.loads(done.stdout)["checks"]
+    assert done.returncode in (0, 1)
+    for check in checks:
+        if check["name"] != "credentials":
+            assert check["status"] in ("fail", "unknown") and check["reason"], check
+
+
+def test_bad_options_are_refused_before_any_call(capsys):
+    assert main(["doctor", "--refuse", "ims-list"]) == 2  # --refuse needs --fake
+    assert main(["doctor", "--fake", "--refuse", "no-such-check"]) == 2
+    assert main(["doctor", "--deadline", "0"]) == 2
+    assert main(["doctor", "--template", "/no/such/template.yaml"]) == 2
+
+
+# -- the function's own self check ---------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_self_check(monkeypatch):
+    monkeypatch.setattr(selfcheck, "_done", threading.Event())
+
+
+def test_the_function_checks_itself_once_per_container_and_logs_one_line(fresh_self_check, capsys):
+    settings = {"IMSGUARD_SELF_CHECK": "true", "IMSGUARD_UEFI_FROM_IMS": "true"}
+    context = LocalContext(settings, "a" * 8, "b" * 8)
+    event = json.loads((ROOT / "tests/events/cts_create_image.json").read_text())
+    with FakeIms.seeded():
+        app.handler(event, context)
+        app.handler(event, context)
+
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    checks = [line for line in lines if line["message"] == "self check"]
+    assert len(checks) == 1
+    assert {c["name"]: c["status"] for c in checks[0]["checks"]} == {
+        "ims-list": "ok",
+        "ims-job-api": "ok",
+        "uefi-os-list": "ok",
+    }
+
+
+def test_a_failing_self_check_is_an_error_line_that_names_the_fix(fresh_self_check, capsys):
+    context = LocalContext({"IMSGUARD_SELF_CHECK": "true"}, "a" * 8, "b" * 8)
+    event = json.loads((ROOT / "tests/events/cts_create_image.json").read_text())
+    with FakeIms.seeded() as fake:
+        fake.refuse("GET", r"^/v1/cloudimages/os_version", 403, "IMS.0003")
+        answer = app.handler(event, context)
+
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    errors = [line for line in lines if line["message"] == "self check failed"]
+    assert [e["check"] for e in errors] == ["uefi-os-list"]
+    assert "ims:images:list" in errors[0]["fix"]
+    assert answer["results"]  # the event itself was still handled
+
+
+def test_an_ordinary_event_does_not_load_the_self_check():
+    assert "imsguard.selfcheck" not in modules_after_an_event()
+    assert "imsguard.selfcheck" in modules_after_an_event(IMSGUARD_SELF_CHECK="true")
