@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import modules_after_an_event
+from helpers import SECRETS, modules_after_an_event
 from imsguard import app, selfcheck
 from imsguard_tools import doctor
 from imsguard_tools.bundled import TEMPLATE
@@ -270,7 +270,7 @@ def fresh_self_check(monkeypatch):
 
 def test_the_function_checks_itself_once_per_container_and_logs_one_line(fresh_self_check, capsys):
     settings = {"IMSGUARD_SELF_CHECK": "true", "IMSGUARD_UEFI_FROM_IMS": "true"}
-    context = LocalContext(settings, "a" * 8, "b" * 8)
+    context = LocalContext(settings, *SECRETS)
     event = json.loads((ROOT / "tests/events/cts_create_image.json").read_text())
     with FakeIms.seeded():
         app.handler(event, context)
@@ -289,7 +289,7 @@ def test_the_function_checks_itself_once_per_container_and_logs_one_line(fresh_s
 
 
 def test_a_failing_self_check_is_an_error_line_that_names_the_fix(fresh_self_check, capsys):
-    context = LocalContext({"IMSGUARD_SELF_CHECK": "true"}, "a" * 8, "b" * 8)
+    context = LocalContext({"IMSGUARD_SELF_CHECK": "true"}, *SECRETS)
     event = json.loads((ROOT / "tests/events/cts_create_image.json").read_text())
     with FakeIms.seeded() as fake:
         fake.refuse("GET", r"^/v1/cloudimages/os_version", 403, "IMS.0003")
