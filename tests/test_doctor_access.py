@@ -83,9 +83,7 @@ def test_cts_tracker_fails_without_a_system_tracker() -> None:
     assert "Tracker List" in (result.fix or "")
 
 
-@pytest.mark.parametrize(
-    ("status", "detail"), [("disabled", None), ("error", "bucketPolicyError")]
-)
+@pytest.mark.parametrize(("status", "detail"), [("disabled", None), ("error", "bucketPolicyError")])
 def test_cts_tracker_fails_when_the_system_tracker_is_not_enabled(
     status: str, detail: str | None
 ) -> None:
@@ -196,15 +194,14 @@ def test_agency_actions_fails_with_no_permissions_at_all() -> None:
 
 
 def test_agency_actions_an_unconditional_deny_wins() -> None:
-    wanted = wanted_actions(TEMPLATE, REGION)
     with cloud() as fakes:
         [agency] = iam(fakes).agencies.values()
         denying = iam(fakes).add_policy("deny", ["*:*:*"], deny=["ims:images:update"])
         agency.inherited_roles.append(denying)
         result = check(fakes, AgencyActions)
     assert result.status == "fail"
+    assert "lacks 1 of the" in (result.reason or "")
     assert (result.reason or "").endswith(": ims:images:update")
-    assert len(wanted) > 1
 
 
 def test_agency_actions_follow_the_templates_settings() -> None:
