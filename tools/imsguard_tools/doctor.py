@@ -49,6 +49,7 @@ class Probe:
     end: float
     domain_id: str | None = None
     fgs_endpoint: str | None = None
+    endpoints: dict[str, str] = field(default_factory=dict)  # IMSGUARD_*_ENDPOINT given
     _gateway: ImsGateway | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -88,6 +89,11 @@ class Probe:
         return client_for(
             self.region, self.fgs_endpoint, self.project_id, credentials, self.timeouts()
         )
+
+    def endpoint(self, name: str) -> str | None:
+        """An IMSGUARD_*_ENDPOINT override, also one only the tools know (such as
+        IMSGUARD_CTS_ENDPOINT: the function never calls CTS, so its settings lack it)."""
+        return self.endpoints.get(name) or None
 
     def needs_template(self) -> Template:
         if self.template is None:
@@ -209,9 +215,10 @@ def probe_for(
     data = dict(template.settings_for(region) if template and region else {})
     if template and not region:
         data = dict(template.function.settings)
-    data.update(
-        {k: v for k, v in env.items() if k.startswith("IMSGUARD_") and k.endswith("_ENDPOINT")}
-    )
+    endpoints = {
+        k: v for k, v in env.items() if k.startswith("IMSGUARD_") and k.endswith("_ENDPOINT")
+    }
+    data.update(endpoints)
     if region:
         data.setdefault("IMSGUARD_REGION", region)
     if project_id:
@@ -230,6 +237,7 @@ def probe_for(
         end=time.monotonic() + deadline_s,
         domain_id=domain,
         fgs_endpoint=data.get("IMSGUARD_FGS_ENDPOINT"),
+        endpoints=endpoints,
     )
 
 

@@ -34,6 +34,7 @@ class FakeCloud:
     ims: FakeIms
     obs: FakeObs
     obs_endpoint: str = ""
+    template: Any = None  # the template deployed into the fakes (None: none)
     endpoints: dict[str, str] = field(default_factory=dict)
     others: dict[str, Any] = field(default_factory=dict)  # by name: the checks' own fakes
 
@@ -86,7 +87,7 @@ def fake_cloud(region: str, template: Any, checks: list[type[Check]]) -> Iterato
     obs = FakeObs((BUCKET,))
     with ExitStack() as stack:
         obs_endpoint = stack.enter_context(obs.serve())
-        cloud = FakeCloud(region, ims, obs, obs_endpoint)
+        cloud = FakeCloud(region, ims, obs, obs_endpoint, template)
         cloud.endpoints.update(
             IMSGUARD_IMS_ENDPOINT=ims.endpoint,
             IMSGUARD_FGS_ENDPOINT=ims.fgs_endpoint,
