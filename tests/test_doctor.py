@@ -307,3 +307,37 @@ def test_a_failing_self_check_is_an_error_line_that_names_the_fix(fresh_self_che
 def test_an_ordinary_event_does_not_load_the_self_check():
     assert "imsguard.selfcheck" not in modules_after_an_event()
     assert "imsguard.selfcheck" in modules_after_an_event(IMSGUARD_SELF_CHECK="true")
+
+
+def test_a_region_no_sdk_knows_fails_the_credentials_check_and_nothing_is_called():
+    template = load_template(TEMPLATE)
+    with fake_cloud("ap-southeast-1", template, doctor.checks()) as cloud:
+        endpoints = {k: v for k, v in cloud.endpoints.items() if k != "IMSGUARD_IMS_ENDPOINT"}
+        probe = doctor.probe_for(template, "xx-nowhere-9", 30, CREDENTIALS, PROJECT_ID, endpoints)
+        found = results_of(probe)
+        assert cloud.ims.calls == []
+
+    assert found["credentials"].status == "fail" and "xx-nowhere-9" in found["credentials"].reason
+    assert "ap-southeast-1" in found["credentials"].fix
+    assert found["ims-list"].status == "unknown" and "xx-nowhere-9" in found["ims-list"].reason
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("ims-list", r"^/v2/cloudimages$"),
+        ("ims-job-api", r"/job"),
+        ("uefi-os-list", r"^/v1/cloudimages/os_version"),
+        ("function", r"/config$"),
+        ("cts-trigger", r"/fgs/triggers/"),
+        ("async-config", r"/async-invoke-config$"),
+    ],
+)
+def test_a_service_that_keeps_failing_leaves_its_check_unknown(name, path):
+    template = load_template(TEMPLATE)
+    with fake_cloud("ap-southeast-1", template, doctor.checks()) as cloud:
+        cloud.ims.refuse("GET", path, 503, "SYS.0503")
+        found = results_of(probe_of(cloud, template, deadline=20))
+
+    assert found[name].status == "unknown", found[name]
+    assert "503" in found[name].reason

@@ -68,7 +68,23 @@ class Probe:
         """The credentials, or a CheckNotRun that says none were found."""
         if self.credentials is None or not self.project_id or not self.region:
             raise CheckNotRun("no credentials, region or project id (see the credentials check)")
+        problem = self.region_problem()
+        if problem is not None:
+            raise CheckNotRun(f"{problem} (see the credentials check)")
         return self.credentials
+
+    def region_problem(self) -> str | None:
+        """Why the region cannot be right: no Huawei SDK knows it (unless an IMS endpoint
+        is given, as for a private region)."""
+        if not self.region or self.settings.ims_endpoint:
+            return None
+        from huaweicloudsdkims.v2.region.ims_region import ImsRegion
+
+        try:
+            ImsRegion.value_of(self.region)
+        except KeyError:
+            return f"region {self.region!r} is not one the Huawei Cloud SDKs know"
+        return None
 
     def gateway(self) -> ImsGateway:
         credentials = self.need()
@@ -125,6 +141,13 @@ class Credentials_(Check):
         ]
         if missing:
             return self.fail(f"missing {', '.join(missing)}", "set them and run doctor again")
+        problem = probe.region_problem()
+        if problem is not None:
+            return self.fail(
+                problem,
+                "give a region id such as ap-southeast-1 (--region or the template's "
+                "IMSGUARD_REGION), or IMSGUARD_IMS_ENDPOINT for a private region",
+            )
         return self.ok()
 
 
