@@ -72,13 +72,20 @@ DESTINATION_PARAM = {
 
 
 class DeployError(Exception):
-    """A deploy could not be completed; ``done`` and ``left`` say what was and was not."""
+    """A deploy could not be completed; ``done`` and ``left`` say what was and was not;
+    ``status``: the HTTP status the service answered, if it answered (doctor tells a refusal
+    from an outage by it)."""
 
     def __init__(
-        self, message: str, done: list[Step] | None = None, left: list[Step] | None = None
+        self,
+        message: str,
+        done: list[Step] | None = None,
+        left: list[Step] | None = None,
+        status: int | None = None,
     ):
         self.done = done or []
         self.left = left or []
+        self.status = status
         super().__init__(message)
 
 
@@ -428,7 +435,8 @@ class Deployer:
                     f"{service} answered {exc.status_code} "
                     f"{exc.error_code}: {exc.error_msg} (request id "
                     f"{exc.request_id})"
-                )
+                ),
+                status=exc.status_code,
             ) from None
         except (SdkException, requests.RequestException) as exc:
             raise DeployError(f"{service} could not be reached: {type(exc).__name__}") from None
@@ -522,7 +530,7 @@ class ConfigRules:
     def _type_steps(self, rules: list[ConfigRuleSpec]) -> list[Step]:
         """Whether Config lists the image types the rules need: a resource rule's filter
         type, and the type a periodic evaluation's states name (its rule_parameter)."""
-        listed = self._image_types()
+        listed = self.image_types(self.client)
         needs: dict[str, list[ConfigRuleSpec]] = {}
         for rule in rules:
             kind = rule.image_type
@@ -566,9 +574,11 @@ class ConfigRules:
             steps.append(Step("warn", "Config resource types", f"{missing}: {what}"))
         return steps
 
-    def _image_types(self) -> dict[str, str | None] | None:
+    @staticmethod
+    def image_types(client: Any) -> dict[str, str | None] | None:
         """Config's resource types for IMS (name -> track), None when it lists no IMS;
-        every page of ``list_providers`` (offset paging, as the API documents)."""
+        every page of ``list_providers`` (offset paging, as the API documents). Deploy
+        checks the template's rules against it, and ``imsguard doctor`` the deployment."""
         from huaweicloudsdkconfig.v1 import ListProvidersRequest
 
         providers: list[dict[str, Any]] = []
@@ -576,7 +586,7 @@ class ConfigRules:
             request = ListProvidersRequest(limit=PROVIDERS_PAGE)
             if providers:  # the documented offset is at least 1: the first page has none
                 request.offset = len(providers)
-            page = self._call(self.client.list_providers, request) or {}
+            page = ConfigRules._call(client.list_providers, request) or {}
             got = [p for p in page.get("resource_providers") or [] if isinstance(p, dict)]
             providers += got
             total = page.get("total_count")
@@ -809,8 +819,14 @@ def _json_or_text(value: Any) -> Any:
     return value
 
 
-def build_config_client(domain_id: str, endpoint: str | None, credentials: Credentials) -> Any:
-    """Config's client: global credentials for the account (domain), its global endpoint."""
+def build_config_client(
+    domain_id: str,
+    endpoint: str | None,
+    credentials: Credentials,
+    timeout: tuple[float, float] = (10, 60),
+) -> Any:
+    """Config's client: global credentials for the account (domain), its global endpoint;
+    ``timeout`` (connect, read): doctor's fit in its deadline."""
     from huaweicloudsdkconfig.v1 import ConfigClient
     from huaweicloudsdkcore.auth.credentials import GlobalCredentials
     from huaweicloudsdkcore.http.http_config import HttpConfig
@@ -819,7 +835,7 @@ def build_config_client(domain_id: str, endpoint: str | None, credentials: Crede
     if credentials.security_token:
         basic = basic.with_security_token(credentials.security_token)
     config = HttpConfig.get_default_config()
-    config.timeout = (10, 60)
+    config.timeout = timeout
     config.retry_times = 0
     return (
         ConfigClient.new_builder()

@@ -34,9 +34,9 @@ class FakeCloud:
     ims: FakeIms
     obs: FakeObs
     obs_endpoint: str = ""
-    template: Any = None  # the template deployed into the fakes (None: none)
     endpoints: dict[str, str] = field(default_factory=dict)
     others: dict[str, Any] = field(default_factory=dict)  # by name: the checks' own fakes
+    template: Any = None  # what is deployed: a check's fake_setup adds the resources it names
 
     def attach(self, name: str, fake: Any) -> Any:
         """Serve ``fake`` (a FakeHttpApi) beside the others; returns it."""
@@ -80,14 +80,14 @@ def refusal(check: type[Check]) -> Callable[[FakeCloud], None] | None:
 @contextmanager
 def fake_cloud(region: str, template: Any, checks: list[type[Check]]) -> Iterator[FakeCloud]:
     """The fakes, serving, with the template deployed into the fake FunctionGraph."""
-    from imsguard_tools.deploy import Deployer
+    from imsguard_tools.deploy import ConfigRules, Deployer, build_config_client
 
     ims = FakeIms(project_id=PROJECT_ID, region=region)
     ims.add_fleet(3, seed=7)
     obs = FakeObs((BUCKET,))
     with ExitStack() as stack:
         obs_endpoint = stack.enter_context(obs.serve())
-        cloud = FakeCloud(region, ims, obs, obs_endpoint, template)
+        cloud = FakeCloud(region, ims, obs, obs_endpoint, template=template)
         cloud.endpoints.update(
             IMSGUARD_IMS_ENDPOINT=ims.endpoint,
             IMSGUARD_FGS_ENDPOINT=ims.fgs_endpoint,
@@ -103,7 +103,12 @@ def fake_cloud(region: str, template: Any, checks: list[type[Check]]) -> Iterato
             from imsguard.fgs import client_for
 
             client = client_for(region, ims.fgs_endpoint, PROJECT_ID, CREDENTIALS, (5, 30))
-            deployer = Deployer(client, PROJECT_ID, region, template, None)
+            config = cloud.others.get("config")  # its Config rules too, into the fake Config
+            rules = None
+            if config is not None and template.config_rules:
+                config_client = build_config_client(DOMAIN_ID, config.endpoint, CREDENTIALS)
+                rules = ConfigRules(config_client)
+            deployer = Deployer(client, PROJECT_ID, region, template, None, rules)
             deployer.apply(deployer.plan())
         ims.reset_calls()
         for fake in cloud.others.values():

@@ -1,16 +1,22 @@
-"""A fake of Cloud Eye's custom metric API, as far as imsguard calls it (CreateMetricData).
+"""A fake of Cloud Eye's custom metric API, as far as imsguard calls it: CreateMetricData,
+and ListMetrics (``imsguard doctor``'s read of the namespace).
 
 It checks what the API reference and the SDK's models document for ``POST /V1.0/
 {project_id}/metric-data``: a JSON list of data points, each with ``metric`` {namespace
 ``Service.Item`` (letters, digits, underscores, not ``SYS.*``), metric_name, dimensions: 1
 to 4 {name, value}}, ``ttl`` 1 to 604800, ``collect_time`` in ms within [now - 3 days,
 now + 10 minutes] of the fake's clock (``now_ms``, set by the test), a numeric ``value``
-and a ``unit`` of at most 32 characters. Error codes and the error body's shape are
-assumptions (the shared {"error": {"code", "message"}}), marked so.
+and a ``unit`` of at most 32 characters. ``GET /V1.0/{project_id}/metrics`` lists the
+metrics those points made (Cloud Eye API reference, "Querying Metrics", ces_03_0023):
+filtered by ``namespace`` and ``metric_name``, at most ``limit`` (1 to 1000, default 1000),
+as ``{"metrics": [...], "meta_data": {"count", "marker", "total"}}``; a namespace with no
+data yet lists none. Error codes and the error body's shape are assumptions (the shared
+{"error": {"code", "message"}}), marked so.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, ClassVar
 
@@ -29,6 +35,7 @@ class FakeCes(FakeHttpApi):
     messages: ClassVar[dict[str, str]] = {
         **FakeHttpApi.messages,
         "ces.0014": "Some content in message body is not correct.",  # assumption
+        "ces.0403": "Forbidden: the user has no permission for this operation.",  # assumption
     }
 
     def __init__(self, project_id: str, region: str, now_ms: int | None = None) -> None:
@@ -38,6 +45,7 @@ class FakeCes(FakeHttpApi):
         self.points: list[dict[str, Any]] = []
         self._routes += [
             ("POST", re.compile(r"/V1\.0/([^/]+)/metric-data"), self._create_metric_data),
+            ("GET", re.compile(r"/V1\.0/([^/]+)/metrics"), self._list_metrics),
         ]
 
     def endpoints(self) -> tuple[str, ...]:
@@ -59,6 +67,37 @@ class FakeCes(FakeHttpApi):
             self._check(point)
         self.points.extend(data)
         return 201, {}
+
+    def _list_metrics(
+        self, project_id: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
+        """The metrics the points accepted so far make, one per name and dimensions."""
+        if project_id != self.project_id:
+            raise ApiError(401, "APIGW.0301")
+        namespace = query.get("namespace")
+        if namespace is not None and not _NAMESPACE.fullmatch(namespace):
+            raise ApiError(400, "ces.0014", f"namespace {namespace!r} is not Service.Item")
+        limit = query.get("limit", "1000")
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            raise ApiError(400, "ces.0014", "limit must be 1 to 1000")
+        found: dict[str, dict[str, Any]] = {}
+        for point in self.points:
+            metric = point["metric"]
+            if namespace is not None and metric["namespace"] != namespace:
+                continue
+            if query.get("metric_name") not in (None, metric["metric_name"]):
+                continue
+            listed = {**metric, "unit": point.get("unit", "")}
+            found.setdefault(json.dumps(metric, sort_keys=True), listed)
+        metrics = list(found.values())
+        page = metrics[: int(limit)]
+        marker = ""
+        if page:  # the documented start format: namespace.metric_name.key:value
+            last, dimension = page[-1], page[-1]["dimensions"][0]
+            marker = f"{last['namespace']}.{last['metric_name']}.{dimension['name']}:"
+            marker += str(dimension["value"])
+        meta = {"count": len(page), "marker": marker, "total": len(metrics)}
+        return 200, {"metrics": page, "meta_data": meta}
 
     def _check(self, point: Any) -> None:
         def invalid(why: str) -> ApiError:

@@ -3,17 +3,21 @@
 The OBS SDK (``esdk-obs-python``) speaks HTTP itself (``http.client``), so ``responses`` cannot
 intercept it: tests run the real SDK against this server. Path-style addressing
 (``/<bucket>/<key>``, what the SDK uses against an IP endpoint), objects in memory, PUT, GET and
-HEAD. Each request must carry a signed ``Authorization`` header and the temporary credentials'
-security token (``x-obs-security-token``, or ``x-amz-security-token`` in the SDK's path-style
-signing); a ``Content-MD5`` header is checked against the body, as OBS does. Errors are OBS's
-XML (``<Error><Code>AccessDenied</Code>...``). ``fail_next`` answers the next requests with 400
-RequestTimeout, 403, 500 or 503 SlowDown, or delays them past the client's timeout.
+HEAD of objects, and HEAD of a bucket (``headBucket``, ``getBucketMetadata``: 200 when it
+exists, 404 NoSuchBucket when not). Each request must carry a signed ``Authorization`` header
+and the temporary credentials' security token (``x-obs-security-token``, or
+``x-amz-security-token`` in the SDK's path-style signing); a ``Content-MD5`` header is checked
+against the body, as OBS does. Errors are OBS's XML (``<Error><Code>AccessDenied</Code>...``).
+``fail_next`` answers the next requests with 400 RequestTimeout, 403, 500 or 503 SlowDown, or
+delays them past the client's timeout; ``refuse`` answers every matching request with one of
+those errors (a call a policy denies).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import threading
 import time
 import uuid
@@ -67,6 +71,7 @@ class FakeObs:
         self.content_types: dict[tuple[str, str], str] = {}
         self.calls: list[ObsCall] = []
         self._faults: list[tuple[int | None, float]] = []
+        self._refusals: list[tuple[str, re.Pattern[str], int]] = []
         self._lock = threading.Lock()
 
     def fail_next(self, status: int | None = None, times: int = 1, delay: float = 0.0) -> None:
@@ -76,6 +81,14 @@ class FakeObs:
             raise ValueError(f"fail_next takes one of {sorted(FAULTS)}, not {status}")
         with self._lock:
             self._faults += [(status, delay)] * times
+
+    def refuse(self, method: str, path: str, status: int = 403) -> None:
+        """Answer every ``method`` request whose ``/<bucket>/<key>`` matches the regular
+        expression ``path`` with ``status`` (a FAULTS key), as OBS's XML error."""
+        if status not in FAULTS:
+            raise ValueError(f"refuse takes one of {sorted(FAULTS)}, not {status}")
+        with self._lock:
+            self._refusals.append((method.upper(), re.compile(path), status))
 
     def assert_faults_met(self) -> None:
         """Fail if a fault was never met by a request: the test did not test it."""
@@ -123,6 +136,9 @@ class FakeObs:
     ) -> tuple[int, dict[str, str], bytes]:
         if fault is not None:
             return _error(fault, FAULTS[fault], bucket, key)
+        for refused, path, status in self._refusals:
+            if refused == method and path.search(f"/{bucket}/{key}"):
+                return _error(status, FAULTS[status], bucket, key)
         token = headers.get("x-obs-security-token") or headers.get("x-amz-security-token")
         signed = headers.get("authorization", "").startswith(("OBS ", "AWS "))
         if not signed or ":" not in headers.get("authorization", ""):
@@ -146,6 +162,8 @@ class FakeObs:
             if stored is None:
                 return _error(404, "NoSuchKey", bucket, key)
             return 200, {"Content-Type": self.content_types[(bucket, key)]}, stored
+        if method == "HEAD" and not key:  # the bucket exists (checked above)
+            return 200, {"x-obs-request-id": uuid.uuid4().hex}, b""
         return _error(405, "MethodNotAllowed", bucket, key)
 
     @contextmanager

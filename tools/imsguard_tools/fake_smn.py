@@ -1,11 +1,14 @@
-"""A fake of SMN's message publishing, as far as imsguard calls it (PublishMessage).
+"""A fake of SMN, as far as imsguard calls it: PublishMessage, and ListTopicAttributes
+(``imsguard doctor``'s read of a topic).
 
 It checks what SMN's API reference documents for ``POST /v2/{project_id}/notifications/
 topics/{topic_urn}/publish``: a known topic, exactly one of message / message_structure /
 message_template_name, ``subject`` at most 512 bytes, the message at most 256 KB, a
 message_structure that is a JSON object with a ``default`` key, an SMS of at most 490
-characters without "[]" or "【】", time_to_live at most 86400 s. Error codes and the error
-body's shape are assumptions (the shared {"error": {"code", "message"}}), marked so.
+characters without "[]" or "【】", time_to_live at most 86400 s. ``GET .../topics/
+{topic_urn}/attributes`` answers a known topic's attributes, ``name`` (if given) one of the
+two the API reference's TopicAttribute lists. Error codes and the error body's shape are
+assumptions (the shared {"error": {"code", "message"}}), marked so.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ class FakeSmn(FakeHttpApi):
         # assumption: codes of our own, in SMN's style; SMN documents its own per case
         "SMN.00011006": "Invalid parameter.",
         "SMN.00011013": "The topic does not exist.",
+        "SMN.00011403": "Forbidden: the user has no permission for this operation.",
     }
+    # The attributes ListTopicAttributes names (SMN API reference, TopicAttribute).
+    attribute_names = ("access_policy", "introduction")
 
     def __init__(self, project_id: str, region: str, topics: tuple[str, ...] = ()) -> None:
         super().__init__(project_id, region)
@@ -42,6 +48,11 @@ class FakeSmn(FakeHttpApi):
                 "POST",
                 re.compile(r"/v2/([^/]+)/notifications/topics/([^/]+)/publish"),
                 self._publish,
+            ),
+            (
+                "GET",
+                re.compile(r"/v2/([^/]+)/notifications/topics/([^/]+)/attributes"),
+                self._attributes,
             ),
         ]
 
@@ -66,6 +77,21 @@ class FakeSmn(FakeHttpApi):
         message_id = uuid.uuid4().hex
         self.published.append({"topic_urn": topic_urn, "message_id": message_id, **data})
         return 200, {"request_id": uuid.uuid4().hex, "message_id": message_id}
+
+    def _attributes(
+        self, project_id: str, topic_urn: str, *, query: dict[str, str], body: str | None
+    ) -> tuple[int, Any]:
+        """A topic's attributes: none is set in the fake, so each reads empty (assumption:
+        SMN answers an unset attribute as an empty string)."""
+        if project_id != self.project_id:
+            raise ApiError(401, "APIGW.0301")
+        if topic_urn not in self.topics:
+            raise ApiError(404, "SMN.00011013")
+        name = query.get("name")
+        if name is not None and name not in self.attribute_names:
+            raise ApiError(400, "SMN.00011006", f"Invalid parameter: name {name!r}")
+        names = (name,) if name else self.attribute_names
+        return 200, {"request_id": uuid.uuid4().hex, "attributes": dict.fromkeys(names, "")}
 
 
 def _check_message(data: dict[str, Any]) -> None:
