@@ -341,3 +341,9 @@ def test_a_service_that_keeps_failing_leaves_its_check_unknown(name, path):
 
     assert found[name].status == "unknown", found[name]
     assert "503" in found[name].reason
+
+
+def test_refusing_a_check_that_does_not_apply_is_refused(capsys):
+    # the bundled template reports to no SMN topic: the check is not run, so not refused
+    assert main(["doctor", "--fake", "--refuse", "smn-topic"]) == 2
+    assert "does not apply" in capsys.readouterr().err

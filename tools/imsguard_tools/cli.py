@@ -894,12 +894,16 @@ def _doctor(args: argparse.Namespace) -> int:
         )
     if args.fake:
         with fake_cloud(region or "ap-southeast-1", template, wanted) as cloud:
+            probe = doctor.probe_for(
+                template, cloud.region, args.deadline, CREDENTIALS, PROJECT_ID, cloud.endpoints
+            )
             for name in args.refuse:
                 refuse = refusal(names[name])
-                if refuse is None:
-                    return _fail(args, f"check {name} makes no call to refuse")
+                if refuse is None or not doctor.applies(names[name], probe):
+                    why = "makes no call" if refuse is None else "does not apply to this template"
+                    return _fail(args, f"--refuse {name}: that check {why}")
                 refuse(cloud)
-            probe = doctor.probe_for(
+            probe = doctor.probe_for(  # again: a refusal may point an endpoint elsewhere
                 template, cloud.region, args.deadline, CREDENTIALS, PROJECT_ID, cloud.endpoints
             )
             results = doctor.run_checks(probe, wanted)

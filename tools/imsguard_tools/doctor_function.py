@@ -59,7 +59,7 @@ def _deployer(probe: Probe) -> Deployer:
 def refused(check: Check, exc: DeployError) -> CheckResult:
     """FunctionGraph refusing (fail: grant the check's actions) or not answering (unknown)."""
     text = str(exc)
-    if " 401 " in text or " 403 " in text:
+    if exc.status in (401, 403):
         actions = ", ".join(p.action or p.unconfirmed or p.api for p in check.needs)
         return check.fail(f"FunctionGraph refused: {text}", f"allow {actions} to who runs doctor")
     return check.unknown(text)
