@@ -115,7 +115,7 @@ def test_cts_tracker_unknown_when_cts_does_not_answer(fault: str) -> None:
         result = check(fakes, CtsTracker)
         cts(fakes).assert_injections_met()
     assert result.status == "unknown"
-    assert "CTS could not tell its trackers" in (result.reason or "")
+    assert "CTS could not tell (ListTrackers)" in (result.reason or "")
 
 
 def test_cts_tracker_uses_the_regions_endpoint_unless_overridden() -> None:

@@ -395,7 +395,7 @@ def test_smn_wrong_credentials_are_not_a_missing_permission(cloud):
     status, reason, fix = doctor(cloud)["smn-topic"]
 
     assert status == "fail"
-    assert "did not take the credentials" in reason and "HUAWEICLOUD_SDK_AK" in fix
+    assert "did not accept the credentials" in reason and "HUAWEICLOUD_SDK_AK" in fix
 
 
 def test_smn_unknown_when_unreachable(cloud):

@@ -62,15 +62,41 @@ class Check:
         return CheckResult(self.name, "unknown", reason)
 
 
+CREDENTIALS_FIX = "check HUAWEICLOUD_SDK_AK/SK (and the security token) and the project id"
+
+
+def verdict(
+    check: Check,
+    service: str,
+    call: str,
+    status: int | None,
+    said: str,
+    refused_fix: str,
+    also: str = "",
+) -> CheckResult:
+    """The one rule every check follows for a call that failed: no answer, 429 or a 5xx
+    is unknown (it could not tell); 401 is the credentials (or the project) not accepted;
+    403 a refusal (``refused_fix`` says what to allow); anything else a failure as the
+    service said it. ``also`` is added to what it says (e.g. what a read cannot prove)."""
+    tail = f"; {also}" if also else ""
+    if status is None or status == 429 or status >= 500:
+        return check.unknown(f"{service} could not tell ({call}): {said}{tail}")
+    if status == 401:
+        return check.fail(
+            f"{service} did not accept the credentials ({call}): {said}", CREDENTIALS_FIX + tail
+        )
+    if status == 403:
+        return check.fail(f"{service} refused {call}: {said}", refused_fix + tail)
+    return check.fail(
+        f"{service} answered {call}: {said}", "check the region and the endpoint" + tail
+    )
+
+
 def ims_answer(check: Check, exc: ImsError, action: str | None) -> CheckResult:
-    """What an IMS failure says: refused (fail, name the action), unreachable or out of
-    time (unknown), anything else (fail, as IMS worded it)."""
-    if exc.status in (401, 403):
-        what = f"grant {action}" if action else "check the agency's or user's IMS permissions"
-        return check.fail(f"IMS refused the call: {exc}", f"{what} (imsguard iam-policy)")
-    if exc.kind == "out_of_time" or exc.status in (None, 429) or exc.status >= 500:
-        return check.unknown(f"IMS did not answer in time or was unavailable: {exc}")
-    return check.fail(f"IMS answered: {exc}", "check IMSGUARD_REGION and IMSGUARD_IMS_ENDPOINT")
+    """An IMS failure, by the one rule (the function's own calls: its agency needs ``action``)."""
+    status = None if exc.kind == "out_of_time" else exc.status
+    fix = f"grant {action} to the function's agency and to who runs doctor (imsguard iam-policy)"
+    return verdict(check, "IMS", "the call", status, str(exc), fix if action else CREDENTIALS_FIX)
 
 
 class ImsList(Check):

@@ -25,7 +25,7 @@ from huaweicloudsdkiam.v3 import (
 from imsguard.clients import client_builder
 from imsguard.logs import RedactingFilter, redact
 from imsguard.permissions import Permission
-from imsguard.selfcheck import Check, CheckResult
+from imsguard.selfcheck import Check, CheckResult, verdict
 from imsguard.settings import IAM_ENDPOINT, IAM_GLOBAL_ENDPOINT
 from imsguard_tools.doctor import CheckNotRun
 
@@ -131,12 +131,8 @@ class CtsTracker(Check):
             listed = client.list_trackers(ListTrackersRequest(tracker_type="system")).trackers
         except SdkException as exc:
             status, said = _said(exc)
-            if status in (401, 403):
-                return self.fail(
-                    f"CTS refused ListTrackers: {said}",
-                    f"allow {LIST_TRACKERS.action} to who runs doctor",
-                )
-            return self.unknown(f"CTS could not tell its trackers ({said}); check {CTS_ENDPOINT}")
+            fix = f"allow {LIST_TRACKERS.action} to who runs doctor"
+            return verdict(self, "CTS", "ListTrackers", status, said, fix)
         system = [t for t in listed or [] if t.tracker_type == "system"]
         if any(t.status == "enabled" for t in system):
             return self.ok()
@@ -161,6 +157,14 @@ class _Unreadable(Exception):
     """An IAM read failed, so the check cannot tell; the message says which read and why."""
 
 
+class _Rejected(Exception):
+    """IAM did not accept the credentials (401): a failure, by the one rule."""
+
+    def __init__(self, status: int, said: str) -> None:
+        super().__init__(said)
+        self.status = status
+
+
 def _read(permission: Permission, what: str, method: Callable[[Any], Any], request: Any) -> Any:
     """``method(request)``, or _Unreadable naming the read and, when refused, the action
     that would let the caller make it."""
@@ -168,7 +172,9 @@ def _read(permission: Permission, what: str, method: Callable[[Any], Any], reque
         return method(request)
     except SdkException as exc:
         status, said = _said(exc)
-        if status in (401, 403):
+        if status == 401:  # not a permission IAM withholds: the credentials themselves
+            raise _Rejected(status, said) from None
+        if status == 403:
             action = permission.action or f"{permission.unconfirmed} (unconfirmed)"
             raise _Unreadable(
                 f"IAM refused reading {what} ({permission.api}: {said}); {action} for who runs "
@@ -275,6 +281,8 @@ class AgencyActions(Check):
             policies = _policies(iam, domain_id, probe.project_id, agency.id, name)
         except _Unreadable as exc:
             return self.unknown(str(exc))
+        except _Rejected as exc:
+            return verdict(self, "IAM", "reading the agency", exc.status, str(exc), "")
         wanted = wanted_actions(template, probe.region)
         missing = [a for a in wanted if not held(a, policies)]
         if not missing:

@@ -16,7 +16,7 @@ from huaweicloudsdkfunctiongraph.v2 import (
 )
 
 from imsguard.permissions import Permission
-from imsguard.selfcheck import Check, CheckResult
+from imsguard.selfcheck import Check, CheckResult, verdict
 from imsguard_tools.deploy import Deployer, DeployError, Step
 
 if TYPE_CHECKING:
@@ -57,12 +57,14 @@ def _deployer(probe: Probe) -> Deployer:
 
 
 def refused(check: Check, exc: DeployError) -> CheckResult:
-    """FunctionGraph refusing (fail: grant the check's actions) or not answering (unknown)."""
-    text = str(exc)
-    if exc.status in (401, 403):
-        actions = ", ".join(p.action or p.unconfirmed or p.api for p in check.needs)
-        return check.fail(f"FunctionGraph refused: {text}", f"allow {actions} to who runs doctor")
-    return check.unknown(text)
+    """A FunctionGraph failure, by the one rule (selfcheck.verdict)."""
+    actions = ", ".join(
+        p.action or f"{p.unconfirmed} (unconfirmed)"
+        for p in check.needs
+        if p.action or p.unconfirmed
+    )
+    fix = f"allow {actions} to who runs doctor"
+    return verdict(check, "FunctionGraph", "a read", exc.status, str(exc), fix)
 
 
 def differences(check: Check, steps: list[Step], what: str) -> CheckResult:

@@ -22,7 +22,7 @@ from huaweicloudsdksmn.v2.region.smn_region import SmnRegion
 from imsguard.events import CONFIG_IMAGE_PROVIDER, CONFIG_IMAGE_TYPE
 from imsguard.logs import redact
 from imsguard.permissions import CREATE_METRIC_DATA, PUBLISH_MESSAGE, PUT_OBJECT, Permission
-from imsguard.selfcheck import Check, CheckResult
+from imsguard.selfcheck import Check, CheckResult, verdict
 from imsguard.settings import CONFIG_RULES, METRICS, NOTIFY_TOPIC_URN, REPORT_BUCKET
 from imsguard.sinks import SinkError
 from imsguard.sinks.ces import NAMESPACE
@@ -91,22 +91,9 @@ def sdk_answer(
         return check.unknown(
             f"{service} could not be reached ({call}): {type(exc).__name__}; {write}"
         )
-    status = exc.status_code
-    said = answered(status, exc.error_code, exc.error_msg)
-    if status == 401:
-        return check.fail(
-            f"{service} did not take the credentials ({call}): {said}",
-            "check HUAWEICLOUD_SDK_AK/SK (and the security token) and the project id",
-        )
-    if status == 403:
-        return check.fail(
-            f"{service} refused {call}: {said}", f"allow {action} to who runs doctor; {write}"
-        )
-    if status == 429 or status >= 500:
-        return check.unknown(f"{service} was unavailable ({call}): {said}; {write}")
-    return check.fail(
-        f"{service} answered {call}: {said}", "check IMSGUARD_REGION and the endpoint"
-    )
+    said = answered(exc.status_code, exc.error_code, exc.error_msg)
+    fix = f"allow {action} to who runs doctor"
+    return verdict(check, service, call, exc.status_code, said, fix, write)
 
 
 def fake_settings(cloud: FakeCloud) -> Settings:
@@ -174,17 +161,13 @@ class ConfigResourceType(Check):
         return self.ok()
 
     def refused(self, exc: DeployError) -> CheckResult:
-        """Config's failure to list: no answer or an outage (unknown), else a fail."""
-        if exc.status is None or exc.status == 429 or exc.status >= 500:
-            return self.unknown(str(exc))
-        if exc.status in (401, 403):
-            return self.fail(
-                str(exc),
-                "Config's permissions table names no action for ListProviders: check that "
-                "IMSGUARD_DOMAIN_ID is the account of these credentials and that their user "
-                "may use Config (the IAM console, the user's groups)",
-            )
-        return self.fail(str(exc), "check IMSGUARD_CONFIG_ENDPOINT and IMSGUARD_DOMAIN_ID")
+        """Config's failure to list, by the one rule (selfcheck.verdict)."""
+        fix = (
+            "Config's permissions table names no action for ListProviders: check that "
+            "IMSGUARD_DOMAIN_ID is the account of these credentials and that their user may "
+            "use Config (the IAM console, the user's groups)"
+        )
+        return verdict(self, "Config", "ListProviders", exc.status, str(exc), fix)
 
     @classmethod
     def fake_setup(cls, cloud: FakeCloud) -> None:
@@ -369,18 +352,12 @@ class ObsBucket(Check):
                 f"create it in the OBS console, or fix {REPORT_BUCKET} (and "
                 "IMSGUARD_OBS_ENDPOINT: the bucket's region)",
             )
-        if status in (401, 403):
-            return self.fail(
-                f"OBS refused HEAD bucket {bucket}: {said}",
-                f"allow {HEAD_BUCKET.action} on it to who runs doctor (in IAM, or HeadBucket "
-                f"in the bucket policy), or check that these credentials are the bucket "
-                f"owner's account; {write}",
-            )
-        if status == 429 or status >= 500 or code == "RequestTimeout":
-            return self.unknown(f"OBS was unavailable (HEAD bucket {bucket}): {said}; {write}")
-        return self.fail(
-            f"OBS answered HEAD bucket {bucket}: {said}", "check IMSGUARD_OBS_ENDPOINT"
+        fix = (
+            f"allow {HEAD_BUCKET.action} on it to who runs doctor (in IAM, or HeadBucket in the "
+            "bucket policy), or check that these credentials are the bucket owner's account"
         )
+        known = None if code == "RequestTimeout" else status  # a stalled request: no answer
+        return verdict(self, "OBS", f"HEAD bucket {bucket}", known, said, fix, write)
 
     @staticmethod
     def fake_setup(cloud: FakeCloud) -> None:
