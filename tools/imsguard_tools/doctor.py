@@ -17,7 +17,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,20 +166,27 @@ def applies(check: type[Check], probe: Probe) -> bool:
 
 
 def run_checks(probe: Probe, wanted: list[type[Check]]) -> list[CheckResult]:
-    """Every check that applies, each in its own thread, all within the probe's deadline;
-    a check not done by then is "unknown"."""
+    """Every check that applies, each in its own daemon thread, all within the probe's
+    deadline; a check not done by then is "unknown", and its thread is left behind (a
+    daemon: the command exits without waiting for a call that trickles on)."""
     chosen = [c for c in wanted if applies(c, probe)]
-    pool = ThreadPoolExecutor(max_workers=max(1, len(chosen)), thread_name_prefix="doctor")
-    futures = [pool.submit(_run_one, c, probe) for c in chosen]
-    wait(futures, timeout=max(0.0, probe.time_left()))
-    pool.shutdown(wait=False, cancel_futures=True)
-    results = []
-    for check, future in zip(chosen, futures, strict=True):
-        if future.done():
-            results.append(future.result())
-        else:
-            results.append(check().unknown("no answer before the command's deadline (--deadline)"))
-    return results
+    results: dict[int, CheckResult] = {}
+    threads = []
+    for index, check in enumerate(chosen):
+
+        def work(index: int = index, check: type[Check] = check) -> None:
+            results[index] = _run_one(check, probe)
+
+        thread = threading.Thread(target=work, name=f"doctor-{check.name}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join(max(0.0, probe.time_left()))
+    return [
+        results.get(index)
+        or check().unknown("no answer before the command's deadline (--deadline)")
+        for index, check in enumerate(chosen)
+    ]
 
 
 def _run_one(check: type[Check], probe: Probe) -> CheckResult:
