@@ -165,7 +165,7 @@ def test_without_credentials_every_check_says_why_and_nothing_is_called():
 
     assert found["credentials"].status == "fail"
     assert "HUAWEICLOUD_SDK_AK" in found["credentials"].reason
-    others = [r for name, r in found.items() if name != "credentials"]
+    others = [r for name, r in found.items() if name not in ("credentials", "settings")]
     assert {r.status for r in others} == {"unknown"}
     assert all("no credentials" in r.reason for r in others)
 
@@ -276,7 +276,7 @@ def test_the_command_ends_within_its_deadline_when_no_endpoint_answers(slow_endp
     checks = json.loads(done.stdout)["checks"]
     assert done.returncode in (0, 1)
     for check in checks:
-        if check["name"] != "credentials":
+        if check["name"] not in ("credentials", "settings"):
             assert check["status"] in ("fail", "unknown") and check["reason"], check
 
 
@@ -374,3 +374,40 @@ def test_refusing_a_check_that_does_not_apply_is_refused(capsys):
     # the bundled template reports to no SMN topic: the check is not run, so not refused
     assert main(["doctor", "--fake", "--refuse", "smn-topic"]) == 2
     assert "does not apply" in capsys.readouterr().err
+
+
+def test_settings_the_function_would_refuse_fail_and_nothing_else_is_checked():
+    template = load_template(TEMPLATE)
+    template.function.settings["IMSGUARD_SWEEP_RATE"] = "fast"
+    with fake_cloud("ap-southeast-1", template, doctor.checks()) as cloud:
+        found = results_of(probe_of(cloud, template))
+        assert cloud.ims.calls == []
+
+    assert found["settings"].status == "fail" and "IMSGUARD_SWEEP_RATE" in found["settings"].reason
+    assert found["ims-list"].status == "unknown" and "settings" in found["ims-list"].reason
+
+
+def test_a_region_without_show_job_progress_is_ok_through_show_job_and_keeps_the_gateway():
+    template = load_template(TEMPLATE)
+    with fake_cloud("ap-southeast-1", template, doctor.checks()) as cloud:
+        cloud.ims.job_progress_api = False  # the gateway answers 404 APIGW.0101
+        probe = probe_of(cloud, template)
+        found = results_of(probe)
+        gateway = probe.gateway()
+
+    assert found["ims-job-api"].status == "ok"
+    assert "deprecated ShowJob" in found["ims-job-api"].reason
+    assert gateway.job_progress_missing is False  # the made-up id changed nothing
+
+
+def test_ims_listing_more_uefi_versions_than_the_table_is_ok_and_said():
+    template = load_template(TEMPLATE)
+    template.function.settings["IMSGUARD_UEFI_FROM_IMS"] = "false"
+    with fake_cloud("ap-southeast-1", template, doctor.checks()) as cloud:
+        cloud.ims.uefi_os_versions.append(
+            {"platform": "Ubuntu", "os_version": "Ubuntu 26.04 server 64bit", "os_bit": "64"}
+        )
+        found = results_of(probe_of(cloud, template))
+
+    assert found["uefi-os-list"].status == "ok"
+    assert "ubuntu 26.04 server 64bit" in found["uefi-os-list"].reason

@@ -226,7 +226,7 @@ def _run(event: Any, context: Any) -> dict[str, Any] | EventReport | SweepReport
     if settings.self_check and shard is None:  # once per container: its module loads only then
         from imsguard.selfcheck import log_once
 
-        log_once(gateway, settings)
+        log_once(gateway, settings, budget)
     uefi_versions = _uefi_versions(gateway) if settings.uefi_from_ims else None
     states: ConfigStates | None = None
     if config is not None:  # a Config rule's evaluation: its SDK loads only now

@@ -12,18 +12,19 @@ then: an ordinary event never imports it.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
-from imsguard.ims import ImsError
+from imsguard.ims import ImsError, ImsGateway
 from imsguard.logs import log
 from imsguard.permissions import LIST_IMAGES, LIST_OS_VERSIONS, SHOW_JOB_PROGRESS, Permission
 from imsguard.uefi import is_uefi_capable, normalize_os_version
 
 if TYPE_CHECKING:
-    from imsguard.ims import ImsGateway
+    from imsguard.clock import Budget
     from imsguard.settings import Settings
 
 Status = Literal["ok", "fail", "unknown"]
@@ -124,16 +125,31 @@ class JobApi(Check):
     def run(self, probe: Any) -> CheckResult:
         gateway: ImsGateway = probe.gateway()
         job_id = uuid.uuid4().hex  # no such job
+        missing_before = gateway.job_progress_missing
         try:
             gateway.get_job(job_id)
         except ImsError as exc:
-            if exc.status == 404 and not str(exc.code or "").startswith("APIGW"):
+            fell_back = gateway.job_progress_missing and not missing_before
+            if exc.status == 404 and str(exc.code or "").startswith("IMG."):  # IMS's own
+                if fell_back:  # ShowJobProgress is not there: the deprecated ShowJob answered
+                    return CheckResult(
+                        self.name,
+                        "ok",
+                        "this region's API gateway does not know ShowJobProgress; imsguard "
+                        "reads jobs with the deprecated ShowJob, which answered",
+                    )
                 return self.ok()
-            return ims_answer(self, exc, SHOW_JOB_PROGRESS.unconfirmed)
+            return ims_answer(self, exc, JOB_ACTION)
+        finally:  # the made-up id must not change how this container reads jobs
+            gateway.job_progress_missing = missing_before
         return self.fail(
             f"IMS showed a job for the made-up id {job_id}",
             "report this: imsguard expects IMS to answer 404 for an unknown job",
         )
+
+
+# IMS's permissions table names no action for the job APIs; one edition names this one.
+JOB_ACTION = f"{SHOW_JOB_PROGRESS.unconfirmed} (unconfirmed: one edition of IMS's table lists it)"
 
 
 class UefiList(Check):
@@ -166,26 +182,26 @@ class UefiList(Check):
                 and normalize_os_version(v) not in listed
             }
         )
-        problems = []
-        if extra:
-            problems.append(
-                f"the built-in table calls {len(extra)} OS version(s) of this project's images "
-                f"UEFI-capable that IMS does not list: {_first(extra)}"
-            )
-        if missing:
-            problems.append(
-                f"IMS lists {len(missing)} UEFI-capable OS version(s) the built-in table does "
-                f"not: {_first(missing)}"
-            )
-        if not problems:
-            return self.ok()
+        fewer = (
+            f"IMS lists {len(missing)} UEFI-capable OS version(s) the built-in table does not "
+            f"(their images are not set to UEFI unless IMSGUARD_UEFI_FROM_IMS=true): "
+            f"{_first(missing)}"
+            if missing
+            else None
+        )
+        if not extra:  # the table covers less than IMS at most: never harmful
+            return CheckResult(self.name, "ok", fewer)
+        danger = (
+            f"the built-in table calls {len(extra)} OS version(s) of this project's images "
+            f"UEFI-capable that IMS does not list here (of the {SAMPLE} newest images): "
+            f"{_first(extra)}"
+        )
         if settings.uefi_from_ims:  # the function follows IMS's list: nothing to fix
             return CheckResult(
-                self.name, "ok", "; ".join(problems) + " (IMSGUARD_UEFI_FROM_IMS=true follows IMS)"
+                self.name, "ok", f"{danger} (IMSGUARD_UEFI_FROM_IMS=true follows IMS)"
             )
-        return self.fail(
-            "; ".join(problems), "set IMSGUARD_UEFI_FROM_IMS=true to follow IMS's list"
-        )
+        reason = "; ".join(r for r in (danger, fewer) if r)
+        return self.fail(reason, "set IMSGUARD_UEFI_FROM_IMS=true to follow IMS's own list")
 
 
 def _first(values: list[str], most: int = 5) -> str:
@@ -211,19 +227,34 @@ class _InsideProbe:
         return self._gateway
 
 
-def log_once(gateway: ImsGateway, settings: Settings) -> list[CheckResult] | None:
-    """Run the inside checks the first time a container is asked to (None after): one INFO
-    JSON line with every result, and an ERROR line naming the fix for each failure."""
-    if _done.is_set():
-        return None
-    _done.set()
-    probe = _InsideProbe(gateway, settings)
+SELF_CHECK_S = 10.0  # the most the self check takes from the first event of a container
+
+
+def _run_inside(probe: _InsideProbe, budget: Budget) -> list[CheckResult]:
+    clock = budget.clock
+    left = budget.time_left()
+    end = clock.monotonic() + (SELF_CHECK_S if left is None else min(SELF_CHECK_S, left))
+    ImsGateway.begin(lambda: end - clock.monotonic(), lambda: end - clock.monotonic() - 1, clock)
     results = []
     for check in INSIDE:
         try:
             results.append(check().run(probe))
         except Exception as exc:  # a bug in a check must not cost the event
             results.append(check().unknown(f"the check failed: {type(exc).__name__}: {exc}"))
+    return results
+
+
+def log_once(gateway: ImsGateway, settings: Settings, budget: Budget) -> list[CheckResult] | None:
+    """Run the inside checks the first time a container is asked to (None after): one INFO
+    JSON line with every result, and an ERROR line naming the fix for each failure."""
+    if _done.is_set():
+        return None
+    _done.set()
+    probe = _InsideProbe(gateway, settings)
+    # Its calls get at most SELF_CHECK_S (and no more than the event has), in a context of
+    # their own: the event's own IMS limits are left as they were.
+    results = contextvars.copy_context().run(_run_inside, probe, budget)
+
     log(logging.INFO, "self check", checks=[r.to_json() for r in results])
     for result in results:
         if result.status == "fail":

@@ -881,6 +881,7 @@ def _doctor(args: argparse.Namespace) -> int:
     region = (
         args.region
         or (template.function.settings.get("IMSGUARD_REGION") if template else None)
+        or (template.regions[0] if template and template.regions else None)
         or os.environ.get("HUAWEICLOUD_SDK_REGION")
     )
     wanted = doctor.checks()
@@ -918,7 +919,11 @@ def _doctor(args: argparse.Namespace) -> int:
             template, region, args.deadline, read_credentials(None), project_id
         )
         results = doctor.run_checks(probe, wanted)
-    print(doctor.render_json(results) if args.output == "json" else doctor.render_text(results))
+    if args.output == "json":
+        print(doctor.render_json(results))
+    else:
+        print(doctor.header(template, region, bool(args.fake)))
+        print(doctor.render_text(results))
     return 1 if any(r.status == "fail" for r in results) else 0
 
 

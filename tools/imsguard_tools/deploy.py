@@ -138,6 +138,7 @@ class Deployer:
         self.template = template
         self.config = config
         self.region = region
+        self.package = package
         self.code = package.read_bytes() if package is not None else b""
         self.filename = package.name if package is not None else "code.zip"
         self.digest = hashlib.sha512(self.code).hexdigest()  # assumption: FG's `digest`
@@ -184,6 +185,8 @@ class Deployer:
         return self.config.steps(self.template.config_rules, self.urn, self.region)
 
     def apply(self, steps: list[Step]) -> list[Step]:
+        if self.package is None and any(s.run is not None and "code" in s.what for s in steps):
+            raise DeployError("this deployer only reads (no package): it cannot ship code")
         done: list[Step] = []
         for index, step in enumerate(steps):
             if step.run is None:

@@ -25,9 +25,9 @@ from imsguard.clock import SystemClock
 from imsguard.context import Credentials
 from imsguard.ims import ImsGateway, gateway_for
 from imsguard.selfcheck import INSIDE, Check, CheckResult
+from imsguard.settings import Settings
 
 if TYPE_CHECKING:
-    from imsguard.settings import Settings
     from imsguard_tools.template import Template
 
 DEADLINE_S = 60.0  # the whole command's, by default
@@ -48,6 +48,7 @@ class Probe:
     end: float
     domain_id: str | None = None
     fgs_endpoint: str | None = None
+    settings_problem: str | None = None  # why the function's settings are not valid
     endpoints: dict[str, str] = field(default_factory=dict)  # IMSGUARD_*_ENDPOINT given
     _gateway: ImsGateway | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -65,6 +66,8 @@ class Probe:
 
     def need(self) -> Credentials:
         """The credentials, or a CheckNotRun that says none were found."""
+        if self.settings_problem is not None:
+            raise CheckNotRun("the function's settings are not valid (see the settings check)")
         if self.credentials is None or not self.project_id or not self.region:
             raise CheckNotRun("no credentials, region or project id (see the credentials check)")
         problem = self.region_problem()
@@ -120,7 +123,21 @@ class CheckNotRun(Exception):
     """A check cannot be run at all (no credentials, no template): "unknown", and why."""
 
 
-class Credentials_(Check):
+class SettingsCheck(Check):
+    """The settings the template gives the function in the region are valid (else the
+    function refuses every event, and nothing else can be checked as it would run)."""
+
+    name = "settings"
+
+    def run(self, probe: Probe) -> CheckResult:
+        if probe.settings_problem is None:
+            return self.ok()
+        return self.fail(
+            probe.settings_problem, "fix the template's settings (imsguard validate checks them)"
+        )
+
+
+class CredentialsCheck(Check):
     """Credentials, a region and a project id are there (what every other check needs)."""
 
     name = "credentials"
@@ -156,7 +173,14 @@ def checks() -> list[type[Check]]:
     from imsguard_tools.doctor_function import FUNCTION_CHECKS
     from imsguard_tools.doctor_sinks import SINK_CHECKS
 
-    return [Credentials_, *INSIDE, *FUNCTION_CHECKS, *ACCESS_CHECKS, *SINK_CHECKS]
+    return [
+        SettingsCheck,
+        CredentialsCheck,
+        *INSIDE,
+        *FUNCTION_CHECKS,
+        *ACCESS_CHECKS,
+        *SINK_CHECKS,
+    ]
 
 
 def applies(check: type[Check], probe: Probe) -> bool:
@@ -202,6 +226,18 @@ def _run_one(check: type[Check], probe: Probe) -> CheckResult:
         return check().unknown(str(exc))
     except Exception as exc:
         return check().unknown(f"the check could not finish: {type(exc).__name__}: {exc}")
+
+
+def header(template: Template | None, region: str | None, fake: bool) -> str:
+    """What was checked: the function and the region (a template of several regions is
+    checked one region at a time, and says so)."""
+    name = template.function.name if template else "(no template)"
+    line = f"imsguard doctor: function {name} in {region or '(no region)'}"
+    line += " (the fakes)" if fake else ""
+    others = [r for r in (template.regions if template else []) if r != region]
+    if others:
+        line += f"; the template's other regions ({', '.join(others)}): run with --region each"
+    return line + "\n"
 
 
 def render_text(results: list[CheckResult]) -> str:
@@ -252,10 +288,12 @@ def probe_for(
         data.setdefault("IMSGUARD_REGION", region)
     if project_id:
         data.setdefault("IMSGUARD_PROJECT_ID", project_id)
+    problem = None
     try:
         settings = load_settings(LocalContext(data), environ={})
-    except SettingsError:
-        settings = load_settings(LocalContext({"IMSGUARD_REGION": region or ""}), environ={})
+    except SettingsError as exc:  # the function would say so on every event: a failure
+        problem = str(exc)
+        settings = Settings(None, None, Path(), False, None)  # nothing else is checked
     domain = env.get("IMSGUARD_DOMAIN_ID") or env.get("HUAWEICLOUD_SDK_DOMAIN_ID")
     return Probe(
         region=region,
@@ -266,6 +304,7 @@ def probe_for(
         end=time.monotonic() + deadline_s,
         domain_id=domain,
         fgs_endpoint=data.get("IMSGUARD_FGS_ENDPOINT"),
+        settings_problem=problem,
         endpoints=endpoints,
     )
 

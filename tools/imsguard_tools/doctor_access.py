@@ -284,6 +284,12 @@ class AgencyActions(Check):
         except _Rejected as exc:
             return verdict(self, "IAM", "reading the agency", exc.status, str(exc), "")
         wanted = wanted_actions(template, probe.region)
+        if not policies:  # perhaps granted by identity policies, which IAM lists elsewhere
+            return self.unknown(
+                f"the agency {name} has no role or policy-based permission IAM lists: it may be "
+                "granted by identity policies (IAM's new console), which doctor does not read; "
+                f"look at the IAM console, Agencies, {name}, Permissions"
+            )
         missing = [a for a in wanted if not held(a, policies)]
         if not missing:
             return self.ok()
