@@ -411,3 +411,17 @@ def test_ims_listing_more_uefi_versions_than_the_table_is_ok_and_said():
 
     assert found["uefi-os-list"].status == "ok"
     assert "ubuntu 26.04 server 64bit" in found["uefi-os-list"].reason
+
+
+def test_the_text_names_what_it_checked_and_the_regions_it_did_not():
+    class Function:
+        name = "imsguard"
+
+    class Template:
+        function = Function()
+        regions = ["ap-southeast-1", "eu-west-101", "cn-north-4"]
+
+    line = doctor.header(Template(), "eu-west-101", fake=False)
+
+    assert line.startswith("imsguard doctor: function imsguard in eu-west-101")
+    assert "other regions (ap-southeast-1, cn-north-4): run with --region each" in line
