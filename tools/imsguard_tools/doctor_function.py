@@ -7,7 +7,7 @@ difference the doctor reports is one deploy would fix."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from huaweicloudsdkfunctiongraph.v2 import (
     ListFunctionTriggersRequest,
@@ -56,6 +56,13 @@ def _deployer(probe: Probe) -> Deployer:
     return Deployer(client, probe.project_id, probe.region, template, None)
 
 
+def _read(probe: Probe, method: str, request: type) -> tuple[Deployer, Any]:
+    """Deploy's planner, and its read of the function (None: FunctionGraph has none)."""
+    deployer = _deployer(probe)
+    call = getattr(deployer.client, method)
+    return deployer, deployer._call(call, request(function_urn=deployer.urn), missing_ok=True)
+
+
 def refused(check: Check, exc: DeployError) -> CheckResult:
     """A FunctionGraph failure, by the one rule (selfcheck.verdict)."""
     actions = ", ".join(
@@ -91,12 +98,7 @@ class FunctionConfig(Check):
 
     def run(self, probe: Probe) -> CheckResult:
         try:
-            deployer = _deployer(probe)
-            current = deployer._call(
-                deployer.client.show_function_config,
-                ShowFunctionConfigRequest(function_urn=deployer.urn),
-                missing_ok=True,
-            )
+            deployer, current = _read(probe, "show_function_config", ShowFunctionConfigRequest)
         except DeployError as exc:
             return refused(self, exc)
         if current is None:
@@ -131,12 +133,7 @@ class _TriggerCheck(Check):
 
     def run(self, probe: Probe) -> CheckResult:
         try:
-            deployer = _deployer(probe)
-            triggers = deployer._call(
-                deployer.client.list_function_triggers,
-                ListFunctionTriggersRequest(function_urn=deployer.urn),
-                missing_ok=True,
-            )
+            deployer, triggers = _read(probe, "list_function_triggers", ListFunctionTriggersRequest)
         except DeployError as exc:
             return refused(self, exc)
         if triggers is None:
@@ -169,11 +166,8 @@ class AsyncConfig(Check):
 
     def run(self, probe: Probe) -> CheckResult:
         try:
-            deployer = _deployer(probe)
-            current = deployer._call(
-                deployer.client.show_function_async_invoke_config,
-                ShowFunctionAsyncInvokeConfigRequest(function_urn=deployer.urn),
-                missing_ok=True,
+            deployer, current = _read(
+                probe, "show_function_async_invoke_config", ShowFunctionAsyncInvokeConfigRequest
             )
         except DeployError as exc:
             return refused(self, exc)

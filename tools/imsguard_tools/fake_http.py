@@ -292,6 +292,16 @@ class FakeHttpApi:
         {"error": {"code", "message"}}; services that document another override it)."""
         return {"error": {"code": code, "message": message}}
 
+    @staticmethod
+    def authenticate_global(headers: Mapping[str, str], domain_id: str) -> None:
+        """Accept only requests signed the way the SDK's GlobalCredentials sign them for this
+        account (a domain id, no project): Organizations and IAM."""
+        lowered = {key.lower(): value for key, value in headers.items()}
+        if not lowered.get("authorization", "").startswith("SDK-HMAC-SHA256 "):
+            raise ApiError(401, "APIGW.0301")
+        if lowered.get("x-domain-id") != domain_id:
+            raise ApiError(401, "APIGW.0301")
+
     def _authenticate(self, headers: Mapping[str, str]) -> None:
         """Accept only requests signed the way the SDK's BasicCredentials sign them."""
         lowered = {key.lower(): value for key, value in headers.items()}

@@ -94,11 +94,7 @@ class FakeAgencyIam(FakeHttpApi):
 
     def _authenticate(self, headers: Mapping[str, str]) -> None:
         """Global credentials: signed, for this account, no project."""
-        lowered = {key.lower(): value for key, value in headers.items()}
-        if not lowered.get("authorization", "").startswith("SDK-HMAC-SHA256 "):
-            raise ApiError(401, "APIGW.0301")
-        if lowered.get("x-domain-id") != self.domain_id:
-            raise ApiError(401, "APIGW.0301")
+        self.authenticate_global(headers, self.domain_id)
 
     def add_agency(self, name: str) -> FakeAgency:
         agency = FakeAgency(uuid.uuid5(uuid.NAMESPACE_DNS, f"agency/{name}").hex, name)

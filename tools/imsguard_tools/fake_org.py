@@ -96,11 +96,7 @@ class FakeOrganizations(FakeHttpApi):
 
     def _authenticate(self, headers: Mapping[str, str]) -> None:
         """Global credentials: signed, with the caller's domain id and no project."""
-        lowered = {key.lower(): value for key, value in headers.items()}
-        if not lowered.get("authorization", "").startswith("SDK-HMAC-SHA256 "):
-            raise ApiError(401, "APIGW.0301")
-        if lowered.get("x-domain-id") != self.domain_id:
-            raise ApiError(401, "APIGW.0301")
+        self.authenticate_global(headers, self.domain_id)
         if not self.enabled:
             raise ApiError(401, "Organizations.1001")
 
