@@ -300,12 +300,12 @@ def test_doctor_fake_refuse_cts_tracker_shows_its_failure(
     assert "ok      agency-actions" in out
 
 
-def test_doctor_fake_refuse_agency_actions_shows_the_refused_read(
+def test_doctor_fake_refuse_agency_actions_shows_the_missing_action(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # A refused IAM read says the agency cannot be judged ("unknown"), never that it is wrong.
-    assert main(["doctor", "--fake", "--refuse", "agency-actions"]) == 0
+    # --refuse denies the agency one action imsguard needs: the check's failure shows.
+    assert main(["doctor", "--fake", "--refuse", "agency-actions"]) == 1
     out = capsys.readouterr().out
-    assert "unknown agency-actions: IAM refused reading the agencies" in out
-    assert "iam:agencies:listAgencies for who runs doctor would let it" in out
+    assert "fail    agency-actions: the agency" in out
+    assert "lacks 1 of the" in out and "ims:images:update" in out
     assert "ok      cts-tracker" in out

@@ -247,8 +247,13 @@ class AgencyActions(Check):
 
     @staticmethod
     def refuse(cloud: FakeCloud) -> None:
-        """Make the fake IAM refuse ListAgencies (its 403 code: assumption)."""
-        cloud.others["iam"].refuse("GET", r"^/v3\.0/OS-AGENCY/agencies$", 403, "IAM.0003")
+        """Make the account refuse the agency one action imsguard needs (an unconditional
+        Deny of ims:images:update), so the check's failure shows; a refused IAM read gives
+        unknown instead (tests/test_doctor_access.py)."""
+        iam = cloud.others["iam"]
+        denying = iam.add_policy("deny-update", [], deny=["ims:images:update"])
+        for agency in iam.agencies.values():
+            agency.inherited_roles.append(denying)
 
     def run(self, probe: Probe) -> CheckResult:
         template = probe.needs_template()
