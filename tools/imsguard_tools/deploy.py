@@ -146,11 +146,7 @@ class Deployer:
         self.urn = f"urn:fss:{region}:{project_id}:function:{PACKAGE}:{function.name}:latest"
 
     def plan(self) -> list[Step]:
-        current = self._call(
-            self.client.show_function_config,
-            ShowFunctionConfigRequest(function_urn=self.urn),
-            missing_ok=True,
-        )
+        current = self.read("show_function_config", ShowFunctionConfigRequest)
         if current is None:
             steps = [
                 Step(
@@ -160,18 +156,16 @@ class Deployer:
                     self._create_function,
                 )
             ]
-            steps += self._trigger_steps([]) + self._async_steps(None)
+            steps += self.trigger_steps([]) + self.async_steps(None)
             return steps + self._config_rule_steps()
-        steps = [self._config_step(current), self._code_step(current)]
+        steps = [self.config_step(current), self._code_step(current)]
         triggers = self._call(
             self.client.list_function_triggers, ListFunctionTriggersRequest(function_urn=self.urn)
         )
-        config = self._call(
-            self.client.show_function_async_invoke_config,
-            ShowFunctionAsyncInvokeConfigRequest(function_urn=self.urn),
-            missing_ok=True,
+        config = self.read(
+            "show_function_async_invoke_config", ShowFunctionAsyncInvokeConfigRequest
         )
-        steps += self._trigger_steps(triggers or []) + self._async_steps(config)
+        steps += self.trigger_steps(triggers or []) + self.async_steps(config)
         return steps + self._config_rule_steps()
 
     def _config_rule_steps(self) -> list[Step]:
@@ -183,6 +177,13 @@ class Deployer:
                 "(IMSGUARD_DOMAIN_ID or HUAWEICLOUD_SDK_DOMAIN_ID)"
             )
         return self.config.steps(self.template.config_rules, self.urn, self.region)
+
+    def read(self, method: str, request: type) -> Any:
+        """One read of this function (``method`` of the FunctionGraph client, its request
+        class): the raw answer, or None when FunctionGraph has no such function. For
+        imsguard doctor, which compares what it reads with the planners below."""
+        call = getattr(self.client, method)
+        return self._call(call, request(function_urn=self.urn), missing_ok=True)
 
     def apply(self, steps: list[Step]) -> list[Step]:
         if self.package is None and any(s.run is not None and "code" in s.what for s in steps):
@@ -203,7 +204,7 @@ class Deployer:
 
     # -- function ---------------------------------------------------------------------
 
-    def _wanted_config(self) -> dict[str, Any]:
+    def wanted_config(self) -> dict[str, Any]:
         function = self.template.function
         return {
             "runtime": function.runtime,
@@ -215,8 +216,8 @@ class Deployer:
             "user_data": json.dumps(self.template.settings_for(self.region), sort_keys=True),
         }
 
-    def _config_step(self, current: dict[str, Any]) -> Step:
-        wanted = self._wanted_config()
+    def config_step(self, current: dict[str, Any]) -> Step:
+        wanted = self.wanted_config()
         differs = []
         for key, value in wanted.items():
             now = current.get(key)
@@ -242,7 +243,7 @@ class Deployer:
         )
 
     def _create_function(self) -> None:
-        wanted = self._wanted_config()
+        wanted = self.wanted_config()
         body = CreateFunctionRequestBody(
             func_name=self.template.function.name,
             package=PACKAGE,
@@ -255,7 +256,7 @@ class Deployer:
 
     def _update_config(self) -> None:
         body = UpdateFunctionConfigRequestBody(
-            func_name=self.template.function.name, **self._wanted_config()
+            func_name=self.template.function.name, **self.wanted_config()
         )
         self._call(
             self.client.update_function_config,
@@ -275,7 +276,7 @@ class Deployer:
 
     # -- triggers ---------------------------------------------------------------------
 
-    def _trigger_steps(self, existing: list[dict[str, Any]]) -> list[Step]:
+    def trigger_steps(self, existing: list[dict[str, Any]]) -> list[Step]:
         """Triggers as the template has them. CTS and TIMER triggers of this function that
         it does not name (say, under an older name) are deleted, else a renamed trigger
         would fire twice; they go last, so no event falls between the old trigger and the
@@ -376,7 +377,7 @@ class Deployer:
 
     # -- asynchronous invocation --------------------------------------------------------
 
-    def _async_steps(self, current: dict[str, Any] | None) -> list[Step]:
+    def async_steps(self, current: dict[str, Any] | None) -> list[Step]:
         wanted = self.template.async_invoke
         failure = None
         if wanted.on_failure is not None:

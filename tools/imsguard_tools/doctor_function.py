@@ -1,8 +1,8 @@
 """Doctor checks of the function itself in FunctionGraph, against the template: its
 configuration (runtime, handler, memory, timeout, agency and settings), its CTS and TIMER
-triggers, and its asynchronous invocation settings. They read what ``imsguard deploy``
-plans from (imsguard_tools.deploy.Deployer, given no package: nothing is written), so a
-difference the doctor reports is one deploy would fix."""
+triggers, and its asynchronous invocation settings. They read through ``imsguard deploy``'s
+own planner (Deployer.read, config_step, trigger_steps, async_steps; given no package,
+nothing is written), so a difference the doctor reports is one deploy would fix."""
 
 from __future__ import annotations
 
@@ -59,8 +59,7 @@ def _deployer(probe: Probe) -> Deployer:
 def _read(probe: Probe, method: str, request: type) -> tuple[Deployer, Any]:
     """Deploy's planner, and its read of the function (None: FunctionGraph has none)."""
     deployer = _deployer(probe)
-    call = getattr(deployer.client, method)
-    return deployer, deployer._call(call, request(function_urn=deployer.urn), missing_ok=True)
+    return deployer, deployer.read(method, request)
 
 
 def refused(check: Check, exc: DeployError) -> CheckResult:
@@ -103,10 +102,10 @@ class FunctionConfig(Check):
             return refused(self, exc)
         if current is None:
             return self.fail(f"no function {deployer.urn} in FunctionGraph", DEPLOY_FIX)
-        wanted = deployer._wanted_config()
+        wanted = deployer.wanted_config()
         differs = []
         for key in COMPARED:
-            step = deployer._config_step({**wanted, key: current.get(key)})
+            step = deployer.config_step({**wanted, key: current.get(key)})
             if step.action != "keep":
                 shown = (
                     "its settings (user_data)"
@@ -138,7 +137,7 @@ class _TriggerCheck(Check):
             return refused(self, exc)
         if triggers is None:
             return self.fail(f"no function {deployer.urn} in FunctionGraph", DEPLOY_FIX)
-        steps = deployer._trigger_steps(triggers)
+        steps = deployer.trigger_steps(triggers)
         return differences(self, [s for s in steps if s.what.startswith(self.kind)], "triggers")
 
 
@@ -171,7 +170,7 @@ class AsyncConfig(Check):
             )
         except DeployError as exc:
             return refused(self, exc)
-        return differences(self, deployer._async_steps(current), "asynchronous settings")
+        return differences(self, deployer.async_steps(current), "asynchronous settings")
 
 
 FUNCTION_CHECKS: tuple[type[Check], ...] = (FunctionConfig, CtsTrigger, TimerTrigger, AsyncConfig)
