@@ -5,6 +5,7 @@ check (IMSGUARD_SELF_CHECK)."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -425,3 +426,32 @@ def test_the_text_names_what_it_checked_and_the_regions_it_did_not():
 
     assert line.startswith("imsguard doctor: function imsguard in eu-west-101")
     assert "other regions (ap-southeast-1, cn-north-4): run with --region each" in line
+
+
+def declared(api: str) -> tuple[str, re.Pattern[str]]:
+    """A Permission's API ("GET /v2/{project_id}/..."), as the method and a path pattern."""
+    method, path = api.split(" (")[0].split(" ", 1)
+    parts = re.split(r"\{[^}]+\}", path)
+    return method, re.compile("^" + "[^/]+".join(re.escape(p) for p in parts) + "$")
+
+
+def test_each_check_makes_only_the_calls_it_declares(tmp_path):
+    """``needs`` is what a user grants to whoever runs doctor: every call a check makes,
+    against the fakes with every sink on, is one it declares."""
+    from test_doctor_sinks import RULE, SINKS, write_template
+
+    template = load_template(write_template(tmp_path, SINKS, [RULE]))
+    for check in doctor.checks():
+        with fake_cloud("ap-southeast-1", template, doctor.checks()) as cloud:
+            probe = probe_of(cloud, template)
+            [result] = doctor.run_checks(probe, [check])
+            fakes = [cloud.ims, *cloud.others.values()]
+            calls = [(c.method, c.path) for f in fakes for c in getattr(f, "calls", [])]
+            calls += [
+                (c.method, f"/{c.bucket}" + (f"/{c.key}" if c.key else "")) for c in cloud.obs.calls
+            ]
+        allowed = [declared(p.api) for p in check.needs]
+        undeclared = [c for c in calls if not any(m == c[0] and p.match(c[1]) for m, p in allowed)]
+        assert result.status == "ok", result
+        assert undeclared == [], (check.name, undeclared)
+        assert bool(calls) == bool(check.needs), check.name  # a check that calls declares
