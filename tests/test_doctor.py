@@ -455,3 +455,25 @@ def test_each_check_makes_only_the_calls_it_declares(tmp_path):
         assert result.status == "ok", result
         assert undeclared == [], (check.name, undeclared)
         assert bool(calls) == bool(check.needs), check.name  # a check that calls declares
+
+
+def test_the_self_check_takes_at_most_its_own_time_from_the_first_event(fresh_self_check):
+    """IMS throttling (503, Retry-After 5 s): the self check stops retrying at its own cap
+    (SELF_CHECK_S), not at the event's 600 s, and says it could not tell."""
+    from imsguard.clock import Budget
+    from imsguard.ims import gateway_for
+    from imsguard.settings import load_settings
+    from imsguard_tools.testing import FakeClock
+
+    clock = FakeClock()
+    budget = Budget(clock, clock.monotonic() + 600, clock.monotonic() + 610)
+    with FakeIms.seeded() as fake:
+        fake.fail_next("GET", 503, "IMG.0503", times=4, retry_after=5)  # ims-list's tries
+        gateway = gateway_for("ap-southeast-1", None, fake.project_id, CREDENTIALS)
+        settings = load_settings(LocalContext({}))
+        results = {r.name: r for r in selfcheck.log_once(gateway, settings, budget)}
+        fake.reset_calls()
+
+    assert results["ims-list"].status == "unknown"
+    assert "could not tell" in results["ims-list"].reason
+    assert clock.elapsed <= 10  # without the cap: 15 s of retries
