@@ -477,3 +477,11 @@ def test_the_self_check_takes_at_most_its_own_time_from_the_first_event(fresh_se
     assert results["ims-list"].status == "unknown"
     assert "could not tell" in results["ims-list"].reason
     assert clock.elapsed <= 10  # without the cap: 15 s of retries
+
+
+def test_the_readme_lists_the_actions_whoever_runs_doctor_needs():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("Whoever runs doctor needs") : readme.index("A refused one")]
+    named = set(re.findall(r"`([a-z]+:[A-Za-z]+:[A-Za-z]+)`", section))
+    needs = {p.action or p.unconfirmed for c in doctor.checks() for p in c.needs}
+    assert named == needs - {None}
