@@ -26,6 +26,7 @@ from imsguard_tools.report import (
     is_count,
     page,
     quoted,
+    rules_table,
     rules_text,
     shown,
     table,
@@ -386,20 +387,8 @@ def render_html(summary: dict[str, Any]) -> str:
     parts.append("<h2>Compliance per rule</h2>")
     parts.append(chart(summary["rules"]) if summary["rules"] else "<p>No rule was evaluated.</p>")
     parts.append(
-        table(
-            "rules",
-            ("rule", "compliant", "violations", "errors", "exempt", "not applicable"),
-            [
-                (
-                    r["rule"],
-                    r["compliant"],
-                    r["violations"],
-                    r["errors"],
-                    r["exempt"],
-                    r["not_applicable"],
-                )
-                for r in summary["rules"]
-            ],
+        rules_table(
+            summary["rules"], ("compliant", "violations", "errors", "exempt", "not_applicable")
         )
     )
     parts.append("<h2>Changes</h2>")

@@ -529,6 +529,16 @@ def rules_text(rules: list[dict[str, Any]], third: str) -> list[str]:
     return lines
 
 
+def rules_table(rules: list[dict[str, Any]], counts: tuple[str, ...]) -> str:
+    """The per-rule HTML table: the rule, then each of ``counts`` (a row's keys; the
+    headings are the keys in words)."""
+    return table(
+        "rules",
+        ("rule", *(key.replace("_", " ") for key in counts)),
+        [(row["rule"], *(row[key] for key in counts)) for row in rules],
+    )
+
+
 def changes_text(
     changes: list[dict[str, Any]], image: Callable[[dict[str, Any]], str]
 ) -> list[str]:
@@ -610,21 +620,9 @@ def render_html(summary: dict[str, Any]) -> str:
     parts.append("<h2>Compliance per rule</h2>")
     parts.append(chart(summary["rules"]) if summary["rules"] else "<p>No rule was evaluated.</p>")
     parts.append(
-        table(
-            "rules",
-            ("rule", "compliant", "violations", "fixed", "errors", "exempt", "not applicable"),
-            [
-                (
-                    r["rule"],
-                    r["compliant"],
-                    r["violations"],
-                    r["fixed"],
-                    r["errors"],
-                    r["exempt"],
-                    r["not_applicable"],
-                )
-                for r in summary["rules"]
-            ],
+        rules_table(
+            summary["rules"],
+            ("compliant", "violations", "fixed", "errors", "exempt", "not_applicable"),
         )
     )
     parts.append("<h2>Changes</h2>")
