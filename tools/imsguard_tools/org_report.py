@@ -16,6 +16,7 @@ from imsguard_tools.report import (
     INDEX_KIND,
     ReportError,
     change_rows,
+    changes_table,
     changes_text,
     chart,
     check_counts,
@@ -392,26 +393,7 @@ def render_html(summary: dict[str, Any]) -> str:
         )
     )
     parts.append("<h2>Changes</h2>")
-    parts.append(
-        table(
-            "changes",
-            ("account", "region", "image", "name", "outcome", "attribute", "before", "after"),
-            [
-                (
-                    r["account"],
-                    r["region"],
-                    r["image_id"],
-                    image_name(r["image_name"]),
-                    r["outcome"],
-                    r["attribute"],
-                    shown(r["before"]),
-                    shown(r["after"]),
-                )
-                for r in summary["changes"]
-            ],
-            "No image was changed.",
-        )
-    )
+    parts.append(changes_table(summary["changes"], ("account", "region")))
     parts.append(f"<h2>Needs attention: {escape(summary['needs_attention_total'])}</h2>")
     parts.append(
         table(

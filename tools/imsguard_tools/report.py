@@ -539,6 +539,28 @@ def rules_table(rules: list[dict[str, Any]], counts: tuple[str, ...]) -> str:
     )
 
 
+def changes_table(changes: list[dict[str, Any]], where: tuple[str, ...] = ()) -> str:
+    """The HTML table of changes, a row per attribute; ``where``: the row's keys that say
+    where the image is (an organization's: account and region), in the first columns."""
+    return table(
+        "changes",
+        (*where, "image", "name", "outcome", "attribute", "before", "after"),
+        [
+            (
+                *(r[key] for key in where),
+                r["image_id"],
+                image_name(r["image_name"]),
+                r["outcome"],
+                r["attribute"],
+                shown(r["before"]),
+                shown(r["after"]),
+            )
+            for r in changes
+        ],
+        "No image was changed.",
+    )
+
+
 def changes_text(
     changes: list[dict[str, Any]], image: Callable[[dict[str, Any]], str]
 ) -> list[str]:
@@ -626,24 +648,7 @@ def render_html(summary: dict[str, Any]) -> str:
         )
     )
     parts.append("<h2>Changes</h2>")
-    parts.append(
-        table(
-            "changes",
-            ("image", "name", "outcome", "attribute", "before", "after"),
-            [
-                (
-                    r["image_id"],
-                    image_name(r["image_name"]),
-                    r["outcome"],
-                    r["attribute"],
-                    shown(r["before"]),
-                    shown(r["after"]),
-                )
-                for r in summary["changes"]
-            ],
-            "No image was changed.",
-        )
-    )
+    parts.append(changes_table(summary["changes"]))
     parts.append("<h2>Needs attention</h2>")
     parts.append(
         table(
